@@ -1,0 +1,31 @@
+from django.contrib.auth import get_user_model
+from rest_framework import authentication, exceptions
+
+from .selectors import api_key_identity_get
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Bearer sk_agentai_…``. Sets ``request.auth`` to the ApiKeyIdentity."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        try:
+            raw_key = header[1].decode()
+        except UnicodeError as exc:
+            raise exceptions.AuthenticationFailed("Invalid API key.") from exc
+        identity = api_key_identity_get(raw_key=raw_key)
+        if identity is None:
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        user = get_user_model().objects.filter(pk=identity.user_id, is_active=True).first()
+        if user is None:
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        return user, identity
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="api"'

@@ -1,0 +1,122 @@
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from encrypted_fields.fields import EncryptedTextField
+
+from core.models import BaseModel
+
+from .providers import PROVIDER_CHOICES
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def _create_user(self, email, password, **extra_fields):
+        if not email:
+            raise ValueError("An email address is required.")
+        email = self.normalize_email(email).lower()
+        user = self.model(email=email, **extra_fields)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, email, password=None, **extra_fields):
+        extra_fields.setdefault("is_staff", False)
+        extra_fields.setdefault("is_superuser", False)
+        return self._create_user(email, password, **extra_fields)
+
+    def create_superuser(self, email, password=None, **extra_fields):
+        extra_fields.setdefault("is_staff", True)
+        extra_fields.setdefault("is_superuser", True)
+        return self._create_user(email, password, **extra_fields)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A customer (or operator, with is_staff). Email is the login."""
+
+    email = models.EmailField(unique=True)
+    name = models.CharField(max_length=150, blank=True)
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False)
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    def __str__(self):
+        return self.email
+
+
+class ApiKey(BaseModel):
+    """A customer proxy key (sk_agentai_…). Only its SHA-256 hash is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=24)  # display only, e.g. "sk_agentai_Ab3d"
+    key_hash = models.CharField(max_length=64, unique=True)  # hex SHA-256 of the plaintext
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # Set on rotation: the key keeps working until then, and is revoked from then on.
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-created_at"], name="apikey_user_created")]
+
+    def __str__(self):
+        return f"{self.prefix}… ({self.name})"
+
+    def is_usable(self, *, now=None) -> bool:
+        now = now or timezone.now()
+        if self.revoked_at is not None and self.revoked_at <= now:
+            return False
+        return not (self.expires_at is not None and self.expires_at <= now)
+
+
+class ProviderCredential(BaseModel):
+    """An upstream provider secret: the operator's (global) or a user's own (personal).
+
+    ``secret`` is Fernet-encrypted at rest. ``fingerprint`` is an HMAC-SHA256 of the plaintext,
+    checked after decryption, because the encryption library silently returns the ciphertext
+    when the key is wrong. Never filter on ``secret``.
+    """
+
+    class Scope(models.TextChoices):
+        GLOBAL = "global", "Global (operator)"
+        PERSONAL = "personal", "Personal (user)"
+
+    provider = models.CharField(max_length=32, choices=PROVIDER_CHOICES)
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="provider_credentials",
+    )
+    secret = EncryptedTextField()
+    fingerprint = models.CharField(max_length=64)  # hex HMAC-SHA256(plaintext)
+    masked = models.CharField(max_length=16)  # e.g. "sk-12…89", safe to display
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider"], condition=Q(scope="global"), name="providercred_one_global"
+            ),
+            models.UniqueConstraint(
+                fields=["user", "provider"],
+                condition=Q(scope="personal"),
+                name="providercred_one_personal",
+            ),
+            models.CheckConstraint(
+                condition=(Q(scope="global", user__isnull=True) | Q(scope="personal", user__isnull=False)),
+                name="providercred_scope_owner",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.provider} ({self.scope}) {self.masked}"

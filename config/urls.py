@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from core import views as core_views
+
+urlpatterns = [
+    path("health", core_views.health, name="health"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Each app owns its URL modules; see <app>/urls.py.
+    path("", include("accounts.urls")),
+    path("", include("billing.urls")),
+    path("", include("credits.urls")),
+    path("", include("proxy.urls")),
+    path("", include("organizations.urls")),
+    path("", include("core.urls")),
+]
+
+handler404 = "core.views.not_found"
+handler500 = "core.views.server_error"

@@ -1,0 +1,57 @@
+"""Project-wide test setup.
+
+Tests marked ``postgres`` need row locks and real concurrency; tests marked ``redis`` need a
+real Redis server; tests marked ``browser`` need Debian's chromium. Without the service they
+are skipped with a reason — unless ``TOLLGATE_REQUIRE_SERVICES=1`` (CI sets it), in which case
+they fail, so CI can never pass with them silently skipped.
+"""
+
+import os
+import shutil
+
+os.environ.setdefault("TOLLGATE_TESTING", "1")
+
+import pytest  # noqa: E402
+
+
+def _require_services() -> bool:
+    return os.environ.get("TOLLGATE_REQUIRE_SERVICES") == "1"
+
+
+def _missing_service(item) -> str | None:
+    from django.conf import settings
+
+    if item.get_closest_marker("postgres") and not settings.IS_POSTGRES:
+        return "needs PostgreSQL: set DATABASE_URL=postgres://…"
+    if item.get_closest_marker("redis") and not settings.REDIS_URL:
+        return "needs Redis: set REDIS_URL=redis://…"
+    if item.get_closest_marker("browser") and not shutil.which(
+        os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+    ):
+        return "needs Debian chromium (apt-get install chromium)"
+    return None
+
+
+def pytest_runtest_setup(item):
+    reason = _missing_service(item)
+    if reason is None:
+        return
+    if _require_services():
+        pytest.fail(f"TOLLGATE_REQUIRE_SERVICES=1 but this test {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    """Every test starts with an empty cache (rate limits, counters, cached keys)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def api_client():
+    from rest_framework.test import APIClient
+
+    return APIClient()

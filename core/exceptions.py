@@ -1,0 +1,153 @@
+"""The one error type of the API and the DRF exception handler that renders it.
+
+Every error under ``/api/`` has the OpenAI shape::
+
+    {"error": {"message": "...", "type": "...", "code": "...", "param": null, ...extra}}
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from django_ratelimit.exceptions import Ratelimited
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import status
+from rest_framework.response import Response
+
+logger = logging.getLogger("tollgate.errors")
+
+# code -> (http status, type)
+ERROR_CODES: dict[str, tuple[int, str]] = {
+    "invalid_request": (400, "invalid_request_error"),
+    "invalid_json": (400, "invalid_request_error"),
+    "invalid_api_key": (401, "authentication_error"),
+    "not_authenticated": (401, "authentication_error"),
+    "insufficient_credits": (402, "insufficient_credits"),
+    "forbidden": (403, "permission_error"),
+    "not_found": (404, "not_found_error"),
+    "method_not_allowed": (405, "invalid_request_error"),
+    "not_acceptable": (406, "invalid_request_error"),
+    "conflict": (409, "invalid_request_error"),
+    "payload_too_large": (413, "invalid_request_error"),
+    "unsupported_media_type": (415, "invalid_request_error"),
+    "rate_limit_exceeded": (429, "rate_limit_error"),
+    "quota_exceeded": (429, "quota_exceeded"),
+    "server_error": (500, "server_error"),
+    "upstream_error": (502, "upstream_error"),
+    "no_provider_available": (503, "service_unavailable"),
+    "service_unavailable": (503, "service_unavailable"),
+    "upstream_timeout": (504, "upstream_error"),
+}
+
+
+class ApiError(Exception):
+    """A client-facing error. Services raise it; the exception handler renders it."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        param: str | None = None,
+        status_code: int | None = None,
+        headers: dict[str, str] | None = None,
+        **extra,
+    ):
+        super().__init__(message)
+        default_status, error_type = ERROR_CODES.get(code, (400, "invalid_request_error"))
+        self.code = code
+        self.message = message
+        self.param = param
+        self.status_code = status_code or default_status
+        self.error_type = error_type
+        self.headers = headers or {}
+        self.extra = extra
+
+    def as_dict(self) -> dict:
+        body = {
+            "message": self.message,
+            "type": self.error_type,
+            "code": self.code,
+            "param": self.param,
+        }
+        body.update(self.extra)
+        return {"error": body}
+
+    def as_response(self) -> Response:
+        return Response(self.as_dict(), status=self.status_code, headers=self.headers)
+
+
+def error_body(code: str, message: str, *, param: str | None = None, **extra) -> dict:
+    return ApiError(code, message, param=param, **extra).as_dict()
+
+
+def _first_field(detail) -> str | None:
+    if isinstance(detail, dict):
+        for key in detail:
+            if key != "non_field_errors":
+                return str(key)
+    return None
+
+
+def _flatten_message(detail) -> str:
+    if isinstance(detail, dict):
+        parts = []
+        for key, value in detail.items():
+            text = _flatten_message(value)
+            parts.append(text if key in ("non_field_errors", "detail") else f"{key}: {text}")
+        return "; ".join(parts)
+    if isinstance(detail, list):
+        return " ".join(_flatten_message(item) for item in detail)
+    return str(detail)
+
+
+def api_exception_handler(exc, context):
+    """DRF exception handler: every error becomes the OpenAI-shaped JSON body."""
+    if isinstance(exc, ApiError):
+        return exc.as_response()
+    if isinstance(exc, Ratelimited):
+        return ApiError(
+            "rate_limit_exceeded", "Rate limit exceeded.", headers={"Retry-After": "60"}
+        ).as_response()
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+
+    if isinstance(exc, drf_exceptions.ValidationError):
+        detail = exc.detail
+        return ApiError(
+            "invalid_request",
+            _flatten_message(detail) or "Invalid request.",
+            param=_first_field(detail),
+            errors=detail if isinstance(detail, dict) else {"non_field_errors": detail},
+        ).as_response()
+    if isinstance(exc, drf_exceptions.ParseError):
+        return ApiError("invalid_json", f"Malformed request body: {exc.detail}").as_response()
+    mapping = {
+        drf_exceptions.AuthenticationFailed: "invalid_api_key",
+        drf_exceptions.NotAuthenticated: "invalid_api_key",
+        drf_exceptions.PermissionDenied: "forbidden",
+        drf_exceptions.NotFound: "not_found",
+        drf_exceptions.MethodNotAllowed: "method_not_allowed",
+        drf_exceptions.NotAcceptable: "not_acceptable",
+        drf_exceptions.UnsupportedMediaType: "unsupported_media_type",
+        drf_exceptions.Throttled: "rate_limit_exceeded",
+    }
+    for exc_type, code in mapping.items():
+        if isinstance(exc, exc_type):
+            headers = {}
+            if isinstance(exc, drf_exceptions.Throttled) and exc.wait:
+                headers["Retry-After"] = str(int(exc.wait) + 1)
+            if isinstance(exc, drf_exceptions.NotAuthenticated | drf_exceptions.AuthenticationFailed):
+                headers["WWW-Authenticate"] = 'Bearer realm="api"'
+            return ApiError(code, str(exc.detail), headers=headers).as_response()
+    if isinstance(exc, drf_exceptions.APIException):
+        code = "server_error" if exc.status_code >= 500 else "invalid_request"
+        return ApiError(code, str(exc.detail), status_code=exc.status_code).as_response()
+    logger.exception("unhandled API error", extra={"view": str(context.get("view"))})
+    return ApiError(
+        "server_error", "Internal server error.", status_code=status.HTTP_500_INTERNAL_SERVER_ERROR
+    ).as_response()

@@ -1,0 +1,62 @@
+import logging
+
+from django.core.cache import cache
+from django.db import connection
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.defaults import page_not_found
+from django.views.defaults import server_error as django_server_error
+
+from .exceptions import error_body
+
+logger = logging.getLogger("tollgate.health")
+
+
+def _check_database() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:  # any driver error means "down"; the reason is logged
+        logger.warning("health: database check failed: %s", type(exc).__name__)
+        return "error"
+    return "ok"
+
+
+def _check_cache() -> str:
+    try:
+        cache.set("health:ping", "1", timeout=5)
+        if cache.get("health:ping") != "1":
+            return "error"
+    except Exception as exc:  # any cache client error means "down"
+        logger.warning("health: cache check failed: %s", type(exc).__name__)
+        return "error"
+    return "ok"
+
+
+@never_cache
+def health(request):
+    """Liveness and readiness: 200 when the database and cache answer, else 503 naming them."""
+    checks = {"database": _check_database(), "cache": _check_cache()}
+    healthy = all(value == "ok" for value in checks.values())
+    return JsonResponse(
+        {"status": "ok" if healthy else "error", "checks": checks},
+        status=200 if healthy else 503,
+    )
+
+
+def home(request):
+    return render(request, "core/home.html")
+
+
+def not_found(request, exception=None):
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("not_found", "Not found."), status=404)
+    return page_not_found(request, exception)
+
+
+def server_error(request):
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("server_error", "Internal server error."), status=500)
+    return django_server_error(request)
