@@ -1,6 +1,28 @@
 from django.apps import AppConfig
 
+SUBSCRIPTION_EVENTS = (
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+)
+
 
 class OrganizationsConfig(AppConfig):
     name = "organizations"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from billing.registry import event_handler_register
+        from config.celery import beat_schedule_add, crontab
+
+        from .services import organization_subscription_event_handle
+
+        for event_type in SUBSCRIPTION_EVENTS:
+            event_handler_register(event_type, organization_subscription_event_handle)
+        # Retries unsent meter events; a run older than its interval is stale and dropped.
+        beat_schedule_add(
+            "organizations-meter-events-retry",
+            task="organizations.usage_reports_retry_due",
+            schedule=crontab(minute="*/10"),
+            expires=9 * 60,
+        )

@@ -1,0 +1,193 @@
+"""Operator admin: organizations (pending / linked), the "Link to Stripe" page, and usage
+reports with a "retry sending" action. Every write goes through organizations.services."""
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from billing.stripe_client import StripeServiceError
+from core.exceptions import ApiError
+
+from .forms import OrganizationLinkForm
+from .models import Organization, UsageReport
+from .selectors import organization_get
+from .services import organization_link, usage_report_retry
+
+
+class LinkedFilter(admin.SimpleListFilter):
+    title = "Stripe link"
+    parameter_name = "linked"
+
+    def lookups(self, request, model_admin):
+        return (("pending", "Pending (not linked)"), ("linked", "Linked"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "pending":
+            return queryset.filter(stripe_subscription_id__isnull=True)
+        if self.value() == "linked":
+            return queryset.filter(stripe_subscription_id__isnull=False)
+        return queryset
+
+
+class UsageReportInline(admin.TabularInline):
+    model = UsageReport
+    fields = ("report_on", "user_count", "reported_at", "billing_status", "attempts", "sent_at", "last_error")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    ordering = ("-report_on",)
+    show_change_link = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request)
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "instance_url",
+        "latest_user_count",
+        "first_seen_at",
+        "plan_type",
+        "status",
+        "trial_end",
+        "link_action",
+    )
+    list_filter = (LinkedFilter, "status", "plan_type", "deployment_type")
+    search_fields = ("name", "instance_url", "=id", "admin_email", "=stripe_customer_id")
+    ordering = ("-created_at",)
+    readonly_fields = (
+        "id",
+        "name",
+        "instance_url",
+        "status",
+        "latest_user_count",
+        "first_seen_at",
+        "last_report_at",
+        "admin_email",
+        "deployment_type",
+        "plan_type",
+        "stripe_price_id",
+        "stripe_customer_id",
+        "stripe_subscription_id",
+        "trial_end",
+        "linked_at",
+        "link_error",
+        "subscription_event_at",
+        "created_at",
+    )
+    fields = readonly_fields
+    exclude = ("link_attempt",)
+    inlines = [UsageReportInline]
+
+    def has_add_permission(self, request):
+        return False  # organizations are created by their first usage report
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # reports reference them; billing history must stay
+
+    @admin.display(description="Stripe")
+    def link_action(self, obj):
+        if obj.is_linked:
+            return "linked"
+        url = reverse("admin:organizations_organization_link", args=[obj.pk])
+        return format_html('<a class="button" href="{}">Link to Stripe</a>', url)
+
+    def get_urls(self):
+        custom = [
+            path(
+                "<uuid:organization_id>/link/",
+                self.admin_site.admin_view(self.link_view),
+                name="organizations_organization_link",
+            )
+        ]
+        return custom + super().get_urls()
+
+    def link_view(self, request, organization_id):
+        """The "Link to Stripe" page. Stripe errors are shown on the form, never as a 500."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        organization = organization_get(organization_id=organization_id)
+        if organization is None:
+            raise Http404("No such organization.")
+        change_url = reverse("admin:organizations_organization_change", args=[organization.pk])
+        if organization.is_linked:
+            messages.info(request, "This organization is already linked to Stripe.")
+            return HttpResponseRedirect(change_url)
+        form = OrganizationLinkForm(request.POST or None, organization=organization)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                organization = organization_link(
+                    organization=organization,
+                    admin_email=data["admin_email"],
+                    deployment_type=data["deployment_type"],
+                    plan_type=data["plan_type"],
+                    trial_days=data["trial_days"],
+                    price_id=data["price_id"] or None,
+                    backfill=data["backfill"],
+                )
+            except StripeServiceError as exc:
+                form.add_error(None, exc.message)
+            except ApiError as exc:
+                form.add_error(exc.param if exc.param in form.fields else None, exc.message)
+            else:
+                messages.success(
+                    request,
+                    f"{organization.name} is linked: customer {organization.stripe_customer_id}, "
+                    f"subscription {organization.stripe_subscription_id} ({organization.status}).",
+                )
+                return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": organization,
+            "organization": organization,
+            "form": form,
+            "title": f"Link {organization.name} to Stripe",
+            "change_url": change_url,
+        }
+        return TemplateResponse(request, "admin/organizations/organization/link.html", context)
+
+
+@admin.register(UsageReport)
+class UsageReportAdmin(admin.ModelAdmin):
+    list_display = (
+        "organization",
+        "report_on",
+        "user_count",
+        "billing_status",
+        "attempts",
+        "next_attempt_at",
+        "sent_at",
+        "last_error",
+    )
+    list_filter = ("billing_status", "report_on")
+    list_select_related = ("organization",)
+    search_fields = ("=organization__id", "organization__name", "=meter_identifier")
+    date_hierarchy = "report_on"
+    actions = ["retry_sending"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Retry sending the selected failed reports to Stripe")
+    def retry_sending(self, request, queryset):
+        retried = sum(usage_report_retry(report=report) for report in queryset)
+        skipped = queryset.count() - retried
+        self.message_user(request, f"{retried} report(s) queued for sending.", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request, f"{skipped} report(s) skipped: only failed reports are retried.", messages.WARNING
+            )

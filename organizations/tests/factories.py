@@ -1,0 +1,53 @@
+import uuid
+from datetime import timedelta
+
+import factory
+from django.utils import timezone
+
+from accounts.models import User
+from organizations.models import Organization, UsageReport
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    email = factory.Sequence(lambda n: f"user{n}@example.com")
+    password = factory.PostGenerationMethodCall("set_password", "pw-for-tests-only")
+
+
+class StaffUserFactory(UserFactory):
+    is_staff = True
+    is_superuser = True
+
+
+class OrganizationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Organization
+
+    id = factory.LazyFunction(uuid.uuid4)
+    name = factory.Sequence(lambda n: f"Org {n}")
+    instance_url = factory.Sequence(lambda n: f"org{n}.vaultai.eu")
+    first_seen_at = factory.LazyFunction(timezone.now)
+    latest_user_count = 10
+
+
+class LinkedOrganizationFactory(OrganizationFactory):
+    status = Organization.Status.ACTIVE
+    admin_email = "billing@example.com"
+    deployment_type = Organization.DeploymentType.ON_PREMISE
+    plan_type = Organization.PlanType.SELF_HOSTED
+    stripe_customer_id = factory.Sequence(lambda n: f"cus_test{n}")
+    stripe_subscription_id = factory.Sequence(lambda n: f"sub_test{n}")
+    linked_at = factory.LazyFunction(timezone.now)
+
+
+class UsageReportFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = UsageReport
+
+    organization = factory.SubFactory(OrganizationFactory)
+    reported_at = factory.LazyFunction(lambda: timezone.now() - timedelta(hours=1))
+    report_on = factory.LazyAttribute(lambda o: o.reported_at.date())
+    user_count = 42
