@@ -286,6 +286,10 @@ BILLING_API_TOKEN = env.list("BILLING_API_TOKEN", default=[])
 STRIPE_METER_EVENT_NAME = env.str("STRIPE_METER_EVENT_NAME", default="vaultai_active_users")
 STRIPE_PRICE_VAULTAI_MANAGED_CLOUD = env.str("STRIPE_PRICE_VAULTAI_MANAGED_CLOUD", default="")
 STRIPE_PRICE_VAULTAI_SELF_HOSTED = env.str("STRIPE_PRICE_VAULTAI_SELF_HOSTED", default="")
+ORG_USAGE_REPORT_RATE = env.str("ORG_USAGE_REPORT_RATE", default="30/h")  # per organization
+ORG_USER_COUNT_MAX = env.int("ORG_USER_COUNT_MAX", default=1_000_000)  # larger = rejected
+ORG_METER_MAX_ATTEMPTS = env.int("ORG_METER_MAX_ATTEMPTS", default=5)  # then "failed"
+ORG_METER_RETRY_BASE_SECONDS = env.int("ORG_METER_RETRY_BASE_SECONDS", default=300)  # doubles
 
 # Operations.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
