@@ -120,3 +120,21 @@ class ProviderCredential(BaseModel):
 
     def __str__(self):
         return f"{self.provider} ({self.scope}) {self.masked}"
+
+
+class KeyReveal(BaseModel):
+    """A one-time link that shows a freshly created key's plaintext once (e.g. after checkout).
+
+    Only the SHA-256 of the URL token is stored. The plaintext is Fernet-encrypted with its
+    fingerprint beside it, and wiped (set to NULL) the moment it is shown or found expired.
+    """
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="reveals")
+    token_hash = models.CharField(max_length=64, unique=True)  # hex SHA-256 of the URL token
+    secret = EncryptedTextField(null=True, blank=True)  # NULL once revealed or expired
+    fingerprint = models.CharField(max_length=64, blank=True)  # hex HMAC-SHA256(plaintext)
+    expires_at = models.DateTimeField()
+    revealed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"reveal of {self.api_key_id} (expires {self.expires_at:%Y-%m-%d %H:%M})"

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.core.cache import cache
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from core.exceptions import ApiError
+
+from .crypto import secret_mask, secret_verify
 from .keys import api_key_hash, api_key_is_well_formed
-from .models import ApiKey
+from .models import ApiKey, KeyReveal, ProviderCredential
+from .providers import PROVIDERS, provider_get
 
 API_KEY_CACHE_SECONDS = 300
+PROVIDER_SOURCE_ENV = "env"
+PROVIDER_SOURCE_NONE = "none"
 
 
 @dataclass(frozen=True)
@@ -52,3 +61,178 @@ def api_key_identity_get(*, raw_key: str, now=None) -> ApiKeyIdentity | None:
     if identity.expires_at is not None and identity.expires_at <= now:
         return None
     return identity
+
+
+# --- Customer API keys (dashboard / account API) ----------------------------------------------
+
+
+def api_key_list(*, user) -> QuerySet[ApiKey]:
+    """The user's keys, newest first (revoked ones included, for the audit trail)."""
+    return ApiKey.objects.filter(user=user).order_by("-created_at", "-id")
+
+
+def api_key_get(*, user, key_id) -> ApiKey:
+    """One of the user's keys; anyone else's id answers 404 exactly like a missing one."""
+    key = ApiKey.objects.filter(user=user, pk=key_id).first()
+    if key is None:
+        raise ApiError("not_found", "No such API key.", param="id")
+    return key
+
+
+def api_key_active_count(*, user, now=None) -> int:
+    now = now or timezone.now()
+    return (
+        ApiKey.objects.filter(user=user, revoked_at__isnull=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .count()
+    )
+
+
+def key_reveal_get(*, user, token: str) -> KeyReveal:
+    """The reveal behind a URL token, if it belongs to ``user``; else 404."""
+    reveal = (
+        KeyReveal.objects.select_related("api_key")
+        .filter(token_hash=hashlib.sha256(token.encode()).hexdigest(), api_key__user=user)
+        .first()
+    )
+    if reveal is None:
+        raise ApiError("not_found", "This link is not valid.")
+    return reveal
+
+
+# --- Provider keys: personal > global (database) > environment > none -------------------------
+
+
+@dataclass(frozen=True)
+class ProviderSecret:
+    """A usable provider secret and where it came from. Never log or serialise ``secret``."""
+
+    secret: str
+    source: str  # "personal" | "global" | "env"
+
+    def __repr__(self):  # keeps the secret out of tracebacks and debug output
+        return f"ProviderSecret(source={self.source!r}, secret={secret_mask(self.secret)!r})"
+
+
+def _provider_known(provider: str) -> None:
+    if provider_get(provider) is None:
+        raise ApiError("not_found", f"Unknown provider '{provider}'.", param="provider")
+
+
+def _provider_scope_filter(user) -> Q:
+    """The global row plus, for a signed-in user, their personal row."""
+    scope_filter = Q(scope=ProviderCredential.Scope.GLOBAL)
+    if user is not None and user.is_authenticated:
+        scope_filter |= Q(scope=ProviderCredential.Scope.PERSONAL, user_id=user.pk)
+    return scope_filter
+
+
+def _provider_credentials(*, user, provider: str):
+    """(personal, global) rows for one provider in a single query."""
+    personal = global_ = None
+    for credential in ProviderCredential.objects.filter(_provider_scope_filter(user), provider=provider):
+        if credential.scope == ProviderCredential.Scope.PERSONAL:
+            personal = credential
+        else:
+            global_ = credential
+    return personal, global_
+
+
+def provider_env_secret_get(*, provider: str) -> str:
+    """``<PROVIDER>_API_KEY`` from the process environment ("" when unset)."""
+    return os.environ.get(f"{provider.upper()}_API_KEY", "").strip()
+
+
+def provider_credential_secret(credential: ProviderCredential) -> str:
+    """The decrypted secret, verified against its fingerprint (never the ciphertext)."""
+    return secret_verify(
+        credential.secret,
+        credential.fingerprint,
+        provider=credential.provider,
+        scope=credential.scope,
+        credential_id=credential.pk,
+    )
+
+
+def provider_key_get(*, user, provider: str) -> ProviderSecret | None:
+    """The secret to call ``provider`` with for ``user``: personal > global > env > None.
+
+    One query at most (both rows at once); raises ProviderKeyDecryptError (503) when the
+    stored secret does not verify, rather than falling back silently to another key.
+    """
+    _provider_known(provider)
+    personal, global_ = _provider_credentials(user=user, provider=provider)
+    for credential in (personal, global_):
+        if credential is not None:
+            return ProviderSecret(secret=provider_credential_secret(credential), source=credential.scope)
+    env_secret = provider_env_secret_get(provider=provider)
+    if env_secret:
+        return ProviderSecret(secret=env_secret, source=PROVIDER_SOURCE_ENV)
+    return None
+
+
+def provider_key_source_get(*, user, provider: str) -> str:
+    """ "personal" | "global" | "env" | "none" — without decrypting anything."""
+    _provider_known(provider)
+    scopes = set(
+        ProviderCredential.objects.filter(_provider_scope_filter(user), provider=provider).values_list(
+            "scope", flat=True
+        )
+    )
+    for scope in (ProviderCredential.Scope.PERSONAL, ProviderCredential.Scope.GLOBAL):
+        if scope in scopes:
+            return str(scope)
+    if provider_env_secret_get(provider=provider):
+        return PROVIDER_SOURCE_ENV
+    return PROVIDER_SOURCE_NONE
+
+
+def provider_access_has(*, user, provider: str) -> bool:
+    return provider_key_source_get(user=user, provider=provider) != PROVIDER_SOURCE_NONE
+
+
+@dataclass(frozen=True)
+class ProviderKeyStatus:
+    provider: str
+    name: str
+    personal_configured: bool
+    personal_masked: str | None
+    global_configured: bool
+    global_masked: str | None  # only shown to staff
+    source: str
+
+
+def provider_key_status_list(*, user) -> list[ProviderKeyStatus]:
+    """Every registered provider with the user's personal key (masked) and the effective source.
+
+    One query for all providers; nothing is decrypted.
+    """
+    rows = ProviderCredential.objects.filter(_provider_scope_filter(user)).values_list(
+        "provider", "scope", "masked"
+    )
+    personal: dict[str, str] = {}
+    global_: dict[str, str] = {}
+    for provider, scope, masked in rows:
+        (personal if scope == ProviderCredential.Scope.PERSONAL else global_)[provider] = masked
+    statuses = []
+    for code, info in PROVIDERS.items():
+        if code in personal:
+            source = "personal"
+        elif code in global_:
+            source = "global"
+        elif provider_env_secret_get(provider=code):
+            source = PROVIDER_SOURCE_ENV
+        else:
+            source = PROVIDER_SOURCE_NONE
+        statuses.append(
+            ProviderKeyStatus(
+                provider=code,
+                name=info.name,
+                personal_configured=code in personal,
+                personal_masked=personal.get(code),
+                global_configured=code in global_,
+                global_masked=global_.get(code),
+                source=source,
+            )
+        )
+    return statuses

@@ -1,0 +1,225 @@
+"""Account API: registration, tokens, customer API keys, provider keys. Thin doors to services."""
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.utils.decorators import method_decorator
+from django_ratelimit.decorators import ratelimit
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.exceptions import ApiError
+
+from .models import ProviderCredential
+from .selectors import api_key_list, provider_key_status_list
+from .services import (
+    PROVIDER_SECRET_MAX_LENGTH,
+    api_key_create,
+    api_key_revoke,
+    api_key_rotate,
+    provider_credential_delete,
+    provider_credential_set,
+    user_register,
+    user_token_get_or_create,
+)
+
+_auth_ratelimit = method_decorator(
+    ratelimit(key="ip", rate=lambda group, request: settings.AUTH_RATE_LIMIT, method="POST", block=True),
+    name="post",
+)
+
+
+@_auth_ratelimit
+class RegisterApi(APIView):
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+
+    class InputSerializer(serializers.Serializer):
+        email = serializers.CharField(max_length=254)
+        password = serializers.CharField(max_length=128, trim_whitespace=False)
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        email = serializers.EmailField()
+        token = serializers.CharField()
+
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = user_register(**data.validated_data)
+        payload = {"id": user.pk, "email": user.email, "token": user_token_get_or_create(user=user)}
+        return Response(self.OutputSerializer(payload).data, status=status.HTTP_201_CREATED)
+
+
+@_auth_ratelimit
+class TokenApi(APIView):
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+
+    class InputSerializer(serializers.Serializer):
+        email = serializers.CharField(max_length=254)
+        password = serializers.CharField(max_length=128, trim_whitespace=False)
+
+    class OutputSerializer(serializers.Serializer):
+        token = serializers.CharField()
+
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = authenticate(
+            request._request,
+            username=data.validated_data["email"].strip().lower(),
+            password=data.validated_data["password"],
+        )
+        if user is None:
+            # Same answer for an unknown email, a wrong password and a disabled account.
+            raise ApiError("invalid_request", "Invalid email or password.")
+        return Response(self.OutputSerializer({"token": user_token_get_or_create(user=user)}).data)
+
+
+class ApiKeyOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField()
+    revoked_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+
+
+class ApiKeyCreatedSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    key = serializers.CharField()
+    prefix = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class ApiKeyListCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=100)
+
+    def get(self, request):
+        keys = api_key_list(user=request.user)
+        return Response(ApiKeyOutputSerializer(keys, many=True).data)
+
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        api_key, plaintext = api_key_create(user=request.user, name=data.validated_data["name"])
+        payload = {
+            "id": api_key.pk,
+            "name": api_key.name,
+            "key": plaintext,
+            "prefix": api_key.prefix,
+            "created_at": api_key.created_at,
+        }
+        return Response(ApiKeyCreatedSerializer(payload).data, status=status.HTTP_201_CREATED)
+
+
+class ApiKeyDeleteApi(APIView):
+    def delete(self, request, key_id: int):
+        api_key_revoke(user=request.user, key_id=key_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ApiKeyRotateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        grace_seconds = serializers.IntegerField(
+            required=False, default=0, min_value=0, max_value=settings.API_KEY_ROTATE_MAX_GRACE_SECONDS
+        )
+
+    class OutputSerializer(ApiKeyCreatedSerializer):
+        previous = ApiKeyOutputSerializer()
+
+    def post(self, request, key_id: int):
+        data = self.InputSerializer(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        rotation = api_key_rotate(
+            user=request.user, key_id=key_id, grace_seconds=data.validated_data["grace_seconds"]
+        )
+        payload = {
+            "id": rotation.new_key.pk,
+            "name": rotation.new_key.name,
+            "key": rotation.plaintext,
+            "prefix": rotation.new_key.prefix,
+            "created_at": rotation.new_key.created_at,
+            "previous": rotation.old_key,
+        }
+        return Response(self.OutputSerializer(payload).data, status=status.HTTP_201_CREATED)
+
+
+class ProviderKeyInputSerializer(serializers.Serializer):
+    # Length and content are checked by the service (one rule for API, pages and admin).
+    key = serializers.CharField(
+        allow_blank=True, trim_whitespace=False, max_length=PROVIDER_SECRET_MAX_LENGTH * 4
+    )
+
+
+class ProviderKeyListApi(APIView):
+    class PersonalSerializer(serializers.Serializer):
+        configured = serializers.BooleanField(source="personal_configured")
+        masked = serializers.CharField(source="personal_masked", allow_null=True)
+
+    class OutputSerializer(serializers.Serializer):
+        provider = serializers.CharField()
+        personal = serializers.SerializerMethodField()
+        source = serializers.CharField()
+
+        def get_personal(self, status_):
+            return ProviderKeyListApi.PersonalSerializer(status_).data
+
+    def get(self, request):
+        statuses = provider_key_status_list(user=request.user)
+        return Response(self.OutputSerializer(statuses, many=True).data)
+
+
+class ProviderKeyOutputSerializer(serializers.Serializer):
+    provider = serializers.CharField()
+    scope = serializers.CharField()
+    masked = serializers.CharField()
+    updated_at = serializers.DateTimeField()
+
+
+class ProviderKeyPersonalApi(APIView):
+    def put(self, request, provider: str):
+        data = ProviderKeyInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        credential = provider_credential_set(
+            scope=ProviderCredential.Scope.PERSONAL,
+            provider=provider,
+            secret=data.validated_data["key"],
+            user=request.user,
+            actor=request.user,
+        )
+        return Response(ProviderKeyOutputSerializer(credential).data)
+
+    def delete(self, request, provider: str):
+        provider_credential_delete(
+            scope=ProviderCredential.Scope.PERSONAL, provider=provider, user=request.user, actor=request.user
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ProviderKeyGlobalApi(APIView):
+    """Operator keys used by everyone without a personal key. Staff only (others: 403)."""
+
+    permission_classes = (IsAdminUser,)
+
+    def put(self, request, provider: str):
+        data = ProviderKeyInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        credential = provider_credential_set(
+            scope=ProviderCredential.Scope.GLOBAL,
+            provider=provider,
+            secret=data.validated_data["key"],
+            actor=request.user,
+        )
+        return Response(ProviderKeyOutputSerializer(credential).data)
+
+    def delete(self, request, provider: str):
+        provider_credential_delete(
+            scope=ProviderCredential.Scope.GLOBAL, provider=provider, actor=request.user
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,57 @@
+"""Forms for the account pages. Validation that matters lives in services; forms only parse."""
+
+from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+
+from .providers import PROVIDER_CHOICES
+
+ROTATE_GRACE_CHOICES = [
+    (0, "Revoke the old key now"),
+    (3600, "Keep the old key working for 1 hour"),
+    (86400, "Keep the old key working for 24 hours"),
+    (172800, "Keep the old key working for 48 hours"),
+]
+
+
+class SignupForm(forms.Form):
+    email = forms.EmailField(max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+    password1 = forms.CharField(
+        label="Password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
+    password2 = forms.CharField(
+        label="Password (again)",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("password1") and cleaned.get("password1") != cleaned.get("password2"):
+            self.add_error("password2", "The two passwords do not match.")
+        return cleaned
+
+
+class EmailAuthenticationForm(AuthenticationForm):
+    username = forms.EmailField(
+        label="Email", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"})
+    )
+
+
+class ApiKeyCreateForm(forms.Form):
+    name = forms.CharField(max_length=100, initial="Default")
+
+
+class ApiKeyRotateForm(forms.Form):
+    grace_seconds = forms.TypedChoiceField(choices=ROTATE_GRACE_CHOICES, coerce=int, initial=0)
+
+
+class ProviderKeyForm(forms.Form):
+    """Set or remove one provider key. The secret is write-only: never rendered back."""
+
+    ACTION_SET = "set"
+    ACTION_DELETE = "delete"
+
+    provider = forms.ChoiceField(choices=PROVIDER_CHOICES)
+    scope = forms.ChoiceField(choices=[("personal", "personal"), ("global", "global")], initial="personal")
+    action = forms.ChoiceField(choices=[(ACTION_SET, "Save"), (ACTION_DELETE, "Remove")], initial=ACTION_SET)
+    key = forms.CharField(required=False, strip=False, widget=forms.PasswordInput(render_value=False))

@@ -1,0 +1,382 @@
+"""Writes for accounts: users, customer API keys, one-time reveal links, provider keys."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import password_validation
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from core.exceptions import ApiError
+from core.locks import lock_objects
+
+from .crypto import ProviderKeyDecryptError, secret_fingerprint, secret_mask, secret_verify
+from .keys import api_key_display_prefix, api_key_generate, api_key_hash
+from .models import ApiKey, KeyReveal, ProviderCredential, User
+from .providers import provider_get
+from .selectors import api_key_active_count, api_key_cache_key, api_key_get, key_reveal_get
+
+logger = logging.getLogger("tollgate.accounts")
+
+PROVIDER_SECRET_MAX_LENGTH = 512
+KEY_REVEAL_TTL = timedelta(hours=24)
+API_KEY_TOUCH_INTERVAL_SECONDS = 60
+
+
+# --- Users ------------------------------------------------------------------------------------
+
+
+def _field_error(field_name: str, message: str) -> ApiError:
+    return ApiError("invalid_request", message, param=field_name, errors={field_name: [message]})
+
+
+def user_register(*, email: str, password: str, name: str = "") -> User:
+    """Create a customer account and its DRF token. Duplicate email / weak password → 400."""
+    email = (email or "").strip().lower()
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise _field_error("email", "Enter a valid email address.")
+    if User.objects.filter(email__iexact=email).exists():
+        raise _field_error("email", "An account with this email already exists.")
+    candidate = User(email=email, name=name)
+    try:
+        password_validation.validate_password(password, user=candidate)
+    except ValidationError as exc:
+        messages = list(exc.messages)
+        raise ApiError("invalid_request", " ".join(messages), param="password", errors={"password": messages})
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(email=email, password=password, name=name)
+            Token.objects.create(user=user)
+    except IntegrityError:  # a concurrent sign-up with the same email won the race
+        raise _field_error("email", "An account with this email already exists.")
+    logger.info("user registered", extra={"user_id": user.pk})
+    return user
+
+
+def user_token_get_or_create(*, user: User) -> str:
+    token, _ = Token.objects.get_or_create(user=user)
+    return token.key
+
+
+# --- Customer API keys ------------------------------------------------------------------------
+
+
+def _api_key_insert(*, user: User, name: str) -> tuple[ApiKey, str]:
+    plaintext = api_key_generate()
+    api_key = ApiKey.objects.create(
+        user=user,
+        name=name,
+        prefix=api_key_display_prefix(plaintext),
+        key_hash=api_key_hash(plaintext),
+    )
+    return api_key, plaintext
+
+
+def _api_key_name_clean(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise _field_error("name", "A key name is required.")
+    if len(name) > 100:
+        raise _field_error("name", "A key name has at most 100 characters.")
+    return name
+
+
+def api_key_create(*, user: User, name: str, now=None) -> tuple[ApiKey, str]:
+    """Create a proxy key; the plaintext is returned here and never again.
+
+    The active-key limit is checked under a lock on the user row, so two concurrent creates
+    cannot both pass it.
+    """
+    name = _api_key_name_clean(name)
+    with transaction.atomic():
+        lock_objects(User.objects.filter(pk=user.pk))
+        limit = settings.API_KEYS_PER_USER_LIMIT
+        if api_key_active_count(user=user, now=now) >= limit:
+            raise ApiError(
+                "invalid_request",
+                f"You already have {limit} active API keys; revoke one first.",
+                param="name",
+                limit=limit,
+            )
+        api_key, plaintext = _api_key_insert(user=user, name=name)
+    logger.info("api key created", extra={"user_id": user.pk, "key_id": api_key.pk})
+    return api_key, plaintext
+
+
+def _api_key_cache_forget(api_key: ApiKey) -> None:
+    """Drop the shared-cache identity after commit, so every worker re-reads the row."""
+    cache_key = api_key_cache_key(api_key.key_hash)
+    transaction.on_commit(lambda: cache.delete(cache_key))
+
+
+def api_key_revoke(*, user: User, key_id, now=None) -> ApiKey:
+    """Revoke now (idempotent). The very next use answers 401 from any worker."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        api_key = api_key_get(user=user, key_id=key_id)
+        if api_key.revoked_at is None:
+            ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
+                revoked_at=now, updated_at=now
+            )
+            api_key.revoked_at = now
+        _api_key_cache_forget(api_key)
+    logger.info("api key revoked", extra={"user_id": user.pk, "key_id": api_key.pk})
+    return api_key
+
+
+@dataclass
+class ApiKeyRotation:
+    new_key: ApiKey
+    plaintext: str
+    old_key: ApiKey
+
+
+def api_key_rotate(*, user: User, key_id, grace_seconds: int = 0, now=None) -> ApiKeyRotation:
+    """Replace a key: a new one now; the old one revoked now or expiring after the grace period.
+
+    Rotation does not count against the active-key limit (it is a replacement). A key already
+    revoked or already on its way out cannot be rotated again.
+    """
+    now = now or timezone.now()
+    max_grace = settings.API_KEY_ROTATE_MAX_GRACE_SECONDS
+    if not isinstance(grace_seconds, int) or not 0 <= grace_seconds <= max_grace:
+        raise _field_error("grace_seconds", f"grace_seconds must be between 0 and {max_grace}.")
+    with transaction.atomic():
+        lock_objects(User.objects.filter(pk=user.pk))
+        old_key = api_key_get(user=user, key_id=key_id)
+        if not old_key.is_usable(now=now) or old_key.expires_at is not None:
+            raise ApiError("conflict", "This key is revoked or already being rotated.", param="id")
+        if grace_seconds:
+            old_key.expires_at = now + timedelta(seconds=grace_seconds)
+        else:
+            old_key.revoked_at = now
+        old_key.save(update_fields=["expires_at", "revoked_at", "updated_at"])
+        new_key, plaintext = _api_key_insert(user=user, name=old_key.name)
+        _api_key_cache_forget(old_key)
+    logger.info(
+        "api key rotated",
+        extra={"user_id": user.pk, "key_id": old_key.pk, "new_key_id": new_key.pk, "grace": grace_seconds},
+    )
+    return ApiKeyRotation(new_key=new_key, plaintext=plaintext, old_key=old_key)
+
+
+def api_key_touch(*, identity, now=None) -> bool:
+    """Record use at most once a minute per key: a shared-cache gate, then one UPDATE.
+
+    Returns whether a write happened. The UPDATE never moves ``last_used_at`` backwards.
+    """
+    if not cache.add(f"apikey-touch:{identity.key_id}", 1, API_KEY_TOUCH_INTERVAL_SECONDS):
+        return False
+    now = now or timezone.now()
+    ApiKey.objects.filter(pk=identity.key_id).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now)
+    ).update(last_used_at=now)
+    return True
+
+
+# --- One-time reveal links --------------------------------------------------------------------
+
+
+def api_key_reveal_link_create(*, api_key: ApiKey, plaintext: str, now=None) -> str:
+    """An absolute, one-time, 24-hour URL that shows ``plaintext`` once to the key's owner."""
+    if api_key_hash(plaintext) != api_key.key_hash:
+        raise ValueError("plaintext does not belong to this key")
+    now = now or timezone.now()
+    token = secrets.token_urlsafe(32)
+    KeyReveal.objects.create(
+        api_key=api_key,
+        token_hash=hashlib.sha256(token.encode()).hexdigest(),
+        secret=plaintext,
+        fingerprint=secret_fingerprint(plaintext),
+        expires_at=now + KEY_REVEAL_TTL,
+    )
+    return settings.SITE_URL + reverse("accounts:key-reveal", kwargs={"token": token})
+
+
+@dataclass
+class KeyRevealResult:
+    api_key: ApiKey
+    plaintext: str | None  # None: already shown, expired, or the key is no longer usable
+    reason: str = field(default="")
+
+
+def key_reveal_consume(*, user: User, token: str, now=None) -> KeyRevealResult:
+    """Show the plaintext once: read it and wipe it in the same locked transaction."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        reveal = key_reveal_get(user=user, token=token)
+        lock_objects(KeyReveal.objects.filter(pk=reveal.pk))
+        reveal.refresh_from_db()
+        api_key = reveal.api_key
+        if reveal.secret is None:
+            return KeyRevealResult(api_key=api_key, plaintext=None, reason="already_shown")
+        wipe = {"secret": None, "fingerprint": "", "updated_at": now}
+        if reveal.expires_at <= now or not api_key.is_usable(now=now):
+            KeyReveal.objects.filter(pk=reveal.pk).update(**wipe)
+            return KeyRevealResult(api_key=api_key, plaintext=None, reason="expired")
+        plaintext = secret_verify(reveal.secret, reveal.fingerprint, provider="tollgate", scope="reveal")
+        KeyReveal.objects.filter(pk=reveal.pk).update(revealed_at=now, **wipe)
+    return KeyRevealResult(api_key=api_key, plaintext=plaintext)
+
+
+def key_reveals_purge(*, now=None) -> int:
+    """Wipe the plaintext of every expired, unshown reveal (safe to run any time)."""
+    now = now or timezone.now()
+    return KeyReveal.objects.filter(expires_at__lte=now, secret__isnull=False).update(
+        secret=None, fingerprint="", updated_at=now
+    )
+
+
+# --- Provider keys ----------------------------------------------------------------------------
+
+
+def _provider_clean(provider: str) -> str:
+    if provider_get(provider) is None:
+        raise ApiError("not_found", f"Unknown provider '{provider}'.", param="provider")
+    return provider
+
+
+def provider_secret_clean(secret) -> str:
+    """The one rule for provider secrets (API, pages, admin): stripped, 1–512 printable chars."""
+    if not isinstance(secret, str):
+        raise _field_error("key", "The key must be a string.")
+    secret = secret.strip()
+    if not secret:
+        raise _field_error("key", "The key must not be empty.")
+    if len(secret) > PROVIDER_SECRET_MAX_LENGTH:
+        raise _field_error("key", f"The key has at most {PROVIDER_SECRET_MAX_LENGTH} characters.")
+    if any(ch.isspace() or not ch.isprintable() for ch in secret):
+        raise _field_error("key", "The key must not contain spaces or control characters.")
+    return secret
+
+
+def _scope_owner(scope: str, user: User | None) -> User | None:
+    if scope == ProviderCredential.Scope.PERSONAL:
+        if user is None:
+            raise ValueError("a personal provider key needs a user")
+        return user
+    if scope == ProviderCredential.Scope.GLOBAL:
+        return None
+    raise ValueError(f"unknown scope {scope!r}")
+
+
+def provider_credential_set(
+    *, scope: str, provider: str, secret: str, user: User | None = None, actor: User | None = None
+) -> ProviderCredential:
+    """Store (or replace) a provider key, encrypted, with its fingerprint and masked form.
+
+    ``scope="personal"`` needs ``user``; ``scope="global"`` is the operator key (callers check
+    staff). Empty, over-long or multi-line secrets are refused (the library would store "" as
+    NULL).
+    """
+    provider = _provider_clean(provider)
+    secret = provider_secret_clean(secret)
+    owner = _scope_owner(scope, user)
+    values = {"secret": secret, "fingerprint": secret_fingerprint(secret), "masked": secret_mask(secret)}
+    with transaction.atomic():
+        credential, created = ProviderCredential.objects.update_or_create(
+            scope=scope, provider=provider, user=owner, defaults=values
+        )
+    logger.info(
+        "provider key set",
+        extra={
+            "provider": provider,
+            "scope": scope,
+            "user_id": owner.pk if owner else None,
+            "actor_id": actor.pk if actor else None,
+            "masked": credential.masked,
+            "created": created,
+        },
+    )
+    return credential
+
+
+def provider_credential_delete(
+    *, scope: str, provider: str, user: User | None = None, actor: User | None = None
+) -> bool:
+    """Remove a provider key (idempotent). Returns whether one existed."""
+    provider = _provider_clean(provider)
+    owner = _scope_owner(scope, user)
+    deleted, _ = ProviderCredential.objects.filter(scope=scope, provider=provider, user=owner).delete()
+    logger.info(
+        "provider key deleted",
+        extra={
+            "provider": provider,
+            "scope": scope,
+            "user_id": owner.pk if owner else None,
+            "actor_id": actor.pk if actor else None,
+            "deleted": bool(deleted),
+        },
+    )
+    return bool(deleted)
+
+
+@dataclass
+class ReencryptReport:
+    reencrypted: int = 0
+    failed: list[str] = field(default_factory=list)  # "ProviderCredential 12 (openai, global)"
+
+
+def provider_secrets_reencrypt() -> ReencryptReport:
+    """Re-encrypt every stored secret under the current (first) key and fingerprint key.
+
+    Each row is decrypted with any configured key, verified against its fingerprint, and
+    written back inside its own transaction; a row that does not verify is reported and left
+    untouched, so the command can be re-run after fixing the keys. Run it after prepending a
+    new SALT_KEY (or moving the old SECRET_KEY to SECRET_KEY_FALLBACKS); then the old value
+    can be dropped.
+    """
+    report = ReencryptReport()
+    for pk in ProviderCredential.objects.order_by("pk").values_list("pk", flat=True):
+        with transaction.atomic():
+            rows = lock_objects(ProviderCredential.objects.filter(pk=pk))
+            if not rows:
+                continue
+            credential = rows[0]
+            try:
+                secret = secret_verify(
+                    credential.secret,
+                    credential.fingerprint,
+                    provider=credential.provider,
+                    scope=credential.scope,
+                    credential_id=credential.pk,
+                )
+            except ProviderKeyDecryptError:
+                report.failed.append(f"ProviderCredential {pk} ({credential.provider}, {credential.scope})")
+                continue
+            ProviderCredential.objects.filter(pk=pk).update(
+                secret=secret, fingerprint=secret_fingerprint(secret)
+            )
+            report.reencrypted += 1
+    for pk in KeyReveal.objects.filter(secret__isnull=False).order_by("pk").values_list("pk", flat=True):
+        with transaction.atomic():
+            rows = lock_objects(KeyReveal.objects.filter(pk=pk))
+            if not rows or rows[0].secret is None:
+                continue
+            reveal = rows[0]
+            try:
+                secret = secret_verify(reveal.secret, reveal.fingerprint, provider="tollgate", scope="reveal")
+            except ProviderKeyDecryptError:
+                report.failed.append(f"KeyReveal {pk}")
+                continue
+            KeyReveal.objects.filter(pk=pk).update(secret=secret, fingerprint=secret_fingerprint(secret))
+            report.reencrypted += 1
+    logger.info(
+        "provider secrets re-encrypted",
+        extra={"reencrypted": report.reencrypted, "failed": len(report.failed)},
+    )
+    return report

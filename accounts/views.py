@@ -1,0 +1,189 @@
+"""Account pages: sign-up, log-in, profile (provider keys) and the dashboard's key management."""
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse, reverse_lazy
+from django.views.decorators.http import require_http_methods, require_POST
+
+from core.exceptions import ApiError
+
+from .forms import ApiKeyCreateForm, ApiKeyRotateForm, EmailAuthenticationForm, ProviderKeyForm, SignupForm
+from .models import ProviderCredential
+from .selectors import api_key_list, key_reveal_get, provider_key_status_list
+from .services import (
+    api_key_create,
+    api_key_revoke,
+    api_key_rotate,
+    key_reveal_consume,
+    provider_credential_delete,
+    provider_credential_set,
+    user_register,
+)
+
+
+class LoginView(auth_views.LoginView):
+    form_class = EmailAuthenticationForm
+    template_name = "registration/login.html"
+    redirect_authenticated_user = True
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    email_template_name = "registration/password_reset_email.txt"
+    success_url = reverse_lazy("accounts:password_reset_done")
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    success_url = reverse_lazy("accounts:password_reset_complete")
+
+
+def _apply_api_error(form, error: ApiError) -> None:
+    """Show a service's 400 on the form field it names (or on the form)."""
+    errors = error.extra.get("errors") or {}
+    for field_name, field_messages in errors.items():
+        target = field_name if field_name in form.fields else None
+        for message in field_messages:
+            form.add_error(target, str(message))
+    if not errors:
+        form.add_error(None, error.message)
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request):
+    if request.user.is_authenticated:
+        return redirect("accounts:dashboard")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = user_register(email=form.cleaned_data["email"], password=form.cleaned_data["password1"])
+        except ApiError as error:
+            _apply_api_error(form, error)
+            if "password1" not in form.errors and "password" in (error.extra.get("errors") or {}):
+                form.add_error("password1", error.message)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, "Welcome to Tollgate. Create your first API key below.")
+            return redirect("accounts:dashboard")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+def _dashboard_context(request, **extra) -> dict:
+    return {
+        "api_keys": api_key_list(user=request.user),
+        "create_form": ApiKeyCreateForm(),
+        "rotate_form": ApiKeyRotateForm(),
+        **extra,
+    }
+
+
+@login_required
+def dashboard(request):
+    return render(request, "accounts/dashboard.html", _dashboard_context(request))
+
+
+@login_required
+@require_POST
+def dashboard_key_create(request):
+    form = ApiKeyCreateForm(request.POST)
+    if form.is_valid():
+        try:
+            api_key, plaintext = api_key_create(user=request.user, name=form.cleaned_data["name"])
+        except ApiError as error:
+            messages.error(request, error.message)
+        else:
+            # Rendered in this response only (never stored, never redirected through a URL).
+            context = _dashboard_context(request, new_key=api_key, new_plaintext=plaintext)
+            return render(request, "accounts/dashboard.html", context)
+    else:
+        messages.error(request, "Give the key a name (up to 100 characters).")
+    return redirect("accounts:dashboard")
+
+
+def _service_or_404(call):
+    try:
+        return call()
+    except ApiError as error:
+        if error.status_code == 404:
+            raise Http404(error.message)
+        raise
+
+
+@login_required
+@require_POST
+def dashboard_key_revoke(request, key_id: int):
+    api_key = _service_or_404(lambda: api_key_revoke(user=request.user, key_id=key_id))
+    messages.success(request, f"Key {api_key.prefix}… revoked. It stops working immediately.")
+    return redirect("accounts:dashboard")
+
+
+@login_required
+@require_POST
+def dashboard_key_rotate(request, key_id: int):
+    form = ApiKeyRotateForm(request.POST)
+    grace = form.cleaned_data["grace_seconds"] if form.is_valid() else 0
+    try:
+        rotation = _service_or_404(
+            lambda: api_key_rotate(user=request.user, key_id=key_id, grace_seconds=grace)
+        )
+    except ApiError as error:
+        messages.error(request, error.message)
+        return redirect("accounts:dashboard")
+    context = _dashboard_context(
+        request, new_key=rotation.new_key, new_plaintext=rotation.plaintext, rotated_from=rotation.old_key
+    )
+    return render(request, "accounts/dashboard.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def key_reveal(request, token: str):
+    """A one-time link: GET asks for confirmation (link scanners must not burn it), POST shows."""
+    reveal = _service_or_404(lambda: key_reveal_get(user=request.user, token=token))
+    if request.method == "GET":
+        return render(request, "accounts/key_reveal.html", {"reveal": reveal, "api_key": reveal.api_key})
+    result = key_reveal_consume(user=request.user, token=token)
+    return render(
+        request,
+        "accounts/key_reveal.html",
+        {"api_key": result.api_key, "plaintext": result.plaintext, "reason": result.reason, "consumed": True},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def profile(request):
+    form = ProviderKeyForm(request.POST or None)
+    if request.method == "POST":
+        if form.is_valid():
+            scope = form.cleaned_data["scope"]
+            if scope == ProviderCredential.Scope.GLOBAL and not request.user.is_staff:
+                raise PermissionDenied("Only staff can change global provider keys.")
+            owner = request.user if scope == ProviderCredential.Scope.PERSONAL else None
+            provider = form.cleaned_data["provider"]
+            try:
+                if form.cleaned_data["action"] == ProviderKeyForm.ACTION_DELETE:
+                    provider_credential_delete(scope=scope, provider=provider, user=owner, actor=request.user)
+                    messages.success(request, f"{scope.title()} {provider} key removed.")
+                else:
+                    credential = provider_credential_set(
+                        scope=scope,
+                        provider=provider,
+                        secret=form.cleaned_data["key"],
+                        user=owner,
+                        actor=request.user,
+                    )
+                    messages.success(request, f"{scope.title()} {provider} key saved ({credential.masked}).")
+            except ApiError as error:
+                messages.error(request, error.message)
+        else:
+            messages.error(request, "Choose a known provider.")
+        return redirect(reverse("accounts:profile"))
+    return render(
+        request,
+        "accounts/profile.html",
+        {"statuses": provider_key_status_list(user=request.user), "is_staff": request.user.is_staff},
+    )
