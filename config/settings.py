@@ -257,6 +257,10 @@ LOGGING = {
 PROXY_KEY_PREFIX = env.str("PROXY_KEY_PREFIX", default="sk_agentai_")
 API_KEYS_PER_USER_LIMIT = env.int("API_KEYS_PER_USER_LIMIT", default=20)
 API_KEY_ROTATE_MAX_GRACE_SECONDS = 48 * 3600
+# HMAC key(s) for provider-secret fingerprints (first signs, all verify). Unset: derived from
+# each SALT_KEY, so it survives a SECRET_KEY rotation. See docs/accounts.md.
+FIELD_FINGERPRINT_KEY = env.list("FIELD_FINGERPRINT_KEY", default=[])
+AUTH_RATE_LIMIT = env.str("AUTH_RATE_LIMIT", default="10/m")  # per IP, register + token
 
 # Billing: Stripe (unset = simulated checkout when DEBUG is on).
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
