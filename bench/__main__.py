@@ -1,0 +1,456 @@
+"""``python -m bench`` (``make bench``): measure what Tollgate adds to every proxied call.
+
+Steps: bench database + Redis db → migrate, seed, bench tenant → fake upstream → Tollgate as in
+production (gunicorn + uvicorn workers, DEBUG off, PostgreSQL, Redis) → interleaved wrk runs
+(direct, proxy, direct, proxy …) at concurrency 1/16/64 → in-flight steps with a 2 s upstream →
+200 concurrent streams → accounting check after every run → results.json + results.md.
+Exits 1 when accounting is wrong, 2 when the bench itself could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import loadgen, processes, report
+from .processes import ROOT
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tollgate_bench"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/7"
+PROXY_PATH = "/api/proxy/v1/chat/completions"
+DIRECT_PATH = "/v1/chat/completions"
+INFLIGHT_STEPS = (100, 250, 500, 750, 1000)
+
+
+def bench_env(*, database_url: str, redis_url: str, upstream_port: int) -> dict:
+    """Production settings for the bench: DEBUG off, real services, every provider → fake upstream."""
+    upstream = f"http://127.0.0.1:{upstream_port}/v1"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVIDER_", "TOLLGATE_TESTING"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DJANGO_ENV="production",
+        DEBUG="False",
+        # Fixed, bench-only secrets: stored provider keys must decrypt across bench runs.
+        SECRET_KEY="bench-only-secret-key-never-used-in-production-0123456789abcdef",
+        SALT_KEY="bench-only-salt",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        SECURE_SSL_REDIRECT="False",
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        CACHE_KEY_PREFIX="tollgate-bench",
+        DAILY_BUDGET_USD=os.environ.get("BENCH_DAILY_BUDGET_USD", "1000"),
+        INSTANTLY_API_URL=upstream,
+        TOLLGATE_BENCH="1",
+        PYTHONUNBUFFERED="1",
+    )
+    for provider in ("openai", "anthropic", "google", "mistral", "groq", "openrouter", "deepseek"):
+        env[f"PROVIDER_{provider.upper()}_BASE_URL"] = upstream
+    return env
+
+
+def database_ensure(database_url: str) -> None:
+    """Create the bench database if it does not exist (never drops anything)."""
+    import psycopg
+
+    base, name = database_url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def redis_flush(redis_url: str) -> None:
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+
+
+def manage(env: dict, *args: str, timeout: float = 600) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"manage.py {' '.join(args)} failed:\n{result.stdout[-2000:]}{result.stderr[-3000:]}"
+        )
+    return result.stdout
+
+
+def django_setup(env: dict) -> None:
+    os.environ.update(env)
+    for name in list(os.environ):
+        if name.startswith("TOLLGATE_TESTING"):
+            del os.environ[name]
+    import django
+
+    django.setup()
+
+
+class Bench:
+    """Holds the running processes and the accumulating accounting expectations."""
+
+    def __init__(self, args):
+        self.args = args
+        self.quick = args.quick
+        self.log_dir = Path(tempfile.mkdtemp(prefix="tollgate-bench-"))
+        self.upstream_port = processes.free_port()
+        self.tollgate_port = processes.free_port()
+        self.env = bench_env(
+            database_url=args.database_url, redis_url=args.redis_url, upstream_port=self.upstream_port
+        )
+        self.upstream = None
+        self.tollgate = None
+        self.celery = None
+        self.tenant = None
+        self.client_ok_min = 0
+        self.client_ok_max = 0
+        self.accounting_ok = True
+        self.accounting_problems: list[str] = []
+        self.accounting_runs: list[dict] = []
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        step("database + Redis")
+        database_ensure(self.args.database_url)
+        redis_flush(self.args.redis_url)
+        step("migrate + seed")
+        manage(self.env, "migrate", "--noinput")
+        manage(self.env, "seed_catalog")
+        django_setup(self.env)
+        from bench.setup import bench_tenant_create
+
+        self.tenant = bench_tenant_create()
+        step(f"bench tenant: user {self.tenant.user_id}, key {self.tenant.api_key[:14]}…")
+
+    def start(self) -> None:
+        step("fake upstream")
+        self.upstream = processes.fake_upstream_start(
+            port=self.upstream_port, env=self.env, log_dir=self.log_dir
+        )
+        if self.args.celery:
+            celery = str(Path(sys.executable).with_name("celery"))
+            self.celery = processes.Managed(
+                "celery",
+                [celery, "-A", "config", "worker", "--concurrency", "1", "--loglevel", "WARNING"],
+                env=self.env,
+                log_path=self.log_dir / "celery.log",
+            )
+        step(f"Tollgate: gunicorn -k uvicorn.workers.UvicornWorker -w {self.args.workers}")
+        self.tollgate = processes.tollgate_start(
+            port=self.tollgate_port, env=self.env, log_dir=self.log_dir, workers=self.args.workers
+        )
+
+    def stop(self) -> None:
+        for managed in (self.tollgate, self.celery, self.upstream):
+            if managed is not None:
+                managed.stop()
+
+    # --- helpers ---------------------------------------------------------------------------------
+    @property
+    def direct_url(self) -> str:
+        return f"http://127.0.0.1:{self.upstream_port}{DIRECT_PATH}"
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://127.0.0.1:{self.tollgate_port}{PROXY_PATH}"
+
+    def upstream_set(self, **changes) -> None:
+        processes.fake_upstream_configure(port=self.upstream_port, **changes)
+
+    def proxy_probe(self) -> None:
+        """One call through Tollgate must succeed before anything is measured."""
+        status, body = -1, None
+        try:
+            status, body = processes.http_json(
+                self.proxy_url,
+                data=loadgen.CHAT_BODY,
+                headers={"Authorization": f"Bearer {self.tenant.api_key}"},
+                timeout=15,
+            )
+        except Exception as exc:  # urllib raises HTTPError for non-2xx; report what came back
+            status = getattr(exc, "code", -1)
+            body = exc.read() if hasattr(exc, "read") else str(exc)
+        if status != 200:
+            raise RuntimeError(
+                f"a probe call through Tollgate answered {status}: {str(body)[:500]}\n"
+                f"--- Tollgate log ---\n{self.tollgate.log_tail()}"
+            )
+        self.client_ok_min += 1
+        self.client_ok_max += 1
+
+    def proxy_run(self, *, connections: int, duration_s: float, timeout_s: float = 10.0):
+        """A wrk run through Tollgate, with the CPU time and peak RSS of its processes."""
+        pids = self.tollgate.pids()
+        cpu_before = processes.cpu_seconds(pids)
+        peak = {"rss": processes.rss_mb(pids)}
+        stop = threading.Event()
+
+        def sample():
+            while not stop.wait(0.5):
+                peak["rss"] = max(peak["rss"], processes.rss_mb(pids))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            stats = loadgen.wrk_run(
+                url=self.proxy_url,
+                connections=connections,
+                duration_s=duration_s,
+                auth=self.tenant.api_key,
+                timeout_s=timeout_s,
+            )
+        finally:
+            stop.set()
+            sampler.join()
+        cpu = processes.cpu_seconds(pids) - cpu_before
+        self.client_ok_min += stats.ok
+        # Calls cut off when wrk stops (or timed out client-side) may still succeed server-side.
+        self.client_ok_max += stats.ok + connections + stats.timeouts
+        return stats, cpu, peak["rss"]
+
+    def direct_run(self, *, connections: int, duration_s: float) -> loadgen.RunStats:
+        return loadgen.wrk_run(url=self.direct_url, connections=connections, duration_s=duration_s)
+
+    def check(self, label: str) -> dict:
+        from bench.accounting import accounting_check
+
+        result = accounting_check(
+            user_id=self.tenant.user_id, client_ok_min=self.client_ok_min, client_ok_max=self.client_ok_max
+        )
+        entry = {"after": label, **result.as_dict()}
+        self.accounting_runs.append(entry)
+        if not result.ok:
+            self.accounting_ok = False
+            self.accounting_problems.extend(f"after {label}: {p}" for p in result.problems)
+        print(
+            f"    accounting after {label}: {'ok' if result.ok else 'WRONG'} "
+            f"({result.figures.get('ok_events')} successful events, {result.figures.get('tokens')} tokens)"
+            + ("" if result.ok else "\n      " + "\n      ".join(result.problems)),
+            flush=True,
+        )
+        return entry
+
+    # --- phases ----------------------------------------------------------------------------------
+    def phase_instant(self) -> list[dict]:
+        self.upstream_set(latency_ms=0, chunk_interval_ms=0)
+        duration = self.args.duration
+        reps = 1 if self.quick else self.args.reps
+        levels = (2,) if self.quick else (1, 16, 64)
+        step("warm-up")
+        self.direct_run(connections=16, duration_s=1)
+        self.proxy_run(connections=16, duration_s=1 if self.quick else 3)
+        rows = []
+        for concurrency in levels:
+            direct_runs, proxy_runs, cpu_total = [], [], 0.0
+            for _ in range(reps):
+                direct_runs.append(self.direct_run(connections=concurrency, duration_s=duration))
+                stats, cpu, _ = self.proxy_run(connections=concurrency, duration_s=duration)
+                proxy_runs.append(stats)
+                cpu_total += cpu
+            direct = loadgen.RunStats.merge(direct_runs)
+            proxy = loadgen.RunStats.merge(proxy_runs)
+            d, p = direct.summary(), proxy.summary()
+            p["cpu_ms_per_request"] = round(cpu_total * 1000 / proxy.requests, 3) if proxy.requests else None
+            p["statuses"] = proxy.statuses
+            row = {
+                "concurrency": concurrency,
+                "direct": d,
+                "proxy": p,
+                "added_p50_ms": round(p["p50_ms"] - d["p50_ms"], 3),
+                "added_p99_ms": round(p["p99_ms"] - d["p99_ms"], 3),
+            }
+            rows.append(row)
+            print(
+                f"  c={concurrency:<3} direct p50 {d['p50_ms']:.2f} p99 {d['p99_ms']:.2f} ms "
+                f"{d['rps']:.0f} rps | "
+                f"proxy p50 {p['p50_ms']:.2f} p99 {p['p99_ms']:.2f} ms {p['rps']:.0f} rps, "
+                f"{p['errors']} errors, {p['cpu_ms_per_request']} CPU ms/req",
+                flush=True,
+            )
+            self.check(f"instant c={concurrency}")
+        return rows
+
+    def phase_inflight(self) -> dict:
+        latency_s = 0.5 if self.quick else 2.0
+        self.upstream_set(latency_ms=latency_s * 1000)
+        steps_ = (20,) if self.quick else INFLIGHT_STEPS
+        duration = 3 if self.quick else self.args.inflight_duration
+        results, best = [], None
+        for connections in steps_:
+            stats, _, rss = self.proxy_run(
+                connections=connections, duration_s=duration, timeout_s=latency_s * 4
+            )
+            summary = stats.summary()
+            held = stats.errors == 0 and stats.requests > 0
+            entry = {
+                "connections": connections,
+                "rps": summary["rps"],
+                "p50_ms": summary["p50_ms"],
+                "p99_ms": summary["p99_ms"],
+                "errors": stats.errors,
+                "rss_mb": round(rss, 1),
+                "held": held,
+                "statuses": stats.statuses,
+            }
+            results.append(entry)
+            print(
+                f"  in flight {connections:>4}: {summary['rps']:.0f} rps, p50 {summary['p50_ms']:.0f} ms, "
+                f"{stats.errors} errors, RSS {rss:.0f} MB",
+                flush=True,
+            )
+            if held:
+                best = entry
+            # Let the abandoned calls finish before the next step or the check.
+            time.sleep(latency_s + 0.5)
+            if not held:
+                break
+        self.upstream_set(latency_ms=0)
+        self.check("in-flight")
+        chosen = best or results[0]
+        return {
+            "upstream_latency_s": latency_s,
+            "connections": best["connections"] if best else 0,
+            "rps": chosen["rps"],
+            "p50_ms": chosen["p50_ms"],
+            "errors": chosen["errors"],
+            "rss_mb": chosen["rss_mb"],
+            "steps": results,
+        }
+
+    def phase_streams(self) -> dict:
+        count = 10 if self.quick else self.args.streams
+        first_token_ms = 200
+        self.upstream_set(latency_ms=first_token_ms, chunk_interval_ms=10)
+        rounds = 1 if self.quick else 3
+        direct_runs, proxy_runs = [], []
+        for _ in range(rounds):
+            direct_runs.append(loadgen.streams_run(url=self.direct_url, count=count))
+            stats = loadgen.streams_run(url=self.proxy_url, count=count, auth=self.tenant.api_key)
+            proxy_runs.append(stats)
+            self.client_ok_min += stats.completed
+            self.client_ok_max += stats.count
+        self.upstream_set(latency_ms=0, chunk_interval_ms=0)
+        direct = loadgen.StreamStats.merge(direct_runs)
+        proxy = loadgen.StreamStats.merge(proxy_runs)
+        result = {
+            "count": count,
+            "rounds": rounds,
+            "upstream_latency_ms": first_token_ms,
+            "direct_ttft_p50_ms": round(direct.ttft_percentile(50), 2),
+            "direct_ttft_p99_ms": round(direct.ttft_percentile(99), 2),
+            "proxy_ttft_p50_ms": round(proxy.ttft_percentile(50), 2),
+            "proxy_ttft_p99_ms": round(proxy.ttft_percentile(99), 2),
+            "added_ttft_p99_ms": round(proxy.ttft_percentile(99) - direct.ttft_percentile(99), 2),
+            "errors": proxy.errors,
+            "direct_errors": direct.errors,
+        }
+        print(
+            f"  {count} streams: TTFT p99 direct {result['direct_ttft_p99_ms']:.1f} ms, "
+            f"proxy {result['proxy_ttft_p99_ms']:.1f} ms, added {result['added_ttft_p99_ms']:.1f} ms, "
+            f"{proxy.errors} errors",
+            flush=True,
+        )
+        self.check("streams")
+        return result
+
+
+def step(message: str) -> None:
+    print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return ""
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny run (smoke): concurrency 2, a few seconds")
+    parser.add_argument("--skip-instant", action="store_true")
+    parser.add_argument("--skip-inflight", action="store_true")
+    parser.add_argument("--skip-streams", action="store_true")
+    parser.add_argument("--dashboards", action="store_true", help="only the dashboards bench (1 M events)")
+    parser.add_argument("--events", type=int, default=1_000_000, help="usage events for --dashboards")
+    parser.add_argument("--duration", type=float, default=5, help="seconds per instant wrk run")
+    parser.add_argument("--reps", type=int, default=2, help="direct/proxy pairs per concurrency")
+    parser.add_argument("--inflight-duration", type=float, default=10)
+    parser.add_argument("--streams", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", "2")))
+    parser.add_argument("--no-celery", dest="celery", action="store_false", help="do not start a worker")
+    parser.add_argument("--no-write", action="store_true", help="do not write results.json / results.md")
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    began = time.monotonic()
+    loadgen.wrk_ensure()
+    bench = Bench(args)
+    results: dict = {
+        "meta": {
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "commit": git_commit(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+            "server": f"gunicorn + uvicorn workers x{args.workers}, DEBUG off, PostgreSQL, Redis",
+            "quick": args.quick,
+        }
+    }
+    try:
+        bench.prepare()
+        if args.dashboards:
+            from bench.dashboards import dashboards_bench
+
+            bench.start()
+            results["dashboards"] = dashboards_bench(bench, events=args.events)
+        else:
+            bench.start()
+            bench.proxy_probe()
+            if not args.skip_instant:
+                step("instant upstream: interleaved direct/proxy runs")
+                results["instant"] = bench.phase_instant()
+            if not args.skip_inflight:
+                step("in flight: 2 s upstream")
+                results["inflight"] = bench.phase_inflight()
+            if not args.skip_streams:
+                step("streams")
+                results["streams"] = bench.phase_streams()
+    except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+        print(f"bench could not run: {exc}\nlogs: {bench.log_dir}", file=sys.stderr)
+        return 2
+    finally:
+        bench.stop()
+    results["accounting_ok"] = bench.accounting_ok
+    results["accounting_problems"] = bench.accounting_problems
+    results["accounting_runs"] = bench.accounting_runs
+    elapsed = time.monotonic() - began
+    results["meta"]["elapsed_s"] = round(elapsed)
+    results["meta"]["summary"] = (
+        f"{datetime.now(UTC):%Y-%m-%d}, commit {results['meta']['commit']}, {elapsed:.0f} s"
+    )
+    table = report.results_markdown(results) if args.no_write else report.results_write(results)
+    print("\n" + table)
+    print(f"logs: {bench.log_dir}")
+    return 0 if bench.accounting_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

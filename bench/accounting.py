@@ -1,0 +1,175 @@
+"""The accounting check run after every bench run: the database must add up exactly.
+
+Invariants, for the bench user (whose calls all use the operator's global key):
+
+- successful calls seen by the client = successful usage events (a run cut off by the load
+  generator may leave up to ``connections`` calls that finished server-side after the client
+  stopped counting, so the client gives a range);
+- quota ``used`` of each meter = the sum the events account for (tokens for ``llm_tokens``, one
+  per successful call for ``requests``), summed over every period row;
+- no reservation left open (no ``held`` row, no counter with ``reserved > 0``);
+- daily rollups = the raw events they summarise;
+- no overspend: each day's operator spend <= ``DAILY_BUDGET_USD`` and = the events' cost.
+
+Needs Django set up against the bench database (the bench and the smoke test both do).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+# Key sources whose calls are paid by the operator (count toward quota and daily spend).
+OPERATOR_SOURCES = ("global", "env")
+
+
+@dataclass
+class AccountingReport:
+    ok: bool = True
+    problems: list[str] = field(default_factory=list)
+    figures: dict = field(default_factory=dict)
+
+    def fail(self, message: str) -> None:
+        self.ok = False
+        self.problems.append(message)
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "problems": self.problems, "figures": self.figures}
+
+
+def _open_reservations(user_id: int) -> tuple[int, int]:
+    from django.db.models import Sum
+
+    from billing.models import QuotaReservation, UsageCounter
+
+    held = QuotaReservation.objects.filter(user_id=user_id, status=QuotaReservation.Status.HELD).count()
+    reserved = UsageCounter.objects.filter(user_id=user_id).aggregate(r=Sum("reserved"))["r"] or 0
+    return held, reserved
+
+
+def accounting_settle_wait(*, user_id: int, timeout_s: float = 60.0) -> float:
+    """Wait until in-flight calls have settled (no open reservation, event count stable).
+
+    Settles and usage events may be written off the request path, so a check right after the
+    load stops could see a transient state. Returns the seconds waited.
+    """
+    from proxy.models import UsageEvent
+
+    began = time.monotonic()
+    stable = 0
+    last = -1
+    while time.monotonic() - began < timeout_s:
+        held, reserved = _open_reservations(user_id)
+        count = UsageEvent.objects.filter(user_id=user_id).count()
+        stable = stable + 1 if (held == 0 and reserved == 0 and count == last) else 0
+        if stable >= 3:
+            break
+        last = count
+        time.sleep(0.25)
+    return time.monotonic() - began
+
+
+def accounting_check(
+    *,
+    user_id: int,
+    client_ok_min: int | None = None,
+    client_ok_max: int | None = None,
+    wait: bool = True,
+    timeout_s: float = 60.0,
+) -> AccountingReport:
+    """Check every invariant above. ``client_ok_min/max``: successful calls the clients saw."""
+    from django.conf import settings
+    from django.db.models import Count, Q, Sum
+    from django.db.models.functions import TruncDate
+
+    from billing.models import UsageCounter
+    from proxy.models import DailySpend, UsageDailyRollup, UsageEvent
+
+    report = AccountingReport()
+    if wait:
+        report.figures["settle_wait_s"] = round(
+            accounting_settle_wait(user_id=user_id, timeout_s=timeout_s), 2
+        )
+
+    events = UsageEvent.objects.filter(user_id=user_id)
+    success = Q(status_code__gte=200, status_code__lt=300)
+    totals = events.aggregate(
+        events=Count("id"),
+        ok=Count("id", filter=success),
+        tokens=Sum("total_tokens", filter=success & ~Q(key_source="personal")),
+        estimated=Count("id", filter=Q(is_estimated=True)),
+        zero_usage_ok=Count("id", filter=success & Q(total_tokens=0, emails=0)),
+        cost=Sum("cost_usd"),
+    )
+    tokens = totals["tokens"] or 0
+    report.figures.update(
+        events=totals["events"],
+        ok_events=totals["ok"],
+        tokens=tokens,
+        estimated_events=totals["estimated"],
+    )
+
+    if client_ok_min is not None and totals["ok"] < client_ok_min:
+        report.fail(f"{client_ok_min} successful calls seen by clients but only {totals['ok']} usage events")
+    if client_ok_max is not None and totals["ok"] > client_ok_max:
+        report.fail(f"{totals['ok']} successful usage events but clients saw at most {client_ok_max}")
+    if totals["zero_usage_ok"]:
+        report.fail(f"{totals['zero_usage_ok']} successful calls recorded with zero usage")
+
+    # Quota counters, summed over every period (a run may cross midnight UTC).
+    counters = {
+        row["meter"]: row
+        for row in UsageCounter.objects.filter(user_id=user_id)
+        .values("meter")
+        .annotate(used=Sum("used"), reserved=Sum("reserved"))
+    }
+    llm = counters.get("llm_tokens")
+    report.figures["quota_llm_tokens_used"] = llm["used"] if llm else 0
+    if (llm["used"] if llm else 0) != tokens:
+        report.fail(
+            f"quota llm_tokens used = {llm['used'] if llm else 0} but the events sum to {tokens} tokens"
+        )
+    requests_counter = counters.get("requests")
+    if requests_counter is not None:
+        report.figures["quota_requests_used"] = requests_counter["used"]
+        if requests_counter["used"] != totals["ok"]:
+            report.fail(
+                f"quota requests used = {requests_counter['used']} but {totals['ok']} calls succeeded"
+            )
+
+    held, reserved = _open_reservations(user_id)
+    report.figures.update(open_reservations=held, reserved_units=reserved)
+    if held or reserved:
+        report.fail(f"{held} reservations still held ({reserved} units reserved) after the run settled")
+
+    rollup = UsageDailyRollup.objects.filter(user_id=user_id).aggregate(
+        requests=Sum("requests"), tokens=Sum("tokens"), cost=Sum("cost_usd")
+    )
+    report.figures["rollup_requests"] = rollup["requests"] or 0
+    if (rollup["requests"] or 0) != totals["events"]:
+        report.fail(f"rollups count {rollup['requests'] or 0} calls but there are {totals['events']} events")
+    all_tokens = events.aggregate(t=Sum("total_tokens"))["t"] or 0
+    if (rollup["tokens"] or 0) != all_tokens:
+        report.fail(f"rollups sum {rollup['tokens'] or 0} tokens but the events sum to {all_tokens}")
+    if (rollup["cost"] or Decimal(0)) != (totals["cost"] or Decimal(0)):
+        report.fail(f"rollups sum {rollup['cost']} USD but the events sum to {totals['cost']} USD")
+
+    # Operator spend per UTC day (every user: the cap is global).
+    cap = Decimal(settings.DAILY_BUDGET_USD)
+    spend_by_day = {
+        row["day"]: row["cost"] or Decimal(0)
+        for row in UsageEvent.objects.filter(key_source__in=OPERATOR_SOURCES)
+        .annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(cost=Sum("cost_usd"))
+    }
+    report.figures["daily_budget_usd"] = str(cap)
+    for day, spent in DailySpend.objects.values_list("day", "spent_usd"):
+        if spent > cap:
+            report.fail(f"operator spend on {day} is {spent} USD, over the {cap} USD cap")
+        expected = spend_by_day.get(day, Decimal(0))
+        if spent != expected:
+            report.fail(f"daily spend on {day} records {spent} USD but the events cost {expected} USD")
+        report.figures[f"spend_{day}"] = str(spent)
+    return report

@@ -1,0 +1,303 @@
+"""Load generators: ``wrk`` (plain calls) and an asyncio client (streams, time to first token).
+
+wrk runs are summarised by :class:`RunStats`; interleaved runs of the same target are merged
+with ``RunStats.merge`` so that drift on a noisy machine hits direct and proxy runs alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LUA_SCRIPT = Path(__file__).with_name("chat.lua")
+
+CHAT_BODY = {
+    "model": "gpt-4o-mini",
+    "messages": [
+        {"role": "system", "content": "You are a concise assistant."},
+        {"role": "user", "content": "Give me one sentence about toll gates on old roads."},
+    ],
+    "max_tokens": 64,
+}
+
+
+def wrk_ensure() -> str:
+    """Path to ``wrk``; installs Debian's package when missing (the bench runs as root)."""
+    path = shutil.which("wrk")
+    if path:
+        return path
+    print("wrk not found: installing it with apt-get", flush=True)
+    install = ["apt-get", "install", "-y", "-q", "wrk"]
+    if subprocess.run(install, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True)
+        subprocess.run(install, check=True, capture_output=True)
+    path = shutil.which("wrk")
+    if not path:
+        raise RuntimeError("wrk is not installed and apt-get could not install it")
+    return path
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile of an already sorted list (0 for an empty one)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(0, min(len(sorted_values) - 1, int(round(p / 100 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[rank]
+
+
+@dataclass
+class RunStats:
+    """One or more merged wrk runs against one target."""
+
+    requests: int = 0  # completed responses (any status)
+    duration_s: float = 0.0
+    non2xx: int = 0
+    socket_errors: int = 0  # connect + read + write
+    timeouts: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    # (latency_us, weight) samples: wrk's 1 000 quantiles, each weighing requests / 1 000.
+    samples: list[tuple[float, float]] = field(default_factory=list)
+    max_us: float = 0.0
+
+    @property
+    def ok(self) -> int:
+        return self.requests - self.non2xx
+
+    @property
+    def errors(self) -> int:
+        return self.non2xx + self.socket_errors + self.timeouts
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.duration_s if self.duration_s else 0.0
+
+    def percentile_ms(self, p: float) -> float:
+        if not self.samples:
+            return 0.0
+        ordered = sorted(self.samples)
+        total = sum(weight for _, weight in ordered)
+        target = p / 100 * total
+        running = 0.0
+        for value, weight in ordered:
+            running += weight
+            if running >= target:
+                return value / 1000
+        return ordered[-1][0] / 1000
+
+    @classmethod
+    def from_wrk_json(cls, data: dict) -> RunStats:
+        quantiles = data.get("quantiles_us") or []
+        weight = data["requests"] / len(quantiles) if quantiles else 0
+        errors = data["errors"]
+        return cls(
+            requests=data["requests"],
+            duration_s=data["duration_us"] / 1e6,
+            non2xx=data["non2xx"],
+            socket_errors=errors["connect"] + errors["read"] + errors["write"],
+            timeouts=errors["timeout"],
+            statuses={str(k): v for k, v in (data.get("statuses") or {}).items()},
+            samples=[(float(q), weight) for q in quantiles] if weight else [],
+            max_us=float(data.get("max_us") or 0),
+        )
+
+    @classmethod
+    def merge(cls, runs: list[RunStats]) -> RunStats:
+        merged = cls()
+        for run in runs:
+            merged.requests += run.requests
+            merged.duration_s += run.duration_s
+            merged.non2xx += run.non2xx
+            merged.socket_errors += run.socket_errors
+            merged.timeouts += run.timeouts
+            for code, count in run.statuses.items():
+                merged.statuses[code] = merged.statuses.get(code, 0) + count
+            merged.samples.extend(run.samples)
+            merged.max_us = max(merged.max_us, run.max_us)
+        return merged
+
+    def summary(self) -> dict:
+        return {
+            "p50_ms": round(self.percentile_ms(50), 3),
+            "p90_ms": round(self.percentile_ms(90), 3),
+            "p99_ms": round(self.percentile_ms(99), 3),
+            "rps": round(self.rps, 1),
+            "requests": self.requests,
+            "errors": self.errors,
+            "non2xx": self.non2xx,
+            "socket_errors": self.socket_errors,
+            "timeouts": self.timeouts,
+        }
+
+
+def wrk_run(
+    *,
+    url: str,
+    connections: int,
+    duration_s: float,
+    auth: str = "",
+    body: dict | None = None,
+    threads: int | None = None,
+    timeout_s: float = 10.0,
+) -> RunStats:
+    """One wrk run of POSTs to ``url``. Raises when wrk fails or prints no result."""
+    wrk = wrk_ensure()
+    threads = threads or (1 if connections <= 64 else 2)
+    threads = max(1, min(threads, connections))
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(body or CHAT_BODY, handle)
+        body_file = handle.name
+    env = {**os.environ, "BENCH_BODY_FILE": body_file, "BENCH_AUTH": auth}
+    command = [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(duration_s))}s",
+        f"--timeout={timeout_s:g}s",
+        "-s",
+        str(LUA_SCRIPT),
+        url,
+    ]
+    try:
+        result = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=duration_s + timeout_s + 30
+        )
+    finally:
+        os.unlink(body_file)
+    for line in result.stdout.splitlines():
+        if line.startswith("BENCH_JSON "):
+            return RunStats.from_wrk_json(json.loads(line.split(" ", 1)[1]))
+    raise RuntimeError(f"wrk printed no result (exit {result.returncode}): {result.stderr[-500:]}")
+
+
+# --- asyncio client: streams and time to first token ---------------------------------------------
+
+
+@dataclass
+class StreamStats:
+    count: int = 0
+    completed: int = 0  # streams that reached ``data: [DONE]`` with a 200
+    errors: int = 0
+    ttft_ms: list[float] = field(default_factory=list)
+    total_ms: list[float] = field(default_factory=list)
+
+    def ttft_percentile(self, p: float) -> float:
+        return percentile(sorted(self.ttft_ms), p)
+
+    @classmethod
+    def merge(cls, runs: list[StreamStats]) -> StreamStats:
+        merged = cls()
+        for run in runs:
+            merged.count += run.count
+            merged.completed += run.completed
+            merged.errors += run.errors
+            merged.ttft_ms.extend(run.ttft_ms)
+            merged.total_ms.extend(run.total_ms)
+        return merged
+
+
+async def _one_stream(client, url: str, headers: dict, body: dict, start: asyncio.Event, stats: StreamStats):
+    await start.wait()
+    began = time.perf_counter()
+    first = None
+    done = False
+    try:
+        async with client.stream("POST", url, json=body, headers=headers) as response:
+            if response.status_code != 200:
+                await response.aread()
+                stats.errors += 1
+                return
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                if first is None:
+                    first = time.perf_counter()
+                if line.strip() == "data: [DONE]":
+                    done = True
+    except Exception:  # any transport failure is one failed stream; the bench reports the count
+        stats.errors += 1
+        return
+    if first is not None:
+        stats.ttft_ms.append((first - began) * 1000)
+    stats.total_ms.append((time.perf_counter() - began) * 1000)
+    if done:
+        stats.completed += 1
+    else:
+        stats.errors += 1
+
+
+async def streams_run_async(*, url: str, count: int, auth: str = "", body: dict | None = None) -> StreamStats:
+    """Open ``count`` streams at the same instant; time to the first SSE event of each."""
+    import httpx
+
+    body = {**(body or CHAT_BODY), "stream": True, "stream_options": {"include_usage": True}}
+    headers = {"Authorization": f"Bearer {auth}"} if auth else {}
+    stats = StreamStats(count=count)
+    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
+    timeout = httpx.Timeout(60.0, connect=30.0, pool=60.0)
+    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+        start = asyncio.Event()
+        tasks = [
+            asyncio.create_task(_one_stream(client, url, headers, body, start, stats)) for _ in range(count)
+        ]
+        await asyncio.sleep(0.05)
+        start.set()
+        await asyncio.gather(*tasks)
+    return stats
+
+
+def streams_run(*, url: str, count: int, auth: str = "", body: dict | None = None) -> StreamStats:
+    return asyncio.run(streams_run_async(url=url, count=count, auth=auth, body=body))
+
+
+async def calls_run_async(
+    *, url: str, total: int, concurrency: int, auth: str = "", body: dict | None = None
+) -> RunStats:
+    """A small closed-loop run with httpx (the smoke test's load when wrk is absent)."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {auth}"} if auth else {}
+    latencies: list[float] = []
+    stats = RunStats()
+    remaining = total
+    began = time.perf_counter()
+
+    async with httpx.AsyncClient(timeout=30.0) as client:
+
+        async def worker():
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                t0 = time.perf_counter()
+                try:
+                    response = await client.post(url, json=body or CHAT_BODY, headers=headers)
+                except httpx.TimeoutException:
+                    stats.timeouts += 1
+                    continue
+                except httpx.TransportError:
+                    stats.socket_errors += 1
+                    continue
+                latencies.append((time.perf_counter() - t0) * 1e6)
+                stats.requests += 1
+                if not 200 <= response.status_code < 300:
+                    stats.non2xx += 1
+                    code = str(response.status_code)
+                    stats.statuses[code] = stats.statuses.get(code, 0) + 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    stats.duration_s = time.perf_counter() - began
+    stats.samples = [(value, 1.0) for value in latencies]
+    stats.max_us = max(latencies, default=0.0)
+    return stats
+
+
+def calls_run(
+    *, url: str, total: int, concurrency: int, auth: str = "", body: dict | None = None
+) -> RunStats:
+    return asyncio.run(calls_run_async(url=url, total=total, concurrency=concurrency, auth=auth, body=body))

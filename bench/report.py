@@ -1,0 +1,97 @@
+"""``bench/results.json`` and its markdown table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS_JSON = HERE / "results.json"
+RESULTS_MD = HERE / "results.md"
+
+
+def _triple(stats: dict) -> str:
+    return " / ".join(_fmt(stats[key], digits=2) for key in ("p50_ms", "p90_ms", "p99_ms"))
+
+
+def _fmt(value, unit: str = "", digits: int = 1) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, str):
+        return value
+    return f"{value:.{digits}f}{unit}"
+
+
+def results_markdown(results: dict) -> str:
+    lines = [f"Tollgate bench — {results.get('meta', {}).get('summary', '')}".rstrip(" —"), ""]
+    instant = results.get("instant") or []
+    if instant:
+        lines += [
+            "| concurrency | direct p50 / p90 / p99 ms | proxy p50 / p90 / p99 ms | added p50 / p99 ms "
+            "| proxy rps | direct rps | errors | CPU ms/req |",
+            "|---:|---|---|---|---:|---:|---:|---:|",
+        ]
+        for row in instant:
+            d, p = row["direct"], row["proxy"]
+            lines.append(
+                f"| {row['concurrency']} "
+                f"| {_triple(d)} | {_triple(p)} "
+                f"| {_fmt(row['added_p50_ms'], digits=2)} / {_fmt(row['added_p99_ms'], digits=2)} "
+                f"| {_fmt(p['rps'], digits=0)} | {_fmt(d['rps'], digits=0)} | {p['errors']} "
+                f"| {_fmt(p['cpu_ms_per_request'], digits=2)} |"
+            )
+        lines.append("")
+    inflight = results.get("inflight")
+    if inflight:
+        lines += [
+            f"In flight, upstream latency {inflight['upstream_latency_s']} s "
+            f"(largest step held with zero errors: **{inflight['connections']}**)",
+            "",
+            "| connections | rps | p50 ms | p99 ms | errors | RSS MB | held |",
+            "|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for step in inflight.get("steps", []):
+            lines.append(
+                f"| {step['connections']} | {_fmt(step['rps'])} | {_fmt(step['p50_ms'], digits=0)} "
+                f"| {_fmt(step['p99_ms'], digits=0)} | {step['errors']} | {_fmt(step['rss_mb'], digits=0)} "
+                f"| {'yes' if step['held'] else 'no'} |"
+            )
+        lines.append("")
+    streams = results.get("streams")
+    if streams:
+        lines += [
+            f"Streams: {streams['count']} concurrent, TTFT p99 "
+            f"direct {_fmt(streams.get('direct_ttft_p99_ms'))} ms, "
+            f"proxy {_fmt(streams.get('proxy_ttft_p99_ms'))} ms, "
+            f"**added {_fmt(streams['added_ttft_p99_ms'])} ms**, errors {streams['errors']} "
+            f"(upstream first-token delay {streams.get('upstream_latency_ms')} ms)",
+            "",
+        ]
+    dashboards = results.get("dashboards")
+    if dashboards:
+        lines += [
+            f"Dashboards with {dashboards.get('events')} usage events (p50 of 20): "
+            f"/dashboard/ {_fmt(dashboards.get('dashboard_ms'), ' ms')}, "
+            f"/admin/dashboard/ {_fmt(dashboards.get('admin_dashboard_ms'), ' ms')}, "
+            f"GET /api/admin/dashboard {_fmt(dashboards.get('api_admin_dashboard_ms'), ' ms')}",
+            "",
+        ]
+    lines.append(f"Accounting exact in every run: **{'yes' if results.get('accounting_ok') else 'NO'}**")
+    for problem in results.get("accounting_problems", [])[:20]:
+        lines.append(f"- {problem}")
+    return "\n".join(lines) + "\n"
+
+
+def results_write(results: dict) -> str:
+    existing = {}
+    if RESULTS_JSON.exists():
+        try:
+            existing = json.loads(RESULTS_JSON.read_text())
+        except ValueError:
+            existing = {}
+    # A dashboards-only run keeps the last hot-path figures, and the other way round.
+    merged = {**existing, **{k: v for k, v in results.items() if v is not None}}
+    RESULTS_JSON.write_text(json.dumps(merged, indent=2, default=str) + "\n")
+    table = results_markdown(merged)
+    RESULTS_MD.write_text(table)
+    return table
