@@ -4,3 +4,18 @@ from django.apps import AppConfig
 class BillingConfig(AppConfig):
     name = "billing"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        """Register billing's own checkout kind and its periodic task (code, not admin rows)."""
+        from config.celery import beat_schedule_add, crontab
+
+        from . import registry
+        from .services import PLAN_CHECKOUT_KIND, subscription_activate
+
+        registry.checkout_handler_register(PLAN_CHECKOUT_KIND, subscription_activate)
+        beat_schedule_add(
+            "quota-period-rollover",
+            task="billing.tasks.quota_period_rollover",
+            schedule=crontab(minute=5, hour=0, day_of_month=1),
+            expires=6 * 3600,
+        )

@@ -1,1 +1,319 @@
-from django.db import models  # noqa: F401
+"""Billing data: the plan catalogue, usage counters per period, and our own mirror of the
+Stripe objects we act on (events, subscriptions, checkout sessions).
+
+Invariants held by the database, not by Python:
+- one usage counter per (user, meter, period start); ``used`` and ``reserved`` never negative;
+- one stored event per Stripe event id; one fulfilment per Checkout Session id;
+- one audit row per closed counter; one alert per (user, meter, period, threshold).
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from core.models import BaseModel
+from core.money import format_minor
+
+
+class Meter(models.TextChoices):
+    """What a quota counts. Extensible: add a value and give plans a PlanQuota for it."""
+
+    LLM_TOKENS = "llm_tokens", "LLM tokens"
+    EMAILS = "emails", "Emails"
+    REQUESTS = "requests", "Requests (messages)"
+
+
+class Period(models.TextChoices):
+    DAY = "day", "Day (UTC)"
+    MONTH = "month", "Month (UTC)"
+
+
+class Plan(BaseModel):
+    """A subscription plan. Plans are data: the operator edits them in the admin."""
+
+    class Interval(models.TextChoices):
+        MONTH = "month", "Monthly"
+        YEAR = "year", "Yearly"
+
+    code = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=100)
+    price_minor = models.PositiveIntegerField(default=0)  # integer minor units of `currency`
+    currency = models.CharField(max_length=3, default="eur")  # ISO 4217, lower case (Stripe)
+    interval = models.CharField(max_length=8, choices=Interval.choices, default=Interval.MONTH)
+    # Without it, checkout sends inline price_data built from price_minor/currency/interval.
+    stripe_price_id = models.CharField(max_length=100, blank=True)
+    is_public = models.BooleanField(default=True)
+    is_active = models.BooleanField(default=True)
+    rate_limit_per_minute = models.PositiveIntegerField(default=5)
+    # Provider -> weight, e.g. {"groq": 85, "openrouter": 15}; read by the proxy router.
+    routing_weights = models.JSONField(default=dict, blank=True)
+    fallback_provider = models.CharField(max_length=32, blank=True)
+    # LLM reservations: the cap used when a request has no max_tokens, and the hard ceiling.
+    default_max_tokens = models.PositiveIntegerField(default=1024)
+    max_tokens_cap = models.PositiveIntegerField(null=True, blank=True)
+    sort_order = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["sort_order", "price_minor", "code"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(currency__regex=r"^[a-z]{3}$"), name="plan_currency_lower_iso"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.code})"
+
+    @property
+    def is_paid(self) -> bool:
+        return self.price_minor > 0
+
+    @property
+    def price_display(self) -> str:
+        return format_minor(self.price_minor, self.currency)
+
+
+class PlanQuota(models.Model):
+    """A plan's allowance for one meter per period. ``limit`` None = unlimited, 0 = not included."""
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="quotas")
+    meter = models.CharField(max_length=32, choices=Meter.choices)
+    period = models.CharField(max_length=8, choices=Period.choices, default=Period.MONTH)
+    limit = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["plan", "meter"]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "meter"], name="planquota_one_per_meter"),
+            models.CheckConstraint(
+                condition=Q(limit__isnull=True) | Q(limit__gte=0), name="planquota_limit_gte_0"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.plan.code}: {self.meter}/{self.period} = {self.limit}"
+
+
+class UsageCounter(models.Model):
+    """Usage of one meter by one user in one period. Never zeroed: a new period is a new row.
+
+    ``reserved`` holds in-flight reservations; reserve is one conditional UPDATE
+    (``used + reserved + n <= limit``), so concurrent callers cannot overshoot the limit.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    meter = models.CharField(max_length=32, choices=Meter.choices)
+    period = models.CharField(max_length=8, choices=Period.choices)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    used = models.BigIntegerField(default=0)
+    reserved = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "meter", "period_start"], name="usagecounter_one_per_period"
+            ),
+            models.CheckConstraint(condition=Q(used__gte=0), name="usagecounter_used_gte_0"),
+            models.CheckConstraint(condition=Q(reserved__gte=0), name="usagecounter_reserved_gte_0"),
+        ]
+        indexes = [models.Index(fields=["period_end"], name="usagecounter_period_end")]
+
+    def __str__(self):
+        return f"{self.user_id} {self.meter} {self.period_start:%Y-%m-%d}: {self.used}+{self.reserved}"
+
+
+class QuotaReservation(models.Model):
+    """Units held on a counter for one in-flight call, until settled or released (once)."""
+
+    class Status(models.TextChoices):
+        HELD = "held", "Held"
+        SETTLED = "settled", "Settled"
+        RELEASED = "released", "Released"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    meter = models.CharField(max_length=32, choices=Meter.choices)
+    counter = models.ForeignKey(UsageCounter, on_delete=models.CASCADE, related_name="reservations")
+    amount = models.BigIntegerField()
+    actual = models.BigIntegerField(null=True, blank=True)  # what the caller reported at settle
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.HELD)
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="quotareservation_amount_gte_0"),
+        ]
+        indexes = [
+            models.Index(fields=["created_at"], condition=Q(status="held"), name="quotareservation_held_age")
+        ]
+
+    def __str__(self):
+        return f"{self.meter} {self.amount} ({self.status})"
+
+
+class PeriodAudit(models.Model):
+    """What a counter ended its period at; written once by the period rollover."""
+
+    counter = models.OneToOneField(UsageCounter, on_delete=models.CASCADE, related_name="audit")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    meter = models.CharField(max_length=32, choices=Meter.choices)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    used = models.BigIntegerField()
+    limit = models.BigIntegerField(null=True, blank=True)  # the plan's limit when audited
+    plan_code = models.CharField(max_length=40)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-period_start", "user_id", "meter"]
+
+    def __str__(self):
+        return f"{self.user_id} {self.meter} {self.period_start:%Y-%m-%d}: {self.used}/{self.limit}"
+
+
+class QuotaAlertSent(models.Model):
+    """Marks that the 80 % / 100 % email went out for a period: at most one per threshold.
+
+    Keyed by the period start, so every new period is re-armed by construction.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    meter = models.CharField(max_length=32, choices=Meter.choices)
+    period_start = models.DateTimeField()
+    threshold = models.PositiveSmallIntegerField()  # percent
+    sent_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "meter", "period_start", "threshold"], name="quotaalert_once"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.user_id} {self.meter} {self.period_start:%Y-%m} {self.threshold}%"
+
+
+class Subscription(BaseModel):
+    """Our mirror of one Stripe subscription of a user.
+
+    ``stripe_event_at`` is the ``created`` time of the newest Stripe event applied to the row:
+    an older event arriving late is discarded instead of overwriting a newer state.
+    """
+
+    class Status(models.TextChoices):
+        INCOMPLETE = "incomplete", "Incomplete"
+        INCOMPLETE_EXPIRED = "incomplete_expired", "Incomplete (expired)"
+        TRIALING = "trialing", "Trialing"
+        ACTIVE = "active", "Active"
+        PAST_DUE = "past_due", "Past due"
+        UNPAID = "unpaid", "Unpaid"
+        PAUSED = "paused", "Paused"
+        CANCELED = "canceled", "Canceled"
+
+    # Statuses that keep the paid plan (past_due: Stripe is still retrying the payment).
+    ENTITLED_STATUSES = (Status.ACTIVE, Status.TRIALING, Status.PAST_DUE)
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="subscriptions")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.INCOMPLETE)
+    stripe_customer_id = models.CharField(max_length=100, blank=True)
+    stripe_subscription_id = models.CharField(max_length=100, unique=True)
+    stripe_checkout_session_id = models.CharField(max_length=255, blank=True)
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    cancel_at_period_end = models.BooleanField(default=False)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    stripe_event_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "status"], name="subscription_user_status")]
+
+    def __str__(self):
+        return f"{self.user_id} {self.plan.code} {self.status}"
+
+
+class StripeEvent(models.Model):
+    """Every webhook event, stored before it is acted on. The event id is unique."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored"
+        FAILED = "failed", "Failed"
+
+    stripe_event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100, db_index=True)
+    livemode = models.BooleanField(default=False)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    stripe_created_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self):
+        return f"{self.stripe_event_id} {self.type} ({self.status})"
+
+
+class CheckoutSession(BaseModel):
+    """A checkout we started (Stripe or simulated): who pays for what, and where to return.
+
+    For the simulated checkout this row *is* the session: the page at
+    ``/billing/simulated-checkout/<stripe_checkout_session_id>/`` reads it.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        COMPLETE = "complete", "Complete"
+        CANCELED = "canceled", "Canceled"
+        PAYMENT_FAILED = "payment_failed", "Payment failed"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="checkout_sessions"
+    )
+    kind = models.CharField(max_length=40)
+    mode = models.CharField(max_length=20)  # "subscription" | "payment"
+    line_item = models.JSONField()
+    metadata = models.JSONField(default=dict)
+    amount_minor = models.PositiveIntegerField(default=0)  # minor units of `currency`
+    currency = models.CharField(max_length=3, default="eur")
+    description = models.CharField(max_length=200, blank=True)
+    success_url = models.URLField(max_length=2000)
+    cancel_url = models.URLField(max_length=2000)
+    is_simulated = models.BooleanField(default=False)
+    stripe_checkout_session_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    checkout_url = models.URLField(max_length=2000, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
+
+    def __str__(self):
+        return f"{self.kind} {self.stripe_checkout_session_id} ({self.status})"
+
+    @property
+    def amount_display(self) -> str:
+        return format_minor(self.amount_minor, self.currency)
+
+
+class CheckoutFulfilment(models.Model):
+    """Exactly-once guard for a paid Checkout Session, whichever event (or delivery) comes first."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        FULFILLED = "fulfilled", "Fulfilled"
+        FAILED = "failed", "Payment failed"
+
+    stripe_checkout_session_id = models.CharField(max_length=255, unique=True)
+    kind = models.CharField(max_length=40)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    stripe_event_id = models.CharField(max_length=255, blank=True)  # the event that fulfilled it
+    created_at = models.DateTimeField(auto_now_add=True)
+    fulfilled_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.kind} {self.stripe_checkout_session_id} ({self.status})"

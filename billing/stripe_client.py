@@ -63,14 +63,17 @@ def _call(operation: str, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except stripe.StripeError as exc:
-        retryable = isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError) or (
-            getattr(exc, "http_status", None) or 0
-        ) >= 500
+        retryable = (
+            isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError)
+            or (getattr(exc, "http_status", None) or 0) >= 500
+        )
         message = getattr(exc, "user_message", None) or str(exc.user_message or "") or type(exc).__name__
         if getattr(exc, "error", None) is not None and getattr(exc.error, "message", None):
             message = exc.error.message
         logger.warning("stripe %s failed: %s (%s)", operation, type(exc).__name__, getattr(exc, "code", None))
-        raise StripeServiceError(f"Stripe {operation} failed: {message}", code=getattr(exc, "code", None), retryable=retryable) from exc
+        raise StripeServiceError(
+            f"Stripe {operation} failed: {message}", code=getattr(exc, "code", None), retryable=retryable
+        ) from exc
 
 
 def _opts(idempotency_key: str | None) -> dict[str, Any]:
@@ -91,7 +94,9 @@ def as_dict(obj) -> dict:
 
 def checkout_session_create(*, params: dict, idempotency_key: str) -> dict:
     client = _client()
-    return as_dict(_call("checkout session create", client.v1.checkout.sessions.create, params, _opts(idempotency_key)))
+    return as_dict(
+        _call("checkout session create", client.v1.checkout.sessions.create, params, _opts(idempotency_key))
+    )
 
 
 def checkout_session_retrieve(*, session_id: str) -> dict:
@@ -108,7 +113,9 @@ def billing_portal_session_create(*, customer_id: str, return_url: str) -> dict:
 # --- Customers, subscriptions ----------------------------------------------------------------
 
 
-def customer_create(*, email: str, name: str = "", metadata: dict | None = None, idempotency_key: str) -> dict:
+def customer_create(
+    *, email: str, name: str = "", metadata: dict | None = None, idempotency_key: str
+) -> dict:
     client = _client()
     params = {"email": email, "name": name or email, "metadata": metadata or {}}
     return as_dict(_call("customer create", client.v1.customers.create, params, _opts(idempotency_key)))
@@ -132,7 +139,9 @@ def subscription_create(
         params["trial_period_days"] = trial_days
         # A trial on a metered price needs no payment method up front.
         params["trial_settings"] = {"end_behavior": {"missing_payment_method": "create_invoice"}}
-    return as_dict(_call("subscription create", client.v1.subscriptions.create, params, _opts(idempotency_key)))
+    return as_dict(
+        _call("subscription create", client.v1.subscriptions.create, params, _opts(idempotency_key))
+    )
 
 
 def subscription_retrieve(*, subscription_id: str) -> dict:
@@ -148,7 +157,9 @@ def charge_retrieve(*, charge_id: str) -> dict:
 # --- Meter events ------------------------------------------------------------------------------
 
 
-def meter_event_create(*, event_name: str, customer_id: str, value: int, identifier: str, timestamp: int) -> dict:
+def meter_event_create(
+    *, event_name: str, customer_id: str, value: int, identifier: str, timestamp: int
+) -> dict:
     """Send one meter event. Stripe deduplicates on ``identifier`` (24 h window)."""
     client = _client()
     params = {
@@ -157,7 +168,9 @@ def meter_event_create(*, event_name: str, customer_id: str, value: int, identif
         "identifier": identifier,
         "timestamp": timestamp,
     }
-    return as_dict(_call("meter event create", client.v1.billing.meter_events.create, params, _opts(identifier)))
+    return as_dict(
+        _call("meter event create", client.v1.billing.meter_events.create, params, _opts(identifier))
+    )
 
 
 # --- Events ----------------------------------------------------------------------------------
@@ -171,7 +184,9 @@ def events_list(*, created_gte: int, starting_after: str | None = None, limit: i
     return as_dict(_call("events list", client.v1.events.list, params))
 
 
-def webhook_event_verify(*, payload: bytes, sig_header: str, secret: str, tolerance: int, now: int | None = None) -> dict:
+def webhook_event_verify(
+    *, payload: bytes, sig_header: str, secret: str, tolerance: int, now: int | None = None
+) -> dict:
     """Verify a Stripe-Signature header and return the event as a dict.
 
     Stripe's SDK rejects only timestamps that are too old; we also reject ones too far in the
@@ -197,7 +212,11 @@ def webhook_event_verify(*, payload: bytes, sig_header: str, secret: str, tolera
         event = json.loads(payload)
     except ValueError as exc:
         raise WebhookSignatureError("Webhook body is not JSON.") from exc
-    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
+    if (
+        not isinstance(event, dict)
+        or not isinstance(event.get("id"), str)
+        or not isinstance(event.get("type"), str)
+    ):
         raise WebhookSignatureError("Webhook body is not a Stripe event.")
     return event
 

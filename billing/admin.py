@@ -1,0 +1,152 @@
+"""Billing admin. Plan edits go through a service (catalogue cache invalidation); events,
+counters and audits are read-only; failed events are reprocessed through the service."""
+
+from django.contrib import admin, messages
+
+from . import services
+from .models import (
+    CheckoutFulfilment,
+    CheckoutSession,
+    PeriodAudit,
+    Plan,
+    PlanQuota,
+    StripeEvent,
+    Subscription,
+    UsageCounter,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class PlanQuotaInline(admin.TabularInline):
+    model = PlanQuota
+    extra = 0
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = (
+        "code",
+        "name",
+        "price_minor",
+        "currency",
+        "interval",
+        "is_public",
+        "is_active",
+        "rate_limit_per_minute",
+    )
+    list_filter = ("is_public", "is_active")
+    search_fields = ("code", "name", "stripe_price_id")
+    inlines = [PlanQuotaInline]
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        services.plan_catalog_invalidate()
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        services.plan_catalog_invalidate()
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(ReadOnlyAdmin):
+    """Stripe is the source of truth: change subscriptions in Stripe, the webhook mirrors them."""
+
+    list_display = (
+        "user",
+        "plan",
+        "status",
+        "current_period_end",
+        "cancel_at_period_end",
+        "stripe_subscription_id",
+    )
+    list_filter = ("status", "plan")
+    search_fields = ("user__email", "stripe_subscription_id", "stripe_customer_id")
+    list_select_related = ("user", "plan")
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdmin):
+    list_display = ("stripe_event_id", "type", "status", "attempts", "received_at", "processed_at")
+    list_filter = ("status", "type")
+    search_fields = ("stripe_event_id",)
+    readonly_fields = (
+        "stripe_event_id",
+        "type",
+        "livemode",
+        "status",
+        "error",
+        "attempts",
+        "stripe_created_at",
+        "received_at",
+        "processed_at",
+        "payload",
+    )
+    actions = ["reprocess"]
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_staff
+
+    @admin.action(description="Reprocess selected failed events")
+    def reprocess(self, request, queryset):
+        done = failed = 0
+        for event in queryset.filter(status__in=[StripeEvent.Status.FAILED, StripeEvent.Status.RECEIVED]):
+            try:
+                services.stripe_event_reprocess(event=event)
+                done += 1
+            except services.StripeEventProcessingError:
+                failed += 1  # the error is on the event row
+        self.message_user(
+            request,
+            f"Reprocessed {done} event(s); {failed} failed again.",
+            messages.INFO if not failed else messages.WARNING,
+        )
+
+
+@admin.register(UsageCounter)
+class UsageCounterAdmin(ReadOnlyAdmin):
+    list_display = ("user", "meter", "period", "period_start", "used", "reserved")
+    list_filter = ("meter", "period")
+    search_fields = ("user__email",)
+    list_select_related = ("user",)
+
+
+@admin.register(PeriodAudit)
+class PeriodAuditAdmin(ReadOnlyAdmin):
+    list_display = ("user", "meter", "period_start", "used", "limit", "plan_code")
+    list_filter = ("meter", "plan_code")
+    search_fields = ("user__email",)
+    list_select_related = ("user",)
+
+
+@admin.register(CheckoutSession)
+class CheckoutSessionAdmin(ReadOnlyAdmin):
+    list_display = (
+        "user",
+        "kind",
+        "mode",
+        "amount_minor",
+        "currency",
+        "status",
+        "is_simulated",
+        "created_at",
+    )
+    list_filter = ("kind", "status", "is_simulated")
+    search_fields = ("user__email", "stripe_checkout_session_id")
+    list_select_related = ("user",)
+
+
+@admin.register(CheckoutFulfilment)
+class CheckoutFulfilmentAdmin(ReadOnlyAdmin):
+    list_display = ("stripe_checkout_session_id", "kind", "status", "stripe_event_id", "fulfilled_at")
+    list_filter = ("kind", "status")
+    search_fields = ("stripe_checkout_session_id",)

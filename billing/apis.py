@@ -1,0 +1,156 @@
+"""Billing API: parse → service/selector → serialize."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.exceptions import ApiError
+from core.time import isoformat_z
+
+from . import stripe_client
+from .selectors import plan_for_user_get, plan_list_public, subscription_get
+from .services import (
+    StripeEventProcessingError,
+    billing_portal_session_start,
+    plan_checkout_start,
+    stripe_event_process,
+    stripe_event_store,
+)
+
+logger = logging.getLogger("tollgate.billing")
+
+
+class PlanOutputSerializer(serializers.Serializer):
+    """The plan shape shared by the plans list and the subscription."""
+
+    class QuotaSerializer(serializers.Serializer):
+        meter = serializers.CharField()
+        period = serializers.CharField()
+        limit = serializers.IntegerField(allow_null=True)  # null = unlimited, 0 = not included
+
+    code = serializers.CharField()
+    name = serializers.CharField()
+    price_minor = serializers.IntegerField()
+    currency = serializers.CharField()
+    interval = serializers.CharField()
+    rate_limit_per_minute = serializers.IntegerField()
+    quotas = QuotaSerializer(many=True, source="quotas.all")
+
+
+class PlanListApi(APIView):
+    """Public: no authentication, so a stale Bearer header cannot hide the price list."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get(self, request):
+        return Response(PlanOutputSerializer(plan_list_public(), many=True).data)
+
+
+class CheckoutStartApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        planId = serializers.CharField(max_length=40)
+        successUrl = serializers.CharField(max_length=2000)
+        cancelUrl = serializers.CharField(max_length=2000)
+
+    class OutputSerializer(serializers.Serializer):
+        checkoutUrl = serializers.CharField(source="checkout_url")
+        sessionId = serializers.CharField(source="session_id")
+
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        result = plan_checkout_start(
+            user=request.user,
+            plan_code=data["planId"],
+            success_url=data["successUrl"],
+            cancel_url=data["cancelUrl"],
+        )
+        return Response(self.OutputSerializer(result).data)
+
+
+class SubscriptionApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        plan = PlanOutputSerializer()
+        status = serializers.CharField()
+        currentPeriodEnd = serializers.SerializerMethodField()
+        cancelAtPeriodEnd = serializers.BooleanField(source="cancel_at_period_end")
+
+        def get_currentPeriodEnd(self, obj) -> str | None:
+            return isoformat_z(obj["current_period_end"]) if obj["current_period_end"] else None
+
+    def get(self, request):
+        plan = plan_for_user_get(user=request.user)
+        subscription = subscription_get(user=request.user)
+        if subscription is not None and subscription.plan_id == plan.pk:
+            data = {
+                "plan": plan,
+                "status": subscription.status,
+                "current_period_end": subscription.current_period_end,
+                "cancel_at_period_end": subscription.cancel_at_period_end,
+            }
+        else:
+            data = {
+                "plan": plan,
+                "status": "active",
+                "current_period_end": None,
+                "cancel_at_period_end": False,
+            }
+        return Response(self.OutputSerializer(data).data)
+
+
+class PortalApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        returnUrl = serializers.CharField(max_length=2000, required=False)
+
+    class OutputSerializer(serializers.Serializer):
+        url = serializers.CharField()
+
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return_url = serializer.validated_data.get("returnUrl") or f"{settings.SITE_URL}/dashboard/"
+        url = billing_portal_session_start(user=request.user, return_url=return_url)
+        return Response(self.OutputSerializer({"url": url}).data)
+
+
+class StripeWebhookApi(APIView):
+    """Stripe → us. No session or key: the signature is the authentication.
+
+    Verified events are stored first (unique event id), then processed. Answers:
+    200 processed, ignored or duplicate; 400 bad signature/timestamp/body; 503 when
+    processing failed — the event stays stored as ``failed`` and Stripe's retry (or the admin
+    "reprocess" action) runs it again.
+    """
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def post(self, request):
+        try:
+            event = stripe_client.webhook_event_verify(
+                payload=request.body,
+                sig_header=request.headers.get("Stripe-Signature", ""),
+                secret=settings.STRIPE_WEBHOOK_SECRET,
+                tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
+            )
+        except stripe_client.WebhookSignatureError as exc:
+            raise ApiError("invalid_signature", str(exc))
+        row, created = stripe_event_store(event=event)
+        if not created and row.status != row.Status.FAILED and row.status != row.Status.RECEIVED:
+            return Response({"received": True, "duplicate": True})
+        try:
+            row = stripe_event_process(event=row)
+        except StripeEventProcessingError:
+            raise ApiError(
+                "service_unavailable",
+                "The event was stored but could not be processed; it will be retried.",
+            )
+        return Response({"received": True, "status": row.status, "duplicate": not created})

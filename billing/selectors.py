@@ -1,0 +1,226 @@
+"""Reads for billing. User-owned reads take ``user=``.
+
+``plan_for_user_get`` is on the proxy's hot path. The catalogue (plans + quotas, a handful of
+rows) is cached in process and tagged with a version held in the shared cache; any worker that
+changes a plan bumps the version and every process reloads. Which plan a user is on is cached
+in the shared cache per user and deleted whenever one of their subscriptions changes. Steady
+state: zero queries; cold user entry: one query.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Prefetch, QuerySet
+from django.utils import timezone
+
+from core import time as periods
+
+from .models import Meter, Period, Plan, PlanQuota, Subscription, UsageCounter
+
+CATALOG_VERSION_KEY = "billing:catalog-version"
+USER_PLAN_CACHE_SECONDS = 3600
+
+
+def user_plan_cache_key(user_id: int) -> str:
+    return f"billing:user-plan:{user_id}"
+
+
+@dataclass(frozen=True)
+class _Catalog:
+    version: str
+    by_id: dict[int, Plan]
+    by_code: dict[str, Plan]
+
+
+_catalog: _Catalog | None = None
+_catalog_lock = threading.Lock()
+
+
+def _catalog_load(version: str) -> _Catalog:
+    global _catalog
+    with _catalog_lock:
+        current = _catalog
+        if current is not None and current.version == version:
+            return current
+        plans = list(Plan.objects.prefetch_related("quotas"))
+        _catalog = _Catalog(
+            version=version,
+            by_id={plan.pk: plan for plan in plans},
+            by_code={plan.code: plan for plan in plans},
+        )
+        return _catalog
+
+
+def _catalog_for(version: str | None) -> _Catalog:
+    if version is None:
+        # First use since the shared cache was emptied: publish a version everyone agrees on.
+        cache.add(CATALOG_VERSION_KEY, uuid.uuid4().hex, None)
+        version = cache.get(CATALOG_VERSION_KEY) or uuid.uuid4().hex
+    current = _catalog
+    if current is not None and current.version == version:
+        return current
+    return _catalog_load(version)
+
+
+def plan_catalog_get() -> _Catalog:
+    return _catalog_for(cache.get(CATALOG_VERSION_KEY))
+
+
+def plan_get_by_code(*, code: str) -> Plan | None:
+    """A plan from the in-process catalogue (active or not)."""
+    return plan_catalog_get().by_code.get(code)
+
+
+def plan_default_get() -> Plan:
+    plan = plan_get_by_code(code=settings.DEFAULT_PLAN_CODE)
+    if plan is None:
+        raise ImproperlyConfigured(
+            f"The default plan {settings.DEFAULT_PLAN_CODE!r} does not exist: run `manage.py seed_catalog`."
+        )
+    return plan
+
+
+def plan_for_user_get(*, user, now: datetime | None = None) -> Plan:
+    """The plan whose quotas and limits apply to ``user`` right now (the free plan by default).
+
+    A subscription set to cancel at period end stops counting at ``current_period_end`` even if
+    Stripe's ``customer.subscription.deleted`` arrives late.
+    """
+    user_key = user_plan_cache_key(user.pk)
+    cached = cache.get_many([CATALOG_VERSION_KEY, user_key])
+    catalog = _catalog_for(cached.get(CATALOG_VERSION_KEY))
+    entry = cached.get(user_key)
+    if entry is None:
+        row = (
+            Subscription.objects.filter(user_id=user.pk, status__in=Subscription.ENTITLED_STATUSES)
+            .order_by("-created_at", "-pk")
+            .values_list("plan_id", "cancel_at_period_end", "current_period_end")
+            .first()
+        )
+        if row is None:
+            entry = (None, None)
+        else:
+            plan_id, cancel_at_period_end, period_end = row
+            entry = (plan_id, period_end if cancel_at_period_end else None)
+        cache.set(user_key, entry, USER_PLAN_CACHE_SECONDS)
+    plan_id, until = entry
+    if plan_id is not None and (until is None or (now or timezone.now()) < until):
+        plan = catalog.by_id.get(plan_id)
+        if plan is not None:
+            return plan
+    plan = catalog.by_code.get(settings.DEFAULT_PLAN_CODE)
+    if plan is None:
+        raise ImproperlyConfigured(
+            f"The default plan {settings.DEFAULT_PLAN_CODE!r} does not exist: run `manage.py seed_catalog`."
+        )
+    return plan
+
+
+@dataclass(frozen=True)
+class QuotaRule:
+    meter: str
+    period: str
+    limit: int | None  # None = unlimited, 0 = not included
+
+
+def plan_quota_get(*, plan: Plan, meter: str) -> QuotaRule:
+    """The plan's rule for a meter; a meter the plan does not list is not included (0)."""
+    for quota in plan.quotas.all():  # prefetched by the catalogue
+        if quota.meter == meter:
+            return QuotaRule(meter=meter, period=quota.period, limit=quota.limit)
+    return QuotaRule(meter=meter, period=Period.MONTH, limit=0)
+
+
+def period_bounds(*, period: str, now: datetime) -> tuple[datetime, datetime]:
+    if period == Period.DAY:
+        return periods.day_start(now), periods.next_day_start(now)
+    return periods.month_start(now), periods.next_month_start(now)
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    meter: str
+    period: str
+    used: int
+    reserved: int
+    limit: int | None
+    remaining: int | None  # None when unlimited
+    reset_at: datetime
+
+    def as_json(self) -> dict:
+        """The ``quota`` block clients of the original design expect."""
+        return {
+            "used": self.used,
+            "limit": self.limit,
+            "remaining": self.remaining,
+            "resetDate": periods.isoformat_z(self.reset_at),
+        }
+
+
+def quota_status_build(*, rule: QuotaRule, used: int, reserved: int, reset_at: datetime) -> QuotaStatus:
+    remaining = None if rule.limit is None else max(0, rule.limit - used - reserved)
+    return QuotaStatus(
+        meter=rule.meter,
+        period=rule.period,
+        used=used,
+        reserved=reserved,
+        limit=rule.limit,
+        remaining=remaining,
+        reset_at=reset_at,
+    )
+
+
+def quota_status_get(*, user, now: datetime | None = None) -> dict[str, QuotaStatus]:
+    """Per meter: used, reserved, limit, remaining and reset time for the current periods."""
+    now = now or timezone.now()
+    plan = plan_for_user_get(user=user, now=now)
+    rules = {meter: plan_quota_get(plan=plan, meter=meter) for meter in Meter.values}
+    starts = {period_bounds(period=rule.period, now=now)[0] for rule in rules.values()}
+    counters = {
+        (meter, start): (used, reserved)
+        for meter, start, used, reserved in UsageCounter.objects.filter(
+            user_id=user.pk, period_start__in=starts
+        ).values_list("meter", "period_start", "used", "reserved")
+    }
+    result = {}
+    for meter, rule in rules.items():
+        start, end = period_bounds(period=rule.period, now=now)
+        used, reserved = counters.get((meter, start), (0, 0))
+        result[meter] = quota_status_build(rule=rule, used=used, reserved=reserved, reset_at=end)
+    return result
+
+
+def plan_list_public() -> QuerySet[Plan]:
+    return (
+        Plan.objects.filter(is_public=True, is_active=True)
+        .prefetch_related(Prefetch("quotas", queryset=PlanQuota.objects.order_by("meter")))
+        .order_by("sort_order", "price_minor", "code")
+    )
+
+
+def subscription_get(*, user) -> Subscription | None:
+    """The user's current entitled subscription, if any (newest first)."""
+    return (
+        Subscription.objects.filter(user_id=user.pk, status__in=Subscription.ENTITLED_STATUSES)
+        .select_related("plan")
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+
+
+def subscription_billing_customer_get(*, user) -> str | None:
+    """The Stripe customer id of the user's newest subscription (for the customer portal)."""
+    return (
+        Subscription.objects.filter(user_id=user.pk)
+        .exclude(stripe_customer_id="")
+        .order_by("-created_at", "-pk")
+        .values_list("stripe_customer_id", flat=True)
+        .first()
+    )

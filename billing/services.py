@@ -1,0 +1,958 @@
+"""Writes for billing: quotas (reserve → settle/release, periods, alerts), checkout, and Stripe
+webhook fulfilment.
+
+Rules kept here:
+- quota reserve is ONE conditional UPDATE (``used + reserved + n <= limit``); a new period is
+  a new counter row, created with INSERT … ON CONFLICT DO NOTHING;
+- webhook events are stored (unique event id) before processing, processed under a row lock
+  on the stored event, and fulfilment is keyed by the Checkout Session id;
+- no network call inside a transaction: Stripe is called before/after, emails go through
+  Celery tasks queued with ``transaction.on_commit``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from urllib.parse import urlsplit
+
+from dateutil.relativedelta import relativedelta
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import BigIntegerField, F, Value
+from django.db.models.functions import Greatest, Least
+from django.urls import reverse
+from django.utils import timezone
+
+from core.exceptions import ApiError
+from core.locks import lock_objects
+
+from . import registry, stripe_client
+from .catalog import DEFAULT_CATALOG, DEFAULT_CURRENCY, DEFAULT_MAX_TOKENS, METER_PERIODS
+from .models import (
+    CheckoutFulfilment,
+    CheckoutSession,
+    PeriodAudit,
+    Plan,
+    PlanQuota,
+    QuotaAlertSent,
+    QuotaReservation,
+    StripeEvent,
+    Subscription,
+    UsageCounter,
+)
+from .selectors import (
+    CATALOG_VERSION_KEY,
+    QuotaStatus,
+    period_bounds,
+    plan_for_user_get,
+    plan_quota_get,
+    quota_status_build,
+    subscription_billing_customer_get,
+    subscription_get,
+    user_plan_cache_key,
+)
+
+logger = logging.getLogger("tollgate.billing")
+
+PLAN_CHECKOUT_KIND = "plan"
+QUOTA_ALERT_THRESHOLDS = (80, 100)  # percent of a monthly limit
+STALE_RESERVATION_AGE = timedelta(hours=1)
+
+
+# =============================================================================================
+# Catalogue
+# =============================================================================================
+
+
+def plan_catalog_invalidate() -> None:
+    """Tell every process to reload plans (after commit, so nobody reloads the old rows)."""
+    transaction.on_commit(lambda: cache.set(CATALOG_VERSION_KEY, uuid.uuid4().hex, None))
+
+
+def plan_catalog_seed() -> list[Plan]:
+    """Install the default catalogue. Idempotent: existing plans and quotas are left as the
+    operator edited them; only missing ones are created."""
+    created = []
+    with transaction.atomic():
+        for spec in DEFAULT_CATALOG:
+            plan, was_created = Plan.objects.get_or_create(
+                code=spec["code"],
+                defaults={
+                    "name": spec["name"],
+                    "price_minor": spec["price_minor"],
+                    "currency": DEFAULT_CURRENCY,
+                    "rate_limit_per_minute": spec["rate_limit_per_minute"],
+                    "routing_weights": spec["routing_weights"],
+                    "default_max_tokens": DEFAULT_MAX_TOKENS,
+                    "sort_order": spec["sort_order"],
+                },
+            )
+            if was_created:
+                created.append(plan)
+            for meter, limit in spec["quotas"].items():
+                PlanQuota.objects.get_or_create(
+                    plan=plan, meter=meter, defaults={"period": METER_PERIODS[meter], "limit": limit}
+                )
+        plan_catalog_invalidate()
+    return created
+
+
+# =============================================================================================
+# Quotas
+# =============================================================================================
+
+
+class QuotaExceeded(Exception):
+    """``used + reserved + amount`` would pass the limit (or the meter is not in the plan)."""
+
+    def __init__(self, *, meter: str, status: QuotaStatus):
+        super().__init__(f"quota exceeded for {meter}")
+        self.meter = meter
+        self.status = status
+
+
+def _counter_id_get(*, user_id: int, meter: str, period: str, start: datetime, end: datetime) -> int:
+    """The counter row of this period, created on first use (lazy rollover, race-free)."""
+    lookup = UsageCounter.objects.filter(user_id=user_id, meter=meter, period_start=start)
+    counter_id = lookup.values_list("pk", flat=True).first()
+    if counter_id is None:
+        UsageCounter.objects.bulk_create(
+            [UsageCounter(user_id=user_id, meter=meter, period=period, period_start=start, period_end=end)],
+            ignore_conflicts=True,
+        )
+        counter_id = lookup.values_list("pk", flat=True).get()
+    return counter_id
+
+
+def _quota_exceeded(*, counter_id: int, rule, reset_at: datetime) -> QuotaExceeded:
+    used, reserved = UsageCounter.objects.filter(pk=counter_id).values_list("used", "reserved").get()
+    status = quota_status_build(rule=rule, used=used, reserved=reserved, reset_at=reset_at)
+    return QuotaExceeded(meter=rule.meter, status=status)
+
+
+def quota_reserve(*, user, meter: str, amount: int, now: datetime | None = None) -> QuotaReservation:
+    """Hold ``amount`` units of ``meter`` for one call, or raise QuotaExceeded.
+
+    One conditional UPDATE decides, so under any concurrency ``used + reserved`` never passes
+    the limit (PostgreSQL re-checks the WHERE clause after waiting on the row lock).
+    """
+    amount = int(amount)
+    if amount < 0:
+        raise ValueError("amount must be >= 0")
+    now = now or timezone.now()
+    plan = plan_for_user_get(user=user, now=now)
+    rule = plan_quota_get(plan=plan, meter=meter)
+    start, end = period_bounds(period=rule.period, now=now)
+    counter_id = _counter_id_get(user_id=user.pk, meter=meter, period=rule.period, start=start, end=end)
+    with transaction.atomic():
+        counter = UsageCounter.objects.filter(pk=counter_id)
+        if rule.limit is not None:
+            counter = counter.filter(used__lte=Value(rule.limit - amount) - F("reserved"))
+        if not counter.update(reserved=F("reserved") + amount):
+            raise _quota_exceeded(counter_id=counter_id, rule=rule, reset_at=end)
+        return QuotaReservation.objects.create(
+            user_id=user.pk, meter=meter, counter_id=counter_id, amount=amount, created_at=now
+        )
+
+
+def quota_settle(*, reservation: QuotaReservation, actual: int, now: datetime | None = None) -> None:
+    """Charge ``actual`` units and free the hold. Runs once: a second call is a no-op.
+
+    ``actual`` above the reserved amount is charged only up to the limit (the caller should
+    have reserved enough); below it, the difference is simply released.
+    """
+    actual = max(0, int(actual))
+    now = now or timezone.now()
+    amount = reservation.amount
+    with transaction.atomic():
+        if not QuotaReservation.objects.filter(pk=reservation.pk, status=QuotaReservation.Status.HELD).update(
+            status=QuotaReservation.Status.SETTLED, actual=actual, finished_at=now
+        ):
+            return
+        charged: object = Value(actual)
+        rule = None
+        if actual > amount:
+            rule = plan_quota_get(
+                plan=plan_for_user_get(user=_user_ref(reservation.user_id), now=now), meter=reservation.meter
+            )
+            if rule.limit is not None:
+                headroom = (
+                    Value(rule.limit + amount, output_field=BigIntegerField()) - F("used") - F("reserved")
+                )
+                charged = Least(Value(actual), Greatest(Value(amount), headroom))
+        UsageCounter.objects.filter(pk=reservation.counter_id).update(
+            used=F("used") + charged, reserved=F("reserved") - amount
+        )
+        reservation.status = QuotaReservation.Status.SETTLED
+        reservation.actual = actual
+        reservation.finished_at = now
+        if actual:
+            _quota_alert_schedule(reservation=reservation, now=now, rule=rule)
+
+
+def quota_release(*, reservation: QuotaReservation, now: datetime | None = None) -> None:
+    """Give the held units back (failed upstream call). Runs once: a second call is a no-op."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        if not QuotaReservation.objects.filter(pk=reservation.pk, status=QuotaReservation.Status.HELD).update(
+            status=QuotaReservation.Status.RELEASED, finished_at=now
+        ):
+            return
+        UsageCounter.objects.filter(pk=reservation.counter_id).update(
+            reserved=F("reserved") - reservation.amount
+        )
+        reservation.status = QuotaReservation.Status.RELEASED
+        reservation.finished_at = now
+
+
+def _user_ref(user_id: int) -> SimpleNamespace:
+    """What plan_for_user_get needs (the pk), without loading the user row on the hot path."""
+    return SimpleNamespace(pk=user_id)
+
+
+def _alert_gate_key(*, user_id: int, meter: str, period_start: datetime, threshold: int) -> str:
+    return f"billing:quota-alert:{user_id}:{meter}:{period_start:%Y%m%d}:{threshold}"
+
+
+def _quota_alert_schedule(*, reservation: QuotaReservation, now: datetime, rule=None) -> None:
+    """After a settle on a monthly meter, queue the alert task when a threshold is crossed.
+
+    The shared-cache gate only saves queueing the task again; the unique QuotaAlertSent row
+    is what guarantees one email per threshold per period.
+    """
+    if rule is None:
+        rule = plan_quota_get(
+            plan=plan_for_user_get(user=_user_ref(reservation.user_id), now=now), meter=reservation.meter
+        )
+    if rule.period != "month" or not rule.limit:
+        return
+    used, period_start = (
+        UsageCounter.objects.filter(pk=reservation.counter_id).values_list("used", "period_start").get()
+    )
+    crossed = [t for t in QUOTA_ALERT_THRESHOLDS if used * 100 >= t * rule.limit]
+    if not crossed:
+        return
+    gate = _alert_gate_key(
+        user_id=reservation.user_id, meter=reservation.meter, period_start=period_start, threshold=crossed[-1]
+    )
+    if cache.get(gate):
+        return
+    from .tasks import quota_alert_send_task
+
+    user_id, meter, counter_id = reservation.user_id, reservation.meter, reservation.counter_id
+    transaction.on_commit(
+        lambda: quota_alert_send_task.delay(user_id=user_id, meter=meter, counter_id=counter_id)
+    )
+
+
+def quota_alert_send(*, user_id: int, meter: str, counter_id: int, now: datetime | None = None) -> list[int]:
+    """Email the user for each threshold crossed in the counter's period, once each.
+
+    The marker row and the email commit together: if sending fails, the marker is rolled back
+    and the next settle (or a task retry) tries again.
+    """
+    now = now or timezone.now()
+    counter = (
+        UsageCounter.objects.select_related("user")
+        .filter(pk=counter_id, user_id=user_id, meter=meter)
+        .first()
+    )
+    if counter is None:
+        return []
+    rule = plan_quota_get(plan=plan_for_user_get(user=counter.user, now=now), meter=meter)
+    if not rule.limit:
+        return []
+    sent = []
+    for threshold in QUOTA_ALERT_THRESHOLDS:
+        if counter.used * 100 < threshold * rule.limit:
+            continue
+        with transaction.atomic():
+            _, created = QuotaAlertSent.objects.get_or_create(
+                user_id=user_id,
+                meter=meter,
+                period_start=counter.period_start,
+                threshold=threshold,
+                defaults={"sent_at": now},
+            )
+            if created:
+                _quota_alert_email(counter=counter, limit=rule.limit, threshold=threshold)
+                sent.append(threshold)
+        gate = _alert_gate_key(
+            user_id=user_id, meter=meter, period_start=counter.period_start, threshold=threshold
+        )
+        cache.set(gate, 1, 40 * 24 * 3600)
+    return sent
+
+
+def _quota_alert_email(*, counter: UsageCounter, limit: int, threshold: int) -> None:
+    label = counter.get_meter_display()
+    if threshold >= 100:
+        subject = f"Tollgate: your {label} quota is used up"
+        lead = f"You have used all {limit:,} {label.lower()} included in your plan this month."
+    else:
+        subject = f"Tollgate: {threshold}% of your {label} quota used"
+        lead = f"You have used {counter.used:,} of {limit:,} {label.lower()} this month ({threshold}%)."
+    body = (
+        f"{lead}\n\nYour quota resets on {counter.period_end:%Y-%m-%d} (00:00 UTC).\n"
+        f"Upgrade your plan: {settings.SITE_URL}{reverse('billing:pricing')}\n"
+    )
+    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [counter.user.email])
+
+
+def quota_period_rollover(*, now: datetime | None = None) -> dict[str, int]:
+    """Close finished periods. Safe to run any time, twice, or late.
+
+    - releases reservations older than an hour (their caller died before settling);
+    - writes one PeriodAudit per counter whose period has ended (the unique counter link makes
+      a second run a no-op; a counter that still has units in flight waits for the next run);
+    - alerts are keyed by period start, so the new period is re-armed with nothing to reset.
+    Counters themselves are never zeroed: the new period already has (or lazily gets) its row.
+    """
+    now = now or timezone.now()
+    released = 0
+    stale = QuotaReservation.objects.filter(
+        status=QuotaReservation.Status.HELD, created_at__lt=now - STALE_RESERVATION_AGE
+    ).select_related("user")
+    for reservation in stale.iterator(chunk_size=500):
+        quota_release(reservation=reservation, now=now)
+        released += 1
+    audits = []
+    closed = UsageCounter.objects.filter(period_end__lte=now, reserved=0, audit__isnull=True).select_related(
+        "user"
+    )
+    for counter in closed.iterator(chunk_size=500):
+        plan = plan_for_user_get(user=counter.user, now=counter.period_end - timedelta(seconds=1))
+        rule = plan_quota_get(plan=plan, meter=counter.meter)
+        audits.append(
+            PeriodAudit(
+                counter=counter,
+                user_id=counter.user_id,
+                meter=counter.meter,
+                period_start=counter.period_start,
+                period_end=counter.period_end,
+                used=counter.used,
+                limit=rule.limit,
+                plan_code=plan.code,
+                created_at=now,
+            )
+        )
+    PeriodAudit.objects.bulk_create(audits, ignore_conflicts=True, batch_size=500)
+    if released:
+        logger.warning("released stale quota reservations", extra={"count": released})
+    return {"released": released, "audited": len(audits)}
+
+
+# =============================================================================================
+# Checkout
+# =============================================================================================
+
+
+def simulated_checkout_enabled() -> bool:
+    """The offline checkout exists only in DEBUG and without Stripe (re-checked at runtime)."""
+    return bool(settings.SIMULATED_CHECKOUT_ENABLED and settings.DEBUG and not settings.STRIPE_SECRET_KEY)
+
+
+def checkout_redirect_url_validate(*, url: str, param: str) -> str:
+    """Reject anything but http(s) on a host of CHECKOUT_REDIRECT_HOSTS (no open redirect)."""
+    message = f"{param} must be an http(s) URL on an allowed host."
+    if not isinstance(url, str) or not url or len(url) > 2000 or "\\" in url or any(c.isspace() for c in url):
+        raise ApiError("invalid_request", message, param=param)
+    try:
+        parts = urlsplit(url)
+        hostname = (parts.hostname or "").lower()
+        parts.port  # noqa: B018  (raises ValueError on a malformed port)
+    except ValueError:
+        raise ApiError("invalid_request", message, param=param)
+    if parts.scheme not in ("http", "https") or not hostname or parts.username or parts.password:
+        raise ApiError("invalid_request", message, param=param)
+    for allowed in settings.CHECKOUT_REDIRECT_HOSTS:
+        allowed = allowed.lower()
+        if hostname == allowed or (allowed.startswith(".") and hostname.endswith(allowed)):
+            return url
+    raise ApiError("invalid_request", message, param=param)
+
+
+def _add_interval(at: datetime, interval: str) -> datetime:
+    return at + (relativedelta(years=1) if interval == Plan.Interval.YEAR else relativedelta(months=1))
+
+
+def checkout_session_start(
+    *,
+    user,
+    kind: str,
+    line_item: dict,
+    metadata: dict,
+    success_url: str,
+    cancel_url: str,
+    mode: str,
+    description: str = "",
+) -> dict:
+    """Open a checkout for ``user`` (Stripe, or the simulated one offline) and return
+    ``{"checkout_url", "session_id"}``. ``kind`` selects the registered handler on payment.
+
+    Our CheckoutSession row is written first so the Stripe idempotency key is built from our
+    id; the Stripe call happens outside any transaction.
+    """
+    checkout_redirect_url_validate(url=success_url, param="successUrl")
+    checkout_redirect_url_validate(url=cancel_url, param="cancelUrl")
+    if mode not in ("subscription", "payment"):
+        raise ValueError(f"unsupported checkout mode {mode!r}")
+    full_metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
+    full_metadata.update({"kind": kind, "user_id": str(user.pk)})
+    price_data = line_item.get("price_data") or {}
+    checkout = CheckoutSession(
+        user=user,
+        kind=kind,
+        mode=mode,
+        line_item=line_item,
+        metadata=full_metadata,
+        amount_minor=int(price_data.get("unit_amount") or 0) * int(line_item.get("quantity") or 1),
+        currency=(price_data.get("currency") or DEFAULT_CURRENCY).lower(),
+        description=description or (price_data.get("product_data") or {}).get("name", "")[:200],
+        success_url=success_url,
+        cancel_url=cancel_url,
+    )
+    if stripe_client.stripe_is_configured():
+        checkout.save()
+        params = {
+            "mode": mode,
+            "line_items": [line_item],
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "client_reference_id": str(user.pk),
+            "metadata": full_metadata,
+        }
+        customer_id = subscription_billing_customer_get(user=user)
+        if customer_id:
+            params["customer"] = customer_id
+        else:
+            params["customer_email"] = user.email
+        if mode == "subscription":
+            params["subscription_data"] = {"metadata": full_metadata}
+        else:
+            params["payment_intent_data"] = {"metadata": full_metadata}
+        try:
+            session = stripe_client.checkout_session_create(
+                params=params, idempotency_key=f"checkout-session:{checkout.pk}"
+            )
+        except stripe_client.StripeServiceError as exc:
+            CheckoutSession.objects.filter(pk=checkout.pk).update(status=CheckoutSession.Status.CANCELED)
+            raise ApiError("upstream_error", exc.message)
+        checkout.stripe_checkout_session_id = session["id"]
+        checkout.checkout_url = session.get("url") or ""
+        checkout.save(update_fields=["stripe_checkout_session_id", "checkout_url", "updated_at"])
+    elif simulated_checkout_enabled():
+        checkout.is_simulated = True
+        checkout.stripe_checkout_session_id = "cs_test_sim_" + secrets.token_hex(24)
+        checkout.checkout_url = settings.SITE_URL + reverse(
+            "billing:simulated-checkout", kwargs={"session_id": checkout.stripe_checkout_session_id}
+        )
+        checkout.save()
+    else:
+        raise ApiError("service_unavailable", "Payments are not configured on this server.")
+    return {"checkout_url": checkout.checkout_url, "session_id": checkout.stripe_checkout_session_id}
+
+
+def plan_checkout_start(*, user, plan_code: str, success_url: str, cancel_url: str) -> dict:
+    """Checkout (mode subscription) for a paid, active plan."""
+    plan = Plan.objects.filter(code=str(plan_code or ""), is_active=True).first()
+    if plan is None or not plan.is_paid:
+        raise ApiError("invalid_request", f"Unknown or unavailable plan: {plan_code}", param="planId")
+    current = subscription_get(user=user)
+    if current is not None:
+        raise ApiError(
+            "conflict",
+            f"You already have the {current.plan.name} plan; change plans from the billing portal.",
+            param="planId",
+        )
+    if plan.stripe_price_id:
+        line_item = {"price": plan.stripe_price_id, "quantity": 1}
+    else:
+        line_item = {
+            "price_data": {
+                "currency": plan.currency,
+                "unit_amount": plan.price_minor,
+                "recurring": {"interval": plan.interval},
+                "product_data": {"name": f"Tollgate {plan.name}"},
+            },
+            "quantity": 1,
+        }
+    result = checkout_session_start(
+        user=user,
+        kind=PLAN_CHECKOUT_KIND,
+        line_item=line_item,
+        metadata={"plan_code": plan.code},
+        success_url=success_url,
+        cancel_url=cancel_url,
+        mode="subscription",
+        description=f"Tollgate {plan.name} ({plan.get_interval_display().lower()})",
+    )
+    if plan.stripe_price_id:
+        CheckoutSession.objects.filter(stripe_checkout_session_id=result["session_id"]).update(
+            amount_minor=plan.price_minor, currency=plan.currency
+        )
+    return result
+
+
+def billing_portal_session_start(*, user, return_url: str) -> str:
+    """The URL of the Stripe customer portal for the user's billing account."""
+    checkout_redirect_url_validate(url=return_url, param="returnUrl")
+    customer_id = subscription_billing_customer_get(user=user)
+    if not customer_id:
+        raise ApiError("invalid_request", "You have no billing account yet: subscribe to a plan first.")
+    if not stripe_client.stripe_is_configured():
+        raise ApiError("service_unavailable", "The billing portal needs Stripe, which is not configured.")
+    try:
+        session = stripe_client.billing_portal_session_create(customer_id=customer_id, return_url=return_url)
+    except stripe_client.StripeServiceError as exc:
+        raise ApiError("upstream_error", exc.message)
+    return session["url"]
+
+
+def simulated_checkout_cancel(*, checkout: CheckoutSession) -> None:
+    CheckoutSession.objects.filter(pk=checkout.pk, status=CheckoutSession.Status.OPEN).update(
+        status=CheckoutSession.Status.CANCELED, updated_at=timezone.now()
+    )
+
+
+def simulated_checkout_event_build(
+    *, checkout: CheckoutSession, now: datetime | None = None
+) -> tuple[bytes, str]:
+    """A ``checkout.session.completed`` event shaped like Stripe's, and its signature header."""
+    import json
+
+    now = now or timezone.now()
+    ts = int(now.timestamp())
+    session = {
+        "id": checkout.stripe_checkout_session_id,
+        "object": "checkout.session",
+        "mode": checkout.mode,
+        "status": "complete",
+        "payment_status": "paid",
+        "amount_subtotal": checkout.amount_minor,
+        "amount_total": checkout.amount_minor,
+        "currency": checkout.currency,
+        "client_reference_id": str(checkout.user_id),
+        "customer": f"cus_sim_{checkout.user_id}",
+        "customer_details": {"email": checkout.user.email},
+        "metadata": checkout.metadata,
+        "subscription": f"sub_sim_{secrets.token_hex(12)}" if checkout.mode == "subscription" else None,
+        "payment_intent": f"pi_sim_{secrets.token_hex(12)}" if checkout.mode == "payment" else None,
+        "success_url": checkout.success_url,
+        "cancel_url": checkout.cancel_url,
+        "created": int(checkout.created_at.timestamp()),
+        "livemode": False,
+    }
+    event = {
+        "id": f"evt_sim_{secrets.token_hex(12)}",
+        "object": "event",
+        "api_version": settings.STRIPE_API_VERSION,
+        "created": ts,
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": "checkout.session.completed",
+        "data": {"object": session},
+    }
+    payload = json.dumps(event).encode()
+    header = stripe_client.webhook_signature_header(
+        payload=payload, secret=settings.STRIPE_WEBHOOK_SECRET, timestamp=ts
+    )
+    return payload, header
+
+
+# =============================================================================================
+# Webhook events
+# =============================================================================================
+
+
+class StripeEventProcessingError(Exception):
+    """Processing a stored event failed; the error is recorded on the event row."""
+
+
+def _ts(value) -> datetime | None:
+    """A Stripe unix timestamp as an aware datetime (None when absent or malformed)."""
+    try:
+        return datetime.fromtimestamp(int(value), tz=UTC) if value not in (None, "") else None
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _id(value) -> str:
+    """Stripe fields that may be an id or an expanded object."""
+    if isinstance(value, dict):
+        return str(value.get("id") or "")
+    return str(value or "")
+
+
+def stripe_event_store(*, event: dict, now: datetime | None = None) -> tuple[StripeEvent, bool]:
+    """Store a verified event; ``(row, False)`` when this event id was already stored."""
+    now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            row = StripeEvent.objects.create(
+                stripe_event_id=event["id"],
+                type=event["type"],
+                livemode=bool(event.get("livemode")),
+                payload=event,
+                stripe_created_at=_ts(event.get("created")),
+                received_at=now,
+            )
+        return row, True
+    except IntegrityError:
+        return StripeEvent.objects.get(stripe_event_id=event["id"]), False
+
+
+def stripe_event_process(*, event: StripeEvent, now: datetime | None = None) -> StripeEvent:
+    """Process a stored event once. Concurrent deliveries of the same event queue on the row
+    lock; whoever comes second sees it processed and does nothing. A failure rolls back the
+    handlers' writes, is recorded on the row (status ``failed``), and is raised again."""
+    now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            row = lock_objects(StripeEvent.objects.filter(pk=event.pk))[0]
+            if row.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
+                return row
+            handled = _event_dispatch(event=row.payload, now=now)
+            row.status = StripeEvent.Status.PROCESSED if handled else StripeEvent.Status.IGNORED
+            row.error = ""
+            row.attempts += 1
+            row.processed_at = now
+            row.save(update_fields=["status", "error", "attempts", "processed_at"])
+            return row
+    except Exception as exc:  # recorded on the row and raised again, never swallowed
+        StripeEvent.objects.filter(pk=event.pk).update(
+            status=StripeEvent.Status.FAILED,
+            error=f"{type(exc).__name__}: {exc}"[:2000],
+            attempts=F("attempts") + 1,
+        )
+        logger.exception("stripe event processing failed", extra={"stripe_event_id": event.stripe_event_id})
+        raise StripeEventProcessingError(str(exc)) from exc
+
+
+def stripe_event_reprocess(*, event: StripeEvent, now: datetime | None = None) -> StripeEvent:
+    """Admin action: try a failed (or stuck) event again."""
+    return stripe_event_process(event=event, now=now)
+
+
+def _event_dispatch(*, event: dict, now: datetime) -> bool:
+    """Billing's own handling, then every handler other apps registered for the type."""
+    event_type = event.get("type", "")
+    obj = (event.get("data") or {}).get("object") or {}
+    created = _ts(event.get("created")) or now
+    handled = False
+    if event_type in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+        handled = checkout_session_fulfil(session=obj, event_id=event["id"], now=now)
+    elif event_type == "checkout.session.async_payment_failed":
+        handled = checkout_session_payment_fail(session=obj)
+    elif event_type.startswith("customer.subscription."):
+        handled = subscription_sync(stripe_subscription=obj, event_type=event_type, event_created_at=created)
+    elif event_type == "invoice.paid":
+        handled = subscription_invoice_paid(invoice=obj, event_created_at=created)
+    elif event_type == "invoice.payment_failed":
+        handled = subscription_invoice_payment_failed(invoice=obj, event_created_at=created)
+    for handler in registry.event_handlers_get(event_type):
+        handler(event=event)
+        handled = True
+    return handled
+
+
+def checkout_session_fulfil(*, session: dict, event_id: str, now: datetime | None = None) -> bool:
+    """Run the kind's handler once per Checkout Session, whichever event gets here first."""
+    now = now or timezone.now()
+    if session.get("payment_status") not in ("paid", "no_payment_required"):
+        return False  # delayed payment method: checkout.session.async_payment_succeeded follows
+    session_id = _id(session.get("id"))
+    kind = (session.get("metadata") or {}).get("kind", "")
+    handler = registry.checkout_handler_get(kind)
+    if not session_id or handler is None:
+        logger.warning("checkout session with no handler", extra={"kind": kind, "stripe_event_id": event_id})
+        return False
+    fulfilment, _ = CheckoutFulfilment.objects.get_or_create(
+        stripe_checkout_session_id=session_id, defaults={"kind": kind}
+    )
+    fulfilment = lock_objects(CheckoutFulfilment.objects.filter(pk=fulfilment.pk))[0]
+    if fulfilment.status == CheckoutFulfilment.Status.FULFILLED:
+        return True
+    handler(session=session, event_id=event_id)
+    fulfilment.status = CheckoutFulfilment.Status.FULFILLED
+    fulfilment.stripe_event_id = event_id
+    fulfilment.fulfilled_at = now
+    fulfilment.save(update_fields=["status", "stripe_event_id", "fulfilled_at"])
+    CheckoutSession.objects.filter(stripe_checkout_session_id=session_id).update(
+        status=CheckoutSession.Status.COMPLETE, updated_at=now
+    )
+    return True
+
+
+def checkout_session_payment_fail(*, session: dict) -> bool:
+    """A delayed payment failed: nothing to fulfil; remember it so nothing fulfils later."""
+    session_id = _id(session.get("id"))
+    if not session_id:
+        return False
+    kind = (session.get("metadata") or {}).get("kind", "")
+    CheckoutFulfilment.objects.get_or_create(
+        stripe_checkout_session_id=session_id,
+        defaults={"kind": kind, "status": CheckoutFulfilment.Status.FAILED},
+    )
+    CheckoutSession.objects.filter(stripe_checkout_session_id=session_id).update(
+        status=CheckoutSession.Status.PAYMENT_FAILED, updated_at=timezone.now()
+    )
+    return True
+
+
+def _subscription_cache_forget(user_id: int) -> None:
+    transaction.on_commit(lambda: cache.delete(user_plan_cache_key(user_id)))
+
+
+# A subscription never comes back from canceled; within one second, the further state wins.
+_STATUS_RANK = {
+    Subscription.Status.INCOMPLETE: 0,
+    Subscription.Status.TRIALING: 1,
+    Subscription.Status.ACTIVE: 1,
+    Subscription.Status.PAST_DUE: 1,
+    Subscription.Status.UNPAID: 1,
+    Subscription.Status.PAUSED: 1,
+    Subscription.Status.INCOMPLETE_EXPIRED: 2,
+    Subscription.Status.CANCELED: 2,
+}
+
+
+def _event_is_current(*, row: Subscription, event_created_at: datetime, status: str) -> bool:
+    """Whether an event may overwrite the row: discards stale, out-of-order deliveries."""
+    if _STATUS_RANK.get(row.status, 0) == 2 and _STATUS_RANK.get(status, 0) < 2:
+        return False
+    if row.stripe_event_at is None or event_created_at > row.stripe_event_at:
+        return True
+    return event_created_at == row.stripe_event_at and _STATUS_RANK.get(status, 0) >= _STATUS_RANK.get(
+        row.status, 0
+    )
+
+
+def _subscription_period_end(obj: dict) -> datetime | None:
+    # Recent API versions moved the period to the subscription items.
+    if obj.get("current_period_end"):
+        return _ts(obj["current_period_end"])
+    ends = [item.get("current_period_end") for item in (obj.get("items") or {}).get("data") or []]
+    ends = [end for end in ends if end]
+    return _ts(max(ends)) if ends else None
+
+
+def _subscription_plan(obj: dict) -> Plan | None:
+    prices = [_id(item.get("price") or {}) for item in (obj.get("items") or {}).get("data") or []]
+    prices = [price for price in prices if price]
+    if prices:
+        plan = Plan.objects.filter(stripe_price_id__in=prices).exclude(stripe_price_id="").first()
+        if plan is not None:
+            return plan
+    code = (obj.get("metadata") or {}).get("plan_code")
+    return Plan.objects.filter(code=code).first() if code else None
+
+
+def subscription_sync(*, stripe_subscription: dict, event_type: str, event_created_at: datetime) -> bool:
+    """Apply a ``customer.subscription.*`` event to our mirror, unless a newer one already was.
+
+    Subscriptions we did not start (no ``kind=plan`` metadata and no row) are not ours:
+    another app's handler (organizations) takes them.
+    """
+    sub_id = _id(stripe_subscription.get("id"))
+    metadata = stripe_subscription.get("metadata") or {}
+    status = stripe_subscription.get("status") or Subscription.Status.INCOMPLETE
+    if event_type == "customer.subscription.deleted":
+        status = Subscription.Status.CANCELED
+    row = Subscription.objects.filter(stripe_subscription_id=sub_id).first() if sub_id else None
+    if row is None:
+        if metadata.get("kind") != PLAN_CHECKOUT_KIND or not str(metadata.get("user_id", "")).isdigit():
+            return False
+        user = get_user_model().objects.filter(pk=int(metadata["user_id"])).first()
+        plan = _subscription_plan(stripe_subscription)
+        if user is None or plan is None:
+            raise ValueError(f"subscription {sub_id}: unknown user or plan in metadata")
+        row, _ = Subscription.objects.get_or_create(
+            stripe_subscription_id=sub_id,
+            defaults={
+                "user": user,
+                "plan": plan,
+                "stripe_customer_id": _id(stripe_subscription.get("customer")),
+            },
+        )
+    row = lock_objects(Subscription.objects.filter(pk=row.pk))[0]
+    if not _event_is_current(row=row, event_created_at=event_created_at, status=status):
+        logger.info(
+            "stale subscription event discarded", extra={"subscription_id": row.pk, "type": event_type}
+        )
+        return True
+    row.status = status
+    row.cancel_at_period_end = bool(stripe_subscription.get("cancel_at_period_end"))
+    row.current_period_end = _subscription_period_end(stripe_subscription) or row.current_period_end
+    row.ended_at = _ts(stripe_subscription.get("ended_at")) or (
+        event_created_at if status == Subscription.Status.CANCELED else None
+    )
+    row.stripe_customer_id = _id(stripe_subscription.get("customer")) or row.stripe_customer_id
+    row.plan = _subscription_plan(stripe_subscription) or row.plan
+    row.stripe_event_at = event_created_at
+    row.save()
+    _subscription_cache_forget(row.user_id)
+    return True
+
+
+def _invoice_subscription_id(invoice: dict) -> str:
+    if invoice.get("subscription"):
+        return _id(invoice["subscription"])
+    details = ((invoice.get("parent") or {}).get("subscription_details")) or {}
+    return _id(details.get("subscription"))
+
+
+def subscription_invoice_paid(*, invoice: dict, event_created_at: datetime) -> bool:
+    """A renewal was paid: extend the period; a past-due subscription is active again."""
+    row = Subscription.objects.filter(
+        stripe_subscription_id=_invoice_subscription_id(invoice) or None
+    ).first()
+    if row is None:
+        return False
+    row = lock_objects(Subscription.objects.filter(pk=row.pk))[0]
+    ends = [(line.get("period") or {}).get("end") for line in (invoice.get("lines") or {}).get("data") or []]
+    ends = [_ts(end) for end in ends if end]
+    if ends and (row.current_period_end is None or max(ends) > row.current_period_end):
+        row.current_period_end = max(ends)
+    if row.status in (Subscription.Status.PAST_DUE, Subscription.Status.UNPAID) and _event_is_current(
+        row=row, event_created_at=event_created_at, status=Subscription.Status.ACTIVE
+    ):
+        row.status = Subscription.Status.ACTIVE
+        row.stripe_event_at = event_created_at
+    row.save()
+    _subscription_cache_forget(row.user_id)
+    return True
+
+
+def subscription_invoice_payment_failed(*, invoice: dict, event_created_at: datetime) -> bool:
+    """A renewal payment failed: past due (the plan stays while Stripe retries); tell the user."""
+    row = Subscription.objects.filter(
+        stripe_subscription_id=_invoice_subscription_id(invoice) or None
+    ).first()
+    if row is None:
+        return False
+    row = lock_objects(Subscription.objects.filter(pk=row.pk))[0]
+    if row.status == Subscription.Status.ACTIVE and _event_is_current(
+        row=row, event_created_at=event_created_at, status=Subscription.Status.PAST_DUE
+    ):
+        row.status = Subscription.Status.PAST_DUE
+        row.stripe_event_at = event_created_at
+        row.save()
+        _subscription_cache_forget(row.user_id)
+    from .tasks import subscription_payment_failed_email_task
+
+    subscription_id = row.pk
+    transaction.on_commit(
+        lambda: subscription_payment_failed_email_task.delay(subscription_id=subscription_id)
+    )
+    return True
+
+
+def subscription_activate(*, session: dict, event_id: str, now: datetime | None = None) -> Subscription:
+    """The ``plan`` checkout handler: the paid session activates the plan.
+
+    Called once per session (CheckoutFulfilment), inside the event's transaction. On the
+    user's first activation, a key is created if they have none and the "plan active" email
+    carries a one-time reveal link, never the key.
+    """
+    from accounts.selectors import api_key_active_count
+    from accounts.services import api_key_create, api_key_reveal_link_create
+
+    now = now or timezone.now()
+    metadata = session.get("metadata") or {}
+    user_id = str(metadata.get("user_id") or session.get("client_reference_id") or "")
+    user = get_user_model().objects.filter(pk=int(user_id)).first() if user_id.isdigit() else None
+    plan = Plan.objects.filter(code=metadata.get("plan_code", "")).first()
+    sub_id = _id(session.get("subscription"))
+    if user is None or plan is None or not sub_id:
+        raise ValueError(f"checkout session {session.get('id')}: missing user, plan or subscription")
+    event_created_at = (
+        StripeEvent.objects.filter(stripe_event_id=event_id)
+        .values_list("stripe_created_at", flat=True)
+        .first()
+        or now
+    )
+    row, created = Subscription.objects.get_or_create(
+        stripe_subscription_id=sub_id,
+        defaults={
+            "user": user,
+            "plan": plan,
+            "status": Subscription.Status.ACTIVE,
+            "stripe_customer_id": _id(session.get("customer")),
+            "current_period_end": _add_interval(now, plan.interval),
+            "stripe_event_at": event_created_at,
+        },
+    )
+    row = lock_objects(Subscription.objects.filter(pk=row.pk))[0]
+    if row.user_id != user.pk:
+        raise ValueError(f"subscription {sub_id} belongs to another user")
+    if (
+        not created
+        and row.status == Subscription.Status.INCOMPLETE
+        and _event_is_current(row=row, event_created_at=event_created_at, status=Subscription.Status.ACTIVE)
+    ):
+        row.status = Subscription.Status.ACTIVE
+        row.stripe_event_at = event_created_at
+    row.stripe_checkout_session_id = _id(session.get("id"))
+    row.stripe_customer_id = row.stripe_customer_id or _id(session.get("customer"))
+    first_activation = row.activated_at is None
+    row.activated_at = row.activated_at or now
+    row.save()
+    _subscription_cache_forget(user.pk)
+    if first_activation:
+        reveal_url = ""
+        if api_key_active_count(user=user, now=now) == 0:
+            api_key, plaintext = api_key_create(user=user, name="Default key", now=now)
+            reveal_url = api_key_reveal_link_create(api_key=api_key, plaintext=plaintext, now=now)
+        from .tasks import plan_active_email_task
+
+        subscription_id = row.pk
+        transaction.on_commit(
+            lambda: plan_active_email_task.delay(subscription_id=subscription_id, reveal_url=reveal_url)
+        )
+    logger.info("subscription activated", extra={"subscription_id": row.pk, "plan": plan.code})
+    return row
+
+
+def plan_active_email_send(*, subscription_id: int, reveal_url: str = "") -> bool:
+    """'Your plan is active', with the one-time key link when a key was created for the user."""
+    row = Subscription.objects.select_related("user", "plan").filter(pk=subscription_id).first()
+    if row is None:
+        return False
+    lines = [f"Your Tollgate {row.plan.name} plan is active.", ""]
+    if reveal_url:
+        lines += [
+            "We created an API key for you. Open this link within 24 hours to see it, once:",
+            reveal_url,
+            "",
+        ]
+    lines.append(f"Dashboard: {settings.SITE_URL}/dashboard/")
+    send_mail(
+        f"Tollgate: your {row.plan.name} plan is active",
+        "\n".join(lines),
+        settings.DEFAULT_FROM_EMAIL,
+        [row.user.email],
+    )
+    return True
+
+
+def subscription_payment_failed_email_send(*, subscription_id: int) -> bool:
+    row = Subscription.objects.select_related("user", "plan").filter(pk=subscription_id).first()
+    if row is None:
+        return False
+    send_mail(
+        "Tollgate: your payment failed",
+        f"We could not charge your {row.plan.name} plan renewal. Stripe will retry; please update "
+        f"your payment method from {settings.SITE_URL}{reverse('billing:pricing')}.",
+        settings.DEFAULT_FROM_EMAIL,
+        [row.user.email],
+    )
+    return True

@@ -1,0 +1,26 @@
+"""Celery tasks: thin doors into services, safe to run twice (each service checks state)."""
+
+from celery import shared_task
+
+from . import services
+
+
+@shared_task(name="billing.tasks.quota_period_rollover")
+def quota_period_rollover_task() -> dict:
+    return services.quota_period_rollover()
+
+
+@shared_task(name="billing.tasks.quota_alert_send")
+def quota_alert_send_task(*, user_id: int, meter: str, counter_id: int) -> list[int]:
+    return services.quota_alert_send(user_id=user_id, meter=meter, counter_id=counter_id)
+
+
+@shared_task(name="billing.tasks.plan_active_email")
+def plan_active_email_task(*, subscription_id: int, reveal_url: str = "") -> bool:
+    # Not retried automatically: a second email would carry a link already consumed or expired.
+    return services.plan_active_email_send(subscription_id=subscription_id, reveal_url=reveal_url)
+
+
+@shared_task(name="billing.tasks.subscription_payment_failed_email")
+def subscription_payment_failed_email_task(*, subscription_id: int) -> bool:
+    return services.subscription_payment_failed_email_send(subscription_id=subscription_id)

@@ -1,0 +1,133 @@
+"""Billing pages: pricing, checkout outcome, and the offline simulated checkout."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponseBadRequest
+from django.shortcuts import redirect, render
+from django.test import RequestFactory
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from core.exceptions import ApiError
+
+from .models import CheckoutSession
+from .selectors import plan_for_user_get, plan_list_public, subscription_get
+from .services import (
+    billing_portal_session_start,
+    plan_checkout_start,
+    simulated_checkout_cancel,
+    simulated_checkout_enabled,
+    simulated_checkout_event_build,
+)
+
+logger = logging.getLogger("tollgate.billing")
+
+
+def pricing_page(request):
+    current = plan_for_user_get(user=request.user) if request.user.is_authenticated else None
+    subscription = subscription_get(user=request.user) if request.user.is_authenticated else None
+    return render(
+        request,
+        "billing/pricing.html",
+        {"plans": list(plan_list_public()), "current_plan": current, "subscription": subscription},
+    )
+
+
+@login_required
+@require_POST
+def plan_upgrade(request, code: str):
+    """Start a checkout for ``code`` and send the browser to it (Stripe or simulated)."""
+    try:
+        result = plan_checkout_start(
+            user=request.user,
+            plan_code=code,
+            success_url=settings.SITE_URL + reverse("billing:success") + "?session_id={CHECKOUT_SESSION_ID}",
+            cancel_url=settings.SITE_URL + reverse("billing:cancel"),
+        )
+    except ApiError as exc:
+        messages.error(request, exc.message)
+        return redirect("billing:pricing")
+    return redirect(result["checkout_url"])
+
+
+@login_required
+@require_POST
+def billing_portal_redirect(request):
+    try:
+        url = billing_portal_session_start(
+            user=request.user, return_url=settings.SITE_URL + reverse("billing:pricing")
+        )
+    except ApiError as exc:
+        messages.error(request, exc.message)
+        return redirect("billing:pricing")
+    return redirect(url)
+
+
+def checkout_success_page(request):
+    checkout = None
+    session_id = request.GET.get("session_id", "")
+    if request.user.is_authenticated and session_id:
+        checkout = CheckoutSession.objects.filter(
+            user=request.user, stripe_checkout_session_id=session_id
+        ).first()
+    plan = plan_for_user_get(user=request.user) if request.user.is_authenticated else None
+    return render(request, "billing/success.html", {"checkout": checkout, "plan": plan})
+
+
+def checkout_cancel_page(request):
+    return render(request, "billing/cancel.html")
+
+
+def _webhook_deliver(*, payload: bytes, signature: str):
+    """Hand a signed event to the webhook view function itself, in process (same code path
+    as a delivery from Stripe: signature check, store, process)."""
+    from .apis import StripeWebhookApi
+
+    webhook_request = RequestFactory().post(
+        reverse("billing-api:webhook"),
+        data=payload,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=signature,
+    )
+    return StripeWebhookApi.as_view()(webhook_request)
+
+
+@require_http_methods(["GET", "POST"])
+def simulated_checkout_page(request, session_id: str):
+    """Stand-in for Stripe's hosted page, DEBUG-only, without Stripe. Like Stripe's page it
+    needs no login: the unguessable session id identifies the checkout."""
+    if not simulated_checkout_enabled():
+        raise Http404("Simulated checkout is disabled.")
+    checkout = (
+        CheckoutSession.objects.select_related("user")
+        .filter(stripe_checkout_session_id=session_id, is_simulated=True)
+        .first()
+    )
+    if checkout is None:
+        raise Http404("Unknown checkout session.")
+    if request.method == "GET":
+        return render(request, "billing/simulated_checkout.html", {"checkout": checkout})
+    action = request.POST.get("action")
+    if action == "cancel":
+        simulated_checkout_cancel(checkout=checkout)
+        return redirect(checkout.cancel_url)
+    if action != "pay":
+        return HttpResponseBadRequest("Unknown action.")
+    if checkout.status == CheckoutSession.Status.OPEN:
+        payload, signature = simulated_checkout_event_build(checkout=checkout)
+        response = _webhook_deliver(payload=payload, signature=signature)
+        if response.status_code != 200:
+            logger.error("simulated checkout: webhook answered %s", response.status_code)
+            return render(
+                request, "billing/simulated_checkout.html", {"checkout": checkout, "failed": True}, status=502
+            )
+    elif checkout.status != CheckoutSession.Status.COMPLETE:
+        return render(request, "billing/simulated_checkout.html", {"checkout": checkout}, status=409)
+    return redirect(
+        checkout.success_url.replace("{CHECKOUT_SESSION_ID}", checkout.stripe_checkout_session_id)
+    )
