@@ -6,4 +6,13 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import checks  # noqa: F401  (registers the encryption system check)
+        from config.celery import beat_schedule_add, crontab
+
+        from . import checks, crypto  # noqa: F401  (system check E001; key reset on settings change)
+
+        beat_schedule_add(
+            "accounts-key-reveals-purge",
+            task="accounts.key_reveals_purge",
+            schedule=crontab(minute=17),
+            expires=3600,
+        )

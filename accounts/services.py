@@ -299,7 +299,7 @@ def provider_credential_set(
             "user_id": owner.pk if owner else None,
             "actor_id": actor.pk if actor else None,
             "masked": credential.masked,
-            "created": created,
+            "is_new": created,
         },
     )
     return credential
