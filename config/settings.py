@@ -281,6 +281,18 @@ DAILY_BUDGET_USD = Decimal(env.str("DAILY_BUDGET_USD", default="50"))
 BYOK_COUNTS_AGAINST_QUOTA = env.bool("BYOK_COUNTS_AGAINST_QUOTA", default=False)
 SANDBOX_PROVIDER_ENABLED = env.bool("SANDBOX_PROVIDER_ENABLED", default=DEBUG)
 INSTANTLY_API_URL = env.str("INSTANTLY_API_URL", default="https://api.instantly.ai/api/v2")
+# Per-provider base URL overrides (tests, benchmarks, self-hosted gateways); empty = registry default.
+PROVIDER_BASE_URLS = {
+    code: env.str(f"PROVIDER_{code.upper()}_BASE_URL", default="")
+    for code in ("openai", "anthropic", "google", "mistral", "groq", "openrouter", "deepseek")
+}
+PROXY_ROUTER_SEED = env.int("PROXY_ROUTER_SEED", default=None)  # fixed seed = deterministic routing
+PROXY_DEFAULT_MAX_TOKENS = env.int("PROXY_DEFAULT_MAX_TOKENS", default=1024)  # when max_tokens absent
+PROXY_MAX_TOKENS_CAP = env.int("PROXY_MAX_TOKENS_CAP", default=32768)  # unless the plan sets one
+PROXY_COOLDOWN_FAILURES = env.int("PROXY_COOLDOWN_FAILURES", default=3)
+PROXY_COOLDOWN_SECONDS = env.int("PROXY_COOLDOWN_SECONDS", default=60)
+PROXY_HTTP_MAX_CONNECTIONS = env.int("PROXY_HTTP_MAX_CONNECTIONS", default=1000)
+PROXY_CATALOG_CACHE_SECONDS = env.int("PROXY_CATALOG_CACHE_SECONDS", default=30)
 
 # Credits.
 CREDITS_LOW_THRESHOLD = env.int("CREDITS_LOW_THRESHOLD", default=20)

@@ -1,1 +1,140 @@
-from django.db import models  # noqa: F401
+"""Proxy data: prices and routes (operator-editable catalogue), the usage log and its rollups.
+
+``UsageEvent`` is append-only: one row per proxied call, success or failure. Dashboards read
+``UsageDailyRollup`` (upserted with F() as calls settle) and never scan the raw log.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from core.models import BaseModel
+
+
+class ModelPrice(BaseModel):
+    """What a provider charges the operator for a model, in USD per million tokens."""
+
+    provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=128)
+    # USD per 1 000 000 tokens (Decimal, never float).
+    input_usd_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
+    output_usd_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "model"], name="modelprice_provider_model"),
+            models.CheckConstraint(
+                condition=models.Q(input_usd_per_mtok__gte=0, output_usd_per_mtok__gte=0),
+                name="modelprice_non_negative",
+            ),
+        ]
+        ordering = ["provider", "model"]
+
+    def __str__(self):
+        return f"{self.provider}/{self.model}"
+
+
+class ModelRoute(BaseModel):
+    """Maps a requested model to the model a provider actually serves.
+
+    ``requested_model="*"`` is the provider's default for models with no route and no price.
+    """
+
+    DEFAULT = "*"
+
+    requested_model = models.CharField(max_length=128)
+    provider = models.CharField(max_length=32)
+    upstream_model = models.CharField(max_length=128)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["requested_model", "provider"], name="modelroute_model_provider")
+        ]
+        ordering = ["requested_model", "provider"]
+
+    def __str__(self):
+        return f"{self.requested_model} @ {self.provider} → {self.upstream_model}"
+
+
+class UsageEvent(models.Model):
+    """One proxied call. Append-only; never updated after insert."""
+
+    class KeySource(models.TextChoices):
+        PERSONAL = "personal", "Personal (BYOK)"
+        GLOBAL = "global", "Global (operator)"
+        ENV = "env", "Environment (operator)"
+        SANDBOX = "sandbox", "Sandbox"
+        NONE = "none", "None"
+
+    # Server-generated per call; also the idempotency key of the settle (credits, rollup).
+    call_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
+    service = models.CharField(max_length=16)  # "deepseek", "instantly", "router"
+    endpoint = models.CharField(max_length=64)
+    provider = models.CharField(max_length=32, blank=True)
+    model = models.CharField(max_length=128, blank=True)  # as requested
+    upstream_model = models.CharField(max_length=128, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveIntegerField(default=0)
+    emails = models.PositiveIntegerField(default=0)
+    # Operator cost of this call in USD (0 for BYOK, sandbox and free providers).
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    credits_charged = models.PositiveIntegerField(default=0)  # credit units, when paid by overage
+    status_code = models.PositiveSmallIntegerField()
+    error_code = models.CharField(max_length=32, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    key_source = models.CharField(max_length=16, choices=KeySource.choices, default=KeySource.NONE)
+    is_fallback = models.BooleanField(default=False)
+    is_budget_fallback = models.BooleanField(default=False)
+    is_estimated = models.BooleanField(default=False)
+    request_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="usage_user_recent"),
+            models.Index(fields=["created_at"], name="usage_created"),
+        ]
+
+    def __str__(self):
+        return f"{self.endpoint} {self.status_code} ({self.call_id})"
+
+
+class UsageDailyRollup(models.Model):
+    """Per (user, provider, UTC day) totals, incremented with F()/upsert as calls settle."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    provider = models.CharField(max_length=32)
+    day = models.DateField()
+    requests = models.PositiveIntegerField(default=0)
+    tokens = models.BigIntegerField(default=0)
+    emails = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)  # operator USD
+    errors = models.PositiveIntegerField(default=0)
+    fallbacks = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "provider", "day"], name="rollup_user_provider_day")
+        ]
+        indexes = [models.Index(fields=["day", "provider"], name="rollup_day_provider")]
+
+    def __str__(self):
+        return f"{self.user_id} {self.provider} {self.day}"
+
+
+class DailySpend(models.Model):
+    """Operator spend per UTC day (global/env keys only): the durable side of the budget counter."""
+
+    day = models.DateField(unique=True)
+    spent_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)  # USD
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.day}: {self.spent_usd} USD"

@@ -1,0 +1,404 @@
+"""Proxy endpoints: thin async DRF views (adrf) over ``proxy.gateway`` and the services.
+
+Every view: body size check (413 before parsing) → key auth + plan + rate limit in one short
+thread block → async handler. ``X-RateLimit-*`` headers go on every answer, errors included.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from adrf.views import APIView as AsyncAPIView
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from rest_framework import serializers
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+
+from accounts.authentication import ApiKeyAuthentication
+from billing.selectors import plan_for_user_get, quota_status_get
+from core.exceptions import ApiError
+from core.time import isoformat_z
+
+from . import upstreams
+from .dbcall import db_call
+from .funding import quota_block
+from .gateway import ChatCall, chat_call_run
+from .ratelimit import rate_limit_error, rate_limit_hit
+from .router import provider_chain
+from .selectors import model_list_get, usage_recent_list
+from .services import BudgetExhausted, CallRecord, NoProviderKey, proxy_call_prepare, proxy_call_settle
+
+try:  # accounts' "touch at most once a minute"; optional so the proxy does not depend on it
+    from accounts.services import api_key_touch
+except ImportError:  # pragma: no cover
+    api_key_touch = None
+
+
+def _raise_validation(serializer) -> None:
+    if not serializer.is_valid():
+        raise serializers.ValidationError(serializer.errors)
+
+
+class ProxyApiView(AsyncAPIView):
+    """Base for the proxy: Bearer ``sk_agentai_…`` only, rate-limited per key."""
+
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    def _gate(self, request):
+        """Auth, plan and rate limit: one thread hop, a couple of indexed queries."""
+        self.initial(request)
+        identity = request.auth
+        plan = plan_for_user_get(user=request.user)
+        state = rate_limit_hit(key_id=identity.key_id, limit=plan.rate_limit_per_minute)
+        self._ratelimit_headers = state.headers()
+        if state.exceeded:
+            raise rate_limit_error(state)
+        if api_key_touch is not None:
+            api_key_touch(identity=identity)
+        return plan
+
+    def _check_body_size(self, request) -> None:
+        limit = settings.PROXY_MAX_BODY_BYTES
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if declared > limit:
+            raise ApiError("payload_too_large", f"Request body is larger than {limit} bytes.")
+        try:
+            size = len(request._request.body)
+        except RequestDataTooBig:
+            size = limit + 1
+        if size > limit:
+            raise ApiError("payload_too_large", f"Request body is larger than {limit} bytes.")
+
+    async def async_dispatch(self, request, *args, **kwargs):
+        self.args = args
+        self.kwargs = kwargs
+        self._ratelimit_headers = {}
+        request = self.initialize_request(request, *args, **kwargs)
+        self.request = request
+        self.headers = self.default_response_headers
+        try:
+            self._check_body_size(request)
+            self.plan = await db_call(self._gate, request)
+            handler = getattr(self, request.method.lower(), None)
+            if handler is None or request.method.lower() not in self.http_method_names:
+                self.http_method_not_allowed(request)
+            response = await handler(request, *args, **kwargs)
+        except Exception as exc:
+            response = self.handle_exception(exc)
+        self.response = self.finalize_response(request, response, *args, **kwargs)
+        for header, value in self._ratelimit_headers.items():
+            self.response[header] = value
+        return self.response
+
+    def json_body(self, request) -> dict:
+        """Parse the body ourselves: invalid JSON → 400 ``invalid_json``, non-object → 400."""
+        raw = request._request.body
+        try:
+            payload = json.loads(raw or b"null")
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError("invalid_json", "Request body is not valid JSON.") from None
+        if not isinstance(payload, dict):
+            raise ApiError("invalid_request", "Request body must be a JSON object.")
+        return payload
+
+    @property
+    def request_id(self) -> str:
+        return getattr(self.request._request, "request_id", "")
+
+
+class _MessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["system", "user", "assistant", "tool", "developer", "function"])
+    content = serializers.JSONField(required=False, allow_null=True)
+
+    def validate_content(self, value):
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(part, dict) for part in value):
+            return value
+        raise serializers.ValidationError("Must be a string or a list of content parts.")
+
+
+class ChatInputSerializer(serializers.Serializer):
+    """The fields we account on; every other OpenAI field passes through to the provider."""
+
+    model = serializers.CharField(required=False, max_length=128, allow_blank=False)
+    messages = _MessageSerializer(many=True, allow_empty=False, max_length=2000)
+    max_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    max_completion_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    n = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=8)
+    stream = serializers.BooleanField(required=False, default=False)
+    stream_options = serializers.DictField(required=False, allow_null=True)
+
+
+def _chat_call(
+    view: ProxyApiView,
+    request,
+    payload: dict,
+    *,
+    service: str,
+    endpoint: str,
+    default_model: str,
+    chain: list[str],
+) -> ChatCall:
+    serializer = ChatInputSerializer(data=payload)
+    _raise_validation(serializer)
+    data = serializer.validated_data
+    plan = view.plan
+    cap = plan.max_tokens_cap or settings.PROXY_MAX_TOKENS_CAP
+    max_tokens = data.get("max_tokens") or data.get("max_completion_tokens")
+    if max_tokens is not None and max_tokens > cap:
+        raise ApiError(
+            "invalid_request", f"max_tokens may not exceed {cap} on your plan.", param="max_tokens"
+        )
+    if max_tokens is None:
+        max_tokens = min(plan.default_max_tokens or settings.PROXY_DEFAULT_MAX_TOKENS, cap)
+    model = data.get("model") or default_model
+    stream_options = data.get("stream_options") or {}
+    return ChatCall(
+        user=request.user,
+        api_key_id=request.auth.key_id,
+        service=service,
+        endpoint=endpoint,
+        payload={**payload, "model": model},
+        requested_model=model,
+        max_tokens=max_tokens,
+        chain=chain,
+        fallback_provider=plan.fallback_provider or "",
+        stream=bool(data.get("stream")),
+        client_wants_usage=bool(stream_options.get("include_usage")),
+        request_id=view.request_id,
+    )
+
+
+def _chat_response(result):
+    return result if not isinstance(result, dict) else Response(result)
+
+
+class DeepseekChatApi(ProxyApiView):
+    """``POST /api/proxy/deepseek/chat``: DeepSeek chat completions + the llm_tokens quota block."""
+
+    async def post(self, request):
+        call = _chat_call(
+            self,
+            request,
+            self.json_body(request),
+            service="deepseek",
+            endpoint="/api/proxy/deepseek/chat",
+            default_model="deepseek-chat",
+            chain=["deepseek"],
+        )
+        return _chat_response(await chat_call_run(call))
+
+
+class ChatCompletionsApi(ProxyApiView):
+    """``POST /api/proxy/v1/chat/completions``: OpenAI-compatible, routed by the plan's weights."""
+
+    async def post(self, request):
+        plan = self.plan
+        chain = provider_chain(
+            weights=plan.routing_weights or {}, fallback_provider=plan.fallback_provider or ""
+        )
+        call = _chat_call(
+            self,
+            request,
+            self.json_body(request),
+            service="router",
+            endpoint="/api/proxy/v1/chat/completions",
+            default_model="gpt-4o-mini",
+            chain=chain,
+        )
+        return _chat_response(await chat_call_run(call))
+
+
+class V2ChatApi(ProxyApiView):
+    """``POST /api/v2/chat {"prompt","model"}``: the original design's alias, one user message."""
+
+    class InputSerializer(serializers.Serializer):
+        prompt = serializers.CharField(max_length=200_000)
+        model = serializers.CharField(required=False, max_length=128)
+        max_tokens = serializers.IntegerField(required=False, min_value=1)
+
+    async def post(self, request):
+        serializer = self.InputSerializer(data=self.json_body(request))
+        _raise_validation(serializer)
+        data = serializer.validated_data
+        payload = {
+            "messages": [{"role": "user", "content": data["prompt"]}],
+            "model": data.get("model") or "gpt-4o-mini",
+        }
+        if data.get("max_tokens"):
+            payload["max_tokens"] = data["max_tokens"]
+        plan = self.plan
+        chain = provider_chain(
+            weights=plan.routing_weights or {}, fallback_provider=plan.fallback_provider or ""
+        )
+        call = _chat_call(
+            self,
+            request,
+            payload,
+            service="router",
+            endpoint="/api/v2/chat",
+            default_model="gpt-4o-mini",
+            chain=chain,
+        )
+        return Response(await chat_call_run(call))
+
+
+class ModelListApi(ProxyApiView):
+    """``GET /api/proxy/v1/models``: the models the route table knows, OpenAI's list shape."""
+
+    async def get(self, request):
+        models = await db_call(model_list_get)
+        return Response(
+            {
+                "object": "list",
+                "data": [{"id": m, "object": "model", "created": 0, "owned_by": "tollgate"} for m in models],
+            }
+        )
+
+
+class InstantlySendApi(ProxyApiView):
+    """``POST /api/proxy/instantly/send``: one email through Instantly, one ``emails`` unit."""
+
+    class InputSerializer(serializers.Serializer):
+        to = serializers.EmailField(max_length=254)
+        subject = serializers.CharField(max_length=998)
+        body = serializers.CharField(max_length=100_000)
+
+    class OutputSerializer(serializers.Serializer):
+        success = serializers.BooleanField()
+        messageId = serializers.CharField()
+        quota = serializers.DictField()
+
+    ENDPOINT = "/api/proxy/instantly/send"
+
+    def _record(self, request, started: float, status: int, error_code: str = "", emails: int = 0):
+        return CallRecord(
+            user_id=request.user.pk,
+            api_key_id=request.auth.key_id,
+            service="instantly",
+            endpoint=self.ENDPOINT,
+            status_code=status,
+            provider="instantly",
+            emails=emails,
+            latency_ms=int((time.monotonic() - started) * 1000),
+            request_id=self.request_id,
+            error_code=error_code,
+        )
+
+    async def post(self, request):
+        serializer = self.InputSerializer(data=self.json_body(request))
+        _raise_validation(serializer)
+        data = serializer.validated_data
+        started = time.monotonic()
+        try:
+            prepared = await db_call(
+                proxy_call_prepare,
+                user=request.user,
+                provider="instantly",
+                endpoint=self.ENDPOINT,
+                meters={"emails": 1},
+                check_budget=False,
+            )
+        except (NoProviderKey, BudgetExhausted):
+            error = ApiError("no_provider_available", "Email sending is not configured right now.")
+            await db_call(
+                proxy_call_settle, prepared=None, record=self._record(request, started, 503, error.code)
+            )
+            raise error from None
+        except ApiError as exc:
+            await db_call(
+                proxy_call_settle,
+                prepared=None,
+                record=self._record(request, started, exc.status_code, exc.code),
+            )
+            raise
+        try:
+            message_id = await upstreams.email_send(
+                target=prepared.target, to=data["to"], subject=data["subject"], body=data["body"]
+            )
+        except upstreams.UpstreamFailure as exc:
+            error = (
+                ApiError("upstream_timeout", "Instantly timed out.")
+                if exc.is_timeout
+                else ApiError("upstream_error", "Instantly failed to send the email.")
+            )
+            await db_call(
+                proxy_call_settle,
+                prepared=prepared,
+                record=self._record(request, started, error.status_code, error.code),
+            )
+            raise error from None
+        except upstreams.UpstreamClientError as exc:
+            await db_call(
+                proxy_call_settle,
+                prepared=prepared,
+                record=self._record(request, started, exc.status, "provider_error"),
+            )
+            raise ApiError(
+                "invalid_request", exc.message, status_code=exc.status, provider="instantly"
+            ) from None
+        _event, block = await db_call(
+            _settle_email,
+            prepared=prepared,
+            record=self._record(request, started, 200, emails=1),
+            user=request.user,
+        )
+        return Response(
+            self.OutputSerializer({"success": True, "messageId": message_id, "quota": block}).data
+        )
+
+
+def _settle_email(*, prepared, record, user):
+    event = proxy_call_settle(prepared=prepared, record=record)
+    return event, quota_block(quota_status_get(user=user).get("emails"))
+
+
+class UsageApi(ProxyApiView):
+    """``GET /api/proxy/usage``: quota per meter and the last 100 calls, newest first."""
+
+    class OutputSerializer(serializers.Serializer):
+        success = serializers.BooleanField()
+        quota = serializers.DictField()
+        recentUsage = serializers.ListField(child=serializers.DictField())
+
+    async def get(self, request):
+        data = await db_call(_usage_get, user=request.user)
+        return Response(self.OutputSerializer(data).data)
+
+
+def _usage_get(*, user) -> dict:
+    statuses = quota_status_get(user=user)
+    tokens = statuses.get("llm_tokens")
+    reset_at = getattr(tokens, "reset_at", None)
+
+    def meter(name):
+        block = quota_block(statuses.get(name))
+        return {"used": block["used"], "limit": block["limit"], "remaining": block["remaining"]}
+
+    requests_block = quota_block(statuses.get("requests"))
+    recent = []
+    for event in usage_recent_list(user=user):
+        row = {"service": event.service, "endpoint": event.endpoint}
+        if event.service == "instantly":
+            row["emailsSent"] = event.emails
+        else:
+            row["tokensUsed"] = event.total_tokens
+        row.update({"statusCode": event.status_code, "createdAt": isoformat_z(event.created_at)})
+        recent.append(row)
+    return {
+        "success": True,
+        "quota": {
+            "deepseek": meter("llm_tokens"),
+            "instantly": meter("emails"),
+            "requests": requests_block,
+            "resetDate": isoformat_z(reset_at) if reset_at else None,
+        },
+        "recentUsage": recent,
+    }

@@ -1,0 +1,38 @@
+"""Run synchronous database work from the async proxy views without pinning a connection.
+
+Each block runs in a worker thread (``thread_sensitive=False``: blocks of different requests
+run in parallel instead of queueing on the one "main" sync thread) and gives its connection
+back when it ends — to the psycopg pool when pooling is on — so no connection is held while a
+call waits on its upstream.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections, connections
+
+
+def _release_connections() -> None:
+    """Return this thread's connections (pool) unless a transaction is still open."""
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block and conn.settings_dict.get("OPTIONS", {}).get("pool"):
+            conn.close()  # back to the pool: cheap
+    close_old_connections()  # honours CONN_MAX_AGE for unpooled connections
+
+
+def _closing(fn):
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _release_connections()
+
+    return run
+
+
+async def db_call(fn, /, *args, **kwargs):
+    """``await db_call(service, **kwargs)``: run a sync service in a thread, release its connection."""
+    return await sync_to_async(_closing(fn), thread_sensitive=False)(*args, **kwargs)

@@ -1,0 +1,190 @@
+"""How a call is paid: plan quota first, credits (overage) when the quota is exhausted.
+
+The single seam between the proxy and billing/credits. Each call reserves the maximum it can
+consume, then settles to what it actually used or releases everything on failure:
+
+- quota: ``billing.services.quota_reserve / quota_settle / quota_release`` per meter;
+- credits: when any meter's quota is exhausted, the quota reservations already taken are
+  released and the whole call is paid in credits at the endpoint's ``EndpointCost`` rate
+  (``credits.services.credit_hold / credit_hold_settle / credit_hold_release``).
+
+``credits`` is imported lazily so the proxy works (quota only) before it is installed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from billing import services as billing_services
+from core.exceptions import ApiError
+from core.time import isoformat_z
+
+logger = logging.getLogger("tollgate.proxy")
+
+UPSELL_LINKS = {"pricingUrl": "/pricing/", "creditsUrl": "/credits/"}
+
+
+@dataclass
+class Funding:
+    """What one call holds until it settles: quota reservations and/or one credit hold."""
+
+    endpoint: str
+    reserved: dict[str, int] = field(default_factory=dict)  # meter -> units reserved
+    reservations: dict = field(default_factory=dict)  # meter -> billing QuotaReservation
+    credit_hold: object | None = None
+    credit_cost: object | None = None  # credits.EndpointCost used for the hold
+    credit_units_meter: str | None = None
+    credits_charged: int = 0
+
+
+def _credits_modules():
+    try:
+        from credits import selectors as credit_selectors
+        from credits import services as credit_services
+    except ImportError:  # credits app not built yet: quota only
+        return None, None
+    if not hasattr(credit_services, "credit_hold") or not hasattr(credit_selectors, "endpoint_cost_get"):
+        return None, None
+    return credit_selectors, credit_services
+
+
+def quota_block(status) -> dict:
+    """The original design's quota block for one meter."""
+    if status is None:
+        return {"used": 0, "limit": None, "remaining": None, "resetDate": None}
+    reset_at = getattr(status, "reset_at", None)
+    return {
+        "used": status.used,
+        "limit": status.limit,
+        "remaining": status.remaining,
+        "resetDate": isoformat_z(reset_at) if reset_at else None,
+    }
+
+
+def _quota_exceeded_error(*, user, meter: str, status, upsell: dict | None = None) -> ApiError:
+    block = quota_block(status)
+    reset_at = getattr(status, "reset_at", None)
+    headers = {}
+    if reset_at is not None:
+        from django.utils import timezone
+
+        headers["Retry-After"] = str(max(1, int((reset_at - timezone.now()).total_seconds())))
+    return ApiError(
+        "quota_exceeded",
+        f"Your plan's {meter} quota is exhausted until {block['resetDate']}. "
+        "Upgrade your plan or buy credits.",
+        headers=headers,
+        meter=meter,
+        quota=block,
+        **{**UPSELL_LINKS, **(upsell or {})},
+    )
+
+
+# EndpointCost.unit -> the meter whose units the credit price counts.
+UNIT_METERS = {"tokens": "llm_tokens", "emails": "emails", "requests": "requests"}
+# Aliases priced like the endpoint they wrap.
+COST_ENDPOINT_ALIASES = {"/api/v2/chat": "/api/proxy/v1/chat/completions"}
+
+
+def _credit_units(cost, meter_amounts: dict[str, int]) -> tuple[str | None, int]:
+    meter = UNIT_METERS.get(str(getattr(cost, "unit", "") or ""))
+    if meter is None:
+        return None, 0
+    return meter, meter_amounts.get(meter, 1 if meter == "requests" else 0)
+
+
+def funding_reserve(*, user, endpoint: str, meters: dict[str, int]) -> Funding:
+    """Reserve ``meters`` (meter -> units) on the plan's quota, else in credits.
+
+    Raises ApiError 429 ``quota_exceeded`` or 402 ``insufficient_credits``; holds nothing then.
+    """
+    funding = Funding(endpoint=endpoint, reserved=dict(meters))
+    for meter, amount in meters.items():
+        try:
+            funding.reservations[meter] = billing_services.quota_reserve(
+                user=user, meter=meter, amount=amount
+            )
+        except billing_services.QuotaExceeded as exc:
+            for reservation in funding.reservations.values():
+                billing_services.quota_release(reservation=reservation)
+            funding.reservations = {}
+            _credit_hold_or_raise(funding=funding, user=user, meter=meter, status=exc.status, meters=meters)
+            return funding
+    return funding
+
+
+def _credit_hold_or_raise(*, funding: Funding, user, meter: str, status, meters: dict[str, int]) -> None:
+    credit_selectors, credit_services = _credits_modules()
+    endpoint = COST_ENDPOINT_ALIASES.get(funding.endpoint, funding.endpoint)
+    cost = credit_selectors.endpoint_cost_get(endpoint=endpoint) if credit_selectors else None
+    if cost is None:
+        raise _quota_exceeded_error(user=user, meter=meter, status=status)
+    units_meter, units = _credit_units(cost, meters)
+    amount = cost.cost_for(units)
+    if amount <= 0:
+        raise _quota_exceeded_error(user=user, meter=meter, status=status)
+    try:
+        funding.credit_hold = credit_services.credit_hold(
+            user=user, amount=amount, reference=f"proxy:{endpoint}", endpoint=endpoint
+        )
+    except credit_services.InsufficientCredits as exc:
+        upsell = _upsell(user=user, credit_selectors=credit_selectors)
+        balance = getattr(exc, "balance", 0) or 0
+        extra = {
+            **upsell,
+            "balance": balance,
+            "available": getattr(exc, "available", balance),
+            "cost": amount,
+        }
+        if upsell.get("hasPurchased"):
+            raise ApiError(
+                "insufficient_credits",
+                "Your quota is exhausted and your credit balance does not cover this call.",
+                meter=meter,
+                quota=quota_block(status),
+                **{**UPSELL_LINKS, **extra},
+            ) from exc
+        raise _quota_exceeded_error(user=user, meter=meter, status=status, upsell=extra) from exc
+    funding.credit_cost = cost
+    funding.credit_units_meter = units_meter
+
+
+def _upsell(*, user, credit_selectors) -> dict:
+    getter = getattr(credit_selectors, "credit_upsell_get", None)
+    if getter is None:
+        return {}
+    return dict(getter(user=user))
+
+
+def funding_settle(*, funding: Funding, actual: dict[str, int], idempotency_key: str) -> None:
+    """Settle every reservation to ``actual`` (meter -> units). Missing meters settle at 0."""
+    for meter, reservation in funding.reservations.items():
+        used = min(actual.get(meter, 0), funding.reserved.get(meter, 0))
+        billing_services.quota_settle(reservation=reservation, actual=used)
+    if funding.credit_hold is not None:
+        _credit_selectors, credit_services = _credits_modules()
+        meter = funding.credit_units_meter
+        units = min(actual.get(meter, 0), funding.reserved.get(meter, 0)) if meter else 0
+        charge = funding.credit_cost.cost_for(units)
+        credit_services.credit_hold_settle(
+            hold=funding.credit_hold, actual=charge, idempotency_key=idempotency_key
+        )
+        funding.credits_charged = charge
+
+
+def funding_release(*, funding: Funding) -> None:
+    """Give everything back (failed call). Safe to call once per funding."""
+    for reservation in funding.reservations.values():
+        billing_services.quota_release(reservation=reservation)
+    funding.reservations = {}
+    if funding.credit_hold is not None:
+        _credit_selectors, credit_services = _credits_modules()
+        credit_services.credit_hold_release(hold=funding.credit_hold)
+        funding.credit_hold = None
+
+
+def byok_counts_against_quota() -> bool:
+    return settings.BYOK_COUNTS_AGAINST_QUOTA

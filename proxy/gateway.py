@@ -1,0 +1,367 @@
+"""The async orchestration of one proxied call: attempts, fallback, streaming, settlement.
+
+Per attempt: ``proxy_call_prepare`` (thread, short) → upstream call (event loop, no DB
+connection held) → ``proxy_call_settle`` (thread, one transaction). A failed attempt releases
+everything it held before the next provider is tried, so a call is never charged twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+from django.http import StreamingHttpResponse
+
+from billing.selectors import quota_status_get
+from core.exceptions import ApiError
+
+from . import upstreams
+from .dbcall import db_call
+from .funding import quota_block
+from .router import chain_without_cooling, provider_failure_record, provider_success_record
+from .sandbox import prompt_tokens_count
+from .services import (
+    BudgetExhausted,
+    CallRecord,
+    NoProviderKey,
+    PreparedCall,
+    proxy_call_abandon,
+    proxy_call_prepare,
+    proxy_call_settle,
+)
+
+logger = logging.getLogger("tollgate.proxy")
+
+
+@dataclass
+class ChatCall:
+    """A validated chat request and who makes it."""
+
+    user: object
+    api_key_id: int | None
+    service: str  # "deepseek" | "router"
+    endpoint: str
+    payload: dict
+    requested_model: str
+    max_tokens: int
+    chain: list[str]
+    fallback_provider: str = ""
+    stream: bool = False
+    client_wants_usage: bool = False
+    request_id: str = ""
+    prompt_tokens: int = field(default=0)
+
+    def __post_init__(self):
+        self.prompt_tokens = prompt_tokens_count(self.payload.get("messages") or [])
+
+    @property
+    def reserve_tokens(self) -> int:
+        return self.prompt_tokens + self.max_tokens * int(self.payload.get("n") or 1)
+
+
+@dataclass
+class Attempts:
+    started: float = field(default_factory=time.monotonic)
+    tried: list[str] = field(default_factory=list)
+    failures: int = 0
+    last_failure: upstreams.UpstreamFailure | None = None
+    budget_fallback: bool = False
+
+    @property
+    def latency_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
+
+
+def _usage_tokens(usage) -> tuple[int, int] | None:
+    if not isinstance(usage, dict):
+        return None
+    try:
+        prompt = int(usage.get("prompt_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
+    except (TypeError, ValueError):
+        return None
+    if prompt < 0 or completion < 0:
+        return None
+    return prompt, completion
+
+
+def _content_chars(body: dict) -> int:
+    chars = 0
+    for choice in body.get("choices") or []:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            chars += len(message["content"])
+    return chars
+
+
+def _settle_and_quota(*, prepared, record: CallRecord, user, quota_meter: str | None) -> tuple:
+    """Settle a successful call, mark its provider healthy and read the quota block to show."""
+    event = proxy_call_settle(prepared=prepared, record=record)
+    if record.status_code < 400:
+        provider_success_record(provider=prepared.provider)
+    block = None
+    if quota_meter:
+        block = quota_block(quota_status_get(user=user).get(quota_meter))
+    return event, block
+
+
+def _abandon(*, prepared: PreparedCall, provider: str) -> None:
+    proxy_call_abandon(prepared=prepared)
+    provider_failure_record(provider=provider)
+
+
+def _record(
+    call: ChatCall,
+    attempts: Attempts,
+    *,
+    status: int,
+    provider: str = "",
+    error_code: str = "",
+    prompt: int = 0,
+    completion: int = 0,
+    estimated: bool = False,
+) -> CallRecord:
+    return CallRecord(
+        user_id=call.user.pk,
+        api_key_id=call.api_key_id,
+        service=call.service,
+        endpoint=call.endpoint,
+        status_code=status,
+        model=call.requested_model,
+        provider=provider,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        latency_ms=attempts.latency_ms,
+        is_fallback=attempts.failures > 0,
+        is_budget_fallback=attempts.budget_fallback,
+        is_estimated=estimated,
+        request_id=call.request_id,
+        error_code=error_code,
+    )
+
+
+async def _fail(call: ChatCall, attempts: Attempts, error: ApiError, provider: str = "") -> ApiError:
+    await db_call(
+        proxy_call_settle,
+        prepared=None,
+        record=_record(call, attempts, status=error.status_code, provider=provider, error_code=error.code),
+    )
+    return error
+
+
+async def chat_call_run(call: ChatCall):
+    """Serve a chat call; returns a dict (JSON answer) or a StreamingHttpResponse. Raises ApiError."""
+    attempts = Attempts()
+    chain = chain_without_cooling(chain=call.chain)
+    while chain:
+        provider = chain.pop(0)
+        if provider in attempts.tried:
+            continue
+        attempts.tried.append(provider)
+        try:
+            prepared = await db_call(
+                proxy_call_prepare,
+                user=call.user,
+                provider=provider,
+                endpoint=call.endpoint,
+                requested_model=call.requested_model,
+                prompt_tokens=call.prompt_tokens,
+                max_tokens=call.max_tokens * int(call.payload.get("n") or 1),
+                meters={"requests": 1, "llm_tokens": call.reserve_tokens},
+            )
+        except NoProviderKey:
+            continue
+        except BudgetExhausted:
+            attempts.budget_fallback = True
+            fallback = call.fallback_provider
+            chain = [fallback] if fallback and fallback not in attempts.tried else []
+            continue
+        except ApiError as exc:
+            raise await _fail(call, attempts, exc, provider=provider) from None
+
+        payload = {**call.payload, "model": prepared.upstream_model or call.requested_model}
+        try:
+            if call.stream:
+                payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
+                stream = await upstreams.chat_stream_open(target=prepared.target, payload=payload)
+            else:
+                body = await upstreams.chat_complete(target=prepared.target, payload=payload)
+        except upstreams.UpstreamFailure as exc:
+            logger.warning(
+                "upstream failure", extra={"provider": provider, "kind": exc.kind, "status": exc.status}
+            )
+            attempts.failures += 1
+            attempts.last_failure = exc
+            await db_call(_abandon, prepared=prepared, provider=provider)
+            continue
+        except upstreams.UpstreamClientError as exc:
+            error = ApiError(
+                "invalid_request", exc.message, status_code=exc.status, provider=prepared.provider
+            )
+            await db_call(
+                proxy_call_settle,
+                prepared=prepared,
+                record=_record(
+                    call, attempts, status=exc.status, provider=prepared.provider, error_code="provider_error"
+                ),
+            )
+            raise error from None
+
+        if call.stream:
+            return _stream_response(call, attempts, prepared, stream)
+        return await _complete(call, attempts, prepared, body)
+
+    if attempts.last_failure is not None:
+        if attempts.last_failure.is_timeout:
+            error = ApiError("upstream_timeout", "Every provider timed out for this request.")
+        else:
+            error = ApiError("upstream_error", "Every provider failed for this request.")
+    elif attempts.budget_fallback:
+        error = ApiError("no_provider_available", "Today's provider budget is exhausted; try again later.")
+    else:
+        error = ApiError("no_provider_available", "No provider is available for this request right now.")
+    raise await _fail(call, attempts, error, provider=attempts.tried[-1] if attempts.tried else "")
+
+
+async def _complete(call: ChatCall, attempts: Attempts, prepared: PreparedCall, body: dict) -> dict:
+    usage = _usage_tokens(body.get("usage"))
+    estimated = usage is None
+    if usage is None:  # the provider reported nothing: count, and say so
+        usage = (call.prompt_tokens, max(1, _content_chars(body) // 4))
+    record = _record(
+        call,
+        attempts,
+        status=200,
+        provider=prepared.provider,
+        prompt=usage[0],
+        completion=usage[1],
+        estimated=estimated,
+    )
+    event, block = await db_call(
+        _settle_and_quota, prepared=prepared, record=record, user=call.user, quota_meter="llm_tokens"
+    )
+    body = dict(body)
+    if call.service == "router":
+        body.update(
+            {
+                "provider": prepared.provider,
+                "fallback": event.is_fallback,
+                "budget_fallback": event.is_budget_fallback,
+                "cost": event.cost_usd,
+            }
+        )
+    body["quota"] = block
+    return body
+
+
+class _SseUsageTap:
+    """Watches an SSE byte stream event by event: records usage, counts content, and drops the
+    usage-only event when the client did not ask for it."""
+
+    def __init__(self, *, forward_usage_event: bool):
+        self.forward_usage_event = forward_usage_event
+        self.buffer = b""
+        self.usage: tuple[int, int] | None = None
+        self.content_chars = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        self.buffer += chunk
+        out = []
+        while True:
+            index = self.buffer.find(b"\n\n")
+            if index < 0:
+                break
+            event, self.buffer = self.buffer[: index + 2], self.buffer[index + 2 :]
+            if self._inspect(event):
+                out.append(event)
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        rest, self.buffer = self.buffer, b""
+        return rest
+
+    def _inspect(self, event: bytes) -> bool:
+        for line in event.splitlines():
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                return True
+            try:
+                parsed = json.loads(data)
+            except ValueError:
+                return True
+            if not isinstance(parsed, dict):
+                return True
+            usage = _usage_tokens(parsed.get("usage"))
+            if usage is not None:
+                self.usage = usage
+            for choice in parsed.get("choices") or []:
+                delta = choice.get("delta") if isinstance(choice, dict) else None
+                if isinstance(delta, dict) and isinstance(delta.get("content"), str):
+                    self.content_chars += len(delta["content"])
+            if usage is not None and not parsed.get("choices") and not self.forward_usage_event:
+                return False
+        return True
+
+
+def _stream_response(
+    call: ChatCall, attempts: Attempts, prepared: PreparedCall, stream
+) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(
+        stream_relay(call, attempts, prepared, stream), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    response["X-Tollgate-Provider"] = prepared.provider
+    response["X-Tollgate-Fallback"] = "true" if attempts.failures else "false"
+    response["X-Tollgate-Budget-Fallback"] = "true" if attempts.budget_fallback else "false"
+    return response
+
+
+async def stream_relay(call: ChatCall, attempts: Attempts, prepared: PreparedCall, stream):
+    """Pass the provider's SSE bytes through and settle exactly once at the end.
+
+    End of stream → settle with the provider's usage chunk (or a counted estimate). Client
+    disconnect (cancellation / aclose) or a mid-stream upstream failure → settle with what the
+    provider reported, else the counted estimate flagged ``estimated``: tokens that flowed are
+    never left unrecorded.
+    """
+    tap = _SseUsageTap(forward_usage_event=call.client_wants_usage)
+    status, error_code = 200, ""
+    try:
+        async for chunk in stream.chunks():
+            out = tap.feed(chunk)
+            if out:
+                yield out
+        rest = tap.flush()
+        if rest:
+            yield rest
+    except upstreams.UpstreamFailure as exc:
+        logger.warning("upstream failure mid-stream", extra={"provider": prepared.provider, "kind": exc.kind})
+        error_code = "stream_interrupted"
+    finally:
+        await stream.aclose()
+        if tap.usage is not None:
+            prompt, completion = tap.usage
+            estimated = False
+        else:
+            prompt, completion = call.prompt_tokens, (tap.content_chars + 3) // 4
+            estimated = True
+        record = _record(
+            call,
+            attempts,
+            status=status,
+            provider=prepared.provider,
+            prompt=prompt,
+            completion=completion,
+            estimated=estimated,
+            error_code=error_code,
+        )
+        # Shielded: a cancelled (disconnected) response must still settle.
+        await asyncio.shield(
+            db_call(_settle_and_quota, prepared=prepared, record=record, user=call.user, quota_meter=None)
+        )

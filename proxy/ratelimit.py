@@ -1,0 +1,61 @@
+"""Per-key, per-minute rate limit (``Plan.rate_limit_per_minute``) in the shared cache.
+
+A fixed one-minute window counted with one atomic INCR, so the limit holds across processes
+and machines. (django-ratelimit's core uses the same cache INCR scheme; this module calls the
+cache directly to get the counter back for the X-RateLimit-* headers in the same round trip.)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+
+from core.exceptions import ApiError
+
+WINDOW_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class RateLimitState:
+    limit: int
+    remaining: int
+    reset_at: int  # epoch seconds when the window ends
+    exceeded: bool
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset_at),
+        }
+
+
+def rate_limit_hit(*, key_id: int, limit: int, now: float | None = None) -> RateLimitState:
+    """Count one request of ``key_id`` in the current minute and say whether it is over ``limit``."""
+    now = time.time() if now is None else now
+    window = int(now // WINDOW_SECONDS)
+    reset_at = (window + 1) * WINDOW_SECONDS
+    if not settings.RATELIMIT_ENABLE or limit <= 0:
+        return RateLimitState(limit=limit, remaining=limit, reset_at=reset_at, exceeded=False)
+    key = f"proxy:rl:{key_id}:{window}"
+    try:
+        count = cache.incr(key)
+    except ValueError:
+        count = 1 if cache.add(key, 1, WINDOW_SECONDS + 5) else cache.incr(key)
+    return RateLimitState(
+        limit=limit, remaining=max(0, limit - count), reset_at=reset_at, exceeded=count > limit
+    )
+
+
+def rate_limit_error(state: RateLimitState, *, now: float | None = None) -> ApiError:
+    now = time.time() if now is None else now
+    retry_after = max(1, int(state.reset_at - now))
+    return ApiError(
+        "rate_limit_exceeded",
+        f"Rate limit of {state.limit} requests per minute exceeded for this key.",
+        headers={"Retry-After": str(retry_after), **state.headers()},
+        limit=state.limit,
+    )

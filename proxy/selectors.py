@@ -1,0 +1,108 @@
+"""Reads for the proxy. Prices and routes are immutable-ish operator data: they are loaded
+whole and kept in process for ``PROXY_CATALOG_CACHE_SECONDS`` so the hot path never queries
+them; an admin edit is visible everywhere within that delay."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+
+from .models import ModelPrice, ModelRoute, UsageDailyRollup, UsageEvent
+
+RECENT_USAGE_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class Price:
+    input_usd_per_mtok: Decimal
+    output_usd_per_mtok: Decimal
+
+
+@dataclass(frozen=True)
+class _Catalog:
+    prices: dict[tuple[str, str], Price]
+    routes: dict[tuple[str, str], str]
+    requested_models: tuple[str, ...]
+    loaded_at: float
+
+
+_catalog: _Catalog | None = None
+_catalog_lock = threading.Lock()
+
+
+def _catalog_load() -> _Catalog:
+    prices = {
+        (provider, model): Price(Decimal(inp), Decimal(out))
+        for provider, model, inp, out in ModelPrice.objects.values_list(
+            "provider", "model", "input_usd_per_mtok", "output_usd_per_mtok"
+        )
+    }
+    routes = {
+        (requested, provider): upstream
+        for requested, provider, upstream in ModelRoute.objects.values_list(
+            "requested_model", "provider", "upstream_model"
+        )
+    }
+    requested = tuple(sorted({r for r, _ in routes if r != ModelRoute.DEFAULT}))
+    return _Catalog(prices=prices, routes=routes, requested_models=requested, loaded_at=time.monotonic())
+
+
+def catalog_get() -> _Catalog:
+    global _catalog
+    current = _catalog
+    if current is not None and time.monotonic() - current.loaded_at < settings.PROXY_CATALOG_CACHE_SECONDS:
+        return current
+    with _catalog_lock:
+        if _catalog is None or time.monotonic() - _catalog.loaded_at >= settings.PROXY_CATALOG_CACHE_SECONDS:
+            _catalog = _catalog_load()
+        return _catalog
+
+
+def catalog_invalidate() -> None:
+    """Forget the in-process catalogue (admin saves and tests call it)."""
+    global _catalog
+    _catalog = None
+
+
+def upstream_model_get(*, requested_model: str, provider: str) -> str:
+    """Requested model → the model the provider serves.
+
+    An explicit route wins; a model the provider prices under its own name passes through;
+    anything else goes to the provider's default route, and failing that passes through as is
+    (the provider then answers 4xx, which is relayed and charges nothing).
+    """
+    catalog = catalog_get()
+    routed = catalog.routes.get((requested_model, provider))
+    if routed:
+        return routed
+    if (provider, requested_model) in catalog.prices:
+        return requested_model
+    return catalog.routes.get((ModelRoute.DEFAULT, provider), requested_model)
+
+
+def model_price_get(*, provider: str, model: str) -> Price | None:
+    return catalog_get().prices.get((provider, model))
+
+
+def model_list_get() -> tuple[str, ...]:
+    return catalog_get().requested_models
+
+
+def usage_recent_list(*, user, limit: int = RECENT_USAGE_LIMIT):
+    """The user's last calls, newest first (index usage_user_recent)."""
+    return (
+        UsageEvent.objects.filter(user=user)
+        .order_by("-created_at", "-id")
+        .only(
+            "service", "endpoint", "total_tokens", "emails", "status_code", "created_at", "provider", "model"
+        )[:limit]
+    )
+
+
+def usage_daily_list(*, user, since):
+    """Daily rollups of a user since a date, for charts (never the raw log)."""
+    return UsageDailyRollup.objects.filter(user=user, day__gte=since).order_by("day", "provider")

@@ -1,0 +1,385 @@
+"""Writes for the proxy, all synchronous and short: the async views call them through
+``proxy.dbcall.db_call`` so no database connection is held while the upstream is working.
+
+- ``proxy_call_prepare``: resolve the provider key, price the call, reserve the daily budget
+  (cache) and the quota/credits (database) for its maximum;
+- ``proxy_call_settle``: in one transaction, settle or release the funding, append the
+  ``UsageEvent``, upsert the daily rollup and the operator's ``DailySpend``; then move the
+  budget counter to the actual cost.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from accounts.selectors import provider_key_get
+from core.exceptions import ApiError
+from core.money import usd
+
+from . import budget, sandbox
+from .funding import Funding, funding_release, funding_reserve, funding_settle
+from .models import DailySpend, ModelPrice, ModelRoute, UsageDailyRollup, UsageEvent
+from .selectors import Price, catalog_invalidate, model_price_get, upstream_model_get
+from .upstreams import Target, target_build
+
+logger = logging.getLogger("tollgate.proxy")
+
+OPERATOR_SOURCES = ("global", "env")
+
+
+class NoProviderKey(Exception):
+    """No key for this provider (and no sandbox): try the next provider, else 503."""
+
+
+class BudgetExhausted(Exception):
+    """This call's maximum cost would pass today's budget: route to the plan's fallback provider."""
+
+
+@dataclass
+class PreparedCall:
+    """Everything held for one attempt between prepare and settle."""
+
+    call_id: uuid.UUID
+    provider: str
+    key_source: str
+    target: Target
+    requested_model: str
+    upstream_model: str
+    price: Price | None
+    funding: Funding
+    budget_day: date
+    budget_micro: int = 0
+    meters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def is_operator_paid(self) -> bool:
+        return self.key_source in OPERATOR_SOURCES
+
+
+def cost_usd_get(*, price: Price | None, prompt_tokens: int, completion_tokens: int) -> Decimal:
+    """Operator cost of a call in USD (6 decimals); unknown price costs 0 and is logged."""
+    if price is None:
+        return Decimal("0.000000")
+    raw = (
+        Decimal(prompt_tokens) * price.input_usd_per_mtok
+        + Decimal(completion_tokens) * price.output_usd_per_mtok
+    ) / Decimal(1_000_000)
+    return usd(raw)
+
+
+def _max_cost_micro(*, price: Price | None, prompt_tokens: int, max_tokens: int) -> int:
+    if price is None:
+        return 0
+    # USD per Mtok × tokens = micro-USD.
+    return budget.usd_to_micro(
+        (Decimal(prompt_tokens) * price.input_usd_per_mtok + Decimal(max_tokens) * price.output_usd_per_mtok)
+        / budget.MICRO
+    )
+
+
+def _resolve_key(*, user, provider: str) -> tuple[str, str]:
+    """(source, secret) for a provider: personal > global > env, else the sandbox when enabled."""
+    secret = provider_key_get(user=user, provider=provider) if provider != sandbox.PROVIDER else None
+    if secret is not None:
+        return secret.source, secret.secret
+    if sandbox.sandbox_enabled():
+        return "sandbox", ""
+    raise NoProviderKey(provider)
+
+
+def proxy_call_prepare(
+    *,
+    user,
+    provider: str,
+    endpoint: str,
+    requested_model: str = "",
+    prompt_tokens: int = 0,
+    max_tokens: int = 0,
+    meters: dict[str, int],
+    check_budget: bool = True,
+    now=None,
+) -> PreparedCall:
+    """Reserve what one attempt at ``provider`` may consume. Holds nothing when it raises.
+
+    ``meters`` is what the call costs on the plan (e.g. ``{"requests": 1, "llm_tokens": n}``);
+    ``llm_tokens`` is dropped for BYOK calls unless ``BYOK_COUNTS_AGAINST_QUOTA``.
+    Raises ``NoProviderKey``, ``BudgetExhausted`` or ApiError (quota / credits).
+    """
+    now = now or timezone.now()
+    source, secret = _resolve_key(user=user, provider=provider)
+    if source == "sandbox":
+        target = Target(provider=sandbox.PROVIDER, base_url="", secret="")
+        upstream_model = sandbox.MODEL
+    else:
+        target = target_build(provider=provider, secret=secret)
+        upstream_model = (
+            upstream_model_get(requested_model=requested_model, provider=provider) if requested_model else ""
+        )
+    price = model_price_get(provider=target.provider, model=upstream_model) if upstream_model else None
+    meters = dict(meters)
+    if source == "personal" and not settings.BYOK_COUNTS_AGAINST_QUOTA:
+        meters.pop("llm_tokens", None)
+
+    budget_day = now.date()
+    budget_micro = 0
+    if source in OPERATOR_SOURCES and check_budget:
+        budget_micro = _max_cost_micro(price=price, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+        if not budget.budget_reserve(day=budget_day, amount_micro=budget_micro):
+            raise BudgetExhausted(provider)
+    try:
+        funding = funding_reserve(user=user, endpoint=endpoint, meters=meters)
+    except BaseException:
+        budget.budget_release(day=budget_day, amount_micro=budget_micro)
+        raise
+    return PreparedCall(
+        call_id=uuid.uuid4(),
+        provider=target.provider,
+        key_source=source,
+        target=target,
+        requested_model=requested_model,
+        upstream_model=upstream_model,
+        price=price,
+        funding=funding,
+        budget_day=budget_day,
+        budget_micro=budget_micro,
+        meters=meters,
+    )
+
+
+def proxy_call_abandon(*, prepared: PreparedCall) -> None:
+    """Release an attempt that failed before anything is recorded (we fall back to another)."""
+    funding_release(funding=prepared.funding)
+    budget.budget_release(day=prepared.budget_day, amount_micro=prepared.budget_micro)
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """What the log needs to know about a finished call."""
+
+    user_id: int
+    api_key_id: int | None
+    service: str
+    endpoint: str
+    status_code: int
+    model: str = ""
+    provider: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    emails: int = 0
+    latency_ms: int = 0
+    is_fallback: bool = False
+    is_budget_fallback: bool = False
+    is_estimated: bool = False
+    request_id: str = ""
+    error_code: str = ""
+
+
+def _rollup_upsert(
+    *,
+    user_id: int,
+    provider: str,
+    day: date,
+    tokens: int,
+    emails: int,
+    cost: Decimal,
+    is_error: bool,
+    is_fallback: bool,
+) -> None:
+    """One statement: INSERT … ON CONFLICT DO UPDATE with increments (PostgreSQL and SQLite)."""
+    table = connection.ops.quote_name(UsageDailyRollup._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {table}
+                (user_id, provider, day, requests, tokens, emails, cost_usd, errors, fallbacks)
+            VALUES (%s, %s, %s, 1, %s, %s, %s, %s, %s)
+            ON CONFLICT (user_id, provider, day) DO UPDATE SET
+                requests = {table}.requests + 1,
+                tokens = {table}.tokens + EXCLUDED.tokens,
+                emails = {table}.emails + EXCLUDED.emails,
+                cost_usd = {table}.cost_usd + EXCLUDED.cost_usd,
+                errors = {table}.errors + EXCLUDED.errors,
+                fallbacks = {table}.fallbacks + EXCLUDED.fallbacks
+            """,  # noqa: S608 (table name from model meta, values parametrised)
+            [user_id, provider, day, tokens, emails, cost, int(is_error), int(is_fallback)],
+        )
+
+
+def _daily_spend_add(*, day: date, cost: Decimal, now) -> None:
+    table = connection.ops.quote_name(DailySpend._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {table} (day, spent_usd, updated_at) VALUES (%s, %s, %s)
+            ON CONFLICT (day) DO UPDATE SET
+                spent_usd = {table}.spent_usd + EXCLUDED.spent_usd, updated_at = EXCLUDED.updated_at
+            """,  # noqa: S608
+            [day, cost, now],
+        )
+
+
+def proxy_call_settle(*, prepared: PreparedCall | None, record: CallRecord, now=None) -> UsageEvent:
+    """Finish a call: charge what was used (or release everything on failure) and log it.
+
+    One transaction: funding settle/release, the UsageEvent, the rollup and the day's spend.
+    The budget counter in the cache follows after commit. A call with no prepared attempt
+    (quota refused, every provider failed) is logged with no charge.
+    """
+    now = now or timezone.now()
+    succeeded = record.status_code < 400
+    total_tokens = record.prompt_tokens + record.completion_tokens
+    cost = Decimal("0.000000")
+    actual_micro = 0
+    if prepared is not None and succeeded and prepared.is_operator_paid:
+        cost = cost_usd_get(
+            price=prepared.price,
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+        )
+        actual_micro = budget.usd_to_micro(cost)
+    with transaction.atomic():
+        if prepared is not None:
+            if succeeded:
+                actual = {"requests": 1, "llm_tokens": total_tokens, "emails": record.emails}
+                funding_settle(
+                    funding=prepared.funding, actual=actual, idempotency_key=f"proxy-call:{prepared.call_id}"
+                )
+            else:
+                funding_release(funding=prepared.funding)
+        event = UsageEvent.objects.create(
+            call_id=prepared.call_id if prepared is not None else uuid.uuid4(),
+            user_id=record.user_id,
+            api_key_id=record.api_key_id,
+            service=record.service,
+            endpoint=record.endpoint,
+            provider=record.provider or (prepared.provider if prepared else ""),
+            model=record.model,
+            upstream_model=prepared.upstream_model if prepared else "",
+            prompt_tokens=record.prompt_tokens if succeeded else 0,
+            completion_tokens=record.completion_tokens if succeeded else 0,
+            total_tokens=total_tokens if succeeded else 0,
+            emails=record.emails if succeeded else 0,
+            cost_usd=cost,
+            credits_charged=prepared.funding.credits_charged if prepared else 0,
+            status_code=record.status_code,
+            error_code=record.error_code[:32],
+            latency_ms=record.latency_ms,
+            key_source=prepared.key_source if prepared else UsageEvent.KeySource.NONE,
+            is_fallback=record.is_fallback,
+            is_budget_fallback=record.is_budget_fallback,
+            is_estimated=record.is_estimated,
+            request_id=record.request_id[:64],
+            created_at=now,
+        )
+        _rollup_upsert(
+            user_id=record.user_id,
+            provider=event.provider or "none",
+            day=now.date(),
+            tokens=event.total_tokens,
+            emails=event.emails,
+            cost=cost,
+            is_error=not succeeded,
+            is_fallback=record.is_fallback,
+        )
+        if cost > 0:
+            _daily_spend_add(day=prepared.budget_day, cost=cost, now=now)
+    if prepared is not None and prepared.budget_micro:
+        budget.budget_settle(
+            day=prepared.budget_day, reserved_micro=prepared.budget_micro, actual_micro=actual_micro
+        )
+    return event
+
+
+# --- Catalogue ------------------------------------------------------------------------------
+
+# Public list prices, USD per million tokens (input, output). Groq's free tier and the sandbox
+# cost the operator nothing.
+DEFAULT_PRICES: list[tuple[str, str, str, str]] = [
+    ("deepseek", "deepseek-chat", "0.28", "0.42"),
+    ("deepseek", "deepseek-reasoner", "0.28", "0.42"),
+    ("groq", "llama-3.3-70b-versatile", "0", "0"),
+    ("groq", "llama-3.1-8b-instant", "0", "0"),
+    ("openai", "gpt-4o", "2.50", "10.00"),
+    ("openai", "gpt-4o-mini", "0.15", "0.60"),
+    ("anthropic", "claude-sonnet-4-20250514", "3.00", "15.00"),
+    ("anthropic", "claude-3-5-haiku-latest", "0.80", "4.00"),
+    ("google", "gemini-2.0-flash", "0.10", "0.40"),
+    ("mistral", "mistral-large-latest", "2.00", "6.00"),
+    ("mistral", "mistral-small-latest", "0.10", "0.30"),
+    ("openrouter", "openai/gpt-4o", "2.50", "10.00"),
+    ("openrouter", "openai/gpt-4o-mini", "0.15", "0.60"),
+    ("openrouter", "anthropic/claude-sonnet-4", "3.00", "15.00"),
+    ("openrouter", "meta-llama/llama-3.3-70b-instruct", "0.13", "0.40"),
+    ("sandbox", "sandbox-chat", "0", "0"),
+]
+
+# (requested model, provider, upstream model); "*" is the provider's default.
+DEFAULT_ROUTES: list[tuple[str, str, str]] = [
+    ("gpt-4o", "groq", "llama-3.3-70b-versatile"),
+    ("gpt-4o", "openrouter", "openai/gpt-4o"),
+    ("gpt-4o", "openai", "gpt-4o"),
+    ("gpt-4o", "deepseek", "deepseek-chat"),
+    ("gpt-4o-mini", "groq", "llama-3.1-8b-instant"),
+    ("gpt-4o-mini", "openrouter", "openai/gpt-4o-mini"),
+    ("gpt-4o-mini", "deepseek", "deepseek-chat"),
+    ("claude-sonnet-4", "groq", "llama-3.3-70b-versatile"),
+    ("claude-sonnet-4", "openrouter", "anthropic/claude-sonnet-4"),
+    ("claude-sonnet-4", "anthropic", "claude-sonnet-4-20250514"),
+    ("claude-sonnet-4", "deepseek", "deepseek-chat"),
+    ("deepseek-chat", "groq", "llama-3.3-70b-versatile"),
+    ("deepseek-chat", "openrouter", "openai/gpt-4o-mini"),
+    ("*", "groq", "llama-3.3-70b-versatile"),
+    ("*", "openrouter", "openai/gpt-4o-mini"),
+    ("*", "deepseek", "deepseek-chat"),
+    ("*", "openai", "gpt-4o-mini"),
+    ("*", "anthropic", "claude-3-5-haiku-latest"),
+    ("*", "google", "gemini-2.0-flash"),
+    ("*", "mistral", "mistral-small-latest"),
+]
+
+
+def proxy_catalog_seed() -> tuple[int, int]:
+    """Install the default prices and routes; never overwrites an operator's edit. Idempotent."""
+    created_prices = 0
+    for provider, model, inp, out in DEFAULT_PRICES:
+        _, created = ModelPrice.objects.get_or_create(
+            provider=provider,
+            model=model,
+            defaults={"input_usd_per_mtok": Decimal(inp), "output_usd_per_mtok": Decimal(out)},
+        )
+        created_prices += int(created)
+    created_routes = 0
+    for requested, provider, upstream in DEFAULT_ROUTES:
+        _, created = ModelRoute.objects.get_or_create(
+            requested_model=requested, provider=provider, defaults={"upstream_model": upstream}
+        )
+        created_routes += int(created)
+    catalog_invalidate()
+    return created_prices, created_routes
+
+
+def model_price_save(*, price: ModelPrice) -> ModelPrice:
+    """Admin edits go through here so every worker's cached catalogue refreshes on this one."""
+    price.full_clean()
+    price.save()
+    catalog_invalidate()
+    return price
+
+
+def model_route_save(*, route: ModelRoute) -> ModelRoute:
+    route.full_clean()
+    route.save()
+    catalog_invalidate()
+    return route
+
+
+def error_for_no_provider(provider: str | None = None) -> ApiError:
+    return ApiError("no_provider_available", "No provider is available for this request right now.")

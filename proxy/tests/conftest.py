@@ -1,0 +1,51 @@
+import pytest
+
+from proxy.router import router_reseed
+from proxy.selectors import catalog_invalidate
+from proxy.services import proxy_catalog_seed
+
+from .factories import key_for, plan_configure
+from .fakeupstream import FakeUpstream
+
+PROVIDERS = ("openai", "anthropic", "google", "mistral", "groq", "openrouter", "deepseek")
+
+
+@pytest.fixture(autouse=True)
+def proxy_settings(settings):
+    """Deterministic routing, no sandbox unless a test asks, fresh in-process catalogue."""
+    settings.SANDBOX_PROVIDER_ENABLED = False
+    settings.PROXY_ROUTER_SEED = 1234
+    settings.DAILY_BUDGET_USD = 50
+    settings.BYOK_COUNTS_AGAINST_QUOTA = False
+    settings.PROXY_UPSTREAM_TIMEOUT = 5.0
+    router_reseed(1234)
+    catalog_invalidate()
+    yield settings
+    catalog_invalidate()
+
+
+@pytest.fixture
+def fake_upstream(settings):
+    """A local OpenAI-compatible server; every provider's base URL points at it (per-provider path)."""
+    with FakeUpstream() as fake:
+        settings.PROVIDER_BASE_URLS = {code: fake.url_for(f"/{code}") for code in PROVIDERS}
+        settings.INSTANTLY_API_URL = fake.url_for("/instantly")
+        yield fake
+
+
+@pytest.fixture
+def catalog(db):
+    proxy_catalog_seed()
+
+
+@pytest.fixture
+def free_plan(db):
+    return plan_configure()
+
+
+@pytest.fixture
+def caller(db, free_plan, catalog, api_client):
+    """(user, plaintext key, client sending the key)."""
+    user, plaintext = key_for()
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    return user, plaintext, api_client

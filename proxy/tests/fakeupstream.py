@@ -1,0 +1,171 @@
+"""A tiny OpenAI-compatible (and Instantly-like) fake provider for tests, in a thread.
+
+Behaviour is switched per test through ``FakeUpstream.mode``: ``ok``, ``stream`` and
+``stream_no_usage`` answer like a provider; ``500``/``503``/``429``/``400`` answer that status;
+``timeout`` sleeps past the client's read timeout; ``garbage`` answers non-JSON; ``redirect``
+answers 302. Every request is recorded (path, headers, JSON body) so tests can assert what
+Tollgate forwarded.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+    server: _Server
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def _send(self, status: int, body: bytes, content_type="application/json", extra=None):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802
+        self._send(200, json.dumps({"object": "list", "data": []}).encode())
+
+    def do_POST(self):  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            payload = json.loads(raw or b"{}")
+        except ValueError:
+            payload = {}
+        fake = self.server.fake
+        with fake.lock:
+            fake.requests.append({"path": self.path, "headers": dict(self.headers), "json": payload})
+            mode = fake.mode_for(self.path)
+        if mode == "timeout":
+            time.sleep(fake.sleep_seconds)
+            self._send(200, b"{}")
+            return
+        if mode in {"500", "503", "429", "400", "404"}:
+            body = json.dumps({"error": {"message": f"fake upstream {mode}", "type": "fake"}}).encode()
+            self._send(int(mode), body)
+            return
+        if mode == "garbage":
+            self._send(200, b"<html>not json</html>", content_type="text/html")
+            return
+        if mode == "redirect":
+            self._send(302, b"", extra={"Location": "http://127.0.0.1:1/elsewhere"})
+            return
+        if self.path.endswith("/emails/send"):
+            self._send(200, json.dumps({"id": f"msg_{len(fake.requests)}"}).encode())
+            return
+        if payload.get("stream"):
+            self._stream(payload, with_usage=mode != "stream_no_usage")
+            return
+        self._send(200, json.dumps(fake.completion(payload)).encode())
+
+    def _stream(self, payload: dict, *, with_usage: bool):
+        fake = self.server.fake
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        base = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": payload["model"],
+        }
+        try:
+            for index in range(fake.stream_chunks):
+                delta = {"content": "word "}
+                event = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+                self.wfile.flush()
+                if fake.chunk_delay:
+                    time.sleep(fake.chunk_delay)
+                del index
+            final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            self.wfile.write(b"data: " + json.dumps(final).encode() + b"\n\n")
+            if with_usage and (payload.get("stream_options") or {}).get("include_usage"):
+                usage = {
+                    "prompt_tokens": fake.prompt_tokens,
+                    "completion_tokens": fake.stream_chunks,
+                    "total_tokens": fake.prompt_tokens + fake.stream_chunks,
+                }
+                self.wfile.write(
+                    b"data: " + json.dumps({**base, "choices": [], "usage": usage}).encode() + b"\n\n"
+                )
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            fake.client_went_away = True
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    fake: FakeUpstream
+
+
+class FakeUpstream:
+    """``with FakeUpstream() as fake: fake.base_url``; set ``fake.mode`` (or per-path modes)."""
+
+    def __init__(self, *, prompt_tokens: int = 10, completion_tokens: int = 15):
+        self.mode = "ok"
+        self.path_modes: dict[str, str] = {}
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
+        self.stream_chunks = 5
+        self.chunk_delay = 0.0
+        self.sleep_seconds = 2.0
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        self.client_went_away = False
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.fake = self
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def mode_for(self, path: str) -> str:
+        for prefix, mode in self.path_modes.items():
+            if path.startswith(prefix):
+                return mode
+        return self.mode
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def url_for(self, prefix: str) -> str:
+        """A base URL whose requests get ``prefix`` (per-provider behaviour via ``path_modes``)."""
+        return f"{self.base_url}{prefix}"
+
+    def completion(self, payload: dict) -> dict:
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 1,
+            "model": payload.get("model"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "Hello! How can I help?"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens,
+            },
+        }
+
+    def __enter__(self) -> FakeUpstream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
