@@ -4,3 +4,25 @@ from django.apps import AppConfig
 class CreditsConfig(AppConfig):
     name = "credits"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        """Register with billing (which never imports credits) and add the periodic tasks."""
+        from billing.registry import checkout_handler_register, event_handler_register
+        from config.celery import beat_schedule_add, crontab
+
+        from . import services
+
+        checkout_handler_register(services.CHECKOUT_KIND, services.credit_purchase_fulfil)
+        event_handler_register("charge.refunded", services.credit_refund_apply)
+        beat_schedule_add(
+            "credits-ledger-reconcile",
+            task="credits.ledger_reconcile",
+            schedule=crontab(minute=20, hour=3),
+            expires=6 * 3600,
+        )
+        beat_schedule_add(
+            "credits-holds-expire",
+            task="credits.holds_expire",
+            schedule=crontab(minute="*/15"),
+            expires=10 * 60,
+        )

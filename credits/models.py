@@ -1,1 +1,216 @@
-from django.db import models  # noqa: F401
+"""Credits: prepaid packs, a cached balance per user, and the append-only ledger behind it.
+
+Invariants (enforced by the database where it can):
+- ``CreditAccount.balance == sum(LedgerEntry.amount)`` for the user, and ``0 <= held <= balance``;
+- a ledger entry is written once and never updated or deleted by application code;
+- every entry has a unique idempotency key built from our own ids.
+
+Only ``credits.services`` writes these tables.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from core.models import BaseModel
+
+
+class CreditPack(BaseModel):
+    """A prepaid pack customers can buy (admin-editable catalogue)."""
+
+    code = models.SlugField(max_length=40, unique=True)  # public id, e.g. "pack_100"
+    name = models.CharField(max_length=100)
+    credits = models.PositiveIntegerField()
+    price_minor = models.PositiveIntegerField()  # price in minor units of `currency` (cents)
+    currency = models.CharField(max_length=3, default="eur")  # ISO 4217, lower case as Stripe
+    # Optional: without it, checkout sends inline price_data built from price_minor/currency.
+    stripe_price_id = models.CharField(max_length=100, blank=True)
+    is_active = models.BooleanField(default=True)
+    is_best_value = models.BooleanField(default=False)
+    display_order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["display_order", "credits"]
+        constraints = [
+            models.CheckConstraint(condition=Q(credits__gt=0), name="creditpack_credits_positive"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.credits} credits)"
+
+
+class CreditAccount(BaseModel):
+    """The cached balance of one user. Changed only by ``credits.services`` under a row lock."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_account"
+    )
+    balance = models.BigIntegerField(default=0)  # credits; == sum of the user's ledger amounts
+    held = models.BigIntegerField(default=0)  # credits reserved by open holds (in-flight calls)
+    # Low-balance alert state: set when the email is sent, cleared (re-armed) by the next purchase.
+    low_balance_alerted_at = models.DateTimeField(null=True, blank=True)
+    first_purchase_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(balance__gte=0), name="creditaccount_balance_gte_0"),
+            models.CheckConstraint(condition=Q(held__gte=0), name="creditaccount_held_gte_0"),
+            models.CheckConstraint(
+                condition=Q(held__lte=F("balance")), name="creditaccount_held_lte_balance"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.user} — {self.balance} credits"
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+
+class LedgerEntry(models.Model):
+    """One movement of credits. Append-only: corrections are new entries."""
+
+    class Kind(models.TextChoices):
+        PURCHASE = "purchase", "Purchase"
+        CONSUME = "consume", "Consumption"
+        REFUND = "refund", "Refund"
+        GRANT = "grant", "Grant (admin)"
+        ADJUSTMENT = "adjustment", "Adjustment"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_ledger")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    amount = models.BigIntegerField()  # signed credits: + purchase/grant, - consume/refund
+    balance_after = models.BigIntegerField()
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    # What caused it: "cs_…" checkout session, "ch_…" charge, request id, "admin:<id>".
+    reference = models.CharField(max_length=255, blank=True)
+    endpoint = models.CharField(max_length=200, blank=True)  # consumptions only
+    # Credits a refund should have taken back but could not (balance already spent).
+    shortfall = models.PositiveIntegerField(default=0)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "ledger entries"
+        indexes = [models.Index(fields=["user", "-id"], name="ledger_user_newest")]
+        constraints = [
+            models.CheckConstraint(condition=Q(balance_after__gte=0), name="ledger_balance_after_gte_0"),
+            models.CheckConstraint(
+                condition=(
+                    Q(kind__in=["purchase", "grant"], amount__gt=0)
+                    | Q(kind__in=["consume", "refund"], amount__lte=0)
+                    | Q(kind="adjustment")
+                ),
+                name="ledger_amount_sign_matches_kind",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.amount:+d} → {self.balance_after}"
+
+    def save(self, *args, **kwargs):
+        # A guard, not a side effect: past entries are never edited.
+        if not self._state.adding:
+            raise ValueError("Ledger entries are append-only; write a new entry instead.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Ledger entries are append-only and cannot be deleted.")
+
+
+class CreditHold(BaseModel):
+    """Credits reserved before a metered call (reserve → settle → release)."""
+
+    class Status(models.TextChoices):
+        HELD = "held", "Held"
+        SETTLED = "settled", "Settled"
+        RELEASED = "released", "Released"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_holds")
+    amount = models.PositiveIntegerField()  # credits reserved
+    reference = models.CharField(max_length=255, blank=True)  # e.g. the proxy request id
+    endpoint = models.CharField(max_length=200, blank=True)  # what the held call is for
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.HELD)
+    settled_amount = models.PositiveIntegerField(null=True, blank=True)
+    ledger_entry = models.ForeignKey(LedgerEntry, null=True, blank=True, on_delete=models.PROTECT)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "created_at"], name="credithold_status_created")]
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="credithold_amount_positive")]
+
+    def __str__(self):
+        return f"hold {self.amount} ({self.status})"
+
+
+class CreditPurchase(BaseModel):
+    """A paid checkout session for a pack: revenue stats and the anchor for refunds."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_purchases"
+    )
+    pack = models.ForeignKey(CreditPack, null=True, on_delete=models.SET_NULL, related_name="purchases")
+    stripe_checkout_session_id = models.CharField(max_length=255, unique=True)
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    credits = models.PositiveIntegerField()
+    amount_minor = models.PositiveIntegerField()  # amount paid, minor units of `currency`
+    currency = models.CharField(max_length=3)
+    # Cumulative credits that refunds asked to take back (taken back + shortfall).
+    refunded_credits = models.PositiveIntegerField(default=0)
+    refund_shortfall = models.PositiveIntegerField(default=0)  # credits that could not be taken back
+    ledger_entry = models.OneToOneField(LedgerEntry, on_delete=models.PROTECT, related_name="purchase")
+
+    def __str__(self):
+        return f"{self.user} bought {self.credits} credits"
+
+
+class EndpointCost(BaseModel):
+    """Credits charged per call of an endpoint: ``per_call + ceil(per_1000_units * units / 1000)``."""
+
+    class Unit(models.TextChoices):
+        NONE = "none", "None (per call only)"
+        TOKENS = "tokens", "LLM tokens"
+        EMAILS = "emails", "Emails"
+        REQUESTS = "requests", "Requests"
+
+    endpoint = models.CharField(max_length=200, unique=True)
+    description = models.CharField(max_length=200, blank=True)
+    per_call = models.PositiveIntegerField(default=0)  # credits per call
+    per_1000_units = models.PositiveIntegerField(default=0)  # credits per 1 000 units
+    unit = models.CharField(max_length=10, choices=Unit.choices, default=Unit.NONE)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["endpoint"]
+
+    def __str__(self):
+        return self.endpoint
+
+    def cost_for(self, units: int = 0) -> int:
+        """Integer credits for one call using ``units`` units, rounded up."""
+        units = max(int(units or 0), 0)
+        return self.per_call + -(-(self.per_1000_units * units) // 1000)
+
+
+class UpsellEvent(models.Model):
+    """A view of an upsell surface or a click on a Buy button, for conversion stats."""
+
+    class Kind(models.TextChoices):
+        VIEW = "view", "Credits page view"
+        MODAL_VIEW = "modal_view", "Low-balance modal view"
+        CLICK = "click", "Buy click"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="upsell_events")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    pack = models.ForeignKey(CreditPack, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["kind", "created_at"], name="upsell_kind_created")]
+
+    def __str__(self):
+        return f"{self.kind} by {self.user_id}"

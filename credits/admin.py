@@ -1,0 +1,197 @@
+"""Credits admin: the catalogue is editable; balances, ledger and holds are read-only and
+change only through services (the "grant credits" form, the reconciliation view)."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from core.exceptions import ApiError
+
+from .models import (
+    CreditAccount,
+    CreditHold,
+    CreditPack,
+    CreditPurchase,
+    EndpointCost,
+    LedgerEntry,
+    UpsellEvent,
+)
+from .selectors import credit_conversion_stats
+from .services import credit_grant, credit_ledger_reconcile
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CreditPack)
+class CreditPackAdmin(admin.ModelAdmin):
+    list_display = (
+        "code",
+        "name",
+        "credits",
+        "price_minor",
+        "currency",
+        "is_best_value",
+        "is_active",
+        "display_order",
+    )
+    list_editable = ("is_active", "display_order")
+    list_filter = ("is_active",)
+
+
+@admin.register(EndpointCost)
+class EndpointCostAdmin(admin.ModelAdmin):
+    list_display = ("endpoint", "per_call", "per_1000_units", "unit", "is_active", "description")
+    list_editable = ("per_call", "per_1000_units", "is_active")
+    list_filter = ("is_active", "unit")
+    search_fields = ("endpoint",)
+
+
+class ShortfallFilter(admin.SimpleListFilter):
+    title = "refund shortfall"
+    parameter_name = "shortfall"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "With shortfall"),)
+
+    def queryset(self, request, queryset):
+        return queryset.filter(shortfall__gt=0) if self.value() == "yes" else queryset
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "created_at",
+        "user",
+        "kind",
+        "amount",
+        "balance_after",
+        "endpoint",
+        "reference",
+        "shortfall",
+    )
+    list_filter = ("kind", ShortfallFilter, "created_at")
+    search_fields = ("user__email", "reference", "idempotency_key", "endpoint")
+    list_select_related = ("user",)
+    date_hierarchy = "created_at"
+
+
+class GrantForm(forms.Form):
+    user = forms.ModelChoiceField(queryset=get_user_model().objects.order_by("email"))
+    amount = forms.IntegerField(min_value=1, max_value=1_000_000)
+    reason = forms.CharField(max_length=500, required=False)
+    # Generated when the form is shown, so a double submit grants once.
+    idempotency_key = forms.CharField(widget=forms.HiddenInput)
+
+
+@admin.register(CreditAccount)
+class CreditAccountAdmin(ReadOnlyAdmin):
+    list_display = ("user", "balance", "held", "first_purchase_at", "low_balance_alerted_at", "updated_at")
+    search_fields = ("user__email",)
+    list_select_related = ("user",)
+    change_list_template = "admin/credits/creditaccount/change_list.html"
+
+    def get_urls(self):
+        extra = [
+            path("grant/", self.admin_site.admin_view(self.grant_view), name="credits_grant"),
+            path("reconcile/", self.admin_site.admin_view(self.reconcile_view), name="credits_reconcile"),
+        ]
+        return extra + super().get_urls()
+
+    def grant_view(self, request):
+        """Grant credits through ``credit_grant`` with the admin as the reference."""
+        if not request.user.has_perm("credits.add_ledgerentry") and not request.user.is_superuser:
+            raise PermissionDenied
+        import uuid
+
+        if request.method == "POST":
+            form = GrantForm(request.POST)
+            if form.is_valid():
+                data = form.cleaned_data
+                try:
+                    entry = credit_grant(
+                        user=data["user"],
+                        amount=data["amount"],
+                        admin_user=request.user,
+                        reason=data["reason"],
+                        idempotency_key=f"grant:{data['idempotency_key'][:64]}",
+                    )
+                except ApiError as exc:
+                    form.add_error(None, exc.message)
+                else:
+                    self.message_user(
+                        request,
+                        f"Granted {entry.amount} credits to {data['user']} (balance {entry.balance_after}).",
+                    )
+                    return redirect(reverse("admin:credits_creditaccount_changelist"))
+        else:
+            initial = {"idempotency_key": uuid.uuid4().hex}
+            if request.GET.get("user"):
+                initial["user"] = request.GET["user"]
+            form = GrantForm(initial=initial)
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": "Grant credits",
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/credits/grant.html", context)
+
+    def reconcile_view(self, request):
+        """Balance-vs-ledger drift report and the upsell funnel."""
+        drifts = credit_ledger_reconcile()
+        if drifts:
+            self.message_user(request, f"{len(drifts)} account(s) drifted.", level=messages.ERROR)
+        context = {
+            **self.admin_site.each_context(request),
+            "drifts": drifts,
+            "stats": credit_conversion_stats(),
+            "title": "Credits reconciliation",
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/credits/reconcile.html", context)
+
+
+@admin.register(CreditHold)
+class CreditHoldAdmin(ReadOnlyAdmin):
+    list_display = ("id", "created_at", "user", "amount", "status", "settled_amount", "reference")
+    list_filter = ("status",)
+    search_fields = ("user__email", "reference")
+    list_select_related = ("user",)
+
+
+@admin.register(CreditPurchase)
+class CreditPurchaseAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "user",
+        "pack",
+        "credits",
+        "amount_minor",
+        "currency",
+        "refunded_credits",
+        "refund_shortfall",
+    )
+    list_filter = ("pack", "currency")
+    search_fields = ("user__email", "stripe_checkout_session_id", "stripe_payment_intent_id")
+    list_select_related = ("user", "pack")
+
+
+@admin.register(UpsellEvent)
+class UpsellEventAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "user", "kind", "pack")
+    list_filter = ("kind", "pack")
+    list_select_related = ("user", "pack")

@@ -1,0 +1,172 @@
+"""Credits API: parse → service/selector → serialize. Session, token or ``Bearer sk_agentai_…``."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.exceptions import ApiError
+
+from .selectors import (
+    credit_balance_get,
+    credit_ledger_entry_get,
+    credit_ledger_list,
+    credit_pack_public_list,
+    credit_upsell_get,
+    endpoint_cost_get,
+)
+from .services import InsufficientCredits, credit_consume, credit_pack_checkout_start
+
+
+def credit_insufficient_error(*, user, cost: int, endpoint: str = "") -> ApiError:
+    """The 402 body: balance, cost, the packs to buy and where to buy them."""
+    upsell = credit_upsell_get(user=user)
+    return ApiError(
+        "insufficient_credits",
+        f"Insufficient credits: this call costs {cost}, {upsell['available']} available.",
+        cost=cost,
+        endpoint=endpoint or None,
+        **upsell,
+    )
+
+
+class EndpointInputSerializer(serializers.Serializer):
+    endpoint = serializers.CharField(max_length=200)
+    units = serializers.IntegerField(min_value=0, max_value=10**9, required=False, default=0)
+
+
+class CreditBalanceApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        balance = serializers.IntegerField()
+        available = serializers.IntegerField()
+        isLow = serializers.BooleanField(source="is_low")
+        lowThreshold = serializers.IntegerField(source="low_threshold")
+
+    def get(self, request):
+        balance = credit_balance_get(user=request.user)
+        return Response(self.OutputSerializer(balance).data)
+
+
+class CreditPackListApi(APIView):
+    """Public: no authentication, so a stale Bearer header cannot hide the price list."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get(self, request):
+        return Response(credit_pack_public_list())
+
+
+class CreditTransactionPagination(CursorPagination):
+    ordering = "-id"
+    page_size = 50
+    max_page_size = 200
+    page_size_query_param = "limit"
+
+
+class LedgerEntryOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    amount = serializers.IntegerField()
+    balanceAfter = serializers.IntegerField(source="balance_after")
+    endpoint = serializers.CharField()
+    reference = serializers.CharField()
+    createdAt = serializers.DateTimeField(source="created_at")
+
+
+class CreditTransactionListApi(APIView):
+    OutputSerializer = LedgerEntryOutputSerializer
+
+    def get(self, request):
+        paginator = CreditTransactionPagination()
+        try:
+            page = paginator.paginate_queryset(credit_ledger_list(user=request.user), request, view=self)
+        except NotFound as exc:  # DRF's answer to a forged cursor; it is bad input, not a 404
+            raise ApiError("invalid_request", "Invalid cursor.", param="cursor") from exc
+        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
+
+
+class CreditTransactionDetailApi(APIView):
+    OutputSerializer = LedgerEntryOutputSerializer
+
+    def get(self, request, entry_id: int):
+        entry = credit_ledger_entry_get(user=request.user, entry_id=entry_id)
+        if entry is None:
+            raise ApiError("not_found", "No such transaction.")
+        return Response(self.OutputSerializer(entry).data)
+
+
+class CreditCheckApi(APIView):
+    InputSerializer = EndpointInputSerializer
+
+    class OutputSerializer(serializers.Serializer):
+        allowed = serializers.BooleanField()
+        cost = serializers.IntegerField()
+        balance = serializers.IntegerField()
+
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        endpoint = data.validated_data["endpoint"]
+        cost_row = endpoint_cost_get(endpoint=endpoint)
+        if cost_row is None:
+            raise ApiError("invalid_request", f"Unknown endpoint: {endpoint}", param="endpoint")
+        cost = cost_row.cost_for(data.validated_data["units"])
+        balance = credit_balance_get(user=request.user)
+        if balance.available < cost:
+            raise credit_insufficient_error(user=request.user, cost=cost, endpoint=endpoint)
+        return Response(
+            self.OutputSerializer({"allowed": True, "cost": cost, "balance": balance.balance}).data
+        )
+
+
+class CreditConsumeApi(APIView):
+    class InputSerializer(EndpointInputSerializer):
+        idempotencyKey = serializers.RegexField(r"^[A-Za-z0-9._:\-]{1,100}$", max_length=100)
+
+    class OutputSerializer(serializers.Serializer):
+        charged = serializers.IntegerField()
+        balanceAfter = serializers.IntegerField(source="balance_after")
+        replayed = serializers.BooleanField()
+
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        endpoint = data.validated_data["endpoint"]
+        try:
+            result = credit_consume(
+                user=request.user,
+                endpoint=endpoint,
+                idempotency_key=data.validated_data["idempotencyKey"],
+                units=data.validated_data["units"],
+                reference=getattr(request, "request_id", ""),
+            )
+        except InsufficientCredits as exc:
+            raise credit_insufficient_error(user=request.user, cost=exc.cost, endpoint=endpoint) from exc
+        return Response(self.OutputSerializer(result).data)
+
+
+class CreditBuyApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        packId = serializers.CharField(max_length=40)
+        successUrl = serializers.URLField(max_length=2000)
+        cancelUrl = serializers.URLField(max_length=2000)
+
+    class OutputSerializer(serializers.Serializer):
+        checkoutUrl = serializers.CharField(source="checkout_url")
+        sessionId = serializers.CharField(source="session_id")
+
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        session = credit_pack_checkout_start(
+            user=request.user,
+            pack_code=data.validated_data["packId"],
+            success_url=data.validated_data["successUrl"],
+            cancel_url=data.validated_data["cancelUrl"],
+        )
+        return Response(self.OutputSerializer(session).data)

@@ -1,0 +1,19 @@
+from django.core.management.base import BaseCommand
+
+from credits.services import credit_ledger_reconcile
+
+
+class Command(BaseCommand):
+    help = "Re-sum every credit ledger and report accounts whose cached balance or holds drifted."
+
+    def handle(self, *args, **options):
+        drifts = credit_ledger_reconcile()
+        for drift in drifts:
+            self.stdout.write(
+                f"user={drift.user_id} balance={drift.balance} ledger_sum={drift.ledger_sum} "
+                f"held={drift.held} open_holds={drift.open_holds}"
+            )
+        if drifts:
+            self.stderr.write(self.style.ERROR(f"{len(drifts)} account(s) drifted."))
+            raise SystemExit(1)
+        self.stdout.write(self.style.SUCCESS("Credit ledgers reconcile: no drift."))

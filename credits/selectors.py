@@ -1,0 +1,117 @@
+"""Reads for credits. User-owned reads take ``user=``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Count, QuerySet, Sum
+
+from .models import CreditAccount, CreditPack, CreditPurchase, EndpointCost, LedgerEntry, UpsellEvent
+
+
+@dataclass(frozen=True)
+class CreditBalance:
+    balance: int
+    available: int
+    is_low: bool
+    low_threshold: int
+    has_purchased: bool
+
+
+def credit_balance_get(*, user) -> CreditBalance:
+    """The user's balance without creating an account row (one query)."""
+    row = CreditAccount.objects.filter(user=user).values_list("balance", "held", "first_purchase_at").first()
+    balance, held, first_purchase_at = row if row else (0, 0, None)
+    available = max(balance - held, 0)
+    threshold = settings.CREDITS_LOW_THRESHOLD
+    return CreditBalance(
+        balance=balance,
+        available=available,
+        is_low=available < threshold,
+        low_threshold=threshold,
+        has_purchased=first_purchase_at is not None,
+    )
+
+
+def credit_has_purchased(*, user) -> bool:
+    """Whether the user ever bought credits (the proxy answers 402 rather than 429 then)."""
+    return CreditAccount.objects.filter(user=user, first_purchase_at__isnull=False).exists()
+
+
+def credit_pack_list() -> QuerySet[CreditPack]:
+    return CreditPack.objects.filter(is_active=True).order_by("display_order", "credits")
+
+
+def credit_pack_public_list() -> list[dict]:
+    """Packs in the public JSON shape (also embedded in 402/429 bodies)."""
+    return [
+        {
+            "id": pack.code,
+            "name": pack.name,
+            "credits": pack.credits,
+            "price_minor": pack.price_minor,
+            "currency": pack.currency,
+            "best_value": pack.is_best_value,
+        }
+        for pack in credit_pack_list()
+    ]
+
+
+def credit_ledger_list(*, user) -> QuerySet[LedgerEntry]:
+    """The user's ledger, newest first."""
+    return LedgerEntry.objects.filter(user=user).order_by("-id")
+
+
+def credit_ledger_entry_get(*, user, entry_id: int) -> LedgerEntry | None:
+    return LedgerEntry.objects.filter(user=user, pk=entry_id).first()
+
+
+def endpoint_cost_get(*, endpoint: str) -> EndpointCost | None:
+    return EndpointCost.objects.filter(endpoint=endpoint, is_active=True).first()
+
+
+def credit_buy_url() -> str:
+    return f"{settings.SITE_URL}/credits/"
+
+
+def credit_upsell_get(*, user) -> dict:
+    """Upsell fields for 402/429 bodies: ``balance``, ``available``, ``hasPurchased``, ``packs``,
+    ``buyUrl`` (the proxy answers 402 rather than 429 once the user has bought credits)."""
+    balance = credit_balance_get(user=user)
+    return {
+        "balance": balance.balance,
+        "available": balance.available,
+        "hasPurchased": balance.has_purchased,
+        "packs": credit_pack_public_list(),
+        "buyUrl": credit_buy_url(),
+    }
+
+
+def credit_conversion_stats() -> dict:
+    """Upsell funnel and revenue for the operator dashboard (amounts in minor units per currency)."""
+    views = dict(UpsellEvent.objects.values("kind").annotate(n=Count("id")).values_list("kind", "n"))
+    purchases = CreditPurchase.objects.aggregate(
+        count=Count("id"), buyers=Count("user", distinct=True), credits=Sum("credits")
+    )
+    revenue = {
+        row["currency"]: row["total"]
+        for row in CreditPurchase.objects.values("currency").annotate(total=Sum("amount_minor"))
+    }
+    count = purchases["count"] or 0
+    buyers = purchases["buyers"] or 0
+    page_views = views.get(UpsellEvent.Kind.VIEW, 0) + views.get(UpsellEvent.Kind.MODAL_VIEW, 0)
+    return {
+        "upsell_views": page_views,
+        "buy_clicks": views.get(UpsellEvent.Kind.CLICK, 0),
+        "purchases": count,
+        "buyers": buyers,
+        "credits_sold": purchases["credits"] or 0,
+        "revenue_minor": revenue,
+        # Integer minor units, rounded down; None when there is nothing to divide by.
+        "average_basket_minor": {cur: total // count for cur, total in revenue.items()} if count else {},
+        "revenue_per_buyer_minor": {cur: total // buyers for cur, total in revenue.items()} if buyers else {},
+        # Conversion as a percentage string with 2 decimals (no floats stored anywhere).
+        "conversion_percent": f"{Decimal(count * 10000 // page_views) / 100:.2f}" if page_views else None,
+    }

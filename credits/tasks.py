@@ -1,0 +1,27 @@
+"""Celery tasks for credits: thin doors into services, safe to run twice."""
+
+from celery import shared_task
+from django.contrib.auth import get_user_model
+
+from . import services
+
+
+@shared_task(name="credits.low_balance_email")
+def credit_low_balance_email_task(user_id: int) -> None:
+    """Queued once per crossing by the service (the alert flag is set before queueing)."""
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    if user is None:
+        return
+    services.credit_low_balance_email_send(user=user)
+
+
+@shared_task(name="credits.ledger_reconcile")
+def credit_ledger_reconcile_task() -> int:
+    """Read-only check; returns the number of accounts that drifted."""
+    return len(services.credit_ledger_reconcile())
+
+
+@shared_task(name="credits.holds_expire")
+def credit_holds_expire_task() -> int:
+    """Release holds older than an hour (a worker died between reserve and settle)."""
+    return services.credit_holds_expire()
