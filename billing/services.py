@@ -903,8 +903,10 @@ def subscription_activate(*, session: dict, event_id: str, now: datetime | None 
         row.stripe_event_at = event_created_at
     row.stripe_checkout_session_id = _id(session.get("id"))
     row.stripe_customer_id = row.stripe_customer_id or _id(session.get("customer"))
-    first_activation = row.activated_at is None
-    row.activated_at = row.activated_at or now
+    # A session whose subscription already ended (out-of-order delivery) activates nothing.
+    first_activation = row.activated_at is None and row.status in Subscription.ENTITLED_STATUSES
+    if first_activation:
+        row.activated_at = now
     row.save()
     _subscription_cache_forget(user.pk)
     if first_activation:

@@ -1,0 +1,35 @@
+import pytest
+
+from billing.services import plan_catalog_seed
+
+from .stripe_events import WEBHOOK_SECRET
+
+
+@pytest.fixture(autouse=True)
+def catalog(db):
+    """The default plans (the data migration's rows do not survive transactional tests)."""
+    plan_catalog_seed()
+
+
+@pytest.fixture
+def webhook_settings(settings):
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    return settings
+
+
+@pytest.fixture
+def stripe_settings(settings):
+    settings.STRIPE_SECRET_KEY = "sk_test_billing_tests"
+    settings.STRIPE_API_BASE = ""
+    settings.SIMULATED_CHECKOUT_ENABLED = False
+    return settings
+
+
+@pytest.fixture
+def simulated_settings(settings):
+    settings.DEBUG = True
+    settings.STRIPE_SECRET_KEY = ""
+    settings.SIMULATED_CHECKOUT_ENABLED = True
+    settings.SITE_URL = "http://testserver"
+    settings.CHECKOUT_REDIRECT_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+    return settings

@@ -1,0 +1,27 @@
+import factory
+from dateutil.relativedelta import relativedelta
+from django.utils import timezone
+
+from accounts.models import User
+from billing.models import Plan, Subscription
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    email = factory.Sequence(lambda n: f"billing-user{n}@example.com")
+    password = factory.PostGenerationMethodCall("set_password", "pw-for-tests-only")
+
+
+class SubscriptionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Subscription
+
+    user = factory.SubFactory(UserFactory)
+    plan = factory.LazyFunction(lambda: Plan.objects.get(code="business"))
+    status = Subscription.Status.ACTIVE
+    stripe_customer_id = factory.Sequence(lambda n: f"cus_test{n}")
+    stripe_subscription_id = factory.Sequence(lambda n: f"sub_test{n}")
+    current_period_end = factory.LazyFunction(lambda: timezone.now() + relativedelta(months=1))

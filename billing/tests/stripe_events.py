@@ -1,0 +1,116 @@
+"""Realistic Stripe webhook payloads for tests, built from Stripe's own example objects."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import time
+from pathlib import Path
+
+from billing import stripe_client
+
+WEBHOOK_SECRET = "whsec_test_billing_secret"
+_OBJECTS = json.loads((Path(__file__).parent / "fixtures" / "stripe_objects.json").read_text())
+_ids = itertools.count(1)
+
+
+def stripe_object(kind: str) -> dict:
+    return copy.deepcopy(_OBJECTS[kind])
+
+
+def event(event_type: str, obj: dict, *, created: int | None = None, event_id: str | None = None) -> dict:
+    return {
+        "id": event_id or f"evt_test_{next(_ids):06d}_{time.time_ns()}",
+        "object": "event",
+        "api_version": "2026-08-26.dahlia",
+        "created": int(created if created is not None else time.time()),
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": event_type,
+        "data": {"object": obj},
+    }
+
+
+def checkout_session(
+    *,
+    user,
+    session_id: str = "cs_test_session_1",
+    plan_code: str = "business",
+    subscription_id: str = "sub_test_1",
+    customer_id: str = "cus_test_1",
+    payment_status: str = "paid",
+    kind: str = "plan",
+) -> dict:
+    session = stripe_object("checkout.session")
+    session.update(
+        id=session_id,
+        mode="subscription",
+        status="complete",
+        payment_status=payment_status,
+        amount_total=9900,
+        amount_subtotal=9900,
+        currency="eur",
+        customer=customer_id,
+        subscription=subscription_id,
+        payment_intent=None,
+        client_reference_id=str(user.pk),
+        metadata={"kind": kind, "user_id": str(user.pk), "plan_code": plan_code},
+    )
+    return session
+
+
+def subscription(
+    *,
+    user,
+    subscription_id: str = "sub_test_1",
+    status: str = "active",
+    plan_code: str = "business",
+    price_id: str = "price_test_unknown",
+    period_end: int | None = None,
+    cancel_at_period_end: bool = False,
+    customer_id: str = "cus_test_1",
+    metadata: dict | None = None,
+) -> dict:
+    sub = stripe_object("subscription")
+    period_end = period_end or int(time.time()) + 30 * 86400
+    sub.update(
+        id=subscription_id,
+        status=status,
+        customer=customer_id,
+        cancel_at_period_end=cancel_at_period_end,
+        cancel_at=period_end if cancel_at_period_end else None,
+        canceled_at=None,
+        ended_at=None,
+        metadata=metadata
+        if metadata is not None
+        else {"kind": "plan", "user_id": str(user.pk), "plan_code": plan_code},
+    )
+    sub.pop("current_period_end", None)
+    item = sub["items"]["data"][0]
+    item["price"]["id"] = price_id
+    item["subscription"] = subscription_id
+    item["current_period_start"] = period_end - 30 * 86400
+    item["current_period_end"] = period_end
+    return sub
+
+
+def invoice(*, subscription_id: str = "sub_test_1", period_end: int, paid: bool = True) -> dict:
+    inv = stripe_object("invoice")
+    inv.update(status="paid" if paid else "open", customer="cus_test_1")
+    inv.pop("subscription", None)
+    inv["parent"] = {
+        "type": "subscription_details",
+        "subscription_details": {"subscription": subscription_id, "metadata": {}},
+        "quote_details": None,
+    }
+    inv["lines"]["data"][0]["period"] = {"start": period_end - 30 * 86400, "end": period_end}
+    return inv
+
+
+def signed(evt: dict, *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> tuple[bytes, str]:
+    payload = json.dumps(evt).encode()
+    return payload, stripe_client.webhook_signature_header(
+        payload=payload, secret=secret, timestamp=timestamp
+    )

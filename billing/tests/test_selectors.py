@@ -1,0 +1,90 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+
+from billing.models import Plan, Subscription
+from billing.selectors import plan_for_user_get, plan_list_public, quota_status_get, subscription_get
+from billing.services import plan_catalog_invalidate, quota_reserve, quota_settle
+
+from .factories import SubscriptionFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_user_without_subscription_gets_the_free_plan():
+    assert plan_for_user_get(user=UserFactory()).code == "free"
+
+
+def test_active_subscription_gives_its_plan_and_past_due_keeps_it():
+    sub = SubscriptionFactory()
+    assert plan_for_user_get(user=sub.user).code == "business"
+    cache.clear()
+    Subscription.objects.filter(pk=sub.pk).update(status=Subscription.Status.PAST_DUE)
+    assert plan_for_user_get(user=sub.user).code == "business"
+    cache.clear()
+    Subscription.objects.filter(pk=sub.pk).update(status=Subscription.Status.UNPAID)
+    assert plan_for_user_get(user=sub.user).code == "free"
+
+
+def test_cancel_at_period_end_falls_back_to_free_at_period_end():
+    end = datetime(2026, 5, 1, tzinfo=UTC)
+    sub = SubscriptionFactory(cancel_at_period_end=True, current_period_end=end)
+    assert plan_for_user_get(user=sub.user, now=end - timedelta(seconds=1)).code == "business"
+    assert plan_for_user_get(user=sub.user, now=end).code == "free"
+
+
+def test_hot_path_is_one_query_cold_and_none_warm(django_assert_num_queries):
+    sub = SubscriptionFactory()
+    plan_for_user_get(user=UserFactory())  # loads the in-process catalogue
+    with django_assert_num_queries(1):
+        assert plan_for_user_get(user=sub.user).code == "business"
+    with django_assert_num_queries(0):
+        assert plan_for_user_get(user=sub.user).code == "business"
+
+
+def test_catalogue_reloads_when_a_plan_changes(django_capture_on_commit_callbacks):
+    user = UserFactory()
+    assert plan_for_user_get(user=user).rate_limit_per_minute == 5
+    Plan.objects.filter(code="free").update(rate_limit_per_minute=7)
+    assert plan_for_user_get(user=user).rate_limit_per_minute == 5  # cached in process
+    with django_capture_on_commit_callbacks(execute=True):
+        plan_catalog_invalidate()
+    assert plan_for_user_get(user=user).rate_limit_per_minute == 7
+
+
+def test_quota_status_reports_every_meter():
+    user = UserFactory()
+    now = datetime(2026, 1, 26, 12, tzinfo=UTC)
+    quota_settle(
+        reservation=quota_reserve(user=user, meter="llm_tokens", amount=25, now=now), actual=25, now=now
+    )
+    status = quota_status_get(user=user, now=now)
+    assert status["llm_tokens"].as_json() == {
+        "used": 25,
+        "limit": 100_000,
+        "remaining": 99_975,
+        "resetDate": "2026-02-01T00:00:00.000Z",
+    }
+    assert status["emails"].limit == 0
+    assert status["requests"].period == "day"
+    assert status["requests"].reset_at == datetime(2026, 1, 27, tzinfo=UTC)
+
+
+def test_quota_status_of_another_user_is_separate():
+    user, other = UserFactory(), UserFactory()
+    quota_reserve(user=other, meter="llm_tokens", amount=500)
+    assert quota_status_get(user=user)["llm_tokens"].reserved == 0
+
+
+def test_public_plan_list_hides_private_and_inactive_plans():
+    Plan.objects.filter(code="scale").update(is_public=False)
+    Plan.objects.filter(code="pro").update(is_active=False)
+    codes = [plan.code for plan in plan_list_public()]
+    assert codes == ["free", "student", "discovery", "business"]
+
+
+def test_subscription_get_ignores_ended_subscriptions():
+    sub = SubscriptionFactory(status=Subscription.Status.CANCELED, ended_at=timezone.now())
+    assert subscription_get(user=sub.user) is None
