@@ -11,10 +11,10 @@ from organizations.models import Organization, UsageReport
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = User
-        skip_postgeneration_save = True
 
     email = factory.Sequence(lambda n: f"user{n}@example.com")
-    password = factory.PostGenerationMethodCall("set_password", "pw-for-tests-only")
+    # Unusable password: tests log in with force_login, and hashing would only slow them down.
+    password = factory.django.Password(None)
 
 
 class StaffUserFactory(UserFactory):
