@@ -19,6 +19,7 @@ from .models import ApiKey, KeyReveal, ProviderCredential
 from .providers import PROVIDERS, provider_get
 
 API_KEY_CACHE_SECONDS = 300
+API_KEY_REVOKED_MARKER = "revoked"  # cached in place of an identity once a key is revoked
 PROVIDER_SOURCE_ENV = "env"
 PROVIDER_SOURCE_NONE = "none"
 
@@ -39,8 +40,9 @@ def api_key_cache_key(key_hash: str) -> str:
 def api_key_identity_get(*, raw_key: str, now=None) -> ApiKeyIdentity | None:
     """Resolve a presented key. Malformed keys are rejected with no query at all.
 
-    Positive lookups are cached in the shared cache; revocation deletes the entry, so a
-    revoked key fails on its very next use from any worker.
+    Positive lookups are cached in the shared cache; revocation and rotation overwrite the
+    entry after commit (a "revoked" marker, or the identity with its new expiry), so a revoked
+    key fails on its very next use from any worker.
     """
     if not api_key_is_well_formed(raw_key):
         return None
@@ -48,6 +50,8 @@ def api_key_identity_get(*, raw_key: str, now=None) -> ApiKeyIdentity | None:
     key_hash = api_key_hash(raw_key)
     cache_key = api_key_cache_key(key_hash)
     identity = cache.get(cache_key)
+    if identity == API_KEY_REVOKED_MARKER:
+        return None
     if identity is None:
         row = (
             ApiKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True, user__is_active=True)
@@ -57,7 +61,9 @@ def api_key_identity_get(*, raw_key: str, now=None) -> ApiKeyIdentity | None:
         if row is None:
             return None
         identity = ApiKeyIdentity(key_id=row[0], user_id=row[1], expires_at=row[2])
-        cache.set(cache_key, identity, API_KEY_CACHE_SECONDS)
+        # add, not set: a revocation that committed meanwhile has written its marker, which
+        # must win over this possibly stale read.
+        cache.add(cache_key, identity, API_KEY_CACHE_SECONDS)
     if identity.expires_at is not None and identity.expires_at <= now:
         return None
     return identity

@@ -26,7 +26,15 @@ from .crypto import ProviderKeyDecryptError, secret_fingerprint, secret_mask, se
 from .keys import api_key_display_prefix, api_key_generate, api_key_hash
 from .models import ApiKey, KeyReveal, ProviderCredential, User
 from .providers import provider_get
-from .selectors import api_key_active_count, api_key_cache_key, api_key_get, key_reveal_get
+from .selectors import (
+    API_KEY_CACHE_SECONDS,
+    API_KEY_REVOKED_MARKER,
+    ApiKeyIdentity,
+    api_key_active_count,
+    api_key_cache_key,
+    api_key_get,
+    key_reveal_get,
+)
 
 logger = logging.getLogger("tollgate.accounts")
 
@@ -117,10 +125,18 @@ def api_key_create(*, user: User, name: str, now=None) -> tuple[ApiKey, str]:
     return api_key, plaintext
 
 
-def _api_key_cache_forget(api_key: ApiKey) -> None:
-    """Drop the shared-cache identity after commit, so every worker re-reads the row."""
+def _api_key_cache_publish(api_key: ApiKey) -> None:
+    """After commit, overwrite the shared-cache identity with the key's new state.
+
+    Overwriting (rather than deleting) closes the race where a request that read the row just
+    before the commit caches the stale identity afterwards: the selector only ``add``s.
+    """
     cache_key = api_key_cache_key(api_key.key_hash)
-    transaction.on_commit(lambda: cache.delete(cache_key))
+    if api_key.revoked_at is not None:
+        value = API_KEY_REVOKED_MARKER
+    else:
+        value = ApiKeyIdentity(key_id=api_key.pk, user_id=api_key.user_id, expires_at=api_key.expires_at)
+    transaction.on_commit(lambda: cache.set(cache_key, value, API_KEY_CACHE_SECONDS))
 
 
 def api_key_revoke(*, user: User, key_id, now=None) -> ApiKey:
@@ -133,7 +149,7 @@ def api_key_revoke(*, user: User, key_id, now=None) -> ApiKey:
                 revoked_at=now, updated_at=now
             )
             api_key.revoked_at = now
-        _api_key_cache_forget(api_key)
+        _api_key_cache_publish(api_key)
     logger.info("api key revoked", extra={"user_id": user.pk, "key_id": api_key.pk})
     return api_key
 
@@ -166,7 +182,7 @@ def api_key_rotate(*, user: User, key_id, grace_seconds: int = 0, now=None) -> A
             old_key.revoked_at = now
         old_key.save(update_fields=["expires_at", "revoked_at", "updated_at"])
         new_key, plaintext = _api_key_insert(user=user, name=old_key.name)
-        _api_key_cache_forget(old_key)
+        _api_key_cache_publish(old_key)
     logger.info(
         "api key rotated",
         extra={"user_id": user.pk, "key_id": old_key.pk, "new_key_id": new_key.pk, "grace": grace_seconds},

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from accounts.keys import api_key_hash, api_key_is_well_formed
 from accounts.models import ApiKey
-from accounts.selectors import api_key_cache_key, api_key_identity_get
+from accounts.selectors import API_KEY_REVOKED_MARKER, api_key_cache_key, api_key_identity_get
 from accounts.services import api_key_create, api_key_revoke, api_key_rotate, api_key_touch
 from accounts.tests.factories import UserFactory, api_key_for
 from core.exceptions import ApiError
@@ -62,16 +62,22 @@ def test_revoke_is_idempotent_and_keeps_the_first_timestamp(user):
     assert again.revoked_at == first.revoked_at
 
 
-def test_revoke_drops_the_cached_identity_after_commit(user, django_capture_on_commit_callbacks):
+def test_revoke_overwrites_the_cached_identity_after_commit(
+    user, django_capture_on_commit_callbacks, django_assert_num_queries
+):
     api_key, plaintext = api_key_for(user)
-    assert api_key_identity_get(raw_key=plaintext) is not None
-    assert cache.get(api_key_cache_key(api_key.key_hash)) is not None
+    stale = api_key_identity_get(raw_key=plaintext)
+    assert cache.get(api_key_cache_key(api_key.key_hash)) == stale
 
-    with django_capture_on_commit_callbacks(execute=True):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
         api_key_revoke(user=user, key_id=api_key.pk)
+    assert len(callbacks) == 1
 
-    assert cache.get(api_key_cache_key(api_key.key_hash)) is None
-    assert api_key_identity_get(raw_key=plaintext) is None
+    assert cache.get(api_key_cache_key(api_key.key_hash)) == API_KEY_REVOKED_MARKER
+    # A worker that read the row just before the commit cannot put its stale identity back.
+    cache.add(api_key_cache_key(api_key.key_hash), stale, 300)
+    with django_assert_num_queries(0):
+        assert api_key_identity_get(raw_key=plaintext) is None
 
 
 def test_revoke_of_another_users_key_is_404_and_changes_nothing(user, other_user):
