@@ -146,6 +146,8 @@ def _chat_call(
     default_model: str,
     chain: list[str],
 ) -> ChatCall:
+    if "model" in payload and not isinstance(payload["model"], str):
+        raise ApiError("invalid_request", "model must be a string.", param="model")
     serializer = ChatInputSerializer(data=payload)
     _raise_validation(serializer)
     data = serializer.validated_data
