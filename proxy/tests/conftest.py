@@ -49,3 +49,32 @@ def caller(db, free_plan, catalog, api_client):
     user, plaintext = key_for()
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
     return user, plaintext, api_client
+
+
+@pytest.fixture
+def live_asgi(transactional_db):
+    """Tollgate served by uvicorn (ASGI, as in production) in a thread; yields its base URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from config.asgi import application
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = uvicorn.Server(
+        uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)

@@ -1,0 +1,127 @@
+"""The official ``openai`` SDK against a live Tollgate (uvicorn/ASGI), plain and streamed."""
+
+import time
+
+import httpx
+import openai
+import pytest
+
+from billing.models import UsageCounter
+from proxy.models import UsageEvent
+
+from ..factories import global_key_set, plan_configure
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _wait_for_event(count: int = 1, timeout: float = 5.0) -> list[UsageEvent]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events = list(UsageEvent.objects.order_by("id"))
+        if len(events) >= count:
+            return events
+        time.sleep(0.05)
+    raise AssertionError("no usage event recorded")
+
+
+@pytest.fixture
+def sdk(caller, fake_upstream, live_asgi):
+    user, plaintext, _client = caller
+    plan_configure(weights={"groq": 100})
+    global_key_set("groq")
+    return user, openai.OpenAI(base_url=f"{live_asgi}/api/proxy/v1", api_key=plaintext, max_retries=0)
+
+
+def test_plain_completion(sdk):
+    user, client = sdk
+
+    completion = client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "Hello!"}], max_tokens=50
+    )
+
+    assert completion.choices[0].message.content == "Hello! How can I help?"
+    assert completion.usage.total_tokens == 25
+    assert completion.model_extra["provider"] == "groq"
+    assert completion.model_extra["quota"]["used"] == 25
+    assert client.models.list().data[0].id
+
+
+def test_stream_with_usage_chunk_settles_from_it(sdk, fake_upstream):
+    user, client = sdk
+
+    stream = client.chat.completions.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "Hello!"}],
+        max_tokens=50,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "word " * 5
+    assert chunks[-1].usage.total_tokens == 15  # 10 prompt + 5 completion, reported by the provider
+    assert fake_upstream.requests[-1]["json"]["stream_options"] == {"include_usage": True}
+    event = _wait_for_event()[0]
+    assert (event.prompt_tokens, event.completion_tokens, event.is_estimated) == (10, 5, False)
+    counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
+    assert (counter.used, counter.reserved) == (15, 0)
+
+
+def test_stream_without_client_usage_request_still_settles_and_hides_the_usage_chunk(sdk, fake_upstream):
+    _user, client = sdk
+
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "Hi"}], max_tokens=50, stream=True
+        )
+    )
+
+    assert all(c.usage is None for c in chunks)
+    assert fake_upstream.requests[-1]["json"]["stream_options"] == {"include_usage": True}
+    assert _wait_for_event()[0].total_tokens == 15
+
+
+def test_stream_without_usage_chunk_records_a_counted_estimate(sdk, fake_upstream):
+    user, client = sdk
+    fake_upstream.mode = "stream_no_usage"
+
+    list(
+        client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "Hello!"}], max_tokens=50, stream=True
+        )
+    )
+
+    event = _wait_for_event()[0]
+    assert event.is_estimated is True
+    assert event.completion_tokens == 7  # 25 characters of content ≈ 7 tokens
+    assert event.total_tokens > 0
+    counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
+    assert counter.used == event.total_tokens and counter.reserved == 0
+
+
+def test_client_disconnect_mid_stream_still_records_usage(caller, fake_upstream, live_asgi):
+    user, plaintext, _client = caller
+    plan_configure(weights={"groq": 100})
+    global_key_set("groq")
+    fake_upstream.stream_chunks = 200
+    fake_upstream.chunk_delay = 0.02
+
+    with httpx.Client(timeout=10) as http, http.stream(
+        "POST",
+        f"{live_asgi}/api/proxy/v1/chat/completions",
+        headers={"Authorization": f"Bearer {plaintext}"},
+        json={"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello!"}], "stream": True},
+    ) as response:
+        assert response.status_code == 200
+        received = b""
+        for chunk in response.iter_bytes():
+            received += chunk
+            if received.count(b"data:") >= 3:
+                break  # the client goes away mid-stream
+
+    event = _wait_for_event()[0]
+    assert event.is_estimated is True
+    assert event.completion_tokens > 0
+    counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
+    assert counter.reserved == 0 and counter.used == event.total_tokens
