@@ -111,10 +111,6 @@ class ProviderCredentialForm(forms.ModelForm):
             self.add_error("user", "A global key has no user.")
         return cleaned
 
-    def _post_clean(self):
-        # The model's own validation would see an empty encrypted secret; the service validates.
-        pass
-
 
 @admin.register(ProviderCredential)
 class ProviderCredentialAdmin(admin.ModelAdmin):
