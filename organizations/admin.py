@@ -32,20 +32,6 @@ class LinkedFilter(admin.SimpleListFilter):
         return queryset
 
 
-class UsageReportInline(admin.TabularInline):
-    model = UsageReport
-    fields = ("report_on", "user_count", "reported_at", "billing_status", "attempts", "sent_at", "last_error")
-    readonly_fields = fields
-    extra = 0
-    max_num = 0
-    can_delete = False
-    ordering = ("-report_on",)
-    show_change_link = True
-
-    def get_queryset(self, request):
-        return super().get_queryset(request)
-
-
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
     list_display = (
@@ -80,16 +66,21 @@ class OrganizationAdmin(admin.ModelAdmin):
         "link_error",
         "subscription_event_at",
         "created_at",
+        "usage_reports",
     )
     fields = readonly_fields
-    exclude = ("link_attempt",)
-    inlines = [UsageReportInline]
 
     def has_add_permission(self, request):
         return False  # organizations are created by their first usage report
 
     def has_delete_permission(self, request, obj=None):
         return False  # reports reference them; billing history must stay
+
+    @admin.display(description="Usage reports")
+    def usage_reports(self, obj):
+        # A link, not an inline: an instance reports daily, so the list grows without bound.
+        url = reverse("admin:organizations_usagereport_changelist") + f"?organization__id__exact={obj.pk}"
+        return format_html('<a href="{}">Usage reports of this organization</a>', url)
 
     @admin.display(description="Stripe")
     def link_action(self, obj):

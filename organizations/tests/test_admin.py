@@ -140,3 +140,13 @@ def test_organizations_cannot_be_added_or_deleted_in_admin(staff_client):
         == 403
     )
     assert Organization.objects.count() == 1
+
+
+def test_change_page_links_to_reports_and_link_page(staff_client):
+    organization = OrganizationFactory()
+    UsageReportFactory(organization=organization)
+    response = staff_client.get(reverse("admin:organizations_organization_change", args=[organization.pk]))
+    content = response.content.decode()
+    assert response.status_code == 200
+    assert f"organization__id__exact={organization.pk}" in content
+    assert reverse("admin:organizations_organization_link", args=[organization.pk]) in content
