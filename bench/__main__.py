@@ -94,9 +94,13 @@ def django_setup(env: dict) -> None:
     for name in list(os.environ):
         if name.startswith("TOLLGATE_TESTING"):
             del os.environ[name]
+    import logging
+
     import django
 
     django.setup()
+    # The bench's own HTTP clients must not log every request (it would cost the measurement).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class Bench:

@@ -73,6 +73,7 @@ class FakeUpstreamServer:
         self.stream_requests = 0
         self._counter = 0
         self._server: asyncio.base_events.Server | None = None
+        self._connections: set[asyncio.Task] = set()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         self._server = await asyncio.start_server(self._serve_connection, host, port, backlog=4096)
@@ -84,13 +85,21 @@ class FakeUpstreamServer:
             await self._server.serve_forever()
 
     async def close(self) -> None:
+        """Stop listening and end open keep-alive connections (no task is left pending)."""
         if self._server is not None:
             self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), timeout=1)
 
     # --- HTTP plumbing ------------------------------------------------------------------------
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        task = asyncio.current_task()
+        self._connections.add(task)
         try:
             while True:
                 try:
@@ -123,6 +132,7 @@ class FakeUpstreamServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             return
         finally:
+            self._connections.discard(task)
             with contextlib.suppress(Exception):
                 writer.close()
 

@@ -36,11 +36,10 @@ class BenchTenant:
 
 def bench_plan_ensure():
     """Create or refresh the private bench plan, then tell every worker the catalogue changed."""
-    from django.core.cache import cache
     from django.db import transaction
 
     from billing.models import Meter, Period, Plan, PlanQuota
-    from billing.selectors import CATALOG_VERSION_KEY
+    from billing.services import plan_catalog_invalidate
 
     with transaction.atomic():
         plan, _ = Plan.objects.update_or_create(
@@ -63,7 +62,7 @@ def bench_plan_ensure():
             PlanQuota.objects.update_or_create(
                 plan=plan, meter=meter, defaults={"period": period, "limit": limit}
             )
-    transaction.on_commit(lambda: cache.delete(CATALOG_VERSION_KEY))
+        plan_catalog_invalidate()  # every worker reloads plans after commit
     return plan
 
 
@@ -76,7 +75,9 @@ def bench_tenant_create(*, email: str | None = None, provider_secret: str | None
     from accounts.services import api_key_create, provider_credential_set, user_register
     from billing.models import Subscription
     from billing.selectors import user_plan_cache_key
+    from proxy.services import proxy_catalog_seed
 
+    proxy_catalog_seed()  # prices and model routes (idempotent)
     plan = bench_plan_ensure()
     email = email or f"bench-{uuid.uuid4().hex[:12]}@bench.invalid"
     user = user_register(email=email, password=secrets.token_urlsafe(24), name="Bench")

@@ -1,0 +1,106 @@
+"""Keeps the bench from rotting: a tiny run through a live Tollgate, then the accounting check.
+
+Tollgate is served by uvicorn (ASGI, as in production) in a thread against the test database;
+every provider base URL points at the bench's fake upstream. The check must pass after real
+calls and must fail when the books are tampered with — otherwise it proves nothing.
+"""
+
+import socket
+import threading
+import time
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from bench import loadgen
+from bench.accounting import accounting_check
+from bench.fake_upstream import FakeUpstream
+from bench.setup import LLM_PROVIDERS, bench_tenant_create
+
+PROXY_PATH = "/api/proxy/v1/chat/completions"
+
+
+@pytest.fixture
+def upstream(settings):
+    with FakeUpstream(latency_ms=1) as fake:
+        settings.PROVIDER_BASE_URLS = {code: fake.base_url for code in LLM_PROVIDERS}
+        settings.SANDBOX_PROVIDER_ENABLED = False
+        settings.DAILY_BUDGET_USD = 50
+        yield fake
+
+
+@pytest.fixture
+def live_tollgate(transactional_db):
+    import uvicorn
+
+    from config.asgi import application
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def tenant(transactional_db):
+    from billing.services import plan_catalog_seed
+
+    plan_catalog_seed()
+    return bench_tenant_create()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_smoke_run_at_concurrency_2_adds_up(upstream, live_tollgate, tenant):
+    url = live_tollgate + PROXY_PATH
+    calls = loadgen.calls_run(url=url, total=8, concurrency=2, auth=tenant.api_key)
+    streams = loadgen.streams_run(url=url, count=2, auth=tenant.api_key)
+
+    assert calls.requests == 8 and calls.errors == 0, calls.statuses
+    assert streams.completed == 2 and streams.errors == 0
+    assert upstream.server.chat_requests == 10  # every call really went upstream
+
+    ok = calls.ok + streams.completed
+    report = accounting_check(user_id=tenant.user_id, client_ok_min=ok, client_ok_max=ok, timeout_s=10)
+    assert report.ok, report.problems
+    assert report.figures["ok_events"] == 10
+    assert report.figures["quota_llm_tokens_used"] == report.figures["tokens"] > 0
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_accounting_check_catches_tampered_books(upstream, live_tollgate, tenant):
+    from billing.models import UsageCounter
+
+    loadgen.calls_run(url=live_tollgate + PROXY_PATH, total=2, concurrency=2, auth=tenant.api_key)
+    assert accounting_check(user_id=tenant.user_id, client_ok_min=2, client_ok_max=2, timeout_s=10).ok
+
+    # The client saw more successes than were logged.
+    report = accounting_check(user_id=tenant.user_id, client_ok_min=3, wait=False)
+    assert not report.ok and "usage events" in report.problems[0]
+
+    # Quota used drifts from the events, and a reservation is left open.
+    UsageCounter.objects.filter(user_id=tenant.user_id, meter="llm_tokens").update(used=1, reserved=5)
+    report = accounting_check(user_id=tenant.user_id, wait=False)
+    assert not report.ok
+    assert any("quota llm_tokens used = 1" in p for p in report.problems)
+    assert any("units reserved" in p for p in report.problems)
+
+
+@pytest.mark.django_db
+def test_bench_setup_refuses_outside_the_bench(monkeypatch):
+    monkeypatch.delenv("TOLLGATE_BENCH", raising=False)
+    with pytest.raises(CommandError, match="TOLLGATE_BENCH=1"):
+        call_command("bench_setup")
