@@ -6,6 +6,7 @@ checkout. Production mode (``DJANGO_ENV=production`` or ``DEBUG=False``) refuses
 without real secrets and allowed hosts.
 """
 
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,7 +21,8 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 DJANGO_ENV = env.str("DJANGO_ENV", default="development")
 DEBUG = env.bool("DEBUG", default=DJANGO_ENV != "production")
 IS_PRODUCTION = DJANGO_ENV == "production" or not DEBUG
-TESTING = env.bool("TOLLGATE_TESTING", default=False)
+# Under pytest (detected, or TOLLGATE_TESTING=1): eager Celery, no DB pool, fast hasher.
+TESTING = env.bool("TOLLGATE_TESTING", default="pytest" in sys.modules)
 
 # A fixed key is only acceptable for local development; production must provide one.
 _DEV_SECRET_KEY = "django-insecure-local-development-only-key-do-not-use-in-production"
