@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "credits",
     "proxy",
     "organizations",
+    "dashboards",
 ]
 
 MIDDLEWARE = [

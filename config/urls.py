@@ -10,6 +10,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     # Each app owns its URL modules; see <app>/urls.py.
+    path("", include("dashboards.urls")),  # first: its /dashboard/ replaces the placeholder
     path("", include("accounts.urls")),
     path("", include("billing.urls")),
     path("", include("credits.urls")),

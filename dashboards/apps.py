@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class DashboardsConfig(AppConfig):
+    """Read-only pages that compose the other apps' selectors (end-user and operator
+    dashboards, API guide, metrics). Like ``core`` it holds no domain models; unlike every
+    other app it may import all of them, and nothing imports it."""
+
+    name = "dashboards"
+    default_auto_field = "django.db.models.BigAutoField"
