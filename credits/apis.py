@@ -153,8 +153,9 @@ class CreditConsumeApi(APIView):
 class CreditBuyApi(APIView):
     class InputSerializer(serializers.Serializer):
         packId = serializers.CharField(max_length=40)
-        successUrl = serializers.URLField(max_length=2000)
-        cancelUrl = serializers.URLField(max_length=2000)
+        # Checked by billing against CHECKOUT_REDIRECT_HOSTS (no open redirect).
+        successUrl = serializers.CharField(max_length=2000)
+        cancelUrl = serializers.CharField(max_length=2000)
 
     class OutputSerializer(serializers.Serializer):
         checkoutUrl = serializers.CharField(source="checkout_url")

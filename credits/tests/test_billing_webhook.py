@@ -1,0 +1,113 @@
+"""Purchases and refunds driven through billing's real webhook with signed events."""
+
+import json
+import threading
+import time
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from billing.stripe_client import webhook_signature_header
+from credits.models import CreditAccount, LedgerEntry
+from credits.tests.factories import UserFactory, seed_catalogue
+
+from .services.test_credit_purchase_fulfil import paid_session
+from .services.test_credit_refund_apply import refund_event
+
+WEBHOOK = "/api/billing/webhook"
+
+
+def _event(event_id, event_type, obj):
+    return {
+        "id": event_id,
+        "object": "event",
+        "type": event_type,
+        "created": int(time.time()),
+        "livemode": False,
+        "data": {"object": obj},
+    }
+
+
+def deliver(client, event, secret):
+    payload = json.dumps(event).encode()
+    return client.post(
+        WEBHOOK,
+        data=payload,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=webhook_signature_header(payload=payload, secret=secret),
+    )
+
+
+@pytest.mark.django_db
+def test_completed_duplicate_and_async_events_grant_the_pack_once(catalogue, user, settings):
+    client = Client()
+    session = paid_session(user, session_id="cs_test_webhook")
+    completed = _event("evt_completed", "checkout.session.completed", session)
+
+    assert deliver(client, completed, settings.STRIPE_WEBHOOK_SECRET).status_code == 200
+    assert deliver(client, completed, settings.STRIPE_WEBHOOK_SECRET).status_code == 200
+    async_ok = _event("evt_async", "checkout.session.async_payment_succeeded", session)
+    assert deliver(client, async_ok, settings.STRIPE_WEBHOOK_SECRET).status_code == 200
+
+    assert CreditAccount.objects.get(user=user).balance == 500
+    assert LedgerEntry.objects.filter(kind="purchase").count() == 1
+
+
+@pytest.mark.django_db
+def test_badly_signed_event_grants_nothing(catalogue, user):
+    response = deliver(
+        Client(), _event("evt_x", "checkout.session.completed", paid_session(user)), "whsec_wrong"
+    )
+
+    assert response.status_code == 400
+    assert not LedgerEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_charge_refunded_event_reverses_the_pack(catalogue, user, settings):
+    client = Client()
+    deliver(
+        client,
+        _event("evt_c", "checkout.session.completed", paid_session(user)),
+        settings.STRIPE_WEBHOOK_SECRET,
+    )
+    refund = refund_event(amount_refunded=3950)
+
+    response = deliver(
+        client, _event("evt_r", "charge.refunded", refund["data"]["object"]), settings.STRIPE_WEBHOOK_SECRET
+    )
+
+    assert response.status_code == 200
+    assert CreditAccount.objects.get(user=user).balance == 250
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_deliveries_through_the_webhook_grant_once(settings):
+    seed_catalogue()
+    user = UserFactory()
+    session = paid_session(user, session_id="cs_test_race")
+    events = [
+        _event("evt_race_a", "checkout.session.completed", session),
+        _event("evt_race_b", "checkout.session.async_payment_succeeded", session),
+    ]
+    statuses = []
+    barrier = threading.Barrier(10)
+
+    def worker(n):
+        try:
+            barrier.wait()
+            statuses.append(deliver(Client(), events[n % 2], settings.STRIPE_WEBHOOK_SECRET).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert statuses == [200] * 10
+    assert CreditAccount.objects.get(user=user).balance == 500
+    assert LedgerEntry.objects.filter(kind="purchase").count() == 1
