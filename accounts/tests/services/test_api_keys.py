@@ -193,3 +193,25 @@ def test_concurrent_creates_cannot_pass_the_limit(settings):
 
     assert results.count("ok") == 3
     assert ApiKey.objects.filter(user=user).count() == 3
+
+
+@pytest.mark.redis
+def test_revocation_is_seen_by_another_worker_through_redis(
+    user, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Two independent Redis clients stand for two worker processes sharing the cache."""
+    from django.core.cache import caches
+
+    import accounts.selectors as selectors
+
+    other_worker_cache = caches.create_connection("default")
+    api_key, plaintext = api_key_for(user)
+    monkeypatch.setattr(selectors, "cache", other_worker_cache)
+    assert api_key_identity_get(raw_key=plaintext) is not None  # cached by the other worker
+    monkeypatch.undo()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        api_key_revoke(user=user, key_id=api_key.pk)
+
+    monkeypatch.setattr(selectors, "cache", other_worker_cache)
+    assert api_key_identity_get(raw_key=plaintext) is None
