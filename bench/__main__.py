@@ -24,6 +24,7 @@ from . import loadgen, processes, report
 from .processes import ROOT
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tollgate_bench"
+DASHBOARDS_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tollgate_bench_dashboards"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/7"
 PROXY_PATH = "/api/proxy/v1/chat/completions"
 DIRECT_PATH = "/v1/chat/completions"
@@ -399,9 +400,13 @@ def parse_args(argv=None):
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", "2")))
     parser.add_argument("--no-celery", dest="celery", action="store_false", help="do not start a worker")
     parser.add_argument("--no-write", action="store_true", help="do not write results.json / results.md")
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.database_url:
+        # A million synthetic events live in their own database, away from hot-path accounting.
+        args.database_url = DASHBOARDS_DATABASE_URL if args.dashboards else DEFAULT_DATABASE_URL
+    return args
 
 
 def main(argv=None) -> int:

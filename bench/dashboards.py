@@ -1,0 +1,106 @@
+"""Dashboards bench: with N usage events in the database, time the three dashboards (p50 of 20).
+
+Runs against its own database (``tollgate_bench_dashboards`` by default) so that a million
+synthetic events never mix with the hot-path runs' accounting. The events are generated once and
+reused by later runs while at least N are present.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+ROUTES = {
+    "dashboard_ms": "/dashboard/",
+    "admin_dashboard_ms": "/admin/dashboard/",
+    "api_admin_dashboard_ms": "/api/admin/dashboard",
+}
+SAMPLES = 20
+
+
+def _session_cookie(user) -> str:
+    """A logged-in session for ``user``, created the way ``django.contrib.auth.login`` stores it."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return session.session_key
+
+
+def _generated_state():
+    """(generated event count, the user with the most of them) already in the database."""
+    from django.db.models import Count
+
+    from proxy.models import UsageEvent
+
+    generated = UsageEvent.objects.filter(request_id="bench-generated")
+    total = generated.count()
+    top = generated.values("user_id").annotate(n=Count("id")).order_by("-n").first() if total else None
+    return total, (top["user_id"] if top else None)
+
+
+def route_time(*, base_url: str, path: str, cookie_name: str, cookie: str) -> dict:
+    """p50 over 20 sequential GETs (after one warm-up); 404 means the route is not there yet."""
+    import httpx
+
+    timings, status = [], None
+    with httpx.Client(base_url=base_url, cookies={cookie_name: cookie}, timeout=60) as client:
+        warm = client.get(path)
+        status = warm.status_code
+        if status == 404:
+            return {"ms": "not available", "status": 404}
+        if status != 200:
+            return {"ms": f"HTTP {status}", "status": status}
+        for _ in range(SAMPLES):
+            began = time.perf_counter()
+            response = client.get(path)
+            timings.append((time.perf_counter() - began) * 1000)
+            status = response.status_code
+    return {"ms": round(statistics.median(timings), 1), "status": status, "max_ms": round(max(timings), 1)}
+
+
+def dashboards_bench(bench, *, events: int) -> dict:
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+
+    from bench.__main__ import step
+    from bench.generate_events import events_generate
+
+    User = get_user_model()
+    total, heavy_user_id = _generated_state()
+    if total < events:
+        step(f"generating {events:,} usage events (+ rollups) in PostgreSQL")
+        heavy = User.objects.get(pk=bench.tenant.user_id)
+        generated = events_generate(events=events, heavy_user=heavy)
+        step(f"generated in {generated.seconds:.1f} s")
+        heavy_user_id = heavy.pk
+        total = total + events
+    else:
+        step(f"reusing {total:,} generated usage events")
+    end_user = User.objects.get(pk=heavy_user_id)
+    staff, _ = User.objects.get_or_create(
+        email="bench-operator@bench.invalid",
+        defaults={"is_staff": True, "is_superuser": True, "name": "Operator"},
+    )
+    if not staff.is_staff:
+        staff.is_staff = staff.is_superuser = True
+        staff.save(update_fields=["is_staff", "is_superuser"])
+    base_url = f"http://127.0.0.1:{bench.tollgate_port}"
+    # The server runs with DEBUG off and HTTPS cookies; a direct 127.0.0.1 client still sends them.
+    result = {"events": total}
+    for key, path in ROUTES.items():
+        user = end_user if key == "dashboard_ms" else staff
+        timing = route_time(
+            base_url=base_url,
+            path=path,
+            cookie_name=settings.SESSION_COOKIE_NAME,
+            cookie=_session_cookie(user),
+        )
+        result[key] = timing["ms"]
+        result[key.replace("_ms", "_status")] = timing["status"]
+        print(f"  {path}: {timing['ms']}{' ms' if isinstance(timing['ms'], float) else ''}", flush=True)
+    return result
