@@ -1,0 +1,123 @@
+import pytest
+from django.template import engines
+from django.test import RequestFactory
+
+from credits.context_processors import MODAL_DISMISSED_SESSION_KEY, credits_badge
+from credits.models import UpsellEvent
+
+
+@pytest.fixture
+def page_client(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.django_db
+def test_credits_page_shows_packs_best_value_history_and_badge(catalogue, user, fund, page_client):
+    fund(user, 120)
+
+    response = page_client.get("/credits/")
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.count('class="card credits-pack') == 3
+    best = html.split("credits-pack--best", 1)[1].split("</form>", 1)[0]
+    assert "Pack 500" in best and "Best value" in best
+    assert html.count("Best value") == 1
+    assert "79.00 EUR" in html and "19.00 EUR" in html
+    assert "data-credits-badge" in html and "<strong data-credits-balance>120</strong>" in html
+    assert "Grant (admin)" in html and "+120" in html
+    assert "credits-low-modal" not in html  # 120 is not low
+    assert UpsellEvent.objects.filter(user=user, kind="view").count() == 1
+
+
+@pytest.mark.django_db
+def test_credits_page_shows_the_modal_when_low_until_dismissed(catalogue, user, fund, page_client, settings):
+    settings.CREDITS_LOW_THRESHOLD = 20
+    fund(user, 7)
+
+    html = page_client.get("/credits/").content.decode()
+    assert 'id="credits-low-modal"' in html
+    assert "Only 7 credits left" in html
+    assert html.count("/credits/buy/pack_") >= 6  # the page's packs and the modal's
+
+    dismissed = page_client.post("/credits/modal/dismiss/", {"next": "/credits/"})
+    assert dismissed.status_code == 302 and dismissed["Location"] == "/credits/"
+    assert 'id="credits-low-modal"' not in page_client.get("/credits/").content.decode()
+
+
+@pytest.mark.django_db
+def test_no_modal_at_zero_balance(catalogue, page_client):
+    assert 'id="credits-low-modal"' not in page_client.get("/credits/").content.decode()
+
+
+@pytest.mark.django_db
+def test_dismiss_refuses_offsite_redirects(page_client):
+    response = page_client.post("/credits/modal/dismiss/", {"next": "//evil.example/"})
+
+    assert response["Location"] == "/dashboard/"
+
+
+@pytest.mark.django_db
+def test_modal_view_is_recorded(user, page_client):
+    assert page_client.post("/credits/modal/seen/", {"kind": "modal_view"}).status_code == 204
+    assert page_client.post("/credits/modal/seen/", {"kind": "purchase"}).status_code == 400
+    assert list(UpsellEvent.objects.values_list("kind", flat=True)) == [UpsellEvent.Kind.MODAL_VIEW]
+
+
+@pytest.mark.django_db
+def test_pages_need_login(client):
+    response = client.get("/credits/")
+
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+@pytest.mark.django_db
+def test_buy_button_redirects_to_the_checkout(catalogue, user, page_client, settings):
+    settings.DEBUG = True
+    settings.SIMULATED_CHECKOUT_ENABLED = True
+    settings.STRIPE_SECRET_KEY = ""
+    settings.SITE_URL = "http://testserver"
+    settings.CHECKOUT_REDIRECT_HOSTS = ["testserver"]
+
+    response = page_client.post("/credits/buy/pack_500/")
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("http://testserver/billing/simulated-checkout/cs_test_sim_")
+
+
+@pytest.mark.django_db
+def test_buy_button_for_an_unknown_pack_comes_back_with_a_message(catalogue, page_client):
+    response = page_client.post("/credits/buy/pack_nope/", follow=True)
+
+    assert response.redirect_chain[-1][0] == "/credits/"
+    assert "Unknown credit pack" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_context_processor_renders_badge_and_modal_in_any_template(catalogue, user, fund, settings):
+    """How the dashboard header uses it: include the two snippets, nothing else."""
+    settings.CREDITS_LOW_THRESHOLD = 20
+    fund(user, 5)
+    request = RequestFactory().get("/dashboard/")
+    request.user = user
+    request.session = {}
+    template = engines["django"].from_string(
+        '{% include "credits/_badge.html" %}{% include "credits/_low_balance_modal.html" %}'
+    )
+
+    html = template.render({**credits_badge(request), "request": request}, request)
+
+    assert "credits-badge--low" in html and "<strong data-credits-balance>5</strong>" in html
+    assert 'id="credits-low-modal"' in html and "Pack 500" in html
+    request.session[MODAL_DISMISSED_SESSION_KEY] = True
+    assert 'id="credits-low-modal"' not in template.render({**credits_badge(request), "request": request}, request)
+
+
+@pytest.mark.django_db
+def test_context_processor_costs_no_query_when_unused(user, django_assert_num_queries):
+    request = RequestFactory().get("/")
+    request.user = user
+    request.session = {}
+    with django_assert_num_queries(0):
+        credits_badge(request)
