@@ -9,10 +9,9 @@ from billing.models import Plan, Subscription
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = User
-        skip_postgeneration_save = True
 
     email = factory.Sequence(lambda n: f"billing-user{n}@example.com")
-    password = factory.PostGenerationMethodCall("set_password", "pw-for-tests-only")
+    password = factory.django.Password("pw-for-tests-only")
 
 
 class SubscriptionFactory(factory.django.DjangoModelFactory):

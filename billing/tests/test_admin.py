@@ -1,0 +1,66 @@
+import pytest
+from django.core.cache import cache
+
+from billing.models import Plan, StripeEvent
+from billing.selectors import CATALOG_VERSION_KEY, plan_for_user_get
+from billing.services import stripe_event_store
+
+from . import stripe_events as se
+from .factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(client):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    return client
+
+
+def test_reprocess_action_processes_failed_events(staff_client):
+    user = UserFactory()
+    row, _ = stripe_event_store(event=se.event("checkout.session.completed", se.checkout_session(user=user)))
+    StripeEvent.objects.filter(pk=row.pk).update(status=StripeEvent.Status.FAILED, error="boom")
+    response = staff_client.post(
+        "/admin/billing/stripeevent/", {"action": "reprocess", "_selected_action": [row.pk]}, follow=True
+    )
+    assert response.status_code == 200
+    row.refresh_from_db()
+    assert (row.status, row.error) == (StripeEvent.Status.PROCESSED, "")
+    assert plan_for_user_get(user=user).code == "business"
+
+
+def test_events_are_read_only(staff_client):
+    row, _ = stripe_event_store(event=se.event("customer.created", {"id": "cus_1"}))
+    page = staff_client.get(f"/admin/billing/stripeevent/{row.pk}/change/")
+    assert page.status_code == 200
+    assert 'name="_save"' not in page.content.decode()
+
+
+def test_plan_edit_in_admin_invalidates_the_catalogue(staff_client, django_capture_on_commit_callbacks):
+    plan_for_user_get(user=UserFactory())
+    before = cache.get(CATALOG_VERSION_KEY)
+    plan = Plan.objects.get(code="free")
+    data = {
+        "code": "free",
+        "name": "Free",
+        "price_minor": 0,
+        "currency": "eur",
+        "interval": "month",
+        "is_public": "on",
+        "is_active": "on",
+        "rate_limit_per_minute": 9,
+        "routing_weights": '{"groq": 100}',
+        "fallback_provider": "",
+        "default_max_tokens": 1024,
+        "max_tokens_cap": "",
+        "sort_order": 0,
+        "stripe_price_id": "",
+        "quotas-TOTAL_FORMS": 0,
+        "quotas-INITIAL_FORMS": 0,
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(f"/admin/billing/plan/{plan.pk}/change/", data)
+    assert response.status_code == 302
+    assert cache.get(CATALOG_VERSION_KEY) != before
+    assert plan_for_user_get(user=UserFactory()).rate_limit_per_minute == 9
