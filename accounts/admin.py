@@ -4,6 +4,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
 
 from core.exceptions import ApiError
 
@@ -120,6 +122,10 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
     search_fields = ("user__email", "provider")
     list_select_related = ("user",)
     readonly_fields = ("masked", "created_at", "updated_at")
+
+    @method_decorator(sensitive_post_parameters("new_secret"))
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None:  # what a row is for never changes; replace the secret or delete it

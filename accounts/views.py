@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.exceptions import ApiError
@@ -52,6 +53,7 @@ def _apply_api_error(form, error: ApiError) -> None:
         form.add_error(None, error.message)
 
 
+@sensitive_post_parameters("password1", "password2")
 @require_http_methods(["GET", "POST"])
 def signup(request):
     if request.user.is_authenticated:
@@ -153,6 +155,7 @@ def key_reveal(request, token: str):
     )
 
 
+@sensitive_post_parameters("key")
 @login_required
 @require_http_methods(["GET", "POST"])
 def profile(request):

@@ -192,3 +192,20 @@ def test_profile_masks_only_and_never_shows_other_users_keys(client, user, other
     client.force_login(staff_user)
     staff_page = client.get("/accounts/profile/").content
     assert b"sk-op\xe2\x80\xa699" in staff_page and b"sk-operator-secret-999" not in staff_page
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/accounts/login/", "/accounts/signup/", "/accounts/password-reset/", "/accounts/password-reset/done/"],
+)
+def test_public_account_pages_render_with_csrf(client, url):
+    response = client.get(url)
+    assert response.status_code == 200
+    if b"<form" in response.content:
+        assert b"csrfmiddlewaretoken" in response.content
+
+
+def test_logged_in_user_is_sent_from_login_and_signup_to_the_dashboard(client, user):
+    client.force_login(user)
+    assert client.get("/accounts/login/")["Location"] == "/dashboard/"
+    assert client.get("/accounts/signup/")["Location"] == "/dashboard/"
