@@ -13,6 +13,10 @@ import functools
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections
 
+# False in production. Query-count tests set it to True so the blocks run on the test's own
+# thread and connection, where Django's query capture sees them.
+THREAD_SENSITIVE = False
+
 
 def _release_connections() -> None:
     """Return this thread's connections (pool) unless a transaction is still open."""
@@ -35,4 +39,4 @@ def _closing(fn):
 
 async def db_call(fn, /, *args, **kwargs):
     """``await db_call(service, **kwargs)``: run a sync service in a thread, release its connection."""
-    return await sync_to_async(_closing(fn), thread_sensitive=False)(*args, **kwargs)
+    return await sync_to_async(_closing(fn), thread_sensitive=THREAD_SENSITIVE)(*args, **kwargs)

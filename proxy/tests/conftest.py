@@ -78,3 +78,9 @@ def live_asgi(transactional_db):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def same_thread_db(monkeypatch):
+    """Run the views' database blocks on the test thread so query counts see every query."""
+    monkeypatch.setattr("proxy.dbcall.THREAD_SENSITIVE", True)

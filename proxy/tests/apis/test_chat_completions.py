@@ -36,7 +36,11 @@ def test_routes_gpt4o_on_free_to_groq_llama_and_reports_provider_and_cost(caller
     assert fake_upstream.requests[-1]["path"] == "/groq/chat/completions"
     assert fake_upstream.requests[-1]["json"]["model"] == "llama-3.3-70b-versatile"
     event = UsageEvent.objects.get()
-    assert (event.model, event.upstream_model, event.provider) == ("gpt-4o", "llama-3.3-70b-versatile", "groq")
+    assert (event.model, event.upstream_model, event.provider) == (
+        "gpt-4o",
+        "llama-3.3-70b-versatile",
+        "groq",
+    )
 
 
 def test_v2_chat_wraps_the_prompt_into_one_user_message(caller, fake_upstream):
@@ -71,7 +75,11 @@ def test_fallback_matrix_all_providers_failing(caller, fake_upstream, settings, 
     settings.PROXY_UPSTREAM_TIMEOUT = 0.3
     fake_upstream.sleep_seconds = 1.0
     if mode == "refused":
-        settings.PROVIDER_BASE_URLS = {**settings.PROVIDER_BASE_URLS, "openrouter": "http://127.0.0.1:9", "groq": "http://127.0.0.1:9"}
+        settings.PROVIDER_BASE_URLS = {
+            **settings.PROVIDER_BASE_URLS,
+            "openrouter": "http://127.0.0.1:9",
+            "groq": "http://127.0.0.1:9",
+        }
     else:
         fake_upstream.mode = mode
 
@@ -80,7 +88,10 @@ def test_fallback_matrix_all_providers_failing(caller, fake_upstream, settings, 
     assert response.status_code == status, response.content
     assert response.json()["error"]["code"] == code
     if mode != "refused":
-        assert [r["path"] for r in fake_upstream.requests] == ["/openrouter/chat/completions", "/groq/chat/completions"]
+        assert [r["path"] for r in fake_upstream.requests] == [
+            "/openrouter/chat/completions",
+            "/groq/chat/completions",
+        ]
     event = UsageEvent.objects.get()
     assert event.status_code == status
     assert event.total_tokens == 0

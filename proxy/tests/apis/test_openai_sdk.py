@@ -107,12 +107,15 @@ def test_client_disconnect_mid_stream_still_records_usage(caller, fake_upstream,
     fake_upstream.stream_chunks = 200
     fake_upstream.chunk_delay = 0.02
 
-    with httpx.Client(timeout=10) as http, http.stream(
-        "POST",
-        f"{live_asgi}/api/proxy/v1/chat/completions",
-        headers={"Authorization": f"Bearer {plaintext}"},
-        json={"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello!"}], "stream": True},
-    ) as response:
+    with (
+        httpx.Client(timeout=10) as http,
+        http.stream(
+            "POST",
+            f"{live_asgi}/api/proxy/v1/chat/completions",
+            headers={"Authorization": f"Bearer {plaintext}"},
+            json={"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello!"}], "stream": True},
+        ) as response,
+    ):
         assert response.status_code == 200
         received = b""
         for chunk in response.iter_bytes():
