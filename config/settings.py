@@ -101,6 +101,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "core.context_processors.site",
+                "credits.context_processors.credits_badge",
             ],
         },
     },
@@ -312,3 +313,13 @@ ORG_METER_RETRY_BASE_SECONDS = env.int("ORG_METER_RETRY_BASE_SECONDS", default=3
 
 # Operations.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# /metrics is also open to these client addresses (REMOTE_ADDR), without the token.
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
+# Dashboards: revenue in other currencies is converted to USD with these rates (JSON object).
+EXCHANGE_RATES_TO_USD = {
+    code.lower(): Decimal(str(rate))
+    for code, rate in env.json("EXCHANGE_RATES_TO_USD", default={"usd": "1", "eur": "1.08"}).items()
+}
+# A user is flagged abusive when today's calls or failed calls reach these counts.
+ABUSE_REQUESTS_PER_DAY = env.int("ABUSE_REQUESTS_PER_DAY", default=5000)
+ABUSE_ERRORS_PER_DAY = env.int("ABUSE_ERRORS_PER_DAY", default=200)
