@@ -93,9 +93,6 @@ class StripeEventAdmin(ReadOnlyAdmin):
     )
     actions = ["reprocess"]
 
-    def has_view_permission(self, request, obj=None):
-        return request.user.is_staff
-
     @admin.action(description="Reprocess selected failed events")
     def reprocess(self, request, queryset):
         done = failed = 0

@@ -21,6 +21,7 @@ from .services import (
     plan_checkout_start,
     stripe_event_process,
     stripe_event_store,
+    stripe_webhook_secret_get,
 )
 
 logger = logging.getLogger("tollgate.billing")
@@ -138,7 +139,7 @@ class StripeWebhookApi(APIView):
             event = stripe_client.webhook_event_verify(
                 payload=request.body,
                 sig_header=request.headers.get("Stripe-Signature", ""),
-                secret=settings.STRIPE_WEBHOOK_SECRET,
+                secret=stripe_webhook_secret_get(),
                 tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
             )
         except stripe_client.WebhookSignatureError as exc:

@@ -19,3 +19,10 @@ class BillingConfig(AppConfig):
             schedule=crontab(minute=5, hour=0, day_of_month=1),
             expires=6 * 3600,
         )
+        # A crashed caller's hold must not block a quota until the next month.
+        beat_schedule_add(
+            "quota-reservations-release-stale",
+            task="billing.tasks.quota_reservations_release_stale",
+            schedule=crontab(minute=17),
+            expires=3000,
+        )

@@ -34,7 +34,13 @@ from core.exceptions import ApiError
 from core.locks import lock_objects
 
 from . import registry, stripe_client
-from .catalog import DEFAULT_CATALOG, DEFAULT_CURRENCY, DEFAULT_MAX_TOKENS, METER_PERIODS
+from .catalog import (
+    DEFAULT_CATALOG,
+    DEFAULT_CURRENCY,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_MAX_TOKENS_CAP,
+    METER_PERIODS,
+)
 from .models import (
     CheckoutFulfilment,
     CheckoutSession,
@@ -91,6 +97,7 @@ def plan_catalog_seed() -> list[Plan]:
                     "rate_limit_per_minute": spec["rate_limit_per_minute"],
                     "routing_weights": spec["routing_weights"],
                     "default_max_tokens": DEFAULT_MAX_TOKENS,
+                    "max_tokens_cap": DEFAULT_MAX_TOKENS_CAP,
                     "sort_order": spec["sort_order"],
                 },
             )
@@ -306,6 +313,21 @@ def _quota_alert_email(*, counter: UsageCounter, limit: int, threshold: int) -> 
     send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [counter.user.email])
 
 
+def quota_reservations_release_stale(*, now: datetime | None = None) -> int:
+    """Release holds older than an hour: their caller died before settling. Returns how many."""
+    now = now or timezone.now()
+    released = 0
+    stale = QuotaReservation.objects.filter(
+        status=QuotaReservation.Status.HELD, created_at__lt=now - STALE_RESERVATION_AGE
+    ).only("pk", "counter_id", "amount", "status")
+    for reservation in stale.iterator(chunk_size=500):
+        quota_release(reservation=reservation, now=now)
+        released += 1
+    if released:
+        logger.warning("released stale quota reservations", extra={"count": released})
+    return released
+
+
 def quota_period_rollover(*, now: datetime | None = None) -> dict[str, int]:
     """Close finished periods. Safe to run any time, twice, or late.
 
@@ -316,13 +338,7 @@ def quota_period_rollover(*, now: datetime | None = None) -> dict[str, int]:
     Counters themselves are never zeroed: the new period already has (or lazily gets) its row.
     """
     now = now or timezone.now()
-    released = 0
-    stale = QuotaReservation.objects.filter(
-        status=QuotaReservation.Status.HELD, created_at__lt=now - STALE_RESERVATION_AGE
-    ).select_related("user")
-    for reservation in stale.iterator(chunk_size=500):
-        quota_release(reservation=reservation, now=now)
-        released += 1
+    released = quota_reservations_release_stale(now=now)
     audits = []
     closed = UsageCounter.objects.filter(period_end__lte=now, reserved=0, audit__isnull=True).select_related(
         "user"
@@ -344,8 +360,6 @@ def quota_period_rollover(*, now: datetime | None = None) -> dict[str, int]:
             )
         )
     PeriodAudit.objects.bulk_create(audits, ignore_conflicts=True, batch_size=500)
-    if released:
-        logger.warning("released stale quota reservations", extra={"count": released})
     return {"released": released, "audited": len(audits)}
 
 
@@ -571,6 +585,18 @@ def simulated_checkout_event_build(
 # =============================================================================================
 # Webhook events
 # =============================================================================================
+
+
+LOCAL_WEBHOOK_SECRET = "whsec_local_simulated_checkout"  # the embedded default (DEBUG only)
+
+
+def stripe_webhook_secret_get() -> str:
+    """The secret webhooks are verified with; outside DEBUG the public local default is
+    refused, so a deployment that forgot STRIPE_WEBHOOK_SECRET cannot accept forged events."""
+    secret = settings.STRIPE_WEBHOOK_SECRET
+    if not secret or (secret == LOCAL_WEBHOOK_SECRET and not settings.DEBUG):
+        raise ApiError("service_unavailable", "Stripe webhooks are not configured on this server.")
+    return secret
 
 
 class StripeEventProcessingError(Exception):

@@ -10,6 +10,11 @@ def quota_period_rollover_task() -> dict:
     return services.quota_period_rollover()
 
 
+@shared_task(name="billing.tasks.quota_reservations_release_stale")
+def quota_reservations_release_stale_task() -> int:
+    return services.quota_reservations_release_stale()
+
+
 @shared_task(name="billing.tasks.quota_alert_send")
 def quota_alert_send_task(*, user_id: int, meter: str, counter_id: int) -> list[int]:
     return services.quota_alert_send(user_id=user_id, meter=meter, counter_id=counter_id)

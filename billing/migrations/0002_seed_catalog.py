@@ -2,7 +2,7 @@
 
 from django.db import migrations
 
-from billing.catalog import DEFAULT_CATALOG, DEFAULT_CURRENCY, DEFAULT_MAX_TOKENS, METER_PERIODS
+from billing.catalog import DEFAULT_CATALOG, DEFAULT_CURRENCY, DEFAULT_MAX_TOKENS, DEFAULT_MAX_TOKENS_CAP, METER_PERIODS
 
 
 def seed(apps, schema_editor):
@@ -18,6 +18,7 @@ def seed(apps, schema_editor):
                 "rate_limit_per_minute": spec["rate_limit_per_minute"],
                 "routing_weights": spec["routing_weights"],
                 "default_max_tokens": DEFAULT_MAX_TOKENS,
+                "max_tokens_cap": DEFAULT_MAX_TOKENS_CAP,
                 "sort_order": spec["sort_order"],
             },
         )

@@ -267,3 +267,13 @@ def test_portal_rejects_foreign_return_url(api_client, stripe_settings):
     )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "returnUrl"
+
+
+def test_webhook_refuses_the_public_local_secret_outside_debug(client, settings):
+    settings.DEBUG = False
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_local_simulated_checkout"
+    user = UserFactory()
+    payload, signature = se.signed(_checkout_event(user), secret="whsec_local_simulated_checkout")
+    response = _post_webhook(client, payload, signature)
+    assert response.status_code == 503
+    assert not StripeEvent.objects.exists()

@@ -51,3 +51,14 @@ def test_open_period_is_not_audited():
     quota_reserve(user=user, meter="llm_tokens", amount=10, now=JAN)
     quota_period_rollover(now=JAN + timedelta(hours=2))
     assert not PeriodAudit.objects.exists()
+
+
+def test_hourly_stale_release_frees_a_crashed_callers_hold():
+    from billing.services import quota_reservations_release_stale
+
+    user = UserFactory()
+    held = quota_reserve(user=user, meter="llm_tokens", amount=99_000, now=JAN)
+    assert quota_reservations_release_stale(now=JAN + timedelta(minutes=59)) == 0
+    assert quota_reservations_release_stale(now=JAN + timedelta(minutes=61)) == 1
+    assert QuotaReservation.objects.get(pk=held.pk).status == QuotaReservation.Status.RELEASED
+    quota_reserve(user=user, meter="llm_tokens", amount=99_000, now=JAN + timedelta(minutes=62))
