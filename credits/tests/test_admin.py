@@ -43,7 +43,10 @@ def test_ledger_is_read_only_in_the_admin(admin_client, user, fund):
     assert admin_client.get("/admin/credits/ledgerentry/?kind=grant&shortfall=yes").status_code == 200
     assert admin_client.get("/admin/credits/ledgerentry/add/").status_code == 403
     admin_client.post(f"/admin/credits/ledgerentry/{entry.pk}/change/", {"amount": 999})
-    assert admin_client.post(f"/admin/credits/ledgerentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert (
+        admin_client.post(f"/admin/credits/ledgerentry/{entry.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
     assert LedgerEntry.objects.get(pk=entry.pk).amount == 5
 
 

@@ -111,7 +111,9 @@ def test_context_processor_renders_badge_and_modal_in_any_template(catalogue, us
     assert "credits-badge--low" in html and "<strong data-credits-balance>5</strong>" in html
     assert 'id="credits-low-modal"' in html and "Pack 500" in html
     request.session[MODAL_DISMISSED_SESSION_KEY] = True
-    assert 'id="credits-low-modal"' not in template.render({**credits_badge(request), "request": request}, request)
+    assert 'id="credits-low-modal"' not in template.render(
+        {**credits_badge(request), "request": request}, request
+    )
 
 
 @pytest.mark.django_db
