@@ -76,8 +76,6 @@ def signup(request):
 def _dashboard_context(request, **extra) -> dict:
     return {
         "api_keys": api_key_list(user=request.user),
-        "create_form": ApiKeyCreateForm(),
-        "rotate_form": ApiKeyRotateForm(),
         **extra,
     }
 
