@@ -18,6 +18,12 @@ from .services.test_credit_refund_apply import refund_event
 WEBHOOK = "/api/billing/webhook"
 
 
+@pytest.fixture(autouse=True)
+def webhook_secret(settings):
+    """A real-looking secret: billing refuses the local default outside DEBUG."""
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_credits_tests_0123456789"
+
+
 def _event(event_id, event_type, obj):
     return {
         "id": event_id,

@@ -338,3 +338,23 @@ def test_buy_on_the_simulated_checkout_grants_the_pack(catalogue, user, user_cli
         500,
         response.json()["sessionId"],
     )
+
+
+@pytest.mark.django_db
+def test_consume_hot_path_query_budget(catalogue, user, fund, django_assert_max_num_queries):
+    """User, replay check, cost, savepoint, row lock, re-check under the lock, update, insert,
+    release: the key itself comes from the shared cache after the first call."""
+    fund(user, 50)
+    _key, plaintext = api_key_create(user=user, name="hot")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    client.post(
+        "/api/credits/consume", {"endpoint": "/api/ai/generate", "idempotencyKey": "warm"}, format="json"
+    )
+
+    with django_assert_max_num_queries(9):
+        response = client.post(
+            "/api/credits/consume", {"endpoint": "/api/ai/generate", "idempotencyKey": "hot"}, format="json"
+        )
+
+    assert response.status_code == 200
