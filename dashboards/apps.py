@@ -8,3 +8,44 @@ class DashboardsConfig(AppConfig):
 
     name = "dashboards"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from config.celery import beat_schedule_add, crontab
+
+        self._admin_dashboard_url_add()
+
+        beat_schedule_add(
+            "dashboards-operator-alerts",
+            task="dashboards.operator_alerts_check",
+            schedule=30.0,
+            expires=25,
+        )
+        beat_schedule_add(
+            "dashboards-ledger-drift",
+            task="dashboards.ledger_drift_check",
+            schedule=crontab(minute=17),
+            expires=3000,
+        )
+
+    @staticmethod
+    def _admin_dashboard_url_add() -> None:
+        """Serve ``/admin/dashboard/`` from the admin site itself (its login, its staff check,
+        its look); the admin's catch-all would otherwise answer 404 before our URLconf."""
+        from django.contrib import admin
+        from django.urls import path
+
+        site = admin.site
+        if getattr(site, "_tollgate_dashboard", False):
+            return
+        original = site.get_urls
+
+        def get_urls():
+            from .views import operator_dashboard
+
+            return [
+                path("dashboard/", site.admin_view(operator_dashboard), name="dashboard"),
+                *original(),
+            ]
+
+        site.get_urls = get_urls
+        site._tollgate_dashboard = True

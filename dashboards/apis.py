@@ -1,0 +1,155 @@
+"""``GET /api/admin/dashboard``: the operator dashboard as JSON, in the original design's shape
+(budget, users, providers, economics, alerts) plus organizations and credits."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import selectors
+
+
+def _usd(**kwargs):
+    """USD amounts are JSON numbers, as the original design's clients read them."""
+    return serializers.DecimalField(max_digits=20, decimal_places=6, coerce_to_string=False, **kwargs)
+
+
+def _percent(**kwargs):
+    return serializers.DecimalField(max_digits=9, decimal_places=2, coerce_to_string=False, **kwargs)
+
+
+class DashboardBudgetSerializer(serializers.Serializer):
+    spent_usd = _usd()
+    limit_usd = _usd()
+    remaining_usd = _usd()
+    percent_used = _percent()
+    alert_level = serializers.ChoiceField(choices=["ok", "warning", "critical"])
+
+
+class DashboardAbusiveUserSerializer(serializers.Serializer):
+    user_id = serializers.IntegerField()
+    email = serializers.EmailField()
+    requests_today = serializers.IntegerField()
+    errors_today = serializers.IntegerField()
+    reasons = serializers.ListField(child=serializers.ChoiceField(choices=["requests", "errors"]))
+
+
+class DashboardUsersSerializer(serializers.Serializer):
+    active_today = serializers.IntegerField()
+    avg_cost_per_user = _usd()
+    abusive_count = serializers.IntegerField()
+    abusive_users = DashboardAbusiveUserSerializer(many=True)
+
+
+class DashboardProviderSerializer(serializers.Serializer):
+    provider = serializers.CharField()
+    requests_count = serializers.IntegerField()
+    cost_total = _usd()
+    tokens = serializers.IntegerField()
+    errors_count = serializers.IntegerField()
+    error_rate = _percent(help_text="Failed calls / calls, in percent.")
+    fallback_count = serializers.IntegerField()
+
+
+class DashboardProvidersSerializer(serializers.Serializer):
+    today = DashboardProviderSerializer(many=True)
+    last_30_days = DashboardProviderSerializer(many=True)
+
+
+class DashboardPlanEconomicsSerializer(serializers.Serializer):
+    plan = serializers.CharField()
+    revenue_usd = _usd()
+    costs_usd = _usd()
+    profit_usd = _usd()
+
+
+class DashboardProviderEconomicsSerializer(serializers.Serializer):
+    provider = serializers.CharField()
+    costs_usd = _usd()
+    share_percent = _percent()
+
+
+class DashboardEconomicsSerializer(serializers.Serializer):
+    revenue_usd = _usd()
+    costs_usd = _usd()
+    profit_usd = _usd()
+    margin_percent = _percent(allow_null=True)
+    by_plan = DashboardPlanEconomicsSerializer(many=True)
+    by_provider = DashboardProviderEconomicsSerializer(many=True)
+
+
+class DashboardAlertSerializer(serializers.Serializer):
+    level = serializers.ChoiceField(choices=["warning", "critical"])
+    code = serializers.CharField()
+    message = serializers.CharField()
+    action = serializers.CharField()
+
+
+class DashboardOrganizationSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    instance_url = serializers.CharField()
+    subscription_status = serializers.CharField(source="status")
+    latest_user_count = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
+class DashboardLinkedOrganizationSerializer(DashboardOrganizationSerializer):
+    stripe_customer_id = serializers.CharField(allow_null=True)
+    stripe_subscription_id = serializers.CharField(allow_null=True)
+    deployment_type = serializers.CharField()
+    plan_type = serializers.CharField()
+    admin_email = serializers.CharField()
+    trial_end = serializers.DateTimeField(allow_null=True)
+
+
+class DashboardOrganizationsSummarySerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    linked = serializers.IntegerField()
+    pending = serializers.IntegerField()
+
+
+class DashboardOrganizationsSerializer(serializers.Serializer):
+    summary = DashboardOrganizationsSummarySerializer()
+    pending = DashboardOrganizationSerializer(many=True)
+    linked = DashboardLinkedOrganizationSerializer(many=True)
+
+
+class DashboardCreditsSerializer(serializers.Serializer):
+    upsell_views = serializers.IntegerField()
+    buy_clicks = serializers.IntegerField()
+    purchases = serializers.IntegerField()
+    conversion_percent = _percent(allow_null=True)
+    average_basket_usd = _usd(allow_null=True)
+    revenue_usd = _usd()
+    revenue_per_user_usd = _usd(allow_null=True)
+    webhook_success_rate = _percent(allow_null=True)
+
+
+class OperatorDashboardApi(APIView):
+    permission_classes = [IsAdminUser]
+
+    class OutputSerializer(serializers.Serializer):
+        generated_at = serializers.DateTimeField()
+        budget = DashboardBudgetSerializer()
+        users = DashboardUsersSerializer()
+        providers = DashboardProvidersSerializer()
+        economics = DashboardEconomicsSerializer()
+        alerts = DashboardAlertSerializer(many=True)
+        organizations = DashboardOrganizationsSerializer()
+        credits = DashboardCreditsSerializer()
+
+    @extend_schema(
+        operation_id="admin_dashboard",
+        summary="Operator dashboard (staff only)",
+        description=(
+            "Budget, users, providers (today and last 30 days), economics (last 30 days, USD), "
+            "alerts, organizations and credit funnel. Non-staff callers get 403."
+        ),
+        responses={200: OutputSerializer},
+    )
+    def get(self, request):
+        return Response(self.OutputSerializer(selectors.operator_dashboard_get()).data)

@@ -1,0 +1,227 @@
+"""Dashboard pages: the customer's dashboard, the API guide, the operator dashboard inside the
+admin, and the Prometheus scrape endpoint."""
+
+from __future__ import annotations
+
+import hmac
+
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from accounts.forms import ApiKeyCreateForm, ApiKeyRotateForm
+from accounts.selectors import api_key_list, provider_key_status_list
+from billing.selectors import plan_list_public
+from core.exceptions import ERROR_CODES, error_body
+
+from . import selectors
+from .charts import bar_chart_svg
+
+ERROR_MEANINGS = {
+    "invalid_request": "The body or a parameter is invalid; `param` names the field.",
+    "invalid_json": "The body is not valid JSON.",
+    "invalid_api_key": "Missing, malformed, revoked or expired key.",
+    "not_authenticated": "No credentials were sent.",
+    "insufficient_credits": "Your quota is used up and your credit balance cannot pay for the call; "
+    "the body lists packs and a buy URL.",
+    "forbidden": "Your key or account may not do this (for example a staff-only endpoint).",
+    "not_found": "No such object — or it belongs to someone else.",
+    "method_not_allowed": "Wrong HTTP method for this endpoint.",
+    "not_acceptable": "The Accept header asks for a format we do not serve.",
+    "conflict": "The object is not in a state that allows this.",
+    "payload_too_large": "The body is larger than the configured maximum.",
+    "unsupported_media_type": "Send `Content-Type: application/json`.",
+    "rate_limit_exceeded": "Too many requests this minute for this key; wait `Retry-After` seconds.",
+    "quota_exceeded": "A plan quota is used up; the body carries the quota and upsell links.",
+    "server_error": "Our fault. Retry later; the request id helps support.",
+    "upstream_error": "The provider failed; nothing was charged.",
+    "no_provider_available": "No provider (or provider key) can serve this call right now.",
+    "service_unavailable": "Temporarily unavailable; retry later.",
+    "upstream_timeout": "The provider did not answer in time; nothing was charged.",
+}
+
+
+def _recent_filters(request, keys) -> tuple[int | None, str | None, list[str]]:
+    """The key/status filters of the calls table; anything unusable is ignored with a note."""
+    notes = []
+    key_id = None
+    raw_key = request.GET.get("key", "")
+    if raw_key:
+        owned = {key.pk for key in keys}
+        if raw_key.isdigit() and int(raw_key) in owned:
+            key_id = int(raw_key)
+        else:
+            notes.append("Unknown key filter ignored.")
+    status = request.GET.get("status", "") or None
+    if (
+        status
+        and status not in selectors.STATUS_FILTERS
+        and not (status.isdigit() and len(status) == 3 and 100 <= int(status) <= 599)
+    ):
+        notes.append("Unknown status filter ignored.")
+        status = None
+    return key_id, status, notes
+
+
+@login_required
+@require_GET
+def dashboard(request):
+    user = request.user
+    now = timezone.now()
+    today = now.date()
+    keys = list(api_key_list(user=user))
+    key_id, status, notes = _recent_filters(request, keys)
+    series = selectors.usage_daily_series_get(user=user, today=today)
+    credit_spend = selectors.credit_spend_daily_get(user=user, today=today)
+    providers = selectors.usage_provider_totals_get(user=user, today=today)
+    peak_provider = max((row["requests"] for row in providers), default=0)
+    for row in providers:
+        row["percent"] = row["requests"] * 100 // peak_provider if peak_provider else 0
+    context = {
+        "plan_card": selectors.plan_card_get(user=user, now=now),
+        "quota_bars": selectors.quota_bars_get(user=user, now=now),
+        "api_keys": keys,
+        "create_form": ApiKeyCreateForm(),
+        "rotate_form": ApiKeyRotateForm(),
+        "provider_keys": provider_key_status_list(user=user),
+        "tokens_chart": bar_chart_svg(
+            [(d.day, d.tokens) for d in series], label="Tokens per day, last 30 days", unit="tokens"
+        ),
+        "emails_chart": bar_chart_svg(
+            [(d.day, d.emails) for d in series],
+            label="Emails per day, last 30 days",
+            unit="emails",
+            css_class="bars bars--emails",
+        ),
+        "credits_chart": bar_chart_svg(
+            credit_spend, label="Credits spent per day", unit="credits", css_class="bars bars--credits"
+        ),
+        "totals": {
+            "requests": sum(d.requests for d in series),
+            "tokens": sum(d.tokens for d in series),
+            "emails": sum(d.emails for d in series),
+            "credits": sum(v for _, v in credit_spend),
+        },
+        "providers": providers,
+        "calls": list(selectors.usage_recent_calls_list(user=user, api_key_id=key_id, status=status)),
+        "filter_key": key_id,
+        "filter_status": status or "",
+        "filter_notes": notes,
+        "status_filters": selectors.STATUS_FILTERS,
+    }
+    return render(request, "dashboards/dashboard.html", context)
+
+
+@require_GET
+def api_guide(request):
+    """The human API guide; examples carry the visitor's own key prefix when logged in."""
+    prefix = None
+    if request.user.is_authenticated:
+        active = next(
+            (k for k in api_key_list(user=request.user) if k.is_usable() and not k.expires_at), None
+        )
+        prefix = active.prefix if active else None
+    errors = [
+        {"code": code, "status": status, "type": error_type, "meaning": ERROR_MEANINGS.get(code, "")}
+        for code, (status, error_type) in ERROR_CODES.items()
+    ]
+    return render(
+        request,
+        "dashboards/docs.html",
+        {
+            "key_example": f"{prefix}…" if prefix else f"{settings.PROXY_KEY_PREFIX}YOUR_KEY",
+            "has_key": bool(prefix),
+            "base_url": settings.SITE_URL,
+            "errors": errors,
+            "plans": plan_list_public(),
+        },
+    )
+
+
+def operator_dashboard(request):
+    """``/admin/dashboard/``: the operator's view, inside the admin (wrapped by admin_view)."""
+    data = selectors.operator_dashboard_get()
+    budget = data["budget"]
+    context = {
+        **admin.site.each_context(request),
+        "title": "Operator dashboard",
+        "data": data,
+        "budget_bar": min(int(budget.percent_used), 100),
+    }
+    return render(request, "admin/dashboard.html", context)
+
+
+def _metrics_allowed(request) -> bool:
+    token = settings.METRICS_TOKEN
+    header = request.headers.get("Authorization", "")
+    if (
+        token
+        and header.startswith("Bearer ")
+        and hmac.compare_digest(header[7:].strip().encode(), token.encode())
+    ):
+        return True
+    return request.META.get("REMOTE_ADDR", "") in settings.METRICS_ALLOWED_IPS
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+@require_GET
+def metrics(request):
+    """Prometheus text format, computed at scrape time from the rollups and the budget counter."""
+    if not _metrics_allowed(request):
+        return JsonResponse(error_body("forbidden", "Metrics need the bearer token."), status=403)
+    snapshot = selectors.metrics_snapshot_get()
+    lines = [
+        "# HELP tollgate_requests_today Proxied calls today (UTC) per provider.",
+        "# TYPE tollgate_requests_today gauge",
+    ]
+    providers = snapshot["providers"]
+    lines += [
+        f'tollgate_requests_today{{provider="{_label(p["provider"])}"}} {p["requests_count"]}'
+        for p in providers
+    ]
+    lines += [
+        "# HELP tollgate_errors_today Failed calls today (UTC) per provider.",
+        "# TYPE tollgate_errors_today gauge",
+    ]
+    lines += [
+        f'tollgate_errors_today{{provider="{_label(p["provider"])}"}} {p["errors_count"]}' for p in providers
+    ]
+    lines += [
+        "# HELP tollgate_provider_spend_usd_today Operator spend today per provider (USD).",
+        "# TYPE tollgate_provider_spend_usd_today gauge",
+    ]
+    lines += [
+        f'tollgate_provider_spend_usd_today{{provider="{_label(p["provider"])}"}} {p["cost_total"]}'
+        for p in providers
+    ]
+    recent = snapshot["recent"]
+    calls = recent["calls"] or 0
+    budget = snapshot["budget"]
+    lines += [
+        "# HELP tollgate_requests_5m Proxied calls in the last 5 minutes.",
+        "# TYPE tollgate_requests_5m gauge",
+        f"tollgate_requests_5m {calls}",
+        "# HELP tollgate_request_latency_ms_sum_5m Sum of call latencies in the last 5 minutes (ms).",
+        "# TYPE tollgate_request_latency_ms_sum_5m gauge",
+        f"tollgate_request_latency_ms_sum_5m {recent['latency_ms'] or 0}",
+        "# HELP tollgate_upstream_errors_5m Calls that ended in 502/503/504 in the last 5 minutes.",
+        "# TYPE tollgate_upstream_errors_5m gauge",
+        f"tollgate_upstream_errors_5m {recent['upstream_errors'] or 0}",
+        "# HELP tollgate_spend_usd_today Operator spend today, reservations in flight included (USD).",
+        "# TYPE tollgate_spend_usd_today gauge",
+        f"tollgate_spend_usd_today {budget.spent_usd}",
+        "# HELP tollgate_budget_limit_usd The daily budget (USD).",
+        "# TYPE tollgate_budget_limit_usd gauge",
+        f"tollgate_budget_limit_usd {budget.limit_usd}",
+        "# HELP tollgate_budget_percent_used Share of the daily budget spent (percent).",
+        "# TYPE tollgate_budget_percent_used gauge",
+        f"tollgate_budget_percent_used {budget.percent_used}",
+    ]
+    return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4; charset=utf-8")
