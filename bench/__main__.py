@@ -125,6 +125,7 @@ class Bench:
         self.accounting_ok = True
         self.accounting_problems: list[str] = []
         self.accounting_runs: list[dict] = []
+        self.last_db_transactions = 0
 
     # --- lifecycle ------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -196,9 +197,22 @@ class Bench:
         self.client_ok_min += 1
         self.client_ok_max += 1
 
+    def db_transactions(self) -> int:
+        """Transactions committed or rolled back in the bench database so far (PostgreSQL stats)."""
+        import psycopg
+
+        name = self.args.database_url.rsplit("/", 1)[1]
+        with psycopg.connect(self.args.database_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            row = conn.execute(
+                "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s", (name,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
     def proxy_run(self, *, connections: int, duration_s: float, timeout_s: float = 10.0):
         """A wrk run through Tollgate, with the CPU time and peak RSS of its processes."""
         pids = self.tollgate.pids()
+        self.last_db_transactions = -self.db_transactions()
         cpu_before = processes.cpu_seconds(pids)
         peak = {"rss": processes.rss_mb(pids)}
         stop = threading.Event()
@@ -221,10 +235,45 @@ class Bench:
             stop.set()
             sampler.join()
         cpu = processes.cpu_seconds(pids) - cpu_before
+        time.sleep(0.6)  # PostgreSQL flushes backend statistics at most every 0.5 s
+        self.last_db_transactions += self.db_transactions()
         self.client_ok_min += stats.ok
         # Calls cut off when wrk stops (or timed out client-side) may still succeed server-side.
         self.client_ok_max += stats.ok + connections + stats.timeouts
         return stats, cpu, peak["rss"]
+
+    def profile_start(self, *, duration_s: float) -> None:
+        """Sample every Tollgate worker with py-spy during the next run (flame graphs in the log dir).
+
+        py-spy is a profiling tool, not a dependency: ``pip install py-spy`` to use ``--profile``.
+        """
+        py_spy = Path(sys.executable).with_name("py-spy")
+        if not py_spy.exists():
+            print("    --profile needs py-spy in the virtualenv (pip install py-spy)", flush=True)
+            return
+        for pid in self.tollgate.pids()[1:]:
+            out = self.log_dir / f"profile-worker-{pid}"
+            for fmt, suffix in (("flamegraph", ".svg"), ("raw", ".txt")):
+                subprocess.Popen(
+                    [
+                        str(py_spy),
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--duration",
+                        str(max(1, int(duration_s) - 1)),
+                        "--rate",
+                        "200",
+                        "--format",
+                        fmt,
+                        "--output",
+                        f"{out}{suffix}",
+                        "--nonblocking",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            print(f"    profiling worker {pid} → {out}.svg / .txt", flush=True)
 
     def direct_run(self, *, connections: int, duration_s: float) -> loadgen.RunStats:
         return loadgen.wrk_run(url=self.direct_url, connections=connections, duration_s=duration_s)
@@ -259,16 +308,23 @@ class Bench:
         self.proxy_run(connections=16, duration_s=1 if self.quick else 3)
         rows = []
         for concurrency in levels:
-            direct_runs, proxy_runs, cpu_total = [], [], 0.0
-            for _ in range(reps):
+            direct_runs, proxy_runs, cpu_total, transactions = [], [], 0.0, 0
+            for rep in range(reps):
                 direct_runs.append(self.direct_run(connections=concurrency, duration_s=duration))
+                if self.args.profile and rep == 0 and concurrency == max(levels):
+                    self.profile_start(duration_s=duration)
                 stats, cpu, _ = self.proxy_run(connections=concurrency, duration_s=duration)
                 proxy_runs.append(stats)
                 cpu_total += cpu
+                transactions += self.last_db_transactions
             direct = loadgen.RunStats.merge(direct_runs)
             proxy = loadgen.RunStats.merge(proxy_runs)
             d, p = direct.summary(), proxy.summary()
             p["cpu_ms_per_request"] = round(cpu_total * 1000 / proxy.requests, 3) if proxy.requests else None
+            # Each transaction is at least one fsync'ed commit when it writes (≈2.5 ms here).
+            p["db_transactions_per_request"] = (
+                round(transactions / proxy.requests, 2) if proxy.requests else None
+            )
             p["statuses"] = proxy.statuses
             row = {
                 "concurrency": concurrency,
@@ -282,7 +338,8 @@ class Bench:
                 f"  c={concurrency:<3} direct p50 {d['p50_ms']:.2f} p99 {d['p99_ms']:.2f} ms "
                 f"{d['rps']:.0f} rps | "
                 f"proxy p50 {p['p50_ms']:.2f} p99 {p['p99_ms']:.2f} ms {p['rps']:.0f} rps, "
-                f"{p['errors']} errors, {p['cpu_ms_per_request']} CPU ms/req",
+                f"{p['errors']} errors, {p['cpu_ms_per_request']} CPU ms/req, "
+                f"{p['db_transactions_per_request']} DB transactions/req",
                 flush=True,
             )
             self.check(f"instant c={concurrency}")
@@ -398,6 +455,7 @@ def parse_args(argv=None):
     parser.add_argument("--inflight-duration", type=float, default=10)
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", "2")))
+    parser.add_argument("--profile", action="store_true", help="py-spy the workers at the top concurrency")
     parser.add_argument("--no-celery", dest="celery", action="store_false", help="do not start a worker")
     parser.add_argument("--no-write", action="store_true", help="do not write results.json / results.md")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
