@@ -3,10 +3,12 @@ counters and audits are read-only; failed events are reprocessed through the ser
 
 from django.contrib import admin, messages
 
-from . import services
+from . import chargily, services
 from .models import (
+    ChargilyEvent,
     CheckoutFulfilment,
     CheckoutSession,
+    PaymentTransaction,
     PeriodAudit,
     Plan,
     PlanQuota,
@@ -39,6 +41,7 @@ class PlanAdmin(admin.ModelAdmin):
         "name",
         "price_minor",
         "currency",
+        "price_dzd_minor",
         "interval",
         "is_public",
         "is_active",
@@ -64,12 +67,13 @@ class SubscriptionAdmin(ReadOnlyAdmin):
     list_display = (
         "user",
         "plan",
+        "gateway",
         "status",
         "current_period_end",
         "cancel_at_period_end",
         "stripe_subscription_id",
     )
-    list_filter = ("status", "plan")
+    list_filter = ("gateway", "status", "plan")
     search_fields = ("user__email", "stripe_subscription_id", "stripe_customer_id")
     list_select_related = ("user", "plan")
 
@@ -130,6 +134,7 @@ class CheckoutSessionAdmin(ReadOnlyAdmin):
     list_display = (
         "user",
         "kind",
+        "gateway",
         "mode",
         "amount_minor",
         "currency",
@@ -137,7 +142,7 @@ class CheckoutSessionAdmin(ReadOnlyAdmin):
         "is_simulated",
         "created_at",
     )
-    list_filter = ("kind", "status", "is_simulated")
+    list_filter = ("gateway", "kind", "status", "is_simulated")
     search_fields = ("user__email", "stripe_checkout_session_id")
     list_select_related = ("user",)
 
@@ -147,3 +152,61 @@ class CheckoutFulfilmentAdmin(ReadOnlyAdmin):
     list_display = ("stripe_checkout_session_id", "kind", "status", "stripe_event_id", "fulfilled_at")
     list_filter = ("kind", "status")
     search_fields = ("stripe_checkout_session_id",)
+
+
+@admin.register(PaymentTransaction)
+class PaymentTransactionAdmin(ReadOnlyAdmin):
+    """Every payment attempt, both gateways. Written only by the checkout and webhook code."""
+
+    list_display = (
+        "created_at",
+        "user",
+        "gateway",
+        "kind",
+        "amount",
+        "status",
+        "completed_at",
+        "reference",
+    )
+    list_filter = ("gateway", "status", "kind", "currency")
+    search_fields = ("user__email", "reference", "gateway_payment_id")
+    list_select_related = ("user",)
+    date_hierarchy = "created_at"
+
+    @admin.display(description="Amount", ordering="amount_minor")
+    def amount(self, obj):
+        return obj.amount_display
+
+
+@admin.register(ChargilyEvent)
+class ChargilyEventAdmin(ReadOnlyAdmin):
+    list_display = ("chargily_event_id", "type", "status", "attempts", "received_at", "processed_at")
+    list_filter = ("status", "type")
+    search_fields = ("chargily_event_id",)
+    readonly_fields = (
+        "chargily_event_id",
+        "type",
+        "livemode",
+        "status",
+        "error",
+        "attempts",
+        "received_at",
+        "processed_at",
+        "payload",
+    )
+    actions = ["reprocess"]
+
+    @admin.action(description="Reprocess selected failed events")
+    def reprocess(self, request, queryset):
+        done = failed = 0
+        for event in queryset.filter(status__in=[ChargilyEvent.Status.FAILED, ChargilyEvent.Status.RECEIVED]):
+            try:
+                chargily.chargily_event_reprocess(event=event)
+                done += 1
+            except chargily.ChargilyEventProcessingError:
+                failed += 1  # the error is on the event row
+        self.message_user(
+            request,
+            f"Reprocessed {done} event(s); {failed} failed again.",
+            messages.INFO if not failed else messages.WARNING,
+        )

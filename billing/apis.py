@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.urls import reverse
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -14,7 +15,14 @@ from core.exceptions import ApiError
 from core.time import isoformat_z
 
 from . import stripe_client
-from .selectors import plan_for_user_get, plan_list_public, subscription_get
+from .chargily import (
+    ChargilyEventProcessingError,
+    chargily_event_parse,
+    chargily_event_process,
+    chargily_event_store,
+    plan_chargily_checkout_start,
+)
+from .selectors import plan_for_user_get, plan_list_public, subscription_get, subscription_status_get
 from .services import (
     StripeEventProcessingError,
     billing_portal_session_start,
@@ -150,6 +158,81 @@ class StripeWebhookApi(APIView):
         try:
             row = stripe_event_process(event=row)
         except StripeEventProcessingError:
+            raise ApiError(
+                "service_unavailable",
+                "The event was stored but could not be processed; it will be retried.",
+            )
+        return Response({"received": True, "status": row.status, "duplicate": not created})
+
+
+# --- Chargily Pay (DZD) ------------------------------------------------------------------------
+
+
+class ChargilySubscribeApi(APIView):
+    """``POST /payment/subscribe/{plan_code}``: one period of a plan, paid in DZD."""
+
+    class InputSerializer(serializers.Serializer):
+        # Checked against CHECKOUT_REDIRECT_HOSTS; default to our own outcome pages.
+        successUrl = serializers.CharField(max_length=2000, required=False)
+        failureUrl = serializers.CharField(max_length=2000, required=False)
+
+    class OutputSerializer(serializers.Serializer):
+        checkout_url = serializers.CharField()
+        amount = serializers.IntegerField()  # whole DZD, as Chargily charges it
+        currency = serializers.CharField()
+        reference = serializers.CharField(source="session_id")
+
+    def post(self, request, plan_code: str):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        result = plan_chargily_checkout_start(
+            user=request.user,
+            plan_code=plan_code,
+            success_url=data.get("successUrl")
+            or settings.SITE_URL + reverse("billing:success") + "?session_id={CHECKOUT_SESSION_ID}",
+            failure_url=data.get("failureUrl") or settings.SITE_URL + reverse("billing:cancel"),
+        )
+        return Response(self.OutputSerializer(result).data)
+
+
+class SubscriptionStatusApi(APIView):
+    """``GET /payment/subscription/status``: the plan in force, for either gateway."""
+
+    class OutputSerializer(serializers.Serializer):
+        tier = serializers.CharField()
+        is_active = serializers.BooleanField()
+        expires_at = serializers.SerializerMethodField()
+        gateway = serializers.CharField(allow_null=True)
+
+        def get_expires_at(self, obj) -> str | None:
+            return isoformat_z(obj["expires_at"]) if obj["expires_at"] else None
+
+    def get(self, request):
+        return Response(self.OutputSerializer(subscription_status_get(user=request.user)).data)
+
+
+class ChargilyWebhookApi(APIView):
+    """Chargily → us. No session or key: the ``signature`` header (HMAC-SHA256 of the raw
+    body with CHARGILY_SECRET_KEY) is the authentication.
+
+    Answers: 200 processed, ignored or duplicate; 400 missing/invalid signature or body;
+    503 when processing failed — the event stays stored as ``failed`` for Chargily's retry or
+    the admin "reprocess" action.
+    """
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    parser_classes: list = []  # the raw body is what is signed; never parse before verifying
+
+    def post(self, request):
+        event = chargily_event_parse(payload=request.body, signature=request.headers.get("signature", ""))
+        row, created = chargily_event_store(event=event)
+        if not created and row.status not in (row.Status.FAILED, row.Status.RECEIVED):
+            return Response({"received": True, "duplicate": True})
+        try:
+            row = chargily_event_process(event=row)
+        except ChargilyEventProcessingError:
             raise ApiError(
                 "service_unavailable",
                 "The event was stored but could not be processed; it will be retried.",

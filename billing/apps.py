@@ -26,3 +26,16 @@ class BillingConfig(AppConfig):
             schedule=crontab(minute=17),
             expires=3000,
         )
+        # Chargily plans are one paid period: end them, and remind a few days before.
+        beat_schedule_add(
+            "chargily-periods-expire",
+            task="billing.tasks.chargily_periods_expire",
+            schedule=crontab(minute=7),
+            expires=3000,
+        )
+        beat_schedule_add(
+            "chargily-renewal-reminders",
+            task="billing.tasks.chargily_renewal_reminders",
+            schedule=crontab(minute=37),
+            expires=3000,
+        )

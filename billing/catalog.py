@@ -16,6 +16,7 @@ DEFAULT_CATALOG: list[dict] = [
         "code": "student",
         "name": "Student",
         "price_minor": 1590,
+        "price_dzd_minor": 159_000,  # 1 590 DZD, in centimes (Chargily Pay)
         "rate_limit_per_minute": 10,
         "routing_weights": {"groq": 85, "openrouter": 15},
         "quotas": {"llm_tokens": 2_000_000, "emails": 0, "requests": 200},

@@ -15,6 +15,13 @@ from core.models import BaseModel
 from core.money import format_minor
 
 
+class Gateway(models.TextChoices):
+    """Who took the money. Fulfilment is the same whichever gateway it was."""
+
+    STRIPE = "stripe", "Stripe"
+    CHARGILY = "chargily", "Chargily Pay"
+
+
 class Meter(models.TextChoices):
     """What a quota counts. Extensible: add a value and give plans a PlanQuota for it."""
 
@@ -39,6 +46,9 @@ class Plan(BaseModel):
     name = models.CharField(max_length=100)
     price_minor = models.PositiveIntegerField(default=0)  # integer minor units of `currency`
     currency = models.CharField(max_length=3, default="eur")  # ISO 4217, lower case (Stripe)
+    # Price for Chargily Pay, in DZD centimes (ISO minor units: 1 590 DZD = 159000); whole
+    # dinars only, since Chargily charges whole DZD. Empty = not sold in DZD.
+    price_dzd_minor = models.PositiveIntegerField(null=True, blank=True)
     interval = models.CharField(max_length=8, choices=Interval.choices, default=Interval.MONTH)
     # Without it, checkout sends inline price_data built from price_minor/currency/interval.
     stripe_price_id = models.CharField(max_length=100, blank=True)
@@ -216,6 +226,11 @@ class Subscription(BaseModel):
     # Statuses that keep the paid plan (past_due: Stripe is still retrying the payment).
     ENTITLED_STATUSES = (Status.ACTIVE, Status.TRIALING, Status.PAST_DUE)
 
+    # Chargily has no recurring billing: its rows are one paid period each
+    # (``stripe_subscription_id`` = "chargily:<our reference>", cancel_at_period_end=True).
+    gateway = models.CharField(max_length=10, choices=Gateway.choices, default=Gateway.STRIPE)
+    renewal_reminder_sent_at = models.DateTimeField(null=True, blank=True)  # Chargily: once per row
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="subscriptions")
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.INCOMPLETE)
@@ -279,6 +294,7 @@ class CheckoutSession(BaseModel):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="checkout_sessions"
     )
     kind = models.CharField(max_length=40)
+    gateway = models.CharField(max_length=10, choices=Gateway.choices, default=Gateway.STRIPE)
     mode = models.CharField(max_length=20)  # "subscription" | "payment"
     line_item = models.JSONField()
     metadata = models.JSONField(default=dict)
@@ -288,7 +304,10 @@ class CheckoutSession(BaseModel):
     success_url = models.URLField(max_length=2000)
     cancel_url = models.URLField(max_length=2000)
     is_simulated = models.BooleanField(default=False)
+    # The fulfilment key: Stripe's Checkout Session id, or for Chargily our own reference
+    # ("chg_…", sent in the checkout metadata) — so one payment fulfils once, whatever the gateway.
     stripe_checkout_session_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    gateway_checkout_id = models.CharField(max_length=255, blank=True)  # Chargily's checkout id
     checkout_url = models.URLField(max_length=2000, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
 
@@ -317,3 +336,87 @@ class CheckoutFulfilment(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.stripe_checkout_session_id} ({self.status})"
+
+
+class ChargilyEvent(models.Model):
+    """Every verified Chargily webhook event, stored before it is acted on (unique event id).
+
+    A separate table from StripeEvent: the two gateways' ids, payloads and retry rules differ,
+    and the Stripe rows are read as Stripe events elsewhere.
+    """
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored"
+        FAILED = "failed", "Failed"
+
+    chargily_event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100, db_index=True)
+    livemode = models.BooleanField(default=False)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    received_at = models.DateTimeField(db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self):
+        return f"{self.chargily_event_id} {self.type} ({self.status})"
+
+
+class PaymentTransaction(BaseModel):
+    """One payment attempt through either gateway, from checkout start to its outcome.
+
+    ``reference`` is the fulfilment key (see CheckoutSession). The status only moves forward
+    from ``pending``; a ``paid`` row is never changed again. Revenue reads paid rows.
+    """
+
+    class Kind(models.TextChoices):
+        PLAN = "plan", "Plan"
+        CREDIT_PACK = "credit_pack", "Credit pack"
+        OTHER = "other", "Other"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PAID = "paid", "Paid"
+        FAILED = "failed", "Failed"
+        EXPIRED = "expired", "Expired"
+        CANCELED = "canceled", "Canceled"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payment_transactions"
+    )
+    gateway = models.CharField(max_length=10, choices=Gateway.choices)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    reference = models.CharField(max_length=255, unique=True)
+    checkout = models.ForeignKey(
+        CheckoutSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="transactions"
+    )
+    gateway_payment_id = models.CharField(max_length=255, blank=True)  # Chargily checkout / Stripe PI
+    amount_minor = models.PositiveIntegerField()  # minor units of `currency` (DZD: centimes)
+    currency = models.CharField(max_length=3)  # ISO 4217, lower case
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    completed_at = models.DateTimeField(null=True, blank=True)  # when it became paid/failed/expired
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "completed_at"], name="paymenttx_status_completed"),
+            models.Index(fields=["user", "-created_at"], name="paymenttx_user_created"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(currency__regex=r"^[a-z]{3}$"), name="paymenttx_currency_lower_iso"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.gateway} {self.reference} {self.amount_minor} {self.currency} ({self.status})"
+
+    @property
+    def amount_display(self) -> str:
+        return format_minor(self.amount_minor, self.currency)

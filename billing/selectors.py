@@ -17,12 +17,12 @@ from datetime import datetime
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, QuerySet, Sum
 from django.utils import timezone
 
 from core import time as periods
 
-from .models import Meter, Period, Plan, PlanQuota, Subscription, UsageCounter
+from .models import Meter, PaymentTransaction, Period, Plan, PlanQuota, Subscription, UsageCounter
 
 CATALOG_VERSION_KEY = "billing:catalog-version"
 USER_PLAN_CACHE_SECONDS = 3600
@@ -224,3 +224,65 @@ def subscription_billing_customer_get(*, user) -> str | None:
         .values_list("stripe_customer_id", flat=True)
         .first()
     )
+
+
+def subscription_status_get(*, user, now: datetime | None = None) -> dict:
+    """``{"tier", "is_active", "expires_at", "gateway"}``: the plan in force, whether a paid
+    plan is active, when it stops (None while a Stripe subscription renews itself) and which
+    gateway took the payment. The free plan answers ``is_active: false``."""
+    now = now or timezone.now()
+    plan = plan_for_user_get(user=user, now=now)
+    subscription = subscription_get(user=user)
+    if subscription is None or subscription.plan_id != plan.pk:
+        return {"tier": plan.code, "is_active": False, "expires_at": None, "gateway": None}
+    expires_at = subscription.current_period_end if subscription.cancel_at_period_end else None
+    return {
+        "tier": plan.code,
+        "is_active": True,
+        "expires_at": expires_at,
+        "gateway": subscription.gateway,
+    }
+
+
+def _paid_transactions(*, start: datetime, end: datetime, gateway: str | None, kind: str | None):
+    rows = PaymentTransaction.objects.filter(
+        status=PaymentTransaction.Status.PAID, completed_at__gte=start, completed_at__lt=end
+    )
+    if gateway:
+        rows = rows.filter(gateway=gateway)
+    if kind:
+        rows = rows.filter(kind=kind)
+    return rows
+
+
+def payment_revenue_get(
+    *, start: datetime, end: datetime, gateway: str | None = None, kind: str | None = None
+) -> list[tuple[str, int]]:
+    """Money received in [start, end) per currency, as ``[(currency, amount_minor)]`` sorted by
+    currency (one query). Each paid checkout counts once, whichever gateway took it; amounts
+    stay in their own currency (DZD in centimes) for the caller to convert."""
+    return list(
+        _paid_transactions(start=start, end=end, gateway=gateway, kind=kind)
+        .values("currency")
+        .annotate(total=Sum("amount_minor"))
+        .order_by("currency")
+        .values_list("currency", "total")
+    )
+
+
+def payment_revenue_by_plan_get(
+    *, start: datetime, end: datetime, gateway: str | None = None
+) -> dict[str, dict[str, int]]:
+    """Plan payments received in [start, end) as ``{plan code: {currency: amount_minor}}``."""
+    result: dict[str, dict[str, int]] = {}
+    rows = (
+        _paid_transactions(start=start, end=end, gateway=gateway, kind=PaymentTransaction.Kind.PLAN)
+        .values("checkout__metadata__plan_code", "currency")
+        .annotate(total=Sum("amount_minor"))
+        .order_by()
+    )
+    for row in rows:
+        code = row["checkout__metadata__plan_code"] or "unknown"
+        bucket = result.setdefault(code, {})
+        bucket[row["currency"]] = bucket.get(row["currency"], 0) + (row["total"] or 0)
+    return result

@@ -44,6 +44,8 @@ from .catalog import (
 from .models import (
     CheckoutFulfilment,
     CheckoutSession,
+    Gateway,
+    PaymentTransaction,
     PeriodAudit,
     Plan,
     PlanQuota,
@@ -99,6 +101,7 @@ def plan_catalog_seed() -> list[Plan]:
                     "default_max_tokens": DEFAULT_MAX_TOKENS,
                     "max_tokens_cap": DEFAULT_MAX_TOKENS_CAP,
                     "sort_order": spec["sort_order"],
+                    "price_dzd_minor": spec.get("price_dzd_minor"),
                 },
             )
             if was_created:
@@ -407,13 +410,21 @@ def checkout_session_start(
     cancel_url: str,
     mode: str,
     description: str = "",
+    gateway: str = Gateway.STRIPE,
 ) -> dict:
     """Open a checkout for ``user`` (Stripe, or the simulated one offline) and return
     ``{"checkout_url", "session_id"}``. ``kind`` selects the registered handler on payment.
 
     Our CheckoutSession row is written first so the Stripe idempotency key is built from our
     id; the Stripe call happens outside any transaction.
+
+    ``gateway="chargily"`` opens a Chargily Pay checkout instead: ``line_item`` must then carry
+    ``price_data`` in ``dzd`` (centimes); the result also has ``amount`` (whole DZD),
+    ``amount_minor`` and ``currency``, and ``session_id`` is our reference ("chg_…").
+    Either way a pending PaymentTransaction records the attempt.
     """
+    if gateway not in Gateway.values:
+        raise ApiError("invalid_request", f"Unknown payment gateway: {gateway}", param="gateway")
     checkout_redirect_url_validate(url=success_url, param="successUrl")
     checkout_redirect_url_validate(url=cancel_url, param="cancelUrl")
     if mode not in ("subscription", "payment"):
@@ -432,7 +443,12 @@ def checkout_session_start(
         description=description or (price_data.get("product_data") or {}).get("name", "")[:200],
         success_url=success_url,
         cancel_url=cancel_url,
+        gateway=gateway,
     )
+    if gateway == Gateway.CHARGILY:
+        from .chargily import chargily_checkout_open
+
+        return chargily_checkout_open(checkout=checkout)
     if stripe_client.stripe_is_configured():
         checkout.save()
         params = {
@@ -462,13 +478,16 @@ def checkout_session_start(
         checkout.stripe_checkout_session_id = session["id"]
         checkout.checkout_url = session.get("url") or ""
         checkout.save(update_fields=["stripe_checkout_session_id", "checkout_url", "updated_at"])
+        payment_transaction_record(checkout=checkout)
     elif simulated_checkout_enabled():
         checkout.is_simulated = True
         checkout.stripe_checkout_session_id = "cs_test_sim_" + secrets.token_hex(24)
         checkout.checkout_url = settings.SITE_URL + reverse(
             "billing:simulated-checkout", kwargs={"session_id": checkout.stripe_checkout_session_id}
         )
-        checkout.save()
+        with transaction.atomic():
+            checkout.save()
+            payment_transaction_record(checkout=checkout)
     else:
         raise ApiError("service_unavailable", "Payments are not configured on this server.")
     return {"checkout_url": checkout.checkout_url, "session_id": checkout.stripe_checkout_session_id}
@@ -512,6 +531,9 @@ def plan_checkout_start(*, user, plan_code: str, success_url: str, cancel_url: s
         CheckoutSession.objects.filter(stripe_checkout_session_id=result["session_id"]).update(
             amount_minor=plan.price_minor, currency=plan.currency
         )
+        PaymentTransaction.objects.filter(
+            reference=result["session_id"], status=PaymentTransaction.Status.PENDING
+        ).update(amount_minor=plan.price_minor, currency=plan.currency)
     return result
 
 
@@ -531,9 +553,82 @@ def billing_portal_session_start(*, user, return_url: str) -> str:
 
 
 def simulated_checkout_cancel(*, checkout: CheckoutSession) -> None:
-    CheckoutSession.objects.filter(pk=checkout.pk, status=CheckoutSession.Status.OPEN).update(
-        status=CheckoutSession.Status.CANCELED, updated_at=timezone.now()
+    now = timezone.now()
+    with transaction.atomic():
+        if CheckoutSession.objects.filter(pk=checkout.pk, status=CheckoutSession.Status.OPEN).update(
+            status=CheckoutSession.Status.CANCELED, updated_at=now
+        ):
+            payment_transaction_settle(
+                reference=checkout.stripe_checkout_session_id,
+                status=PaymentTransaction.Status.CANCELED,
+                now=now,
+            )
+
+
+# =============================================================================================
+# Payment transactions (both gateways)
+# =============================================================================================
+
+
+def _payment_kind(kind: str) -> str:
+    return kind if kind in PaymentTransaction.Kind.values else PaymentTransaction.Kind.OTHER
+
+
+def payment_transaction_record(*, checkout: CheckoutSession) -> PaymentTransaction:
+    """The pending attempt for a checkout that has its reference (idempotent on it)."""
+    row, _ = PaymentTransaction.objects.get_or_create(
+        reference=checkout.stripe_checkout_session_id,
+        defaults={
+            "user_id": checkout.user_id,
+            "gateway": checkout.gateway,
+            "kind": _payment_kind(checkout.kind),
+            "checkout": checkout,
+            "gateway_payment_id": checkout.gateway_checkout_id,
+            "amount_minor": checkout.amount_minor,
+            "currency": checkout.currency,
+        },
     )
+    return row
+
+
+def payment_transaction_settle(
+    *,
+    reference: str,
+    status: str,
+    now: datetime | None = None,
+    amount_minor: int | None = None,
+    currency: str = "",
+    gateway_payment_id: str = "",
+) -> bool:
+    """Move an attempt to its outcome with one conditional UPDATE.
+
+    Only a pending attempt can fail, expire or be canceled; ``paid`` wins over any outcome but
+    itself (money that arrived is revenue), and a paid row never changes again. A payment for
+    a checkout that has no row yet (started before rows were kept) gets one.
+    """
+    now = now or timezone.now()
+    allowed = [PaymentTransaction.Status.PENDING]
+    if status == PaymentTransaction.Status.PAID:
+        allowed += [
+            PaymentTransaction.Status.FAILED,
+            PaymentTransaction.Status.EXPIRED,
+            PaymentTransaction.Status.CANCELED,
+        ]
+    changes: dict = {"status": status, "completed_at": now, "updated_at": now}
+    if amount_minor is not None and currency:
+        changes.update(amount_minor=int(amount_minor), currency=currency.lower())
+    if gateway_payment_id:
+        changes["gateway_payment_id"] = gateway_payment_id[:255]
+    rows = PaymentTransaction.objects.filter(reference=reference)
+    if rows.filter(status__in=allowed).update(**changes):
+        return True
+    if rows.exists():
+        return False
+    checkout = CheckoutSession.objects.filter(stripe_checkout_session_id=reference).first()
+    if checkout is None:
+        return False
+    row = payment_transaction_record(checkout=checkout)
+    return bool(PaymentTransaction.objects.filter(pk=row.pk, status__in=allowed).update(**changes))
 
 
 def simulated_checkout_event_build(
@@ -678,6 +773,8 @@ def _event_dispatch(*, event: dict, now: datetime) -> bool:
         handled = checkout_session_fulfil(session=obj, event_id=event["id"], now=now)
     elif event_type == "checkout.session.async_payment_failed":
         handled = checkout_session_payment_fail(session=obj)
+    elif event_type == "checkout.session.expired":
+        handled = checkout_session_expire(session=obj, now=now)
     elif event_type.startswith("customer.subscription."):
         handled = subscription_sync(stripe_subscription=obj, event_type=event_type, event_created_at=created)
     elif event_type == "invoice.paid":
@@ -697,12 +794,42 @@ def checkout_session_fulfil(*, session: dict, event_id: str, now: datetime | Non
         return False  # delayed payment method: checkout.session.async_payment_succeeded follows
     session_id = _id(session.get("id"))
     kind = (session.get("metadata") or {}).get("kind", "")
+    return checkout_fulfil(
+        reference=session_id,
+        kind=kind,
+        session=session,
+        event_id=event_id,
+        now=now,
+        amount_minor=session.get("amount_total"),
+        currency=session.get("currency") or "",
+        gateway_payment_id=_id(session.get("payment_intent")),
+    )
+
+
+def checkout_fulfil(
+    *,
+    reference: str,
+    kind: str,
+    session: dict,
+    event_id: str,
+    now: datetime | None = None,
+    amount_minor: int | None = None,
+    currency: str = "",
+    gateway_payment_id: str = "",
+) -> bool:
+    """Run the kind's registered handler once per checkout reference, whichever gateway,
+    event or delivery gets here first (must run inside the event's transaction).
+
+    ``reference`` is the Stripe Checkout Session id or our Chargily reference; handlers key
+    their own idempotency on ``session["id"]``, which is that same reference.
+    """
+    now = now or timezone.now()
     handler = registry.checkout_handler_get(kind)
-    if not session_id or handler is None:
-        logger.warning("checkout session with no handler", extra={"kind": kind, "stripe_event_id": event_id})
+    if not reference or handler is None:
+        logger.warning("checkout session with no handler", extra={"kind": kind, "event_id": event_id})
         return False
     fulfilment, _ = CheckoutFulfilment.objects.get_or_create(
-        stripe_checkout_session_id=session_id, defaults={"kind": kind}
+        stripe_checkout_session_id=reference, defaults={"kind": kind}
     )
     fulfilment = lock_objects(CheckoutFulfilment.objects.filter(pk=fulfilment.pk))[0]
     if fulfilment.status == CheckoutFulfilment.Status.FULFILLED:
@@ -712,8 +839,16 @@ def checkout_session_fulfil(*, session: dict, event_id: str, now: datetime | Non
     fulfilment.stripe_event_id = event_id
     fulfilment.fulfilled_at = now
     fulfilment.save(update_fields=["status", "stripe_event_id", "fulfilled_at"])
-    CheckoutSession.objects.filter(stripe_checkout_session_id=session_id).update(
+    CheckoutSession.objects.filter(stripe_checkout_session_id=reference).update(
         status=CheckoutSession.Status.COMPLETE, updated_at=now
+    )
+    payment_transaction_settle(
+        reference=reference,
+        status=PaymentTransaction.Status.PAID,
+        now=now,
+        amount_minor=amount_minor,
+        currency=currency,
+        gateway_payment_id=gateway_payment_id,
     )
     return True
 
@@ -728,10 +863,24 @@ def checkout_session_payment_fail(*, session: dict) -> bool:
         stripe_checkout_session_id=session_id,
         defaults={"kind": kind, "status": CheckoutFulfilment.Status.FAILED},
     )
+    now = timezone.now()
     CheckoutSession.objects.filter(stripe_checkout_session_id=session_id).update(
-        status=CheckoutSession.Status.PAYMENT_FAILED, updated_at=timezone.now()
+        status=CheckoutSession.Status.PAYMENT_FAILED, updated_at=now
     )
+    payment_transaction_settle(reference=session_id, status=PaymentTransaction.Status.FAILED, now=now)
     return True
+
+
+def checkout_session_expire(*, session: dict, now: datetime | None = None) -> bool:
+    """An abandoned checkout expired (Stripe after 24 h, Chargily on its own clock)."""
+    reference = _id(session.get("id"))
+    if not reference:
+        return False
+    now = now or timezone.now()
+    CheckoutSession.objects.filter(
+        stripe_checkout_session_id=reference, status=CheckoutSession.Status.OPEN
+    ).update(status=CheckoutSession.Status.CANCELED, updated_at=now)
+    return payment_transaction_settle(reference=reference, status=PaymentTransaction.Status.EXPIRED, now=now)
 
 
 def _subscription_cache_forget(user_id: int) -> None:
@@ -887,16 +1036,18 @@ def subscription_activate(*, session: dict, event_id: str, now: datetime | None 
 
     Called once per session (CheckoutFulfilment), inside the event's transaction. On the
     user's first activation, a key is created if they have none and the "plan active" email
-    carries a one-time reveal link, never the key.
+    carries a one-time reveal link, never the key. A Chargily payment (``session["gateway"]``)
+    activates one period instead: Chargily has no recurring subscriptions.
     """
-    from accounts.selectors import api_key_active_count
-    from accounts.services import api_key_create, api_key_reveal_link_create
-
     now = now or timezone.now()
     metadata = session.get("metadata") or {}
     user_id = str(metadata.get("user_id") or session.get("client_reference_id") or "")
     user = get_user_model().objects.filter(pk=int(user_id)).first() if user_id.isdigit() else None
     plan = Plan.objects.filter(code=metadata.get("plan_code", "")).first()
+    if session.get("gateway") == Gateway.CHARGILY:
+        if user is None or plan is None:
+            raise ValueError(f"chargily checkout {session.get('id')}: missing user or plan")
+        return subscription_period_activate(user=user, plan=plan, reference=_id(session.get("id")), now=now)
     sub_id = _id(session.get("subscription"))
     if user is None or plan is None or not sub_id:
         raise ValueError(f"checkout session {session.get('id')}: missing user, plan or subscription")
@@ -936,17 +1087,78 @@ def subscription_activate(*, session: dict, event_id: str, now: datetime | None 
     row.save()
     _subscription_cache_forget(user.pk)
     if first_activation:
-        reveal_url = ""
-        if api_key_active_count(user=user, now=now) == 0:
-            api_key, plaintext = api_key_create(user=user, name="Default key", now=now)
-            reveal_url = api_key_reveal_link_create(api_key=api_key, plaintext=plaintext, now=now)
-        from .tasks import plan_active_email_task
-
-        subscription_id = row.pk
-        transaction.on_commit(
-            lambda: plan_active_email_task.delay(subscription_id=subscription_id, reveal_url=reveal_url)
-        )
+        _subscription_welcome(row=row, user=user, now=now)
     logger.info("subscription activated", extra={"subscription_id": row.pk, "plan": plan.code})
+    return row
+
+
+def _subscription_welcome(*, row: Subscription, user, now: datetime) -> None:
+    """First activation: a key when the user has none (shown once through a link) and the
+    'plan active' email, queued after commit."""
+    from accounts.selectors import api_key_active_count
+    from accounts.services import api_key_create, api_key_reveal_link_create
+
+    reveal_url = ""
+    if api_key_active_count(user=user, now=now) == 0:
+        api_key, plaintext = api_key_create(user=user, name="Default key", now=now)
+        reveal_url = api_key_reveal_link_create(api_key=api_key, plaintext=plaintext, now=now)
+    from .tasks import plan_active_email_task
+
+    subscription_id = row.pk
+    transaction.on_commit(
+        lambda: plan_active_email_task.delay(subscription_id=subscription_id, reveal_url=reveal_url)
+    )
+
+
+CHARGILY_SUBSCRIPTION_PREFIX = "chargily:"
+
+
+def subscription_period_activate(
+    *, user, plan: Plan, reference: str, now: datetime | None = None
+) -> Subscription:
+    """A one-period plan paid through Chargily (no recurring billing there).
+
+    One row per paid period, keyed by the checkout reference (a replay returns it). It ends at
+    ``current_period_end`` by itself (``cancel_at_period_end``); paying again before then
+    (renewal of the same plan) starts the new period where the current one ends.
+    """
+    now = now or timezone.now()
+    sub_id = f"{CHARGILY_SUBSCRIPTION_PREFIX}{reference}"
+    existing = Subscription.objects.filter(stripe_subscription_id=sub_id).first()
+    if existing is not None:
+        return existing
+    current_end = (
+        Subscription.objects.filter(
+            user_id=user.pk,
+            plan=plan,
+            gateway=Gateway.CHARGILY,
+            status__in=Subscription.ENTITLED_STATUSES,
+            current_period_end__gt=now,
+        )
+        .order_by("-current_period_end")
+        .values_list("current_period_end", flat=True)
+        .first()
+    )
+    renewal = current_end is not None
+    row = Subscription.objects.create(
+        user=user,
+        plan=plan,
+        gateway=Gateway.CHARGILY,
+        status=Subscription.Status.ACTIVE,
+        stripe_subscription_id=sub_id,
+        stripe_checkout_session_id=reference,
+        current_period_end=_add_interval(current_end or now, plan.interval),
+        cancel_at_period_end=True,
+        activated_at=now,
+        stripe_event_at=now,
+    )
+    _subscription_cache_forget(user.pk)
+    if not renewal:
+        _subscription_welcome(row=row, user=user, now=now)
+    logger.info(
+        "chargily period activated",
+        extra={"subscription_id": row.pk, "plan": plan.code, "renewal": renewal},
+    )
     return row
 
 

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import services
+from . import chargily, services
 
 
 @shared_task(name="billing.tasks.quota_period_rollover")
@@ -29,3 +29,14 @@ def plan_active_email_task(*, subscription_id: int, reveal_url: str = "") -> boo
 @shared_task(name="billing.tasks.subscription_payment_failed_email")
 def subscription_payment_failed_email_task(*, subscription_id: int) -> bool:
     return services.subscription_payment_failed_email_send(subscription_id=subscription_id)
+
+
+@shared_task(name="billing.tasks.chargily_periods_expire")
+def chargily_periods_expire_task() -> int:
+    return chargily.chargily_periods_expire()
+
+
+@shared_task(name="billing.tasks.chargily_renewal_reminders")
+def chargily_renewal_reminders_task() -> int:
+    # Each reminder is marked sent in the same transaction as the email: a rerun sends none twice.
+    return chargily.chargily_renewal_reminders_send()

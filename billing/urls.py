@@ -21,6 +21,17 @@ page_patterns = [
         views.simulated_checkout_page,
         name="simulated-checkout",
     ),
+    # Chargily Pay (paths fixed by the original design's clients).
+    path(
+        "payment/subscribe/<slug:plan_code>", apis.ChargilySubscribeApi.as_view(), name="chargily-subscribe"
+    ),
+    path("payment/webhook/chargily", apis.ChargilyWebhookApi.as_view(), name="chargily-webhook"),
+    path("payment/subscription/status", apis.SubscriptionStatusApi.as_view(), name="subscription-status"),
+    path(
+        "payment/chargily/simulated-checkout/<str:reference>/",
+        views.chargily_simulated_checkout_page,
+        name="chargily-simulated-checkout",
+    ),
 ]
 
 urlpatterns = [

@@ -15,7 +15,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from core.exceptions import ApiError
 
-from .models import CheckoutSession
+from .chargily import chargily_simulated_enabled, chargily_simulated_event_build
+from .models import CheckoutSession, Gateway
 from .selectors import plan_for_user_get, plan_list_public, subscription_get
 from .services import (
     billing_portal_session_start,
@@ -131,3 +132,51 @@ def simulated_checkout_page(request, session_id: str):
     return redirect(
         checkout.success_url.replace("{CHECKOUT_SESSION_ID}", checkout.stripe_checkout_session_id)
     )
+
+
+def _chargily_webhook_deliver(*, payload: bytes, signature: str):
+    """Hand a signed event to the Chargily webhook view in process (same code path as a
+    delivery from Chargily: signature check, store, process)."""
+    from .apis import ChargilyWebhookApi
+
+    webhook_request = RequestFactory().post(
+        reverse("billing:chargily-webhook"),
+        data=payload,
+        content_type="application/json",
+        HTTP_SIGNATURE=signature,
+    )
+    return ChargilyWebhookApi.as_view()(webhook_request)
+
+
+@require_http_methods(["GET", "POST"])
+def chargily_simulated_checkout_page(request, reference: str):
+    """Stand-in for Chargily's hosted page (DEBUG only, no CHARGILY_API_KEY). Pay, fail or let
+    it expire: each posts a correctly signed event to our own webhook. Like the real page it
+    needs no login: the unguessable reference identifies the checkout."""
+    if not chargily_simulated_enabled():
+        raise Http404("Simulated checkout is disabled.")
+    checkout = (
+        CheckoutSession.objects.select_related("user")
+        .filter(stripe_checkout_session_id=reference, gateway=Gateway.CHARGILY, is_simulated=True)
+        .first()
+    )
+    if checkout is None:
+        raise Http404("Unknown checkout.")
+    context = {"checkout": checkout, "amount_dzd": checkout.amount_minor // 100}
+    if request.method == "GET":
+        return render(request, "billing/chargily_simulated_checkout.html", context)
+    outcome = request.POST.get("action")
+    if outcome not in ("paid", "failed", "expired"):
+        return HttpResponseBadRequest("Unknown action.")
+    if checkout.status == CheckoutSession.Status.OPEN:
+        payload, signature = chargily_simulated_event_build(checkout=checkout, outcome=outcome)
+        response = _chargily_webhook_deliver(payload=payload, signature=signature)
+        if response.status_code != 200:
+            logger.error("simulated chargily checkout: webhook answered %s", response.status_code)
+            return render(
+                request, "billing/chargily_simulated_checkout.html", {**context, "failed": True}, status=502
+            )
+        checkout.refresh_from_db(fields=["status"])
+    if checkout.status == CheckoutSession.Status.COMPLETE:
+        return redirect(checkout.success_url)
+    return redirect(checkout.cancel_url)

@@ -277,6 +277,17 @@ CHECKOUT_REDIRECT_HOSTS = env.list("CHECKOUT_REDIRECT_HOSTS", default=["127.0.0.
 SIMULATED_CHECKOUT_ENABLED = DEBUG and not STRIPE_SECRET_KEY
 DEFAULT_PLAN_CODE = env.str("DEFAULT_PLAN_CODE", default="free")
 
+# Billing: Chargily Pay V2 (DZD). Unset CHARGILY_API_KEY = simulated Chargily checkout (DEBUG only).
+CHARGILY_MODE = env.str("CHARGILY_MODE", default="test")  # "test" | "live": selects the API base
+CHARGILY_API_KEY = env.str("CHARGILY_API_KEY", default="")  # public key; set = real Chargily
+# Bearer for API calls and the webhook HMAC key; the local default exists only when DEBUG.
+CHARGILY_SECRET_KEY = env.str(
+    "CHARGILY_SECRET_KEY", default="chargily_local_simulated_checkout" if DEBUG else ""
+)
+CHARGILY_API_BASE = env.str("CHARGILY_API_BASE", default="")  # override of the mode's base URL
+CHARGILY_TIMEOUT_SECONDS = env.float("CHARGILY_TIMEOUT_SECONDS", default=15.0)
+CHARGILY_RENEWAL_REMINDER_DAYS = env.int("CHARGILY_RENEWAL_REMINDER_DAYS", default=3)
+
 # Proxy.
 PROXY_UPSTREAM_TIMEOUT = env.float("PROXY_UPSTREAM_TIMEOUT", default=120.0)
 PROXY_CONNECT_TIMEOUT = env.float("PROXY_CONNECT_TIMEOUT", default=5.0)
@@ -318,7 +329,9 @@ METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1
 # Dashboards: revenue in other currencies is converted to USD with these rates (JSON object).
 EXCHANGE_RATES_TO_USD = {
     code.lower(): Decimal(str(rate))
-    for code, rate in env.json("EXCHANGE_RATES_TO_USD", default={"usd": "1", "eur": "1.08"}).items()
+    for code, rate in env.json(
+        "EXCHANGE_RATES_TO_USD", default={"usd": "1", "eur": "1.08", "dzd": "0.0074"}
+    ).items()
 }
 # A user is flagged abusive when today's calls or failed calls reach these counts.
 ABUSE_REQUESTS_PER_DAY = env.int("ABUSE_REQUESTS_PER_DAY", default=5000)
