@@ -1,0 +1,346 @@
+"""Each operator number against fixtures small enough to compute by hand."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+
+from billing.models import CheckoutSession, Plan, StripeEvent
+from dashboards import selectors
+from dashboards.tests.factories import (
+    DailySpendFactory,
+    OrganizationFactory,
+    RollupFactory,
+    StripeEventFactory,
+    SubscriptionFactory,
+    UsageReportFactory,
+    UserFactory,
+    credit_purchase_create,
+    invoice_paid_event,
+    upsell_event_create,
+)
+from organizations.models import UsageReport
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def now():
+    return timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
+
+
+@pytest.fixture
+def today(now):
+    return now.date()
+
+
+# --- budget -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spent", "percent", "level"),
+    [
+        ("0", "0.00", "ok"),
+        ("37.40", "74.80", "ok"),
+        ("37.50", "75.00", "warning"),
+        ("44.99", "89.98", "warning"),
+        ("45.00", "90.00", "critical"),
+        ("60", "120.00", "critical"),
+    ],
+)
+def test_budget_status_levels(settings, today, spent, percent, level):
+    settings.DAILY_BUDGET_USD = Decimal("50")
+    DailySpendFactory(day=today, spent_usd=Decimal(spent))
+    budget = selectors.budget_status_get(today=today)
+    assert budget.spent_usd == Decimal(spent)
+    assert budget.limit_usd == Decimal("50")
+    assert budget.percent_used == Decimal(percent)
+    assert budget.alert_level == level
+    assert budget.remaining_usd == max(Decimal("50") - Decimal(spent), Decimal(0))
+
+
+def test_budget_counts_reservations_in_flight(settings, today):
+    """The live counter (DB spend + reservations) is what the router compares with the cap."""
+    from proxy import budget as proxy_budget
+
+    settings.DAILY_BUDGET_USD = Decimal("10")
+    DailySpendFactory(day=today, spent_usd=Decimal("2"))
+    assert proxy_budget.budget_reserve(day=today, amount_micro=3_000_000)
+    assert selectors.budget_status_get(today=today).spent_usd == Decimal("5")
+
+
+# --- users ------------------------------------------------------------------------------------
+
+
+def test_active_users_and_average_cost(today):
+    a, b = UserFactory(), UserFactory()
+    RollupFactory(user=a, provider="groq", day=today, cost_usd=Decimal("0"))
+    RollupFactory(user=a, provider="openai", day=today, cost_usd=Decimal("1.50"))
+    RollupFactory(user=b, provider="openai", day=today, cost_usd=Decimal("0.25"))
+    RollupFactory(user=UserFactory(), provider="openai", day=today - timedelta(days=1), cost_usd=Decimal(9))
+    assert selectors.users_active_today_count(today=today) == 2
+    assert selectors.users_avg_cost_today_get(today=today) == Decimal("0.875000")
+
+
+def test_average_cost_without_users_is_zero(today):
+    assert selectors.users_avg_cost_today_get(today=today) == Decimal("0")
+
+
+def test_abusive_users_by_requests_or_errors(settings, today):
+    settings.ABUSE_REQUESTS_PER_DAY = 100
+    settings.ABUSE_ERRORS_PER_DAY = 10
+    loud, failing, fine = UserFactory(), UserFactory(), UserFactory()
+    RollupFactory(user=loud, provider="groq", day=today, requests=60)
+    RollupFactory(user=loud, provider="openai", day=today, requests=40)  # 100 across providers
+    RollupFactory(user=failing, day=today, requests=12, errors=10)
+    RollupFactory(user=fine, day=today, requests=99, errors=9)
+    RollupFactory(user=fine, day=today - timedelta(days=1), requests=500)  # yesterday does not count
+    rows = selectors.users_abusive_list(today=today)
+    assert [(r["email"], r["requests_today"], r["errors_today"], r["reasons"]) for r in rows] == [
+        (loud.email, 100, 0, ["requests"]),
+        (failing.email, 12, 10, ["errors"]),
+    ]
+
+
+# --- providers and costs ----------------------------------------------------------------------
+
+
+def test_provider_stats_today_and_window(today):
+    u1, u2 = UserFactory(), UserFactory()
+    RollupFactory(
+        user=u1,
+        provider="openai",
+        day=today,
+        requests=8,
+        tokens=800,
+        cost_usd=Decimal("0.4"),
+        errors=2,
+        fallbacks=1,
+    )
+    RollupFactory(user=u2, provider="openai", day=today, requests=2, tokens=200, cost_usd=Decimal("0.1"))
+    RollupFactory(user=u1, provider="groq", day=today - timedelta(days=10), requests=30, tokens=3000)
+    RollupFactory(user=u1, provider="groq", day=today - timedelta(days=40), requests=999)  # outside 30 days
+    assert selectors.provider_stats_list(since=today, until=today) == [
+        {
+            "provider": "openai",
+            "requests_count": 10,
+            "cost_total": Decimal("0.500000"),
+            "tokens": 1000,
+            "errors_count": 2,
+            "error_rate": Decimal("20.0"),
+            "fallback_count": 1,
+        },
+    ]
+    window = selectors.provider_stats_list(since=today - timedelta(days=29), until=today)
+    assert [(r["provider"], r["requests_count"], r["error_rate"]) for r in window] == [
+        ("groq", 30, Decimal("0.0")),
+        ("openai", 10, Decimal("20.0")),
+    ]
+
+
+def test_costs_total_and_by_plan(today, catalog):
+    paid_plan = Plan.objects.filter(price_minor__gt=0).order_by("price_minor").first()
+    subscriber, free_user = UserFactory(), UserFactory()
+    SubscriptionFactory(user=subscriber, plan=paid_plan)
+    RollupFactory(user=subscriber, provider="openai", day=today, cost_usd=Decimal("1.25"))
+    RollupFactory(
+        user=subscriber, provider="anthropic", day=today - timedelta(days=3), cost_usd=Decimal("0.75")
+    )
+    RollupFactory(user=free_user, provider="deepseek", day=today, cost_usd=Decimal("0.10"))
+    since = today - timedelta(days=29)
+    assert selectors.costs_usd_get(since=since, until=today) == Decimal("2.100000")
+    assert selectors.costs_by_plan_get(since=since, until=today) == {
+        paid_plan.code: Decimal("2.000000"),
+        "free": Decimal("0.100000"),
+    }
+
+
+# --- revenue ----------------------------------------------------------------------------------
+
+
+def test_usd_conversion_uses_configured_rates(settings):
+    settings.EXCHANGE_RATES_TO_USD = {"usd": Decimal(1), "eur": Decimal("1.08"), "jpy": Decimal("0.0067")}
+    # 19.00 EUR * 1.08 + 5.00 USD + 1000 JPY (zero-decimal) * 0.0067 = 20.52 + 5 + 6.70
+    assert selectors.usd_from_minor(amounts={"eur": 1900, "usd": 500, "jpy": 1000}) == Decimal("32.22")
+    # A currency without a rate is left out, not guessed.
+    assert selectors.usd_from_minor(amounts={"chf": 1000}) == Decimal("0.00")
+
+
+def test_invoice_revenue_by_plan(today, catalog):
+    plan = Plan.objects.filter(price_minor__gt=0).order_by("price_minor").first()
+    sub = SubscriptionFactory(plan=plan)
+    invoice_paid_event(invoice_id="in_1", subscription=sub.stripe_subscription_id, amount_paid=1900)
+    invoice_paid_event(invoice_id="in_2", subscription=sub.stripe_subscription_id, amount_paid=1900)
+    # The same invoice delivered under a second event id counts once.
+    invoice_paid_event(invoice_id="in_2", subscription=sub.stripe_subscription_id, amount_paid=1900)
+    invoice_paid_event(
+        invoice_id="in_old",
+        subscription=sub.stripe_subscription_id,
+        amount_paid=1900,
+        received_at=timezone.now() - timedelta(days=45),
+    )
+    invoice_paid_event(
+        invoice_id="in_bad", subscription="sub_x", amount_paid=500, status=StripeEvent.Status.FAILED
+    )
+    CheckoutSession.objects.create(
+        user=UserFactory(),
+        kind="plan",
+        mode="subscription",
+        line_item={},
+        metadata={"plan_code": plan.code},
+        amount_minor=1900,
+        currency="eur",
+        success_url="http://x/s",
+        cancel_url="http://x/c",
+        is_simulated=True,
+        stripe_checkout_session_id="cs_sim_1",
+        status=CheckoutSession.Status.COMPLETE,
+    )
+    result = selectors.invoice_revenue_by_plan_get(since=today - timedelta(days=29), until=today)
+    assert result == {plan.code: {"eur": 5700}}
+
+
+def test_credit_revenue_in_period(today):
+    buyer = UserFactory()
+    credit_purchase_create(user=buyer, amount_minor=1900)
+    credit_purchase_create(user=buyer, amount_minor=500, currency="usd")
+    assert selectors.credit_revenue_minor_get(since=today, until=today) == {"eur": 1900, "usd": 500}
+    assert (
+        selectors.credit_revenue_minor_get(since=today - timedelta(days=5), until=today - timedelta(days=1))
+        == {}
+    )
+
+
+def test_economics_revenue_costs_margin(settings, today, catalog):
+    settings.EXCHANGE_RATES_TO_USD = {"usd": Decimal(1), "eur": Decimal("1.10")}
+    plan = Plan.objects.filter(price_minor__gt=0).order_by("price_minor").first()
+    sub = SubscriptionFactory(plan=plan)
+    invoice_paid_event(invoice_id="in_e", subscription=sub.stripe_subscription_id, amount_paid=2000)  # 22 USD
+    credit_purchase_create(user=UserFactory(), amount_minor=800, currency="usd")  # 8 USD
+    RollupFactory(user=sub.user, provider="openai", day=today, cost_usd=Decimal("6"))
+    economics = selectors.economics_get(since=today - timedelta(days=29), until=today)
+    assert economics.revenue_usd == Decimal("30.00")
+    assert economics.costs_usd == Decimal("6.00")
+    assert economics.profit_usd == Decimal("24.00")
+    assert economics.margin_percent == Decimal("80.0")
+    assert economics.by_plan == [
+        {
+            "plan": "credits",
+            "revenue_usd": Decimal("8.00"),
+            "costs_usd": Decimal("0.00"),
+            "profit_usd": Decimal("8.00"),
+        },
+        {
+            "plan": plan.code,
+            "revenue_usd": Decimal("22.00"),
+            "costs_usd": Decimal("6.00"),
+            "profit_usd": Decimal("16.00"),
+        },
+    ]
+    assert economics.by_provider == [
+        {"provider": "openai", "costs_usd": Decimal("6.00"), "share_percent": Decimal("100.0")}
+    ]
+
+
+def test_economics_without_revenue_has_no_margin(today):
+    assert selectors.economics_get(since=today, until=today).margin_percent is None
+
+
+# --- alerts, webhooks, credits, organizations -------------------------------------------------
+
+
+def test_failed_webhooks_and_success_rate(now):
+    StripeEventFactory.create_batch(3, status=StripeEvent.Status.PROCESSED)
+    StripeEventFactory(status=StripeEvent.Status.IGNORED)
+    StripeEventFactory(status=StripeEvent.Status.FAILED)
+    StripeEventFactory(status=StripeEvent.Status.FAILED, received_at=now - timedelta(days=40))
+    since = now - timedelta(days=30)
+    assert selectors.stripe_events_failed_count(since=since) == 1
+    assert selectors.webhook_success_rate_get(since=since) == Decimal("80.0")  # 4 of 5
+
+
+def test_webhook_success_rate_without_events_is_none(now):
+    assert selectors.webhook_success_rate_get(since=now) is None
+
+
+def test_failed_meter_events():
+    UsageReportFactory(billing_status=UsageReport.BillingStatus.FAILED)
+    UsageReportFactory(billing_status=UsageReport.BillingStatus.SENT)
+    assert selectors.meter_events_failed_count() == 1
+
+
+def test_providers_in_cooldown_read_the_router_state(settings):
+    from proxy.router import provider_failure_record
+
+    settings.PROXY_COOLDOWN_FAILURES = 2
+    provider_failure_record(provider="openai")
+    assert selectors.providers_in_cooldown_list() == []
+    provider_failure_record(provider="openai")
+    assert selectors.providers_in_cooldown_list() == ["openai"]
+
+
+def test_alerts_list_severity_and_actions(today, settings):
+    settings.DAILY_BUDGET_USD = Decimal("10")
+    DailySpendFactory(day=today, spent_usd=Decimal("9.5"))
+    budget = selectors.budget_status_get(today=today)
+    alerts = selectors.operator_alerts_list(
+        budget=budget, cooling=["groq"], failed_webhooks=2, failed_meter_events=1, drift={"count": 3}
+    )
+    assert [(a["level"], a["code"]) for a in alerts] == [
+        ("critical", "budget"),
+        ("critical", "ledger_drift"),
+        ("warning", "provider_cooldown"),
+        ("warning", "webhooks_failed"),
+        ("warning", "meter_events_failed"),
+    ]
+    assert "DAILY_BUDGET_USD" in alerts[0]["action"] and "95.00%" in alerts[0]["message"]
+
+
+def test_no_alerts_when_all_is_well(today):
+    budget = selectors.budget_status_get(today=today)
+    assert (
+        selectors.operator_alerts_list(
+            budget=budget, cooling=[], failed_webhooks=0, failed_meter_events=0, drift={"count": 0}
+        )
+        == []
+    )
+
+
+def test_ledger_drift_reads_the_stored_check():
+    assert selectors.ledger_drift_get() is None
+    cache.set(selectors.LEDGER_DRIFT_CACHE_KEY, {"count": 2, "user_ids": [1, 2]})
+    assert selectors.ledger_drift_get()["count"] == 2
+
+
+def test_credits_overview(settings, now):
+    settings.EXCHANGE_RATES_TO_USD = {"eur": Decimal("1.00")}
+    a, b = UserFactory(), UserFactory()
+    for _ in range(6):
+        upsell_event_create(user=a)
+    for _ in range(2):
+        upsell_event_create(user=b, kind="modal_view")
+    upsell_event_create(user=b, kind="click")
+    credit_purchase_create(user=a, amount_minor=1900)
+    credit_purchase_create(user=a, amount_minor=7900)
+    StripeEventFactory(status=StripeEvent.Status.PROCESSED)
+    overview = selectors.credits_overview_get(since=now - timedelta(days=30))
+    assert overview == {
+        "upsell_views": 8,
+        "buy_clicks": 1,
+        "purchases": 2,
+        "conversion_percent": Decimal("25.00"),
+        "average_basket_usd": Decimal("49.00"),
+        "revenue_usd": Decimal("98.00"),
+        "revenue_per_user_usd": Decimal("98.00"),
+        "webhook_success_rate": Decimal("100.0"),
+    }
+
+
+def test_organizations_block_splits_pending_and_linked():
+    pending = OrganizationFactory(name="Acme")
+    linked = OrganizationFactory(name="Prod", stripe_subscription_id="sub_1", stripe_customer_id="cus_1")
+    block = selectors.organizations_block_get()
+    assert block["summary"] == {"total": 2, "linked": 1, "pending": 1}
+    assert block["pending"] == [pending] and block["linked"] == [linked]

@@ -1,0 +1,91 @@
+from decimal import Decimal
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from dashboards import services
+from dashboards.tasks import ledger_drift_check_task, operator_alerts_check_task
+from dashboards.tests.factories import DailySpendFactory, StaffFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_emails(db):
+    StaffFactory(email="ops@example.com")
+    StaffFactory(email="cto@example.com")
+    StaffFactory(email="gone@example.com", is_active=False)
+    UserFactory(email="customer@example.com")
+    return ["ops@example.com", "cto@example.com"]
+
+
+def test_budget_alert_once_per_day_at_90_percent(settings, staff_emails):
+    settings.DAILY_BUDGET_USD = Decimal("10")
+    now = timezone.now()
+    DailySpendFactory(day=now.date(), spent_usd=Decimal("8.99"))
+    assert services.budget_alert_send(now=now) is False  # 89.9 %: nothing
+    from proxy import budget
+
+    budget.budget_reserve(day=now.date(), amount_micro=10_000)  # 9.00 USD = 90 %
+    assert services.budget_alert_send(now=now) is True
+    assert services.budget_alert_send(now=now) is False  # same day: gated
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert sorted(message.to) == sorted(staff_emails)
+    assert "90.00%" in message.subject and "DAILY_BUDGET_USD" in message.body
+
+
+def test_budget_alert_gate_is_released_when_sending_fails(settings, staff_emails, monkeypatch):
+    settings.DAILY_BUDGET_USD = Decimal("1")
+    now = timezone.now()
+    DailySpendFactory(day=now.date(), spent_usd=Decimal("1"))
+
+    def broken(**kwargs):
+        raise ConnectionError("smtp down")
+
+    monkeypatch.setattr(services, "send_mail", broken)
+    with pytest.raises(ConnectionError):
+        services.budget_alert_send(now=now)
+    monkeypatch.undo()
+    assert services.budget_alert_send(now=now) is True  # the next run retries
+    assert len(mail.outbox) == 1
+
+
+def test_cooldown_alert_once_per_episode(settings, staff_emails):
+    from proxy.router import provider_failure_record
+
+    settings.PROXY_COOLDOWN_FAILURES = 1
+    assert services.cooldown_alert_send() == []
+    provider_failure_record(provider="groq")
+    assert services.cooldown_alert_send() == ["groq"]
+    assert services.cooldown_alert_send() == []  # still the same cooldown
+    assert len(mail.outbox) == 1 and "groq" in mail.outbox[0].subject
+
+
+def test_alert_task_runs_both_checks(settings, staff_emails):
+    settings.DAILY_BUDGET_USD = Decimal("1")
+    DailySpendFactory(day=timezone.now().date(), spent_usd=Decimal("0.95"))
+    result = operator_alerts_check_task.delay().get()
+    assert result == {"budget_alerted": True, "cooldown_alerted": []}
+
+
+def test_ledger_drift_record_feeds_the_dashboard(db):
+    from credits.models import CreditAccount, LedgerEntry
+    from dashboards.selectors import ledger_drift_get
+
+    user = UserFactory()
+    LedgerEntry.objects.create(user=user, kind="grant", amount=10, balance_after=10, idempotency_key="d:1")
+    CreditAccount.objects.create(user=user, balance=10)
+    assert ledger_drift_check_task.delay().get() == 0
+    assert ledger_drift_get()["count"] == 0
+    CreditAccount.objects.filter(user=user).update(balance=12)  # drift
+    assert ledger_drift_check_task.delay().get() == 1
+    assert ledger_drift_get()["user_ids"] == [user.pk]
+
+
+def test_no_staff_no_email(settings):
+    settings.DAILY_BUDGET_USD = Decimal("1")
+    DailySpendFactory(day=timezone.now().date(), spent_usd=Decimal("2"))
+    assert services.budget_alert_send() is True
+    assert mail.outbox == []

@@ -1,0 +1,51 @@
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from dashboards.tests.factories import ApiKeyFactory, DailySpendFactory, RollupFactory, UsageEventFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_metrics_needs_token_or_allowed_address(client, settings):
+    settings.METRICS_TOKEN = "s3cret-scrape-token"
+    settings.METRICS_ALLOWED_IPS = []
+    assert client.get("/metrics").status_code == 403
+    response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scrape-token").status_code == 200
+    settings.METRICS_TOKEN = ""
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 403
+    settings.METRICS_ALLOWED_IPS = ["127.0.0.1"]
+    assert client.get("/metrics").status_code == 200  # the test client's REMOTE_ADDR
+
+
+def test_metrics_values(client, settings, user):
+    settings.METRICS_ALLOWED_IPS = ["127.0.0.1"]
+    settings.DAILY_BUDGET_USD = Decimal("20")
+    today = timezone.now().date()
+    DailySpendFactory(day=today, spent_usd=Decimal("5"))
+    RollupFactory(user=user, provider="groq", day=today, requests=7, errors=2, cost_usd=Decimal("0"))
+    UsageEventFactory(user=user, latency_ms=100)
+    UsageEventFactory(user=user, latency_ms=300, status_code=504)
+    body = client.get("/metrics").content.decode()
+    assert 'tollgate_requests_today{provider="groq"} 7' in body
+    assert 'tollgate_errors_today{provider="groq"} 2' in body
+    assert "tollgate_requests_5m 2" in body
+    assert "tollgate_request_latency_ms_sum_5m 400" in body
+    assert "tollgate_upstream_errors_5m 1" in body
+    assert "tollgate_budget_percent_used 25.00" in body
+    assert "tollgate_spend_usd_today 5.000000" in body
+
+
+def test_docs_page_uses_the_users_key_prefix(client, user):
+    response = client.get("/docs/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "sk_agentai_YOUR_KEY" in html and "quota_exceeded" in html and "X-RateLimit-Remaining" in html
+    key = ApiKeyFactory(user=user, prefix="sk_agentai_Zq9x")
+    client.force_login(user)
+    html = client.get("/docs/").content.decode()
+    assert f"{key.prefix}…" in html and 'base_url="http://' in html
+    assert "/api/proxy/v1/chat/completions" in html
