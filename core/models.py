@@ -9,3 +9,37 @@ class BaseModel(models.Model):
 
     class Meta:
         abstract = True
+
+
+class ReconciliationDrift(models.Model):
+    """An operational record, not a domain model: the nightly reconciliation found a cached
+    number (a balance, a quota counter, a report's billing state) that disagrees with the rows
+    it should be derived from. Drift is only recorded and shown to operators, never corrected
+    automatically: a human decides which side is wrong and fixes it with a new ledger entry.
+
+    At most one open (unresolved) record per ``source`` + ``subject``; a later run that sees
+    the same drift updates ``last_seen_at`` and the figures instead of adding rows.
+    """
+
+    source = models.CharField(max_length=40)  # "credits.ledger", "billing.quota", "organizations.meter"
+    subject = models.CharField(max_length=200)  # what drifted, e.g. "user:12" or "counter:7"
+    expected = models.CharField(max_length=64)  # the value derived from the source rows
+    actual = models.CharField(max_length=64)  # the cached / recorded value
+    detail = models.JSONField(default=dict, blank=True)
+    detected_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_note = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-detected_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "subject"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="reconciliationdrift_one_open",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.source} {self.subject}: expected {self.expected}, got {self.actual}"

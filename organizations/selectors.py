@@ -6,9 +6,11 @@ from __future__ import annotations
 import hmac
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from .models import Organization, UsageReport
 
@@ -66,3 +68,56 @@ def organizations_overview() -> OrganizationsOverview:
 
 def usage_report_list(*, organization: Organization) -> QuerySet[UsageReport]:
     return UsageReport.objects.filter(organization=organization).order_by("-report_on")
+
+
+# A linked report not sent after this long is drift, not just a retry in progress (the retry
+# back-off of ORG_METER_MAX_ATTEMPTS attempts is well under a day with the defaults).
+USAGE_REPORT_SEND_GRACE = timedelta(days=1)
+
+
+def usage_report_reconcile(*, now: datetime | None = None) -> list[dict]:
+    """Reports whose meter event is missing or inconsistent with what we recorded.
+
+    Read-only (the nightly reconciliation records the result); one query. A report is drift when
+    it is ``sent`` without the identifier derived from its id (Stripe would not deduplicate a
+    resend) or without ``sent_at``; when it is ``failed`` (waits for the operator); or when an
+    organization is linked and the report is still not sent a day after it arrived.
+    """
+    now = now or timezone.now()
+    statuses = UsageReport.BillingStatus
+    overdue = now - USAGE_REPORT_SEND_GRACE
+    rows = UsageReport.objects.filter(
+        Q(billing_status=statuses.SENT)
+        | Q(billing_status=statuses.FAILED)
+        | Q(
+            billing_status__in=[statuses.PENDING, statuses.SENDING],
+            created_at__lt=overdue,
+        )
+    ).only(
+        "pk", "organization_id", "report_on", "user_count", "billing_status", "meter_identifier", "sent_at"
+    )
+    drift = []
+    for report in rows.iterator(chunk_size=1000):
+        expected = report.meter_identifier_expected
+        if report.billing_status == statuses.SENT:
+            if report.meter_identifier == expected and report.sent_at is not None:
+                continue
+            problem = "sent without the expected meter identifier or sent_at"
+            actual = report.meter_identifier or "(none)"
+        elif report.billing_status == statuses.FAILED:
+            problem, actual = "meter event failed; waits for the operator", "failed"
+        else:
+            problem, actual = "meter event not sent a day after the report", report.billing_status
+        drift.append(
+            {
+                "report_id": str(report.pk),
+                "organization_id": str(report.organization_id),
+                "report_on": report.report_on.isoformat(),
+                "user_count": report.user_count,
+                "billing_status": report.billing_status,
+                "expected": expected,
+                "actual": actual,
+                "problem": problem,
+            }
+        )
+    return drift

@@ -1,0 +1,87 @@
+"""Writes of the shared kernel: recording reconciliation drift (operational records only)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import ReconciliationDrift
+from .reconciliation import RECONCILIATION_CHECKS, DriftFinding
+
+logger = logging.getLogger("tollgate.reconciliation")
+
+
+def reconciliation_drift_record(*, finding: DriftFinding, now: datetime | None = None) -> ReconciliationDrift:
+    """Record one finding: a new open drift, or the open one of the same subject refreshed.
+
+    The partial unique constraint keeps one open row per source + subject, so a nightly run
+    that sees the same drift again (or two runs at once) never piles up duplicates.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        drift, created = ReconciliationDrift.objects.select_for_update().get_or_create(
+            source=finding.source,
+            subject=finding.subject,
+            resolved_at=None,
+            defaults={
+                "expected": finding.expected,
+                "actual": finding.actual,
+                "detail": finding.detail,
+                "detected_at": now,
+                "last_seen_at": now,
+            },
+        )
+        if not created:
+            drift.expected, drift.actual, drift.detail = finding.expected, finding.actual, finding.detail
+            drift.last_seen_at = now
+            drift.save(update_fields=["expected", "actual", "detail", "last_seen_at"])
+    return drift
+
+
+def reconciliation_run(*, now: datetime | None = None) -> list[ReconciliationDrift]:
+    """Run every check and record what drifted. Never corrects anything: operators do.
+
+    A failing check is logged and does not stop the others (one app's bug must not hide
+    another app's drift).
+    """
+    now = now or timezone.now()
+    recorded = []
+    for source, check in RECONCILIATION_CHECKS.items():
+        try:
+            rows = check(now=now)
+        except Exception as exc:  # recorded as drift of its own so the operator sees it
+            logger.exception("reconciliation check failed", extra={"source": source})
+            rows = [
+                DriftFinding(
+                    source=source,
+                    subject="check",
+                    expected="check runs",
+                    actual="check failed",
+                    detail={"error": type(exc).__name__},
+                )
+            ]
+        for finding in rows:
+            drift = reconciliation_drift_record(finding=finding, now=now)
+            recorded.append(drift)
+            logger.error(
+                "reconciliation drift",
+                extra={
+                    "source": source,
+                    "subject": finding.subject,
+                    "expected": finding.expected,
+                    "actual": finding.actual,
+                },
+            )
+    return recorded
+
+
+def reconciliation_drift_resolve(*, drift: ReconciliationDrift, note: str = "", now=None) -> bool:
+    """Mark an open drift handled (the operator fixed the data). False when already resolved."""
+    now = now or timezone.now()
+    updated = ReconciliationDrift.objects.filter(pk=drift.pk, resolved_at__isnull=True).update(
+        resolved_at=now, resolved_note=note[:500]
+    )
+    return bool(updated)
