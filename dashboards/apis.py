@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -130,6 +131,8 @@ class DashboardCreditsSerializer(serializers.Serializer):
 
 
 class OperatorDashboardApi(APIView):
+    # Operators use their admin session (or a DRF token), never a customer proxy key.
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
     permission_classes = [IsAdminUser]
 
     class OutputSerializer(serializers.Serializer):

@@ -10,7 +10,7 @@ class DashboardsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from config.celery import beat_schedule_add, crontab
+        from config.celery import beat_schedule_add
 
         self._admin_dashboard_url_add()
 
@@ -19,12 +19,6 @@ class DashboardsConfig(AppConfig):
             task="dashboards.operator_alerts_check",
             schedule=30.0,
             expires=25,
-        )
-        beat_schedule_add(
-            "dashboards-ledger-drift",
-            task="dashboards.ledger_drift_check",
-            schedule=crontab(minute=17),
-            expires=3000,
         )
 
     @staticmethod

@@ -15,7 +15,6 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -24,6 +23,7 @@ from accounts.providers import PROVIDERS
 from billing.models import CheckoutSession, Plan, StripeEvent, Subscription
 from billing.selectors import plan_for_user_get, quota_status_get, subscription_get
 from core import time as periods
+from core.models import ReconciliationDrift
 from core.money import minor_to_decimal, usd
 from credits.models import CreditPurchase, LedgerEntry, UpsellEvent
 from organizations.models import UsageReport
@@ -40,7 +40,6 @@ CENT = Decimal("0.01")
 TENTH = Decimal("0.1")
 BUDGET_WARNING_PERCENT = Decimal(75)
 BUDGET_CRITICAL_PERCENT = Decimal(90)
-LEDGER_DRIFT_CACHE_KEY = "dashboards:ledger-drift"
 # Providers the health tracker can put in cooldown (the registry plus the local sandbox).
 KNOWN_PROVIDERS = (*PROVIDERS.keys(), "sandbox")
 
@@ -560,12 +559,16 @@ def providers_in_cooldown_list() -> list[str]:
     return sorted(providers_cooling_get(providers=list(KNOWN_PROVIDERS)))
 
 
-def ledger_drift_get() -> dict | None:
-    """The last credit-ledger reconciliation result the alert task stored (None: not run yet).
-
-    Re-summing every ledger is too heavy for a page view, so the periodic task does it.
-    """
-    return cache.get(LEDGER_DRIFT_CACHE_KEY)
+def drift_open_counts_get() -> dict[str, int]:
+    """Unresolved drift found by the nightly reconciliation, per source (``credits.ledger``,
+    ``billing.quota``, ``organizations.meter``); the full re-sum is too heavy for a page view."""
+    return dict(
+        ReconciliationDrift.objects.filter(resolved_at__isnull=True)
+        .values("source")
+        .annotate(n=Count("id"))
+        .order_by("source")
+        .values_list("source", "n")
+    )
 
 
 def operator_alerts_list(
@@ -574,7 +577,7 @@ def operator_alerts_list(
     cooling: list[str],
     failed_webhooks: int,
     failed_meter_events: int,
-    drift: dict | None,
+    drift: dict[str, int],
 ) -> list[dict]:
     """The alerts block, most severe first, each with the action to take."""
     alerts = []
@@ -598,13 +601,14 @@ def operator_alerts_list(
                 "action": "Watch the spend; abusive users are listed below.",
             }
         )
-    if drift and drift.get("count"):
+    if drift:
+        found = ", ".join(f"{count} in {source}" for source, count in sorted(drift.items()))
         alerts.append(
             {
                 "level": "critical",
                 "code": "ledger_drift",
-                "message": f"{drift['count']} credit account(s) disagree with their ledger.",
-                "action": "Check the credits.ledger_reconcile log and correct with an adjustment entry.",
+                "message": f"The reconciliation found cached numbers that disagree with their rows: {found}.",
+                "action": "Open Core › Reconciliation drifts, correct with a new ledger entry, then resolve.",
             }
         )
     for provider in cooling:
@@ -685,7 +689,7 @@ def operator_dashboard_get(*, now: datetime | None = None) -> dict:
     window_start = now - timedelta(days=CHART_DAYS)
     failed_webhooks = stripe_events_failed_count(since=window_start)
     failed_meter = meter_events_failed_count()
-    drift = ledger_drift_get()
+    drift = drift_open_counts_get()
     economics = economics_get(since=since_30, until=today, providers=providers_30)
     return {
         "generated_at": now,
@@ -709,7 +713,7 @@ def operator_dashboard_get(*, now: datetime | None = None) -> dict:
         "providers_in_cooldown": cooling,
         "organizations": organizations_block_get(),
         "credits": credits_overview_get(since=window_start),
-        "ledger_drift": drift,
+        "drift": drift,
     }
 
 

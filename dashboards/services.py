@@ -1,4 +1,4 @@
-"""Writes of the dashboards app: operator alert emails, the cached ledger-drift result, and the
+"""Writes of the dashboards app: operator alert emails and the
 synthetic usage history used by benchmarks and demos. No domain model belongs to this app; the
 generator writes the proxy's usage tables exactly the way the proxy would (events + rollups +
 daily spend that agree with each other)."""
@@ -25,11 +25,9 @@ from django.utils import timezone
 
 from accounts.models import ApiKey
 from core.money import usd
-from credits.services import credit_ledger_reconcile
 from proxy.models import DailySpend, UsageDailyRollup, UsageEvent
 
 from .selectors import (
-    LEDGER_DRIFT_CACHE_KEY,
     budget_status_get,
     providers_in_cooldown_list,
     staff_recipients_list,
@@ -38,7 +36,6 @@ from .selectors import (
 logger = logging.getLogger("tollgate.dashboards")
 
 ALERT_GATE_SECONDS = 2 * 24 * 3600
-LEDGER_DRIFT_CACHE_SECONDS = 7 * 24 * 3600
 
 
 def _budget_gate_key(day) -> str:
@@ -120,20 +117,6 @@ def cooldown_alert_send(*, now: datetime | None = None) -> list[str]:
     if alerted:
         logger.warning("cooldown alert emailed", extra={"providers": alerted})
     return alerted
-
-
-def ledger_drift_record(*, now: datetime | None = None) -> dict:
-    """Re-sum every credit ledger (credits' reconciliation) and keep the result for the
-    operator dashboard, which cannot afford the full scan on each view."""
-    now = now or timezone.now()
-    drifts = credit_ledger_reconcile()
-    result = {
-        "count": len(drifts),
-        "user_ids": [d.user_id for d in drifts[:20]],
-        "checked_at": now.isoformat(),
-    }
-    cache.set(LEDGER_DRIFT_CACHE_KEY, result, LEDGER_DRIFT_CACHE_SECONDS)
-    return result
 
 
 # =============================================================================================

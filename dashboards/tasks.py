@@ -15,9 +15,3 @@ def operator_alerts_check_task() -> dict:
         "budget_alerted": services.budget_alert_send(),
         "cooldown_alerted": services.cooldown_alert_send(),
     }
-
-
-@shared_task(name="dashboards.ledger_drift_check")
-def ledger_drift_check_task() -> int:
-    """Hourly full re-sum of the credit ledgers; the result feeds the dashboard's alerts."""
-    return services.ledger_drift_record()["count"]

@@ -4,7 +4,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 
 from billing.models import CheckoutSession, Plan, StripeEvent
@@ -286,7 +285,7 @@ def test_alerts_list_severity_and_actions(today, settings):
     DailySpendFactory(day=today, spent_usd=Decimal("9.5"))
     budget = selectors.budget_status_get(today=today)
     alerts = selectors.operator_alerts_list(
-        budget=budget, cooling=["groq"], failed_webhooks=2, failed_meter_events=1, drift={"count": 3}
+        budget=budget, cooling=["groq"], failed_webhooks=2, failed_meter_events=1, drift={"credits.ledger": 3}
     )
     assert [(a["level"], a["code"]) for a in alerts] == [
         ("critical", "budget"),
@@ -302,16 +301,32 @@ def test_no_alerts_when_all_is_well(today):
     budget = selectors.budget_status_get(today=today)
     assert (
         selectors.operator_alerts_list(
-            budget=budget, cooling=[], failed_webhooks=0, failed_meter_events=0, drift={"count": 0}
+            budget=budget, cooling=[], failed_webhooks=0, failed_meter_events=0, drift={}
         )
         == []
     )
 
 
-def test_ledger_drift_reads_the_stored_check():
-    assert selectors.ledger_drift_get() is None
-    cache.set(selectors.LEDGER_DRIFT_CACHE_KEY, {"count": 2, "user_ids": [1, 2]})
-    assert selectors.ledger_drift_get()["count"] == 2
+def test_open_drift_counts_per_source(now):
+    from core.models import ReconciliationDrift
+
+    def drift(source, subject, resolved=False):
+        ReconciliationDrift.objects.create(
+            source=source,
+            subject=subject,
+            expected="1",
+            actual="2",
+            detected_at=now,
+            last_seen_at=now,
+            resolved_at=now if resolved else None,
+        )
+
+    assert selectors.drift_open_counts_get() == {}
+    drift("credits.ledger", "user:1")
+    drift("credits.ledger", "user:2")
+    drift("credits.ledger", "user:3", resolved=True)
+    drift("organizations.meter", "report:9")
+    assert selectors.drift_open_counts_get() == {"credits.ledger": 2, "organizations.meter": 1}
 
 
 def test_credits_overview(settings, now):

@@ -5,7 +5,7 @@ from django.core import mail
 from django.utils import timezone
 
 from dashboards import services
-from dashboards.tasks import ledger_drift_check_task, operator_alerts_check_task
+from dashboards.tasks import operator_alerts_check_task
 from dashboards.tests.factories import DailySpendFactory, StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -68,20 +68,6 @@ def test_alert_task_runs_both_checks(settings, staff_emails):
     DailySpendFactory(day=timezone.now().date(), spent_usd=Decimal("0.95"))
     result = operator_alerts_check_task.delay().get()
     assert result == {"budget_alerted": True, "cooldown_alerted": []}
-
-
-def test_ledger_drift_record_feeds_the_dashboard(db):
-    from credits.models import CreditAccount, LedgerEntry
-    from dashboards.selectors import ledger_drift_get
-
-    user = UserFactory()
-    LedgerEntry.objects.create(user=user, kind="grant", amount=10, balance_after=10, idempotency_key="d:1")
-    CreditAccount.objects.create(user=user, balance=10)
-    assert ledger_drift_check_task.delay().get() == 0
-    assert ledger_drift_get()["count"] == 0
-    CreditAccount.objects.filter(user=user).update(balance=12)  # drift
-    assert ledger_drift_check_task.delay().get() == 1
-    assert ledger_drift_get()["user_ids"] == [user.pk]
 
 
 def test_no_staff_no_email(settings):
