@@ -128,3 +128,27 @@ def test_client_disconnect_mid_stream_still_records_usage(caller, fake_upstream,
     assert event.completion_tokens > 0
     counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
     assert counter.reserved == 0 and counter.used == event.total_tokens
+
+
+def test_stream_falls_back_when_the_first_provider_fails_before_the_first_byte(
+    caller, fake_upstream, live_asgi
+):
+    user, plaintext, _client = caller
+    plan_configure(weights={"openrouter": 100}, fallback_provider="groq")
+    global_key_set("openrouter")
+    global_key_set("groq")
+    fake_upstream.path_modes = {"/openrouter": "503"}
+    client = openai.OpenAI(base_url=f"{live_asgi}/api/proxy/v1", api_key=plaintext, max_retries=0)
+
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "Hi"}], max_tokens=50, stream=True
+    ) as response:
+        assert response.headers["X-Tollgate-Provider"] == "groq"
+        assert response.headers["X-Tollgate-Fallback"] == "true"
+        chunks = list(response.parse())
+
+    assert chunks
+    event = _wait_for_event()[0]
+    assert (event.provider, event.is_fallback, event.total_tokens) == ("groq", True, 15)
+    counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
+    assert (counter.used, counter.reserved) == (15, 0)
