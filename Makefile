@@ -20,6 +20,7 @@ migrate: $(STAMP)
 ## Serve the portal locally on embedded defaults (SQLite, local cache, eager Celery, sandbox).
 run: migrate
 	$(BIN)/python manage.py seed_catalog
+	$(BIN)/python manage.py seed_proxy_catalog
 	$(BIN)/python manage.py ensure_local_admin
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
