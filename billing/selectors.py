@@ -232,7 +232,7 @@ def subscription_status_get(*, user, now: datetime | None = None) -> dict:
     gateway took the payment. The free plan answers ``is_active: false``."""
     now = now or timezone.now()
     plan = plan_for_user_get(user=user, now=now)
-    subscription = subscription_get(user=user)
+    subscription = subscription_get(user=user) if plan.is_paid else None
     if subscription is None or subscription.plan_id != plan.pk:
         return {"tier": plan.code, "is_active": False, "expires_at": None, "gateway": None}
     expires_at = subscription.current_period_end if subscription.cancel_at_period_end else None

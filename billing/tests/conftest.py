@@ -43,3 +43,25 @@ def simulated_settings(settings):
     settings.SITE_URL = "http://testserver"
     settings.CHECKOUT_REDIRECT_HOSTS = ["testserver", "127.0.0.1", "localhost"]
     return settings
+
+
+@pytest.fixture
+def chargily_settings(settings):
+    """Simulated Chargily (DEBUG, no API key), signed with the tests' secret."""
+    from .chargily_events import SECRET
+
+    settings.DEBUG = True
+    settings.CHARGILY_API_KEY = ""
+    settings.CHARGILY_SECRET_KEY = SECRET
+    settings.SITE_URL = "http://testserver"
+    settings.CHECKOUT_REDIRECT_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+    return settings
+
+
+@pytest.fixture
+def chargily_live_settings(chargily_settings):
+    """Real Chargily (test mode): every HTTP call must be stubbed with ``responses``."""
+    chargily_settings.CHARGILY_API_KEY = "test_pk_chargily_tests"
+    chargily_settings.CHARGILY_MODE = "test"
+    chargily_settings.CHARGILY_API_BASE = ""
+    return chargily_settings
