@@ -11,7 +11,7 @@ import shutil
 
 os.environ.setdefault("TOLLGATE_TESTING", "1")
 
-import pytest  # noqa: E402
+import pytest
 
 
 def _require_services() -> bool:
@@ -55,3 +55,48 @@ def api_client():
     from rest_framework.test import APIClient
 
     return APIClient()
+
+
+# --- Suite-wide secret leak capture (see tests/secret_registry.py) ---------------------------
+
+
+def pytest_sessionstart(session):
+    import logging
+
+    from tests.secret_registry import LeakCaptureHandler, factories_instrument, settings_secrets_register
+
+    logging.getLogger().addHandler(LeakCaptureHandler(level=logging.DEBUG))
+    factories_instrument()
+    settings_secrets_register()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    from tests.secret_registry import REGISTRY, settings_secrets_register
+
+    REGISTRY.current_test = item.nodeid
+    try:
+        return (yield)
+    finally:
+        settings_secrets_register()  # the values the test's ``settings`` overrides set
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from tests.secret_registry import REGISTRY
+
+    leaks = REGISTRY.leaks()
+    if leaks:
+        lines = [f"  {secret[:6]}…{secret[-2:]} logged by {where}" for secret, where in sorted(leaks.items())]
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = "SECRET LEAK: these secrets appeared in log records:\n" + "\n".join(lines)
+        if reporter is not None:
+            reporter.write_line(message, red=True)
+        session.exitstatus = 1
+
+
+@pytest.fixture
+def secret_registry():
+    """Register any secret a test creates by hand: ``secret_registry.add(value)``."""
+    from tests.secret_registry import REGISTRY
+
+    return REGISTRY

@@ -1,0 +1,110 @@
+"""Fixtures for the system tests that span apps: two ordinary users, a staff user, clients
+authenticated every way the API accepts (session, Bearer customer key), the seeded catalogue
+and a local fake upstream for the proxy routes."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from accounts.tests.factories import StaffUserFactory, UserFactory, api_key_for
+
+PROVIDERS = ("openai", "anthropic", "google", "mistral", "groq", "openrouter", "deepseek")
+
+
+@pytest.fixture(autouse=True)
+def celery_eager(monkeypatch):
+    """Tasks inline even when REDIS_URL is set (the broker is not part of these tests)."""
+    from config.celery import app
+
+    monkeypatch.setitem(app.conf, "task_always_eager", True)
+    monkeypatch.setitem(app.conf, "task_eager_propagates", True)
+
+
+@pytest.fixture
+def catalog(db):
+    """Plans, credit packs/costs and the proxy's model catalogue, as the data migrations seed them
+    (recreated because transactional tests flush them)."""
+    from billing.services import plan_catalog_seed
+    from credits.models import CreditPack
+    from credits.tests.factories import seed_catalogue
+    from proxy.selectors import catalog_invalidate
+    from proxy.services import proxy_catalog_seed
+
+    plan_catalog_seed()
+    if not CreditPack.objects.exists():
+        seed_catalogue()
+    proxy_catalog_seed()
+    catalog_invalidate()
+
+
+@pytest.fixture
+def fake_upstream(settings):
+    """Every provider's base URL (and Instantly's) points at a local fake; no sandbox."""
+    from proxy.selectors import catalog_invalidate
+    from proxy.tests.fakeupstream import FakeUpstream
+
+    settings.SANDBOX_PROVIDER_ENABLED = False
+    settings.PROXY_UPSTREAM_TIMEOUT = 5.0
+    with FakeUpstream() as fake:
+        settings.PROVIDER_BASE_URLS = {code: fake.url_for(f"/{code}") for code in PROVIDERS}
+        settings.INSTANTLY_API_URL = fake.url_for("/instantly")
+        catalog_invalidate()
+        yield fake
+    catalog_invalidate()
+
+
+@pytest.fixture
+def user_a(db):
+    return UserFactory(email="alice@example.com")
+
+
+@pytest.fixture
+def user_b(db):
+    return UserFactory(email="bob@example.com")
+
+
+@pytest.fixture
+def staff(db):
+    return StaffUserFactory(email="operator@example.com", is_superuser=True)
+
+
+def bearer_client(user) -> APIClient:
+    """A client sending a real customer key through the real authentication class."""
+    _key, plaintext = api_key_for(user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    client.plaintext = plaintext
+    return client
+
+
+def session_client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def client_a(user_a):
+    return bearer_client(user_a)
+
+
+@pytest.fixture
+def client_b(user_b):
+    return bearer_client(user_b)
+
+
+@pytest.fixture
+def session_a(user_a):
+    return session_client(user_a)
+
+
+@pytest.fixture
+def session_b(user_b):
+    return session_client(user_b)
+
+
+@pytest.fixture
+def staff_session(staff):
+    return session_client(staff)
