@@ -64,3 +64,40 @@ def test_plan_edit_in_admin_invalidates_the_catalogue(staff_client, django_captu
     assert response.status_code == 302
     assert cache.get(CATALOG_VERSION_KEY) != before
     assert plan_for_user_get(user=UserFactory()).rate_limit_per_minute == 9
+
+
+def test_payment_transactions_and_chargily_events_are_listed_read_only(staff_client, settings):
+    from billing import chargily_client
+    from billing.models import ChargilyEvent, PaymentTransaction
+
+    from .chargily_events import SECRET
+
+    settings.DEBUG = True
+    settings.CHARGILY_API_KEY = ""
+    settings.CHARGILY_SECRET_KEY = SECRET
+    settings.CHECKOUT_REDIRECT_HOSTS = ["testserver"]
+    settings.SITE_URL = "http://testserver"
+    staff_client.post("/payment/subscribe/student", content_type="application/json")
+    tx = PaymentTransaction.objects.get()
+    page = staff_client.get("/admin/billing/paymenttransaction/?gateway=chargily")
+    assert page.status_code == 200 and b"1,590.00 DZD" in page.content
+    assert staff_client.get(f"/admin/billing/paymenttransaction/{tx.pk}/change/").status_code == 200
+    assert staff_client.get("/admin/billing/paymenttransaction/add/").status_code == 403
+    # A failed event is reprocessed through the service (it fails again: the amount is wrong).
+    body = (
+        b'{"id": "evt_admin", "type": "checkout.paid", "data": {"id": "x", "amount": 1, "currency": "dzd"}}'
+    )
+    staff_client.post(
+        "/payment/webhook/chargily",
+        data=body,
+        content_type="application/json",
+        HTTP_SIGNATURE=chargily_client.signature_compute(payload=body, secret=SECRET),
+    )
+    event = ChargilyEvent.objects.get()
+    assert event.status == "ignored"  # no such checkout: not ours
+    ChargilyEvent.objects.filter(pk=event.pk).update(status="failed")
+    staff_client.post(
+        "/admin/billing/chargilyevent/", {"action": "reprocess", "_selected_action": [event.pk]}
+    )
+    event.refresh_from_db()
+    assert event.status == "ignored" and event.attempts == 2
