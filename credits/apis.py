@@ -156,6 +156,8 @@ class CreditBuyApi(APIView):
         # Checked by billing against CHECKOUT_REDIRECT_HOSTS (no open redirect).
         successUrl = serializers.CharField(max_length=2000)
         cancelUrl = serializers.CharField(max_length=2000)
+        # "chargily": pay the pack's DZD price with Chargily Pay (CIB / EDAHABIA).
+        gateway = serializers.ChoiceField(choices=["stripe", "chargily"], default="stripe")
 
     class OutputSerializer(serializers.Serializer):
         checkoutUrl = serializers.CharField(source="checkout_url")
@@ -169,5 +171,6 @@ class CreditBuyApi(APIView):
             pack_code=data.validated_data["packId"],
             success_url=data.validated_data["successUrl"],
             cancel_url=data.validated_data["cancelUrl"],
+            gateway=data.validated_data["gateway"],
         )
         return Response(self.OutputSerializer(session).data)

@@ -25,6 +25,8 @@ class CreditPack(BaseModel):
     credits = models.PositiveIntegerField()
     price_minor = models.PositiveIntegerField()  # price in minor units of `currency` (cents)
     currency = models.CharField(max_length=3, default="eur")  # ISO 4217, lower case as Stripe
+    # Price for Chargily Pay, in DZD centimes (whole dinars only); empty = not sold in DZD.
+    price_dzd_minor = models.PositiveIntegerField(null=True, blank=True)
     # Optional: without it, checkout sends inline price_data built from price_minor/currency.
     stripe_price_id = models.CharField(max_length=100, blank=True)
     is_active = models.BooleanField(default=True)

@@ -331,14 +331,28 @@ def credit_holds_expire(*, older_than: timedelta = timedelta(hours=1), now=None)
 # --- purchase, refund --------------------------------------------------------------------------
 
 
-def credit_pack_checkout_start(*, user, pack_code: str, success_url: str, cancel_url: str) -> dict:
-    """Open a Stripe Checkout (mode payment) for a pack; fulfilment comes by webhook."""
+def credit_pack_checkout_start(
+    *, user, pack_code: str, success_url: str, cancel_url: str, gateway: str = "stripe"
+) -> dict:
+    """Open a checkout (mode payment) for a pack — Stripe, or Chargily Pay at the pack's DZD
+    price; fulfilment comes by webhook through the same ``credit_pack`` handler."""
     from billing.services import checkout_session_start
 
     pack = CreditPack.objects.filter(code=pack_code, is_active=True).first()
     if pack is None:
         raise ApiError("invalid_request", f"Unknown credit pack: {pack_code}", param="packId")
-    if pack.stripe_price_id:
+    if gateway == "chargily":
+        if not pack.price_dzd_minor:
+            raise ApiError("invalid_request", f"{pack.name} has no DZD price.", param="gateway")
+        line_item = {
+            "price_data": {
+                "currency": "dzd",
+                "unit_amount": pack.price_dzd_minor,
+                "product_data": {"name": pack.name, "description": f"{pack.credits} Tollgate credits"},
+            },
+            "quantity": 1,
+        }
+    elif pack.stripe_price_id:
         line_item = {"price": pack.stripe_price_id, "quantity": 1}
     else:
         line_item = {
@@ -364,6 +378,7 @@ def credit_pack_checkout_start(*, user, pack_code: str, success_url: str, cancel
             success_url=success_url,
             cancel_url=cancel_url,
             mode="payment",
+            gateway=gateway,
         )
     except StripeServiceError as exc:
         raise ApiError("upstream_error", exc.message) from exc
