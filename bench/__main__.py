@@ -415,13 +415,18 @@ class Bench:
             "direct_ttft_p99_ms": round(direct.ttft_percentile(99), 2),
             "proxy_ttft_p50_ms": round(proxy.ttft_percentile(50), 2),
             "proxy_ttft_p99_ms": round(proxy.ttft_percentile(99), 2),
-            "added_ttft_p99_ms": round(proxy.ttft_percentile(99) - direct.ttft_percentile(99), 2),
+            "added_ttft_p99_ms": (
+                round(proxy.ttft_percentile(99) - direct.ttft_percentile(99), 2)
+                if proxy.ttft_ms and direct.ttft_ms
+                else None
+            ),
             "errors": proxy.errors,
+            "error_statuses": proxy.statuses,
             "direct_errors": direct.errors,
         }
         print(
             f"  {count} streams: TTFT p99 direct {result['direct_ttft_p99_ms']:.1f} ms, "
-            f"proxy {result['proxy_ttft_p99_ms']:.1f} ms, added {result['added_ttft_p99_ms']:.1f} ms, "
+            f"proxy {result['proxy_ttft_p99_ms']:.1f} ms, added {result['added_ttft_p99_ms']} ms, "
             f"{proxy.errors} errors",
             flush=True,
         )

@@ -187,6 +187,7 @@ class StreamStats:
     errors: int = 0
     ttft_ms: list[float] = field(default_factory=list)
     total_ms: list[float] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)  # non-200 answers
 
     def ttft_percentile(self, p: float) -> float:
         return percentile(sorted(self.ttft_ms), p)
@@ -200,6 +201,8 @@ class StreamStats:
             merged.errors += run.errors
             merged.ttft_ms.extend(run.ttft_ms)
             merged.total_ms.extend(run.total_ms)
+            for code, count in run.statuses.items():
+                merged.statuses[code] = merged.statuses.get(code, 0) + count
         return merged
 
 
@@ -214,9 +217,10 @@ async def _one_stream(conn, host: str, path: str, payload: bytes, auth: str, sta
     streams measure the server, not the client (the direct runs show the client's share).
     """
     reader, writer = conn
+    # Headers as the openai SDK sends them (it asks for JSON even when streaming).
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Accept: text/event-stream\r\nContent-Length: {len(payload)}\r\n"
+        f"Accept: application/json\r\nContent-Length: {len(payload)}\r\n"
         + (f"Authorization: Bearer {auth}\r\n" if auth else "")
         + "\r\n"
     ).encode()
@@ -232,6 +236,7 @@ async def _one_stream(conn, host: str, path: str, payload: bytes, auth: str, sta
             pass  # response headers
         if status != 200:
             stats.errors += 1
+            stats.statuses[str(status)] = stats.statuses.get(str(status), 0) + 1
             return
         while True:
             line = await reader.readline()
