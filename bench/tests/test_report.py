@@ -1,0 +1,58 @@
+"""The results table says what the JSON says, including a failed accounting check."""
+
+from bench import report
+
+
+def _results(accounting_ok: bool) -> dict:
+    stats = {"p50_ms": 1.0, "p90_ms": 2.0, "p99_ms": 3.0, "rps": 100.0}
+    return {
+        "instant": [
+            {
+                "concurrency": 16,
+                "direct": stats,
+                "proxy": {**stats, "p50_ms": 3.5, "errors": 0, "cpu_ms_per_request": 1.25},
+                "added_p50_ms": 2.5,
+                "added_p99_ms": 0.0,
+            }
+        ],
+        "inflight": {
+            "upstream_latency_s": 2.0,
+            "connections": 500,
+            "steps": [
+                {
+                    "connections": 500,
+                    "rps": 240.0,
+                    "p50_ms": 2050,
+                    "p99_ms": 2300,
+                    "errors": 0,
+                    "rss_mb": 300,
+                    "held": True,
+                },
+                {
+                    "connections": 750,
+                    "rps": 200.0,
+                    "p50_ms": 3000,
+                    "p99_ms": 5000,
+                    "errors": 7,
+                    "rss_mb": 350,
+                    "held": False,
+                },
+            ],
+        },
+        "streams": {"count": 200, "added_ttft_p99_ms": None, "errors": 200},
+        "accounting_ok": accounting_ok,
+        "accounting_problems": [] if accounting_ok else ["after streams: 3 reservations still held"],
+    }
+
+
+def test_table_rows_and_verdict():
+    table = report.results_markdown(_results(accounting_ok=False))
+    assert (
+        "| 16 | 1.00 / 2.00 / 3.00 | 3.50 / 2.00 / 3.00 | 2.50 / 0.00 | 100 | 100 | 0 | 1.25 | n/a |" in table
+    )
+    assert "largest step held with zero errors: **500**" in table
+    assert "| 750 | 200.0 | 3000 | 5000 | 7 | 350 | no |" in table
+    assert "**added n/a ms**" in table  # no stream got through: no number is invented
+    assert "Accounting exact in every run: **NO**" in table
+    assert "- after streams: 3 reservations still held" in table
+    assert "**yes**" in report.results_markdown(_results(accounting_ok=True))
