@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 from django_ratelimit.exceptions import Ratelimited
 from rest_framework import exceptions as drf_exceptions
@@ -111,6 +113,15 @@ def api_exception_handler(exc, context):
         return ApiError(
             "rate_limit_exceeded", "Rate limit exceeded.", headers={"Retry-After": "60"}
         ).as_response()
+    if isinstance(exc, RequestDataTooBig):
+        # Django refuses to read a body over DATA_UPLOAD_MAX_MEMORY_SIZE: the client's fault.
+        return ApiError(
+            "payload_too_large",
+            f"Request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+        ).as_response()
+    if isinstance(exc, RecursionError):
+        # The JSON parser recursed past Python's limit: a body nested absurdly deep.
+        return ApiError("invalid_json", "Malformed request body: JSON is nested too deeply.").as_response()
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

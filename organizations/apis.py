@@ -60,6 +60,8 @@ def _json_body(request, *, max_bytes: int):
     body = request.body
     if len(body) > max_bytes:
         raise ApiError("payload_too_large", f"Request body is larger than {max_bytes} bytes.")
+    if body and request.content_type != "application/json":
+        raise ApiError("unsupported_media_type", "Send the report as application/json.")
     try:
         return json.loads(body)
     except ValueError:

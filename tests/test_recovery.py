@@ -1,0 +1,155 @@
+"""Recovery after outages: missed Stripe events, failed events in the admin, database down."""
+
+from __future__ import annotations
+
+import time
+from io import StringIO
+
+import pytest
+import responses
+from django.core.management import CommandError, call_command
+
+from billing.models import StripeEvent
+from billing.services import StripeEventProcessingError, stripe_event_process, stripe_event_store
+from credits.models import CreditAccount, LedgerEntry
+from credits.tests.services.test_credit_purchase_fulfil import paid_session
+
+EVENTS_URL = "https://api.stripe.com/v1/events"
+
+
+@pytest.fixture
+def stripe_settings(settings):
+    settings.STRIPE_SECRET_KEY = "sk_test_hardening_sync_0123456789"
+    settings.STRIPE_API_BASE = ""
+    return settings
+
+
+def _event(event_id: str, event_type: str, obj: dict, *, created: int | None = None) -> dict:
+    return {
+        "id": event_id,
+        "object": "event",
+        "api_version": "2026-08-26.dahlia",
+        "type": event_type,
+        "created": created or int(time.time()) - 4 * 86400,
+        "livemode": False,
+        "pending_webhooks": 0,
+        "request": {"id": None, "idempotency_key": None},
+        "data": {"object": obj},
+    }
+
+
+def _page(events: list[dict], *, has_more: bool) -> dict:
+    return {"object": "list", "url": "/v1/events", "has_more": has_more, "data": events}
+
+
+def _sync(since: str = "5d") -> str:
+    out = StringIO()
+    call_command("stripe_sync_events", since=since, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+@responses.activate
+def test_sync_fetches_missed_events_pages_and_fulfils_once(stripe_settings, catalog, user_a):
+    """Outage longer than Stripe's retry window: two purchases were never delivered, one was."""
+    delivered = _event("evt_delivered", "checkout.session.completed", paid_session(user_a, session_id="cs_1"))
+    row, _ = stripe_event_store(event=delivered)
+    stripe_event_process(event=row)
+    missed_1 = _event("evt_missed_1", "checkout.session.completed", paid_session(user_a, session_id="cs_2"))
+    missed_2 = _event("evt_missed_2", "checkout.session.completed", paid_session(user_a, session_id="cs_3"))
+    unknown = _event("evt_unknown", "radar.early_fraud_warning.created", {"id": "issfr_1"})
+    responses.get(EVENTS_URL, json=_page([missed_2, unknown], has_more=True))
+    responses.get(EVENTS_URL, json=_page([missed_1, delivered], has_more=False))
+
+    output = _sync("5d")
+
+    assert "4 fetched, 3 new, 3 processed, 1 already done, 0 failed" in output
+    first, second = (call.request for call in responses.calls)
+    assert "created%5Bgte%5D=" in first.url and "starting_after" not in first.url
+    assert "starting_after=evt_unknown" in second.url
+    assert first.headers["Authorization"] == "Bearer sk_test_hardening_sync_0123456789"
+    assert CreditAccount.objects.get(user=user_a).balance == 1500
+    assert LedgerEntry.objects.filter(kind="purchase").count() == 3
+    assert StripeEvent.objects.get(stripe_event_id="evt_unknown").status == StripeEvent.Status.IGNORED
+
+    # Run again (an operator retrying, or an overlapping window): nothing changes.
+    responses.get(EVENTS_URL, json=_page([missed_2, unknown, missed_1, delivered], has_more=False))
+    output = _sync("5d")
+
+    assert "4 fetched, 0 new, 0 processed, 4 already done" in output
+    assert CreditAccount.objects.get(user=user_a).balance == 1500
+    assert StripeEvent.objects.count() == 4
+
+
+@pytest.mark.django_db
+@responses.activate
+def test_sync_retries_a_failed_event_and_reports_new_failures(stripe_settings, catalog, user_a, monkeypatch):
+    event = _event("evt_flaky", "checkout.session.completed", paid_session(user_a, session_id="cs_9"))
+    responses.get(EVENTS_URL, json=_page([event], has_more=False))
+    from billing import registry
+
+    def broken(**kwargs):
+        raise RuntimeError("handler crashed")
+
+    monkeypatch.setitem(registry._checkout_handlers, "credit_pack", broken)
+
+    assert "1 failed" in _sync("1d")
+    row = StripeEvent.objects.get(stripe_event_id="evt_flaky")
+    assert row.status == StripeEvent.Status.FAILED and "handler crashed" in row.error
+    assert not LedgerEntry.objects.exists()
+
+    monkeypatch.undo()
+    responses.get(EVENTS_URL, json=_page([event], has_more=False))
+    assert "1 processed" in _sync("1d")
+    assert StripeEvent.objects.get(stripe_event_id="evt_flaky").status == StripeEvent.Status.PROCESSED
+    assert CreditAccount.objects.get(user=user_a).balance == 500
+
+
+@pytest.mark.django_db
+@responses.activate
+def test_sync_reports_stripe_errors_without_the_secret(stripe_settings):
+    responses.get(
+        EVENTS_URL,
+        status=401,
+        json={
+            "error": {
+                "type": "invalid_request_error",
+                "message": "Invalid API Key provided: sk_test_****6789",
+            }
+        },
+    )
+
+    with pytest.raises(CommandError) as excinfo:
+        _sync("1d")
+
+    assert "sk_test_hardening_sync_0123456789" not in str(excinfo.value)
+
+
+@pytest.mark.parametrize("since", ["yesterday", "2999-01-01T00:00:00Z"])
+def test_sync_rejects_bad_since(since, settings):
+    settings.STRIPE_SECRET_KEY = "sk_test_hardening_sync_0123456789"
+    with pytest.raises(CommandError):
+        _sync(since)
+
+
+@pytest.mark.django_db
+def test_admin_lists_failed_events_and_reprocesses_them(staff_session, catalog, user_a, monkeypatch):
+    from billing import registry
+
+    event = _event("evt_admin", "checkout.session.completed", paid_session(user_a, session_id="cs_admin"))
+    row, _ = stripe_event_store(event=event)
+    monkeypatch.setitem(registry._checkout_handlers, "credit_pack", lambda **kw: 1 / 0)
+    with pytest.raises(StripeEventProcessingError):
+        stripe_event_process(event=row)
+    monkeypatch.undo()
+
+    page = staff_session.get("/admin/billing/stripeevent/?status__exact=failed")
+    assert page.status_code == 200 and "evt_admin" in page.content.decode()
+
+    staff_session.post(
+        "/admin/billing/stripeevent/", {"action": "reprocess", "_selected_action": [row.pk]}, follow=True
+    )
+
+    row.refresh_from_db()
+    assert row.status == StripeEvent.Status.PROCESSED
+    assert CreditAccount.objects.get(user=user_a).balance == 500
