@@ -8,7 +8,7 @@ class AccountsConfig(AppConfig):
     def ready(self):
         from config.celery import beat_schedule_add, crontab
 
-        from . import checks, crypto  # noqa: F401  (system check E001; key reset on settings change)
+        from . import checks, crypto, schema  # noqa: F401  (system check E001; key reset; OpenAPI auth)
 
         beat_schedule_add(
             "accounts-key-reveals-purge",
