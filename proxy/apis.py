@@ -24,7 +24,7 @@ from core.time import isoformat_z
 from . import upstreams
 from .dbcall import db_call
 from .funding import quota_block
-from .gateway import ChatCall, chat_call_run
+from .gateway import ChatCall, call_detached, chat_call_run
 from .ratelimit import rate_limit_error, rate_limit_hit
 from .router import provider_chain
 from .selectors import model_list_get, usage_recent_list
@@ -297,7 +297,10 @@ class InstantlySendApi(ProxyApiView):
     async def post(self, request):
         serializer = self.InputSerializer(data=self.json_body(request))
         _raise_validation(serializer)
-        data = serializer.validated_data
+        # Detached: a disconnect between reserve and settle must not leave the hold behind.
+        return await call_detached(self._send(request, serializer.validated_data))
+
+    async def _send(self, request, data):
         started = time.monotonic()
         try:
             prepared = await db_call(

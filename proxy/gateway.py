@@ -153,7 +153,15 @@ async def _fail(call: ChatCall, attempts: Attempts, error: ApiError, provider: s
 
 
 async def chat_call_run(call: ChatCall):
-    """Serve a chat call; returns a dict (JSON answer) or a StreamingHttpResponse. Raises ApiError."""
+    """Serve a chat call; returns a dict (JSON answer) or a StreamingHttpResponse. Raises ApiError.
+
+    Runs detached from the request (``call_detached``): a client disconnect cannot interrupt it
+    between reserve and settle.
+    """
+    return await call_detached(_chat_call_run(call))
+
+
+async def _chat_call_run(call: ChatCall):
     attempts = Attempts()
     chain = chain_without_cooling(chain=call.chain)
     while chain:
@@ -311,9 +319,8 @@ class _SseUsageTap:
 def _stream_response(
     call: ChatCall, attempts: Attempts, prepared: PreparedCall, stream
 ) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(
-        stream_relay(call, attempts, prepared, stream), content_type="text/event-stream"
-    )
+    relay = StreamRelay(call, attempts, prepared, stream)
+    response = StreamingHttpResponse(relay.body(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     response["X-Tollgate-Provider"] = prepared.provider
@@ -322,46 +329,123 @@ def _stream_response(
     return response
 
 
-async def stream_relay(call: ChatCall, attempts: Attempts, prepared: PreparedCall, stream):
-    """Pass the provider's SSE bytes through and settle exactly once at the end.
+_END = object()
 
-    End of stream → settle with the provider's usage chunk (or a counted estimate). Client
-    disconnect (cancellation / aclose) or a mid-stream upstream failure → settle with what the
-    provider reported, else the counted estimate flagged ``estimated``: tokens that flowed are
-    never left unrecorded.
+
+class StreamRelay:
+    """Pass the provider's SSE bytes through and settle exactly once, whatever the client does.
+
+    The upstream is read by a task of its own (``pump``) that settles in its ``finally``; the
+    response body only drains a queue. So the settle does not depend on the response ever being
+    iterated: a client that disconnects before the first byte (Django then never starts the
+    body generator, whose ``finally`` would never run) leaves the pump to finish the stream and
+    settle with the provider's usage. A client that goes away mid-stream stops the pump, which
+    settles with what the provider reported, else the counted estimate flagged ``estimated``.
     """
-    tap = _SseUsageTap(forward_usage_event=call.client_wants_usage)
-    status, error_code = 200, ""
-    try:
-        async for chunk in stream.chunks():
-            out = tap.feed(chunk)
-            if out:
-                yield out
-        rest = tap.flush()
-        if rest:
-            yield rest
-    except upstreams.UpstreamFailure as exc:
-        logger.warning("upstream failure mid-stream", extra={"provider": prepared.provider, "kind": exc.kind})
-        error_code = "stream_interrupted"
-    finally:
-        await stream.aclose()
-        if tap.usage is not None:
-            prompt, completion = tap.usage
+
+    def __init__(self, call: ChatCall, attempts: Attempts, prepared: PreparedCall, stream):
+        self.call = call
+        self.attempts = attempts
+        self.prepared = prepared
+        self.stream = stream
+        self.tap = _SseUsageTap(forward_usage_event=call.client_wants_usage)
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.upstream_finished = False
+        self.pump_task = background_task_start(self.pump())
+
+    async def pump(self) -> None:
+        error_code = ""
+        try:
+            async for chunk in self.stream.chunks():
+                out = self.tap.feed(chunk)
+                if out:
+                    self.queue.put_nowait(out)
+            rest = self.tap.flush()
+            if rest:
+                self.queue.put_nowait(rest)
+        except upstreams.UpstreamFailure as exc:
+            logger.warning(
+                "upstream failure mid-stream", extra={"provider": self.prepared.provider, "kind": exc.kind}
+            )
+            error_code = "stream_interrupted"
+        finally:
+            self.upstream_finished = True
+            self.queue.put_nowait(_END)
+            await asyncio.shield(self._finish(error_code))
+
+    async def _finish(self, error_code: str) -> None:
+        try:
+            await self.stream.aclose()
+        finally:
+            await db_call(
+                _settle_and_quota,
+                prepared=self.prepared,
+                record=self._record(error_code),
+                user=self.call.user,
+                quota_meter=None,
+            )
+
+    def _record(self, error_code: str) -> CallRecord:
+        if self.tap.usage is not None:
+            prompt, completion = self.tap.usage
             estimated = False
         else:
-            prompt, completion = call.prompt_tokens, (tap.content_chars + 3) // 4
+            prompt, completion = self.call.prompt_tokens, (self.tap.content_chars + 3) // 4
             estimated = True
-        record = _record(
-            call,
-            attempts,
-            status=status,
-            provider=prepared.provider,
+        return _record(
+            self.call,
+            self.attempts,
+            status=200,
+            provider=self.prepared.provider,
             prompt=prompt,
             completion=completion,
             estimated=estimated,
             error_code=error_code,
         )
-        # Shielded: a cancelled (disconnected) response must still settle.
-        await asyncio.shield(
-            db_call(_settle_and_quota, prepared=prepared, record=record, user=call.user, quota_meter=None)
-        )
+
+    async def body(self):
+        """The response body. Closed early (client gone) → stop reading the provider."""
+        try:
+            while True:
+                item = await self.queue.get()
+                if item is _END:
+                    break
+                yield item
+            # Normal end: answer only once the call is on the books.
+            await asyncio.shield(self.pump_task)
+        finally:
+            if not self.upstream_finished:
+                self.pump_task.cancel()
+
+
+# --- Calls that outlive their client ---------------------------------------------------------
+
+_background: set[asyncio.Task] = set()
+
+
+def _background_done(task: asyncio.Task) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        if not isinstance(exc, ApiError):
+            logger.error("proxy background task failed", exc_info=exc)
+
+
+def background_task_start(coro) -> asyncio.Task:
+    """Run ``coro`` as a task the event loop keeps a reference to until it ends."""
+    task = asyncio.get_running_loop().create_task(coro)
+    _background.add(task)
+    task.add_done_callback(_background_done)
+    return task
+
+
+async def call_detached(coro):
+    """Await ``coro`` in its own task, shielded from the request's cancellation.
+
+    Django cancels a view when its client disconnects. Between reserve and settle that would
+    leave the reservation held (the money bug the bench found): the reserve's thread finishes
+    but its result is dropped, or the upstream await is cancelled before the release/settle.
+    Shielded, the call runs to its end — upstream answer, settle, usage event — and only the
+    answer to the departed client is lost. The provider did the work, so charging it is right.
+    """
+    return await asyncio.shield(background_task_start(coro))

@@ -53,6 +53,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.dumps({"error": {"message": f"fake upstream {mode}", "type": "fake"}}).encode()
             self._send(int(mode), body)
             return
+        if fake.delay_seconds:  # a slow provider (client-disconnect tests)
+            time.sleep(fake.delay_seconds)
         if mode == "garbage":
             self._send(200, b"<html>not json</html>", content_type="text/html")
             return
@@ -120,6 +122,7 @@ class FakeUpstream:
         self.stream_chunks = 5
         self.chunk_delay = 0.0
         self.sleep_seconds = 2.0
+        self.delay_seconds = 0.0
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         self.client_went_away = False
