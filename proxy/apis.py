@@ -13,7 +13,9 @@ from adrf.views import APIView as AsyncAPIView
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from rest_framework import serializers
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from accounts.authentication import ApiKeyAuthentication
@@ -41,11 +43,28 @@ def _raise_validation(serializer) -> None:
         raise serializers.ValidationError(serializer.errors)
 
 
+class JsonOnlyNegotiation(BaseContentNegotiation):
+    """The proxy answers JSON (or an SSE stream built by the view) whatever ``Accept`` says.
+
+    DRF's default negotiation answers 406 to ``Accept: text/event-stream``, which is exactly what
+    streaming clients send; it also costs a header parse per call for a choice that never varies.
+    """
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        renderer = renderers[0]
+        return renderer, renderer.media_type
+
+
 class ProxyApiView(AsyncAPIView):
-    """Base for the proxy: Bearer ``sk_agentai_…`` only, rate-limited per key."""
+    """Base for the proxy: Bearer ``sk_agentai_…`` only, rate-limited per key, JSON only."""
 
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [IsAuthenticated]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JsonOnlyNegotiation
 
     def _gate(self, request):
         """Auth, plan and rate limit: one thread hop, a couple of indexed queries."""
