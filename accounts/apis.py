@@ -4,12 +4,14 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.utils.decorators import method_decorator
 from django_ratelimit.decorators import ratelimit
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.exceptions import ApiError
+from core.schema import error_responses, schema_named
 
 from .models import ProviderCredential
 from .selectors import api_key_list, provider_key_status_list
@@ -31,6 +33,7 @@ _auth_ratelimit = method_decorator(
 
 
 @_auth_ratelimit
+@schema_named
 class RegisterApi(APIView):
     authentication_classes = ()
     permission_classes = (AllowAny,)
@@ -44,6 +47,15 @@ class RegisterApi(APIView):
         email = serializers.EmailField()
         token = serializers.CharField()
 
+    @extend_schema(
+        operation_id="auth_register",
+        auth=[],
+        summary="Create an account",
+        description="Returns the new account and its DRF token. Rate limited per IP (AUTH_RATE_LIMIT).",
+        tags=["auth"],
+        request=InputSerializer,
+        responses={201: OutputSerializer, **error_responses(400, 413, 415, 429)},
+    )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -53,6 +65,7 @@ class RegisterApi(APIView):
 
 
 @_auth_ratelimit
+@schema_named
 class TokenApi(APIView):
     authentication_classes = ()
     permission_classes = (AllowAny,)
@@ -64,6 +77,15 @@ class TokenApi(APIView):
     class OutputSerializer(serializers.Serializer):
         token = serializers.CharField()
 
+    @extend_schema(
+        operation_id="auth_token",
+        auth=[],
+        summary="Exchange email and password for the DRF token",
+        description="A wrong email or password answers 400. Rate limited per IP (AUTH_RATE_LIMIT).",
+        tags=["auth"],
+        request=InputSerializer,
+        responses={200: OutputSerializer, **error_responses(400, 413, 415, 429)},
+    )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -83,9 +105,9 @@ class ApiKeyOutputSerializer(serializers.Serializer):
     name = serializers.CharField()
     prefix = serializers.CharField()
     created_at = serializers.DateTimeField()
-    last_used_at = serializers.DateTimeField()
-    revoked_at = serializers.DateTimeField()
-    expires_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)  # set while a rotation's grace runs
 
 
 class ApiKeyCreatedSerializer(serializers.Serializer):
@@ -96,14 +118,30 @@ class ApiKeyCreatedSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+@schema_named
 class ApiKeyListCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100)
 
+    @extend_schema(
+        operation_id="keys_list",
+        summary="List your API keys",
+        description="Revoked and expired keys included; the plaintext is never returned again.",
+        tags=["keys"],
+        responses={200: ApiKeyOutputSerializer(many=True), **error_responses(401)},
+    )
     def get(self, request):
         keys = api_key_list(user=request.user)
         return Response(ApiKeyOutputSerializer(keys, many=True).data)
 
+    @extend_schema(
+        operation_id="keys_create",
+        summary="Create an API key",
+        description="`key` is the plaintext, shown in this response only (400 past API_KEYS_PER_USER_LIMIT).",
+        tags=["keys"],
+        request=InputSerializer,
+        responses={201: ApiKeyCreatedSerializer, **error_responses(400, 401, 403, 413, 415)},
+    )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -119,11 +157,20 @@ class ApiKeyListCreateApi(APIView):
 
 
 class ApiKeyDeleteApi(APIView):
+    @extend_schema(
+        operation_id="keys_revoke",
+        summary="Revoke an API key",
+        description="Takes effect at once on the proxy. Another user's key id answers 404.",
+        tags=["keys"],
+        request=None,
+        responses={204: None, **error_responses(401, 403, 404)},
+    )
     def delete(self, request, key_id: int):
         api_key_revoke(user=request.user, key_id=key_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@schema_named
 class ApiKeyRotateApi(APIView):
     class InputSerializer(serializers.Serializer):
         grace_seconds = serializers.IntegerField(
@@ -133,6 +180,17 @@ class ApiKeyRotateApi(APIView):
     class OutputSerializer(ApiKeyCreatedSerializer):
         previous = ApiKeyOutputSerializer()
 
+    @extend_schema(
+        operation_id="keys_rotate",
+        summary="Rotate an API key",
+        description=(
+            "Creates a replacement key (plaintext in this response only); the old key stops at once "
+            "or after `grace_seconds`. A revoked or already rotating key answers 409."
+        ),
+        tags=["keys"],
+        request=InputSerializer,
+        responses={201: OutputSerializer, **error_responses(400, 401, 403, 404, 409, 413, 415)},
+    )
     def post(self, request, key_id: int):
         data = self.InputSerializer(data=request.data or {})
         data.is_valid(raise_exception=True)
@@ -157,19 +215,31 @@ class ProviderKeyInputSerializer(serializers.Serializer):
     )
 
 
+class ProviderKeyPersonalStatusSerializer(serializers.Serializer):
+    configured = serializers.BooleanField(source="personal_configured")
+    masked = serializers.CharField(source="personal_masked", allow_null=True)
+
+
+@schema_named
 class ProviderKeyListApi(APIView):
-    class PersonalSerializer(serializers.Serializer):
-        configured = serializers.BooleanField(source="personal_configured")
-        masked = serializers.CharField(source="personal_masked", allow_null=True)
+    PersonalSerializer = ProviderKeyPersonalStatusSerializer
 
     class OutputSerializer(serializers.Serializer):
         provider = serializers.CharField()
         personal = serializers.SerializerMethodField()
         source = serializers.CharField()
 
+        @extend_schema_field(ProviderKeyPersonalStatusSerializer)
         def get_personal(self, status_):
             return ProviderKeyListApi.PersonalSerializer(status_).data
 
+    @extend_schema(
+        operation_id="provider_keys_list",
+        summary="Provider keys in force for you",
+        description="Per provider: your personal key (masked) and the source the proxy would use.",
+        tags=["provider-keys"],
+        responses={200: OutputSerializer(many=True), **error_responses(401)},
+    )
     def get(self, request):
         statuses = provider_key_status_list(user=request.user)
         return Response(self.OutputSerializer(statuses, many=True).data)
@@ -183,6 +253,14 @@ class ProviderKeyOutputSerializer(serializers.Serializer):
 
 
 class ProviderKeyPersonalApi(APIView):
+    @extend_schema(
+        operation_id="provider_keys_personal_set",
+        summary="Set your personal key for a provider",
+        description="The key is stored encrypted and only ever shown masked. Unknown provider: 404.",
+        tags=["provider-keys"],
+        request=ProviderKeyInputSerializer,
+        responses={200: ProviderKeyOutputSerializer, **error_responses(400, 401, 403, 404, 413, 415)},
+    )
     def put(self, request, provider: str):
         data = ProviderKeyInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -195,6 +273,13 @@ class ProviderKeyPersonalApi(APIView):
         )
         return Response(ProviderKeyOutputSerializer(credential).data)
 
+    @extend_schema(
+        operation_id="provider_keys_personal_delete",
+        summary="Remove your personal key for a provider",
+        tags=["provider-keys"],
+        request=None,
+        responses={204: None, **error_responses(401, 403, 404)},
+    )
     def delete(self, request, provider: str):
         provider_credential_delete(
             scope=ProviderCredential.Scope.PERSONAL, provider=provider, user=request.user, actor=request.user
@@ -207,6 +292,13 @@ class ProviderKeyGlobalApi(APIView):
 
     permission_classes = (IsAdminUser,)
 
+    @extend_schema(
+        operation_id="admin_provider_keys_global_set",
+        summary="Set the operators' key for a provider (staff)",
+        tags=["admin"],
+        request=ProviderKeyInputSerializer,
+        responses={200: ProviderKeyOutputSerializer, **error_responses(400, 401, 403, 404, 413, 415)},
+    )
     def put(self, request, provider: str):
         data = ProviderKeyInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -218,6 +310,13 @@ class ProviderKeyGlobalApi(APIView):
         )
         return Response(ProviderKeyOutputSerializer(credential).data)
 
+    @extend_schema(
+        operation_id="admin_provider_keys_global_delete",
+        summary="Remove the operators' key for a provider (staff)",
+        tags=["admin"],
+        request=None,
+        responses={204: None, **error_responses(401, 403, 404)},
+    )
     def delete(self, request, provider: str):
         provider_credential_delete(
             scope=ProviderCredential.Scope.GLOBAL, provider=provider, actor=request.user

@@ -6,12 +6,15 @@ import logging
 
 from django.conf import settings
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.exceptions import ApiError
+from core.schema import error_responses, schema_named
 from core.time import isoformat_z
 
 from . import stripe_client
@@ -33,6 +36,16 @@ from .services import (
 )
 
 logger = logging.getLogger("tollgate.billing")
+
+# What both webhooks answer with 200 (``status`` is absent on a duplicate that was done already).
+WEBHOOK_RECEIPT = inline_serializer(
+    name="WebhookReceipt",
+    fields={
+        "received": serializers.BooleanField(),
+        "status": serializers.CharField(required=False),
+        "duplicate": serializers.BooleanField(),
+    },
+)
 
 
 class PlanOutputSerializer(serializers.Serializer):
@@ -58,10 +71,18 @@ class PlanListApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        operation_id="billing_plans_list",
+        summary="Public plans with their quotas",
+        tags=["billing"],
+        auth=[],
+        responses={200: PlanOutputSerializer(many=True), **error_responses()},
+    )
     def get(self, request):
         return Response(PlanOutputSerializer(plan_list_public(), many=True).data)
 
 
+@schema_named
 class CheckoutStartApi(APIView):
     class InputSerializer(serializers.Serializer):
         planId = serializers.CharField(max_length=40)
@@ -72,6 +93,18 @@ class CheckoutStartApi(APIView):
         checkoutUrl = serializers.CharField(source="checkout_url")
         sessionId = serializers.CharField(source="session_id")
 
+    @extend_schema(
+        operation_id="billing_checkout_start",
+        summary="Start a Stripe Checkout for a plan",
+        description=(
+            "Redirect URLs must be on CHECKOUT_REDIRECT_HOSTS (400). An existing subscription "
+            "answers 409 (change plans in the portal); Stripe failures 502; no Stripe and no "
+            "simulated checkout 503."
+        ),
+        tags=["billing"],
+        request=InputSerializer,
+        responses={200: OutputSerializer, **error_responses(400, 401, 403, 409, 413, 415, 502, 503)},
+    )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -85,6 +118,7 @@ class CheckoutStartApi(APIView):
         return Response(self.OutputSerializer(result).data)
 
 
+@schema_named
 class SubscriptionApi(APIView):
     class OutputSerializer(serializers.Serializer):
         plan = PlanOutputSerializer()
@@ -95,6 +129,13 @@ class SubscriptionApi(APIView):
         def get_currentPeriodEnd(self, obj) -> str | None:
             return isoformat_z(obj["current_period_end"]) if obj["current_period_end"] else None
 
+    @extend_schema(
+        operation_id="billing_subscription_get",
+        summary="Your plan and subscription",
+        description="Without a paid subscription: the free plan, `active`, no period end.",
+        tags=["billing"],
+        responses={200: OutputSerializer, **error_responses(401)},
+    )
     def get(self, request):
         plan = plan_for_user_get(user=request.user)
         subscription = subscription_get(user=request.user)
@@ -115,6 +156,7 @@ class SubscriptionApi(APIView):
         return Response(self.OutputSerializer(data).data)
 
 
+@schema_named
 class PortalApi(APIView):
     class InputSerializer(serializers.Serializer):
         returnUrl = serializers.CharField(max_length=2000, required=False)
@@ -122,6 +164,14 @@ class PortalApi(APIView):
     class OutputSerializer(serializers.Serializer):
         url = serializers.CharField()
 
+    @extend_schema(
+        operation_id="billing_portal_start",
+        summary="Open the Stripe customer portal",
+        description="400 without a billing account or with a returnUrl off CHECKOUT_REDIRECT_HOSTS.",
+        tags=["billing"],
+        request=InputSerializer,
+        responses={200: OutputSerializer, **error_responses(400, 401, 403, 413, 415, 502, 503)},
+    )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -142,6 +192,18 @@ class StripeWebhookApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        operation_id="billing_stripe_webhook",
+        summary="Stripe webhook (signed with the Stripe-Signature header)",
+        description=(
+            "A Stripe event. 400 on a missing/invalid signature or stale timestamp "
+            "(`invalid_signature`); 503 when stored but not processed (Stripe retries)."
+        ),
+        tags=["webhooks"],
+        auth=[],
+        request=OpenApiTypes.OBJECT,
+        responses={200: WEBHOOK_RECEIPT, **error_responses(400, 413, 503)},
+    )
     def post(self, request):
         try:
             event = stripe_client.webhook_event_verify(
@@ -168,6 +230,7 @@ class StripeWebhookApi(APIView):
 # --- Chargily Pay (DZD) ------------------------------------------------------------------------
 
 
+@schema_named
 class ChargilySubscribeApi(APIView):
     """``POST /payment/subscribe/{plan_code}``: one period of a plan, paid in DZD."""
 
@@ -182,6 +245,17 @@ class ChargilySubscribeApi(APIView):
         currency = serializers.CharField()
         reference = serializers.CharField(source="session_id")
 
+    @extend_schema(
+        operation_id="payment_chargily_subscribe",
+        summary="Pay one period of a plan in DZD with Chargily Pay",
+        description=(
+            "Opens a Chargily checkout (CIB / EDAHABIA) for the plan's DZD price. 400 for an unknown "
+            "plan or one without a DZD price; 409 while another subscription is in force."
+        ),
+        tags=["payment"],
+        request=InputSerializer,
+        responses={200: OutputSerializer, **error_responses(400, 401, 403, 409, 413, 415, 502, 503)},
+    )
     def post(self, request, plan_code: str):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -196,6 +270,7 @@ class ChargilySubscribeApi(APIView):
         return Response(self.OutputSerializer(result).data)
 
 
+@schema_named
 class SubscriptionStatusApi(APIView):
     """``GET /payment/subscription/status``: the plan in force, for either gateway."""
 
@@ -208,6 +283,12 @@ class SubscriptionStatusApi(APIView):
         def get_expires_at(self, obj) -> str | None:
             return isoformat_z(obj["expires_at"]) if obj["expires_at"] else None
 
+    @extend_schema(
+        operation_id="payment_subscription_status",
+        summary="The plan in force, for either gateway",
+        tags=["payment"],
+        responses={200: OutputSerializer, **error_responses(401)},
+    )
     def get(self, request):
         return Response(self.OutputSerializer(subscription_status_get(user=request.user)).data)
 
@@ -225,6 +306,18 @@ class ChargilyWebhookApi(APIView):
     permission_classes = [AllowAny]
     parser_classes: list = []  # the raw body is what is signed; never parse before verifying
 
+    @extend_schema(
+        operation_id="payment_chargily_webhook",
+        summary="Chargily Pay webhook (signed with the signature header)",
+        description=(
+            "A Chargily event. 400 on a missing/invalid signature or a body that is not a Chargily "
+            "event (`invalid_signature`); 503 when stored but not processed (Chargily retries)."
+        ),
+        tags=["webhooks"],
+        auth=[],
+        request={"application/json": OpenApiTypes.OBJECT},
+        responses={200: WEBHOOK_RECEIPT, **error_responses(400, 413, 503)},
+    )
     def post(self, request):
         event = chargily_event_parse(payload=request.body, signature=request.headers.get("signature", ""))
         row, created = chargily_event_store(event=event)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
@@ -10,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.exceptions import ApiError
+from core.schema import error_responses, schema_named
 
 from .selectors import (
     credit_balance_get,
@@ -39,6 +42,7 @@ class EndpointInputSerializer(serializers.Serializer):
     units = serializers.IntegerField(min_value=0, max_value=10**9, required=False, default=0)
 
 
+@schema_named
 class CreditBalanceApi(APIView):
     class OutputSerializer(serializers.Serializer):
         balance = serializers.IntegerField()
@@ -46,6 +50,13 @@ class CreditBalanceApi(APIView):
         isLow = serializers.BooleanField(source="is_low")
         lowThreshold = serializers.IntegerField(source="low_threshold")
 
+    @extend_schema(
+        operation_id="credits_balance_get",
+        summary="Your credit balance",
+        description="`available` is the balance minus credits held by calls in flight.",
+        tags=["credits"],
+        responses={200: OutputSerializer, **error_responses(401)},
+    )
     def get(self, request):
         balance = credit_balance_get(user=request.user)
         return Response(self.OutputSerializer(balance).data)
@@ -57,6 +68,27 @@ class CreditPackListApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        operation_id="credits_packs_list",
+        summary="Credit packs for sale",
+        tags=["credits"],
+        auth=[],
+        responses={
+            200: inline_serializer(
+                name="CreditPack",
+                many=True,
+                fields={
+                    "id": serializers.CharField(),
+                    "name": serializers.CharField(),
+                    "credits": serializers.IntegerField(),
+                    "price_minor": serializers.IntegerField(),  # minor units of `currency`
+                    "currency": serializers.CharField(),
+                    "best_value": serializers.BooleanField(),
+                },
+            ),
+            **error_responses(),
+        },
+    )
     def get(self, request):
         return Response(credit_pack_public_list())
 
@@ -81,6 +113,27 @@ class LedgerEntryOutputSerializer(serializers.Serializer):
 class CreditTransactionListApi(APIView):
     OutputSerializer = LedgerEntryOutputSerializer
 
+    @extend_schema(
+        operation_id="credits_transactions_list",
+        summary="Your credit ledger, newest first",
+        description="Cursor-paginated: follow `next`. A forged cursor answers 400.",
+        tags=["credits"],
+        parameters=[
+            OpenApiParameter("cursor", OpenApiTypes.STR, description="Opaque cursor from `next`/`previous`."),
+            OpenApiParameter("limit", OpenApiTypes.INT, description="Page size (default 50, at most 200)."),
+        ],
+        responses={
+            200: inline_serializer(
+                name="CreditTransactionPage",
+                fields={
+                    "next": serializers.URLField(allow_null=True),
+                    "previous": serializers.URLField(allow_null=True),
+                    "results": LedgerEntryOutputSerializer(many=True),
+                },
+            ),
+            **error_responses(400, 401),
+        },
+    )
     def get(self, request):
         paginator = CreditTransactionPagination()
         try:
@@ -93,6 +146,13 @@ class CreditTransactionListApi(APIView):
 class CreditTransactionDetailApi(APIView):
     OutputSerializer = LedgerEntryOutputSerializer
 
+    @extend_schema(
+        operation_id="credits_transactions_get",
+        summary="One entry of your credit ledger",
+        description="Another user's entry answers 404.",
+        tags=["credits"],
+        responses={200: LedgerEntryOutputSerializer, **error_responses(401, 404)},
+    )
     def get(self, request, entry_id: int):
         entry = credit_ledger_entry_get(user=request.user, entry_id=entry_id)
         if entry is None:
@@ -100,6 +160,7 @@ class CreditTransactionDetailApi(APIView):
         return Response(self.OutputSerializer(entry).data)
 
 
+@schema_named
 class CreditCheckApi(APIView):
     InputSerializer = EndpointInputSerializer
 
@@ -108,6 +169,14 @@ class CreditCheckApi(APIView):
         cost = serializers.IntegerField()
         balance = serializers.IntegerField()
 
+    @extend_schema(
+        operation_id="credits_check",
+        summary="Would a call of this endpoint be covered?",
+        description="Charges nothing. 400 for an unknown endpoint; 402 (with packs to buy) when not covered.",
+        tags=["credits"],
+        request=EndpointInputSerializer,
+        responses={200: OutputSerializer, **error_responses(400, 401, 402, 403, 413, 415)},
+    )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -124,6 +193,7 @@ class CreditCheckApi(APIView):
         )
 
 
+@schema_named
 class CreditConsumeApi(APIView):
     class InputSerializer(EndpointInputSerializer):
         idempotencyKey = serializers.RegexField(r"^[A-Za-z0-9._:\-]{1,100}$", max_length=100)
@@ -133,6 +203,17 @@ class CreditConsumeApi(APIView):
         balanceAfter = serializers.IntegerField(source="balance_after")
         replayed = serializers.BooleanField()
 
+    @extend_schema(
+        operation_id="credits_consume",
+        summary="Charge the credits of one endpoint call",
+        description=(
+            "Idempotent on `idempotencyKey`: a replay answers the first result with `replayed: true`; "
+            "the same key for another endpoint answers 409. 402 when the balance does not cover it."
+        ),
+        tags=["credits"],
+        request=InputSerializer,
+        responses={200: OutputSerializer, **error_responses(400, 401, 402, 403, 409, 413, 415)},
+    )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -150,6 +231,7 @@ class CreditConsumeApi(APIView):
         return Response(self.OutputSerializer(result).data)
 
 
+@schema_named
 class CreditBuyApi(APIView):
     class InputSerializer(serializers.Serializer):
         packId = serializers.CharField(max_length=40)
@@ -163,6 +245,17 @@ class CreditBuyApi(APIView):
         checkoutUrl = serializers.CharField(source="checkout_url")
         sessionId = serializers.CharField(source="session_id")
 
+    @extend_schema(
+        operation_id="credits_buy",
+        summary="Start a checkout for a credit pack",
+        description=(
+            "`gateway: chargily` pays the pack's DZD price with Chargily Pay (400 when it has none). "
+            "Redirect URLs must be on CHECKOUT_REDIRECT_HOSTS."
+        ),
+        tags=["credits"],
+        request=InputSerializer,
+        responses={200: OutputSerializer, **error_responses(400, 401, 403, 413, 415, 502, 503)},
+    )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -10,6 +10,8 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.schema import error_responses, schema_named
+
 from . import selectors
 
 
@@ -130,6 +132,7 @@ class DashboardCreditsSerializer(serializers.Serializer):
     webhook_success_rate = _percent(allow_null=True)
 
 
+@schema_named
 class OperatorDashboardApi(APIView):
     # Operators use their admin session (or a DRF token), never a customer proxy key.
     authentication_classes = [TokenAuthentication, SessionAuthentication]
@@ -152,7 +155,8 @@ class OperatorDashboardApi(APIView):
             "Budget, users, providers (today and last 30 days), economics (last 30 days, USD), "
             "alerts, organizations and credit funnel. Non-staff callers get 403."
         ),
-        responses={200: OutputSerializer},
+        tags=["admin"],
+        responses={200: OutputSerializer, **error_responses(401, 403)},
     )
     def get(self, request):
         return Response(self.OutputSerializer(selectors.operator_dashboard_get()).data)

@@ -8,6 +8,7 @@ import json
 from django.conf import settings
 from django.utils import timezone
 from django_ratelimit.core import is_ratelimited
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication, get_authorization_header
 from rest_framework.permissions import AllowAny, IsAdminUser
@@ -16,6 +17,7 @@ from rest_framework.views import APIView
 
 from billing.stripe_client import StripeServiceError
 from core.exceptions import ApiError
+from core.schema import error_responses, schema_named
 from core.time import isoformat_z
 
 from .models import Organization
@@ -35,6 +37,12 @@ class StrictIntegerField(serializers.IntegerField):
 
 
 class IsoDateTimeField(serializers.DateTimeField):
+    """Output only: ``...Z`` or null (declared nullable so the schema says so)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
     def to_representation(self, value):
         return isoformat_z(value) if value else None
 
@@ -68,6 +76,7 @@ def _json_body(request, *, max_bytes: int):
         raise ApiError("invalid_json", "Request body is not valid JSON.")
 
 
+@schema_named
 class UsageReportApi(APIView):
     """POST /api/usage-report — a VaultAI instance's daily user count."""
 
@@ -97,6 +106,32 @@ class UsageReportApi(APIView):
                 raise serializers.ValidationError("Timestamp is more than 35 days in the past.")
             return value
 
+    @extend_schema(
+        operation_id="usage_report_ingest",
+        summary="Report an instance's user count (Bearer billing token)",
+        description=(
+            "Authenticated by `Authorization: Bearer <BILLING_API_TOKEN>`, not by user credentials. "
+            "A repeated report answers `duplicate: true`. "
+            "Bodies over 64 KiB answer 413, non-JSON bodies 415; ORG_USAGE_REPORT_RATE per "
+            "organization (429)."
+        ),
+        tags=["organizations"],
+        auth=[],
+        request={"application/json": InputSerializer},
+        responses={
+            200: inline_serializer(
+                name="UsageReportReceipt",
+                fields={
+                    "success": serializers.BooleanField(),
+                    "message": serializers.CharField(),
+                    "report_id": serializers.UUIDField(),
+                    "organization_status": serializers.CharField(),
+                    "duplicate": serializers.BooleanField(required=False),
+                },
+            ),
+            **error_responses(400, 401, 413, 415, 429),
+        },
+    )
     def post(self, request):
         if not billing_token_is_valid(presented=_bearer_token(request)):
             raise ApiError(
@@ -143,6 +178,7 @@ class _StaffApi(APIView):
     permission_classes = [IsAdminUser]
 
 
+@schema_named
 class OrganizationListApi(_StaffApi):
     """GET /api/admin/organizations — pending and linked organizations."""
 
@@ -154,7 +190,7 @@ class OrganizationListApi(_StaffApi):
         latest_user_count = serializers.IntegerField()
         first_seen_at = IsoDateTimeField()
         last_report_at = IsoDateTimeField()
-        stripe_customer_id = serializers.CharField()
+        stripe_customer_id = serializers.CharField(allow_null=True)
         link_error = serializers.CharField()
         created_at = IsoDateTimeField()
 
@@ -162,8 +198,8 @@ class OrganizationListApi(_StaffApi):
         id = serializers.UUIDField()
         name = serializers.CharField()
         instance_url = serializers.CharField()
-        stripe_customer_id = serializers.CharField()
-        stripe_subscription_id = serializers.CharField()
+        stripe_customer_id = serializers.CharField(allow_null=True)
+        stripe_subscription_id = serializers.CharField(allow_null=True)
         deployment_type = serializers.CharField()
         plan_type = serializers.CharField()
         subscription_status = serializers.CharField(source="status")
@@ -173,6 +209,34 @@ class OrganizationListApi(_StaffApi):
         last_report_at = IsoDateTimeField()
         created_at = IsoDateTimeField()
 
+    @extend_schema(
+        operation_id="admin_organizations_list",
+        summary="Pending and linked organizations (staff)",
+        tags=["admin"],
+        responses={
+            200: inline_serializer(
+                name="OrganizationOverview",
+                fields={
+                    "summary": inline_serializer(
+                        name="OrganizationOverviewSummary",
+                        fields={
+                            "total": serializers.IntegerField(),
+                            "linked": serializers.IntegerField(),
+                            "pending": serializers.IntegerField(),
+                        },
+                    ),
+                    "organizations": inline_serializer(
+                        name="OrganizationOverviewLists",
+                        fields={
+                            "pending": PendingSerializer(many=True),
+                            "linked": LinkedSerializer(many=True),
+                        },
+                    ),
+                },
+            ),
+            **error_responses(401, 403),
+        },
+    )
     def get(self, request):
         overview = organizations_overview()
         return Response(
@@ -186,6 +250,7 @@ class OrganizationListApi(_StaffApi):
         )
 
 
+@schema_named
 class OrganizationLinkApi(_StaffApi):
     """POST /api/admin/organizations/{id}/link — create the Stripe customer and subscription."""
 
@@ -200,11 +265,32 @@ class OrganizationLinkApi(_StaffApi):
     class OutputSerializer(serializers.Serializer):
         id = serializers.UUIDField()
         name = serializers.CharField()
-        stripe_customer_id = serializers.CharField()
-        stripe_subscription_id = serializers.CharField()
+        stripe_customer_id = serializers.CharField(allow_null=True)
+        stripe_subscription_id = serializers.CharField(allow_null=True)
         subscription_status = serializers.CharField(source="status")
         trial_end = IsoDateTimeField()
 
+    @extend_schema(
+        operation_id="admin_organizations_link",
+        summary="Link an organization to a Stripe customer and subscription (staff)",
+        description=(
+            "Unknown organization: 404; already linked or being linked: 409; a Stripe failure: 502 "
+            "with the customer id created so far (retrying reuses it)."
+        ),
+        tags=["admin"],
+        request=InputSerializer,
+        responses={
+            200: inline_serializer(
+                name="OrganizationLinkResult",
+                fields={
+                    "success": serializers.BooleanField(),
+                    "message": serializers.CharField(),
+                    "organization": OutputSerializer(),
+                },
+            ),
+            **error_responses(400, 401, 403, 404, 409, 413, 415, 502),
+        },
+    )
     def post(self, request, organization_id):
         organization = organization_get(organization_id=organization_id)
         if organization is None:
