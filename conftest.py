@@ -74,7 +74,8 @@ def pytest_sessionstart(session):
 def pytest_runtest_call(item):
     from tests.secret_registry import REGISTRY, settings_secrets_register
 
-    REGISTRY.current_test = item.nodeid
+    # Schemathesis' lazy sub-items have no node id of their own.
+    REGISTRY.current_test = getattr(item, "_nodeid", None) or item.name
     try:
         return (yield)
     finally:

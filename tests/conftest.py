@@ -39,19 +39,31 @@ def catalog(db):
     catalog_invalidate()
 
 
-@pytest.fixture
-def fake_upstream(settings):
-    """Every provider's base URL (and Instantly's) points at a local fake; no sandbox."""
-    from proxy.selectors import catalog_invalidate
+@pytest.fixture(scope="session")
+def _fake_upstream_server():
+    """One fake provider server for the session (stopping one costs half a second)."""
     from proxy.tests.fakeupstream import FakeUpstream
 
+    with FakeUpstream() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_upstream(settings, _fake_upstream_server):
+    """Every provider's base URL (and Instantly's) points at the local fake; no sandbox.
+    The fake starts each test answering "ok" with no recorded requests."""
+    from proxy.selectors import catalog_invalidate
+
+    fake = _fake_upstream_server
+    with fake.lock:
+        fake.mode, fake.path_modes, fake.requests = "ok", {}, []
+        fake.delay_seconds, fake.sleep_seconds, fake.client_went_away = 0.0, 2.0, False
     settings.SANDBOX_PROVIDER_ENABLED = False
     settings.PROXY_UPSTREAM_TIMEOUT = 5.0
-    with FakeUpstream() as fake:
-        settings.PROVIDER_BASE_URLS = {code: fake.url_for(f"/{code}") for code in PROVIDERS}
-        settings.INSTANTLY_API_URL = fake.url_for("/instantly")
-        catalog_invalidate()
-        yield fake
+    settings.PROVIDER_BASE_URLS = {code: fake.url_for(f"/{code}") for code in PROVIDERS}
+    settings.INSTANTLY_API_URL = fake.url_for("/instantly")
+    catalog_invalidate()
+    yield fake
     catalog_invalidate()
 
 
