@@ -20,8 +20,13 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from accounts.providers import PROVIDERS
-from billing.models import CheckoutSession, Plan, StripeEvent, Subscription
-from billing.selectors import plan_for_user_get, quota_status_get, subscription_get
+from billing.models import CheckoutSession, Gateway, Plan, StripeEvent, Subscription
+from billing.selectors import (
+    payment_revenue_by_plan_get,
+    plan_for_user_get,
+    quota_status_get,
+    subscription_get,
+)
 from core import time as periods
 from core.models import ReconciliationDrift
 from core.money import minor_to_decimal, usd
@@ -467,6 +472,30 @@ def invoice_revenue_by_plan_get(*, since: date, until: date) -> dict[str, dict[s
     return result
 
 
+def chargily_plan_revenue_by_plan_get(*, since: date, until: date) -> dict[str, dict[str, int]]:
+    """Plan periods paid with Chargily Pay in [since, until], as {plan code: {currency: minor}}.
+
+    Only Chargily's plan transactions: Stripe plan payments are already counted from their
+    invoices (a Stripe checkout's transaction is the same money as its first invoice), and
+    credit packs, whichever gateway took them, are counted from ``CreditPurchase``.
+    """
+    start, end = _period_bounds(since, until)
+    return payment_revenue_by_plan_get(start=start, end=end, gateway=Gateway.CHARGILY)
+
+
+def plan_revenue_by_plan_get(*, since: date, until: date) -> dict[str, dict[str, int]]:
+    """All plan revenue in [since, until]: Stripe invoices plus Chargily periods, per plan and
+    currency (each payment once)."""
+    result = {
+        code: dict(amounts) for code, amounts in invoice_revenue_by_plan_get(since=since, until=until).items()
+    }
+    for code, amounts in chargily_plan_revenue_by_plan_get(since=since, until=until).items():
+        bucket = result.setdefault(code, {})
+        for currency, amount in amounts.items():
+            bucket[currency] = bucket.get(currency, 0) + amount
+    return result
+
+
 def credit_revenue_minor_get(*, since: date, until: date) -> dict[str, int]:
     """Credit pack purchases paid in [since, until], as {currency: minor units} (gross)."""
     start, end = _period_bounds(since, until)
@@ -490,10 +519,11 @@ class Economics:
 
 
 def economics_get(*, since: date, until: date, providers: list[dict] | None = None) -> Economics:
-    """Revenue (invoices + credit packs, in USD) against provider costs over [since, until]."""
-    invoice_minor = invoice_revenue_by_plan_get(since=since, until=until)
+    """Revenue (plans on either gateway + credit packs, in USD) against provider costs over
+    [since, until]."""
+    plan_minor = plan_revenue_by_plan_get(since=since, until=until)
     credit_minor = credit_revenue_minor_get(since=since, until=until)
-    revenue_by_plan = {code: usd_from_minor(amounts=amounts) for code, amounts in invoice_minor.items()}
+    revenue_by_plan = {code: usd_from_minor(amounts=amounts) for code, amounts in plan_minor.items()}
     if credit_minor:
         revenue_by_plan["credits"] = usd_from_minor(amounts=credit_minor)
     costs_plan = costs_by_plan_get(since=since, until=until)

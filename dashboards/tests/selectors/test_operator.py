@@ -243,6 +243,98 @@ def test_economics_revenue_costs_margin(settings, today, catalog):
     ]
 
 
+@pytest.fixture
+def chargily_simulated(settings):
+    """Chargily's offline page (DEBUG, no API key): payments go through the real webhook."""
+    settings.DEBUG = True
+    settings.CHARGILY_API_KEY = ""
+    settings.CHARGILY_SECRET_KEY = "chargily_dashboard_tests_secret"
+    settings.SITE_URL = "http://testserver"
+    settings.CHECKOUT_REDIRECT_HOSTS = ["testserver"]
+    return settings
+
+
+def _chargily_pay(client, session: dict) -> None:
+    page = f"/payment/chargily/simulated-checkout/{session['session_id']}/"
+    assert client.post(page, {"action": "paid"}).status_code == 302
+
+
+def test_economics_counts_chargily_plans_once_and_packs_once(
+    settings, chargily_simulated, today, catalog, client
+):
+    """Hand-computed: a Stripe invoice of 49.00 EUR (x 1.08 = 52.92 USD), a Student period paid
+    with Chargily, 1 590 DZD (x 0.0074 = 11.766 -> 11.77 USD) and a pack paid with Chargily,
+    2 500 DZD (x 0.0074 = 18.50 USD): 83.19 USD. The Chargily pack is both a payment transaction
+    and a CreditPurchase; it counts once, as credits."""
+    from billing.chargily import plan_chargily_checkout_start
+    from billing.models import PaymentTransaction
+    from credits.models import CreditPack
+    from credits.services import credit_pack_checkout_start
+
+    settings.EXCHANGE_RATES_TO_USD = {"usd": Decimal(1), "eur": Decimal("1.08"), "dzd": Decimal("0.0074")}
+    pro = Plan.objects.get(code="pro")
+    sub = SubscriptionFactory(plan=pro)
+    invoice_paid_event(invoice_id="in_pro", subscription=sub.stripe_subscription_id, amount_paid=4900)
+
+    student_buyer, pack_buyer = UserFactory(), UserFactory()
+    back = "http://testserver/dashboard/"
+    _chargily_pay(
+        client,
+        plan_chargily_checkout_start(
+            user=student_buyer, plan_code="student", success_url=back, failure_url=back
+        ),
+    )
+    pack = CreditPack.objects.create(
+        code="pack_dzd", name="Pack DZD", credits=500, price_minor=2900, price_dzd_minor=250_000
+    )
+    _chargily_pay(
+        client,
+        credit_pack_checkout_start(
+            user=pack_buyer, pack_code=pack.code, success_url=back, cancel_url=back, gateway="chargily"
+        ),
+    )
+    paid = PaymentTransaction.objects.filter(status=PaymentTransaction.Status.PAID)
+    assert sorted(paid.values_list("kind", "amount_minor", "currency")) == [
+        ("credit_pack", 250_000, "dzd"),
+        ("plan", 159_000, "dzd"),
+    ]
+
+    since = today - timedelta(days=29)
+    assert selectors.plan_revenue_by_plan_get(since=since, until=today) == {
+        "pro": {"eur": 4900},
+        "student": {"dzd": 159_000},
+    }
+    assert selectors.credit_revenue_minor_get(since=since, until=today) == {"dzd": 250_000}
+    economics = selectors.economics_get(since=since, until=today)
+    assert economics.revenue_usd == Decimal("83.19")
+    assert {row["plan"]: row["revenue_usd"] for row in economics.by_plan} == {
+        "credits": Decimal("18.50"),
+        "pro": Decimal("52.92"),
+        "student": Decimal("11.77"),
+    }
+
+
+def test_chargily_plan_revenue_ignores_unpaid_and_old_periods(chargily_simulated, today, catalog, client):
+    from billing.chargily import plan_chargily_checkout_start
+    from billing.models import PaymentTransaction
+
+    back = "http://testserver/dashboard/"
+    paid_user, failed_user = UserFactory(), UserFactory()
+    _chargily_pay(
+        client,
+        plan_chargily_checkout_start(user=paid_user, plan_code="student", success_url=back, failure_url=back),
+    )
+    failed = plan_chargily_checkout_start(
+        user=failed_user, plan_code="student", success_url=back, failure_url=back
+    )
+    client.post(f"/payment/chargily/simulated-checkout/{failed['session_id']}/", {"action": "failed"})
+    assert selectors.chargily_plan_revenue_by_plan_get(since=today, until=today) == {
+        "student": {"dzd": 159_000}
+    }
+    PaymentTransaction.objects.update(completed_at=timezone.now() - timedelta(days=40))
+    assert selectors.chargily_plan_revenue_by_plan_get(since=today - timedelta(days=29), until=today) == {}
+
+
 def test_economics_without_revenue_has_no_margin(today):
     assert selectors.economics_get(since=today, until=today).margin_percent is None
 
