@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from core.exceptions import ApiError
 
-from .chargily import chargily_simulated_enabled, chargily_simulated_event_build
+from .chargily import chargily_simulated_enabled, chargily_simulated_event_build, plan_chargily_checkout_start
 from .models import CheckoutSession, Gateway
 from .selectors import plan_for_user_get, plan_list_public, subscription_get
 from .services import (
@@ -42,14 +42,20 @@ def pricing_page(request):
 @login_required
 @require_POST
 def plan_upgrade(request, code: str):
-    """Start a checkout for ``code`` and send the browser to it (Stripe or simulated)."""
+    """Start a checkout for ``code`` and send the browser to it: Stripe (or simulated), or one
+    period paid in DZD with Chargily Pay when the button says ``gateway=chargily`` (the page
+    door to ``POST /payment/subscribe/{plan_code}``)."""
+    success_url = settings.SITE_URL + reverse("billing:success") + "?session_id={CHECKOUT_SESSION_ID}"
+    cancel_url = settings.SITE_URL + reverse("billing:cancel")
     try:
-        result = plan_checkout_start(
-            user=request.user,
-            plan_code=code,
-            success_url=settings.SITE_URL + reverse("billing:success") + "?session_id={CHECKOUT_SESSION_ID}",
-            cancel_url=settings.SITE_URL + reverse("billing:cancel"),
-        )
+        if request.POST.get("gateway") == Gateway.CHARGILY:
+            result = plan_chargily_checkout_start(
+                user=request.user, plan_code=code, success_url=success_url, failure_url=cancel_url
+            )
+        else:
+            result = plan_checkout_start(
+                user=request.user, plan_code=code, success_url=success_url, cancel_url=cancel_url
+            )
     except ApiError as exc:
         messages.error(request, exc.message)
         return redirect("billing:pricing")

@@ -34,7 +34,8 @@ def credits_page(request):
 @login_required
 @require_POST
 def credit_pack_buy(request, code: str):
-    """A Buy button: open the checkout and send the browser there."""
+    """A Buy button: open the checkout (Stripe, or Chargily Pay in DZD when the button says
+    ``gateway=chargily``) and send the browser there."""
     back = request.build_absolute_uri(reverse("credits:page"))
     try:
         session = credit_pack_checkout_start(
@@ -42,6 +43,7 @@ def credit_pack_buy(request, code: str):
             pack_code=code,
             success_url=f"{back}?purchase=success",
             cancel_url=f"{back}?purchase=cancelled",
+            gateway=request.POST.get("gateway") or "stripe",  # billing refuses unknown gateways
         )
     except ApiError as exc:
         messages.error(request, exc.message)
