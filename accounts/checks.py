@@ -1,6 +1,6 @@
 """System check: encrypted provider secrets can be decrypted with the configured keys."""
 
-from django.core.checks import Error, register
+from django.core.checks import Error, Tags, register
 
 
 @register()
@@ -10,4 +10,50 @@ def encryption_roundtrip_check(app_configs, **kwargs):
     problem = crypto_self_test()
     if problem:
         return [Error(f"Provider-key encryption is misconfigured: {problem}", id="accounts.E001")]
+    return []
+
+
+# How many stored secrets the database check samples (newest first): enough to catch a dropped
+# key, cheap enough for every `migrate` / `check --database default`.
+STORED_SECRETS_SAMPLE = 20
+
+
+@register(Tags.database)
+def stored_secrets_decrypt_check(app_configs, databases=None, **kwargs):
+    """Stored provider keys still decrypt and verify with the configured keys.
+
+    The round-trip check above cannot see a key that was dropped too early (before
+    ``reencrypt_provider_keys``): fresh values encrypt fine while every stored one is unreadable.
+    Database-tagged, so ``migrate`` (the deploy's first step) and ``check --database default`` fail.
+    """
+    if not databases:
+        return []
+    from django.db import DatabaseError
+
+    from .crypto import ProviderKeyDecryptError, secret_verify
+    from .models import ProviderCredential
+
+    try:
+        rows = list(
+            ProviderCredential.objects.order_by("-pk").values_list(
+                "pk", "provider", "scope", "secret", "fingerprint"
+            )[:STORED_SECRETS_SAMPLE]
+        )
+    except DatabaseError:  # not migrated yet: nothing stored to verify
+        return []
+    unreadable = []
+    for pk, provider, scope, secret, fingerprint in rows:
+        try:
+            secret_verify(secret, fingerprint, provider=provider, scope=scope, credential_id=pk)
+        except ProviderKeyDecryptError:
+            unreadable.append(pk)
+    if unreadable:
+        return [
+            Error(
+                f"Provider-key encryption is misconfigured: {len(unreadable)} of the {len(rows)} "
+                "newest stored provider keys do not decrypt with SECRET_KEY/SALT_KEY "
+                "(was an old key dropped before running reencrypt_provider_keys?).",
+                id="accounts.E001",
+            )
+        ]
     return []

@@ -12,6 +12,8 @@ import logging
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError as DbInterfaceError
+from django.db import OperationalError as DbOperationalError
 from django.http import Http404
 from django_ratelimit.exceptions import Ratelimited
 from rest_framework import exceptions as drf_exceptions
@@ -122,6 +124,15 @@ def api_exception_handler(exc, context):
     if isinstance(exc, RecursionError):
         # The JSON parser recursed past Python's limit: a body nested absurdly deep.
         return ApiError("invalid_json", "Malformed request body: JSON is nested too deeply.").as_response()
+    if isinstance(exc, DbOperationalError | DbInterfaceError):
+        # Database down, restarting or refusing connections: a retryable 503, not a 500. The
+        # driver's message may name hosts or users, so it is logged (type only) and not returned.
+        logger.error("database unavailable", extra={"error": type(exc).__name__})
+        return ApiError(
+            "service_unavailable",
+            "The service is temporarily unavailable. Retry shortly.",
+            headers={"Retry-After": "5"},
+        ).as_response()
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

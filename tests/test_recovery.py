@@ -153,3 +153,73 @@ def test_admin_lists_failed_events_and_reprocesses_them(staff_session, catalog, 
     row.refresh_from_db()
     assert row.status == StripeEvent.Status.PROCESSED
     assert CreditAccount.objects.get(user=user_a).balance == 500
+
+
+# --- Database unavailable ----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_database_down_health_says_so_and_the_api_answers_503(user_a, catalog, client, monkeypatch):
+    from django.core.cache import cache
+    from django.db import OperationalError
+
+    from .conftest import bearer_client
+
+    monkeypatch.setattr("proxy.dbcall.THREAD_SENSITIVE", True)
+    api = bearer_client(user_a)
+    cache.clear()  # no cached key identity: the request needs the database
+
+    def refused(self):
+        raise OperationalError('connection to server at "db" (10.0.0.5), port 5432 failed: refused')
+
+    monkeypatch.setattr("django.db.backends.base.base.BaseDatabaseWrapper.ensure_connection", refused)
+
+    health = client.get("/health")
+    assert health.status_code == 503
+    assert health.json()["checks"]["database"] == "error"
+    chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    for response in (
+        api.post("/api/proxy/v1/chat/completions", chat, format="json"),
+        api.post("/api/proxy/deepseek/chat", chat, format="json"),
+        api.get("/api/credits/balance"),
+    ):
+        assert response.status_code == 503, response.content
+        assert response.json()["error"]["code"] == "service_unavailable"
+        assert "10.0.0.5" not in response.content.decode()  # driver details stay in the logs
+        assert response["Retry-After"]
+
+
+# --- Encryption key rotation end to end -------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_key_rotation_end_to_end_through_the_proxy(user_a, catalog, fake_upstream, settings, monkeypatch):
+    from django.core.management.base import SystemCheckError
+
+    from accounts.tests.factories import global_key_for
+
+    from .conftest import bearer_client
+
+    monkeypatch.setattr("proxy.dbcall.THREAD_SENSITIVE", True)
+    settings.FIELD_FINGERPRINT_KEY = []
+    settings.SALT_KEY = ["salt-2025"]
+    global_key_for(provider="deepseek", secret="sk-deepseek-operator-rotation-01")
+    api = bearer_client(user_a)
+    chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+
+    settings.SALT_KEY = ["salt-2026", "salt-2025"]  # 1. the new key first
+    call_command("reencrypt_provider_keys", stdout=StringIO())  # 2. re-encrypt
+    settings.SALT_KEY = ["salt-2026"]  # 3. drop the old key
+
+    response = api.post("/api/proxy/deepseek/chat", chat, format="json")
+    assert response.status_code == 200, response.content
+    assert fake_upstream.requests[-1]["headers"]["Authorization"] == "Bearer sk-deepseek-operator-rotation-01"
+    call_command("check", databases=["default"], stdout=StringIO())  # start-up checks pass
+
+    settings.SALT_KEY = ["a-wrong-salt"]  # a deploy with the wrong key
+    with pytest.raises(SystemCheckError, match="accounts.E001"):
+        call_command("check", databases=["default"], stdout=StringIO(), stderr=StringIO())
+    sent = len(fake_upstream.requests)
+    response = api.post("/api/proxy/deepseek/chat", chat, format="json")
+    assert response.status_code == 503  # loud, and no ciphertext ever sent upstream
+    assert len(fake_upstream.requests) == sent
