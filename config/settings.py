@@ -308,6 +308,9 @@ PROXY_COOLDOWN_FAILURES = env.int("PROXY_COOLDOWN_FAILURES", default=3)
 PROXY_COOLDOWN_SECONDS = env.int("PROXY_COOLDOWN_SECONDS", default=60)
 PROXY_HTTP_MAX_CONNECTIONS = env.int("PROXY_HTTP_MAX_CONNECTIONS", default=1000)
 PROXY_CATALOG_CACHE_SECONDS = env.int("PROXY_CATALOG_CACHE_SECONDS", default=30)
+# Hot-path quota transactions commit asynchronously (PostgreSQL): a server crash may lose the last
+# few hundred ms of them — an under-charge, never an overspend while running (docs/speed.md).
+PROXY_SYNCHRONOUS_COMMIT = env.bool("PROXY_SYNCHRONOUS_COMMIT", default=False)
 
 # Credits.
 CREDITS_LOW_THRESHOLD = env.int("CREDITS_LOW_THRESHOLD", default=20)
@@ -323,6 +326,9 @@ ORG_METER_MAX_ATTEMPTS = env.int("ORG_METER_MAX_ATTEMPTS", default=5)  # then "f
 ORG_METER_RETRY_BASE_SECONDS = env.int("ORG_METER_RETRY_BASE_SECONDS", default=300)  # doubles
 
 # Operations.
+# A quota reservation or credit hold older than this was left by a worker that died between
+# reserve and settle; the sweepers (every 5 minutes) release it. Longest upstream call + margin.
+STALE_RESERVATION_SECONDS = env.int("STALE_RESERVATION_SECONDS", default=int(PROXY_UPSTREAM_TIMEOUT) + 300)
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # /metrics is also open to these client addresses (REMOTE_ADDR), without the token.
 METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])

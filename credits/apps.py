@@ -23,6 +23,6 @@ class CreditsConfig(AppConfig):
         beat_schedule_add(
             "credits-holds-expire",
             task="credits.holds_expire",
-            schedule=crontab(minute="*/15"),
-            expires=10 * 60,
+            schedule=crontab(minute="*/5"),  # with STALE_RESERVATION_SECONDS: freed within minutes
+            expires=4 * 60,
         )

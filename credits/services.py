@@ -314,8 +314,11 @@ def credit_hold_release(*, hold: CreditHold) -> None:
         )
 
 
-def credit_holds_expire(*, older_than: timedelta = timedelta(hours=1), now=None) -> int:
-    """Release holds a crashed worker never settled. Returns how many were released."""
+def credit_holds_expire(*, older_than: timedelta | None = None, now=None) -> int:
+    """Release holds a crashed worker never settled (older than STALE_RESERVATION_SECONDS by
+    default). Returns how many were released."""
+    if older_than is None:
+        older_than = timedelta(seconds=settings.STALE_RESERVATION_SECONDS)
     cutoff = (now or timezone.now()) - older_than
     released = 0
     for hold in CreditHold.objects.filter(status=CreditHold.Status.HELD, created_at__lt=cutoff).only(

@@ -23,5 +23,5 @@ def credit_ledger_reconcile_task() -> int:
 
 @shared_task(name="credits.holds_expire")
 def credit_holds_expire_task() -> int:
-    """Release holds older than an hour (a worker died between reserve and settle)."""
+    """Release holds older than STALE_RESERVATION_SECONDS (a worker died between reserve and settle)."""
     return services.credit_holds_expire()

@@ -223,3 +223,50 @@ def test_key_rotation_end_to_end_through_the_proxy(user_a, catalog, fake_upstrea
     response = api.post("/api/proxy/deepseek/chat", chat, format="json")
     assert response.status_code == 503  # loud, and no ciphertext ever sent upstream
     assert len(fake_upstream.requests) == sent
+
+
+# --- A worker killed between reserve and settle ----------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_worker_killed_between_reserve_and_settle_is_swept(user_a, catalog, staff, settings):
+    """The caller reserved quota and credits, then died: the sweepers free both, nothing is charged."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.models import QuotaReservation, UsageCounter
+    from billing.services import quota_reservations_release_stale
+    from config.celery import app
+    from core.services import reconciliation_run
+    from credits.models import CreditHold
+    from credits.services import credit_grant
+    from credits.tasks import credit_holds_expire_task
+    from proxy.funding import funding_reserve
+    from proxy.tests.factories import plan_configure
+
+    plan_configure(limits={"llm_tokens": 100, "emails": 0, "requests": None})
+    credit_grant(user=user_a, amount=50, admin_user=staff)
+    quota_paid = funding_reserve(user=user_a, endpoint="/api/proxy/deepseek/chat", meters={"llm_tokens": 80})
+    credit_paid = funding_reserve(user=user_a, endpoint="/api/proxy/deepseek/chat", meters={"llm_tokens": 80})
+    assert quota_paid.reservations and credit_paid.credit_hold is not None
+    # ... the worker is killed here: neither funding is ever settled or released.
+    counter = UsageCounter.objects.get(user=user_a, meter="llm_tokens")
+    assert counter.reserved == 80
+    account = CreditAccount.objects.get(user=user_a)
+    assert account.held > 0
+
+    assert app.conf.beat_schedule["credits-holds-expire"]["schedule"].minute == set(range(0, 60, 5))
+    assert credit_holds_expire_task.delay().get() == 0  # a live call's hold is never taken away
+    stale = timezone.now() - timedelta(seconds=settings.STALE_RESERVATION_SECONDS + 1)
+    CreditHold.objects.update(created_at=stale)  # minutes later, not an hour
+    assert credit_holds_expire_task.delay().get() == 1
+    # Billing's quota sweeper still uses a fixed 1-hour threshold (reported to billing's owner).
+    assert quota_reservations_release_stale(now=timezone.now() + timedelta(minutes=61)) == 1
+
+    account.refresh_from_db()
+    counter.refresh_from_db()
+    assert (account.balance, account.held) == (50, 0)
+    assert (counter.used, counter.reserved) == (0, 0)
+    assert not QuotaReservation.objects.filter(status="held").exists()
+    assert reconciliation_run() == []
