@@ -47,14 +47,15 @@ class ErrorResponseSerializer(serializers.Serializer):
     error = ErrorDetailSerializer()
 
 
-def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
-    """``responses`` entries for these statuses (plus 406), all with the error envelope."""
+def error_responses(*statuses: int, negotiated: bool = True) -> dict[int, OpenApiResponse]:
+    """``responses`` entries for these statuses, all with the error envelope. ``negotiated``
+    adds 406; views that answer JSON whatever ``Accept`` says (the proxy) pass False."""
     unknown = set(statuses) - set(ERROR_DESCRIPTIONS)
     if unknown:
         raise ValueError(f"No description for error status {sorted(unknown)}")
     return {
         status: OpenApiResponse(response=ErrorResponseSerializer, description=ERROR_DESCRIPTIONS[status])
-        for status in sorted(set(statuses) | set(ALWAYS))
+        for status in sorted(set(statuses) | (set(ALWAYS) if negotiated else set()))
     }
 
 

@@ -148,7 +148,7 @@ def test_pricing_simulated_checkout_shows_plan_and_quota_bars(page):
     login(page, "buyer@example.com")
     page.goto("/pricing/")
     shoot(page, "pricing")
-    page.locator(f'[data-plan="{paid.code}"] button').click()
+    page.locator(f'[data-plan="{paid.code}"]').get_by_role("button", name=f"Choose {paid.name}").click()
     page.wait_for_url("**/billing/simulated-checkout/**")
     shoot(page, "simulated-checkout")
     page.locator("button[value=pay]").click()
@@ -160,6 +160,36 @@ def test_pricing_simulated_checkout_shows_plan_and_quota_bars(page):
     assert bars.count() >= 1
     assert page.locator("#plan-card button", has_text="Manage billing").is_visible()
     shoot(page, "dashboard-paid-plan")
+
+
+def test_pay_a_plan_and_a_pack_in_dzd_with_chargily(page, settings):
+    """The Chargily buttons on the pricing and credits pages, through the simulated Chargily
+    page and the real webhook code, to the plan card and the credits badge."""
+    settings.CHARGILY_API_KEY = ""  # DEBUG + no key: Chargily's simulated page
+    CreditPack.objects.filter(code="pack_500").update(price_dzd_minor=250_000)
+    UserFactory(email="dzd@example.com")
+    login(page, "dzd@example.com")
+
+    page.goto("/pricing/")
+    student = page.locator('[data-plan="student"]')
+    assert "1,590 DZD" in student.inner_text()
+    student.get_by_role("button", name="Pay with Chargily (DZD)").click()
+    page.wait_for_url("**/payment/chargily/simulated-checkout/**")
+    shoot(page, "chargily-simulated-checkout")
+    page.get_by_role("button", name="Pay 1590 DZD").click()
+    page.wait_for_url("**/billing/success/**")
+    page.goto("/dashboard/")
+    assert page.locator("#plan-card").get_attribute("data-plan") == "student"
+
+    page.goto("/credits/")
+    shoot(page, "credits-dzd")
+    pack = page.locator('form[action="/credits/buy/pack_500/"]')
+    assert "2,500 DZD" in pack.inner_text()
+    pack.get_by_role("button", name="Pay with Chargily (DZD)").click()
+    page.wait_for_url("**/payment/chargily/simulated-checkout/**")
+    page.get_by_role("button", name="Pay 2500 DZD").click()
+    page.wait_for_url("**/credits/?purchase=success")
+    assert page.locator("[data-credits-balance]").first.inner_text().strip() == "500"
 
 
 def test_buy_credits_updates_the_badge(page):
