@@ -22,6 +22,19 @@ from rest_framework.response import Response
 
 logger = logging.getLogger("tollgate.errors")
 
+try:  # the shared cache (rate limits, budget counters, key cache) is Redis in production
+    from django_redis.exceptions import ConnectionInterrupted
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    CACHE_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+        ConnectionInterrupted,
+        RedisConnectionError,
+        RedisTimeoutError,
+    )
+except ImportError:  # pragma: no cover - django-redis is a pinned dependency
+    CACHE_UNAVAILABLE_ERRORS = ()
+
 # code -> (http status, type)
 ERROR_CODES: dict[str, tuple[int, str]] = {
     "invalid_request": (400, "invalid_request_error"),
@@ -128,6 +141,15 @@ def api_exception_handler(exc, context):
         # Database down, restarting or refusing connections: a retryable 503, not a 500. The
         # driver's message may name hosts or users, so it is logged (type only) and not returned.
         logger.error("database unavailable", extra={"error": type(exc).__name__})
+        return ApiError(
+            "service_unavailable",
+            "The service is temporarily unavailable. Retry shortly.",
+            headers={"Retry-After": "5"},
+        ).as_response()
+    if CACHE_UNAVAILABLE_ERRORS and isinstance(exc, CACHE_UNAVAILABLE_ERRORS):
+        # Redis down: rate limits and budget counters cannot be checked, so calls fail closed
+        # (nothing is reserved or charged) until it is back; counters are rebuilt from the DB then.
+        logger.error("cache unavailable", extra={"error": type(exc).__name__})
         return ApiError(
             "service_unavailable",
             "The service is temporarily unavailable. Retry shortly.",

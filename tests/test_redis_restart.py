@@ -1,0 +1,127 @@
+"""Redis restarted mid-traffic: calls fail closed (503, nothing reserved or charged) while it is
+down, and afterwards the budget counter is rebuilt from the database and nothing was lost.
+
+The test runs its own redis-server on a spare port, so it can kill and restart it."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from decimal import Decimal
+
+import pytest
+from django.core.cache import cache
+from django.db.models import Sum
+from django.utils import timezone
+
+from accounts.tests.factories import global_key_for
+from billing.models import QuotaReservation, UsageCounter
+from proxy.budget import _key as budget_key
+from proxy.budget import usd_to_micro
+from proxy.models import DailySpend, UsageEvent
+from proxy.tests.factories import plan_configure
+
+from .conftest import bearer_client
+
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.skipif(not shutil.which("redis-server"), reason="needs the redis-server binary"),
+]
+CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 40}
+
+
+class OwnRedis:
+    def __init__(self, directory):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.directory = directory
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self):
+        self.process.kill()
+        self.process.wait()
+
+
+@pytest.fixture
+def own_redis(tmp_path, settings):
+    redis = OwnRedis(tmp_path)
+    redis.start()
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{redis.port}/0",
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "SOCKET_CONNECT_TIMEOUT": 1,
+                "SOCKET_TIMEOUT": 1,
+            },
+        }
+    }
+    yield redis
+    if redis.process.poll() is None:
+        redis.kill()
+
+
+@pytest.mark.django_db
+def test_redis_restart_mid_traffic(user_a, catalog, fake_upstream, own_redis, monkeypatch, client):
+    monkeypatch.setattr("proxy.dbcall.THREAD_SENSITIVE", True)
+    plan_configure(rate_limit_per_minute=100)
+    global_key_for(provider="deepseek", secret="sk-operator-deepseek-restart-01")
+    api = bearer_client(user_a)
+    statuses = {"before": [], "down": [], "after": []}
+
+    for _ in range(4):
+        statuses["before"].append(api.post("/api/proxy/deepseek/chat", CHAT, format="json").status_code)
+    events_before = UsageEvent.objects.count()
+
+    own_redis.kill()
+    for _ in range(3):
+        response = api.post("/api/proxy/deepseek/chat", CHAT, format="json")
+        statuses["down"].append(response.status_code)
+        assert response.json()["error"]["code"] == "service_unavailable"
+        assert response["Retry-After"]
+    assert client.get("/health").json()["checks"]["cache"] == "error"
+    assert UsageEvent.objects.count() == events_before  # failed closed: nothing ran, nothing charged
+    assert not QuotaReservation.objects.filter(status="held").exists()
+
+    own_redis.start()  # an empty Redis: every counter is gone
+    for _ in range(4):
+        statuses["after"].append(api.post("/api/proxy/deepseek/chat", CHAT, format="json").status_code)
+
+    assert statuses == {"before": [200] * 4, "down": [503] * 3, "after": [200] * 4}
+    # The budget counter was rebuilt from the durable row, then kept counting.
+    spent = DailySpend.objects.get(day=timezone.now().date()).spent_usd
+    assert spent > 0
+    assert cache.get(budget_key(timezone.now().date())) == usd_to_micro(spent)
+    assert spent == UsageEvent.objects.aggregate(s=Sum("cost_usd"))["s"] or Decimal(0)
+    # Nothing lost: 8 calls, 8 events, the quota counter equals them.
+    assert UsageEvent.objects.filter(status_code=200).count() == 8
+    counter = UsageCounter.objects.get(user=user_a, meter="llm_tokens")
+    assert counter.reserved == 0
+    assert counter.used == UsageEvent.objects.aggregate(s=Sum("total_tokens"))["s"]
