@@ -181,3 +181,15 @@ def test_admin_lists_open_drift_and_resolves_it(plan, client):
     drift.refresh_from_db()
     assert drift.resolved_at is not None
     assert CreditAccount.objects.get(user=user).balance == 999
+
+
+def test_checks_cost_a_fixed_number_of_queries_however_many_users(plan, django_assert_max_num_queries):
+    """A nightly job over every account: no per-user queries (and nothing to record when clean)."""
+    admin = StaffUserFactory()
+    for _ in range(6):
+        _traffic(UserFactory(), admin)
+    for _ in range(3):
+        UsageReportFactory(organization=LinkedOrganizationFactory())
+
+    with django_assert_max_num_queries(7):
+        assert services.reconciliation_run() == []
