@@ -24,7 +24,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import BigIntegerField, F, Value
 from django.db.models.functions import Greatest, Least
 from django.urls import reverse
@@ -220,6 +220,269 @@ def quota_release(*, reservation: QuotaReservation, now: datetime | None = None)
         )
         reservation.status = QuotaReservation.Status.RELEASED
         reservation.finished_at = now
+
+
+# =============================================================================================
+# Quotas, batched: every meter of one call in one statement (the proxy's hot path)
+# =============================================================================================
+
+
+def _sync_commit_off_sql(synchronous_commit: bool) -> str:
+    """A CTE term that makes this transaction's commit asynchronous (PostgreSQL).
+
+    ``set_config(..., true)`` is ``SET LOCAL`` from inside the statement, so it costs no round
+    trip. An asynchronous commit keeps every guarantee except durability of the last few hundred
+    milliseconds before a server crash (the WAL is replayed as a consistent prefix): see
+    docs/speed.md for what that means for money.
+    """
+    return "" if synchronous_commit else ", _cfg AS (SELECT set_config('synchronous_commit', 'off', true))"
+
+
+def _rules_for(*, user, meters, now: datetime) -> dict:
+    plan = plan_for_user_get(user=user, now=now)
+    rules = {}
+    for meter in meters:
+        rule = plan_quota_get(plan=plan, meter=meter)
+        start, end = period_bounds(period=rule.period, now=now)
+        rules[meter] = (rule, start, end)
+    return rules
+
+
+def quota_reserve_many(
+    *, user, meters: dict[str, int], now: datetime | None = None, synchronous_commit: bool = True
+) -> list[QuotaReservation]:
+    """Hold ``meters`` (meter -> units) for one call, all or nothing, or raise QuotaExceeded.
+
+    PostgreSQL: one statement — a conditional ``UPDATE … FROM (VALUES …)`` on the counters
+    (``used + reserved + n <= limit`` re-checked under each row lock, so concurrency can never
+    pass a limit) feeding the reservation ``INSERT`` through a CTE. If any meter does not fit,
+    the meters that did are released at once, so nothing stays held (the refusal path costs
+    two more statements; the hot path none). Counter rows are created on first use.
+    Other databases: ``quota_reserve`` per meter inside one transaction.
+    """
+    now = now or timezone.now()
+    meters = {meter: int(amount) for meter, amount in meters.items()}
+    if any(amount < 0 for amount in meters.values()):
+        raise ValueError("amounts must be >= 0")
+    if not meters:
+        return []
+    rules = _rules_for(user=user, meters=meters, now=now)
+    if connection.vendor != "postgresql":
+        for meter, (rule, start, end) in rules.items():  # counters outlive a refused call
+            _counter_id_get(user_id=user.pk, meter=meter, period=rule.period, start=start, end=end)
+        with transaction.atomic():
+            return [quota_reserve(user=user, meter=m, amount=a, now=now) for m, a in meters.items()]
+    for attempt in range(2):
+        rows = _reserve_statement(
+            user_id=user.pk, meters=meters, rules=rules, now=now, synchronous_commit=synchronous_commit
+        )
+        if rows is not None:
+            return [
+                QuotaReservation(
+                    pk=pk,
+                    user_id=user.pk,
+                    meter=meter,
+                    counter_id=counter_id,
+                    amount=amount,
+                    status=QuotaReservation.Status.HELD,
+                    created_at=now,
+                )
+                for pk, meter, counter_id, amount in rows
+            ]
+        # Refused: a missing counter (first call of a period) or a limit. Find out which.
+        states = {
+            meter: (used, reserved)
+            for meter, used, reserved in UsageCounter.objects.filter(
+                user_id=user.pk, meter__in=list(meters), period_start__in={s for _, s, _ in rules.values()}
+            ).values_list("meter", "used", "reserved")
+        }
+        missing = [meter for meter in meters if meter not in states]
+        if missing and attempt == 0:
+            for meter in missing:
+                rule, start, end = rules[meter]
+                _counter_id_get(user_id=user.pk, meter=meter, period=rule.period, start=start, end=end)
+            continue
+        for meter, amount in meters.items():
+            rule, _start, end = rules[meter]
+            used, reserved = states.get(meter, (0, 0))
+            if rule.limit is not None and used + reserved + amount > rule.limit:
+                status = quota_status_build(rule=rule, used=used, reserved=reserved, reset_at=end)
+                raise QuotaExceeded(meter=meter, status=status)
+    # Every meter fitted when re-read: the refusal was a race with another call; report the first.
+    meter = next(iter(meters))
+    rule, _start, end = rules[meter]
+    used, reserved = states.get(meter, (0, 0))
+    raise QuotaExceeded(
+        meter=meter, status=quota_status_build(rule=rule, used=used, reserved=reserved, reset_at=end)
+    )
+
+
+def _reserve_statement(*, user_id: int, meters: dict, rules: dict, now: datetime, synchronous_commit: bool):
+    counters = connection.ops.quote_name(UsageCounter._meta.db_table)
+    holds = connection.ops.quote_name(QuotaReservation._meta.db_table)
+    values, params = [], []
+    for meter, amount in meters.items():
+        rule, start, _end = rules[meter]
+        values.append("(%s, %s::timestamptz, %s::bigint, %s::bigint)")
+        params += [meter, start, amount, rule.limit]
+    cfg = _sync_commit_off_sql(synchronous_commit)
+    sql = f"""
+        WITH want(meter, period_start, amount, lim) AS (VALUES {", ".join(values)}){cfg},
+        upd AS (
+            UPDATE {counters} c SET reserved = c.reserved + w.amount
+            FROM want w{", _cfg" if cfg else ""}
+            WHERE c.user_id = %s AND c.meter = w.meter AND c.period_start = w.period_start
+              AND (w.lim IS NULL OR c.used + c.reserved + w.amount <= w.lim)
+            RETURNING c.id, c.meter, w.amount
+        )
+        INSERT INTO {holds} (user_id, meter, counter_id, amount, status, created_at)
+        SELECT %s, upd.meter, upd.id, upd.amount, %s, %s FROM upd
+        RETURNING id, meter, counter_id, amount
+    """  # noqa: S608 (table names from model meta, values parametrised)
+    params += [user_id, user_id, QuotaReservation.Status.HELD, now]
+    with connection.cursor() as cursor:  # one statement: its own transaction unless inside one
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    if len(rows) != len(meters):
+        # All or nothing: give back the meters that did fit (only on the refusal path).
+        quota_release_many(
+            reservations=[
+                QuotaReservation(pk=pk, meter=meter, counter_id=counter_id, amount=amount)
+                for pk, meter, counter_id, amount in rows
+            ],
+            now=now,
+            synchronous_commit=synchronous_commit,
+        )
+        return None
+    return rows
+
+
+def quota_settle_many(
+    *,
+    reservations: list[QuotaReservation],
+    actual: dict[str, int],
+    now: datetime | None = None,
+    synchronous_commit: bool = True,
+) -> dict[str, tuple[int, int]]:
+    """Settle one call's reservations to ``actual`` (meter -> units) in one statement.
+
+    Each meter is charged ``min(actual, reserved amount)`` — the call reserved its maximum — and
+    its hold is freed; a reservation already settled or released is skipped (runs once).
+    Returns meter -> (used, reserved) of the counters after the settle, for the quota block.
+    Crossing an alert threshold queues the alert as ``quota_settle`` does.
+    """
+    now = now or timezone.now()
+    if not reservations:
+        return {}
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            for reservation in reservations:
+                quota_settle(
+                    reservation=reservation,
+                    actual=min(max(0, int(actual.get(reservation.meter, 0))), reservation.amount),
+                    now=now,
+                )
+            return {
+                meter: (used, reserved)
+                for meter, used, reserved in UsageCounter.objects.filter(
+                    pk__in=[r.counter_id for r in reservations]
+                ).values_list("meter", "used", "reserved")
+            }
+    counters = connection.ops.quote_name(UsageCounter._meta.db_table)
+    holds = connection.ops.quote_name(QuotaReservation._meta.db_table)
+    values, params = [], []
+    for reservation in reservations:
+        values.append("(%s::bigint, %s::bigint)")
+        params += [reservation.pk, max(0, int(actual.get(reservation.meter, 0)))]
+    cfg = _sync_commit_off_sql(synchronous_commit)
+    sql = f"""
+        WITH act(id, actual) AS (VALUES {", ".join(values)}){cfg},
+        r AS (
+            UPDATE {holds} q SET status = %s, actual = act.actual, finished_at = %s
+            FROM act{", _cfg" if cfg else ""}
+            WHERE q.id = act.id AND q.status = %s
+            RETURNING q.counter_id, q.amount, LEAST(act.actual, q.amount) AS charged
+        )
+        UPDATE {counters} c SET used = c.used + r.charged, reserved = c.reserved - r.amount
+        FROM r WHERE c.id = r.counter_id
+        RETURNING c.id, c.meter, c.used, c.reserved, c.period_start, r.charged
+    """  # noqa: S608 (table names from model meta, values parametrised)
+    params += [QuotaReservation.Status.SETTLED, now, QuotaReservation.Status.HELD]
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+        for counter_id, meter, used, _reserved, period_start, charged in rows:
+            if charged:
+                _quota_alert_check(
+                    user_id=reservations[0].user_id,
+                    meter=meter,
+                    counter_id=counter_id,
+                    used=used,
+                    period_start=period_start,
+                    now=now,
+                )
+    for reservation in reservations:
+        reservation.status = QuotaReservation.Status.SETTLED
+        reservation.finished_at = now
+    return {meter: (used, reserved) for _id, meter, used, reserved, _start, _charged in rows}
+
+
+def quota_release_many(
+    *, reservations: list[QuotaReservation], now: datetime | None = None, synchronous_commit: bool = True
+) -> None:
+    """Give one call's held units back (failed call) in one statement. Runs once."""
+    now = now or timezone.now()
+    if not reservations:
+        return
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            for reservation in reservations:
+                quota_release(reservation=reservation, now=now)
+        return
+    counters = connection.ops.quote_name(UsageCounter._meta.db_table)
+    holds = connection.ops.quote_name(QuotaReservation._meta.db_table)
+    cfg = _sync_commit_off_sql(synchronous_commit)
+    sql = f"""
+        WITH ids(id) AS (SELECT unnest(%s::bigint[])){cfg},
+        r AS (
+            UPDATE {holds} q SET status = %s, finished_at = %s
+            FROM ids{", _cfg" if cfg else ""}
+            WHERE q.id = ids.id AND q.status = %s
+            RETURNING q.counter_id, q.amount
+        )
+        UPDATE {counters} c SET reserved = c.reserved - r.amount FROM r WHERE c.id = r.counter_id
+    """  # noqa: S608 (table names from model meta, values parametrised)
+    params = [
+        [r.pk for r in reservations],
+        QuotaReservation.Status.RELEASED,
+        now,
+        QuotaReservation.Status.HELD,
+    ]
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    for reservation in reservations:
+        reservation.status = QuotaReservation.Status.RELEASED
+        reservation.finished_at = now
+
+
+def _quota_alert_check(
+    *, user_id: int, meter: str, counter_id: int, used: int, period_start: datetime, now: datetime
+) -> None:
+    """``_quota_alert_schedule`` for a settle that already knows the counter (no extra query)."""
+    rule = plan_quota_get(plan=plan_for_user_get(user=_user_ref(user_id), now=now), meter=meter)
+    if rule.period != "month" or not rule.limit:
+        return
+    crossed = [t for t in QUOTA_ALERT_THRESHOLDS if used * 100 >= t * rule.limit]
+    if not crossed:
+        return
+    gate = _alert_gate_key(user_id=user_id, meter=meter, period_start=period_start, threshold=crossed[-1])
+    if cache.get(gate):
+        return
+    from .tasks import quota_alert_send_task
+
+    transaction.on_commit(
+        lambda: quota_alert_send_task.delay(user_id=user_id, meter=meter, counter_id=counter_id)
+    )
 
 
 def _user_ref(user_id: int) -> SimpleNamespace:

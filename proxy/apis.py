@@ -25,7 +25,7 @@ from core.time import isoformat_z
 
 from . import upstreams
 from .dbcall import db_call
-from .funding import quota_block
+from .funding import funding_quota_block, quota_block
 from .gateway import ChatCall, call_detached, chat_call_run
 from .ratelimit import rate_limit_error, rate_limit_hit
 from .router import provider_chain
@@ -381,7 +381,7 @@ class InstantlySendApi(ProxyApiView):
 
 def _settle_email(*, prepared, record, user):
     event = proxy_call_settle(prepared=prepared, record=record)
-    return event, quota_block(quota_status_get(user=user).get("emails"))
+    return event, funding_quota_block(funding=prepared.funding, user=user, meter="emails")
 
 
 class UsageApi(ProxyApiView):

@@ -17,8 +17,16 @@ import logging
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.utils import timezone
 
 from billing import services as billing_services
+from billing.selectors import (
+    period_bounds,
+    plan_for_user_get,
+    plan_quota_get,
+    quota_status_build,
+    quota_status_get,
+)
 from core.exceptions import ApiError
 from core.time import isoformat_z
 
@@ -38,6 +46,9 @@ class Funding:
     credit_cost: object | None = None  # credits.EndpointCost used for the hold
     credit_units_meter: str | None = None
     credits_charged: int = 0
+    counters: dict[str, tuple[int, int]] = field(
+        default_factory=dict
+    )  # meter -> (used, reserved) after settle
 
 
 def _credits_modules():
@@ -69,8 +80,6 @@ def _quota_exceeded_error(*, user, meter: str, status, upsell: dict | None = Non
     reset_at = getattr(status, "reset_at", None)
     headers = {}
     if reset_at is not None:
-        from django.utils import timezone
-
         headers["Retry-After"] = str(max(1, int((reset_at - timezone.now()).total_seconds())))
     return ApiError(
         "quota_exceeded",
@@ -99,20 +108,18 @@ def _credit_units(cost, meter_amounts: dict[str, int]) -> tuple[str | None, int]
 def funding_reserve(*, user, endpoint: str, meters: dict[str, int]) -> Funding:
     """Reserve ``meters`` (meter -> units) on the plan's quota, else in credits.
 
+    Every meter is reserved in one statement, all or nothing (``quota_reserve_many``).
     Raises ApiError 429 ``quota_exceeded`` or 402 ``insufficient_credits``; holds nothing then.
     """
     funding = Funding(endpoint=endpoint, reserved=dict(meters))
-    for meter, amount in meters.items():
-        try:
-            funding.reservations[meter] = billing_services.quota_reserve(
-                user=user, meter=meter, amount=amount
-            )
-        except billing_services.QuotaExceeded as exc:
-            for reservation in funding.reservations.values():
-                billing_services.quota_release(reservation=reservation)
-            funding.reservations = {}
-            _credit_hold_or_raise(funding=funding, user=user, meter=meter, status=exc.status, meters=meters)
-            return funding
+    try:
+        reservations = billing_services.quota_reserve_many(
+            user=user, meters=meters, synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT
+        )
+    except billing_services.QuotaExceeded as exc:
+        _credit_hold_or_raise(funding=funding, user=user, meter=exc.meter, status=exc.status, meters=meters)
+        return funding
+    funding.reservations = {reservation.meter: reservation for reservation in reservations}
     return funding
 
 
@@ -161,9 +168,15 @@ def _upsell(*, user, credit_selectors) -> dict:
 
 def funding_settle(*, funding: Funding, actual: dict[str, int], idempotency_key: str) -> None:
     """Settle every reservation to ``actual`` (meter -> units). Missing meters settle at 0."""
-    for meter, reservation in funding.reservations.items():
-        used = min(actual.get(meter, 0), funding.reserved.get(meter, 0))
-        billing_services.quota_settle(reservation=reservation, actual=used)
+    if funding.reservations:
+        used = {
+            meter: min(actual.get(meter, 0), funding.reserved.get(meter, 0)) for meter in funding.reservations
+        }
+        funding.counters = billing_services.quota_settle_many(
+            reservations=list(funding.reservations.values()),
+            actual=used,
+            synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT,
+        )
     if funding.credit_hold is not None:
         _credit_selectors, credit_services = _credits_modules()
         meter = funding.credit_units_meter
@@ -177,13 +190,29 @@ def funding_settle(*, funding: Funding, actual: dict[str, int], idempotency_key:
 
 def funding_release(*, funding: Funding) -> None:
     """Give everything back (failed call). Safe to call once per funding."""
-    for reservation in funding.reservations.values():
-        billing_services.quota_release(reservation=reservation)
+    if funding.reservations:
+        billing_services.quota_release_many(
+            reservations=list(funding.reservations.values()),
+            synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT,
+        )
     funding.reservations = {}
     if funding.credit_hold is not None:
         _credit_selectors, credit_services = _credits_modules()
         credit_services.credit_hold_release(hold=funding.credit_hold)
         funding.credit_hold = None
+
+
+def funding_quota_block(*, funding: Funding | None, user, meter: str) -> dict:
+    """The quota block to answer with after a settle: from the settle's own RETURNING when the
+    call was paid by quota (no query), else read from the counters."""
+    counter = funding.counters.get(meter) if funding is not None else None
+    if counter is None:
+        return quota_block(quota_status_get(user=user).get(meter))
+    plan = plan_for_user_get(user=user)
+    rule = plan_quota_get(plan=plan, meter=meter)
+    _start, reset_at = period_bounds(period=rule.period, now=timezone.now())
+    used, reserved = counter
+    return quota_block(quota_status_build(rule=rule, used=used, reserved=reserved, reset_at=reset_at))
 
 
 def byok_counts_against_quota() -> bool:

@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 
 from django.http import StreamingHttpResponse
 
-from billing.selectors import quota_status_get
 from core.exceptions import ApiError
 
 from . import upstreams
 from .dbcall import db_call
-from .funding import quota_block
+from .funding import funding_quota_block
 from .router import chain_without_cooling, provider_failure_record, provider_success_record
 from .sandbox import prompt_tokens_count
 from .services import (
@@ -104,7 +103,9 @@ def _settle_and_quota(*, prepared, record: CallRecord, user, quota_meter: str | 
         provider_success_record(provider=prepared.provider)
     block = None
     if quota_meter:
-        block = quota_block(quota_status_get(user=user).get(quota_meter))
+        block = funding_quota_block(
+            funding=prepared.funding if prepared else None, user=user, meter=quota_meter
+        )
     return event, block
 
 

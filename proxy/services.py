@@ -226,6 +226,78 @@ def _daily_spend_add(*, day: date, cost: Decimal, now) -> None:
         )
 
 
+def _event_write(*, event: UsageEvent, rollup_provider: str, is_error: bool, spend_day, now) -> None:
+    """The usage event, its daily rollup and the day's operator spend.
+
+    PostgreSQL: one statement (the rollup and spend upserts ride on the event ``INSERT`` as
+    data-modifying CTEs), i.e. one round trip instead of three. Elsewhere: three statements.
+    """
+    if connection.vendor != "postgresql":
+        event.save(force_insert=True)
+        _rollup_upsert(
+            user_id=event.user_id,
+            provider=rollup_provider,
+            day=now.date(),
+            tokens=event.total_tokens,
+            emails=event.emails,
+            cost=event.cost_usd,
+            is_error=is_error,
+            is_fallback=event.is_fallback,
+        )
+        if spend_day is not None:
+            _daily_spend_add(day=spend_day, cost=event.cost_usd, now=now)
+        return
+    qn = connection.ops.quote_name
+    fields = [f for f in UsageEvent._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(qn(f.column) for f in fields)
+    values = [f.get_db_prep_save(f.pre_save(event, True), connection) for f in fields]
+    rollup = qn(UsageDailyRollup._meta.db_table)
+    spend = qn(DailySpend._meta.db_table)
+    sql = f"""
+        WITH ev AS (
+            INSERT INTO {qn(UsageEvent._meta.db_table)} ({columns})
+            VALUES ({", ".join(["%s"] * len(fields))}) RETURNING id
+        ),
+        ro AS (
+            INSERT INTO {rollup}
+                (user_id, provider, day, requests, tokens, emails, cost_usd, errors, fallbacks)
+            VALUES (%s, %s, %s, 1, %s, %s, %s, %s, %s)
+            ON CONFLICT (user_id, provider, day) DO UPDATE SET
+                requests = {rollup}.requests + 1,
+                tokens = {rollup}.tokens + EXCLUDED.tokens,
+                emails = {rollup}.emails + EXCLUDED.emails,
+                cost_usd = {rollup}.cost_usd + EXCLUDED.cost_usd,
+                errors = {rollup}.errors + EXCLUDED.errors,
+                fallbacks = {rollup}.fallbacks + EXCLUDED.fallbacks
+        )
+    """  # noqa: S608 (names from model meta, values parametrised)
+    params = [
+        *values,
+        event.user_id,
+        rollup_provider,
+        now.date(),
+        event.total_tokens,
+        event.emails,
+        event.cost_usd,
+        int(is_error),
+        int(event.is_fallback),
+    ]
+    if spend_day is not None:
+        sql += f""",
+        sp AS (
+            INSERT INTO {spend} (day, spent_usd, updated_at) VALUES (%s, %s, %s)
+            ON CONFLICT (day) DO UPDATE SET
+                spent_usd = {spend}.spent_usd + EXCLUDED.spent_usd, updated_at = EXCLUDED.updated_at
+        )
+        """  # noqa: S608
+        params += [spend_day, event.cost_usd, now]
+    sql += "SELECT id FROM ev"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        event.pk = cursor.fetchone()[0]
+    event._state.adding = False
+
+
 def proxy_call_settle(*, prepared: PreparedCall | None, record: CallRecord, now=None) -> UsageEvent:
     """Finish a call: charge what was used (or release everything on failure) and log it.
 
@@ -254,7 +326,7 @@ def proxy_call_settle(*, prepared: PreparedCall | None, record: CallRecord, now=
                 )
             else:
                 funding_release(funding=prepared.funding)
-        event = UsageEvent.objects.create(
+        event = UsageEvent(
             call_id=prepared.call_id if prepared is not None else uuid.uuid4(),
             user_id=record.user_id,
             api_key_id=record.api_key_id,
@@ -279,18 +351,13 @@ def proxy_call_settle(*, prepared: PreparedCall | None, record: CallRecord, now=
             request_id=record.request_id[:64],
             created_at=now,
         )
-        _rollup_upsert(
-            user_id=record.user_id,
-            provider=event.provider or "none",
-            day=now.date(),
-            tokens=event.total_tokens,
-            emails=event.emails,
-            cost=cost,
+        _event_write(
+            event=event,
+            rollup_provider=event.provider or "none",
             is_error=not succeeded,
-            is_fallback=record.is_fallback,
+            spend_day=prepared.budget_day if cost > 0 else None,
+            now=now,
         )
-        if cost > 0:
-            _daily_spend_add(day=prepared.budget_day, cost=cost, now=now)
     if prepared is not None and prepared.budget_micro:
         budget.budget_settle(
             day=prepared.budget_day, reserved_micro=prepared.budget_micro, actual_micro=actual_micro

@@ -1,21 +1,23 @@
 """Query budget of the hot path: regressions show up as a count, not as a timing.
 
-Today one routed call costs 27 queries, most of them billing's per-meter reserve and settle
-(3 + 2–3 per meter, two meters) — see docs/proxy.md. The ≤ 8 target needs a batched
-reservation (one statement for every meter of a call, or the counters in Redis with the
-database as the ledger); the strict xfail flips to a failure the day it is met, so the ceiling
-can then be lowered.
+One routed, operator-paid call (warm caches) on PostgreSQL: the key's user, the provider key,
+the quota reservation (one statement for every meter), then one transaction for the settle
+(one statement) and the usage event with its rollup and the day's spend (one statement).
 """
 
 import pytest
+from django.db import connection
+
+from billing.models import QuotaReservation, UsageCounter
+from proxy.models import DailySpend, UsageDailyRollup, UsageEvent
 
 from ..factories import global_key_set, plan_configure
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The budget is PostgreSQL's (production); SQLite, the embedded default, runs per-meter statements.
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 URL = "/api/proxy/v1/chat/completions"
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 50}
-CURRENT_CEILING = 27
 TARGET = 8
 
 
@@ -23,20 +25,39 @@ TARGET = 8
 def warm_client(caller, fake_upstream, same_thread_db):
     plan_configure(weights={"openrouter": 100})
     global_key_set("openrouter")
-    _user, _plaintext, client = caller
+    user, _plaintext, client = caller
     assert client.post(URL, BODY, format="json").status_code == 200  # warm key, plan and catalogue caches
-    return client
+    return user, client
 
 
-def test_one_proxied_call_stays_under_the_current_ceiling(warm_client, django_assert_max_num_queries):
-    with django_assert_max_num_queries(CURRENT_CEILING) as captured:
-        response = warm_client.post(URL, BODY, format="json")
+def test_one_proxied_call_meets_the_query_budget(warm_client, django_assert_max_num_queries):
+    user, client = warm_client
+    with django_assert_max_num_queries(TARGET) as captured:
+        response = client.post(URL, BODY, format="json")
 
     assert response.status_code == 200
-    assert len(captured.captured_queries) > 10  # the capture does see the view's threads
+    assert response.json()["quota"]["used"] == 50  # two calls of 25 tokens
+    # The capture does see the view's database blocks, and everything was written.
+    assert len(captured.captured_queries) >= 4
+    assert UsageEvent.objects.filter(user=user).count() == 2
+    assert UsageDailyRollup.objects.get(user=user).requests == 2
+    assert DailySpend.objects.get().spent_usd > 0
+    assert not QuotaReservation.objects.filter(user=user, status="held").exists()
+    assert dict(UsageCounter.objects.filter(user=user).values_list("meter", "used")) == {
+        "llm_tokens": 50,
+        "requests": 2,
+    }
 
 
-@pytest.mark.xfail(strict=True, reason="needs a batched multi-meter quota reserve/settle in billing")
-def test_one_proxied_call_meets_the_target_budget(warm_client, django_assert_max_num_queries):
-    with django_assert_max_num_queries(TARGET):
-        warm_client.post(URL, BODY, format="json")
+def test_postgresql_path_is_four_round_trips_plus_the_settle_transaction(
+    warm_client, django_assert_max_num_queries
+):
+    _user, client = warm_client
+    assert connection.vendor == "postgresql"
+    with django_assert_max_num_queries(TARGET) as captured:
+        client.post(URL, BODY, format="json")
+
+    statements = [q["sql"].split(None, 1)[0].upper() for q in captured.captured_queries if q["sql"]]
+    # user, provider key, reserve (WITH …), BEGIN, settle (WITH …), event+rollup+spend (WITH …), COMMIT
+    assert statements.count("WITH") == 3, statements
+    assert len(captured.captured_queries) <= 7
