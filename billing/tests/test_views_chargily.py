@@ -51,6 +51,12 @@ def test_chargily_button_opens_a_dzd_checkout_and_payment_activates_the_plan(cli
     student = _plan_card(client.get("/pricing/").content.decode(), "student")
     assert "Current plan" in student and "Renew with Chargily (DZD)" in student
     assert "Manage billing" not in student  # no Stripe customer behind a Chargily period
+    pro = _plan_card(client.get("/pricing/").content.decode(), "pro")
+    assert "Switch in billing portal" not in pro and "Available when your current period ends" in pro
+
+    renew = client.post("/billing/upgrade/student/", {"gateway": "chargily"})  # pay the next period early
+    assert renew.status_code == 302 and "/payment/chargily/simulated-checkout/" in renew["Location"]
+    assert CheckoutSession.objects.filter(user=user, gateway="chargily").count() == 2
 
 
 def test_chargily_for_a_plan_without_dzd_price_comes_back_with_a_message(client, chargily_settings):
