@@ -1,0 +1,45 @@
+"""The middleware stack under ASGI: fully async, and the proxy API on its short path."""
+
+import pytest
+from asgiref.sync import async_to_sync, iscoroutinefunction
+from django.core.handlers.asgi import ASGIHandler
+from django.test import AsyncClient
+
+
+def test_the_asgi_middleware_chain_is_async_end_to_end():
+    """One sync-only middleware would push every request through a thread (and the async
+    proxy back through async_to_sync); this fails the day one is added."""
+    assert iscoroutinefunction(ASGIHandler()._middleware_chain)
+
+
+@pytest.mark.django_db
+def test_proxy_urls_skip_the_page_middleware_but_keep_request_id_and_nosniff():
+    response = async_to_sync(AsyncClient().post)(
+        "/api/proxy/v1/chat/completions",
+        data={"messages": []},
+        content_type="application/json",
+        headers={"X-Request-ID": "trace-123"},
+    )
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+    assert response["X-Request-ID"] == "trace-123"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert "X-Frame-Options" not in response  # the clickjacking middleware did not run
+    assert not response.cookies
+
+
+@pytest.mark.django_db
+def test_other_urls_take_the_full_stack():
+    response = async_to_sync(AsyncClient().get)("/health")
+
+    assert response.status_code in (200, 503)
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Request-ID"]
+
+
+def test_unknown_proxy_url_falls_back_to_the_json_404():
+    response = async_to_sync(AsyncClient().get)("/api/proxy/nope")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
