@@ -76,8 +76,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.middleware.RequestIdMiddleware",
+    "core.middleware.ApiFastPathMiddleware",  # proxy API: skips the rest (see its docstring)
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "core.middleware.StaticFilesMiddleware",  # WhiteNoise, async-capable
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -311,6 +312,8 @@ PROXY_CATALOG_CACHE_SECONDS = env.int("PROXY_CATALOG_CACHE_SECONDS", default=30)
 # Hot-path quota transactions commit asynchronously (PostgreSQL): a server crash may lose the last
 # few hundred ms of them — an under-charge, never an overspend while running (docs/speed.md).
 PROXY_SYNCHRONOUS_COMMIT = env.bool("PROXY_SYNCHRONOUS_COMMIT", default=False)
+# Async API views under these URL prefixes skip the session/CSRF/static middleware stack.
+API_FAST_PATH_PREFIXES = env.list("API_FAST_PATH_PREFIXES", default=["/api/proxy/", "/api/v2/chat"])
 
 # Credits.
 CREDITS_LOW_THRESHOLD = env.int("CREDITS_LOW_THRESHOLD", default=20)
