@@ -238,8 +238,8 @@ def _sync_commit_off_sql(synchronous_commit: bool) -> str:
     return "" if synchronous_commit else ", _cfg AS (SELECT set_config('synchronous_commit', 'off', true))"
 
 
-def _rules_for(*, user, meters, now: datetime) -> dict:
-    plan = plan_for_user_get(user=user, now=now)
+def _rules_for(*, user, meters, now: datetime, plan: Plan | None = None) -> dict:
+    plan = plan or plan_for_user_get(user=user, now=now)
     rules = {}
     for meter in meters:
         rule = plan_quota_get(plan=plan, meter=meter)
@@ -249,7 +249,12 @@ def _rules_for(*, user, meters, now: datetime) -> dict:
 
 
 def quota_reserve_many(
-    *, user, meters: dict[str, int], now: datetime | None = None, synchronous_commit: bool = True
+    *,
+    user,
+    meters: dict[str, int],
+    now: datetime | None = None,
+    synchronous_commit: bool = True,
+    plan: Plan | None = None,
 ) -> list[QuotaReservation]:
     """Hold ``meters`` (meter -> units) for one call, all or nothing, or raise QuotaExceeded.
 
@@ -258,7 +263,8 @@ def quota_reserve_many(
     pass a limit) feeding the reservation ``INSERT`` through a CTE. If any meter does not fit,
     the meters that did are released at once, so nothing stays held (the refusal path costs
     two more statements; the hot path none). Counter rows are created on first use.
-    Other databases: ``quota_reserve`` per meter inside one transaction.
+    Other databases: ``quota_reserve`` per meter inside one transaction. ``plan``: the
+    caller's ``plan_for_user_get`` result, to save its cache round trip.
     """
     now = now or timezone.now()
     meters = {meter: int(amount) for meter, amount in meters.items()}
@@ -266,7 +272,7 @@ def quota_reserve_many(
         raise ValueError("amounts must be >= 0")
     if not meters:
         return []
-    rules = _rules_for(user=user, meters=meters, now=now)
+    rules = _rules_for(user=user, meters=meters, now=now, plan=plan)
     if connection.vendor != "postgresql":
         for meter, (rule, start, end) in rules.items():  # counters outlive a refused call
             _counter_id_get(user_id=user.pk, meter=meter, period=rule.period, start=start, end=end)
@@ -363,6 +369,7 @@ def quota_settle_many(
     actual: dict[str, int],
     now: datetime | None = None,
     synchronous_commit: bool = True,
+    plan: Plan | None = None,
 ) -> dict[str, tuple[int, int]]:
     """Settle one call's reservations to ``actual`` (meter -> units) in one statement.
 
@@ -414,6 +421,7 @@ def quota_settle_many(
         for counter_id, meter, used, _reserved, period_start, charged in rows:
             if charged:
                 _quota_alert_check(
+                    plan=plan,
                     user_id=reservations[0].user_id,
                     meter=meter,
                     counter_id=counter_id,
@@ -466,10 +474,17 @@ def quota_release_many(
 
 
 def _quota_alert_check(
-    *, user_id: int, meter: str, counter_id: int, used: int, period_start: datetime, now: datetime
+    *,
+    user_id: int,
+    meter: str,
+    counter_id: int,
+    used: int,
+    period_start: datetime,
+    now: datetime,
+    plan: Plan | None = None,
 ) -> None:
     """``_quota_alert_schedule`` for a settle that already knows the counter (no extra query)."""
-    rule = plan_quota_get(plan=plan_for_user_get(user=_user_ref(user_id), now=now), meter=meter)
+    rule = plan_quota_get(plan=plan or plan_for_user_get(user=_user_ref(user_id), now=now), meter=meter)
     if rule.period != "month" or not rule.limit:
         return
     crossed = [t for t in QUOTA_ALERT_THRESHOLDS if used * 100 >= t * rule.limit]

@@ -38,6 +38,22 @@ except ImportError:  # pragma: no cover
     api_key_touch = None
 
 
+_touched: dict[int, float] = {}
+TOUCH_INTERVAL_SECONDS = 60
+
+
+def _touch_due(key_id: int) -> bool:
+    """``api_key_touch`` gates on the shared cache (a round trip per call); this process asks it
+    at most once a minute per key, which is all ``last_used_at`` needs."""
+    now = time.monotonic()
+    if now - _touched.get(key_id, -TOUCH_INTERVAL_SECONDS) < TOUCH_INTERVAL_SECONDS:
+        return False
+    if len(_touched) > 100_000:
+        _touched.clear()
+    _touched[key_id] = now
+    return True
+
+
 def _raise_validation(serializer) -> None:
     if not serializer.is_valid():
         raise serializers.ValidationError(serializer.errors)
@@ -75,7 +91,7 @@ class ProxyApiView(AsyncAPIView):
         self._ratelimit_headers = state.headers()
         if state.exceeded:
             raise rate_limit_error(state)
-        if api_key_touch is not None:
+        if api_key_touch is not None and _touch_due(identity.key_id):
             api_key_touch(identity=identity)
         return plan
 
@@ -194,6 +210,7 @@ def _chat_call(
         stream=bool(data.get("stream")),
         client_wants_usage=bool(stream_options.get("include_usage")),
         request_id=view.request_id,
+        plan=plan,
     )
 
 
@@ -329,6 +346,7 @@ class InstantlySendApi(ProxyApiView):
                 endpoint=self.ENDPOINT,
                 meters={"emails": 1},
                 check_budget=False,
+                plan=self.plan,
             )
         except (NoProviderKey, BudgetExhausted):
             error = ApiError("no_provider_available", "Email sending is not configured right now.")

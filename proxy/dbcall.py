@@ -9,8 +9,11 @@ call waits on its upstream.
 from __future__ import annotations
 
 import functools
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import close_old_connections, connections
 
 # False in production. Query-count tests set it to True so the blocks run on the test's own
@@ -37,6 +40,28 @@ def _closing(fn):
     return run
 
 
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def db_executor() -> ThreadPoolExecutor:
+    """The proxy's own pool of ``PROXY_DB_THREADS`` threads (created lazily, after the fork).
+
+    Not the event loop's default executor: that one has ``min(32, cpus + 4)`` threads (6 here)
+    and is shared with anything else calling ``run_in_executor(None, …)``.
+    """
+    global _executor
+    if _executor is None:
+        with _executor_lock:
+            if _executor is None:
+                _executor = ThreadPoolExecutor(
+                    max_workers=settings.PROXY_DB_THREADS, thread_name_prefix="proxy-db"
+                )
+    return _executor
+
+
 async def db_call(fn, /, *args, **kwargs):
     """``await db_call(service, **kwargs)``: run a sync service in a thread, release its connection."""
-    return await sync_to_async(_closing(fn), thread_sensitive=THREAD_SENSITIVE)(*args, **kwargs)
+    if THREAD_SENSITIVE:
+        return await sync_to_async(_closing(fn), thread_sensitive=True)(*args, **kwargs)
+    return await sync_to_async(_closing(fn), thread_sensitive=False, executor=db_executor())(*args, **kwargs)

@@ -46,6 +46,7 @@ class Funding:
     credit_cost: object | None = None  # credits.EndpointCost used for the hold
     credit_units_meter: str | None = None
     credits_charged: int = 0
+    plan: object | None = None  # billing Plan of the caller (saves cache round trips)
     counters: dict[str, tuple[int, int]] = field(
         default_factory=dict
     )  # meter -> (used, reserved) after settle
@@ -105,16 +106,16 @@ def _credit_units(cost, meter_amounts: dict[str, int]) -> tuple[str | None, int]
     return meter, meter_amounts.get(meter, 1 if meter == "requests" else 0)
 
 
-def funding_reserve(*, user, endpoint: str, meters: dict[str, int]) -> Funding:
+def funding_reserve(*, user, endpoint: str, meters: dict[str, int], plan=None) -> Funding:
     """Reserve ``meters`` (meter -> units) on the plan's quota, else in credits.
 
     Every meter is reserved in one statement, all or nothing (``quota_reserve_many``).
     Raises ApiError 429 ``quota_exceeded`` or 402 ``insufficient_credits``; holds nothing then.
     """
-    funding = Funding(endpoint=endpoint, reserved=dict(meters))
+    funding = Funding(endpoint=endpoint, reserved=dict(meters), plan=plan)
     try:
         reservations = billing_services.quota_reserve_many(
-            user=user, meters=meters, synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT
+            user=user, meters=meters, synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT, plan=plan
         )
     except billing_services.QuotaExceeded as exc:
         _credit_hold_or_raise(funding=funding, user=user, meter=exc.meter, status=exc.status, meters=meters)
@@ -176,6 +177,7 @@ def funding_settle(*, funding: Funding, actual: dict[str, int], idempotency_key:
             reservations=list(funding.reservations.values()),
             actual=used,
             synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT,
+            plan=funding.plan,
         )
     if funding.credit_hold is not None:
         _credit_selectors, credit_services = _credits_modules()
@@ -208,7 +210,7 @@ def funding_quota_block(*, funding: Funding | None, user, meter: str) -> dict:
     counter = funding.counters.get(meter) if funding is not None else None
     if counter is None:
         return quota_block(quota_status_get(user=user).get(meter))
-    plan = plan_for_user_get(user=user)
+    plan = funding.plan or plan_for_user_get(user=user)
     rule = plan_quota_get(plan=plan, meter=meter)
     _start, reset_at = period_bounds(period=rule.period, now=timezone.now())
     used, reserved = counter

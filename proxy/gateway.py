@@ -51,6 +51,7 @@ class ChatCall:
     stream: bool = False
     client_wants_usage: bool = False
     request_id: str = ""
+    plan: object | None = None  # the caller's billing Plan, resolved once per request
     prompt_tokens: int = field(default=0)
 
     def __post_init__(self):
@@ -180,6 +181,7 @@ async def _chat_call_run(call: ChatCall):
                 prompt_tokens=call.prompt_tokens,
                 max_tokens=call.max_tokens * int(call.payload.get("n") or 1),
                 meters={"requests": 1, "llm_tokens": call.reserve_tokens},
+                plan=call.plan,
             )
         except NoProviderKey:
             continue

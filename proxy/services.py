@@ -105,6 +105,7 @@ def proxy_call_prepare(
     max_tokens: int = 0,
     meters: dict[str, int],
     check_budget: bool = True,
+    plan=None,
     now=None,
 ) -> PreparedCall:
     """Reserve what one attempt at ``provider`` may consume. Holds nothing when it raises.
@@ -135,7 +136,7 @@ def proxy_call_prepare(
         if not budget.budget_reserve(day=budget_day, amount_micro=budget_micro):
             raise BudgetExhausted(provider)
     try:
-        funding = funding_reserve(user=user, endpoint=endpoint, meters=meters)
+        funding = funding_reserve(user=user, endpoint=endpoint, meters=meters, plan=plan)
     except BaseException:
         budget.budget_release(day=budget_day, amount_micro=budget_micro)
         raise
