@@ -56,8 +56,11 @@ def fake_upstream(settings, _fake_upstream_server):
 
     fake = _fake_upstream_server
     with fake.lock:
+        fake.__dict__.pop("mode_for", None)  # a test may have replaced the method on the instance
         fake.mode, fake.path_modes, fake.requests = "ok", {}, []
         fake.delay_seconds, fake.sleep_seconds, fake.client_went_away = 0.0, 2.0, False
+        fake.stream_chunks, fake.chunk_delay = 5, 0.0
+        fake.prompt_tokens, fake.completion_tokens = 10, 15
     settings.SANDBOX_PROVIDER_ENABLED = False
     settings.PROXY_UPSTREAM_TIMEOUT = 5.0
     settings.PROVIDER_BASE_URLS = {code: fake.url_for(f"/{code}") for code in PROVIDERS}

@@ -40,12 +40,11 @@ def _schema_load():
 
 
 @pytest.fixture
-def api_schema(db, catalog, fake_upstream, settings, monkeypatch):
+def api_schema(transactional_db, catalog, fake_upstream, settings):
+    """Transactional: the proxy's async views run their database work in their own threads."""
     settings.BILLING_API_TOKEN = [USAGE_TOKEN]
     settings.STRIPE_WEBHOOK_SECRET = "whsec_fuzz_0123456789abcdef"
     settings.RATELIMIT_ENABLE = True
-    # The proxy's async views run their database work on the test thread (test transaction).
-    monkeypatch.setattr("proxy.dbcall.THREAD_SENSITIVE", True)
 
 
 schema = _schema_load()

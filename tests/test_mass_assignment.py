@@ -217,14 +217,11 @@ def test_dashboard_forms_ignore_privileged_fields(session_a, user_a, user_b, hos
     assert not user_a.is_staff
 
 
-@pytest.mark.django_db
-def test_proxy_call_cannot_bill_someone_else(
-    client_a, user_a, user_b, catalog, fake_upstream, monkeypatch, hostile
-):
+@pytest.mark.django_db(transaction=True)  # the proxy's database work runs in its own threads
+def test_proxy_call_cannot_bill_someone_else(client_a, user_a, user_b, catalog, fake_upstream, hostile):
     from accounts.tests.factories import global_key_for
     from proxy.models import UsageEvent
 
-    monkeypatch.setattr("proxy.dbcall.THREAD_SENSITIVE", True)
     global_key_for(provider="deepseek", secret="sk-operator-deepseek-0123456789")
     api_key_for(user_b)
 

@@ -165,7 +165,6 @@ def test_database_down_health_says_so_and_the_api_answers_503(user_a, catalog, c
 
     from .conftest import bearer_client
 
-    monkeypatch.setattr("proxy.dbcall.THREAD_SENSITIVE", True)
     api = bearer_client(user_a)
     cache.clear()  # no cached key identity: the request needs the database
 
@@ -192,15 +191,14 @@ def test_database_down_health_says_so_and_the_api_answers_503(user_a, catalog, c
 # --- Encryption key rotation end to end -------------------------------------------------------
 
 
-@pytest.mark.django_db
-def test_key_rotation_end_to_end_through_the_proxy(user_a, catalog, fake_upstream, settings, monkeypatch):
+@pytest.mark.django_db(transaction=True)  # the proxy's database work runs in its own threads
+def test_key_rotation_end_to_end_through_the_proxy(user_a, catalog, fake_upstream, settings):
     from django.core.management.base import SystemCheckError
 
     from accounts.tests.factories import global_key_for
 
     from .conftest import bearer_client
 
-    monkeypatch.setattr("proxy.dbcall.THREAD_SENSITIVE", True)
     settings.FIELD_FINGERPRINT_KEY = []
     settings.SALT_KEY = ["salt-2025"]
     global_key_for(provider="deepseek", secret="sk-deepseek-operator-rotation-01")

@@ -88,9 +88,8 @@ def own_redis(tmp_path, settings):
         redis.kill()
 
 
-@pytest.mark.django_db
-def test_redis_restart_mid_traffic(user_a, catalog, fake_upstream, own_redis, monkeypatch, client):
-    monkeypatch.setattr("proxy.dbcall.THREAD_SENSITIVE", True)
+@pytest.mark.django_db(transaction=True)  # the proxy's database work runs in its own threads
+def test_redis_restart_mid_traffic(user_a, catalog, fake_upstream, own_redis, client):
     plan_configure(rate_limit_per_minute=100)
     global_key_for(provider="deepseek", secret="sk-operator-deepseek-restart-01")
     api = bearer_client(user_a)

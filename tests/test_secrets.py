@@ -138,9 +138,8 @@ def test_admin_pages_show_no_secret(user_a, staff, staff_session):
     assert ApiKey.objects.filter(pk=key.pk).exists()
 
 
-@pytest.mark.django_db
-def test_a_proxied_call_logs_no_key_at_debug(user_a, catalog, fake_upstream, monkeypatch, caplog):
-    monkeypatch.setattr("proxy.dbcall.THREAD_SENSITIVE", True)
+@pytest.mark.django_db(transaction=True)  # the proxy's database work runs in its own threads
+def test_a_proxied_call_logs_no_key_at_debug(user_a, catalog, fake_upstream, caplog):
     global_key_for(provider="deepseek", secret="sk-deepseek-operator-logs-0123")
     client = bearer_client(user_a)
     fake_upstream.mode = "500"  # the error path logs the most
