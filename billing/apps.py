@@ -23,8 +23,8 @@ class BillingConfig(AppConfig):
         beat_schedule_add(
             "quota-reservations-release-stale",
             task="billing.tasks.quota_reservations_release_stale",
-            schedule=crontab(minute=17),
-            expires=3000,
+            schedule=crontab(minute="*/5"),  # holds of a dead worker are freed soon after they go stale
+            expires=4 * 60,
         )
         # Chargily plans are one paid period: end them, and remind a few days before.
         beat_schedule_add(

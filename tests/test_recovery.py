@@ -254,7 +254,9 @@ def test_a_worker_killed_between_reserve_and_settle_is_swept(user_a, catalog, st
     account = CreditAccount.objects.get(user=user_a)
     assert account.held > 0
 
-    assert app.conf.beat_schedule["credits-holds-expire"]["schedule"].minute == set(range(0, 60, 5))
+    every_five_minutes = set(range(0, 60, 5))
+    assert app.conf.beat_schedule["credits-holds-expire"]["schedule"].minute == every_five_minutes
+    assert app.conf.beat_schedule["quota-reservations-release-stale"]["schedule"].minute == every_five_minutes
     assert credit_holds_expire_task.delay().get() == 0  # a live call's hold is never taken away
     stale = timezone.now() - timedelta(seconds=settings.STALE_RESERVATION_SECONDS + 1)
     CreditHold.objects.update(created_at=stale)  # minutes later, not an hour
