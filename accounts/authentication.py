@@ -1,6 +1,8 @@
 from django.contrib.auth import get_user_model
 from rest_framework import authentication, exceptions
 
+from core.rawsql import model_rows_get
+
 from .selectors import api_key_identity_get
 
 
@@ -22,7 +24,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         identity = api_key_identity_get(raw_key=raw_key)
         if identity is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
-        user = get_user_model().objects.filter(pk=identity.user_id, is_active=True).first()
+        # Checked on every call so deactivating a user takes effect at once; one precompiled
+        # statement (no queryset compilation on the proxy's hot path).
+        users = model_rows_get(get_user_model(), where='"is_active" AND "id" = %s', params=[identity.user_id])
+        user = users[0] if users else None
         if user is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
         return user, identity

@@ -12,6 +12,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from core.exceptions import ApiError
+from core.rawsql import model_rows_get
 
 from .crypto import secret_mask, secret_verify
 from .keys import api_key_hash, api_key_is_well_formed
@@ -136,7 +137,14 @@ def _provider_scope_filter(user) -> Q:
 def _provider_credentials(*, user, provider: str):
     """(personal, global) rows for one provider in a single query."""
     personal = global_ = None
-    for credential in ProviderCredential.objects.filter(_provider_scope_filter(user), provider=provider):
+    # The proxy asks this on every call: one precompiled statement, same rows as
+    # ProviderCredential.objects.filter(_provider_scope_filter(user), provider=provider).
+    if user is not None and user.is_authenticated:
+        where = '"provider" = %s AND ("scope" = %s OR ("scope" = %s AND "user_id" = %s))'
+        params = [provider, ProviderCredential.Scope.GLOBAL, ProviderCredential.Scope.PERSONAL, user.pk]
+    else:
+        where, params = '"provider" = %s AND "scope" = %s', [provider, ProviderCredential.Scope.GLOBAL]
+    for credential in model_rows_get(ProviderCredential, where=where, params=params):
         if credential.scope == ProviderCredential.Scope.PERSONAL:
             personal = credential
         else:

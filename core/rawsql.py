@@ -1,0 +1,44 @@
+"""Model instances from one hand-written, cached SQL statement — for the proxy's hot path.
+
+Building a queryset costs ~0.2 ms of CPU per query (compiling the same WHERE every call), a
+large share of a proxied call's budget. ``model_rows_get`` compiles nothing: the SELECT is built
+once per (model, condition) from the model's meta, rows go through each field's database
+converters (so encrypted fields decrypt as with the ORM) and ``Model.from_db``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from django.db import connection
+
+
+@functools.cache
+def _select_sql(model, where: str, vendor: str) -> tuple[str, tuple]:
+    qn = connection.ops.quote_name
+    fields = tuple(model._meta.concrete_fields)
+    columns = ", ".join(f"{qn(model._meta.db_table)}.{qn(f.column)}" for f in fields)
+    return f"SELECT {columns} FROM {qn(model._meta.db_table)} WHERE {where}", fields  # noqa: S608
+
+
+def model_rows_get(model, *, where: str, params: list) -> list:
+    """Instances of ``model`` matching ``where`` (SQL with ``%s`` placeholders, trusted text)."""
+    sql, fields = _select_sql(model, where, connection.vendor)
+    # As the SQL compiler does: backend converters, then the field's own (e.g. decryption).
+    converters = [
+        (f.cached_col, connection.ops.get_db_converters(f.cached_col) + f.get_db_converters(connection))
+        for f in fields
+    ]
+    attnames = [f.attname for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    instances = []
+    for row in rows:
+        values = []
+        for (col, field_converters), value in zip(converters, row, strict=True):
+            for converter in field_converters:
+                value = converter(value, col, connection)
+            values.append(value)
+        instances.append(model.from_db(connection.alias, attnames, values))
+    return instances
