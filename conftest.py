@@ -74,8 +74,7 @@ def pytest_sessionstart(session):
 def pytest_runtest_call(item):
     from tests.secret_registry import REGISTRY, settings_secrets_register
 
-    # Schemathesis' lazy sub-items have no node id of their own.
-    REGISTRY.current_test = getattr(item, "_nodeid", None) or item.name
+    REGISTRY.current_test = item.nodeid
     try:
         return (yield)
     finally:
@@ -89,7 +88,7 @@ def pytest_sessionfinish(session, exitstatus):
     if leaks:
         lines = [f"  {secret[:6]}…{secret[-2:]} logged by {where}" for secret, where in sorted(leaks.items())]
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        message = "SECRET LEAK: these secrets appeared in log records:\n" + "\n".join(lines)
+        message = "\nSECRET LEAK: these secrets appeared in log records:\n" + "\n".join(lines)
         if reporter is not None:
             reporter.write_line(message, red=True)
         session.exitstatus = 1
