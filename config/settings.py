@@ -314,8 +314,8 @@ PROXY_CATALOG_CACHE_SECONDS = env.int("PROXY_CATALOG_CACHE_SECONDS", default=30)
 PROXY_SYNCHRONOUS_COMMIT = env.bool("PROXY_SYNCHRONOUS_COMMIT", default=False)
 # Async API views under these URL prefixes skip the session/CSRF/static middleware stack.
 API_FAST_PATH_PREFIXES = env.list("API_FAST_PATH_PREFIXES", default=["/api/proxy/", "/api/v2/chat"])
-# Threads per process for the proxy's short database blocks (keep <= DATABASE_POOL_MAX).
-PROXY_DB_THREADS = env.int("PROXY_DB_THREADS", default=16)
+# Threads per process for the proxy's short database blocks: few, they contend for the GIL.
+PROXY_DB_THREADS = env.int("PROXY_DB_THREADS", default=4)
 
 # Credits.
 CREDITS_LOW_THRESHOLD = env.int("CREDITS_LOW_THRESHOLD", default=20)
