@@ -270,3 +270,70 @@ def test_a_worker_killed_between_reserve_and_settle_is_swept(user_a, catalog, st
     assert (counter.used, counter.reserved) == (0, 0)
     assert not QuotaReservation.objects.filter(status="held").exists()
     assert reconciliation_run() == []
+
+
+def test_real_server_with_the_database_unreachable_answers_503():
+    """A real ASGI server process whose PostgreSQL refuses connections: /health and the API say
+    503, never 500, and the body carries no connection details."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+
+    from accounts.keys import api_key_generate
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
+        "DATABASE_URL": "postgres://tollgate@127.0.0.1:1/tollgate",  # nothing listens on port 1
+        "DATABASE_POOL": "false",
+        "TOLLGATE_TESTING": "0",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--port",
+            str(port),
+            "--log-level",
+            "error",
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                health = httpx.get(f"{base}/health", timeout=5)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("server did not start")
+        headers = {"Authorization": f"Bearer {api_key_generate()}"}  # well formed: needs the database
+        chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        responses_ = [
+            httpx.post(f"{base}/api/proxy/v1/chat/completions", json=chat, headers=headers, timeout=10),
+            httpx.get(f"{base}/api/credits/balance", headers=headers, timeout=10),
+        ]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+    assert health.status_code == 503 and health.json()["checks"]["database"] == "error"
+    for response in responses_:
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "service_unavailable"
+        assert "127.0.0.1:1" not in response.text and "tollgate@" not in response.text
