@@ -12,6 +12,7 @@ the caller falls back to the next provider).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import weakref
 from dataclasses import dataclass
@@ -91,30 +92,43 @@ def target_build(*, provider: str, secret: str) -> Target:
 # --- The pooled client ----------------------------------------------------------------------
 
 _clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_next_shard = itertools.count()
+
+
+def _client_new(max_connections: int) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            connect=settings.PROXY_CONNECT_TIMEOUT,
+            read=settings.PROXY_UPSTREAM_TIMEOUT,
+            write=settings.PROXY_CONNECT_TIMEOUT,
+            pool=settings.PROXY_CONNECT_TIMEOUT,
+        ),
+        limits=httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=30,
+        ),
+        follow_redirects=False,
+        trust_env=False,
+    )
 
 
 def http_client_get() -> httpx.AsyncClient:
-    """One pooled client per event loop (a client cannot be shared across loops)."""
+    """A pooled client of this event loop (a client cannot be shared across loops).
+
+    Several clients (``PROXY_HTTP_CLIENT_SHARDS``) used in turn, not one: httpcore's pool
+    re-scans every queued request against every connection on each event (quadratic), which
+    with a few hundred calls in flight ate the event loop's CPU (py-spy: the main thread in
+    ``_assign_requests_to_connections``). Shards keep each pool small.
+    """
     loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None or client.is_closed:
-        client = httpx.AsyncClient(
-            timeout=httpx.Timeout(
-                connect=settings.PROXY_CONNECT_TIMEOUT,
-                read=settings.PROXY_UPSTREAM_TIMEOUT,
-                write=settings.PROXY_CONNECT_TIMEOUT,
-                pool=settings.PROXY_CONNECT_TIMEOUT,
-            ),
-            limits=httpx.Limits(
-                max_connections=settings.PROXY_HTTP_MAX_CONNECTIONS,
-                max_keepalive_connections=min(200, settings.PROXY_HTTP_MAX_CONNECTIONS),
-                keepalive_expiry=30,
-            ),
-            follow_redirects=False,
-            trust_env=False,
-        )
-        _clients[loop] = client
-    return client
+    clients = _clients.get(loop)
+    if clients is None or any(client.is_closed for client in clients):
+        shards = max(1, settings.PROXY_HTTP_CLIENT_SHARDS)
+        per_shard = max(1, settings.PROXY_HTTP_MAX_CONNECTIONS // shards)
+        clients = [_client_new(per_shard) for _ in range(shards)]
+        _clients[loop] = clients
+    return clients[next(_next_shard) % len(clients)]
 
 
 def _headers(target: Target) -> dict[str, str]:
