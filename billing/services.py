@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from urllib.parse import urlsplit
@@ -395,6 +396,35 @@ def quota_settle_many(
                     pk__in=[r.counter_id for r in reservations]
                 ).values_list("meter", "used", "reserved")
             }
+    part = quota_settle_sql(
+        reservations=reservations, actual=actual, now=now, synchronous_commit=synchronous_commit
+    )
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(f"WITH {part.ctes} {part.select}", part.params)
+        rows = cursor.fetchall()
+        return quota_settle_finish(reservations=reservations, rows=rows, now=now, plan=plan)
+
+
+@dataclass(frozen=True)
+class QuotaSettleSql:
+    """The settle as data-modifying CTEs, for a caller that writes its own rows in the same
+    statement (the proxy: settle + usage event + rollup + spend in one round trip, so the hot
+    counter rows are locked only while that one statement runs). ``select`` reads the settled
+    counters: counter_id, meter, used, reserved, period_start, charged."""
+
+    ctes: str
+    params: list
+    select: str = "SELECT counter_id, meter, used, reserved, period_start, charged FROM qs_c"
+
+
+def quota_settle_sql(
+    *,
+    reservations: list[QuotaReservation],
+    actual: dict[str, int],
+    now: datetime,
+    synchronous_commit: bool = True,
+) -> QuotaSettleSql:
+    """PostgreSQL only. CTE names: ``qs_act``, ``qs_r``, ``qs_c`` (and ``_cfg``)."""
     counters = connection.ops.quote_name(UsageCounter._meta.db_table)
     holds = connection.ops.quote_name(QuotaReservation._meta.db_table)
     values, params = [], []
@@ -402,33 +432,40 @@ def quota_settle_many(
         values.append("(%s::bigint, %s::bigint)")
         params += [reservation.pk, max(0, int(actual.get(reservation.meter, 0)))]
     cfg = _sync_commit_off_sql(synchronous_commit)
-    sql = f"""
-        WITH act(id, actual) AS (VALUES {", ".join(values)}){cfg},
-        r AS (
-            UPDATE {holds} q SET status = %s, actual = act.actual, finished_at = %s
-            FROM act{", _cfg" if cfg else ""}
-            WHERE q.id = act.id AND q.status = %s
-            RETURNING q.counter_id, q.amount, LEAST(act.actual, q.amount) AS charged
+    ctes = f"""
+        qs_act(id, actual) AS (VALUES {", ".join(values)}){cfg},
+        qs_r AS (
+            UPDATE {holds} q SET status = %s, actual = qs_act.actual, finished_at = %s
+            FROM qs_act{", _cfg" if cfg else ""}
+            WHERE q.id = qs_act.id AND q.status = %s
+            RETURNING q.counter_id, q.amount, LEAST(qs_act.actual, q.amount) AS charged
+        ),
+        qs_c AS (
+            UPDATE {counters} c SET used = c.used + qs_r.charged, reserved = c.reserved - qs_r.amount
+            FROM qs_r WHERE c.id = qs_r.counter_id
+            RETURNING c.id AS counter_id, c.meter, c.used, c.reserved, c.period_start, qs_r.charged
         )
-        UPDATE {counters} c SET used = c.used + r.charged, reserved = c.reserved - r.amount
-        FROM r WHERE c.id = r.counter_id
-        RETURNING c.id, c.meter, c.used, c.reserved, c.period_start, r.charged
     """  # noqa: S608 (table names from model meta, values parametrised)
     params += [QuotaReservation.Status.SETTLED, now, QuotaReservation.Status.HELD]
-    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-        for counter_id, meter, used, _reserved, period_start, charged in rows:
-            if charged:
-                _quota_alert_check(
-                    plan=plan,
-                    user_id=reservations[0].user_id,
-                    meter=meter,
-                    counter_id=counter_id,
-                    used=used,
-                    period_start=period_start,
-                    now=now,
-                )
+    return QuotaSettleSql(ctes=ctes, params=params)
+
+
+def quota_settle_finish(
+    *, reservations: list[QuotaReservation], rows, now: datetime, plan: Plan | None = None
+) -> dict[str, tuple[int, int]]:
+    """After ``quota_settle_sql`` ran: queue crossed alerts, mark the reservations, and return
+    meter -> (used, reserved) of the settled counters."""
+    for counter_id, meter, used, _reserved, period_start, charged in rows:
+        if charged:
+            _quota_alert_check(
+                plan=plan,
+                user_id=reservations[0].user_id,
+                meter=meter,
+                counter_id=counter_id,
+                used=used,
+                period_start=period_start,
+                now=now,
+            )
     for reservation in reservations:
         reservation.status = QuotaReservation.Status.SETTLED
         reservation.finished_at = now

@@ -190,6 +190,28 @@ def funding_settle(*, funding: Funding, actual: dict[str, int], idempotency_key:
         funding.credits_charged = charge
 
 
+def _settled_units(*, funding: Funding, actual: dict[str, int]) -> dict[str, int]:
+    return {
+        meter: min(actual.get(meter, 0), funding.reserved.get(meter, 0)) for meter in funding.reservations
+    }
+
+
+def funding_settle_sql(*, funding: Funding, actual: dict[str, int], now):
+    """The quota settle of a quota-funded call as SQL for the caller's single statement."""
+    return billing_services.quota_settle_sql(
+        reservations=list(funding.reservations.values()),
+        actual=_settled_units(funding=funding, actual=actual),
+        now=now,
+        synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT,
+    )
+
+
+def funding_settle_finish(*, funding: Funding, rows, now) -> None:
+    funding.counters = billing_services.quota_settle_finish(
+        reservations=list(funding.reservations.values()), rows=rows, now=now, plan=funding.plan
+    )
+
+
 def funding_release(*, funding: Funding) -> None:
     """Give everything back (failed call). Safe to call once per funding."""
     if funding.reservations:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -25,7 +26,14 @@ from core.exceptions import ApiError
 from core.money import usd
 
 from . import budget, sandbox
-from .funding import Funding, funding_release, funding_reserve, funding_settle
+from .funding import (
+    Funding,
+    funding_release,
+    funding_reserve,
+    funding_settle,
+    funding_settle_finish,
+    funding_settle_sql,
+)
 from .models import DailySpend, ModelPrice, ModelRoute, UsageDailyRollup, UsageEvent
 from .selectors import Price, catalog_invalidate, model_price_get, upstream_model_get
 from .upstreams import Target, target_build
@@ -227,11 +235,15 @@ def _daily_spend_add(*, day: date, cost: Decimal, now) -> None:
         )
 
 
-def _event_write(*, event: UsageEvent, rollup_provider: str, is_error: bool, spend_day, now) -> None:
+def _event_write(
+    *, event: UsageEvent, rollup_provider: str, is_error: bool, spend_day, now, quota_part=None
+) -> list[tuple]:
     """The usage event, its daily rollup and the day's operator spend.
 
     PostgreSQL: one statement (the rollup and spend upserts ride on the event ``INSERT`` as
-    data-modifying CTEs), i.e. one round trip instead of three. Elsewhere: three statements.
+    data-modifying CTEs), i.e. one round trip instead of three; with ``quota_part`` (billing's
+    ``QuotaSettleSql``) the quota settle rides on it too and its counter rows are returned.
+    Elsewhere: three statements.
     """
     if connection.vendor != "postgresql":
         event.save(force_insert=True)
@@ -247,7 +259,7 @@ def _event_write(*, event: UsageEvent, rollup_provider: str, is_error: bool, spe
         )
         if spend_day is not None:
             _daily_spend_add(day=spend_day, cost=event.cost_usd, now=now)
-        return
+        return []
     qn = connection.ops.quote_name
     fields = [f for f in UsageEvent._meta.concrete_fields if not f.primary_key]
     columns = ", ".join(qn(f.column) for f in fields)
@@ -255,7 +267,7 @@ def _event_write(*, event: UsageEvent, rollup_provider: str, is_error: bool, spe
     rollup = qn(UsageDailyRollup._meta.db_table)
     spend = qn(DailySpend._meta.db_table)
     sql = f"""
-        WITH ev AS (
+        WITH {quota_part.ctes + "," if quota_part is not None else ""} ev AS (
             INSERT INTO {qn(UsageEvent._meta.db_table)} ({columns})
             VALUES ({", ".join(["%s"] * len(fields))}) RETURNING id
         ),
@@ -273,6 +285,7 @@ def _event_write(*, event: UsageEvent, rollup_provider: str, is_error: bool, spe
         )
     """  # noqa: S608 (names from model meta, values parametrised)
     params = [
+        *(quota_part.params if quota_part is not None else []),
         *values,
         event.user_id,
         rollup_provider,
@@ -292,17 +305,28 @@ def _event_write(*, event: UsageEvent, rollup_provider: str, is_error: bool, spe
         )
         """  # noqa: S608
         params += [spend_day, event.cost_usd, now]
-    sql += "SELECT id FROM ev"
+    if quota_part is None:
+        sql += "SELECT id FROM ev"
+    else:
+        sql += (
+            "SELECT ev.id, q.counter_id, q.meter, q.used, q.reserved, q.period_start, q.charged "
+            "FROM ev LEFT JOIN qs_c q ON true"
+        )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        event.pk = cursor.fetchone()[0]
+        rows = cursor.fetchall()
+    event.pk = rows[0][0]
     event._state.adding = False
+    if quota_part is None:
+        return []
+    return [row[1:] for row in rows if row[1] is not None]
 
 
 def proxy_call_settle(*, prepared: PreparedCall | None, record: CallRecord, now=None) -> UsageEvent:
     """Finish a call: charge what was used (or release everything on failure) and log it.
 
-    One transaction: funding settle/release, the UsageEvent, the rollup and the day's spend.
+    Atomic: funding settle/release, the UsageEvent, the rollup and the day's spend (one
+    statement on the PostgreSQL hot path, else one transaction).
     The budget counter in the cache follows after commit. A call with no prepared attempt
     (quota refused, every provider failed) is logged with no charge.
     """
@@ -318,10 +342,23 @@ def proxy_call_settle(*, prepared: PreparedCall | None, record: CallRecord, now=
             completion_tokens=record.completion_tokens,
         )
         actual_micro = budget.usd_to_micro(cost)
-    with transaction.atomic():
-        if prepared is not None:
+    # PostgreSQL, quota-funded success (the hot path): ONE statement, so the hot rows (the user's
+    # counters, the rollup, the day's spend) are locked only while it runs. Otherwise (credits,
+    # failures, SQLite): one transaction of several statements.
+    one_statement = (
+        connection.vendor == "postgresql"
+        and prepared is not None
+        and succeeded
+        and prepared.funding.credit_hold is None
+        and bool(prepared.funding.reservations)
+    )
+    quota_part = None
+    actual = {"requests": 1, "llm_tokens": total_tokens, "emails": record.emails}
+    with nullcontext() if one_statement else transaction.atomic():
+        if one_statement:
+            quota_part = funding_settle_sql(funding=prepared.funding, actual=actual, now=now)
+        elif prepared is not None:
             if succeeded:
-                actual = {"requests": 1, "llm_tokens": total_tokens, "emails": record.emails}
                 funding_settle(
                     funding=prepared.funding, actual=actual, idempotency_key=f"proxy-call:{prepared.call_id}"
                 )
@@ -352,13 +389,16 @@ def proxy_call_settle(*, prepared: PreparedCall | None, record: CallRecord, now=
             request_id=record.request_id[:64],
             created_at=now,
         )
-        _event_write(
+        counter_rows = _event_write(
             event=event,
             rollup_provider=event.provider or "none",
             is_error=not succeeded,
             spend_day=prepared.budget_day if cost > 0 else None,
             now=now,
+            quota_part=quota_part,
         )
+        if quota_part is not None:
+            funding_settle_finish(funding=prepared.funding, rows=counter_rows, now=now)
     if prepared is not None and prepared.budget_micro:
         budget.budget_settle(
             day=prepared.budget_day, reserved_micro=prepared.budget_micro, actual_micro=actual_micro

@@ -23,7 +23,8 @@ def test_a_block_gives_its_connection_back_when_it_ends():
     assert seen["conn"].connection is None  # closed, i.e. returned to the pool when pooling is on
 
 
-def test_blocks_run_on_the_proxy_pool_not_the_loop_default_executor(settings):
+@pytest.mark.django_db
+def test_blocks_run_on_the_proxy_pool_not_the_loop_default_executor():
     import threading
 
     names = [async_to_sync(db_call)(lambda: threading.current_thread().name) for _ in range(3)]
