@@ -11,9 +11,10 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
 
 from core.exceptions import ApiError
+
+from .router import counter_incr
 
 WINDOW_SECONDS = 60
 
@@ -41,10 +42,7 @@ def rate_limit_hit(*, key_id: int, limit: int, now: float | None = None) -> Rate
     if not settings.RATELIMIT_ENABLE or limit <= 0:
         return RateLimitState(limit=limit, remaining=limit, reset_at=reset_at, exceeded=False)
     key = f"proxy:rl:{key_id}:{window}"
-    try:
-        count = cache.incr(key)
-    except ValueError:
-        count = 1 if cache.add(key, 1, WINDOW_SECONDS + 5) else cache.incr(key)
+    count = counter_incr(key, ttl=WINDOW_SECONDS + 5)
     return RateLimitState(
         limit=limit, remaining=max(0, limit - count), reset_at=reset_at, exceeded=count > limit
     )

@@ -65,3 +65,19 @@ def test_n_failures_in_a_row_put_a_provider_in_cooldown(settings):
     assert providers_cooling_get(providers=["groq", "openrouter"]) == {"groq"}
     assert chain_without_cooling(chain=["groq", "openrouter"]) == ["openrouter"]
     assert chain_without_cooling(chain=["groq"]) == ["groq"]  # never skip everything
+
+
+def test_a_failure_count_deleted_under_our_feet_never_raises(monkeypatch, settings):
+    """A success deletes the failure counter; a concurrent failure used to hit ``incr`` on the
+    missing key after losing the ``add`` race and answer 500."""
+    from django.core.cache import cache
+
+    from proxy.router import provider_failure_record
+
+    def vanished(*args, **kwargs):
+        raise ValueError("Key not found")
+
+    monkeypatch.setattr(cache, "incr", vanished)
+    monkeypatch.setattr(cache, "add", lambda *args, **kwargs: False)  # someone else re-created it
+
+    assert provider_failure_record(provider="groq") is False  # counted alone, no exception
