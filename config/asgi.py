@@ -1,6 +1,11 @@
+"""ASGI entry point (production: gunicorn with uvicorn workers).
+
+Tollgate's handler is Django's, minus a per-request thread start on the metered API paths;
+see core/asgi.py.
+"""
+
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-application = get_asgi_application()
+
+from core.asgi import application  # noqa: F401
