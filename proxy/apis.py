@@ -6,12 +6,14 @@ thread block → async handler. ``X-RateLimit-*`` headers go on every answer, er
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 
 from adrf.views import APIView as AsyncAPIView
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.utils.http import parse_header_parameters
 from rest_framework import serializers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import IsAuthenticated
@@ -123,7 +125,10 @@ class ProxyApiView(AsyncAPIView):
             handler = getattr(self, request.method.lower(), None)
             if handler is None or request.method.lower() not in self.http_method_names:
                 self.http_method_not_allowed(request)
-            response = await handler(request, *args, **kwargs)
+            if inspect.iscoroutinefunction(handler):
+                response = await handler(request, *args, **kwargs)
+            else:  # DRF's own handlers (``options``) are sync; they must not block the loop either
+                response = await db_call(handler, request, *args, **kwargs)
         except Exception as exc:
             response = self.handle_exception(exc)
         self.response = self.finalize_response(request, response, *args, **kwargs)
@@ -132,8 +137,16 @@ class ProxyApiView(AsyncAPIView):
         return self.response
 
     def json_body(self, request) -> dict:
-        """Parse the body ourselves: invalid JSON → 400 ``invalid_json``, non-object → 400."""
+        """Parse the body ourselves: not JSON-typed → 415, invalid JSON → 400 ``invalid_json``,
+        non-object → 400. An empty body is judged as a missing object (400), as DRF does."""
         raw = request._request.body
+        if raw:
+            media_type, _params = parse_header_parameters(request.META.get("CONTENT_TYPE") or "")
+            if media_type.lower() != "application/json":
+                raise ApiError(
+                    "unsupported_media_type",
+                    f"Unsupported Content-Type {media_type[:100] or '(none)'!r}: send application/json.",
+                )
         try:
             payload = json.loads(raw or b"null")
         except (ValueError, UnicodeDecodeError):

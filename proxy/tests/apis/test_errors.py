@@ -135,3 +135,66 @@ def test_method_not_allowed_is_405_json(caller):
 
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        URL,
+        "/api/proxy/deepseek/chat",
+        "/api/v2/chat",
+        "/api/proxy/instantly/send",
+        "/api/proxy/usage",
+        "/api/proxy/v1/models",
+    ],
+)
+def test_options_answers_json_metadata_not_a_500(caller, path):
+    _user, _plaintext, client = caller
+
+    response = client.options(path)
+
+    assert response.status_code == 200, response.content
+    assert response.json()["parses"] == ["application/json"]
+    assert response["X-RateLimit-Limit"]
+
+
+def test_options_without_a_key_is_401(api_client, free_plan):
+    response = api_client.options(URL)
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+@pytest.mark.parametrize(
+    "path", [URL, "/api/proxy/deepseek/chat", "/api/v2/chat", "/api/proxy/instantly/send"]
+)
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/jsonx", ""]
+)
+def test_non_json_content_type_is_415_and_records_nothing(caller, fake_upstream, path, content_type):
+    plan_configure(weights={"groq": 100})
+    global_key_set("groq")
+    _user, _plaintext, client = caller
+    body = b'{"messages": [{"role": "user", "content": "hi"}], "prompt": "hi", "to": "a@example.com"}'
+
+    response = client.generic("POST", path, body, content_type=content_type)
+
+    assert response.status_code == 415, response.content
+    error = response.json()["error"]
+    assert error["code"] == "unsupported_media_type"
+    assert set(error) >= {"message", "type", "param"}
+    assert fake_upstream.requests == []
+    assert UsageEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "Application/JSON"])
+def test_json_with_parameters_or_any_case_is_accepted(caller, fake_upstream, content_type):
+    plan_configure(weights={"groq": 100})
+    global_key_set("groq")
+    _user, _plaintext, client = caller
+
+    response = client.post(
+        URL, data=b'{"messages": [{"role": "user", "content": "hi"}]}', content_type=content_type
+    )
+
+    assert response.status_code == 200, response.content
