@@ -14,6 +14,8 @@ from adrf.views import APIView as AsyncAPIView
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.utils.http import parse_header_parameters
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import IsAuthenticated
@@ -23,6 +25,7 @@ from rest_framework.response import Response
 from accounts.authentication import ApiKeyAuthentication
 from billing.selectors import plan_for_user_get, quota_status_get
 from core.exceptions import ApiError
+from core.schema import ErrorResponseSerializer, error_responses, schema_named
 from core.time import isoformat_z
 
 from . import upstreams
@@ -160,6 +163,26 @@ class ProxyApiView(AsyncAPIView):
         return getattr(self.request._request, "request_id", "")
 
 
+PROVIDER_4XX = {
+    "4XX": OpenApiResponse(
+        ErrorResponseSerializer,
+        description="The provider's 4xx relayed as `invalid_request` with `provider`.",
+    )
+}
+# The proxy answers JSON whatever Accept says: no 406 (negotiated=False).
+CHAT_ERRORS = error_responses(400, 401, 402, 413, 415, 429, 502, 503, 504, negotiated=False)
+CHAT_RESPONSES = {
+    (200, "application/json"): OpenApiResponse(
+        OpenApiTypes.OBJECT, description="OpenAI chat.completion object, plus the `quota` block."
+    ),
+    (200, "text/event-stream"): OpenApiResponse(
+        OpenApiTypes.STR, description='With "stream": true: chat.completion.chunk SSE events.'
+    ),
+    **CHAT_ERRORS,
+    **PROVIDER_4XX,
+}
+
+
 class _MessageSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=["system", "user", "assistant", "tool", "developer", "function"])
     content = serializers.JSONField(required=False, allow_null=True)
@@ -234,6 +257,13 @@ def _chat_response(result):
 class DeepseekChatApi(ProxyApiView):
     """``POST /api/proxy/deepseek/chat``: DeepSeek chat completions + the llm_tokens quota block."""
 
+    @extend_schema(
+        operation_id="proxy_deepseek_chat",
+        summary="DeepSeek chat completions",
+        tags=["proxy"],
+        request=ChatInputSerializer,
+        responses=CHAT_RESPONSES,
+    )
     async def post(self, request):
         call = _chat_call(
             self,
@@ -250,6 +280,13 @@ class DeepseekChatApi(ProxyApiView):
 class ChatCompletionsApi(ProxyApiView):
     """``POST /api/proxy/v1/chat/completions``: OpenAI-compatible, routed by the plan's weights."""
 
+    @extend_schema(
+        operation_id="proxy_chat_completions",
+        summary="OpenAI-compatible chat completions, routed by your plan",
+        tags=["proxy"],
+        request=ChatInputSerializer,
+        responses=CHAT_RESPONSES,
+    )
     async def post(self, request):
         plan = self.plan
         chain = provider_chain(
@@ -267,6 +304,7 @@ class ChatCompletionsApi(ProxyApiView):
         return _chat_response(await chat_call_run(call))
 
 
+@schema_named
 class V2ChatApi(ProxyApiView):
     """``POST /api/v2/chat {"prompt","model"}``: the original design's alias, one user message."""
 
@@ -275,6 +313,13 @@ class V2ChatApi(ProxyApiView):
         model = serializers.CharField(required=False, max_length=128)
         max_tokens = serializers.IntegerField(required=False, min_value=1)
 
+    @extend_schema(
+        operation_id="proxy_v2_chat",
+        summary="One-prompt chat",
+        tags=["proxy"],
+        request=InputSerializer,
+        responses={200: OpenApiTypes.OBJECT, **CHAT_ERRORS, **PROVIDER_4XX},
+    )
     async def post(self, request):
         serializer = self.InputSerializer(data=self.json_body(request))
         _raise_validation(serializer)
@@ -304,6 +349,30 @@ class V2ChatApi(ProxyApiView):
 class ModelListApi(ProxyApiView):
     """``GET /api/proxy/v1/models``: the models the route table knows, OpenAI's list shape."""
 
+    @extend_schema(
+        operation_id="proxy_models_list",
+        summary="Models the router knows",
+        tags=["proxy"],
+        responses={
+            200: inline_serializer(
+                name="ProxyModelList",
+                fields={
+                    "object": serializers.CharField(),
+                    "data": inline_serializer(
+                        name="ProxyModel",
+                        many=True,
+                        fields={
+                            "id": serializers.CharField(),
+                            "object": serializers.CharField(),
+                            "created": serializers.IntegerField(),
+                            "owned_by": serializers.CharField(),
+                        },
+                    ),
+                },
+            ),
+            **error_responses(401, 429, negotiated=False),
+        },
+    )
     async def get(self, request):
         models = await db_call(model_list_get)
         return Response(
@@ -314,6 +383,7 @@ class ModelListApi(ProxyApiView):
         )
 
 
+@schema_named
 class InstantlySendApi(ProxyApiView):
     """``POST /api/proxy/instantly/send``: one email through Instantly, one ``emails`` unit."""
 
@@ -343,6 +413,13 @@ class InstantlySendApi(ProxyApiView):
             error_code=error_code,
         )
 
+    @extend_schema(
+        operation_id="proxy_instantly_send",
+        summary="Send one email through Instantly",
+        tags=["proxy"],
+        request=InputSerializer,
+        responses={200: OutputSerializer, **CHAT_ERRORS, **PROVIDER_4XX},
+    )
     async def post(self, request):
         serializer = self.InputSerializer(data=self.json_body(request))
         _raise_validation(serializer)
@@ -415,6 +492,7 @@ def _settle_email(*, prepared, record, user):
     return event, funding_quota_block(funding=prepared.funding, user=user, meter="emails")
 
 
+@schema_named
 class UsageApi(ProxyApiView):
     """``GET /api/proxy/usage``: quota per meter and the last 100 calls, newest first."""
 
@@ -423,6 +501,12 @@ class UsageApi(ProxyApiView):
         quota = serializers.DictField()
         recentUsage = serializers.ListField(child=serializers.DictField())
 
+    @extend_schema(
+        operation_id="proxy_usage_get",
+        summary="Quota per meter and your last 100 calls",
+        tags=["proxy"],
+        responses={200: OutputSerializer, **error_responses(401, 429, negotiated=False)},
+    )
     async def get(self, request):
         data = await db_call(_usage_get, user=request.user)
         return Response(self.OutputSerializer(data).data)
