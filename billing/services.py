@@ -72,7 +72,6 @@ logger = logging.getLogger("tollgate.billing")
 
 PLAN_CHECKOUT_KIND = "plan"
 QUOTA_ALERT_THRESHOLDS = (80, 100)  # percent of a monthly limit
-STALE_RESERVATION_AGE = timedelta(hours=1)
 
 
 # =============================================================================================
@@ -632,11 +631,14 @@ def _quota_alert_email(*, counter: UsageCounter, limit: int, threshold: int) -> 
 
 
 def quota_reservations_release_stale(*, now: datetime | None = None) -> int:
-    """Release holds older than an hour: their caller died before settling. Returns how many."""
+    """Release holds older than ``STALE_RESERVATION_SECONDS`` (the longest upstream call plus a
+    margin): their caller died before settling, so the quota is freed within minutes, not held
+    back from its owner for an hour. Returns how many."""
     now = now or timezone.now()
     released = 0
+    older_than = timedelta(seconds=settings.STALE_RESERVATION_SECONDS)
     stale = QuotaReservation.objects.filter(
-        status=QuotaReservation.Status.HELD, created_at__lt=now - STALE_RESERVATION_AGE
+        status=QuotaReservation.Status.HELD, created_at__lt=now - older_than
     ).only("pk", "counter_id", "amount", "status")
     for reservation in stale.iterator(chunk_size=500):
         quota_release(reservation=reservation, now=now)
@@ -649,7 +651,7 @@ def quota_reservations_release_stale(*, now: datetime | None = None) -> int:
 def quota_period_rollover(*, now: datetime | None = None) -> dict[str, int]:
     """Close finished periods. Safe to run any time, twice, or late.
 
-    - releases reservations older than an hour (their caller died before settling);
+    - releases reservations older than ``STALE_RESERVATION_SECONDS`` (their caller died);
     - writes one PeriodAudit per counter whose period has ended (the unique counter link makes
       a second run a no-op; a counter that still has units in flight waits for the next run);
     - alerts are keyed by period start, so the new period is re-armed with nothing to reset.

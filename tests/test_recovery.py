@@ -261,8 +261,9 @@ def test_a_worker_killed_between_reserve_and_settle_is_swept(user_a, catalog, st
     stale = timezone.now() - timedelta(seconds=settings.STALE_RESERVATION_SECONDS + 1)
     CreditHold.objects.update(created_at=stale)  # minutes later, not an hour
     assert credit_holds_expire_task.delay().get() == 1
-    # Billing's quota sweeper still uses a fixed 1-hour threshold (reported to billing's owner).
-    assert quota_reservations_release_stale(now=timezone.now() + timedelta(minutes=61)) == 1
+    assert quota_reservations_release_stale() == 0  # nor a live call's quota
+    QuotaReservation.objects.update(created_at=stale)
+    assert quota_reservations_release_stale() == 1
 
     account.refresh_from_db()
     counter.refresh_from_db()

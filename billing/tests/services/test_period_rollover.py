@@ -13,7 +13,8 @@ JAN = datetime(2026, 1, 15, 12, tzinfo=UTC)
 FEB_1 = datetime(2026, 2, 1, 0, 5, tzinfo=UTC)
 
 
-def test_rollover_releases_stale_reservations_and_audits_closed_periods():
+def test_rollover_releases_stale_reservations_and_audits_closed_periods(settings):
+    settings.STALE_RESERVATION_SECONDS = 420
     user = UserFactory()
     quota_settle(
         reservation=quota_reserve(user=user, meter="llm_tokens", amount=700, now=JAN), actual=600, now=JAN
@@ -53,12 +54,25 @@ def test_open_period_is_not_audited():
     assert not PeriodAudit.objects.exists()
 
 
-def test_hourly_stale_release_frees_a_crashed_callers_hold():
+def test_stale_release_frees_a_crashed_callers_hold_after_stale_reservation_seconds(settings):
     from billing.services import quota_reservations_release_stale
 
+    settings.STALE_RESERVATION_SECONDS = 420
     user = UserFactory()
     held = quota_reserve(user=user, meter="llm_tokens", amount=99_000, now=JAN)
-    assert quota_reservations_release_stale(now=JAN + timedelta(minutes=59)) == 0
-    assert quota_reservations_release_stale(now=JAN + timedelta(minutes=61)) == 1
+    assert quota_reservations_release_stale(now=JAN + timedelta(seconds=419)) == 0  # may still be live
+    assert quota_reservations_release_stale(now=JAN + timedelta(seconds=421)) == 1  # minutes, not an hour
     assert QuotaReservation.objects.get(pk=held.pk).status == QuotaReservation.Status.RELEASED
-    quota_reserve(user=user, meter="llm_tokens", amount=99_000, now=JAN + timedelta(minutes=62))
+    assert UsageCounter.objects.get(user=user, meter="llm_tokens").reserved == 0
+    quota_reserve(user=user, meter="llm_tokens", amount=99_000, now=JAN + timedelta(seconds=422))
+    assert quota_reservations_release_stale(now=JAN + timedelta(seconds=423)) == 0  # released once
+
+
+def test_stale_threshold_follows_the_setting(settings):
+    from billing.services import quota_reservations_release_stale
+
+    settings.STALE_RESERVATION_SECONDS = 3600
+    held = quota_reserve(user=UserFactory(), meter="llm_tokens", amount=10, now=JAN)
+    assert quota_reservations_release_stale(now=JAN + timedelta(minutes=30)) == 0
+    assert QuotaReservation.objects.get(pk=held.pk).status == QuotaReservation.Status.HELD
+    assert quota_reservations_release_stale(now=JAN + timedelta(minutes=61)) == 1
