@@ -99,13 +99,8 @@ def _settled(timeout: float = 20.0) -> None:
 
 
 def test_hundred_callers_with_faults_never_overspend(
-    catalog, fake_upstream, live_server_url, settings, staff, monkeypatch
+    catalog, fake_upstream, live_server_url, settings, staff
 ):
-    # Reported to the proxy's owner: provider_failure_record (proxy/router.py) races with a
-    # concurrent delete of its counter (``cache.incr`` after ``cache.add`` raises ValueError → 500).
-    # Provider health only steers routing, and this test has one provider, so it is left out.
-    monkeypatch.setattr("proxy.gateway.provider_failure_record", lambda *, provider: False)
-    monkeypatch.setattr("proxy.gateway.provider_success_record", lambda *, provider: None)
     settings.DAILY_BUDGET_USD = BUDGET_USD
     settings.PROXY_UPSTREAM_TIMEOUT = 2.0
     plan_configure(
