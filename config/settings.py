@@ -335,7 +335,13 @@ ORG_METER_RETRY_BASE_SECONDS = env.int("ORG_METER_RETRY_BASE_SECONDS", default=3
 # Operations.
 # A quota reservation or credit hold older than this was left by a worker that died between
 # reserve and settle; the sweepers (every 5 minutes) release it. Longest upstream call + margin.
-STALE_RESERVATION_SECONDS = env.int("STALE_RESERVATION_SECONDS", default=int(PROXY_UPSTREAM_TIMEOUT) + 300)
+# Wall-clock limit of one proxied call (every provider tried, the whole stream). The stale-
+# reservation sweeper must never release a call that is still running, so its threshold is
+# derived from this deadline, not from the per-read upstream timeout.
+PROXY_CALL_DEADLINE_SECONDS = env.int("PROXY_CALL_DEADLINE_SECONDS", default=600)
+STALE_RESERVATION_SECONDS = env.int("STALE_RESERVATION_SECONDS", default=PROXY_CALL_DEADLINE_SECONDS + 300)
+if STALE_RESERVATION_SECONDS <= PROXY_CALL_DEADLINE_SECONDS:
+    raise ImproperlyConfigured("STALE_RESERVATION_SECONDS must exceed PROXY_CALL_DEADLINE_SECONDS.")
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # /metrics is also open to these client addresses (REMOTE_ADDR), without the token.
 METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])

@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.http import StreamingHttpResponse
 
 from core.exceptions import ApiError
@@ -73,6 +74,16 @@ class Attempts:
     @property
     def latency_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
+
+    @property
+    def deadline(self) -> float:
+        """Loop time by which the whole call (all providers, the whole stream) must end.
+
+        A call can never outlive ``PROXY_CALL_DEADLINE_SECONDS``, so the stale-reservation
+        sweeper (``STALE_RESERVATION_SECONDS``, always larger) never frees a live call's hold.
+        """
+        remaining = settings.PROXY_CALL_DEADLINE_SECONDS - (time.monotonic() - self.started)
+        return asyncio.get_running_loop().time() + max(remaining, 0.0)
 
 
 def _usage_tokens(usage) -> tuple[int, int] | None:
@@ -195,11 +206,18 @@ async def _chat_call_run(call: ChatCall):
 
         payload = {**call.payload, "model": prepared.upstream_model or call.requested_model}
         try:
-            if call.stream:
-                payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
-                stream = await upstreams.chat_stream_open(target=prepared.target, payload=payload)
-            else:
-                body = await upstreams.chat_complete(target=prepared.target, payload=payload)
+            async with asyncio.timeout_at(attempts.deadline):
+                if call.stream:
+                    options = payload.get("stream_options") or {}
+                    payload["stream_options"] = {**options, "include_usage": True}
+                    stream = await upstreams.chat_stream_open(target=prepared.target, payload=payload)
+                else:
+                    body = await upstreams.chat_complete(target=prepared.target, payload=payload)
+        except TimeoutError:
+            attempts.failures += 1
+            attempts.last_failure = upstreams.UpstreamFailure("timeout", "Call deadline reached.")
+            await db_call(_abandon, prepared=prepared, provider=provider)
+            break
         except upstreams.UpstreamFailure as exc:
             logger.warning(
                 "upstream failure", extra={"provider": provider, "kind": exc.kind, "status": exc.status}
@@ -359,13 +377,17 @@ class StreamRelay:
     async def pump(self) -> None:
         error_code = ""
         try:
-            async for chunk in self.stream.chunks():
-                out = self.tap.feed(chunk)
-                if out:
-                    self.queue.put_nowait(out)
+            async with asyncio.timeout_at(self.attempts.deadline):
+                async for chunk in self.stream.chunks():
+                    out = self.tap.feed(chunk)
+                    if out:
+                        self.queue.put_nowait(out)
             rest = self.tap.flush()
             if rest:
                 self.queue.put_nowait(rest)
+        except TimeoutError:
+            logger.warning("stream cut at the call deadline", extra={"provider": self.prepared.provider})
+            error_code = "deadline_exceeded"
         except upstreams.UpstreamFailure as exc:
             logger.warning(
                 "upstream failure mid-stream", extra={"provider": self.prepared.provider, "kind": exc.kind}

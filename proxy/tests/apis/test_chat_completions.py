@@ -214,3 +214,29 @@ def test_models_lists_the_route_table(caller):
     ids = [m["id"] for m in response.json()["data"]]
     assert "gpt-4o" in ids and "claude-sonnet-4" in ids
     assert response.json()["object"] == "list"
+
+
+def test_call_deadline_ends_a_slow_call_with_504_and_charges_nothing(caller, fake_upstream, settings):
+    """A call never outlives PROXY_CALL_DEADLINE_SECONDS, whatever the per-read timeout and the
+    fallback chain, so the stale-reservation sweeper can never free a live call's hold."""
+    user, _plaintext, client = caller
+    plan_configure(weights={"openrouter": 100}, fallback_provider="groq")
+    global_key_set("openrouter")
+    global_key_set("groq")
+    settings.PROXY_UPSTREAM_TIMEOUT = 30
+    settings.PROXY_CALL_DEADLINE_SECONDS = 0.5
+    fake_upstream.sleep_seconds = 2.0
+    fake_upstream.mode = "timeout"
+
+    response = client.post(URL, BODY, format="json")
+
+    assert response.status_code == 504, response.content
+    assert response.json()["error"]["code"] == "upstream_timeout"
+    assert [r["path"] for r in fake_upstream.requests] == ["/openrouter/chat/completions"]
+    assert UsageEvent.objects.get().total_tokens == 0
+    counters = _counters(user)
+    assert all(used == 0 and reserved == 0 for used, reserved in counters.values()), counters
+
+
+def test_stale_reservation_threshold_always_exceeds_the_call_deadline(settings):
+    assert settings.STALE_RESERVATION_SECONDS > settings.PROXY_CALL_DEADLINE_SECONDS
