@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import factory
 from django.core.cache import cache
 
@@ -48,7 +50,9 @@ def plan_configure(
         PlanQuota.objects.update_or_create(
             plan=plan, meter=meter, defaults={"limit": limit, "period": METER_PERIODS[meter]}
         )
-    cache.delete(CATALOG_VERSION_KEY)
+    # A fresh version (not a delete): a catalogue loaded concurrently from the old rows is
+    # tagged with an older version and reloaded on the next call.
+    cache.set(CATALOG_VERSION_KEY, uuid.uuid4().hex, None)
     return plan
 
 
