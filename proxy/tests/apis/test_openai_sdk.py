@@ -152,3 +152,36 @@ def test_stream_falls_back_when_the_first_provider_fails_before_the_first_byte(
     assert (event.provider, event.is_fallback, event.total_tokens) == ("groq", True, 15)
     counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
     assert (counter.used, counter.reserved) == (15, 0)
+
+
+def test_a_stream_is_cut_and_settled_at_the_call_deadline(caller, fake_upstream, live_asgi, settings):
+    """A stream never outlives PROXY_CALL_DEADLINE_SECONDS, so the stale-reservation sweeper
+    can never free the hold of a call that is still streaming; what flowed is charged."""
+    user, plaintext, _client = caller
+    plan_configure(weights={"groq": 100})
+    global_key_set("groq")
+    settings.PROXY_CALL_DEADLINE_SECONDS = 0.5
+    fake_upstream.stream_chunks = 200
+    fake_upstream.chunk_delay = 0.02  # 4 s of stream if nothing cut it
+
+    started = time.monotonic()
+    with (
+        httpx.Client(timeout=10) as http,
+        http.stream(
+            "POST",
+            f"{live_asgi}/api/proxy/v1/chat/completions",
+            headers={"Authorization": f"Bearer {plaintext}"},
+            json={"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello!"}], "stream": True},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        body = b"".join(response.iter_bytes())
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 3.0, elapsed
+    assert 0 < body.count(b"data:") < 200
+    event = _wait_for_event()[0]
+    assert event.error_code == "deadline_exceeded"
+    assert event.is_estimated is True and event.completion_tokens > 0
+    counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
+    assert counter.reserved == 0 and counter.used == event.total_tokens
