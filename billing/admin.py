@@ -29,6 +29,26 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def _events_reprocess(modeladmin, request, queryset, *, reprocess, error_class) -> None:
+    """Run stored events (Stripe or Chargily) that failed or were never processed, again.
+
+    A failure is recorded on the event row by the service, so it is only counted here.
+    """
+    status = queryset.model.Status
+    done = failed = 0
+    for event in queryset.filter(status__in=[status.FAILED, status.RECEIVED]):
+        try:
+            reprocess(event=event)
+            done += 1
+        except error_class:
+            failed += 1
+    modeladmin.message_user(
+        request,
+        f"Reprocessed {done} event(s); {failed} failed again.",
+        messages.INFO if not failed else messages.WARNING,
+    )
+
+
 class PlanQuotaInline(admin.TabularInline):
     model = PlanQuota
     extra = 0
@@ -99,17 +119,12 @@ class StripeEventAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Reprocess selected failed events")
     def reprocess(self, request, queryset):
-        done = failed = 0
-        for event in queryset.filter(status__in=[StripeEvent.Status.FAILED, StripeEvent.Status.RECEIVED]):
-            try:
-                services.stripe_event_reprocess(event=event)
-                done += 1
-            except services.StripeEventProcessingError:
-                failed += 1  # the error is on the event row
-        self.message_user(
+        _events_reprocess(
+            self,
             request,
-            f"Reprocessed {done} event(s); {failed} failed again.",
-            messages.INFO if not failed else messages.WARNING,
+            queryset,
+            reprocess=services.stripe_event_reprocess,
+            error_class=services.StripeEventProcessingError,
         )
 
 
@@ -198,15 +213,10 @@ class ChargilyEventAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Reprocess selected failed events")
     def reprocess(self, request, queryset):
-        done = failed = 0
-        for event in queryset.filter(status__in=[ChargilyEvent.Status.FAILED, ChargilyEvent.Status.RECEIVED]):
-            try:
-                chargily.chargily_event_reprocess(event=event)
-                done += 1
-            except chargily.ChargilyEventProcessingError:
-                failed += 1  # the error is on the event row
-        self.message_user(
+        _events_reprocess(
+            self,
             request,
-            f"Reprocessed {done} event(s); {failed} failed again.",
-            messages.INFO if not failed else messages.WARNING,
+            queryset,
+            reprocess=chargily.chargily_event_reprocess,
+            error_class=chargily.ChargilyEventProcessingError,
         )

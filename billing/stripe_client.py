@@ -8,6 +8,9 @@ or point ``STRIPE_API_BASE`` at a local fake server.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
 import time
 from functools import lru_cache
@@ -67,9 +70,7 @@ def _call(operation: str, fn, *args, **kwargs):
             isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError)
             or (getattr(exc, "http_status", None) or 0) >= 500
         )
-        message = getattr(exc, "user_message", None) or str(exc.user_message or "") or type(exc).__name__
-        if getattr(exc, "error", None) is not None and getattr(exc.error, "message", None):
-            message = exc.error.message
+        message = exc.user_message or type(exc).__name__  # Stripe's own text; it masks keys
         logger.warning("stripe %s failed: %s (%s)", operation, type(exc).__name__, getattr(exc, "code", None))
         raise StripeServiceError(
             f"Stripe {operation} failed: {message}", code=getattr(exc, "code", None), retryable=retryable
@@ -206,8 +207,6 @@ def webhook_event_verify(
     current = int(now if now is not None else time.time())
     if not timestamps or abs(current - timestamps[0]) > tolerance:
         raise WebhookSignatureError("Webhook timestamp outside the tolerance window.")
-    import json
-
     try:
         event = json.loads(payload)
     except ValueError as exc:
@@ -223,9 +222,6 @@ def webhook_event_verify(
 
 def webhook_signature_header(*, payload: bytes, secret: str, timestamp: int | None = None) -> str:
     """Build a valid Stripe-Signature header (simulated checkout and tests)."""
-    import hashlib
-    import hmac
-
     ts = int(timestamp if timestamp is not None else time.time())
     signed = f"{ts}.".encode() + payload
     signature = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
