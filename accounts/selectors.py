@@ -12,7 +12,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from core.exceptions import ApiError
-from core.rawsql import model_rows_get
+from core.rawsql import model_rows_aget, model_rows_get
 
 from .crypto import secret_mask, secret_verify
 from .keys import api_key_hash, api_key_is_well_formed
@@ -134,22 +134,29 @@ def _provider_scope_filter(user) -> Q:
     return scope_filter
 
 
-def _provider_credentials(*, user, provider: str):
-    """(personal, global) rows for one provider in a single query."""
-    personal = global_ = None
+def _provider_credentials_query(*, user, provider: str) -> tuple[str, list]:
     # The proxy asks this on every call: one precompiled statement, same rows as
     # ProviderCredential.objects.filter(_provider_scope_filter(user), provider=provider).
     if user is not None and user.is_authenticated:
         where = '"provider" = %s AND ("scope" = %s OR ("scope" = %s AND "user_id" = %s))'
-        params = [provider, ProviderCredential.Scope.GLOBAL, ProviderCredential.Scope.PERSONAL, user.pk]
-    else:
-        where, params = '"provider" = %s AND "scope" = %s', [provider, ProviderCredential.Scope.GLOBAL]
-    for credential in model_rows_get(ProviderCredential, where=where, params=params):
+        return where, [provider, ProviderCredential.Scope.GLOBAL, ProviderCredential.Scope.PERSONAL, user.pk]
+    return '"provider" = %s AND "scope" = %s', [provider, ProviderCredential.Scope.GLOBAL]
+
+
+def _personal_and_global(credentials) -> tuple:
+    personal = global_ = None
+    for credential in credentials:
         if credential.scope == ProviderCredential.Scope.PERSONAL:
             personal = credential
         else:
             global_ = credential
     return personal, global_
+
+
+def _provider_credentials(*, user, provider: str):
+    """(personal, global) rows for one provider in a single query."""
+    where, params = _provider_credentials_query(user=user, provider=provider)
+    return _personal_and_global(model_rows_get(ProviderCredential, where=where, params=params))
 
 
 def provider_env_secret_get(*, provider: str) -> str:
@@ -175,7 +182,18 @@ def provider_key_get(*, user, provider: str) -> ProviderSecret | None:
     stored secret does not verify, rather than falling back silently to another key.
     """
     _provider_known(provider)
-    personal, global_ = _provider_credentials(user=user, provider=provider)
+    return _provider_secret_pick(*_provider_credentials(user=user, provider=provider), provider=provider)
+
+
+async def provider_key_aget(*, user, provider: str) -> ProviderSecret | None:
+    """``provider_key_get`` on the proxy's fast lane (async connection pool, no thread)."""
+    _provider_known(provider)
+    where, params = _provider_credentials_query(user=user, provider=provider)
+    credentials = await model_rows_aget(ProviderCredential, where=where, params=params)
+    return _provider_secret_pick(*_personal_and_global(credentials), provider=provider)
+
+
+def _provider_secret_pick(personal, global_, *, provider: str) -> ProviderSecret | None:
     for credential in (personal, global_):
         if credential is not None:
             return ProviderSecret(secret=provider_credential_secret(credential), source=credential.scope)

@@ -110,6 +110,20 @@ def plan_for_user_get(*, user, now: datetime | None = None) -> Plan:
             plan_id, cancel_at_period_end, period_end = row
             entry = (plan_id, period_end if cancel_at_period_end else None)
         cache.set(user_key, entry, USER_PLAN_CACHE_SECONDS)
+    return _plan_from_entry(catalog, entry, now)
+
+
+def plan_from_cached_get(*, version: str | None, entry, now: datetime | None = None) -> Plan | None:
+    """``plan_for_user_get`` from its two shared-cache values already fetched (the proxy's fast
+    lane reads them in its one Redis round trip). None when that needs a query: the user entry
+    or the version is missing, or this process has not loaded that catalogue version yet."""
+    current = _catalog
+    if version is None or entry is None or current is None or current.version != version:
+        return None
+    return _plan_from_entry(current, entry, now)
+
+
+def _plan_from_entry(catalog: _Catalog, entry, now: datetime | None) -> Plan:
     plan_id, until = entry
     if plan_id is not None and (until is None or (now or timezone.now()) < until):
         plan = catalog.by_id.get(plan_id)

@@ -283,18 +283,7 @@ def quota_reserve_many(
             user_id=user.pk, meters=meters, rules=rules, now=now, synchronous_commit=synchronous_commit
         )
         if rows is not None:
-            return [
-                QuotaReservation(
-                    pk=pk,
-                    user_id=user.pk,
-                    meter=meter,
-                    counter_id=counter_id,
-                    amount=amount,
-                    status=QuotaReservation.Status.HELD,
-                    created_at=now,
-                )
-                for pk, meter, counter_id, amount in rows
-            ]
+            return _reservations_from_rows(user_id=user.pk, rows=rows, now=now)
         # Refused: a missing counter (first call of a period) or a limit. Find out which.
         states = {
             meter: (used, reserved)
@@ -323,7 +312,7 @@ def quota_reserve_many(
     )
 
 
-def _reserve_statement(*, user_id: int, meters: dict, rules: dict, now: datetime, synchronous_commit: bool):
+def _reserve_sql(*, user_id: int, meters: dict, rules: dict, now: datetime, synchronous_commit: bool):
     counters = connection.ops.quote_name(UsageCounter._meta.db_table)
     holds = connection.ops.quote_name(QuotaReservation._meta.db_table)
     values, params = [], []
@@ -346,6 +335,13 @@ def _reserve_statement(*, user_id: int, meters: dict, rules: dict, now: datetime
         RETURNING id, meter, counter_id, amount
     """  # noqa: S608 (table names from model meta, values parametrised)
     params += [user_id, user_id, QuotaReservation.Status.HELD, now]
+    return sql, params
+
+
+def _reserve_statement(*, user_id: int, meters: dict, rules: dict, now: datetime, synchronous_commit: bool):
+    sql, params = _reserve_sql(
+        user_id=user_id, meters=meters, rules=rules, now=now, synchronous_commit=synchronous_commit
+    )
     with connection.cursor() as cursor:  # one statement: its own transaction unless inside one
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -361,6 +357,48 @@ def _reserve_statement(*, user_id: int, meters: dict, rules: dict, now: datetime
         )
         return None
     return rows
+
+
+def _reservations_from_rows(*, user_id: int, rows, now: datetime) -> list[QuotaReservation]:
+    return [
+        QuotaReservation(
+            pk=pk,
+            user_id=user_id,
+            meter=meter,
+            counter_id=counter_id,
+            amount=amount,
+            status=QuotaReservation.Status.HELD,
+            created_at=now,
+        )
+        for pk, meter, counter_id, amount in rows
+    ]
+
+
+async def quota_reserve_many_fast(
+    *, user_id: int, meters: dict[str, int], plan: Plan, now: datetime, synchronous_commit: bool
+) -> list[QuotaReservation] | None:
+    """``quota_reserve_many``'s hot case on the fast lane (PostgreSQL, async pool, no thread).
+
+    The same statement. None when it was refused (a limit, or a counter row not created yet for
+    this period): whatever fitted is released first, so nothing stays held, and the caller runs
+    ``quota_reserve_many`` (which creates counters, or raises QuotaExceeded) instead.
+    """
+    from core.fastio import db_fetch
+
+    meters = {meter: int(amount) for meter, amount in meters.items()}
+    if not meters or any(amount < 0 for amount in meters.values()):
+        return None
+    rules = _rules_for(user=None, meters=meters, now=now, plan=plan)
+    sql, params = _reserve_sql(
+        user_id=user_id, meters=meters, rules=rules, now=now, synchronous_commit=synchronous_commit
+    )
+    rows = await db_fetch(sql, params)
+    if len(rows) != len(meters):
+        if rows:
+            held = _reservations_from_rows(user_id=user_id, rows=rows, now=now)
+            await quota_release_many_fast(reservations=held, now=now, synchronous_commit=synchronous_commit)
+        return None
+    return _reservations_from_rows(user_id=user_id, rows=rows, now=now)
 
 
 def quota_settle_many(
@@ -483,6 +521,15 @@ def quota_release_many(
             for reservation in reservations:
                 quota_release(reservation=reservation, now=now)
         return
+    sql, params = _release_sql(reservations=reservations, now=now, synchronous_commit=synchronous_commit)
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    for reservation in reservations:
+        reservation.status = QuotaReservation.Status.RELEASED
+        reservation.finished_at = now
+
+
+def _release_sql(*, reservations: list[QuotaReservation], now: datetime, synchronous_commit: bool):
     counters = connection.ops.quote_name(UsageCounter._meta.db_table)
     holds = connection.ops.quote_name(QuotaReservation._meta.db_table)
     cfg = _sync_commit_off_sql(synchronous_commit)
@@ -502,11 +549,34 @@ def quota_release_many(
         now,
         QuotaReservation.Status.HELD,
     ]
-    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    return sql, params
+
+
+async def quota_release_many_fast(
+    *, reservations: list[QuotaReservation], now: datetime, synchronous_commit: bool
+) -> None:
+    """``quota_release_many`` on the fast lane (PostgreSQL, async pool). Runs once."""
+    from core.fastio import db_fetch
+
+    if not reservations:
+        return
+    sql, params = _release_sql(reservations=reservations, now=now, synchronous_commit=synchronous_commit)
+    await db_fetch(sql, params)
     for reservation in reservations:
         reservation.status = QuotaReservation.Status.RELEASED
         reservation.finished_at = now
+
+
+def quota_alert_may_be_due(*, rows, plan: Plan) -> bool:
+    """Whether a settle's counter rows cross an alert threshold (then ``quota_settle_finish``
+    must run where it may touch the cache and queue a task; otherwise it is pure)."""
+    for _counter_id, meter, used, _reserved, _period_start, charged in rows:
+        if not charged:
+            continue
+        rule = plan_quota_get(plan=plan, meter=meter)
+        if rule.period == "month" and rule.limit and used * 100 >= min(QUOTA_ALERT_THRESHOLDS) * rule.limit:
+            return True
+    return False
 
 
 def _quota_alert_check(

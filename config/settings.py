@@ -318,6 +318,15 @@ PROXY_SYNCHRONOUS_COMMIT = env.bool("PROXY_SYNCHRONOUS_COMMIT", default=False)
 API_FAST_PATH_PREFIXES = env.list("API_FAST_PATH_PREFIXES", default=["/api/proxy/", "/api/v2/chat"])
 # Threads per process for the proxy's short database blocks: few, they contend for the GIL.
 PROXY_DB_THREADS = env.int("PROXY_DB_THREADS", default=4)
+# The fast lane (proxy/fastlane.py): the hot case of a proxied call on an async PostgreSQL pool and
+# async Redis, no thread. Needs PostgreSQL + Redis; off under pytest except where a test owns the
+# event loop (a live server), because each event loop gets its own pool.
+PROXY_FAST_LANE = env.bool("PROXY_FAST_LANE", default=IS_POSTGRES and bool(REDIS_URL) and not TESTING)
+if PROXY_FAST_LANE and not (IS_POSTGRES and REDIS_URL):
+    raise ImproperlyConfigured("PROXY_FAST_LANE needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL).")
+PROXY_FAST_LANE_DB_CONNECTIONS = env.int("PROXY_FAST_LANE_DB_CONNECTIONS", default=8)  # per process
+PROXY_FAST_LANE_REDIS_CONNECTIONS = env.int("PROXY_FAST_LANE_REDIS_CONNECTIONS", default=32)  # per process
+PROXY_FAST_LANE_DB_TIMEOUT = env.float("PROXY_FAST_LANE_DB_TIMEOUT", default=10.0)  # wait for a connection
 
 # Credits.
 CREDITS_LOW_THRESHOLD = env.int("CREDITS_LOW_THRESHOLD", default=20)

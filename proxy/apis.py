@@ -25,14 +25,15 @@ from rest_framework.response import Response
 from accounts.authentication import ApiKeyAuthentication
 from billing.selectors import plan_for_user_get, quota_status_get
 from core.exceptions import ApiError
+from core.fastio import fast_lane_enabled
 from core.schema import ErrorResponseSerializer, error_responses, schema_named
 from core.time import isoformat_z
 
-from . import upstreams
+from . import fastlane, upstreams
 from .dbcall import db_call
 from .funding import funding_quota_block, quota_block
-from .gateway import ChatCall, call_detached, chat_call_run
-from .ratelimit import rate_limit_error, rate_limit_hit
+from .gateway import ChatCall, background_task_start, call_detached, chat_call_run
+from .ratelimit import rate_limit_error, rate_limit_hit, rate_limit_state, rate_limit_window
 from .router import provider_chain
 from .selectors import model_list_get, usage_recent_list
 from .services import BudgetExhausted, CallRecord, NoProviderKey, proxy_call_prepare, proxy_call_settle
@@ -87,17 +88,47 @@ class ProxyApiView(AsyncAPIView):
     renderer_classes = [JSONRenderer]
     content_negotiation_class = JsonOnlyNegotiation
 
-    def _gate(self, request):
-        """Auth, plan and rate limit: one thread hop, a couple of indexed queries."""
+    def _gate(self, request, counted: int | None = None):
+        """Auth, plan and rate limit on the ORM path: one thread hop, a couple of indexed queries.
+
+        ``counted``: the fast lane's script already counted this request in its rate-limit window.
+        """
         self.initial(request)
         identity = request.auth
         plan = plan_for_user_get(user=request.user)
-        state = rate_limit_hit(key_id=identity.key_id, limit=plan.rate_limit_per_minute)
+        if counted is None:
+            state = rate_limit_hit(key_id=identity.key_id, limit=plan.rate_limit_per_minute)
+        else:
+            _key, reset_at = rate_limit_window(key_id=identity.key_id)
+            state = rate_limit_state(limit=plan.rate_limit_per_minute, count=counted, reset_at=reset_at)
         self._ratelimit_headers = state.headers()
         if state.exceeded:
             raise rate_limit_error(state)
         if api_key_touch is not None and _touch_due(identity.key_id):
             api_key_touch(identity=identity)
+        return plan
+
+    async def _gate_any(self, request):
+        """The fast lane's gate (no thread) when it can decide, else the ORM path's."""
+        if not fast_lane_enabled():
+            return await db_call(self._gate, request)
+        raw_key = fastlane.bearer_key(request)
+        counted = None
+        if raw_key is not None:
+            passed, counted = await fastlane.gate(raw_key=raw_key)
+            if passed is not None:
+                request.user = passed.user
+                request.auth = passed.identity
+                self.initial(request)  # permissions etc.; authentication is already done
+                self._ratelimit_headers = passed.rate.headers()
+                if passed.rate.exceeded:
+                    raise rate_limit_error(passed.rate)
+                if api_key_touch is not None and _touch_due(passed.identity.key_id):
+                    background_task_start(db_call(api_key_touch, identity=passed.identity))
+                return passed.plan
+        plan = await db_call(self._gate, request, counted)
+        if raw_key is not None:
+            fastlane.key_owner_learn(raw_key=raw_key, identity=request.auth)
         return plan
 
     def _check_body_size(self, request) -> None:
@@ -124,7 +155,7 @@ class ProxyApiView(AsyncAPIView):
         self.headers = self.default_response_headers
         try:
             self._check_body_size(request)
-            self.plan = await db_call(self._gate, request)
+            self.plan = await self._gate_any(request)
             handler = getattr(self, request.method.lower(), None)
             if handler is None or request.method.lower() not in self.http_method_names:
                 self.http_method_not_allowed(request)

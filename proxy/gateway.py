@@ -17,8 +17,9 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 
 from core.exceptions import ApiError
+from core.fastio import fast_lane_enabled
 
-from . import upstreams
+from . import fastlane, upstreams
 from .dbcall import db_call
 from .funding import funding_quota_block
 from .router import chain_without_cooling, provider_failure_record, provider_success_record
@@ -121,6 +122,31 @@ def _settle_and_quota(*, prepared, record: CallRecord, user, quota_meter: str | 
     return event, block
 
 
+async def _prepare(**kwargs) -> PreparedCall:
+    if fast_lane_enabled():
+        return await fastlane.proxy_call_aprepare(**kwargs)
+    return await db_call(proxy_call_prepare, **kwargs)
+
+
+async def _settle(*, prepared: PreparedCall, record: CallRecord, user, quota_meter: str | None) -> tuple:
+    """(event, quota block) of a finished attempt: the fast lane's one statement when it can."""
+    if fast_lane_enabled():
+        done = await fastlane.settle_success_fast(
+            prepared=prepared, record=record, user=user, quota_meter=quota_meter
+        )
+        if done is not None:
+            return done
+    return await db_call(
+        _settle_and_quota, prepared=prepared, record=record, user=user, quota_meter=quota_meter
+    )
+
+
+async def _chain_without_cooling(chain: list[str]) -> list[str]:
+    if fast_lane_enabled():
+        return await fastlane.chain_without_cooling(chain=chain)
+    return chain_without_cooling(chain=chain)
+
+
 def _abandon(*, prepared: PreparedCall, provider: str) -> None:
     proxy_call_abandon(prepared=prepared)
     provider_failure_record(provider=provider)
@@ -176,15 +202,14 @@ async def chat_call_run(call: ChatCall):
 
 async def _chat_call_run(call: ChatCall):
     attempts = Attempts()
-    chain = chain_without_cooling(chain=call.chain)
+    chain = await _chain_without_cooling(call.chain)
     while chain:
         provider = chain.pop(0)
         if provider in attempts.tried:
             continue
         attempts.tried.append(provider)
         try:
-            prepared = await db_call(
-                proxy_call_prepare,
+            prepared = await _prepare(
                 user=call.user,
                 provider=provider,
                 endpoint=call.endpoint,
@@ -269,9 +294,7 @@ async def _complete(call: ChatCall, attempts: Attempts, prepared: PreparedCall, 
         completion=usage[1],
         estimated=estimated,
     )
-    event, block = await db_call(
-        _settle_and_quota, prepared=prepared, record=record, user=call.user, quota_meter="llm_tokens"
-    )
+    event, block = await _settle(prepared=prepared, record=record, user=call.user, quota_meter="llm_tokens")
     body = dict(body)
     if call.service == "router":
         body.update(
@@ -402,8 +425,7 @@ class StreamRelay:
         try:
             await self.stream.aclose()
         finally:
-            await db_call(
-                _settle_and_quota,
+            await _settle(
                 prepared=self.prepared,
                 record=self._record(error_code),
                 user=self.call.user,

@@ -34,18 +34,29 @@ class RateLimitState:
         }
 
 
-def rate_limit_hit(*, key_id: int, limit: int, now: float | None = None) -> RateLimitState:
-    """Count one request of ``key_id`` in the current minute and say whether it is over ``limit``."""
+def rate_limit_window(*, key_id: int, now: float | None = None) -> tuple[str, int]:
+    """(counter key, epoch second the window ends) of the current minute for ``key_id``."""
     now = time.time() if now is None else now
     window = int(now // WINDOW_SECONDS)
-    reset_at = (window + 1) * WINDOW_SECONDS
+    return f"proxy:rl:{key_id}:{window}", (window + 1) * WINDOW_SECONDS
+
+
+def rate_limit_state(*, limit: int, count: int, reset_at: int) -> RateLimitState:
+    """The state after this request was counted as the ``count``-th of its window."""
     if not settings.RATELIMIT_ENABLE or limit <= 0:
         return RateLimitState(limit=limit, remaining=limit, reset_at=reset_at, exceeded=False)
-    key = f"proxy:rl:{key_id}:{window}"
-    count = counter_incr(key, ttl=WINDOW_SECONDS + 5)
     return RateLimitState(
         limit=limit, remaining=max(0, limit - count), reset_at=reset_at, exceeded=count > limit
     )
+
+
+def rate_limit_hit(*, key_id: int, limit: int, now: float | None = None) -> RateLimitState:
+    """Count one request of ``key_id`` in the current minute and say whether it is over ``limit``."""
+    key, reset_at = rate_limit_window(key_id=key_id, now=now)
+    if not settings.RATELIMIT_ENABLE or limit <= 0:
+        return rate_limit_state(limit=limit, count=0, reset_at=reset_at)
+    count = counter_incr(key, ttl=WINDOW_SECONDS + 5)
+    return rate_limit_state(limit=limit, count=count, reset_at=reset_at)
 
 
 def rate_limit_error(state: RateLimitState, *, now: float | None = None) -> ApiError:

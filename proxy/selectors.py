@@ -62,6 +62,12 @@ def catalog_get() -> _Catalog:
         return _catalog
 
 
+def catalog_is_fresh() -> bool:
+    """Whether ``catalog_get`` would answer without a query (the fast lane loads it in a thread)."""
+    current = _catalog
+    return current is not None and time.monotonic() - current.loaded_at < settings.PROXY_CATALOG_CACHE_SECONDS
+
+
 def catalog_invalidate() -> None:
     """Forget the in-process catalogue (admin saves and tests call it)."""
     global _catalog

@@ -83,7 +83,29 @@ def cost_usd_get(*, price: Price | None, prompt_tokens: int, completion_tokens: 
     return usd(raw)
 
 
-def _max_cost_micro(*, price: Price | None, prompt_tokens: int, max_tokens: int) -> int:
+def attempt_target(*, source: str, secret: str, provider: str, requested_model: str):
+    """(Target, upstream model, Price) of one attempt: all from the in-process catalogue."""
+    if source == "sandbox":
+        target = Target(provider=sandbox.PROVIDER, base_url="", secret="")
+        upstream_model = sandbox.MODEL
+    else:
+        target = target_build(provider=provider, secret=secret)
+        upstream_model = (
+            upstream_model_get(requested_model=requested_model, provider=provider) if requested_model else ""
+        )
+    price = model_price_get(provider=target.provider, model=upstream_model) if upstream_model else None
+    return target, upstream_model, price
+
+
+def attempt_meters(*, source: str, meters: dict[str, int]) -> dict[str, int]:
+    """A BYOK call's tokens are the user's own: off the quota unless ``BYOK_COUNTS_AGAINST_QUOTA``."""
+    meters = dict(meters)
+    if source == "personal" and not settings.BYOK_COUNTS_AGAINST_QUOTA:
+        meters.pop("llm_tokens", None)
+    return meters
+
+
+def max_cost_micro(*, price: Price | None, prompt_tokens: int, max_tokens: int) -> int:
     if price is None:
         return 0
     # USD per Mtok × tokens = micro-USD.
@@ -124,23 +146,14 @@ def proxy_call_prepare(
     """
     now = now or timezone.now()
     source, secret = _resolve_key(user=user, provider=provider)
-    if source == "sandbox":
-        target = Target(provider=sandbox.PROVIDER, base_url="", secret="")
-        upstream_model = sandbox.MODEL
-    else:
-        target = target_build(provider=provider, secret=secret)
-        upstream_model = (
-            upstream_model_get(requested_model=requested_model, provider=provider) if requested_model else ""
-        )
-    price = model_price_get(provider=target.provider, model=upstream_model) if upstream_model else None
-    meters = dict(meters)
-    if source == "personal" and not settings.BYOK_COUNTS_AGAINST_QUOTA:
-        meters.pop("llm_tokens", None)
-
+    target, upstream_model, price = attempt_target(
+        source=source, secret=secret, provider=provider, requested_model=requested_model
+    )
+    meters = attempt_meters(source=source, meters=meters)
     budget_day = now.date()
     budget_micro = 0
     if source in OPERATOR_SOURCES and check_budget:
-        budget_micro = _max_cost_micro(price=price, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+        budget_micro = max_cost_micro(price=price, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
         if not budget.budget_reserve(day=budget_day, amount_micro=budget_micro):
             raise BudgetExhausted(provider)
     try:
@@ -235,31 +248,14 @@ def _daily_spend_add(*, day: date, cost: Decimal, now) -> None:
         )
 
 
-def _event_write(
+def event_write_sql(
     *, event: UsageEvent, rollup_provider: str, is_error: bool, spend_day, now, quota_part=None
-) -> list[tuple]:
-    """The usage event, its daily rollup and the day's operator spend.
+) -> tuple[str, list]:
+    """PostgreSQL: the event, rollup, spend (and quota settle) statement of ``_event_write``.
 
-    PostgreSQL: one statement (the rollup and spend upserts ride on the event ``INSERT`` as
-    data-modifying CTEs), i.e. one round trip instead of three; with ``quota_part`` (billing's
-    ``QuotaSettleSql``) the quota settle rides on it too and its counter rows are returned.
-    Elsewhere: three statements.
+    Rows: ``(event id,)``, or with ``quota_part`` ``(event id, counter_id, meter, used,
+    reserved, period_start, charged)`` per settled counter.
     """
-    if connection.vendor != "postgresql":
-        event.save(force_insert=True)
-        _rollup_upsert(
-            user_id=event.user_id,
-            provider=rollup_provider,
-            day=now.date(),
-            tokens=event.total_tokens,
-            emails=event.emails,
-            cost=event.cost_usd,
-            is_error=is_error,
-            is_fallback=event.is_fallback,
-        )
-        if spend_day is not None:
-            _daily_spend_add(day=spend_day, cost=event.cost_usd, now=now)
-        return []
     qn = connection.ops.quote_name
     fields = [f for f in UsageEvent._meta.concrete_fields if not f.primary_key]
     columns = ", ".join(qn(f.column) for f in fields)
@@ -312,6 +308,42 @@ def _event_write(
             "SELECT ev.id, q.counter_id, q.meter, q.used, q.reserved, q.period_start, q.charged "
             "FROM ev LEFT JOIN qs_c q ON true"
         )
+    return sql, params
+
+
+def _event_write(
+    *, event: UsageEvent, rollup_provider: str, is_error: bool, spend_day, now, quota_part=None
+) -> list[tuple]:
+    """The usage event, its daily rollup and the day's operator spend.
+
+    PostgreSQL: one statement (the rollup and spend upserts ride on the event ``INSERT`` as
+    data-modifying CTEs), i.e. one round trip instead of three; with ``quota_part`` (billing's
+    ``QuotaSettleSql``) the quota settle rides on it too and its counter rows are returned.
+    Elsewhere: three statements.
+    """
+    if connection.vendor != "postgresql":
+        event.save(force_insert=True)
+        _rollup_upsert(
+            user_id=event.user_id,
+            provider=rollup_provider,
+            day=now.date(),
+            tokens=event.total_tokens,
+            emails=event.emails,
+            cost=event.cost_usd,
+            is_error=is_error,
+            is_fallback=event.is_fallback,
+        )
+        if spend_day is not None:
+            _daily_spend_add(day=spend_day, cost=event.cost_usd, now=now)
+        return []
+    sql, params = event_write_sql(
+        event=event,
+        rollup_provider=rollup_provider,
+        is_error=is_error,
+        spend_day=spend_day,
+        now=now,
+        quota_part=quota_part,
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -320,6 +352,56 @@ def _event_write(
     if quota_part is None:
         return []
     return [row[1:] for row in rows if row[1] is not None]
+
+
+def call_cost_get(*, prepared: PreparedCall | None, record: CallRecord) -> Decimal:
+    """What a finished call cost the operator: nothing when it failed or ran on the user's key."""
+    if prepared is None or record.status_code >= 400 or not prepared.is_operator_paid:
+        return Decimal("0.000000")
+    return cost_usd_get(
+        price=prepared.price, prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens
+    )
+
+
+def usage_event_build(*, prepared: PreparedCall | None, record: CallRecord, cost: Decimal, now) -> UsageEvent:
+    """The (unsaved) UsageEvent of a finished call; a failed call records no usage."""
+    succeeded = record.status_code < 400
+    total_tokens = record.prompt_tokens + record.completion_tokens
+    return UsageEvent(
+        call_id=prepared.call_id if prepared is not None else uuid.uuid4(),
+        user_id=record.user_id,
+        api_key_id=record.api_key_id,
+        service=record.service,
+        endpoint=record.endpoint,
+        provider=record.provider or (prepared.provider if prepared else ""),
+        model=record.model,
+        upstream_model=prepared.upstream_model if prepared else "",
+        prompt_tokens=record.prompt_tokens if succeeded else 0,
+        completion_tokens=record.completion_tokens if succeeded else 0,
+        total_tokens=total_tokens if succeeded else 0,
+        emails=record.emails if succeeded else 0,
+        cost_usd=cost,
+        credits_charged=prepared.funding.credits_charged if prepared else 0,
+        status_code=record.status_code,
+        error_code=record.error_code[:32],
+        latency_ms=record.latency_ms,
+        key_source=prepared.key_source if prepared else UsageEvent.KeySource.NONE,
+        is_fallback=record.is_fallback,
+        is_budget_fallback=record.is_budget_fallback,
+        is_estimated=record.is_estimated,
+        request_id=record.request_id[:64],
+        created_at=now,
+    )
+
+
+def settles_in_one_statement(*, prepared: PreparedCall | None, record: CallRecord) -> bool:
+    """A quota-funded success (the hot path): settle, event, rollup and spend in ONE statement."""
+    return (
+        prepared is not None
+        and record.status_code < 400
+        and prepared.funding.credit_hold is None
+        and bool(prepared.funding.reservations)
+    )
 
 
 def proxy_call_settle(*, prepared: PreparedCall | None, record: CallRecord, now=None) -> UsageEvent:
@@ -333,24 +415,13 @@ def proxy_call_settle(*, prepared: PreparedCall | None, record: CallRecord, now=
     now = now or timezone.now()
     succeeded = record.status_code < 400
     total_tokens = record.prompt_tokens + record.completion_tokens
-    cost = Decimal("0.000000")
-    actual_micro = 0
-    if prepared is not None and succeeded and prepared.is_operator_paid:
-        cost = cost_usd_get(
-            price=prepared.price,
-            prompt_tokens=record.prompt_tokens,
-            completion_tokens=record.completion_tokens,
-        )
-        actual_micro = budget.usd_to_micro(cost)
+    cost = call_cost_get(prepared=prepared, record=record)
+    actual_micro = budget.usd_to_micro(cost)
     # PostgreSQL, quota-funded success (the hot path): ONE statement, so the hot rows (the user's
     # counters, the rollup, the day's spend) are locked only while it runs. Otherwise (credits,
     # failures, SQLite): one transaction of several statements.
-    one_statement = (
-        connection.vendor == "postgresql"
-        and prepared is not None
-        and succeeded
-        and prepared.funding.credit_hold is None
-        and bool(prepared.funding.reservations)
+    one_statement = connection.vendor == "postgresql" and settles_in_one_statement(
+        prepared=prepared, record=record
     )
     quota_part = None
     actual = {"requests": 1, "llm_tokens": total_tokens, "emails": record.emails}
@@ -364,31 +435,7 @@ def proxy_call_settle(*, prepared: PreparedCall | None, record: CallRecord, now=
                 )
             else:
                 funding_release(funding=prepared.funding)
-        event = UsageEvent(
-            call_id=prepared.call_id if prepared is not None else uuid.uuid4(),
-            user_id=record.user_id,
-            api_key_id=record.api_key_id,
-            service=record.service,
-            endpoint=record.endpoint,
-            provider=record.provider or (prepared.provider if prepared else ""),
-            model=record.model,
-            upstream_model=prepared.upstream_model if prepared else "",
-            prompt_tokens=record.prompt_tokens if succeeded else 0,
-            completion_tokens=record.completion_tokens if succeeded else 0,
-            total_tokens=total_tokens if succeeded else 0,
-            emails=record.emails if succeeded else 0,
-            cost_usd=cost,
-            credits_charged=prepared.funding.credits_charged if prepared else 0,
-            status_code=record.status_code,
-            error_code=record.error_code[:32],
-            latency_ms=record.latency_ms,
-            key_source=prepared.key_source if prepared else UsageEvent.KeySource.NONE,
-            is_fallback=record.is_fallback,
-            is_budget_fallback=record.is_budget_fallback,
-            is_estimated=record.is_estimated,
-            request_id=record.request_id[:64],
-            created_at=now,
-        )
+        event = usage_event_build(prepared=prepared, record=record, cost=cost, now=now)
         counter_rows = _event_write(
             event=event,
             rollup_provider=event.provider or "none",

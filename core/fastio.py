@@ -1,0 +1,156 @@
+"""Async PostgreSQL and Redis for the proxy's fast lane: no thread between a call and its data.
+
+Each event loop (one per uvicorn worker process) gets its own ``psycopg_pool.AsyncConnectionPool``
+and ``redis.asyncio`` client, opened lazily after the fork. Statements run with client-side
+binding and Django's own adapters (UTC datetimes, Decimals), so the SQL the ORM path builds runs
+unchanged here. The ORM (sync, in threads) stays the path for everything else and for SQLite.
+
+Only used when ``settings.PROXY_FAST_LANE`` is on (PostgreSQL + Redis, not under pytest unless
+a test turns it on around a live server it owns); ``fast_lane_enabled()`` says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import psycopg
+import redis.asyncio as aioredis
+from django.conf import settings
+from django.db import connection
+
+from core.exceptions import ApiError
+
+logger = logging.getLogger("tollgate.core")
+
+try:
+    from psycopg_pool import AsyncConnectionPool
+except ImportError:  # pragma: no cover - psycopg[pool] is a requirement
+    AsyncConnectionPool = None
+
+
+def fast_lane_enabled() -> bool:
+    return bool(getattr(settings, "PROXY_FAST_LANE", False)) and connection.vendor == "postgresql"
+
+
+@dataclass
+class _Stores:
+    pool: AsyncConnectionPool
+    redis: aioredis.Redis
+
+
+_stores: dict[asyncio.AbstractEventLoop, _Stores] = {}
+
+
+def _conninfo_kwargs() -> dict:
+    """Django's own connection parameters (adapters included), made async and autocommit."""
+    params = dict(connection.get_connection_params())
+    params.pop("cursor_factory", None)
+    params.pop("pool", None)
+    params["cursor_factory"] = psycopg.AsyncClientCursor
+    params["autocommit"] = True
+    # Connections are reused for hours: pin the session time zone like Django does.
+    options = params.pop("options", "")
+    params["options"] = f"{options} -c timezone=UTC".strip()
+    return params
+
+
+def _stores_get() -> _Stores:
+    loop = asyncio.get_running_loop()
+    stores = _stores.get(loop)
+    if stores is None:
+        for old in [known for known in _stores if known.is_closed()]:
+            del _stores[old]
+        pool = AsyncConnectionPool(
+            kwargs=_conninfo_kwargs(),
+            min_size=1,
+            max_size=settings.PROXY_FAST_LANE_DB_CONNECTIONS,
+            timeout=settings.PROXY_FAST_LANE_DB_TIMEOUT,
+            open=False,
+            name="proxy-fast-lane",
+        )
+        client = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                settings.REDIS_URL,
+                max_connections=settings.PROXY_FAST_LANE_REDIS_CONNECTIONS,
+                timeout=settings.PROXY_FAST_LANE_DB_TIMEOUT,
+                socket_connect_timeout=2,
+                socket_timeout=2,
+            )
+        )
+        stores = _Stores(pool=pool, redis=client)
+        _stores[loop] = stores
+    return stores
+
+
+async def fast_lane_close() -> None:
+    """Close this loop's pool and Redis client (a server shutting down, a test's live server)."""
+    stores = _stores.pop(asyncio.get_running_loop(), None)
+    if stores is not None:
+        await stores.pool.close()
+        await stores.redis.aclose()
+
+
+def _unavailable() -> ApiError:
+    return ApiError(
+        "service_unavailable",
+        "The service is temporarily unavailable. Retry shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
+@asynccontextmanager
+async def _db_errors():
+    """Database down or refusing: the same retryable 503 as the ORM path (driver text not shown)."""
+    try:
+        yield
+    except (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError) as exc:
+        logger.error("database unavailable", extra={"error": type(exc).__name__})
+        raise _unavailable() from None
+    except Exception as exc:
+        if AsyncConnectionPool is not None and type(exc).__name__ == "PoolTimeout":
+            logger.error("database unavailable", extra={"error": type(exc).__name__})
+            raise _unavailable() from None
+        raise
+
+
+async def db_fetch(sql: str, params: list | tuple = ()) -> list[tuple]:
+    """Run one statement (its own transaction) and return its rows."""
+    stores = _stores_get()
+    async with _db_errors():
+        if stores.pool.closed:
+            await stores.pool.open(wait=False)
+        async with stores.pool.connection() as conn, conn.cursor() as cursor:
+            await cursor.execute(sql, params)
+            return await cursor.fetchall() if cursor.description is not None else []
+
+
+def redis_client() -> aioredis.Redis:
+    return _stores_get().redis
+
+
+async def redis_call(coro):
+    """Await a Redis command; Redis down answers the same 503 as the cache path (fail closed)."""
+    try:
+        return await coro
+    except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+        logger.error("cache unavailable", extra={"error": type(exc).__name__})
+        raise _unavailable() from None
+
+
+def cache_key(key: str) -> str:
+    """The Redis key Django's cache uses for ``key`` (prefix and version included)."""
+    from django.core.cache import cache
+
+    return cache.make_key(key)
+
+
+def cache_decode(raw: bytes | None):
+    """A value written by Django's Redis cache (plain integers, else its serializer)."""
+    if raw is None:
+        return None
+    from django.core.cache import cache
+
+    return cache.client.decode(raw)

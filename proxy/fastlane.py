@@ -1,0 +1,342 @@
+"""The proxy's fast lane: a call's gate, reserve and settle as coroutines on the event loop.
+
+With the ORM path every call ran three database blocks in worker threads; under load those
+threads and the event loop fought over one GIL per process, which stretched each ~1 ms block
+several times over and capped a worker well below what its CPU could serve (docs/speed.md).
+Here the steady hot case runs without a thread, on ``core.fastio``'s async pool and Redis:
+
+- gate: ONE Redis round trip (a Lua script: the key's cached identity or revocation marker,
+  the plan-catalogue version, the user's plan entry, the rate-limit INCR), then the same
+  "user still active" statement as ``ApiKeyAuthentication``;
+- reserve: the provider-key statement, a budget script (INCRBY, undone past the cap), and
+  billing's one reserve statement;
+- settle: billing's settle + event + rollup + spend statement, then a script that moves the
+  budget counter to the actual cost and clears the provider's failure run.
+
+The SQL is the ORM path's own (built by the same functions), so both paths keep the same
+books. Anything off the steady case falls back to the ORM path in a thread and behaves exactly
+as before: a key, user-plan or budget entry missing from the cache, a catalogue version this
+process has not loaded, a refused reserve (counter row to create, quota exhausted → credits),
+credit-funded, failed or BYOK-quota calls, and quota alerts to queue.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from accounts.keys import api_key_hash, api_key_is_well_formed
+from accounts.selectors import (
+    API_KEY_REVOKED_MARKER,
+    ApiKeyIdentity,
+    api_key_cache_key,
+    provider_key_aget,
+)
+from billing.selectors import CATALOG_VERSION_KEY, plan_from_cached_get, user_plan_cache_key
+from billing.services import quota_alert_may_be_due, quota_reserve_many_fast
+from core.fastio import cache_decode, cache_key, db_fetch, redis_call, redis_client
+from core.rawsql import model_rows_aget
+
+from . import budget, sandbox
+from .dbcall import db_call
+from .funding import Funding, funding_quota_block, funding_reserve, funding_settle_finish, funding_settle_sql
+from .ratelimit import WINDOW_SECONDS, RateLimitState, rate_limit_state, rate_limit_window
+from .router import _cooldown_key, _failures_key
+from .selectors import catalog_get, catalog_is_fresh
+from .services import (
+    OPERATOR_SOURCES,
+    BudgetExhausted,
+    CallRecord,
+    NoProviderKey,
+    PreparedCall,
+    attempt_meters,
+    attempt_target,
+    call_cost_get,
+    event_write_sql,
+    max_cost_micro,
+    settles_in_one_statement,
+    usage_event_build,
+)
+
+# --- Gate: key, plan, rate limit in one round trip -------------------------------------------
+
+GATE_LUA = """
+-- KEYS: api-key entry, plan-catalogue version, user's plan entry, rate-limit counter
+-- ARGV: the revoked marker as the cache stores it, rate-limit window TTL
+local ident = redis.call('GET', KEYS[1])
+if not ident or ident == ARGV[1] then return {false, false, false, -1} end
+local version = redis.call('GET', KEYS[2])
+local entry = redis.call('GET', KEYS[3])
+if not version or not entry then return {ident, version, entry, -1} end
+local count = redis.call('INCR', KEYS[4])
+if count == 1 then redis.call('EXPIRE', KEYS[4], ARGV[2]) end
+return {ident, version, entry, count}
+"""
+
+BUDGET_RESERVE_LUA = """
+-- KEYS[1]: the day's budget counter (micro-USD). ARGV: amount, cap.
+-- -1: counter missing (rebuild it from the database); 0: over the cap (nothing held); 1: held.
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local total = redis.call('INCRBY', KEYS[1], ARGV[1])
+if total > tonumber(ARGV[2]) then
+  redis.call('DECRBY', KEYS[1], ARGV[1])
+  return 0
+end
+return 1
+"""
+
+SETTLE_LUA = """
+-- KEYS: the day's budget counter, the provider's failure-run counter. ARGV[1]: actual - reserved.
+-- A missing budget counter is left missing: the next reserve rebuilds it from the database,
+-- which already holds this call's cost.
+if ARGV[1] ~= '0' and redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('INCRBY', KEYS[1], ARGV[1])
+end
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+_scripts: dict[int, dict] = {}
+_key_owners: dict[str, tuple[int, int]] = {}  # key hash -> (key id, user id): never changes
+_KEY_OWNERS_MAX = 100_000
+
+
+def _script(name: str, lua: str):
+    client = redis_client()
+    scripts = _scripts.setdefault(id(client), {})
+    if name not in scripts:
+        scripts[name] = client.register_script(lua)
+    return scripts[name]
+
+
+def bearer_key(request) -> str | None:
+    """The presented key when the header is a plain well-formed ``Bearer sk_agentai_…``."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, raw_key = header.partition(" ")
+    if scheme.lower() != "bearer" or not api_key_is_well_formed(raw_key):
+        return None
+    return raw_key
+
+
+def key_owner_learn(*, raw_key: str, identity: ApiKeyIdentity) -> None:
+    """Remember whose key this is, after the ORM path authenticated it once in this process."""
+    if len(_key_owners) >= _KEY_OWNERS_MAX:
+        _key_owners.clear()
+    _key_owners[api_key_hash(raw_key)] = (identity.key_id, identity.user_id)
+
+
+@dataclass(frozen=True)
+class Gate:
+    user: object
+    identity: ApiKeyIdentity
+    plan: object
+    rate: RateLimitState
+
+
+async def gate(*, raw_key: str) -> tuple[Gate | None, int | None]:
+    """(Gate, count) on the fast lane, or (None, count) to run the ORM gate instead.
+
+    ``count`` is this request's rate-limit count when the script already counted it (the ORM
+    gate must not count it again), else None.
+    """
+    owner = _key_owners.get(api_key_hash(raw_key))
+    if owner is None:
+        return None, None
+    key_id, user_id = owner
+    rl_key, reset_at = rate_limit_window(key_id=key_id)
+    ident_raw, version_raw, entry_raw, count = await redis_call(
+        _script("gate", GATE_LUA)(
+            keys=[
+                cache_key(api_key_cache_key(api_key_hash(raw_key))),
+                cache_key(CATALOG_VERSION_KEY),
+                cache_key(user_plan_cache_key(user_id)),
+                cache_key(rl_key),
+            ],
+            args=[_revoked_marker_raw(), WINDOW_SECONDS + 5],
+        )
+    )
+    if count < 0:
+        return None, None
+    identity = cache_decode(ident_raw)
+    now = timezone.now()
+    if (
+        not isinstance(identity, ApiKeyIdentity)
+        or (identity.key_id, identity.user_id) != owner
+        or (identity.expires_at is not None and identity.expires_at <= now)
+    ):
+        return None, count
+    plan = plan_from_cached_get(version=cache_decode(version_raw), entry=cache_decode(entry_raw), now=now)
+    if plan is None:
+        return None, count
+    # Checked on every call so deactivating a user takes effect at once (as ApiKeyAuthentication).
+    users = await model_rows_aget(get_user_model(), where='"is_active" AND "id" = %s', params=[user_id])
+    if not users:
+        return None, count
+    rate = rate_limit_state(limit=plan.rate_limit_per_minute, count=count, reset_at=reset_at)
+    return Gate(user=users[0], identity=identity, plan=plan, rate=rate), count
+
+
+_marker_raw: bytes | None = None
+
+
+def _revoked_marker_raw() -> bytes:
+    global _marker_raw
+    if _marker_raw is None:
+        from django.core.cache import cache
+
+        _marker_raw = cache.client.encode(API_KEY_REVOKED_MARKER)
+    return _marker_raw
+
+
+async def chain_without_cooling(*, chain: list[str]) -> list[str]:
+    """``router.chain_without_cooling`` with an async Redis read."""
+    if not chain:
+        return chain
+    found = await redis_call(redis_client().mget([cache_key(_cooldown_key(p)) for p in chain]))
+    healthy = [p for p, cooling in zip(chain, found, strict=True) if cooling is None]
+    return healthy or chain
+
+
+# --- Reserve ---------------------------------------------------------------------------------
+
+
+async def _budget_reserve(*, day, amount_micro: int) -> bool:
+    if amount_micro <= 0:
+        return True
+    key = cache_key(budget._key(day))
+    for _ in range(2):
+        held = await redis_call(
+            _script("budget", BUDGET_RESERVE_LUA)(keys=[key], args=[amount_micro, budget.budget_cap_micro()])
+        )
+        if held >= 0:
+            return held == 1
+        await db_call(budget._ensure_counter, day)  # rebuilt from DailySpend, then retry
+    return await db_call(budget.budget_reserve, day=day, amount_micro=amount_micro)
+
+
+async def _budget_release(*, day, amount_micro: int) -> None:
+    if amount_micro > 0:
+        await db_call(budget.budget_release, day=day, amount_micro=amount_micro)
+
+
+async def _resolve_key(*, user, provider: str) -> tuple[str, str]:
+    secret = await provider_key_aget(user=user, provider=provider) if provider != sandbox.PROVIDER else None
+    if secret is not None:
+        return secret.source, secret.secret
+    if sandbox.sandbox_enabled():
+        return "sandbox", ""
+    raise NoProviderKey(provider)
+
+
+async def proxy_call_aprepare(
+    *,
+    user,
+    provider: str,
+    endpoint: str,
+    requested_model: str,
+    prompt_tokens: int,
+    max_tokens: int,
+    meters: dict[str, int],
+    plan,
+) -> PreparedCall:
+    """``services.proxy_call_prepare`` on the fast lane. Holds nothing when it raises."""
+    now = timezone.now()
+    if not catalog_is_fresh():
+        await db_call(catalog_get)
+    source, secret = await _resolve_key(user=user, provider=provider)
+    target, upstream_model, price = attempt_target(
+        source=source, secret=secret, provider=provider, requested_model=requested_model
+    )
+    meters = attempt_meters(source=source, meters=meters)
+    budget_day = now.date()
+    budget_micro = 0
+    if source in OPERATOR_SOURCES:
+        budget_micro = max_cost_micro(price=price, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+        if not await _budget_reserve(day=budget_day, amount_micro=budget_micro):
+            raise BudgetExhausted(provider)
+    try:
+        funding = await _funding_reserve(user=user, endpoint=endpoint, meters=meters, plan=plan, now=now)
+    except BaseException:
+        await _budget_release(day=budget_day, amount_micro=budget_micro)
+        raise
+    return PreparedCall(
+        call_id=uuid.uuid4(),
+        provider=target.provider,
+        key_source=source,
+        target=target,
+        requested_model=requested_model,
+        upstream_model=upstream_model,
+        price=price,
+        funding=funding,
+        budget_day=budget_day,
+        budget_micro=budget_micro,
+        meters=meters,
+    )
+
+
+async def _funding_reserve(*, user, endpoint: str, meters: dict[str, int], plan, now) -> Funding:
+    """The quota reserve statement; when it is refused, the ORM path decides (counters, credits)."""
+    reservations = await quota_reserve_many_fast(
+        user_id=user.pk,
+        meters=meters,
+        plan=plan,
+        now=now,
+        synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT,
+    )
+    if reservations is None:
+        return await db_call(funding_reserve, user=user, endpoint=endpoint, meters=meters, plan=plan)
+    funding = Funding(endpoint=endpoint, reserved=dict(meters), plan=plan)
+    funding.reservations = {reservation.meter: reservation for reservation in reservations}
+    return funding
+
+
+# --- Settle ----------------------------------------------------------------------------------
+
+
+async def settle_success_fast(*, prepared: PreparedCall, record: CallRecord, user, quota_meter: str | None):
+    """Settle a quota-funded success in one statement; None when it is not that case (the
+    caller then settles on the ORM path). Returns (event, quota block)."""
+    if not settles_in_one_statement(prepared=prepared, record=record):
+        return None
+    now = timezone.now()
+    cost = call_cost_get(prepared=prepared, record=record)
+    total_tokens = record.prompt_tokens + record.completion_tokens
+    funding = prepared.funding
+    quota_part = funding_settle_sql(
+        funding=funding, actual={"requests": 1, "llm_tokens": total_tokens, "emails": record.emails}, now=now
+    )
+    event = usage_event_build(prepared=prepared, record=record, cost=cost, now=now)
+    sql, params = event_write_sql(
+        event=event,
+        rollup_provider=event.provider or "none",
+        is_error=False,
+        spend_day=prepared.budget_day if cost > 0 else None,
+        now=now,
+        quota_part=quota_part,
+    )
+    rows = await db_fetch(sql, params)
+    event.pk = rows[0][0]
+    event._state.adding = False
+    counter_rows = [row[1:] for row in rows if row[1] is not None]
+    if quota_alert_may_be_due(rows=counter_rows, plan=funding.plan):
+        await db_call(funding_settle_finish, funding=funding, rows=counter_rows, now=now)
+    else:  # nothing to queue: pure bookkeeping
+        funding_settle_finish(funding=funding, rows=counter_rows, now=now)
+    delta = budget.usd_to_micro(cost) - prepared.budget_micro if prepared.budget_micro else 0
+    await redis_call(
+        _script("settle", SETTLE_LUA)(
+            keys=[cache_key(budget._key(prepared.budget_day)), cache_key(_failures_key(prepared.provider))],
+            args=[delta],
+        )
+    )
+    block = None
+    if quota_meter:
+        if quota_meter in funding.counters:
+            block = funding_quota_block(funding=funding, user=user, meter=quota_meter)
+        else:  # not on this call's counters (e.g. BYOK tokens): read it
+            block = await db_call(funding_quota_block, funding=funding, user=user, meter=quota_meter)
+    return event, block
