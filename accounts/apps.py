@@ -8,7 +8,7 @@ class AccountsConfig(AppConfig):
     def ready(self):
         from config.celery import beat_schedule_add, crontab
 
-        from . import checks, crypto, schema  # noqa: F401  (system check E001; key reset; OpenAPI auth)
+        from . import checks, crypto, schema, signals  # noqa: F401  (check E001; key reset; OpenAPI auth; cache)
 
         beat_schedule_add(
             "accounts-key-reveals-purge",

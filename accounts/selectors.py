@@ -21,6 +21,8 @@ from .providers import PROVIDERS, provider_get
 
 API_KEY_CACHE_SECONDS = 300
 API_KEY_REVOKED_MARKER = "revoked"  # cached in place of an identity once a key is revoked
+# Bumped on every provider-key change (accounts.signals): in-process credential caches key on it.
+PROVIDER_KEYS_VERSION_KEY = "accounts:provider-keys-version"
 PROVIDER_SOURCE_ENV = "env"
 PROVIDER_SOURCE_NONE = "none"
 

@@ -119,6 +119,7 @@ class ProxyApiView(AsyncAPIView):
             if passed is not None:
                 request.user = passed.user
                 request.auth = passed.identity
+                self.credentials_version = passed.credentials_version
                 self.initial(request)  # permissions etc.; authentication is already done
                 self._ratelimit_headers = passed.rate.headers()
                 if passed.rate.exceeded:
@@ -150,6 +151,7 @@ class ProxyApiView(AsyncAPIView):
         self.args = args
         self.kwargs = kwargs
         self._ratelimit_headers = {}
+        self.credentials_version = None
         request = self.initialize_request(request, *args, **kwargs)
         self.request = request
         self.headers = self.default_response_headers
@@ -278,6 +280,7 @@ def _chat_call(
         client_wants_usage=bool(stream_options.get("include_usage")),
         request_id=view.request_id,
         plan=plan,
+        credentials_version=view.credentials_version,
     )
 
 

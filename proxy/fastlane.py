@@ -22,6 +22,7 @@ credit-funded, failed or BYOK-quota calls, and quota alerts to queue.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from django.utils import timezone
 from accounts.keys import api_key_hash, api_key_is_well_formed
 from accounts.selectors import (
     API_KEY_REVOKED_MARKER,
+    PROVIDER_KEYS_VERSION_KEY,
     ApiKeyIdentity,
     api_key_cache_key,
     provider_key_aget,
@@ -65,16 +67,17 @@ from .services import (
 # --- Gate: key, plan, rate limit in one round trip -------------------------------------------
 
 GATE_LUA = """
--- KEYS: api-key entry, plan-catalogue version, user's plan entry, rate-limit counter
+-- KEYS: api-key entry, plan-catalogue version, user's plan entry, rate-limit counter,
+--       provider-keys version
 -- ARGV: the revoked marker as the cache stores it, rate-limit window TTL
 local ident = redis.call('GET', KEYS[1])
-if not ident or ident == ARGV[1] then return {false, false, false, -1} end
+if not ident or ident == ARGV[1] then return {false, false, false, -1, false} end
 local version = redis.call('GET', KEYS[2])
 local entry = redis.call('GET', KEYS[3])
-if not version or not entry then return {ident, version, entry, -1} end
+if not version or not entry then return {ident, version, entry, -1, false} end
 local count = redis.call('INCR', KEYS[4])
 if count == 1 then redis.call('EXPIRE', KEYS[4], ARGV[2]) end
-return {ident, version, entry, count}
+return {ident, version, entry, count, redis.call('GET', KEYS[5])}
 """
 
 BUDGET_RESERVE_LUA = """
@@ -135,26 +138,30 @@ class Gate:
     identity: ApiKeyIdentity
     plan: object
     rate: RateLimitState
+    credentials_version: bytes | None
 
 
 async def gate(*, raw_key: str) -> tuple[Gate | None, int | None]:
     """(Gate, count) on the fast lane, or (None, count) to run the ORM gate instead.
 
     ``count`` is this request's rate-limit count when the script already counted it (the ORM
-    gate must not count it again), else None.
+    gate must not count it again), else None. The identity entry exists only for an active key
+    of an active user (``accounts.signals``), so no user query is needed here.
     """
-    owner = _key_owners.get(api_key_hash(raw_key))
+    key_hash = api_key_hash(raw_key)
+    owner = _key_owners.get(key_hash)
     if owner is None:
         return None, None
     key_id, user_id = owner
     rl_key, reset_at = rate_limit_window(key_id=key_id)
-    ident_raw, version_raw, entry_raw, count = await redis_call(
+    ident_raw, version_raw, entry_raw, count, credentials_version = await redis_call(
         _script("gate", GATE_LUA)(
             keys=[
-                cache_key(api_key_cache_key(api_key_hash(raw_key))),
+                cache_key(api_key_cache_key(key_hash)),
                 cache_key(CATALOG_VERSION_KEY),
                 cache_key(user_plan_cache_key(user_id)),
                 cache_key(rl_key),
+                cache_key(PROVIDER_KEYS_VERSION_KEY),
             ],
             args=[_revoked_marker_raw(), WINDOW_SECONDS + 5],
         )
@@ -172,12 +179,34 @@ async def gate(*, raw_key: str) -> tuple[Gate | None, int | None]:
     plan = plan_from_cached_get(version=cache_decode(version_raw), entry=cache_decode(entry_raw), now=now)
     if plan is None:
         return None, count
-    # Checked on every call so deactivating a user takes effect at once (as ApiKeyAuthentication).
-    users = await model_rows_aget(get_user_model(), where='"is_active" AND "id" = %s', params=[user_id])
-    if not users:
+    user = await _user_get(user_id)
+    if user is None:
         return None, count
     rate = rate_limit_state(limit=plan.rate_limit_per_minute, count=count, reset_at=reset_at)
-    return Gate(user=users[0], identity=identity, plan=plan, rate=rate), count
+    return Gate(
+        user=user, identity=identity, plan=plan, rate=rate, credentials_version=credentials_version
+    ), count
+
+
+_users: dict[int, tuple[float, object]] = {}
+USER_CACHE_SECONDS = 300
+
+
+async def _user_get(user_id: int):
+    """The caller's User row, kept in process: whether the user is active is decided by the key
+    entry above, so the row only feeds what the call records (its id) and ORM fallbacks."""
+    now = time.monotonic()
+    cached = _users.get(user_id)
+    if cached is not None and now - cached[0] < USER_CACHE_SECONDS:
+        return cached[1]
+    users = await model_rows_aget(get_user_model(), where='"is_active" AND "id" = %s', params=[user_id])
+    if not users:
+        _users.pop(user_id, None)
+        return None
+    if len(_users) >= _KEY_OWNERS_MAX:
+        _users.clear()
+    _users[user_id] = (now, users[0])
+    return users[0]
 
 
 _marker_raw: bytes | None = None
@@ -223,13 +252,43 @@ async def _budget_release(*, day, amount_micro: int) -> None:
         await db_call(budget.budget_release, day=day, amount_micro=amount_micro)
 
 
-async def _resolve_key(*, user, provider: str) -> tuple[str, str]:
-    secret = await provider_key_aget(user=user, provider=provider) if provider != sandbox.PROVIDER else None
+_credentials: dict[tuple[int, str], object] = {}  # (user id, provider) -> ProviderSecret | None
+_credentials_version: bytes | None = None
+
+
+async def _resolve_key(*, user, provider: str, credentials_version: bytes | None) -> tuple[str, str]:
+    """personal > global > env > sandbox, as ``services._resolve_key``. Decrypted credentials are
+    kept in process while the shared provider-keys version (read by the gate) does not move."""
+    global _credentials_version
+    secret = None
+    if provider != sandbox.PROVIDER:
+        if credentials_version is None or credentials_version != _credentials_version:
+            _credentials.clear()
+            _credentials_version = credentials_version
+        cache_entry = (user.pk, provider)
+        if credentials_version is not None and cache_entry in _credentials:
+            secret = _credentials[cache_entry]
+        else:
+            secret = await provider_key_aget(user=user, provider=provider)
+            if credentials_version is not None:
+                if len(_credentials) >= _KEY_OWNERS_MAX:
+                    _credentials.clear()
+                _credentials[cache_entry] = secret
+            else:  # no version published yet: publish one so later calls can cache
+                await redis_call(
+                    redis_client().set(cache_key(PROVIDER_KEYS_VERSION_KEY), _new_version_raw(), nx=True)
+                )
     if secret is not None:
         return secret.source, secret.secret
     if sandbox.sandbox_enabled():
         return "sandbox", ""
     raise NoProviderKey(provider)
+
+
+def _new_version_raw() -> bytes:
+    from django.core.cache import cache
+
+    return cache.client.encode(uuid.uuid4().hex)
 
 
 async def proxy_call_aprepare(
@@ -242,12 +301,13 @@ async def proxy_call_aprepare(
     max_tokens: int,
     meters: dict[str, int],
     plan,
+    credentials_version: bytes | None = None,
 ) -> PreparedCall:
     """``services.proxy_call_prepare`` on the fast lane. Holds nothing when it raises."""
     now = timezone.now()
     if not catalog_is_fresh():
         await db_call(catalog_get)
-    source, secret = await _resolve_key(user=user, provider=provider)
+    source, secret = await _resolve_key(user=user, provider=provider, credentials_version=credentials_version)
     target, upstream_model, price = attempt_target(
         source=source, secret=secret, provider=provider, requested_model=requested_model
     )

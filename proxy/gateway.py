@@ -54,6 +54,7 @@ class ChatCall:
     client_wants_usage: bool = False
     request_id: str = ""
     plan: object | None = None  # the caller's billing Plan, resolved once per request
+    credentials_version: bytes | None = None  # read by the fast lane's gate (provider-key cache tag)
     prompt_tokens: int = field(default=0)
 
     def __post_init__(self):
@@ -122,9 +123,9 @@ def _settle_and_quota(*, prepared, record: CallRecord, user, quota_meter: str | 
     return event, block
 
 
-async def _prepare(**kwargs) -> PreparedCall:
+async def _prepare(*, credentials_version: bytes | None, **kwargs) -> PreparedCall:
     if fast_lane_enabled():
-        return await fastlane.proxy_call_aprepare(**kwargs)
+        return await fastlane.proxy_call_aprepare(credentials_version=credentials_version, **kwargs)
     return await db_call(proxy_call_prepare, **kwargs)
 
 
@@ -218,6 +219,7 @@ async def _chat_call_run(call: ChatCall):
                 max_tokens=call.max_tokens * int(call.payload.get("n") or 1),
                 meters={"requests": 1, "llm_tokens": call.reserve_tokens},
                 plan=call.plan,
+                credentials_version=call.credentials_version,
             )
         except NoProviderKey:
             continue

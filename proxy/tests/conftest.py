@@ -84,3 +84,51 @@ def live_asgi(transactional_db):
 def same_thread_db(monkeypatch):
     """Run the views' database blocks on the test thread so query counts see every query."""
     monkeypatch.setattr("proxy.dbcall.THREAD_SENSITIVE", True)
+
+
+@pytest.fixture
+def live_asgi_fast(transactional_db, settings):
+    """``live_asgi`` with the proxy's fast lane on; yields the base URL.
+
+    The fast lane opens one async pool per event loop, so it may only run on a loop this
+    fixture owns: uvicorn serves in a thread on its own loop, and that loop closes its pool and
+    Redis client (``fast_lane_close``) before it ends, so no connection outlives the test.
+    """
+    import asyncio
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from config.asgi import application
+    from core.fastio import fast_lane_close
+
+    settings.PROXY_FAST_LANE = True
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    config = uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+
+    async def serve():
+        try:
+            await server.serve()
+        finally:
+            await fast_lane_close()
+
+    def run():
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(serve())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "uvicorn did not stop"
