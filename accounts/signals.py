@@ -1,0 +1,64 @@
+"""Keep the shared-cache facts the proxy's fast lane trusts in step with the database.
+
+- A user's active keys are cached as identities only while the user is active: the ORM path
+  fills the entry only for an active user, and saving a user as inactive overwrites the entries
+  of their keys with the revoked marker (after commit), so their very next call answers 401 from
+  any worker. Saving them active again drops those entries; the next call re-reads the database.
+- Provider keys: any change bumps ``PROVIDER_KEYS_VERSION_KEY``; processes that cache decrypted
+  credentials drop them when the version moves.
+
+Signals, not services, because the admin saves these models directly. ``QuerySet.update`` sends
+no signal: code that deactivates users or edits credentials in bulk must call
+``user_keys_cache_publish`` / ``provider_keys_version_bump`` itself.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from .models import ApiKey, ProviderCredential, User
+from .selectors import (
+    API_KEY_CACHE_SECONDS,
+    API_KEY_REVOKED_MARKER,
+    PROVIDER_KEYS_VERSION_KEY,
+    api_key_cache_key,
+)
+
+
+def user_keys_cache_publish(*, user_id: int, is_active: bool) -> None:
+    """After commit: an inactive user's key entries become the revoked marker; an active one's
+    are dropped (the next call re-reads them). Revoked keys keep their own marker."""
+    hashes = list(
+        ApiKey.objects.filter(user_id=user_id, revoked_at__isnull=True).values_list("key_hash", flat=True)
+    )
+    if not hashes:
+        return
+    keys = [api_key_cache_key(key_hash) for key_hash in hashes]
+    if is_active:
+        transaction.on_commit(lambda: cache.delete_many(keys))
+    else:
+        transaction.on_commit(
+            lambda: cache.set_many(dict.fromkeys(keys, API_KEY_REVOKED_MARKER), API_KEY_CACHE_SECONDS)
+        )
+
+
+def provider_keys_version_bump() -> None:
+    transaction.on_commit(lambda: cache.set(PROVIDER_KEYS_VERSION_KEY, uuid.uuid4().hex, None))
+
+
+@receiver(post_save, sender=User, dispatch_uid="accounts.user_saved")
+def _user_saved(sender, instance: User, created: bool, update_fields=None, **kwargs) -> None:
+    if created or (update_fields is not None and "is_active" not in update_fields):
+        return  # a new user has no key yet; a login's last_login save changes nothing here
+    user_keys_cache_publish(user_id=instance.pk, is_active=instance.is_active)
+
+
+@receiver(post_save, sender=ProviderCredential, dispatch_uid="accounts.credential_saved")
+@receiver(post_delete, sender=ProviderCredential, dispatch_uid="accounts.credential_deleted")
+def _credential_changed(sender, **kwargs) -> None:
+    provider_keys_version_bump()
