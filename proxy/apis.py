@@ -240,6 +240,58 @@ class ChatInputSerializer(serializers.Serializer):
     stream_options = serializers.DictField(required=False, allow_null=True)
 
 
+MESSAGE_ROLES = frozenset(_MessageSerializer().fields["role"].choices)
+CHAT_MESSAGES_MAX = 2000
+
+
+def _positive_int_or_none(value, *, maximum: int | None = None) -> bool:
+    return value is None or (type(value) is int and value >= 1 and (maximum is None or value <= maximum))
+
+
+def _chat_input_plain(payload: dict) -> dict | None:
+    """``ChatInputSerializer``'s validated data for a body that is plainly valid, else None.
+
+    Building the serializer (a deep copy of its fields, nested per message) costs a tenth of a
+    proxied call's CPU. This accepts only what the serializer would accept unchanged (no
+    coercion, no trimming); everything else goes to the serializer. A test checks that both
+    agree on a corpus of valid and invalid bodies.
+    """
+    if "model" in payload:
+        model = payload["model"]
+        if not (isinstance(model, str) and model and model == model.strip() and len(model) <= 128):
+            return None
+    messages = payload.get("messages")
+    if not isinstance(messages, list) or not messages or len(messages) > CHAT_MESSAGES_MAX:
+        return None
+    for message in messages:
+        if not isinstance(message, dict) or type(message.get("role")) is not str:
+            return None
+        if message["role"] not in MESSAGE_ROLES:
+            return None
+        content = message.get("content")
+        if not (
+            content is None
+            or type(content) is str
+            or (isinstance(content, list) and all(isinstance(part, dict) for part in content))
+        ):
+            return None
+    if not (
+        _positive_int_or_none(payload.get("max_tokens"))
+        and _positive_int_or_none(payload.get("max_completion_tokens"))
+        and _positive_int_or_none(payload.get("n"), maximum=8)
+    ):
+        return None
+    stream = payload.get("stream", False)
+    stream_options = payload.get("stream_options")
+    if type(stream) is not bool or not (stream_options is None or isinstance(stream_options, dict)):
+        return None
+    data = {"messages": messages, "stream": stream}
+    for name in ("model", "max_tokens", "max_completion_tokens", "n", "stream_options"):
+        if name in payload:
+            data[name] = payload[name]
+    return data
+
+
 def _chat_call(
     view: ProxyApiView,
     request,
@@ -252,9 +304,11 @@ def _chat_call(
 ) -> ChatCall:
     if "model" in payload and not isinstance(payload["model"], str):
         raise ApiError("invalid_request", "model must be a string.", param="model")
-    serializer = ChatInputSerializer(data=payload)
-    _raise_validation(serializer)
-    data = serializer.validated_data
+    data = _chat_input_plain(payload)
+    if data is None:  # anything unusual: the serializer decides, and words the errors
+        serializer = ChatInputSerializer(data=payload)
+        _raise_validation(serializer)
+        data = serializer.validated_data
     plan = view.plan
     cap = plan.max_tokens_cap or settings.PROXY_MAX_TOKENS_CAP
     max_tokens = data.get("max_tokens") or data.get("max_completion_tokens")
