@@ -251,6 +251,9 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "tollgate": {"level": LOG_LEVEL},
+        # One INFO line per HTTP request made: noise, and a measurable cost per proxied call.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }
 
