@@ -328,7 +328,7 @@ PROXY_FAST_LANE = env.bool("PROXY_FAST_LANE", default=IS_POSTGRES and bool(REDIS
 if PROXY_FAST_LANE and not (IS_POSTGRES and REDIS_URL):
     raise ImproperlyConfigured("PROXY_FAST_LANE needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL).")
 PROXY_FAST_LANE_DB_CONNECTIONS = env.int("PROXY_FAST_LANE_DB_CONNECTIONS", default=8)  # per process
-PROXY_FAST_LANE_REDIS_CONNECTIONS = env.int("PROXY_FAST_LANE_REDIS_CONNECTIONS", default=32)  # per process
+PROXY_FAST_LANE_REDIS_CONNECTIONS = env.int("PROXY_FAST_LANE_REDIS_CONNECTIONS", default=1000)  # per process
 PROXY_FAST_LANE_DB_TIMEOUT = env.float("PROXY_FAST_LANE_DB_TIMEOUT", default=10.0)  # wait for a connection
 
 # Credits.

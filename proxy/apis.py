@@ -120,6 +120,7 @@ class ProxyApiView(AsyncAPIView):
                 request.user = passed.user
                 request.auth = passed.identity
                 self.credentials_version = passed.credentials_version
+                self.cooling = passed.cooling
                 self.initial(request)  # permissions etc.; authentication is already done
                 self._ratelimit_headers = passed.rate.headers()
                 if passed.rate.exceeded:
@@ -152,6 +153,7 @@ class ProxyApiView(AsyncAPIView):
         self.kwargs = kwargs
         self._ratelimit_headers = {}
         self.credentials_version = None
+        self.cooling = None
         request = self.initialize_request(request, *args, **kwargs)
         self.request = request
         self.headers = self.default_response_headers
@@ -335,6 +337,7 @@ def _chat_call(
         request_id=view.request_id,
         plan=plan,
         credentials_version=view.credentials_version,
+        cooling=view.cooling,
     )
 
 

@@ -31,6 +31,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from accounts.keys import api_key_hash, api_key_is_well_formed
+from accounts.providers import PROVIDERS
 from accounts.selectors import (
     API_KEY_REVOKED_MARKER,
     PROVIDER_KEYS_VERSION_KEY,
@@ -68,16 +69,18 @@ from .services import (
 
 GATE_LUA = """
 -- KEYS: api-key entry, plan-catalogue version, user's plan entry, rate-limit counter,
---       provider-keys version
+--       provider-keys version, then every provider's cooldown flag
 -- ARGV: the revoked marker as the cache stores it, rate-limit window TTL
 local ident = redis.call('GET', KEYS[1])
-if not ident or ident == ARGV[1] then return {false, false, false, -1, false} end
+if not ident or ident == ARGV[1] then return {false, false, false, -1} end
 local version = redis.call('GET', KEYS[2])
 local entry = redis.call('GET', KEYS[3])
-if not version or not entry then return {ident, version, entry, -1, false} end
+if not version or not entry then return {ident, version, entry, -1} end
 local count = redis.call('INCR', KEYS[4])
 if count == 1 then redis.call('EXPIRE', KEYS[4], ARGV[2]) end
-return {ident, version, entry, count, redis.call('GET', KEYS[5])}
+local cooling = {}
+for i = 6, #KEYS do cooling[i - 5] = redis.call('EXISTS', KEYS[i]) end
+return {ident, version, entry, count, redis.call('GET', KEYS[5]), cooling}
 """
 
 BUDGET_RESERVE_LUA = """
@@ -139,6 +142,7 @@ class Gate:
     plan: object
     rate: RateLimitState
     credentials_version: bytes | None
+    cooling: frozenset[str]  # providers in cooldown right now
 
 
 async def gate(*, raw_key: str) -> tuple[Gate | None, int | None]:
@@ -154,7 +158,7 @@ async def gate(*, raw_key: str) -> tuple[Gate | None, int | None]:
         return None, None
     key_id, user_id = owner
     rl_key, reset_at = rate_limit_window(key_id=key_id)
-    ident_raw, version_raw, entry_raw, count, credentials_version = await redis_call(
+    reply = await redis_call(
         _script("gate", GATE_LUA)(
             keys=[
                 cache_key(api_key_cache_key(key_hash)),
@@ -162,12 +166,16 @@ async def gate(*, raw_key: str) -> tuple[Gate | None, int | None]:
                 cache_key(user_plan_cache_key(user_id)),
                 cache_key(rl_key),
                 cache_key(PROVIDER_KEYS_VERSION_KEY),
+                *_cooldown_keys(),
             ],
             args=[_revoked_marker_raw(), WINDOW_SECONDS + 5],
         )
     )
+    ident_raw, version_raw, entry_raw, count = reply[:4]
     if count < 0:
         return None, None
+    credentials_version, flags = reply[4], reply[5]
+    cooling = frozenset(code for code, flag in zip(PROVIDERS, flags, strict=True) if flag)
     identity = cache_decode(ident_raw)
     now = timezone.now()
     if (
@@ -183,9 +191,19 @@ async def gate(*, raw_key: str) -> tuple[Gate | None, int | None]:
     if user is None:
         return None, count
     rate = rate_limit_state(limit=plan.rate_limit_per_minute, count=count, reset_at=reset_at)
-    return Gate(
-        user=user, identity=identity, plan=plan, rate=rate, credentials_version=credentials_version
-    ), count
+    gate = Gate(
+        user=user,
+        identity=identity,
+        plan=plan,
+        rate=rate,
+        credentials_version=credentials_version,
+        cooling=cooling,
+    )
+    return gate, count
+
+
+def _cooldown_keys() -> list[str]:
+    return [cache_key(_cooldown_key(code)) for code in PROVIDERS]
 
 
 _users: dict[int, tuple[float, object]] = {}
@@ -221,12 +239,9 @@ def _revoked_marker_raw() -> bytes:
     return _marker_raw
 
 
-async def chain_without_cooling(*, chain: list[str]) -> list[str]:
-    """``router.chain_without_cooling`` with an async Redis read."""
-    if not chain:
-        return chain
-    found = await redis_call(redis_client().mget([cache_key(_cooldown_key(p)) for p in chain]))
-    healthy = [p for p, cooling in zip(chain, found, strict=True) if cooling is None]
+def chain_without_cooling(*, chain: list[str], cooling: frozenset[str]) -> list[str]:
+    """``router.chain_without_cooling`` on the cooldown flags the gate read."""
+    healthy = [p for p in chain if p not in cooling]
     return healthy or chain
 
 

@@ -55,6 +55,7 @@ class ChatCall:
     request_id: str = ""
     plan: object | None = None  # the caller's billing Plan, resolved once per request
     credentials_version: bytes | None = None  # read by the fast lane's gate (provider-key cache tag)
+    cooling: frozenset[str] | None = None  # providers in cooldown, when the fast lane's gate read them
     prompt_tokens: int = field(default=0)
 
     def __post_init__(self):
@@ -142,10 +143,10 @@ async def _settle(*, prepared: PreparedCall, record: CallRecord, user, quota_met
     )
 
 
-async def _chain_without_cooling(chain: list[str]) -> list[str]:
-    if fast_lane_enabled():
-        return await fastlane.chain_without_cooling(chain=chain)
-    return chain_without_cooling(chain=chain)
+def _chain_without_cooling(call: ChatCall) -> list[str]:
+    if call.cooling is not None:
+        return fastlane.chain_without_cooling(chain=call.chain, cooling=call.cooling)
+    return chain_without_cooling(chain=call.chain)
 
 
 def _abandon(*, prepared: PreparedCall, provider: str) -> None:
@@ -203,7 +204,7 @@ async def chat_call_run(call: ChatCall):
 
 async def _chat_call_run(call: ChatCall):
     attempts = Attempts()
-    chain = await _chain_without_cooling(call.chain)
+    chain = _chain_without_cooling(call)
     while chain:
         provider = chain.pop(0)
         if provider in attempts.tried:
