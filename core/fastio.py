@@ -32,7 +32,8 @@ except ImportError:  # pragma: no cover - psycopg[pool] is a requirement
 
 
 def fast_lane_enabled() -> bool:
-    return bool(getattr(settings, "PROXY_FAST_LANE", False)) and connection.vendor == "postgresql"
+    """Settings refuse ``PROXY_FAST_LANE`` without PostgreSQL and Redis."""
+    return settings.PROXY_FAST_LANE
 
 
 @dataclass
@@ -144,11 +145,24 @@ async def redis_call(coro):
         raise _unavailable() from None
 
 
+_key_prefix: str | bool | None = None  # False: a custom key function, ask the cache each time
+
+
 def cache_key(key: str) -> str:
-    """The Redis key Django's cache uses for ``key`` (prefix and version included)."""
+    """The Redis key Django's cache uses for ``key`` (prefix and version included).
+
+    ``cache.make_key`` goes through two thread-local lookups per call; with the default key
+    function the result is a fixed prefix + key, so the prefix is computed once.
+    """
+    global _key_prefix
     from django.core.cache import cache
 
-    return cache.make_key(key)
+    if _key_prefix is None:
+        prefix = cache.make_key("")
+        _key_prefix = prefix if cache.make_key("probe") == f"{prefix}probe" else False
+    if _key_prefix is False:
+        return cache.make_key(key)
+    return _key_prefix + key
 
 
 def cache_decode(raw: bytes | None):
