@@ -1,0 +1,477 @@
+"""The proxy's fast lane (``proxy/fastlane.py``): the steady hot case of a chat call runs as
+coroutines on an async PostgreSQL pool and Redis, with no thread; it must keep the same books
+and enforce the same limits as the ORM path.
+
+Served by uvicorn on a loop the ``live_asgi_fast`` fixture owns (the fast lane's pool belongs
+to that loop). The first call of a key in a process always takes the ORM gate (it learns the
+key's owner); the calls after it are the ones the fast lane serves.
+"""
+
+import json
+import threading
+import time
+from decimal import Decimal
+
+import httpx
+import pytest
+from django.contrib import admin
+from django.core.cache import cache
+from django.utils import timezone
+
+from accounts.models import ApiKey, User
+from accounts.services import api_key_revoke, api_key_rotate
+from billing.models import QuotaReservation, UsageCounter
+from proxy import apis, dbcall, fastlane, gateway
+from proxy.budget import budget_spent_get, usd_to_micro
+from proxy.models import DailySpend, UsageDailyRollup, UsageEvent
+from proxy.ratelimit import rate_limit_window
+
+from ..factories import global_key_set, key_for, personal_key_set, plan_configure
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+URL = "/api/proxy/v1/chat/completions"
+BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 50}
+# The fake provider's usage: 10 prompt + 15 completion tokens (5 chunks when streaming).
+TOKENS = 25
+STREAM_TOKENS = 15
+# gpt-4o through openrouter at the catalogue's price, for those 25 tokens.
+OPENROUTER_COST = Decimal("0.000175")
+
+EVENT_FIELDS = (
+    "status_code",
+    "error_code",
+    "service",
+    "endpoint",
+    "provider",
+    "model",
+    "upstream_model",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cost_usd",
+    "credits_charged",
+    "key_source",
+    "is_fallback",
+    "is_budget_fallback",
+    "is_estimated",
+)
+
+
+def _post(base_url: str, key: str, body: dict | None = None) -> httpx.Response:
+    return httpx.post(
+        base_url + URL, json=body or BODY, headers={"Authorization": f"Bearer {key}"}, timeout=20
+    )
+
+
+def _counters(user) -> dict[str, tuple[int, int]]:
+    return {c.meter: (c.used, c.reserved) for c in UsageCounter.objects.filter(user=user)}
+
+
+def _events(user) -> list[tuple]:
+    return list(UsageEvent.objects.filter(user=user).order_by("pk").values_list(*EVENT_FIELDS))
+
+
+def _held(user) -> list[tuple]:
+    return list(QuotaReservation.objects.filter(user=user, status="held").values_list("meter", "amount"))
+
+
+def _rollups(user) -> list[tuple]:
+    return list(
+        UsageDailyRollup.objects.filter(user=user)
+        .order_by("provider")
+        .values_list("provider", "requests", "tokens", "cost_usd", "errors", "fallbacks")
+    )
+
+
+def _outside_minute_end(margin: float = 10.0) -> None:
+    """The rate-limit window is a calendar minute: start a test far enough from its end."""
+    if time.time() % 60 > 60 - margin:
+        time.sleep(60 - time.time() % 60 + 0.1)
+
+
+@pytest.fixture
+def db_calls(monkeypatch):
+    """Names of the functions the proxy sends to a thread (``db_call``), in call order."""
+    calls: list[str] = []
+    real = dbcall.db_call
+
+    async def counting(fn, /, *args, **kwargs):
+        calls.append(getattr(fn, "__qualname__", repr(fn)))
+        return await real(fn, *args, **kwargs)
+
+    for module in (gateway, apis, fastlane):
+        monkeypatch.setattr(module, "db_call", counting)
+    return calls
+
+
+@pytest.fixture
+def fast(caller, fake_upstream, live_asgi_fast):
+    """(user, key, base URL) on a plan routed to openrouter (an operator key, so the daily
+    budget is reserved and settled), with groq as the fallback."""
+    user, plaintext, _client = caller
+    plan_configure(weights={"openrouter": 100}, fallback_provider="groq")
+    global_key_set("openrouter")
+    global_key_set("groq")
+    return user, plaintext, live_asgi_fast
+
+
+# --- Books ------------------------------------------------------------------------------------
+
+
+def test_a_json_call_is_charged_exactly_like_the_orm_path(fast, settings, db_calls):
+    user, plaintext, base_url = fast
+    orm_user, orm_key = key_for()
+
+    fast_first = _post(base_url, plaintext)
+    db_calls.clear()
+    fast_second = _post(base_url, plaintext)
+    fast_threaded = list(db_calls)
+    settings.PROXY_FAST_LANE = False
+    try:
+        orm_first = _post(base_url, orm_key)
+        orm_second = _post(base_url, orm_key)
+    finally:
+        settings.PROXY_FAST_LANE = True
+
+    for response in (fast_first, fast_second, orm_first, orm_second):
+        assert response.status_code == 200, response.text
+    assert fast_threaded == []  # the second call really was served by the fast lane
+    # The provider's numbers, on the books.
+    assert _events(user) == _events(orm_user)
+    [event, _] = UsageEvent.objects.filter(user=user).order_by("pk")
+    assert (event.provider, event.total_tokens, event.cost_usd, event.is_estimated) == (
+        "openrouter",
+        TOKENS,
+        OPENROUTER_COST,
+        False,
+    )
+    assert _counters(user) == _counters(orm_user) == {"llm_tokens": (2 * TOKENS, 0), "requests": (2, 0)}
+    assert _held(user) == _held(orm_user) == []
+    assert _rollups(user) == _rollups(orm_user) == [("openrouter", 2, 2 * TOKENS, 2 * OPENROUTER_COST, 0, 0)]
+    # What the caller is told.
+    fast_body, orm_body = fast_second.json(), orm_second.json()
+    assert fast_body["quota"] == orm_body["quota"]
+    assert (fast_body["quota"]["used"], fast_body["quota"]["limit"]) == (2 * TOKENS, 1_000_000)
+    assert fast_body["quota"]["remaining"] == 1_000_000 - 2 * TOKENS
+    assert (fast_body["provider"], fast_body["cost"]) == ("openrouter", orm_body["cost"])
+    assert Decimal(str(fast_body["cost"])) == OPENROUTER_COST
+    for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"):
+        assert fast_second.headers[name] == orm_second.headers[name], name
+    assert fast_second.headers["X-RateLimit-Remaining"] == "998"
+    # The operator's daily spend: four calls at their actual cost, nothing still reserved.
+    spend = DailySpend.objects.get()
+    assert spend.spent_usd == 4 * OPENROUTER_COST
+    assert budget_spent_get(day=spend.day) == usd_to_micro(4 * OPENROUTER_COST)
+
+
+def test_the_steady_call_makes_no_thread_hop(fast, db_calls):
+    user, plaintext, base_url = fast
+
+    first = _post(base_url, plaintext)
+    learned = list(db_calls)
+    db_calls.clear()
+    steady = [_post(base_url, plaintext) for _ in range(3)]
+
+    assert first.status_code == 200, first.text
+    assert any(name.endswith("_gate") for name in learned), learned  # the ORM gate learnt the key
+    assert [r.status_code for r in steady] == [200, 200, 200]
+    assert db_calls == []
+    assert _counters(user) == {"llm_tokens": (4 * TOKENS, 0), "requests": (4, 0)}
+    assert _held(user) == []
+
+
+def test_a_stream_settles_with_the_provider_usage(fast, fake_upstream, db_calls):
+    user, plaintext, base_url = fast
+    assert _post(base_url, plaintext).status_code == 200
+    db_calls.clear()
+
+    with httpx.stream(
+        "POST",
+        base_url + URL,
+        json={**BODY, "stream": True},
+        headers={"Authorization": f"Bearer {plaintext}"},
+        timeout=20,
+    ) as response:
+        raw = b"".join(response.iter_bytes())
+
+    assert response.status_code == 200, raw
+    assert response.headers["X-Tollgate-Provider"] == "openrouter"
+    events = [line[5:].strip() for line in raw.splitlines() if line.startswith(b"data:")]
+    assert events[-1] == b"[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "word " * 5
+    assert not any("usage" in c for c in chunks)  # the client did not ask for the usage event
+    assert fake_upstream.requests[-1]["json"]["stream_options"] == {"include_usage": True}
+    assert db_calls == []
+    # The body ends only once the call is on the books.
+    stream_event = UsageEvent.objects.filter(user=user).order_by("pk").last()
+    assert (stream_event.status_code, stream_event.total_tokens, stream_event.is_estimated) == (
+        200,
+        STREAM_TOKENS,
+        False,
+    )
+    assert stream_event.cost_usd > 0
+    assert _counters(user) == {"llm_tokens": (TOKENS + STREAM_TOKENS, 0), "requests": (2, 0)}
+    assert _held(user) == []
+    spend = DailySpend.objects.get()
+    assert spend.spent_usd == OPENROUTER_COST + stream_event.cost_usd
+    assert budget_spent_get(day=spend.day) == usd_to_micro(spend.spent_usd)
+
+
+# --- Who may call ----------------------------------------------------------------------------
+
+
+def test_a_revoked_key_is_refused_on_the_very_next_call(fast, db_calls):
+    user, plaintext, base_url = fast
+    assert _post(base_url, plaintext).status_code == 200
+    db_calls.clear()
+    assert _post(base_url, plaintext).status_code == 200
+    assert db_calls == []  # the key is known to the fast gate
+
+    api_key_revoke(user=user, key_id=ApiKey.objects.get(user=user).pk)
+    refused = _post(base_url, plaintext)
+
+    assert refused.status_code == 401, refused.text
+    assert _counters(user) == {"llm_tokens": (2 * TOKENS, 0), "requests": (2, 0)}
+    assert UsageEvent.objects.filter(user=user).count() == 2
+
+
+def test_a_rotated_key_stops_at_the_end_of_its_grace_and_the_new_one_works(fast, db_calls):
+    user, plaintext, base_url = fast
+    assert [_post(base_url, plaintext).status_code for _ in range(2)] == [200, 200]
+
+    rotation = api_key_rotate(user=user, key_id=ApiKey.objects.get(user=user).pk, grace_seconds=1)
+    db_calls.clear()
+    in_grace = _post(base_url, plaintext)
+    in_grace_threaded = list(db_calls)
+    time.sleep(max(0.0, (rotation.old_key.expires_at - timezone.now()).total_seconds()) + 0.2)
+    expired = _post(base_url, plaintext)
+    new_key = [_post(base_url, rotation.plaintext).status_code for _ in range(2)]
+
+    assert in_grace.status_code == 200, in_grace.text
+    assert in_grace_threaded == []  # the fast gate read the new expiry and let the call through
+    assert expired.status_code == 401, expired.text
+    assert new_key == [200, 200]
+    assert _counters(user) == {"llm_tokens": (5 * TOKENS, 0), "requests": (5, 0)}
+
+
+def test_a_deactivated_user_is_refused_on_the_very_next_call(fast, db_calls):
+    user, plaintext, base_url = fast
+    assert _post(base_url, plaintext).status_code == 200
+    db_calls.clear()
+    assert _post(base_url, plaintext).status_code == 200
+    assert db_calls == []  # the key is known to the fast gate
+
+    user_admin = admin.site._registry[User]
+    user.is_active = False  # as the admin's change form saves it
+    user_admin.save_model(request=None, obj=user, form=None, change=True)
+    refused = _post(base_url, plaintext)
+    user.is_active = True
+    user_admin.save_model(request=None, obj=user, form=None, change=True)
+    back = _post(base_url, plaintext)
+
+    assert refused.status_code == 401, refused.text
+    assert back.status_code == 200, back.text
+    assert _counters(user) == {"llm_tokens": (3 * TOKENS, 0), "requests": (3, 0)}
+    assert UsageEvent.objects.filter(user=user).count() == 3
+
+
+def test_a_replaced_or_added_provider_key_is_used_on_the_very_next_call(fast, fake_upstream, db_calls):
+    """The fast lane keeps decrypted provider keys in process; a change must reach the next call."""
+    user, plaintext, base_url = fast
+    assert [_post(base_url, plaintext).status_code for _ in range(2)] == [200, 200]
+    assert fake_upstream.requests[-1]["headers"]["Authorization"] == "Bearer sk-operator-0123456789"
+
+    global_key_set("openrouter", "sk-operator-rotated-9876543210")
+    rotated = _post(base_url, plaintext)
+    personal_key_set(user, "openrouter", "sk-mine-0123456789")
+    db_calls.clear()
+    personal = _post(base_url, plaintext)
+
+    assert rotated.status_code == 200, rotated.text
+    assert personal.status_code == 200, personal.text
+    sent = [r["headers"]["Authorization"] for r in fake_upstream.requests[-2:]]
+    assert sent == ["Bearer sk-operator-rotated-9876543210", "Bearer sk-mine-0123456789"]
+    assert "_gate" not in " ".join(db_calls)  # still the fast gate
+    last = UsageEvent.objects.filter(user=user).order_by("pk").last()
+    assert (last.key_source, last.cost_usd) == ("personal", 0)
+    assert _held(user) == []
+
+
+# --- Limits ----------------------------------------------------------------------------------
+
+
+def test_rate_limit_refuses_call_n_plus_one_and_counts_each_call_once(fast, db_calls):
+    user, plaintext, base_url = fast
+    plan_configure(weights={"openrouter": 100}, fallback_provider="groq", rate_limit_per_minute=3)
+    key_id = ApiKey.objects.get(user=user).pk
+    _outside_minute_end()
+
+    responses = [_post(base_url, plaintext)]
+    db_calls.clear()
+    responses += [_post(base_url, plaintext) for _ in range(3)]
+
+    assert [r.status_code for r in responses] == [200, 200, 200, 429], responses[-1].text
+    assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["2", "1", "0", "0"]
+    assert all(r.headers["X-RateLimit-Limit"] == "3" for r in responses)
+    refused = responses[-1]
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert db_calls == []  # calls 2 to 4 were gated (and the last refused) by the fast gate
+    assert cache.get(rate_limit_window(key_id=key_id)[0]) == 4  # one count per call
+    assert _counters(user) == {"llm_tokens": (3 * TOKENS, 0), "requests": (3, 0)}
+    assert UsageEvent.objects.filter(user=user).count() == 3
+
+
+def test_a_call_the_fast_gate_counted_then_handed_over_is_not_counted_again(fast, db_calls):
+    """The fast gate counts the request, then leaves a catalogue version this process has not
+    loaded to the ORM gate, which must reuse that count rather than count it a second time."""
+    user, plaintext, base_url = fast
+    plan_configure(weights={"openrouter": 100}, fallback_provider="groq", rate_limit_per_minute=3)
+    key_id = ApiKey.objects.get(user=user).pk
+    _outside_minute_end()
+
+    responses = [_post(base_url, plaintext) for _ in range(2)]
+    plan_configure(weights={"openrouter": 100}, fallback_provider="groq", rate_limit_per_minute=3)
+    db_calls.clear()
+    responses.append(_post(base_url, plaintext))
+    handed_over = list(db_calls)
+    db_calls.clear()
+    responses.append(_post(base_url, plaintext))
+
+    assert [r.status_code for r in responses] == [200, 200, 200, 429], responses[2].text
+    assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["2", "1", "0", "0"]
+    assert any(name.endswith("_gate") for name in handed_over), handed_over
+    assert db_calls == []  # the new catalogue is loaded: the fast gate refuses the fourth call
+    assert cache.get(rate_limit_window(key_id=key_id)[0]) == 4
+    assert _counters(user)["requests"] == (3, 0)
+
+
+def _fire(base_url: str, key: str, count: int) -> list[httpx.Response]:
+    barrier = threading.Barrier(count)
+    results: list[httpx.Response] = []
+    lock = threading.Lock()
+
+    def worker():
+        with httpx.Client(timeout=30) as client:
+            barrier.wait()
+            response = client.post(base_url + URL, json=BODY, headers={"Authorization": f"Bearer {key}"})
+            response.read()
+        with lock:
+            results.append(response)
+
+    threads = [threading.Thread(target=worker) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_concurrent_calls_racing_for_the_last_requests_of_the_quota(fast, fake_upstream, db_calls):
+    user, plaintext, base_url = fast
+    quota = 5
+    plan_configure(
+        weights={"openrouter": 100},
+        fallback_provider="groq",
+        limits={"requests": quota, "llm_tokens": 1_000_000, "emails": 0},
+    )
+    assert _post(base_url, plaintext).status_code == 200  # learns the key, creates the counters
+    db_calls.clear()
+
+    results = _fire(base_url, plaintext, 12)
+
+    statuses = sorted(r.status_code for r in results)
+    assert statuses == [200] * (quota - 1) + [429] * (12 - quota + 1)
+    refused = [r.json()["error"] for r in results if r.status_code == 429]
+    assert {error["code"] for error in refused} == {"quota_exceeded"}
+    assert all(error["quota"]["limit"] == quota for error in refused)
+    # The winners were reserved on the fast lane; each refused reserve went to the ORM path.
+    assert db_calls.count("funding_reserve") == len(refused), db_calls
+    assert UsageEvent.objects.filter(user=user, error_code="quota_exceeded").count() == len(refused)
+    assert _counters(user) == {"requests": (quota, 0), "llm_tokens": (quota * TOKENS, 0)}
+    assert _held(user) == []
+    assert UsageEvent.objects.filter(user=user, status_code=200).count() == quota
+    assert UsageEvent.objects.filter(user=user, status_code=200).exclude(total_tokens=TOKENS).count() == 0
+    assert len(fake_upstream.requests) == quota
+    spend = DailySpend.objects.get()
+    assert spend.spent_usd == quota * OPENROUTER_COST
+    assert budget_spent_get(day=spend.day) == usd_to_micro(quota * OPENROUTER_COST)
+
+
+# --- Provider budget and failures --------------------------------------------------------------
+
+
+def test_a_call_todays_budget_cannot_cover_goes_to_the_fallback_provider(
+    fast, fake_upstream, settings, db_calls
+):
+    user, plaintext, base_url = fast
+    settings.DAILY_BUDGET_USD = Decimal("0.0001")  # less than one gpt-4o call's maximum
+
+    responses = [_post(base_url, plaintext)]
+    db_calls.clear()
+    responses.append(_post(base_url, plaintext))
+
+    for response in responses:
+        assert response.status_code == 200, response.text
+        data = response.json()
+        assert (data["provider"], data["budget_fallback"], data["fallback"], data["cost"]) == (
+            "groq",
+            True,
+            False,
+            0,
+        )
+    assert db_calls == []  # the budget refusal and the diversion stay on the fast lane
+    assert [r["path"] for r in fake_upstream.requests] == ["/groq/chat/completions"] * 2
+    events = UsageEvent.objects.filter(user=user).order_by("pk")
+    assert [(e.provider, e.is_budget_fallback, e.total_tokens, e.cost_usd) for e in events] == [
+        ("groq", True, TOKENS, 0)
+    ] * 2
+    assert _counters(user) == {"llm_tokens": (2 * TOKENS, 0), "requests": (2, 0)}
+    assert _held(user) == []
+    assert budget_spent_get(day=timezone.now().date()) == 0  # the refused reservations hold nothing
+
+
+def test_a_failing_provider_falls_back_and_charges_once(fast, fake_upstream):
+    user, plaintext, base_url = fast
+    assert _post(base_url, plaintext).status_code == 200
+    fake_upstream.path_modes = {"/openrouter": "500"}
+
+    response = _post(base_url, plaintext)
+
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert (data["provider"], data["fallback"]) == ("groq", True)
+    assert data["quota"]["used"] == 2 * TOKENS
+    last = UsageEvent.objects.filter(user=user).order_by("pk").last()
+    assert (last.provider, last.is_fallback, last.total_tokens, last.cost_usd) == ("groq", True, TOKENS, 0)
+    assert UsageEvent.objects.filter(user=user).count() == 2
+    assert _counters(user) == {"llm_tokens": (2 * TOKENS, 0), "requests": (2, 0)}
+    assert _held(user) == []
+    spend = DailySpend.objects.get()
+    assert spend.spent_usd == OPENROUTER_COST  # the first call only: the failed attempt costs nothing
+    assert budget_spent_get(day=spend.day) == usd_to_micro(OPENROUTER_COST)
+
+
+def test_every_provider_failing_charges_nothing_and_holds_nothing(fast, fake_upstream):
+    user, plaintext, base_url = fast
+    assert _post(base_url, plaintext).status_code == 200
+    fake_upstream.mode = "500"
+
+    response = _post(base_url, plaintext)
+
+    assert response.status_code == 502, response.text
+    assert response.json()["error"]["code"] == "upstream_error"
+    assert "X-RateLimit-Remaining" in response.headers
+    assert [r["path"] for r in fake_upstream.requests[-2:]] == [
+        "/openrouter/chat/completions",
+        "/groq/chat/completions",
+    ]
+    failed = UsageEvent.objects.filter(user=user).order_by("pk").last()
+    assert (failed.status_code, failed.total_tokens, failed.cost_usd) == (502, 0, 0)
+    assert _counters(user) == {"llm_tokens": (TOKENS, 0), "requests": (1, 0)}
+    assert _held(user) == []
+    spend = DailySpend.objects.get()
+    assert spend.spent_usd == OPENROUTER_COST
+    assert budget_spent_get(day=spend.day) == usd_to_micro(OPENROUTER_COST)
