@@ -22,6 +22,8 @@ credit-funded, failed or BYOK-quota calls, and quota alerts to queue.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -65,6 +67,8 @@ from .services import (
     usage_event_build,
 )
 
+logger = logging.getLogger("tollgate.proxy")
+
 # --- Gate: key, plan, rate limit in one round trip -------------------------------------------
 
 GATE_LUA = """
@@ -96,15 +100,69 @@ return 1
 """
 
 SETTLE_LUA = """
--- KEYS: the day's budget counter, the provider's failure-run counter. ARGV[1]: actual - reserved.
+-- After settles: move the day's budget counters to the actual costs and end the providers'
+-- failure runs. KEYS: ARGV[1] budget counters (deltas in ARGV[2..]), then failure-run counters.
 -- A missing budget counter is left missing: the next reserve rebuilds it from the database,
--- which already holds this call's cost.
-if ARGV[1] ~= '0' and redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('INCRBY', KEYS[1], ARGV[1])
+-- which already holds these calls' costs.
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBY', KEYS[i], ARGV[i + 1]) end
 end
-redis.call('DEL', KEYS[2])
+for i = n + 1, #KEYS do redis.call('DEL', KEYS[i]) end
 return 1
 """
+
+
+class _SettleCounters:
+    """The Redis side of settles, grouped: one script per flush, not one per call.
+
+    A flush starts as soon as a call settles and none is in flight; calls settling meanwhile
+    ride on the next one. Under load that is one round trip for many calls; alone, one per call
+    as before. Delaying a budget move is safe: until it lands the counter still holds the
+    call's reserved maximum, which only makes the cap stricter.
+    """
+
+    def __init__(self):
+        self.deltas: dict[str, int] = {}
+        self.resets: set[str] = set()
+        self.flushing: asyncio.Task | None = None
+
+    def add(self, *, budget_key: str, delta: int, failures_key: str) -> None:
+        if delta:
+            self.deltas[budget_key] = self.deltas.get(budget_key, 0) + delta
+        self.resets.add(failures_key)
+        if self.flushing is None:
+            self.flushing = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            while self.deltas or self.resets:
+                deltas, resets = self.deltas, self.resets
+                self.deltas, self.resets = {}, set()
+                try:
+                    await redis_call(
+                        _script("settle", SETTLE_LUA)(
+                            keys=[*deltas, *resets], args=[len(deltas), *deltas.values()]
+                        )
+                    )
+                except Exception:  # counters stay at the reserved maximum: stricter, never looser
+                    logger.warning("budget counter moves not applied", exc_info=True)
+        finally:
+            self.flushing = None
+
+
+_settle_counters: dict[asyncio.AbstractEventLoop, _SettleCounters] = {}
+
+
+def _settle_counters_get() -> _SettleCounters:
+    loop = asyncio.get_running_loop()
+    counters = _settle_counters.get(loop)
+    if counters is None:
+        for old in [known for known in _settle_counters if known.is_closed()]:
+            del _settle_counters[old]
+        counters = _settle_counters[loop] = _SettleCounters()
+    return counters
+
 
 _scripts: dict[int, dict] = {}
 _key_owners: dict[str, tuple[int, int]] = {}  # key hash -> (key id, user id): never changes
@@ -402,11 +460,10 @@ async def settle_success_fast(*, prepared: PreparedCall, record: CallRecord, use
     else:  # nothing to queue: pure bookkeeping
         funding_settle_finish(funding=funding, rows=counter_rows, now=now)
     delta = budget.usd_to_micro(cost) - prepared.budget_micro if prepared.budget_micro else 0
-    await redis_call(
-        _script("settle", SETTLE_LUA)(
-            keys=[cache_key(budget._key(prepared.budget_day)), cache_key(_failures_key(prepared.provider))],
-            args=[delta],
-        )
+    _settle_counters_get().add(
+        budget_key=cache_key(budget._key(prepared.budget_day)),
+        delta=delta,
+        failures_key=cache_key(_failures_key(prepared.provider)),
     )
     block = None
     if quota_meter:
