@@ -227,6 +227,11 @@ def quota_release(*, reservation: QuotaReservation, now: datetime | None = None)
 # =============================================================================================
 
 
+# Lock order: every statement that moves several counters of a call (reserve, settle, release)
+# first locks them in id order (a ``… ORDER BY id FOR UPDATE`` CTE the update joins), so
+# concurrent calls of one user — and grouped settles of many — never deadlock on each other.
+
+
 def _sync_commit_off_sql(synchronous_commit: bool) -> str:
     """A CTE term that makes this transaction's commit asynchronous (PostgreSQL).
 
@@ -323,10 +328,14 @@ def _reserve_sql(*, user_id: int, meters: dict, rules: dict, now: datetime, sync
     cfg = _sync_commit_off_sql(synchronous_commit)
     sql = f"""
         WITH want(meter, period_start, amount, lim) AS (VALUES {", ".join(values)}){cfg},
+        lk AS (
+            SELECT c.id FROM {counters} c JOIN want w ON c.meter = w.meter AND c.period_start = w.period_start
+            WHERE c.user_id = %s ORDER BY c.id FOR UPDATE OF c
+        ),
         upd AS (
             UPDATE {counters} c SET reserved = c.reserved + w.amount
-            FROM want w{", _cfg" if cfg else ""}
-            WHERE c.user_id = %s AND c.meter = w.meter AND c.period_start = w.period_start
+            FROM want w, lk{", _cfg" if cfg else ""}
+            WHERE c.id = lk.id AND c.user_id = %s AND c.meter = w.meter AND c.period_start = w.period_start
               AND (w.lim IS NULL OR c.used + c.reserved + w.amount <= w.lim)
             RETURNING c.id, c.meter, w.amount
         )
@@ -334,7 +343,7 @@ def _reserve_sql(*, user_id: int, meters: dict, rules: dict, now: datetime, sync
         SELECT %s, upd.meter, upd.id, upd.amount, %s, %s FROM upd
         RETURNING id, meter, counter_id, amount
     """  # noqa: S608 (table names from model meta, values parametrised)
-    params += [user_id, user_id, QuotaReservation.Status.HELD, now]
+    params += [user_id, user_id, user_id, QuotaReservation.Status.HELD, now]
     return sql, params
 
 
@@ -461,13 +470,26 @@ def quota_settle_sql(
     now: datetime,
     synchronous_commit: bool = True,
 ) -> QuotaSettleSql:
-    """PostgreSQL only. CTE names: ``qs_act``, ``qs_r``, ``qs_c`` (and ``_cfg``)."""
+    """PostgreSQL only. CTE names: ``qs_act``, ``qs_r``, ``qs_agg``, ``qs_c`` (and ``_cfg``)."""
+    return quota_settle_pairs_sql(
+        pairs=[(reservation, actual.get(reservation.meter, 0)) for reservation in reservations],
+        now=now,
+        synchronous_commit=synchronous_commit,
+    )
+
+
+def quota_settle_pairs_sql(
+    *, pairs: list[tuple[QuotaReservation, int]], now: datetime, synchronous_commit: bool = True
+) -> QuotaSettleSql:
+    """``quota_settle_sql`` for (reservation, actual units) pairs, possibly of many calls: the
+    proxy's grouped settles. A counter several reservations share moves once by their sum
+    (an ``UPDATE … FROM`` applies one joined row per target row), and its ``charged`` is the sum."""
     counters = connection.ops.quote_name(UsageCounter._meta.db_table)
     holds = connection.ops.quote_name(QuotaReservation._meta.db_table)
     values, params = [], []
-    for reservation in reservations:
+    for reservation, actual in pairs:
         values.append("(%s::bigint, %s::bigint)")
-        params += [reservation.pk, max(0, int(actual.get(reservation.meter, 0)))]
+        params += [reservation.pk, max(0, int(actual))]
     cfg = _sync_commit_off_sql(synchronous_commit)
     ctes = f"""
         qs_act(id, actual) AS (VALUES {", ".join(values)}){cfg},
@@ -477,10 +499,18 @@ def quota_settle_sql(
             WHERE q.id = qs_act.id AND q.status = %s
             RETURNING q.counter_id, q.amount, LEAST(qs_act.actual, q.amount) AS charged
         ),
+        qs_agg AS (
+            SELECT counter_id, SUM(amount)::bigint AS amount, SUM(charged)::bigint AS charged
+            FROM qs_r GROUP BY counter_id
+        ),
+        qs_lk AS (
+            SELECT c.id FROM {counters} c WHERE c.id IN (SELECT counter_id FROM qs_agg)
+            ORDER BY c.id FOR UPDATE
+        ),
         qs_c AS (
-            UPDATE {counters} c SET used = c.used + qs_r.charged, reserved = c.reserved - qs_r.amount
-            FROM qs_r WHERE c.id = qs_r.counter_id
-            RETURNING c.id AS counter_id, c.meter, c.used, c.reserved, c.period_start, qs_r.charged
+            UPDATE {counters} c SET used = c.used + a.charged, reserved = c.reserved - a.amount
+            FROM qs_agg a, qs_lk l WHERE c.id = a.counter_id AND l.id = c.id
+            RETURNING c.id AS counter_id, c.meter, c.used, c.reserved, c.period_start, a.charged
         )
     """  # noqa: S608 (table names from model meta, values parametrised)
     params += [QuotaReservation.Status.SETTLED, now, QuotaReservation.Status.HELD]
@@ -540,8 +570,12 @@ def _release_sql(*, reservations: list[QuotaReservation], now: datetime, synchro
             FROM ids{", _cfg" if cfg else ""}
             WHERE q.id = ids.id AND q.status = %s
             RETURNING q.counter_id, q.amount
+        ),
+        lk AS (
+            SELECT c.id FROM {counters} c WHERE c.id IN (SELECT counter_id FROM r) ORDER BY c.id FOR UPDATE
         )
-        UPDATE {counters} c SET reserved = c.reserved - r.amount FROM r WHERE c.id = r.counter_id
+        UPDATE {counters} c SET reserved = c.reserved - r.amount FROM r, lk
+        WHERE c.id = r.counter_id AND lk.id = c.id
     """  # noqa: S608 (table names from model meta, values parametrised)
     params = [
         [r.pk for r in reservations],

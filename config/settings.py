@@ -311,8 +311,6 @@ PROXY_MAX_TOKENS_CAP = env.int("PROXY_MAX_TOKENS_CAP", default=32768)  # unless 
 PROXY_COOLDOWN_FAILURES = env.int("PROXY_COOLDOWN_FAILURES", default=3)
 PROXY_COOLDOWN_SECONDS = env.int("PROXY_COOLDOWN_SECONDS", default=60)
 PROXY_HTTP_MAX_CONNECTIONS = env.int("PROXY_HTTP_MAX_CONNECTIONS", default=1000)
-# Upstream connections are spread over this many pooled clients (httpcore's pool is quadratic).
-PROXY_HTTP_CLIENT_SHARDS = env.int("PROXY_HTTP_CLIENT_SHARDS", default=16)
 PROXY_CATALOG_CACHE_SECONDS = env.int("PROXY_CATALOG_CACHE_SECONDS", default=30)
 # Hot-path quota transactions commit asynchronously (PostgreSQL): a server crash may lose the last
 # few hundred ms of them — an under-charge, never an overspend while running (docs/speed.md).

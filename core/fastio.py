@@ -121,15 +121,29 @@ async def _db_errors():
         raise
 
 
+RETRIES = 3
+
+
 async def db_fetch(sql: str, params: list | tuple = ()) -> list[tuple]:
-    """Run one statement (its own transaction) and return its rows."""
+    """Run one statement (its own transaction) and return its rows.
+
+    A deadlock or serialization failure rolled the whole statement back, so it is run again
+    (up to ``RETRIES`` times) rather than failing a call the provider already served.
+    """
     stores = _stores_get()
     async with _db_errors():
         if stores.pool.closed:
             await stores.pool.open(wait=False)
-        async with stores.pool.connection() as conn, conn.cursor() as cursor:
-            await cursor.execute(sql, params)
-            return await cursor.fetchall() if cursor.description is not None else []
+        for attempt in range(RETRIES):
+            try:
+                async with stores.pool.connection() as conn, conn.cursor() as cursor:
+                    await cursor.execute(sql, params)
+                    return await cursor.fetchall() if cursor.description is not None else []
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                if attempt == RETRIES - 1:
+                    raise
+                logger.warning("statement retried", extra={"attempt": attempt + 1})
+    raise AssertionError("unreachable")
 
 
 def redis_client() -> aioredis.Redis:

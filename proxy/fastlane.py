@@ -42,13 +42,20 @@ from accounts.selectors import (
     provider_key_aget,
 )
 from billing.selectors import CATALOG_VERSION_KEY, plan_from_cached_get, user_plan_cache_key
-from billing.services import quota_alert_may_be_due, quota_reserve_many_fast
+from billing.services import quota_alert_may_be_due, quota_reserve_many_fast, quota_settle_pairs_sql
+from core.exceptions import ApiError
 from core.fastio import cache_decode, cache_key, db_fetch, redis_call, redis_client
 from core.rawsql import model_rows_aget
 
 from . import budget, sandbox
 from .dbcall import db_call
-from .funding import Funding, funding_quota_block, funding_reserve, funding_settle_finish, funding_settle_sql
+from .funding import (
+    Funding,
+    funding_quota_block,
+    funding_reserve,
+    funding_settle_finish,
+    funding_settle_pairs,
+)
 from .ratelimit import WINDOW_SECONDS, RateLimitState, rate_limit_state, rate_limit_window
 from .router import _cooldown_key, _failures_key
 from .selectors import catalog_get, catalog_is_fresh
@@ -61,8 +68,8 @@ from .services import (
     attempt_meters,
     attempt_target,
     call_cost_get,
-    event_write_sql,
     max_cost_micro,
+    settle_batch_sql,
     settles_in_one_statement,
     usage_event_build,
 )
@@ -429,6 +436,99 @@ async def _funding_reserve(*, user, endpoint: str, meters: dict[str, int], plan,
 
 # --- Settle ----------------------------------------------------------------------------------
 
+SETTLE_BATCH_MAX = 64
+
+
+@dataclass
+class _PendingSettle:
+    event: object
+    spend_day: object
+    pairs: list
+    future: asyncio.Future
+
+
+class _SettleWriter:
+    """Quota-funded successes settled in grouped statements (group commit).
+
+    A write starts as soon as a call settles and none is in flight; calls settling meanwhile
+    ride on the next statement (up to ``SETTLE_BATCH_MAX``). Alone, a call gets its own
+    statement at once, as before; under load one statement serves many calls. Each caller
+    still waits for its own settle to commit before answering, so nothing is answered before
+    it is on the books. If a grouped statement fails (it changed nothing: one statement), each
+    call is retried alone so that one bad call cannot fail the others.
+    """
+
+    def __init__(self):
+        self.pending: list[_PendingSettle] = []
+        self.flushing: asyncio.Task | None = None
+
+    async def write(self, *, event, spend_day, pairs) -> tuple[int, list[tuple]]:
+        """(event id, the call's settled counter rows) once committed."""
+        loop = asyncio.get_running_loop()
+        item = _PendingSettle(event=event, spend_day=spend_day, pairs=pairs, future=loop.create_future())
+        self.pending.append(item)
+        if self.flushing is None:
+            self.flushing = loop.create_task(self._run())
+        return await item.future
+
+    async def _run(self) -> None:
+        try:
+            while self.pending:
+                batch = self.pending[:SETTLE_BATCH_MAX]
+                del self.pending[: len(batch)]
+                try:
+                    await self._write(batch)
+                except ApiError as exc:  # database unavailable: every call answers 503
+                    _fail(batch, exc)
+                except Exception as exc:
+                    if len(batch) == 1:
+                        _fail(batch, exc)
+                        continue
+                    for item in batch:
+                        try:
+                            await self._write([item])
+                        except Exception as alone:
+                            _fail([item], alone)
+        finally:
+            self.flushing = None
+
+    async def _write(self, batch: list[_PendingSettle]) -> None:
+        now = timezone.now()
+        quota_part = quota_settle_pairs_sql(
+            pairs=[pair for item in batch for pair in item.pairs],
+            now=now,
+            synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT,
+        )
+        sql, params = settle_batch_sql(
+            items=[(item.event, item.spend_day) for item in batch], quota_part=quota_part, now=now
+        )
+        rows = await db_fetch(sql, params)  # raises before anything is written, or commits it all
+        events = {row[1]: row[2] for row in rows if row[0] == "e"}
+        counters = {row[3]: row[3:] for row in rows if row[0] == "c"}
+        for item in batch:
+            if not item.future.done():
+                held = [counters[r.counter_id] for r, _units in item.pairs if r.counter_id in counters]
+                item.future.set_result((events[item.event.call_id], held))
+
+
+def _fail(batch: list[_PendingSettle], exc: BaseException) -> None:
+    for item in batch:
+        if not item.future.done():
+            item.future.set_exception(exc)
+
+
+_settle_writers: dict[asyncio.AbstractEventLoop, _SettleWriter] = {}
+
+
+def _settle_writer_get() -> _SettleWriter:
+    loop = asyncio.get_running_loop()
+    writer = _settle_writers.get(loop)
+    if writer is None:
+        for old in [known for known in _settle_writers if known.is_closed()]:
+            del _settle_writers[old]
+        writer = _settle_writers[loop] = _SettleWriter()
+    return writer
+
 
 async def settle_success_fast(*, prepared: PreparedCall, record: CallRecord, user, quota_meter: str | None):
     """Settle a quota-funded success in one statement; None when it is not that case (the
@@ -439,22 +539,14 @@ async def settle_success_fast(*, prepared: PreparedCall, record: CallRecord, use
     cost = call_cost_get(prepared=prepared, record=record)
     total_tokens = record.prompt_tokens + record.completion_tokens
     funding = prepared.funding
-    quota_part = funding_settle_sql(
-        funding=funding, actual={"requests": 1, "llm_tokens": total_tokens, "emails": record.emails}, now=now
+    pairs = funding_settle_pairs(
+        funding=funding, actual={"requests": 1, "llm_tokens": total_tokens, "emails": record.emails}
     )
     event = usage_event_build(prepared=prepared, record=record, cost=cost, now=now)
-    sql, params = event_write_sql(
-        event=event,
-        rollup_provider=event.provider or "none",
-        is_error=False,
-        spend_day=prepared.budget_day if cost > 0 else None,
-        now=now,
-        quota_part=quota_part,
+    event.pk, counter_rows = await _settle_writer_get().write(
+        event=event, spend_day=prepared.budget_day if cost > 0 else None, pairs=pairs
     )
-    rows = await db_fetch(sql, params)
-    event.pk = rows[0][0]
     event._state.adding = False
-    counter_rows = [row[1:] for row in rows if row[1] is not None]
     if quota_alert_may_be_due(rows=counter_rows, plan=funding.plan):
         await db_call(funding_settle_finish, funding=funding, rows=counter_rows, now=now)
     else:  # nothing to queue: pure bookkeeping

@@ -196,6 +196,12 @@ def _settled_units(*, funding: Funding, actual: dict[str, int]) -> dict[str, int
     }
 
 
+def funding_settle_pairs(*, funding: Funding, actual: dict[str, int]) -> list[tuple]:
+    """(reservation, units to charge) for each quota reservation of a quota-funded call."""
+    units = _settled_units(funding=funding, actual=actual)
+    return [(reservation, units[meter]) for meter, reservation in funding.reservations.items()]
+
+
 def funding_settle_sql(*, funding: Funding, actual: dict[str, int], now):
     """The quota settle of a quota-funded call as SQL for the caller's single statement."""
     return billing_services.quota_settle_sql(

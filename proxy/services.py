@@ -311,6 +311,83 @@ def event_write_sql(
     return sql, params
 
 
+def settle_batch_sql(*, items: list[tuple[UsageEvent, date | None]], quota_part, now) -> tuple[str, list]:
+    """PostgreSQL: the grouped settle of quota-funded successes (the fast lane's writer).
+
+    One statement for many calls: billing's quota settle (``quota_settle_pairs_sql``), the
+    events, their rollups and operator spend added up per row (an upsert may touch a row once
+    per statement). Rows: ``("e", call_id, event id, …)`` per event and ``("c", …, counter_id,
+    meter, used, reserved, period_start, charged)`` per settled counter. ``items``: each call's
+    event and the day its cost goes to (None: it cost the operator nothing).
+    """
+    events = [event for event, _day in items]
+    qn = connection.ops.quote_name
+    fields = [f for f in UsageEvent._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(qn(f.column) for f in fields)
+    row = f"({', '.join(['%s'] * len(fields))})"
+    params = list(quota_part.params)
+    for event in events:
+        params += [f.get_db_prep_save(f.pre_save(event, True), connection) for f in fields]
+    rollups: dict[tuple, list] = {}
+    spends: dict = {}
+    for event, spend_day in items:
+        totals = rollups.setdefault((event.user_id, event.provider or "none", now.date()), [0, 0, 0, 0, 0, 0])
+        totals[0] += 1
+        totals[1] += event.total_tokens
+        totals[2] += event.emails
+        totals[3] += event.cost_usd
+        totals[5] += int(event.is_fallback)
+        if spend_day is not None and event.cost_usd > 0:
+            spends[spend_day] = spends.get(spend_day, 0) + event.cost_usd
+    rollup = qn(UsageDailyRollup._meta.db_table)
+    rollup_rows = []
+    # Rows in key order: concurrent grouped settles then lock shared rows in the same order.
+    for (user_id, provider, day), totals in sorted(rollups.items()):
+        rollup_rows.append("(%s, %s, %s::date, %s, %s, %s, %s::numeric, %s, %s)")
+        params += [user_id, provider, day, *totals]
+    sql = f"""
+        WITH {quota_part.ctes},
+        ev AS (
+            INSERT INTO {qn(UsageEvent._meta.db_table)} ({columns})
+            VALUES {", ".join([row] * len(events))} RETURNING id, call_id
+        ),
+        ro AS (
+            INSERT INTO {rollup}
+                (user_id, provider, day, requests, tokens, emails, cost_usd, errors, fallbacks)
+            VALUES {", ".join(rollup_rows)}
+            ON CONFLICT (user_id, provider, day) DO UPDATE SET
+                requests = {rollup}.requests + EXCLUDED.requests,
+                tokens = {rollup}.tokens + EXCLUDED.tokens,
+                emails = {rollup}.emails + EXCLUDED.emails,
+                cost_usd = {rollup}.cost_usd + EXCLUDED.cost_usd,
+                errors = {rollup}.errors + EXCLUDED.errors,
+                fallbacks = {rollup}.fallbacks + EXCLUDED.fallbacks
+        )
+    """  # noqa: S608 (names from model meta, values parametrised)
+    if spends:
+        spend = qn(DailySpend._meta.db_table)
+        sql += f""",
+        sp AS (
+            INSERT INTO {spend} (day, spent_usd, updated_at)
+            VALUES {", ".join(["(%s::date, %s::numeric, %s::timestamptz)"] * len(spends))}
+            ON CONFLICT (day) DO UPDATE SET
+                spent_usd = {spend}.spent_usd + EXCLUDED.spent_usd, updated_at = EXCLUDED.updated_at
+        )
+        """  # noqa: S608
+        for day, cost in sorted(spends.items()):
+            params += [day, cost, now]
+    sql += """
+        SELECT 'e', ev.call_id, ev.id, NULL::bigint, NULL::text, NULL::bigint, NULL::bigint,
+               NULL::timestamptz, NULL::bigint
+        FROM ev
+        UNION ALL
+        SELECT 'c', NULL::uuid, NULL::bigint, q.counter_id, q.meter::text, q.used, q.reserved,
+               q.period_start, q.charged
+        FROM qs_c q
+    """
+    return sql, params
+
+
 def _event_write(
     *, event: UsageEvent, rollup_provider: str, is_error: bool, spend_day, now, quota_part=None
 ) -> list[tuple]:
