@@ -179,10 +179,20 @@ def cache_key(key: str) -> str:
     return _key_prefix + key
 
 
+_decode = None
+
+
 def cache_decode(raw: bytes | None):
-    """A value written by Django's Redis cache (plain integers, else its serializer)."""
+    """A value written by Django's Redis cache (plain integers, else its serializer).
+
+    The decoder is looked up once: ``cache.client`` goes through thread-local lookups that
+    cost more than the decoding itself.
+    """
+    global _decode
     if raw is None:
         return None
-    from django.core.cache import cache
+    if _decode is None:
+        from django.core.cache import cache
 
-    return cache.client.decode(raw)
+        _decode = cache.client.decode
+    return _decode(raw)
