@@ -69,7 +69,9 @@ def _stores_get() -> _Stores:
             del _stores[old]
         pool = AsyncConnectionPool(
             kwargs=_conninfo_kwargs(),
-            min_size=1,
+            # All opened up front: a pool that grows one connection at a time made the first
+            # burst of calls (200 streams at once) queue behind the growth.
+            min_size=settings.PROXY_FAST_LANE_DB_CONNECTIONS,
             max_size=settings.PROXY_FAST_LANE_DB_CONNECTIONS,
             timeout=settings.PROXY_FAST_LANE_DB_TIMEOUT,
             open=False,
