@@ -37,13 +37,13 @@ def budget_cap_micro() -> int:
     return usd_to_micro(settings.DAILY_BUDGET_USD)
 
 
-def _key(day: date) -> str:
+def budget_key(day: date) -> str:
     return f"proxy:budget:{day.isoformat()}"
 
 
-def _ensure_counter(day: date) -> None:
+def budget_counter_ensure(day: date) -> None:
     """Seed the cache counter from the database when it is missing (``add`` is a no-op if present)."""
-    key = _key(day)
+    key = budget_key(day)
     if cache.get(key) is not None:
         return
     spent = DailySpend.objects.filter(day=day).values_list("spent_usd", flat=True).first() or Decimal(0)
@@ -51,12 +51,12 @@ def _ensure_counter(day: date) -> None:
 
 
 def _incr(day: date, delta: int) -> int:
-    key = _key(day)
+    key = budget_key(day)
     for _ in range(3):
         try:
             return cache.incr(key, delta) if delta >= 0 else cache.decr(key, -delta)
         except ValueError:  # expired or evicted between calls: rebuild from the database
-            _ensure_counter(day)
+            budget_counter_ensure(day)
     raise RuntimeError("budget counter unavailable")
 
 
@@ -65,9 +65,9 @@ def budget_reserve(*, day: date, amount_micro: int) -> bool:
     if amount_micro <= 0:
         return True
     try:
-        total = cache.incr(_key(day), amount_micro)
+        total = cache.incr(budget_key(day), amount_micro)
     except ValueError:
-        _ensure_counter(day)
+        budget_counter_ensure(day)
         total = _incr(day, amount_micro)
     if total > budget_cap_micro():
         _incr(day, -amount_micro)
@@ -89,5 +89,5 @@ def budget_settle(*, day: date, reserved_micro: int, actual_micro: int) -> None:
 
 def budget_spent_get(*, day: date) -> int:
     """Live spend in micro-USD, reservations in flight included."""
-    _ensure_counter(day)
-    return int(cache.get(_key(day)) or 0)
+    budget_counter_ensure(day)
+    return int(cache.get(budget_key(day)) or 0)

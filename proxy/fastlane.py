@@ -6,12 +6,13 @@ several times over and capped a worker well below what its CPU could serve (docs
 Here the steady hot case runs without a thread, on ``core.fastio``'s async pool and Redis:
 
 - gate: ONE Redis round trip (a Lua script: the key's cached identity or revocation marker,
-  the plan-catalogue version, the user's plan entry, the rate-limit INCR), then the same
-  "user still active" statement as ``ApiKeyAuthentication``;
-- reserve: the provider-key statement, a budget script (INCRBY, undone past the cap), and
-  billing's one reserve statement;
-- settle: billing's settle + event + rollup + spend statement, then a script that moves the
-  budget counter to the actual cost and clears the provider's failure run.
+  the plan-catalogue version, the user's plan entry, the provider-keys version, every
+  provider's cooldown flag, the rate-limit INCR). A key's identity is cached only while its
+  user is active (``accounts.signals``), so no user query is needed;
+- reserve: the provider key from an in-process cache tagged with the provider-keys version, a
+  budget script (INCRBY, undone past the cap), and billing's one reserve statement;
+- settle: the grouped settle writer (calls settling while a statement is in flight share the
+  next one), then grouped Redis moves of the budget counters and failure runs.
 
 The SQL is the ORM path's own (built by the same functions), so both paths keep the same
 books. Anything off the steady case falls back to the ORM path in a thread and behaves exactly
@@ -57,7 +58,7 @@ from .funding import (
     funding_settle_pairs,
 )
 from .ratelimit import WINDOW_SECONDS, RateLimitState, rate_limit_state, rate_limit_window
-from .router import _cooldown_key, _failures_key
+from .router import cooldown_key, failures_key
 from .selectors import catalog_get, catalog_is_fresh
 from .services import (
     OPERATOR_SOURCES,
@@ -173,7 +174,7 @@ def _settle_counters_get() -> _SettleCounters:
 
 _scripts: dict[int, dict] = {}
 _key_owners: dict[str, tuple[int, int]] = {}  # key hash -> (key id, user id): never changes
-_KEY_OWNERS_MAX = 100_000
+_PROCESS_CACHE_MAX = 100_000
 
 
 def _script(name: str, lua: str):
@@ -195,7 +196,7 @@ def bearer_key(request) -> str | None:
 
 def key_owner_learn(*, raw_key: str, identity: ApiKeyIdentity) -> None:
     """Remember whose key this is, after the ORM path authenticated it once in this process."""
-    if len(_key_owners) >= _KEY_OWNERS_MAX:
+    if len(_key_owners) >= _PROCESS_CACHE_MAX:
         _key_owners.clear()
     _key_owners[api_key_hash(raw_key)] = (identity.key_id, identity.user_id)
 
@@ -268,7 +269,7 @@ async def gate(*, raw_key: str) -> tuple[Gate | None, int | None]:
 
 
 def _cooldown_keys() -> list[str]:
-    return [cache_key(_cooldown_key(code)) for code in PROVIDERS]
+    return [cache_key(cooldown_key(code)) for code in PROVIDERS]
 
 
 _users: dict[int, tuple[float, object]] = {}
@@ -286,7 +287,7 @@ async def _user_get(user_id: int):
     if not users:
         _users.pop(user_id, None)
         return None
-    if len(_users) >= _KEY_OWNERS_MAX:
+    if len(_users) >= _PROCESS_CACHE_MAX:
         _users.clear()
     _users[user_id] = (now, users[0])
     return users[0]
@@ -316,14 +317,14 @@ def chain_without_cooling(*, chain: list[str], cooling: frozenset[str]) -> list[
 async def _budget_reserve(*, day, amount_micro: int) -> bool:
     if amount_micro <= 0:
         return True
-    key = cache_key(budget._key(day))
+    key = cache_key(budget.budget_key(day))
     for _ in range(2):
         held = await redis_call(
             _script("budget", BUDGET_RESERVE_LUA)(keys=[key], args=[amount_micro, budget.budget_cap_micro()])
         )
         if held >= 0:
             return held == 1
-        await db_call(budget._ensure_counter, day)  # rebuilt from DailySpend, then retry
+        await db_call(budget.budget_counter_ensure, day)  # rebuilt from DailySpend, then retry
     return await db_call(budget.budget_reserve, day=day, amount_micro=amount_micro)
 
 
@@ -351,7 +352,7 @@ async def _resolve_key(*, user, provider: str, credentials_version: bytes | None
         else:
             secret = await provider_key_aget(user=user, provider=provider)
             if credentials_version is not None:
-                if len(_credentials) >= _KEY_OWNERS_MAX:
+                if len(_credentials) >= _PROCESS_CACHE_MAX:
                     _credentials.clear()
                 _credentials[cache_entry] = secret
             else:  # no version published yet: publish one so later calls can cache
@@ -553,9 +554,9 @@ async def settle_success_fast(*, prepared: PreparedCall, record: CallRecord, use
         funding_settle_finish(funding=funding, rows=counter_rows, now=now)
     delta = budget.usd_to_micro(cost) - prepared.budget_micro if prepared.budget_micro else 0
     _settle_counters_get().add(
-        budget_key=cache_key(budget._key(prepared.budget_day)),
+        budget_key=cache_key(budget.budget_key(prepared.budget_day)),
         delta=delta,
-        failures_key=cache_key(_failures_key(prepared.provider)),
+        failures_key=cache_key(failures_key(prepared.provider)),
     )
     block = None
     if quota_meter:

@@ -67,11 +67,11 @@ def provider_chain(
 # --- Health: N consecutive failures → cooldown, shared by every worker ----------------------
 
 
-def _failures_key(provider: str) -> str:
+def failures_key(provider: str) -> str:
     return f"proxy:health:fails:{provider}"
 
 
-def _cooldown_key(provider: str) -> str:
+def cooldown_key(provider: str) -> str:
     return f"proxy:health:cooldown:{provider}"
 
 
@@ -79,8 +79,8 @@ def providers_cooling_get(*, providers: list[str]) -> set[str]:
     """Providers currently in cooldown (one cache round trip)."""
     if not providers:
         return set()
-    found = cache.get_many([_cooldown_key(p) for p in providers])
-    return {p for p in providers if _cooldown_key(p) in found}
+    found = cache.get_many([cooldown_key(p) for p in providers])
+    return {p for p in providers if cooldown_key(p) in found}
 
 
 def chain_without_cooling(*, chain: list[str]) -> list[str]:
@@ -108,10 +108,10 @@ def counter_incr(key: str, *, ttl: int) -> int:
 
 def provider_failure_record(*, provider: str) -> bool:
     """Count a failure; returns True when it puts the provider into cooldown."""
-    key = _failures_key(provider)
+    key = failures_key(provider)
     count = counter_incr(key, ttl=settings.PROXY_COOLDOWN_SECONDS * 10)
     if count >= settings.PROXY_COOLDOWN_FAILURES:
-        cache.set(_cooldown_key(provider), 1, settings.PROXY_COOLDOWN_SECONDS)
+        cache.set(cooldown_key(provider), 1, settings.PROXY_COOLDOWN_SECONDS)
         cache.delete(key)
         return True
     return False
@@ -119,4 +119,4 @@ def provider_failure_record(*, provider: str) -> bool:
 
 def provider_success_record(*, provider: str) -> None:
     """A success ends a run of failures ("N failures in a row")."""
-    cache.delete(_failures_key(provider))
+    cache.delete(failures_key(provider))

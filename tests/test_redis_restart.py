@@ -18,8 +18,7 @@ from django.utils import timezone
 
 from accounts.tests.factories import global_key_for
 from billing.models import QuotaReservation, UsageCounter
-from proxy.budget import _key as budget_key
-from proxy.budget import usd_to_micro
+from proxy.budget import budget_key, usd_to_micro
 from proxy.models import DailySpend, UsageEvent
 from proxy.tests.factories import plan_configure
 
