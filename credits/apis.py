@@ -83,6 +83,8 @@ class CreditPackListApi(APIView):
                     "credits": serializers.IntegerField(),
                     "price_minor": serializers.IntegerField(),  # minor units of `currency`
                     "currency": serializers.CharField(),
+                    # Chargily Pay price in DZD centimes; null when not sold in DZD
+                    "price_dzd_minor": serializers.IntegerField(allow_null=True),
                     "best_value": serializers.BooleanField(),
                 },
             ),

@@ -45,7 +45,8 @@ def credit_pack_list() -> QuerySet[CreditPack]:
 
 
 def credit_pack_public_list() -> list[dict]:
-    """Packs in the public JSON shape (also embedded in 402/429 bodies)."""
+    """Packs in the public JSON shape (also embedded in 402/429 bodies). ``price_dzd_minor``: the
+    Chargily Pay price in DZD centimes, null when the pack is not sold in DZD."""
     return [
         {
             "id": pack.code,
@@ -53,6 +54,7 @@ def credit_pack_public_list() -> list[dict]:
             "credits": pack.credits,
             "price_minor": pack.price_minor,
             "currency": pack.currency,
+            "price_dzd_minor": pack.price_dzd_minor,
             "best_value": pack.is_best_value,
         }
         for pack in credit_pack_list()

@@ -6,7 +6,7 @@ import responses
 from rest_framework.test import APIClient
 
 from accounts.services import api_key_create
-from credits.models import CreditAccount, LedgerEntry, UpsellEvent
+from credits.models import CreditAccount, CreditPack, LedgerEntry, UpsellEvent
 
 
 @pytest.fixture
@@ -70,6 +70,7 @@ def test_packs_are_public_in_display_order(catalogue, django_assert_max_num_quer
             "credits": 100,
             "price_minor": 1900,
             "currency": "eur",
+            "price_dzd_minor": None,
             "best_value": False,
         },
         {
@@ -78,6 +79,7 @@ def test_packs_are_public_in_display_order(catalogue, django_assert_max_num_quer
             "credits": 500,
             "price_minor": 7900,
             "currency": "eur",
+            "price_dzd_minor": None,
             "best_value": True,
         },
         {
@@ -86,9 +88,20 @@ def test_packs_are_public_in_display_order(catalogue, django_assert_max_num_quer
             "credits": 1000,
             "price_minor": 13900,
             "currency": "eur",
+            "price_dzd_minor": None,
             "best_value": False,
         },
     ]
+
+
+@pytest.mark.django_db
+def test_packs_show_their_dzd_price_when_sold_through_chargily(catalogue):
+    CreditPack.objects.filter(code="pack_500").update(price_dzd_minor=1_500_000)
+
+    packs = {pack["id"]: pack for pack in APIClient().get("/api/credits/packs").json()}
+
+    assert packs["pack_500"]["price_dzd_minor"] == 1_500_000
+    assert packs["pack_100"]["price_dzd_minor"] is None
 
 
 # --- transactions ----------------------------------------------------------------------------
