@@ -61,35 +61,44 @@ def _conninfo_kwargs() -> dict:
     return params
 
 
-def _stores_get() -> _Stores:
+def per_loop(registry: dict, factory):
+    """This event loop's entry of ``registry`` (made by ``factory`` on first use). Pools and
+    clients cannot cross event loops; entries of loops that have closed are dropped."""
     loop = asyncio.get_running_loop()
-    stores = _stores.get(loop)
-    if stores is None:
-        for old in [known for known in _stores if known.is_closed()]:
-            del _stores[old]
-        pool = AsyncConnectionPool(
-            kwargs=_conninfo_kwargs(),
-            # All opened up front: a pool that grows one connection at a time made the first
-            # burst of calls (200 streams at once) queue behind the growth.
-            min_size=settings.PROXY_FAST_LANE_DB_CONNECTIONS,
-            max_size=settings.PROXY_FAST_LANE_DB_CONNECTIONS,
-            timeout=settings.PROXY_FAST_LANE_DB_TIMEOUT,
-            open=False,
-            name="proxy-fast-lane",
+    value = registry.get(loop)
+    if value is None:
+        for old in [known for known in registry if known.is_closed()]:
+            del registry[old]
+        value = registry[loop] = factory()
+    return value
+
+
+def _stores_new() -> _Stores:
+    pool = AsyncConnectionPool(
+        kwargs=_conninfo_kwargs(),
+        # All opened up front: a pool that grows one connection at a time made the first burst
+        # of calls (200 streams at once) queue behind the growth.
+        min_size=settings.PROXY_FAST_LANE_DB_CONNECTIONS,
+        max_size=settings.PROXY_FAST_LANE_DB_CONNECTIONS,
+        timeout=settings.PROXY_FAST_LANE_DB_TIMEOUT,
+        open=False,
+        name="proxy-fast-lane",
+    )
+    # A plain pool (the blocking one's Condition costs ~3 % of a call): a command holds its
+    # connection for one round trip, so the pool stays near the commands in flight.
+    client = aioredis.Redis(
+        connection_pool=aioredis.ConnectionPool.from_url(
+            settings.REDIS_URL,
+            max_connections=settings.PROXY_FAST_LANE_REDIS_CONNECTIONS,
+            socket_connect_timeout=2,
+            socket_timeout=2,
         )
-        # A plain pool (the blocking one's Condition costs ~3 % of a call): a command holds its
-        # connection for one round trip, so the pool stays near the commands in flight.
-        client = aioredis.Redis(
-            connection_pool=aioredis.ConnectionPool.from_url(
-                settings.REDIS_URL,
-                max_connections=settings.PROXY_FAST_LANE_REDIS_CONNECTIONS,
-                socket_connect_timeout=2,
-                socket_timeout=2,
-            )
-        )
-        stores = _Stores(pool=pool, redis=client)
-        _stores[loop] = stores
-    return stores
+    )
+    return _Stores(pool=pool, redis=client)
+
+
+def _stores_get() -> _Stores:
+    return per_loop(_stores, _stores_new)
 
 
 async def fast_lane_close() -> None:

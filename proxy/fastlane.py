@@ -45,7 +45,7 @@ from accounts.selectors import (
 from billing.selectors import CATALOG_VERSION_KEY, plan_from_cached_get, user_plan_cache_key
 from billing.services import quota_alert_may_be_due, quota_reserve_many_fast, quota_settle_pairs_sql
 from core.exceptions import ApiError
-from core.fastio import cache_decode, cache_key, db_fetch, redis_call, redis_client
+from core.fastio import cache_decode, cache_key, db_fetch, per_loop, redis_call, redis_client
 from core.rawsql import model_rows_aget
 
 from . import budget, sandbox
@@ -163,13 +163,7 @@ _settle_counters: dict[asyncio.AbstractEventLoop, _SettleCounters] = {}
 
 
 def _settle_counters_get() -> _SettleCounters:
-    loop = asyncio.get_running_loop()
-    counters = _settle_counters.get(loop)
-    if counters is None:
-        for old in [known for known in _settle_counters if known.is_closed()]:
-            del _settle_counters[old]
-        counters = _settle_counters[loop] = _SettleCounters()
-    return counters
+    return per_loop(_settle_counters, _SettleCounters)
 
 
 _scripts: dict[int, dict] = {}
@@ -522,13 +516,7 @@ _settle_writers: dict[asyncio.AbstractEventLoop, _SettleWriter] = {}
 
 
 def _settle_writer_get() -> _SettleWriter:
-    loop = asyncio.get_running_loop()
-    writer = _settle_writers.get(loop)
-    if writer is None:
-        for old in [known for known in _settle_writers if known.is_closed()]:
-            del _settle_writers[old]
-        writer = _settle_writers[loop] = _SettleWriter()
-    return writer
+    return per_loop(_settle_writers, _SettleWriter)
 
 
 async def settle_success_fast(*, prepared: PreparedCall, record: CallRecord, user, quota_meter: str | None):
