@@ -302,7 +302,8 @@ def users_avg_cost_today_get(*, today: date) -> Decimal:
 
 def users_abusive_list(*, today: date) -> list[dict]:
     """Users whose calls or failed calls today reach ``ABUSE_REQUESTS_PER_DAY`` /
-    ``ABUSE_ERRORS_PER_DAY`` (failed calls include quota and rate-limit refusals)."""
+    ``ABUSE_ERRORS_PER_DAY`` (failed calls include quota refusals; per-minute rate-limit
+    refusals are answered before a call is recorded, so they are not counted)."""
     rows = (
         UsageDailyRollup.objects.filter(day=today)
         .values("user_id", "user__email")
