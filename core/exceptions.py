@@ -96,6 +96,20 @@ class ApiError(Exception):
         return Response(self.as_dict(), status=self.status_code, headers=self.headers)
 
 
+def service_unavailable_error(*, what: str, exc: BaseException) -> ApiError:
+    """The retryable 503 for a store that is down (``what``: "database" or "cache").
+
+    The driver's message may name hosts or users, so only the exception's type is logged and
+    nothing of it is returned.
+    """
+    logger.error(f"{what} unavailable", extra={"error": type(exc).__name__})
+    return ApiError(
+        "service_unavailable",
+        "The service is temporarily unavailable. Retry shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
 def error_body(code: str, message: str, *, param: str | None = None, **extra) -> dict:
     return ApiError(code, message, param=param, **extra).as_dict()
 
@@ -140,21 +154,11 @@ def api_exception_handler(exc, context):
     if isinstance(exc, DbOperationalError | DbInterfaceError):
         # Database down, restarting or refusing connections: a retryable 503, not a 500. The
         # driver's message may name hosts or users, so it is logged (type only) and not returned.
-        logger.error("database unavailable", extra={"error": type(exc).__name__})
-        return ApiError(
-            "service_unavailable",
-            "The service is temporarily unavailable. Retry shortly.",
-            headers={"Retry-After": "5"},
-        ).as_response()
+        return service_unavailable_error(what="database", exc=exc).as_response()
     if CACHE_UNAVAILABLE_ERRORS and isinstance(exc, CACHE_UNAVAILABLE_ERRORS):
         # Redis down: rate limits and budget counters cannot be checked, so calls fail closed
         # (nothing is reserved or charged) until it is back; counters are rebuilt from the DB then.
-        logger.error("cache unavailable", extra={"error": type(exc).__name__})
-        return ApiError(
-            "service_unavailable",
-            "The service is temporarily unavailable. Retry shortly.",
-            headers={"Retry-After": "5"},
-        ).as_response()
+        return service_unavailable_error(what="cache", exc=exc).as_response()
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -20,15 +20,11 @@ import psycopg
 import redis.asyncio as aioredis
 from django.conf import settings
 from django.db import connection
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from core.exceptions import ApiError
+from core.exceptions import service_unavailable_error
 
 logger = logging.getLogger("tollgate.core")
-
-try:
-    from psycopg_pool import AsyncConnectionPool
-except ImportError:  # pragma: no cover - psycopg[pool] is a requirement
-    AsyncConnectionPool = None
 
 
 def fast_lane_enabled() -> bool:
@@ -109,27 +105,13 @@ async def fast_lane_close() -> None:
         await stores.redis.aclose()
 
 
-def _unavailable() -> ApiError:
-    return ApiError(
-        "service_unavailable",
-        "The service is temporarily unavailable. Retry shortly.",
-        headers={"Retry-After": "5"},
-    )
-
-
 @asynccontextmanager
 async def _db_errors():
     """Database down or refusing: the same retryable 503 as the ORM path (driver text not shown)."""
     try:
         yield
-    except (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError) as exc:
-        logger.error("database unavailable", extra={"error": type(exc).__name__})
-        raise _unavailable() from None
-    except Exception as exc:
-        if AsyncConnectionPool is not None and type(exc).__name__ == "PoolTimeout":
-            logger.error("database unavailable", extra={"error": type(exc).__name__})
-            raise _unavailable() from None
-        raise
+    except (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError, PoolTimeout) as exc:
+        raise service_unavailable_error(what="database", exc=exc) from None
 
 
 RETRIES = 3
@@ -166,8 +148,7 @@ async def redis_call(coro):
     try:
         return await coro
     except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
-        logger.error("cache unavailable", extra={"error": type(exc).__name__})
-        raise _unavailable() from None
+        raise service_unavailable_error(what="cache", exc=exc) from None
 
 
 _key_prefix: str | bool | None = None  # False: a custom key function, ask the cache each time

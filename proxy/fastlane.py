@@ -299,12 +299,6 @@ def _revoked_marker_raw() -> bytes:
     return _marker_raw
 
 
-def chain_without_cooling(*, chain: list[str], cooling: frozenset[str]) -> list[str]:
-    """``router.chain_without_cooling`` on the cooldown flags the gate read."""
-    healthy = [p for p in chain if p not in cooling]
-    return healthy or chain
-
-
 # --- Reserve ---------------------------------------------------------------------------------
 
 

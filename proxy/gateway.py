@@ -143,12 +143,6 @@ async def _settle(*, prepared: PreparedCall, record: CallRecord, user, quota_met
     )
 
 
-def _chain_without_cooling(call: ChatCall) -> list[str]:
-    if call.cooling is not None:
-        return fastlane.chain_without_cooling(chain=call.chain, cooling=call.cooling)
-    return chain_without_cooling(chain=call.chain)
-
-
 def _abandon(*, prepared: PreparedCall, provider: str) -> None:
     proxy_call_abandon(prepared=prepared)
     provider_failure_record(provider=provider)
@@ -204,7 +198,7 @@ async def chat_call_run(call: ChatCall):
 
 async def _chat_call_run(call: ChatCall):
     attempts = Attempts()
-    chain = _chain_without_cooling(call)
+    chain = chain_without_cooling(chain=call.chain, cooling=call.cooling)
     while chain:
         provider = chain.pop(0)
         if provider in attempts.tried:

@@ -53,9 +53,8 @@ def rate_limit_state(*, limit: int, count: int, reset_at: int) -> RateLimitState
 def rate_limit_hit(*, key_id: int, limit: int, now: float | None = None) -> RateLimitState:
     """Count one request of ``key_id`` in the current minute and say whether it is over ``limit``."""
     key, reset_at = rate_limit_window(key_id=key_id, now=now)
-    if not settings.RATELIMIT_ENABLE or limit <= 0:
-        return rate_limit_state(limit=limit, count=0, reset_at=reset_at)
-    count = counter_incr(key, ttl=WINDOW_SECONDS + 5)
+    applies = settings.RATELIMIT_ENABLE and limit > 0
+    count = counter_incr(key, ttl=WINDOW_SECONDS + 5) if applies else 0
     return rate_limit_state(limit=limit, count=count, reset_at=reset_at)
 
 

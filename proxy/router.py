@@ -83,9 +83,13 @@ def providers_cooling_get(*, providers: list[str]) -> set[str]:
     return {p for p in providers if cooldown_key(p) in found}
 
 
-def chain_without_cooling(*, chain: list[str]) -> list[str]:
-    """Skip providers in cooldown; if every one is cooling, try them all rather than fail unseen."""
-    cooling = providers_cooling_get(providers=chain)
+def chain_without_cooling(*, chain: list[str], cooling: frozenset[str] | None = None) -> list[str]:
+    """Skip providers in cooldown; if every one is cooling, try them all rather than fail unseen.
+
+    ``cooling``: the providers in cooldown when already read (the fast lane's gate reads them).
+    """
+    if cooling is None:
+        cooling = providers_cooling_get(providers=chain)
     healthy = [p for p in chain if p not in cooling]
     return healthy or chain
 

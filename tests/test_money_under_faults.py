@@ -23,6 +23,7 @@ from credits.models import CreditAccount, CreditHold, EndpointCost, LedgerEntry
 from credits.services import credit_grant
 from proxy.models import DailySpend, UsageEvent
 from proxy.tests.factories import global_key_set, plan_configure
+from proxy.tests.live import uvicorn_served
 
 from .conftest import bearer_client
 
@@ -38,28 +39,8 @@ BUDGET_USD = Decimal("0.02")
 @pytest.fixture
 def live_server_url(transactional_db):
     """Tollgate under uvicorn (ASGI, as in production) in a thread."""
-    import socket
-
-    import uvicorn
-
-    from config.asgi import application
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(
-        uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_served() as (url, _thread):
+        yield url
 
 
 def _caller(base_url: str, plaintext: str, kind: str, barrier: threading.Barrier, results: list, lock):

@@ -6,6 +6,7 @@ from proxy.services import proxy_catalog_seed
 
 from .factories import key_for, plan_configure
 from .fakeupstream import FakeUpstream
+from .live import uvicorn_served
 
 PROVIDERS = ("openai", "anthropic", "google", "mistral", "groq", "openrouter", "deepseek")
 
@@ -54,30 +55,8 @@ def caller(db, free_plan, catalog, api_client):
 @pytest.fixture
 def live_asgi(transactional_db):
     """Tollgate served by uvicorn (ASGI, as in production) in a thread; yields its base URL."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    from config.asgi import application
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(
-        uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_served() as (url, _thread):
+        yield url
 
 
 @pytest.fixture
@@ -94,41 +73,7 @@ def live_asgi_fast(transactional_db, settings):
     fixture owns: uvicorn serves in a thread on its own loop, and that loop closes its pool and
     Redis client (``fast_lane_close``) before it ends, so no connection outlives the test.
     """
-    import asyncio
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    from config.asgi import application
-    from core.fastio import fast_lane_close
-
     settings.PROXY_FAST_LANE = True
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    config = uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-
-    async def serve():
-        try:
-            await server.serve()
-        finally:
-            await fast_lane_close()
-
-    def run():
-        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-            runner.run(serve())
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_served() as (url, thread):
+        yield url
     assert not thread.is_alive(), "uvicorn did not stop"

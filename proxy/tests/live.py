@@ -1,0 +1,53 @@
+"""Tollgate served by uvicorn (ASGI, as in production) in a thread, for tests that need real
+sockets: client disconnects, the fast lane, concurrent callers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from contextlib import contextmanager
+
+
+@contextmanager
+def uvicorn_served():
+    """Yield the base URL of a live server; stop it (and join its thread) on exit.
+
+    The server runs on a loop of its own, which closes the fast lane's pool and Redis client
+    (``fast_lane_close``, a no-op when the lane was not used) before it ends, so no connection
+    outlives the test. Yields ``(base_url, thread)``.
+    """
+    import uvicorn
+
+    from config.asgi import application
+    from core.fastio import fast_lane_close
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    config = uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+
+    async def serve():
+        try:
+            await server.serve()
+        finally:
+            await fast_lane_close()
+
+    def run():
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(serve())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}", thread
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
