@@ -117,8 +117,11 @@ async def _db_errors():
 RETRIES = 3
 
 
-async def db_fetch(sql: str, params: list | tuple = ()) -> list[tuple]:
+async def db_fetch(sql: str, params: list | tuple = (), *, prepare: bool | None = None) -> list[tuple]:
     """Run one statement (its own transaction) and return its rows.
+
+    ``prepare=False`` for a text that is rarely the same twice (a grouped statement): preparing
+    it would cost a round trip and evict the hot statements from the connection's cache.
 
     A deadlock or serialization failure rolled the whole statement back, so it is run again
     (up to ``RETRIES`` times) rather than failing a call the provider already served.
@@ -130,7 +133,7 @@ async def db_fetch(sql: str, params: list | tuple = ()) -> list[tuple]:
         for attempt in range(RETRIES):
             try:
                 async with stores.pool.connection() as conn, conn.cursor() as cursor:
-                    await cursor.execute(sql, params)
+                    await cursor.execute(sql, params, prepare=prepare)
                     return await cursor.fetchall() if cursor.description is not None else []
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
                 if attempt == RETRIES - 1:

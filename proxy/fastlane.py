@@ -491,7 +491,8 @@ class _SettleWriter:
         sql, params = settle_batch_sql(
             items=[(item.event, item.spend_day) for item in batch], quota_part=quota_part, now=now
         )
-        rows = await db_fetch(sql, params)  # raises before anything is written, or commits it all
+        # One call's statement has a fixed text (prepared once); a group's text varies with its size.
+        rows = await db_fetch(sql, params, prepare=None if len(batch) == 1 else False)  # all or nothing
         events = {row[1]: row[2] for row in rows if row[0] == "e"}
         counters = {row[3]: row[3:] for row in rows if row[0] == "c"}
         for item in batch:

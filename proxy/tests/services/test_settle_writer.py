@@ -50,10 +50,10 @@ def statements(monkeypatch):
     sizes: list[int] = []
     real = fastlane.db_fetch
 
-    async def counting(sql, params=()):
+    async def counting(sql, params=(), **kwargs):
         sizes.append(-1)  # until it returns: a statement that raised stays -1
         index = len(sizes) - 1
-        rows = await real(sql, params)
+        rows = await real(sql, params, **kwargs)
         sizes[index] = sum(1 for row in rows if row[0] == "e")
         return rows
 
