@@ -317,9 +317,6 @@ PROXY_CATALOG_CACHE_SECONDS = env.int("PROXY_CATALOG_CACHE_SECONDS", default=30)
 PROXY_SYNCHRONOUS_COMMIT = env.bool("PROXY_SYNCHRONOUS_COMMIT", default=False)
 # Async API views under these URL prefixes skip the session/CSRF/static middleware stack.
 API_FAST_PATH_PREFIXES = env.list("API_FAST_PATH_PREFIXES", default=["/api/proxy/", "/api/v2/chat"])
-# The chat endpoints' steady case served as plain ASGI routes (proxy/edge.py); off: DRF serves all.
-PROXY_EDGE = env.bool("PROXY_EDGE", default=True)
-ASGI_EDGE_ROUTES = ["proxy.edge.CHAT_EDGE_ROUTES"] if PROXY_EDGE else []
 # Threads per process for the proxy's short database blocks: few, they contend for the GIL.
 PROXY_DB_THREADS = env.int("PROXY_DB_THREADS", default=4)
 # The fast lane (proxy/fastlane.py): the hot case of a proxied call on an async PostgreSQL pool and

@@ -14,10 +14,6 @@ receivers only reset and close *this thread's* database connections and the cach
 event loop's thread never opens a Django database connection (the proxy's database work runs
 on ``proxy.dbcall``'s threads or on ``core.fastio``'s async pool).
 
-Edge routes (``ASGI_EDGE_ROUTES``: dotted paths of ``{path: edge}`` maps) see a request before
-Django does: ``edge(scope, receive, send, django)`` serves it, or hands it to ``django``
-(the rest of this handler). The proxy's chat endpoints use one (``proxy.edge``).
-
 Use ``core.asgi:application`` as the ASGI entry point (``config/asgi.py`` re-exports it).
 """
 
@@ -33,7 +29,6 @@ from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.urls import set_script_prefix
-from django.utils.module_loading import import_string
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -42,19 +37,8 @@ class TollgateASGIHandler(ASGIHandler):
     def __init__(self):
         super().__init__()
         self.fast_prefixes = tuple(settings.API_FAST_PATH_PREFIXES)
-        self.edges = {}
-        for dotted in settings.ASGI_EDGE_ROUTES:
-            self.edges.update(import_string(dotted))
 
     async def __call__(self, scope, receive, send):
-        """An edge route first (it hands Django what it does not serve), then Django."""
-        edge = self.edges.get(scope.get("path")) if scope["type"] == "http" else None
-        if edge is not None:
-            await edge(scope, receive, send, self.django)
-            return
-        await self.django(scope, receive, send)
-
-    async def django(self, scope, receive, send):
         if (
             scope["type"] == "http"
             and self.fast_prefixes

@@ -13,11 +13,6 @@ from .logging import request_id_var
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-def request_id_for(incoming: str) -> str:
-    """The client's X-Request-ID when it is sane, else a new id."""
-    return incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-
-
 class RequestIdMiddleware:
     """Gives each request an id (client's X-Request-ID if sane) for logs and responses.
 
@@ -35,7 +30,8 @@ class RequestIdMiddleware:
             markcoroutinefunction(self)
 
     def _begin(self, request):
-        request_id = request_id_for(request.headers.get("X-Request-ID", ""))
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id
         return request_id, request_id_var.set(request_id)
 

@@ -60,12 +60,6 @@ def _touch_due(key_id: int) -> bool:
     return True
 
 
-def api_key_touch_soon(identity) -> None:
-    """Record the key's last use in the background, at most once a minute per process."""
-    if api_key_touch is not None and _touch_due(identity.key_id):
-        background_task_start(db_call(api_key_touch, identity=identity))
-
-
 def _raise_validation(serializer) -> None:
     if not serializer.is_valid():
         raise serializers.ValidationError(serializer.errors)
@@ -119,9 +113,8 @@ class ProxyApiView(AsyncAPIView):
         if not fast_lane_enabled():
             return await db_call(self._gate, request)
         raw_key = fastlane.bearer_key(request)
-        # Handed over by the chat edge after its gate script counted this request: not again.
-        counted = getattr(request._request, "scope", {}).get(fastlane.GATE_COUNTED_SCOPE_KEY)
-        if raw_key is not None and counted is None:
+        counted = None
+        if raw_key is not None:
             passed, counted = await fastlane.gate(raw_key=raw_key)
             if passed is not None:
                 request.user = passed.user
@@ -132,7 +125,8 @@ class ProxyApiView(AsyncAPIView):
                 self._ratelimit_headers = passed.rate.headers()
                 if passed.rate.exceeded:
                     raise rate_limit_error(passed.rate)
-                api_key_touch_soon(passed.identity)
+                if api_key_touch is not None and _touch_due(passed.identity.key_id):
+                    background_task_start(db_call(api_key_touch, identity=passed.identity))
                 return passed.plan
         plan = await db_call(self._gate, request, counted)
         if raw_key is not None:
@@ -300,34 +294,24 @@ def _chat_input_plain(payload: dict) -> dict | None:
     return data
 
 
-def chat_call_build(
+def _chat_call(
+    view: ProxyApiView,
+    request,
     payload: dict,
     *,
-    user,
-    key_id: int,
-    plan,
-    request_id: str,
     service: str,
     endpoint: str,
     default_model: str,
     chain: list[str],
-    credentials_version: bytes | None = None,
-    cooling: frozenset[str] | None = None,
-    data: dict | None = None,
 ) -> ChatCall:
-    """Validate a chat body against the caller's plan and build the call. Raises ApiError.
-
-    Shared by the DRF views and the chat edge (``proxy.edge``), so both accept and refuse the
-    same bodies with the same words. ``data``: the body's ``_chat_input_plain`` when known.
-    """
     if "model" in payload and not isinstance(payload["model"], str):
         raise ApiError("invalid_request", "model must be a string.", param="model")
-    if data is None:
-        data = _chat_input_plain(payload)
+    data = _chat_input_plain(payload)
     if data is None:  # anything unusual: the serializer decides, and words the errors
         serializer = ChatInputSerializer(data=payload)
         _raise_validation(serializer)
         data = serializer.validated_data
+    plan = view.plan
     cap = plan.max_tokens_cap or settings.PROXY_MAX_TOKENS_CAP
     max_tokens = data.get("max_tokens") or data.get("max_completion_tokens")
     if max_tokens is not None and max_tokens > cap:
@@ -339,8 +323,8 @@ def chat_call_build(
     model = data.get("model") or default_model
     stream_options = data.get("stream_options") or {}
     return ChatCall(
-        user=user,
-        api_key_id=key_id,
+        user=request.user,
+        api_key_id=request.auth.key_id,
         service=service,
         endpoint=endpoint,
         payload={**payload, "model": model},
@@ -350,41 +334,11 @@ def chat_call_build(
         fallback_provider=plan.fallback_provider or "",
         stream=bool(data.get("stream")),
         client_wants_usage=bool(stream_options.get("include_usage")),
-        request_id=request_id,
-        plan=plan,
-        credentials_version=credentials_version,
-        cooling=cooling,
-    )
-
-
-def _chat_call(view: ProxyApiView, request, payload: dict, **route) -> ChatCall:
-    return chat_call_build(
-        payload,
-        user=request.user,
-        key_id=request.auth.key_id,
-        plan=view.plan,
         request_id=view.request_id,
+        plan=plan,
         credentials_version=view.credentials_version,
         cooling=view.cooling,
-        **route,
     )
-
-
-def router_chain(plan) -> list[str]:
-    """The provider order of a routed call: the plan's weights, then its fallback provider."""
-    return provider_chain(weights=plan.routing_weights or {}, fallback_provider=plan.fallback_provider or "")
-
-
-CHAT_COMPLETIONS_ROUTE = {
-    "service": "router",
-    "endpoint": "/api/proxy/v1/chat/completions",
-    "default_model": "gpt-4o-mini",
-}
-DEEPSEEK_CHAT_ROUTE = {
-    "service": "deepseek",
-    "endpoint": "/api/proxy/deepseek/chat",
-    "default_model": "deepseek-chat",
-}
 
 
 def _chat_response(result):
@@ -402,7 +356,15 @@ class DeepseekChatApi(ProxyApiView):
         responses=CHAT_RESPONSES,
     )
     async def post(self, request):
-        call = _chat_call(self, request, self.json_body(request), chain=["deepseek"], **DEEPSEEK_CHAT_ROUTE)
+        call = _chat_call(
+            self,
+            request,
+            self.json_body(request),
+            service="deepseek",
+            endpoint="/api/proxy/deepseek/chat",
+            default_model="deepseek-chat",
+            chain=["deepseek"],
+        )
         return _chat_response(await chat_call_run(call))
 
 
@@ -417,8 +379,18 @@ class ChatCompletionsApi(ProxyApiView):
         responses=CHAT_RESPONSES,
     )
     async def post(self, request):
+        plan = self.plan
+        chain = provider_chain(
+            weights=plan.routing_weights or {}, fallback_provider=plan.fallback_provider or ""
+        )
         call = _chat_call(
-            self, request, self.json_body(request), chain=router_chain(self.plan), **CHAT_COMPLETIONS_ROUTE
+            self,
+            request,
+            self.json_body(request),
+            service="router",
+            endpoint="/api/proxy/v1/chat/completions",
+            default_model="gpt-4o-mini",
+            chain=chain,
         )
         return _chat_response(await chat_call_run(call))
 
@@ -449,6 +421,10 @@ class V2ChatApi(ProxyApiView):
         }
         if data.get("max_tokens"):
             payload["max_tokens"] = data["max_tokens"]
+        plan = self.plan
+        chain = provider_chain(
+            weights=plan.routing_weights or {}, fallback_provider=plan.fallback_provider or ""
+        )
         call = _chat_call(
             self,
             request,
@@ -456,7 +432,7 @@ class V2ChatApi(ProxyApiView):
             service="router",
             endpoint="/api/v2/chat",
             default_model="gpt-4o-mini",
-            chain=router_chain(self.plan),
+            chain=chain,
         )
         return Response(await chat_call_run(call))
 

@@ -195,11 +195,6 @@ def key_owner_learn(*, raw_key: str, identity: ApiKeyIdentity) -> None:
     _key_owners[api_key_hash(raw_key)] = (identity.key_id, identity.user_id)
 
 
-# ASGI scope key: the rate-limit count the chat edge's gate script gave a request it then handed
-# to Django (the ORM gate must use it rather than count the request a second time).
-GATE_COUNTED_SCOPE_KEY = "tollgate.rate_limit_counted"
-
-
 @dataclass(frozen=True)
 class Gate:
     user: object
