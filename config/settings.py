@@ -317,6 +317,9 @@ PROXY_CATALOG_CACHE_SECONDS = env.int("PROXY_CATALOG_CACHE_SECONDS", default=30)
 PROXY_SYNCHRONOUS_COMMIT = env.bool("PROXY_SYNCHRONOUS_COMMIT", default=False)
 # Async API views under these URL prefixes skip the session/CSRF/static middleware stack.
 API_FAST_PATH_PREFIXES = env.list("API_FAST_PATH_PREFIXES", default=["/api/proxy/", "/api/v2/chat"])
+# A stopping worker finishes the proxied calls still running (clients gone) for at most this
+# long (core/lifecycle.py); keep it below the server's graceful timeout (gunicorn: 30 s).
+WORKER_SHUTDOWN_DRAIN_SECONDS = env.int("WORKER_SHUTDOWN_DRAIN_SECONDS", default=25)
 # Threads per process for the proxy's short database blocks: few, they contend for the GIL.
 PROXY_DB_THREADS = env.int("PROXY_DB_THREADS", default=4)
 # The fast lane (proxy/fastlane.py): the hot case of a proxied call on an async PostgreSQL pool and

@@ -14,6 +14,9 @@ receivers only reset and close *this thread's* database connections and the cach
 event loop's thread never opens a Django database connection (the proxy's database work runs
 on ``proxy.dbcall``'s threads or on ``core.fastio``'s async pool).
 
+It also speaks the ASGI lifespan protocol (Django's handler refuses it): at shutdown a worker
+finishes the calls still running without a client before it stops (``core.lifecycle``).
+
 Use ``core.asgi:application`` as the ASGI entry point (``config/asgi.py`` re-exports it).
 """
 
@@ -30,6 +33,8 @@ from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.urls import set_script_prefix
 
+from core.lifecycle import shutdown_run
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 
@@ -39,6 +44,9 @@ class TollgateASGIHandler(ASGIHandler):
         self.fast_prefixes = tuple(settings.API_FAST_PATH_PREFIXES)
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+            return
         if (
             scope["type"] == "http"
             and self.fast_prefixes
@@ -47,6 +55,17 @@ class TollgateASGIHandler(ASGIHandler):
             await self._handle_api(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+    async def lifespan(self, receive, send):
+        """Startup has nothing to do; shutdown drains what is still running (``core.lifecycle``)."""
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await shutdown_run()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
     async def _handle_api(self, scope, receive, send):
         """``ASGIHandler.handle`` (Django 5.2) with the request signals sent inline."""

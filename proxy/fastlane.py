@@ -166,6 +166,13 @@ def _settle_counters_get() -> _SettleCounters:
     return per_loop(_settle_counters, _SettleCounters)
 
 
+async def settle_counters_drain() -> None:
+    """Let this loop's pending budget moves and failure-run resets land (worker shutdown)."""
+    counters = _settle_counters.get(asyncio.get_running_loop())
+    if counters is not None and counters.flushing is not None:
+        await counters.flushing
+
+
 _scripts: dict[int, dict] = {}
 _key_owners: dict[str, tuple[int, int]] = {}  # key hash -> (key id, user id): never changes
 _PROCESS_CACHE_MAX = 100_000

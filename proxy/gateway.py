@@ -483,6 +483,21 @@ def background_task_start(coro) -> asyncio.Task:
     return task
 
 
+async def background_drain(deadline: float) -> None:
+    """Worker shutdown: wait for the calls still running detached, and their settles, to end.
+
+    New tasks may start while waiting (a stream's relay starts its pump), so wait until none
+    is left or ``deadline`` (``time.monotonic()``) passes; then the fast lane's last Redis moves.
+    """
+    while _background:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            logger.warning("worker stopped with calls running", extra={"calls": len(_background)})
+            return
+        await asyncio.wait(set(_background), timeout=remaining)
+    await fastlane.settle_counters_drain()
+
+
 async def call_detached(coro):
     """Await ``coro`` in its own task, shielded from the request's cancellation.
 

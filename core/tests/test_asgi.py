@@ -1,6 +1,7 @@
 """``core.asgi``: the metered API skips Django's per-request thread context; pages keep it."""
 
 import asyncio
+import time
 
 import pytest
 from asgiref.sync import ThreadSensitiveContext, async_to_sync
@@ -69,3 +70,56 @@ def test_proxy_paths_run_without_a_per_request_thread_context(contexts):
 def test_other_paths_keep_djangos_context(contexts):
     assert _call("/health") in (200, 503)
     assert len(contexts) == 1
+
+
+def _lifespan(hooks, monkeypatch) -> list[str]:
+    """Run the lifespan protocol (startup, then shutdown) with ``hooks``; the messages sent."""
+    from core import lifecycle
+
+    monkeypatch.setattr(lifecycle, "_hooks", list(hooks))
+    incoming = [{"type": "lifespan.shutdown"}, {"type": "lifespan.startup"}]
+    sent = []
+
+    async def receive():
+        return incoming.pop()
+
+    async def send(message):
+        sent.append(message["type"])
+
+    asyncio.run(application({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
+    return sent
+
+
+def test_shutdown_runs_every_drain_even_after_one_fails(monkeypatch, settings):
+    settings.WORKER_SHUTDOWN_DRAIN_SECONDS = 5
+    ran = []
+
+    async def failing(deadline):
+        ran.append("failing")
+        raise RuntimeError("boom")
+
+    async def finishing(deadline):
+        await asyncio.sleep(0.01)
+        ran.append("finishing")
+
+    sent = _lifespan([failing, finishing], monkeypatch)
+
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert ran == ["failing", "finishing"]
+
+
+def test_shutdown_stops_waiting_at_the_drain_limit(monkeypatch, settings):
+    settings.WORKER_SHUTDOWN_DRAIN_SECONDS = 0.2
+    started = []
+
+    async def endless(deadline):
+        started.append(deadline)
+        await asyncio.sleep(3600)
+
+    before = time.monotonic()
+    sent = _lifespan([endless], monkeypatch)
+    elapsed = time.monotonic() - before
+
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert len(started) == 1
+    assert elapsed < 2

@@ -11,8 +11,11 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def uvicorn_served():
+def uvicorn_served(*, lifespan: str = "off"):
     """Yield the base URL of a live server; stop it (and join its thread) on exit.
+
+    ``lifespan="on"``: the server runs the ASGI lifespan as gunicorn's uvicorn worker does, so a
+    stop drains the calls still running (``core.lifecycle``).
 
     The server runs on a loop of its own, which closes the fast lane's pool and Redis client
     (``fast_lane_close``, a no-op when the lane was not used) before it ends, so no connection
@@ -27,7 +30,7 @@ def uvicorn_served():
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    config = uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan)
     server = uvicorn.Server(config)
 
     async def serve():

@@ -17,6 +17,7 @@ from billing.models import QuotaReservation, UsageCounter
 from proxy.models import UsageEvent
 
 from ..factories import global_key_set, plan_configure
+from ..live import uvicorn_served
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,3 +86,24 @@ def test_disconnect_before_the_first_streamed_byte_settles_with_the_provider_usa
     assert (event.status_code, event.is_estimated, event.total_tokens) == (200, False, 15)
     used = UsageCounter.objects.get(user=user, meter="llm_tokens")
     assert (used.used, used.reserved) == (15, 0)
+
+
+def test_a_stopping_worker_finishes_a_call_whose_client_left(caller, fake_upstream):
+    """A deploy stops the worker while the provider still works on a call whose client left:
+    the worker finishes and settles it before its event loop closes (ASGI lifespan shutdown)."""
+    user, plaintext, _client = caller
+    plan_configure(weights={"groq": 100})
+    global_key_set("groq")
+    fake_upstream.delay_seconds = 1.0
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 50}
+
+    with uvicorn_served(lifespan="on") as (base_url, thread):
+        _post_and_hang_up(base_url, plaintext, body, upstream=fake_upstream)
+    # Leaving the block stopped the server at once, with the provider's answer still a second away.
+
+    assert not thread.is_alive()
+    [event] = UsageEvent.objects.filter(user=user)  # no waiting: on the books before the stop ended
+    assert (event.status_code, event.total_tokens) == (200, 25)
+    assert not QuotaReservation.objects.filter(user=user, status="held").exists()
+    counters = dict(UsageCounter.objects.filter(user=user).values_list("meter", "used"))
+    assert counters == {"llm_tokens": 25, "requests": 1}
