@@ -352,6 +352,11 @@ class Bench:
         duration = 3 if self.quick else self.args.inflight_duration
         results, best = [], None
         for connections in steps_:
+            # The same wrk run straight at the upstream first: what a proxy adding nothing would
+            # score in this window (wrk counts only completed calls, so a window of a few
+            # upstream latencies scores below connections / latency even with no proxy at all).
+            direct = self.direct_run(connections=connections, duration_s=duration).summary()
+            time.sleep(latency_s + 0.5)
             stats, _, rss = self.proxy_run(
                 connections=connections, duration_s=duration, timeout_s=latency_s * 4
             )
@@ -366,11 +371,14 @@ class Bench:
                 "rss_mb": round(rss, 1),
                 "held": held,
                 "statuses": stats.statuses,
+                "direct_rps": direct["rps"],
+                "direct_p50_ms": direct["p50_ms"],
             }
             results.append(entry)
             print(
                 f"  in flight {connections:>4}: {summary['rps']:.0f} rps, p50 {summary['p50_ms']:.0f} ms, "
-                f"{stats.errors} errors, RSS {rss:.0f} MB",
+                f"{stats.errors} errors, RSS {rss:.0f} MB | direct {direct['rps']:.0f} rps, "
+                f"p50 {direct['p50_ms']:.0f} ms",
                 flush=True,
             )
             if held:
@@ -389,6 +397,9 @@ class Bench:
             "p50_ms": chosen["p50_ms"],
             "errors": chosen["errors"],
             "rss_mb": chosen["rss_mb"],
+            "direct_rps": chosen["direct_rps"],
+            "direct_p50_ms": chosen["direct_p50_ms"],
+            "duration_s": duration,
             "steps": results,
         }
 
@@ -457,7 +468,7 @@ def parse_args(argv=None):
     parser.add_argument("--events", type=int, default=1_000_000, help="usage events for --dashboards")
     parser.add_argument("--duration", type=float, default=5, help="seconds per instant wrk run")
     parser.add_argument("--reps", type=int, default=2, help="direct/proxy pairs per concurrency")
-    parser.add_argument("--inflight-duration", type=float, default=10)
+    parser.add_argument("--inflight-duration", type=float, default=30, help="seconds per in-flight wrk run")
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", "2")))
     parser.add_argument("--profile", action="store_true", help="py-spy the workers at the top concurrency")

@@ -45,17 +45,19 @@ def results_markdown(results: dict) -> str:
     inflight = results.get("inflight")
     if inflight:
         lines += [
-            f"In flight, upstream latency {inflight['upstream_latency_s']} s "
+            f"In flight, upstream latency {inflight['upstream_latency_s']} s, "
+            f"{_fmt(inflight.get('duration_s'), digits=0)} s per run "
             f"(largest step held with zero errors: **{inflight['connections']}**)",
             "",
-            "| connections | rps | p50 ms | p99 ms | errors | RSS MB | held |",
-            "|---:|---:|---:|---:|---:|---:|---|",
+            "| connections | rps | p50 ms | p99 ms | errors | RSS MB | held | direct rps | direct p50 ms |",
+            "|---:|---:|---:|---:|---:|---:|---|---:|---:|",
         ]
         for step in inflight.get("steps", []):
             lines.append(
                 f"| {step['connections']} | {_fmt(step['rps'])} | {_fmt(step['p50_ms'], digits=0)} "
                 f"| {_fmt(step['p99_ms'], digits=0)} | {step['errors']} | {_fmt(step['rss_mb'], digits=0)} "
-                f"| {'yes' if step['held'] else 'no'} |"
+                f"| {'yes' if step['held'] else 'no'} | {_fmt(step.get('direct_rps'))} "
+                f"| {_fmt(step.get('direct_p50_ms'), digits=0)} |"
             )
         lines.append("")
     streams = results.get("streams")

@@ -317,6 +317,9 @@ PROXY_CATALOG_CACHE_SECONDS = env.int("PROXY_CATALOG_CACHE_SECONDS", default=30)
 PROXY_SYNCHRONOUS_COMMIT = env.bool("PROXY_SYNCHRONOUS_COMMIT", default=False)
 # Async API views under these URL prefixes skip the session/CSRF/static middleware stack.
 API_FAST_PATH_PREFIXES = env.list("API_FAST_PATH_PREFIXES", default=["/api/proxy/", "/api/v2/chat"])
+# Calls per worker between arrival and reserve at one time, first come first admitted
+# (proxy/admission.py); 0: no limit.
+PROXY_ADMISSION_CONCURRENCY = env.int("PROXY_ADMISSION_CONCURRENCY", default=32)
 # A stopping worker finishes the proxied calls still running (clients gone) for at most this
 # long (core/lifecycle.py); keep it below the server's graceful timeout (gunicorn: 30 s).
 WORKER_SHUTDOWN_DRAIN_SECONDS = env.int("WORKER_SHUTDOWN_DRAIN_SECONDS", default=25)

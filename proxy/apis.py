@@ -30,6 +30,7 @@ from core.schema import ErrorResponseSerializer, error_responses, schema_named
 from core.time import isoformat_z
 
 from . import fastlane, upstreams
+from .admission import admission_enter
 from .dbcall import db_call
 from .funding import funding_quota_block, quota_block
 from .gateway import ChatCall, background_task_start, call_detached, chat_call_run
@@ -157,6 +158,7 @@ class ProxyApiView(AsyncAPIView):
         request = self.initialize_request(request, *args, **kwargs)
         self.request = request
         self.headers = self.default_response_headers
+        ticket = await admission_enter()  # released once the call is reserved, or here
         try:
             self._check_body_size(request)
             self.plan = await self._gate_any(request)
@@ -169,6 +171,8 @@ class ProxyApiView(AsyncAPIView):
                 response = await db_call(handler, request, *args, **kwargs)
         except Exception as exc:
             response = self.handle_exception(exc)
+        finally:
+            ticket.release()
         self.response = self.finalize_response(request, response, *args, **kwargs)
         for header, value in self._ratelimit_headers.items():
             self.response[header] = value

@@ -20,6 +20,7 @@ from core.exceptions import ApiError
 from core.fastio import fast_lane_enabled
 
 from . import fastlane, upstreams
+from .admission import admission_leave
 from .dbcall import db_call
 from .funding import funding_quota_block
 from .router import chain_without_cooling, provider_failure_record, provider_success_record
@@ -125,9 +126,12 @@ def _settle_and_quota(*, prepared, record: CallRecord, user, quota_meter: str | 
 
 
 async def _prepare(*, credentials_version: bytes | None, **kwargs) -> PreparedCall:
-    if fast_lane_enabled():
-        return await fastlane.proxy_call_aprepare(credentials_version=credentials_version, **kwargs)
-    return await db_call(proxy_call_prepare, **kwargs)
+    try:
+        if fast_lane_enabled():
+            return await fastlane.proxy_call_aprepare(credentials_version=credentials_version, **kwargs)
+        return await db_call(proxy_call_prepare, **kwargs)
+    finally:
+        admission_leave()  # reserved or refused: the next call may be admitted
 
 
 async def _settle(*, prepared: PreparedCall, record: CallRecord, user, quota_meter: str | None) -> tuple:

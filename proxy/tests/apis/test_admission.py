@@ -1,0 +1,121 @@
+"""First come, first admitted (``proxy/admission.py``): a call holds its admission ticket from
+dispatch to its reserve, never during the provider call, and every way out frees it."""
+
+import asyncio
+import threading
+import time
+
+import httpx
+import pytest
+
+from proxy import admission
+
+from ..factories import global_key_set, plan_configure
+
+URL = "/api/proxy/v1/chat/completions"
+BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 50}
+
+
+def test_tickets_are_given_in_arrival_order_and_freed_once(settings):
+    settings.PROXY_ADMISSION_CONCURRENCY = 2
+
+    async def scenario():
+        order = []
+        first, second = await admission.admission_enter(), await admission.admission_enter()
+
+        async def arrive(name):
+            ticket = await admission.admission_enter()
+            order.append(name)
+            return ticket
+
+        waiting = [asyncio.create_task(arrive(name)) for name in ("third", "fourth")]
+        await asyncio.sleep(0.01)
+        assert order == []  # both slots taken
+        first.release()
+        first.release()  # a second release frees nothing more
+        await asyncio.sleep(0.01)
+        assert order == ["third"]
+        second.release()
+        await asyncio.sleep(0.01)
+        assert order == ["third", "fourth"]
+        for task in waiting:
+            (await task).release()
+
+    asyncio.run(scenario())
+
+
+def test_admission_leave_frees_the_ticket_of_the_calls_context(settings):
+    settings.PROXY_ADMISSION_CONCURRENCY = 1
+
+    async def scenario():
+        async def call():
+            await admission.admission_enter()
+            await asyncio.sleep(0)
+            admission.admission_leave()  # as the gateway does after the reserve
+
+        await call()
+        await asyncio.wait_for(call(), timeout=1)  # would wait forever if the slot were still held
+
+    asyncio.run(scenario())
+
+
+def test_no_limit_when_set_to_zero(settings):
+    settings.PROXY_ADMISSION_CONCURRENCY = 0
+
+    async def scenario():
+        tickets = [await asyncio.wait_for(admission.admission_enter(), timeout=1) for _ in range(100)]
+        for ticket in tickets:
+            ticket.release()
+
+    asyncio.run(scenario())
+
+
+@pytest.fixture
+def one_at_a_time(caller, fake_upstream, live_asgi, settings):
+    """One admission slot per worker, and a provider that takes a second to answer."""
+    settings.PROXY_ADMISSION_CONCURRENCY = 1
+    user, plaintext, _client = caller
+    plan_configure(weights={"groq": 100})
+    global_key_set("groq")
+    fake_upstream.delay_seconds = 1.0
+    return plaintext, live_asgi
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_ticket_is_freed_before_the_provider_call(one_at_a_time):
+    plaintext, base_url = one_at_a_time
+    statuses = []
+
+    def call():
+        response = httpx.post(
+            base_url + URL, json=BODY, headers={"Authorization": f"Bearer {plaintext}"}, timeout=20
+        )
+        statuses.append(response.status_code)
+
+    began = time.monotonic()
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - began
+
+    assert statuses == [200, 200]
+    assert elapsed < 1.8  # both provider calls overlapped; held through them, it takes 2 s
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_call_refused_before_its_reserve_frees_its_ticket(one_at_a_time, fake_upstream):
+    plaintext, base_url = one_at_a_time
+    fake_upstream.delay_seconds = 0
+    headers = {"Authorization": f"Bearer {plaintext}"}
+
+    refused = [
+        httpx.post(base_url + URL, content=b"{oops", headers={**headers, "Content-Type": "application/json"}),
+        httpx.post(base_url + URL, json=BODY, headers={"Authorization": "Bearer sk_agentai_nope"}),
+        httpx.post(base_url + URL, json={**BODY, "max_tokens": 10**6}, headers=headers),
+    ]
+    served = httpx.post(base_url + URL, json=BODY, headers=headers, timeout=5)
+
+    assert [r.status_code for r in refused] == [400, 401, 400]
+    assert served.status_code == 200
