@@ -30,7 +30,7 @@ from core.schema import ErrorResponseSerializer, error_responses, schema_named
 from core.time import isoformat_z
 
 from . import fastlane, upstreams
-from .admission import admission_enter
+from .admission import admission_enter, admission_leave
 from .dbcall import db_call
 from .funding import funding_quota_block, quota_block
 from .gateway import ChatCall, background_task_start, call_detached, chat_call_run
@@ -546,6 +546,7 @@ class InstantlySendApi(ProxyApiView):
                 record=self._record(request, started, exc.status_code, exc.code),
             )
             raise
+        admission_leave()  # reserved: not held through the provider call
         try:
             message_id = await upstreams.email_send(
                 target=prepared.target, to=data["to"], subject=data["subject"], body=data["body"]

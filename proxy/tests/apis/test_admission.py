@@ -105,6 +105,33 @@ def test_the_ticket_is_freed_before_the_provider_call(one_at_a_time):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_an_email_send_frees_its_ticket_before_the_provider_call(one_at_a_time):
+    plaintext, base_url = one_at_a_time
+    global_key_set("instantly")
+    email = {"to": "prospect@example.com", "subject": "Hi", "body": "Hello"}
+    statuses = []
+
+    def send():
+        response = httpx.post(
+            base_url + "/api/proxy/instantly/send",
+            json=email,
+            headers={"Authorization": f"Bearer {plaintext}"},
+            timeout=20,
+        )
+        statuses.append(response.status_code)
+
+    began = time.monotonic()
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert statuses == [200, 200]
+    assert time.monotonic() - began < 1.8
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_call_refused_before_its_reserve_frees_its_ticket(one_at_a_time, fake_upstream):
     plaintext, base_url = one_at_a_time
     fake_upstream.delay_seconds = 0
