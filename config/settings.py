@@ -368,6 +368,7 @@ EXCHANGE_RATES_TO_USD = {
         "EXCHANGE_RATES_TO_USD", default={"usd": "1", "eur": "1.08", "dzd": "0.0074"}
     ).items()
 }
-# A user is flagged abusive when today's calls or failed calls reach these counts.
+# A user is flagged abusive when today's calls, failed calls or rate-limited minutes reach these.
 ABUSE_REQUESTS_PER_DAY = env.int("ABUSE_REQUESTS_PER_DAY", default=5000)
 ABUSE_ERRORS_PER_DAY = env.int("ABUSE_ERRORS_PER_DAY", default=200)
+ABUSE_RATE_LIMITED_MINUTES_PER_DAY = env.int("ABUSE_RATE_LIMITED_MINUTES_PER_DAY", default=30)

@@ -37,7 +37,12 @@ class DashboardAbusiveUserSerializer(serializers.Serializer):
     email = serializers.EmailField()
     requests_today = serializers.IntegerField()
     errors_today = serializers.IntegerField()
-    reasons = serializers.ListField(child=serializers.ChoiceField(choices=["requests", "errors"]))
+    rate_limited_minutes_today = serializers.IntegerField(
+        help_text="Minutes today in which one of the user's keys went past its per-minute rate limit."
+    )
+    reasons = serializers.ListField(
+        child=serializers.ChoiceField(choices=["requests", "errors", "rate_limited"])
+    )
 
 
 class DashboardUsersSerializer(serializers.Serializer):

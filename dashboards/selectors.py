@@ -34,7 +34,7 @@ from credits.models import CreditPurchase, LedgerEntry, UpsellEvent
 from organizations.models import UsageReport
 from organizations.selectors import organizations_overview
 from proxy import budget as proxy_budget
-from proxy.models import UsageDailyRollup, UsageEvent
+from proxy.models import RateLimitedDay, UsageDailyRollup, UsageEvent
 from proxy.router import providers_cooling_get
 
 logger = logging.getLogger("tollgate.dashboards")
@@ -301,34 +301,54 @@ def users_avg_cost_today_get(*, today: date) -> Decimal:
 
 
 def users_abusive_list(*, today: date) -> list[dict]:
-    """Users whose calls or failed calls today reach ``ABUSE_REQUESTS_PER_DAY`` /
-    ``ABUSE_ERRORS_PER_DAY`` (failed calls include quota refusals; per-minute rate-limit
-    refusals are answered before a call is recorded, so they are not counted)."""
-    rows = (
-        UsageDailyRollup.objects.filter(day=today)
-        .values("user_id", "user__email")
+    """Users flagged today: calls reaching ``ABUSE_REQUESTS_PER_DAY``, failed calls reaching
+    ``ABUSE_ERRORS_PER_DAY`` (quota refusals included), or minutes past the per-minute rate limit
+    reaching ``ABUSE_RATE_LIMITED_MINUTES_PER_DAY`` (rate-limit refusals are answered before a
+    call is recorded; ``RateLimitedDay`` counts them, per key and minute)."""
+    limited = dict(
+        RateLimitedDay.objects.filter(
+            day=today, minutes__gte=settings.ABUSE_RATE_LIMITED_MINUTES_PER_DAY
+        ).values_list("user_id", "minutes")
+    )
+    totals = {
+        row["user_id"]: row
+        for row in UsageDailyRollup.objects.filter(day=today)
+        .values("user_id")
         .annotate(requests=Sum("requests"), errors=Sum("errors"))
         .filter(
-            Q(requests__gte=settings.ABUSE_REQUESTS_PER_DAY) | Q(errors__gte=settings.ABUSE_ERRORS_PER_DAY)
+            Q(requests__gte=settings.ABUSE_REQUESTS_PER_DAY)
+            | Q(errors__gte=settings.ABUSE_ERRORS_PER_DAY)
+            | Q(user_id__in=list(limited))
         )
-        .order_by("-requests", "user_id")
+    }
+    flagged = set(totals) | set(limited)
+    minutes = dict(
+        RateLimitedDay.objects.filter(day=today, user_id__in=flagged).values_list("user_id", "minutes")
     )
+    emails = dict(get_user_model().objects.filter(pk__in=flagged).values_list("pk", "email"))
     result = []
-    for row in rows:
+    for user_id in flagged:
+        requests = totals[user_id]["requests"] if user_id in totals else 0
+        errors = totals[user_id]["errors"] if user_id in totals else 0
+        refused_minutes = minutes.get(user_id, 0)
         reasons = []
-        if row["requests"] >= settings.ABUSE_REQUESTS_PER_DAY:
+        if requests >= settings.ABUSE_REQUESTS_PER_DAY:
             reasons.append("requests")
-        if row["errors"] >= settings.ABUSE_ERRORS_PER_DAY:
+        if errors >= settings.ABUSE_ERRORS_PER_DAY:
             reasons.append("errors")
+        if refused_minutes >= settings.ABUSE_RATE_LIMITED_MINUTES_PER_DAY:
+            reasons.append("rate_limited")
         result.append(
             {
-                "user_id": row["user_id"],
-                "email": row["user__email"],
-                "requests_today": row["requests"],
-                "errors_today": row["errors"],
+                "user_id": user_id,
+                "email": emails.get(user_id, ""),
+                "requests_today": requests,
+                "errors_today": errors,
+                "rate_limited_minutes_today": refused_minutes,
                 "reasons": reasons,
             }
         )
+    result.sort(key=lambda row: (-row["requests_today"], row["user_id"]))
     return result
 
 

@@ -13,6 +13,7 @@ import time
 from adrf.views import APIView as AsyncAPIView
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.utils import timezone
 from django.utils.http import parse_header_parameters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
@@ -37,7 +38,14 @@ from .gateway import ChatCall, background_task_start, call_detached, chat_call_r
 from .ratelimit import rate_limit_error, rate_limit_hit, rate_limit_state, rate_limit_window
 from .router import provider_chain
 from .selectors import model_list_get, usage_recent_list
-from .services import BudgetExhausted, CallRecord, NoProviderKey, proxy_call_prepare, proxy_call_settle
+from .services import (
+    BudgetExhausted,
+    CallRecord,
+    NoProviderKey,
+    proxy_call_prepare,
+    proxy_call_settle,
+    rate_limited_minute_record,
+)
 
 try:  # accounts' "touch at most once a minute"; optional so the proxy does not depend on it
     from accounts.services import api_key_touch
@@ -104,6 +112,8 @@ class ProxyApiView(AsyncAPIView):
             state = rate_limit_state(limit=plan.rate_limit_per_minute, count=counted, reset_at=reset_at)
         self._ratelimit_headers = state.headers()
         if state.exceeded:
+            if state.first_refusal:
+                rate_limited_minute_record(user_id=identity.user_id, day=timezone.now().date())
             raise rate_limit_error(state)
         if api_key_touch is not None and _touch_due(identity.key_id):
             api_key_touch(identity=identity)
@@ -125,6 +135,14 @@ class ProxyApiView(AsyncAPIView):
                 self.initial(request)  # permissions etc.; authentication is already done
                 self._ratelimit_headers = passed.rate.headers()
                 if passed.rate.exceeded:
+                    if passed.rate.first_refusal:
+                        background_task_start(
+                            db_call(
+                                rate_limited_minute_record,
+                                user_id=passed.identity.user_id,
+                                day=timezone.now().date(),
+                            )
+                        )
                     raise rate_limit_error(passed.rate)
                 if api_key_touch is not None and _touch_due(passed.identity.key_id):
                     background_task_start(db_call(api_key_touch, identity=passed.identity))

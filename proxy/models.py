@@ -129,6 +129,27 @@ class UsageDailyRollup(models.Model):
         return f"{self.user_id} {self.provider} {self.day}"
 
 
+class RateLimitedDay(models.Model):
+    """Minutes of a UTC day in which one of a user's keys went past its per-minute rate limit.
+
+    Refused calls are answered before anything is recorded, so they never reach the rollups; this
+    is how the operator's abuse list sees them. It is written at the first refusal of each key's
+    minute only (``proxy.services.rate_limited_minute_record``): a flood of refused calls costs
+    one row update per key per minute, not one per call.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    minutes = models.PositiveIntegerField(default=0)  # counted per key: two keys refused = 2
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "day"], name="rate_limited_user_day")]
+        indexes = [models.Index(fields=["day", "minutes"], name="rate_limited_day_minutes")]
+
+    def __str__(self):
+        return f"{self.user_id} {self.day} {self.minutes}"
+
+
 class DailySpend(models.Model):
     """Operator spend per UTC day (global/env keys only): the durable side of the budget counter."""
 

@@ -25,6 +25,12 @@ class RateLimitState:
     remaining: int
     reset_at: int  # epoch seconds when the window ends
     exceeded: bool
+    count: int = 0  # this request's place in its window
+
+    @property
+    def first_refusal(self) -> bool:
+        """The window's first refused request (exactly one per key and minute, across processes)."""
+        return self.exceeded and self.count == self.limit + 1
 
     def headers(self) -> dict[str, str]:
         return {
@@ -46,7 +52,7 @@ def rate_limit_state(*, limit: int, count: int, reset_at: int) -> RateLimitState
     if not settings.RATELIMIT_ENABLE or limit <= 0:
         return RateLimitState(limit=limit, remaining=limit, reset_at=reset_at, exceeded=False)
     return RateLimitState(
-        limit=limit, remaining=max(0, limit - count), reset_at=reset_at, exceeded=count > limit
+        limit=limit, remaining=max(0, limit - count), reset_at=reset_at, exceeded=count > limit, count=count
     )
 
 

@@ -18,7 +18,8 @@ from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.selectors import provider_key_get
@@ -34,7 +35,7 @@ from .funding import (
     funding_settle_finish,
     funding_settle_sql,
 )
-from .models import DailySpend, ModelPrice, ModelRoute, UsageDailyRollup, UsageEvent
+from .models import DailySpend, ModelPrice, ModelRoute, RateLimitedDay, UsageDailyRollup, UsageEvent
 from .selectors import Price, catalog_invalidate, model_price_get, upstream_model_get
 from .upstreams import Target, target_build
 
@@ -615,3 +616,15 @@ def model_route_save(*, route: ModelRoute) -> ModelRoute:
 
 def error_for_no_provider(provider: str | None = None) -> ApiError:
     return ApiError("no_provider_available", "No provider is available for this request right now.")
+
+
+def rate_limited_minute_record(*, user_id: int, day: date) -> None:
+    """Count one more rate-limited minute for the user today (the window's first refusal)."""
+    bump = {"minutes": F("minutes") + 1}
+    if RateLimitedDay.objects.filter(user_id=user_id, day=day).update(**bump):
+        return
+    try:
+        with transaction.atomic():
+            RateLimitedDay.objects.create(user_id=user_id, day=day, minutes=1)
+    except IntegrityError:  # another worker created it first
+        RateLimitedDay.objects.filter(user_id=user_id, day=day).update(**bump)

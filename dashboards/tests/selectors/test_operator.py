@@ -21,6 +21,7 @@ from dashboards.tests.factories import (
     upsell_event_create,
 )
 from organizations.models import UsageReport
+from proxy.models import RateLimitedDay
 
 pytestmark = pytest.mark.django_db
 
@@ -100,6 +101,28 @@ def test_abusive_users_by_requests_or_errors(settings, today):
     assert [(r["email"], r["requests_today"], r["errors_today"], r["reasons"]) for r in rows] == [
         (loud.email, 100, 0, ["requests"]),
         (failing.email, 12, 10, ["errors"]),
+    ]
+
+
+def test_abusive_users_include_keys_kept_past_their_rate_limit(settings, today):
+    settings.ABUSE_REQUESTS_PER_DAY = 100
+    settings.ABUSE_ERRORS_PER_DAY = 10
+    settings.ABUSE_RATE_LIMITED_MINUTES_PER_DAY = 30
+    hammering, quiet_but_loud, almost = UserFactory(), UserFactory(), UserFactory()
+    RateLimitedDay.objects.create(user=hammering, day=today, minutes=30)  # refused only: no rollup
+    RollupFactory(user=quiet_but_loud, day=today, requests=150)
+    RateLimitedDay.objects.create(user=quiet_but_loud, day=today, minutes=3)
+    RateLimitedDay.objects.create(user=almost, day=today, minutes=29)
+    RateLimitedDay.objects.create(user=almost, day=today - timedelta(days=1), minutes=500)  # yesterday
+
+    rows = selectors.users_abusive_list(today=today)
+
+    assert [
+        (r["email"], r["requests_today"], r["errors_today"], r["rate_limited_minutes_today"], r["reasons"])
+        for r in rows
+    ] == [
+        (quiet_but_loud.email, 150, 0, 3, ["requests"]),
+        (hammering.email, 0, 0, 30, ["rate_limited"]),
     ]
 
 

@@ -4,6 +4,7 @@ import pytest
 from django.utils import timezone
 
 from dashboards.tests.factories import DailySpendFactory, OrganizationFactory, RollupFactory, UserFactory
+from proxy.models import RateLimitedDay
 
 pytestmark = pytest.mark.django_db
 
@@ -42,3 +43,18 @@ def test_admin_index_links_the_dashboard(client, staff):
     client.force_login(staff)
     html = client.get("/admin/").content.decode()
     assert 'href="/admin/dashboard/"' in html
+
+
+def test_a_user_kept_past_the_rate_limit_is_flagged_on_the_page(client, staff, settings):
+    settings.ABUSE_RATE_LIMITED_MINUTES_PER_DAY = 5
+    hammering = UserFactory()
+    RateLimitedDay.objects.create(user=hammering, day=timezone.now().date(), minutes=7)
+    client.force_login(staff)
+
+    html = client.get("/admin/dashboard/").content.decode()
+
+    flagged = html[html.index('id="abusive-users"') :]
+    flagged = flagged[: flagged.index("</table>")]
+    assert "Flagged users today (1)" in flagged
+    assert hammering.email in flagged
+    assert '<td class="n">7</td><td>rate_limited</td>' in flagged

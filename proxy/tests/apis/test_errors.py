@@ -3,8 +3,9 @@
 import time
 
 import pytest
+from django.utils import timezone
 
-from proxy.models import UsageEvent
+from proxy.models import RateLimitedDay, UsageEvent
 
 from ..factories import global_key_set, plan_configure
 
@@ -130,6 +131,21 @@ def test_rate_limit_is_429_with_retry_after_and_headers(caller, fake_upstream):
     assert 1 <= int(responses[2]["Retry-After"]) <= 60
     assert [r["X-RateLimit-Remaining"] for r in responses] == ["1", "0", "0"]
     assert all(r["X-RateLimit-Limit"] == "2" for r in responses)
+
+
+def test_a_minute_past_the_rate_limit_is_counted_once_for_the_abuse_list(caller, fake_upstream):
+    """Refused calls never reach the rollups; the minute they were refused in is recorded once,
+    however many calls it refused."""
+    plan_configure(weights={"groq": 100}, rate_limit_per_minute=2)
+    user, _plaintext, client = caller
+    if time.time() % 60 > 50:  # the window is a calendar minute: do not straddle its end
+        time.sleep(60 - time.time() % 60 + 0.1)
+
+    statuses = [client.get("/api/proxy/v1/models").status_code for _ in range(6)]
+
+    assert statuses == [200, 200, 429, 429, 429, 429]
+    [day] = RateLimitedDay.objects.filter(user=user)
+    assert (day.day, day.minutes) == (timezone.now().date(), 1)
 
 
 def test_method_not_allowed_is_405_json(caller):

@@ -23,7 +23,7 @@ from accounts.services import api_key_revoke, api_key_rotate
 from billing.models import QuotaReservation, UsageCounter
 from proxy import apis, dbcall, fastlane, gateway
 from proxy.budget import budget_spent_get, usd_to_micro
-from proxy.models import DailySpend, UsageDailyRollup, UsageEvent
+from proxy.models import DailySpend, RateLimitedDay, UsageDailyRollup, UsageEvent
 from proxy.ratelimit import rate_limit_window
 
 from ..factories import global_key_set, key_for, personal_key_set, plan_configure
@@ -318,10 +318,17 @@ def test_rate_limit_refuses_call_n_plus_one_and_counts_each_call_once(fast, db_c
     refused = responses[-1]
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
-    assert db_calls == []  # calls 2 to 4 were gated (and the last refused) by the fast gate
+    # Calls 2 to 4 were gated (and the last refused) by the fast gate; the only thread hop is
+    # the refused minute's record for the abuse list.
+    assert db_calls == ["rate_limited_minute_record"]
     assert cache.get(rate_limit_window(key_id=key_id)[0]) == 4  # one count per call
     assert _counters(user) == {"llm_tokens": (3 * TOKENS, 0), "requests": (3, 0)}
     assert UsageEvent.objects.filter(user=user).count() == 3
+    # The refused minute is recorded for the abuse list, in the background.
+    deadline = time.monotonic() + 5
+    while not RateLimitedDay.objects.filter(user=user).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(RateLimitedDay.objects.filter(user=user).values_list("minutes", flat=True)) == [1]
 
 
 def test_a_call_the_fast_gate_counted_then_handed_over_is_not_counted_again(fast, db_calls):
@@ -343,7 +350,8 @@ def test_a_call_the_fast_gate_counted_then_handed_over_is_not_counted_again(fast
     assert [r.status_code for r in responses] == [200, 200, 200, 429], responses[2].text
     assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["2", "1", "0", "0"]
     assert any(name.endswith("_gate") for name in handed_over), handed_over
-    assert db_calls == []  # the new catalogue is loaded: the fast gate refuses the fourth call
+    # The new catalogue is loaded: the fast gate refuses the fourth call (and records the minute).
+    assert db_calls == ["rate_limited_minute_record"]
     assert cache.get(rate_limit_window(key_id=key_id)[0]) == 4
     assert _counters(user)["requests"] == (3, 0)
 
