@@ -45,7 +45,8 @@ def events_generate(*, events: int, users: int = 500, days: int = 90, heavy_user
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from proxy.models import DailySpend, UsageDailyRollup, UsageEvent
+    from proxy.models import UsageDailyRollup, UsageEvent
+    from proxy.services import daily_spend_upsert_sql, rollup_upsert_sql
 
     if connection.vendor != "postgresql":
         raise RuntimeError("events_generate needs PostgreSQL (the bench database)")
@@ -69,7 +70,6 @@ def events_generate(*, events: int, users: int = 500, days: int = 90, heavy_user
 
     event = UsageEvent._meta.db_table
     rollup = UsageDailyRollup._meta.db_table
-    spend = DailySpend._meta.db_table
     mix_values = ", ".join(
         f"({i}, '{p}', '{m}', '{u}', {inp}::numeric, {out}::numeric)"
         for i, (p, m, u, inp, out) in enumerate(MIX)
@@ -115,29 +115,22 @@ def events_generate(*, events: int, users: int = 500, days: int = 90, heavy_user
                %(now)s - (r.a * %(days)s) * interval '1 day'
         FROM r JOIN mix ON mix.idx = r.idx
     """
-    rollup_upsert = f"""
-        INSERT INTO {rollup} (user_id, provider, day, requests, tokens, emails, cost_usd, errors, fallbacks)
+    rollup_upsert = rollup_upsert_sql(
+        f"""
         SELECT user_id, provider, (created_at AT TIME ZONE 'UTC')::date, count(*), sum(total_tokens),
                sum(emails), sum(cost_usd), count(*) FILTER (WHERE status_code >= 400),
                count(*) FILTER (WHERE is_fallback)
         FROM {event} WHERE user_id = ANY(%(user_ids)s)
         GROUP BY 1, 2, 3
-        ON CONFLICT (user_id, provider, day) DO UPDATE SET
-            requests = {rollup}.requests + EXCLUDED.requests,
-            tokens = {rollup}.tokens + EXCLUDED.tokens,
-            emails = {rollup}.emails + EXCLUDED.emails,
-            cost_usd = {rollup}.cost_usd + EXCLUDED.cost_usd,
-            errors = {rollup}.errors + EXCLUDED.errors,
-            fallbacks = {rollup}.fallbacks + EXCLUDED.fallbacks
-    """
-    spend_upsert = f"""
-        INSERT INTO {spend} (day, spent_usd, updated_at)
+        """
+    )
+    spend_upsert = daily_spend_upsert_sql(
+        f"""
         SELECT (created_at AT TIME ZONE 'UTC')::date, sum(cost_usd), %(now)s
         FROM {event} WHERE user_id = ANY(%(user_ids)s)
         GROUP BY 1
-        ON CONFLICT (day) DO UPDATE SET spent_usd = {spend}.spent_usd + EXCLUDED.spent_usd,
-                                        updated_at = EXCLUDED.updated_at
-    """
+        """
+    )
     params = {
         "events": events,
         "heavy_count": heavy_count,

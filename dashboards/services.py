@@ -25,7 +25,8 @@ from django.utils import timezone
 
 from accounts.models import ApiKey
 from core.money import usd
-from proxy.models import DailySpend, UsageDailyRollup, UsageEvent
+from proxy.models import UsageDailyRollup, UsageEvent
+from proxy.services import daily_spend_upsert_sql, rollup_upsert_sql
 
 from .selectors import (
     budget_status_get,
@@ -251,29 +252,13 @@ def _events_iter(*, count, user_ids, heavy_user_id, heavy_share, key_ids, days, 
 
 
 def _rollups_upsert(rollups: dict, spend: dict, now: datetime) -> None:
-    rollup_table = connection.ops.quote_name(UsageDailyRollup._meta.db_table)
-    spend_table = connection.ops.quote_name(DailySpend._meta.db_table)
     with connection.cursor() as cursor:
         cursor.executemany(
-            f"""
-            INSERT INTO {rollup_table}
-                (user_id, provider, day, requests, tokens, emails, cost_usd, errors, fallbacks)
-            VALUES (%s, %s, %s, %s, %s, 0, %s, %s, %s)
-            ON CONFLICT (user_id, provider, day) DO UPDATE SET
-                requests = {rollup_table}.requests + EXCLUDED.requests,
-                tokens = {rollup_table}.tokens + EXCLUDED.tokens,
-                cost_usd = {rollup_table}.cost_usd + EXCLUDED.cost_usd,
-                errors = {rollup_table}.errors + EXCLUDED.errors,
-                fallbacks = {rollup_table}.fallbacks + EXCLUDED.fallbacks
-            """,  # noqa: S608 (table names from model meta, values parametrised)
+            rollup_upsert_sql("VALUES (%s, %s, %s, %s, %s, 0, %s, %s, %s)"),
             [(u, p, d, *v) for (u, p, d), v in rollups.items()],
         )
         cursor.executemany(
-            f"""
-            INSERT INTO {spend_table} (day, spent_usd, updated_at) VALUES (%s, %s, %s)
-            ON CONFLICT (day) DO UPDATE SET
-                spent_usd = {spend_table}.spent_usd + EXCLUDED.spent_usd, updated_at = EXCLUDED.updated_at
-            """,  # noqa: S608
+            daily_spend_upsert_sql("VALUES (%s, %s, %s)"),
             [(day, usd(cost), now) for day, cost in spend.items() if cost > 0],
         )
 

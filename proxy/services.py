@@ -205,6 +205,44 @@ class CallRecord:
     error_code: str = ""
 
 
+def rollup_upsert_sql(rows: str) -> str:
+    """Add ``rows`` (a VALUES list or a SELECT of user_id, provider, day, requests, tokens, emails,
+    cost_usd, errors, fallbacks) to the day's rollup rows: one upsert, increments only."""
+    t = connection.ops.quote_name(UsageDailyRollup._meta.db_table)
+    return f"""
+        INSERT INTO {t} (user_id, provider, day, requests, tokens, emails, cost_usd, errors, fallbacks)
+        {rows}
+        ON CONFLICT (user_id, provider, day) DO UPDATE SET
+            requests = {t}.requests + EXCLUDED.requests,
+            tokens = {t}.tokens + EXCLUDED.tokens,
+            emails = {t}.emails + EXCLUDED.emails,
+            cost_usd = {t}.cost_usd + EXCLUDED.cost_usd,
+            errors = {t}.errors + EXCLUDED.errors,
+            fallbacks = {t}.fallbacks + EXCLUDED.fallbacks
+    """
+
+
+def daily_spend_upsert_sql(rows: str) -> str:
+    """Add ``rows`` (VALUES or SELECT of day, spent_usd, updated_at) to the operator's daily spend."""
+    t = connection.ops.quote_name(DailySpend._meta.db_table)
+    return f"""
+        INSERT INTO {t} (day, spent_usd, updated_at) {rows}
+        ON CONFLICT (day) DO UPDATE SET
+            spent_usd = {t}.spent_usd + EXCLUDED.spent_usd, updated_at = EXCLUDED.updated_at
+    """
+
+
+def _event_insert_sql(events: list[UsageEvent]) -> tuple[str, list]:
+    """``INSERT`` of ``events`` (every concrete column but the id) and its parameters."""
+    qn = connection.ops.quote_name
+    fields = [f for f in UsageEvent._meta.concrete_fields if not f.primary_key]
+    row = f"({', '.join(['%s'] * len(fields))})"
+    params = [f.get_db_prep_save(f.pre_save(event, True), connection) for event in events for f in fields]
+    table, columns = qn(UsageEvent._meta.db_table), ", ".join(qn(f.column) for f in fields)
+    sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(events))}"  # noqa: S608
+    return sql, params
+
+
 def _rollup_upsert(
     *,
     user_id: int,
@@ -217,36 +255,16 @@ def _rollup_upsert(
     is_fallback: bool,
 ) -> None:
     """One statement: INSERT … ON CONFLICT DO UPDATE with increments (PostgreSQL and SQLite)."""
-    table = connection.ops.quote_name(UsageDailyRollup._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""
-            INSERT INTO {table}
-                (user_id, provider, day, requests, tokens, emails, cost_usd, errors, fallbacks)
-            VALUES (%s, %s, %s, 1, %s, %s, %s, %s, %s)
-            ON CONFLICT (user_id, provider, day) DO UPDATE SET
-                requests = {table}.requests + 1,
-                tokens = {table}.tokens + EXCLUDED.tokens,
-                emails = {table}.emails + EXCLUDED.emails,
-                cost_usd = {table}.cost_usd + EXCLUDED.cost_usd,
-                errors = {table}.errors + EXCLUDED.errors,
-                fallbacks = {table}.fallbacks + EXCLUDED.fallbacks
-            """,  # noqa: S608 (table name from model meta, values parametrised)
+            rollup_upsert_sql("VALUES (%s, %s, %s, 1, %s, %s, %s, %s, %s)"),
             [user_id, provider, day, tokens, emails, cost, int(is_error), int(is_fallback)],
         )
 
 
 def _daily_spend_add(*, day: date, cost: Decimal, now) -> None:
-    table = connection.ops.quote_name(DailySpend._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {table} (day, spent_usd, updated_at) VALUES (%s, %s, %s)
-            ON CONFLICT (day) DO UPDATE SET
-                spent_usd = {table}.spent_usd + EXCLUDED.spent_usd, updated_at = EXCLUDED.updated_at
-            """,  # noqa: S608
-            [day, cost, now],
-        )
+        cursor.execute(daily_spend_upsert_sql("VALUES (%s, %s, %s)"), [day, cost, now])
 
 
 def event_write_sql(
@@ -257,30 +275,11 @@ def event_write_sql(
     Rows: ``(event id,)``, or with ``quota_part`` ``(event id, counter_id, meter, used,
     reserved, period_start, charged)`` per settled counter.
     """
-    qn = connection.ops.quote_name
-    fields = [f for f in UsageEvent._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(qn(f.column) for f in fields)
-    values = [f.get_db_prep_save(f.pre_save(event, True), connection) for f in fields]
-    rollup = qn(UsageDailyRollup._meta.db_table)
-    spend = qn(DailySpend._meta.db_table)
+    event_sql, values = _event_insert_sql([event])
     sql = f"""
-        WITH {quota_part.ctes + "," if quota_part is not None else ""} ev AS (
-            INSERT INTO {qn(UsageEvent._meta.db_table)} ({columns})
-            VALUES ({", ".join(["%s"] * len(fields))}) RETURNING id
-        ),
-        ro AS (
-            INSERT INTO {rollup}
-                (user_id, provider, day, requests, tokens, emails, cost_usd, errors, fallbacks)
-            VALUES (%s, %s, %s, 1, %s, %s, %s, %s, %s)
-            ON CONFLICT (user_id, provider, day) DO UPDATE SET
-                requests = {rollup}.requests + 1,
-                tokens = {rollup}.tokens + EXCLUDED.tokens,
-                emails = {rollup}.emails + EXCLUDED.emails,
-                cost_usd = {rollup}.cost_usd + EXCLUDED.cost_usd,
-                errors = {rollup}.errors + EXCLUDED.errors,
-                fallbacks = {rollup}.fallbacks + EXCLUDED.fallbacks
-        )
-    """  # noqa: S608 (names from model meta, values parametrised)
+        WITH {quota_part.ctes + "," if quota_part is not None else ""} ev AS ({event_sql} RETURNING id),
+        ro AS ({rollup_upsert_sql("VALUES (%s, %s, %s, 1, %s, %s, %s, %s, %s)")})
+    """
     params = [
         *(quota_part.params if quota_part is not None else []),
         *values,
@@ -294,13 +293,7 @@ def event_write_sql(
         int(event.is_fallback),
     ]
     if spend_day is not None:
-        sql += f""",
-        sp AS (
-            INSERT INTO {spend} (day, spent_usd, updated_at) VALUES (%s, %s, %s)
-            ON CONFLICT (day) DO UPDATE SET
-                spent_usd = {spend}.spent_usd + EXCLUDED.spent_usd, updated_at = EXCLUDED.updated_at
-        )
-        """  # noqa: S608
+        sql += f",\n        sp AS ({daily_spend_upsert_sql('VALUES (%s, %s, %s)')})\n"
         params += [spend_day, event.cost_usd, now]
     if quota_part is None:
         sql += "SELECT id FROM ev"
@@ -321,14 +314,8 @@ def settle_batch_sql(*, items: list[tuple[UsageEvent, date | None]], quota_part,
     meter, used, reserved, period_start, charged)`` per settled counter. ``items``: each call's
     event and the day its cost goes to (None: it cost the operator nothing).
     """
-    events = [event for event, _day in items]
-    qn = connection.ops.quote_name
-    fields = [f for f in UsageEvent._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(qn(f.column) for f in fields)
-    row = f"({', '.join(['%s'] * len(fields))})"
-    params = list(quota_part.params)
-    for event in events:
-        params += [f.get_db_prep_save(f.pre_save(event, True), connection) for f in fields]
+    event_sql, event_params = _event_insert_sql([event for event, _day in items])
+    params = [*quota_part.params, *event_params]
     rollups: dict[tuple, list] = {}
     spends: dict = {}
     for event, spend_day in items:
@@ -340,7 +327,6 @@ def settle_batch_sql(*, items: list[tuple[UsageEvent, date | None]], quota_part,
         totals[5] += int(event.is_fallback)
         if spend_day is not None and event.cost_usd > 0:
             spends[spend_day] = spends.get(spend_day, 0) + event.cost_usd
-    rollup = qn(UsageDailyRollup._meta.db_table)
     rollup_rows = []
     # Rows in key order: concurrent grouped settles then lock shared rows in the same order.
     for (user_id, provider, day), totals in sorted(rollups.items()):
@@ -348,33 +334,12 @@ def settle_batch_sql(*, items: list[tuple[UsageEvent, date | None]], quota_part,
         params += [user_id, provider, day, *totals]
     sql = f"""
         WITH {quota_part.ctes},
-        ev AS (
-            INSERT INTO {qn(UsageEvent._meta.db_table)} ({columns})
-            VALUES {", ".join([row] * len(events))} RETURNING id, call_id
-        ),
-        ro AS (
-            INSERT INTO {rollup}
-                (user_id, provider, day, requests, tokens, emails, cost_usd, errors, fallbacks)
-            VALUES {", ".join(rollup_rows)}
-            ON CONFLICT (user_id, provider, day) DO UPDATE SET
-                requests = {rollup}.requests + EXCLUDED.requests,
-                tokens = {rollup}.tokens + EXCLUDED.tokens,
-                emails = {rollup}.emails + EXCLUDED.emails,
-                cost_usd = {rollup}.cost_usd + EXCLUDED.cost_usd,
-                errors = {rollup}.errors + EXCLUDED.errors,
-                fallbacks = {rollup}.fallbacks + EXCLUDED.fallbacks
-        )
-    """  # noqa: S608 (names from model meta, values parametrised)
+        ev AS ({event_sql} RETURNING id, call_id),
+        ro AS ({rollup_upsert_sql("VALUES " + ", ".join(rollup_rows))})
+    """
     if spends:
-        spend = qn(DailySpend._meta.db_table)
-        sql += f""",
-        sp AS (
-            INSERT INTO {spend} (day, spent_usd, updated_at)
-            VALUES {", ".join(["(%s::date, %s::numeric, %s::timestamptz)"] * len(spends))}
-            ON CONFLICT (day) DO UPDATE SET
-                spent_usd = {spend}.spent_usd + EXCLUDED.spent_usd, updated_at = EXCLUDED.updated_at
-        )
-        """  # noqa: S608
+        spend_rows = ", ".join(["(%s::date, %s::numeric, %s::timestamptz)"] * len(spends))
+        sql += f",\n        sp AS ({daily_spend_upsert_sql('VALUES ' + spend_rows)})\n"
         for day, cost in sorted(spends.items()):
             params += [day, cost, now]
     sql += """
