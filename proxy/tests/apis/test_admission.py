@@ -98,6 +98,8 @@ def _two_at_once(url: str, key: str, body: dict) -> tuple[list[int], float]:
     return statuses, time.monotonic() - began
 
 
+# Two calls settle at once: concurrent writers, which SQLite may refuse ("database is locked").
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_the_ticket_is_freed_before_the_provider_call(one_at_a_time):
     plaintext, base_url = one_at_a_time
@@ -108,6 +110,7 @@ def test_the_ticket_is_freed_before_the_provider_call(one_at_a_time):
     assert elapsed < 1.8  # both provider calls overlapped; held through them, it takes 2 s
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_an_email_send_frees_its_ticket_before_the_provider_call(one_at_a_time):
     plaintext, base_url = one_at_a_time
