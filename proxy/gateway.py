@@ -454,16 +454,30 @@ class StreamRelay:
     async def body(self):
         """The response body. Closed early (client gone) → stop reading the provider."""
         try:
-            while True:
-                item = await self.queue.get()
-                if item is _END:
+            ended = False
+            while not ended:
+                first = await self.queue.get()
+                if first is _END:
                     break
-                yield item
+                data, ended = _queued_join(first, self.queue)
+                yield data
             # Normal end: answer only once the call is on the books.
             await asyncio.shield(self.pump_task)
         finally:
             if not self.upstream_finished:
                 self.pump_task.cancel()
+
+
+def _queued_join(first: bytes, queue: asyncio.Queue) -> tuple[bytes, bool]:
+    """``first`` and the events already queued behind it, as one write; True when the end
+    marker was among them. Under load that saves a send per event; alone, nothing waits."""
+    parts = [first]
+    while not queue.empty():
+        item = queue.get_nowait()
+        if item is _END:
+            return b"".join(parts), True
+        parts.append(item)
+    return (first if len(parts) == 1 else b"".join(parts)), False
 
 
 # --- Calls that outlive their client ---------------------------------------------------------

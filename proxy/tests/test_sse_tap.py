@@ -1,6 +1,7 @@
+import asyncio
 import json
 
-from proxy.gateway import _SseUsageTap
+from proxy.gateway import _END, _queued_join, _SseUsageTap
 
 
 def _event(payload) -> bytes:
@@ -25,3 +26,12 @@ def test_usage_event_is_forwarded_when_the_client_asked():
     usage = _event({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}})
 
     assert tap.feed(usage) == usage
+
+
+def test_events_queued_behind_a_write_leave_together_in_order_and_the_end_stops_the_body():
+    queue = asyncio.Queue()
+    for item in (b"data: 2\n\n", b"data: 3\n\n", _END, b"never sent"):
+        queue.put_nowait(item)
+
+    assert _queued_join(b"data: 1\n\n", queue) == (b"data: 1\n\ndata: 2\n\ndata: 3\n\n", True)
+    assert _queued_join(b"data: 4\n\n", asyncio.Queue()) == (b"data: 4\n\n", False)
