@@ -354,14 +354,19 @@ class Bench:
         for connections in steps_:
             # The same wrk run straight at the upstream first: what a proxy adding nothing would
             # score in this window (wrk counts only completed calls, so a window of a few
-            # upstream latencies scores below connections / latency even with no proxy at all).
-            direct = self.direct_run(connections=connections, duration_s=duration).summary()
+            # upstream latencies scores below connections / latency even with no proxy at all;
+            # the steady rate leaves out the first waves and the unfinished end).
+            direct_stats = self.direct_run(connections=connections, duration_s=duration)
+            direct = direct_stats.summary()
             time.sleep(latency_s + 0.5)
             stats, _, rss = self.proxy_run(
                 connections=connections, duration_s=duration, timeout_s=latency_s * 4
             )
             summary = stats.summary()
             held = stats.errors == 0 and stats.requests > 0
+            skip_s = 2 * latency_s + 1
+            steady = stats.steady_rps(skip_s=skip_s)
+            direct_steady = direct_stats.steady_rps(skip_s=skip_s)
             entry = {
                 "connections": connections,
                 "rps": summary["rps"],
@@ -373,11 +378,14 @@ class Bench:
                 "statuses": stats.statuses,
                 "direct_rps": direct["rps"],
                 "direct_p50_ms": direct["p50_ms"],
+                "steady_rps": None if steady is None else round(steady, 1),
+                "direct_steady_rps": None if direct_steady is None else round(direct_steady, 1),
             }
             results.append(entry)
             print(
-                f"  in flight {connections:>4}: {summary['rps']:.0f} rps, p50 {summary['p50_ms']:.0f} ms, "
-                f"{stats.errors} errors, RSS {rss:.0f} MB | direct {direct['rps']:.0f} rps, "
+                f"  in flight {connections:>4}: {summary['rps']:.0f} rps (steady {entry['steady_rps']}), "
+                f"p50 {summary['p50_ms']:.0f} ms, {stats.errors} errors, RSS {rss:.0f} MB | "
+                f"direct {direct['rps']:.0f} rps (steady {entry['direct_steady_rps']}), "
                 f"p50 {direct['p50_ms']:.0f} ms",
                 flush=True,
             )
@@ -399,6 +407,8 @@ class Bench:
             "rss_mb": chosen["rss_mb"],
             "direct_rps": chosen["direct_rps"],
             "direct_p50_ms": chosen["direct_p50_ms"],
+            "steady_rps": chosen["steady_rps"],
+            "direct_steady_rps": chosen["direct_steady_rps"],
             "duration_s": duration,
             "steps": results,
         }

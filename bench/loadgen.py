@@ -66,6 +66,10 @@ class RunStats:
     # (latency_us, weight) samples: wrk's 1 000 quantiles, each weighing requests / 1 000.
     samples: list[tuple[float, float]] = field(default_factory=list)
     max_us: float = 0.0
+    # Answers completed in each wall-clock second (epoch seconds) of a single run, and when it
+    # started: what ``steady_rps`` reads. Empty for merged runs.
+    per_second: dict[int, int] = field(default_factory=dict)
+    started_s: int = 0
 
     @property
     def ok(self) -> int:
@@ -78,6 +82,23 @@ class RunStats:
     @property
     def rps(self) -> float:
         return self.requests / self.duration_s if self.duration_s else 0.0
+
+    def steady_rps(self, *, skip_s: float) -> float | None:
+        """Answers per second once the run is steady: the full seconds after the first
+        ``skip_s`` and before the last second of the window.
+
+        A closed-loop run whose calls take L seconds completes nothing in its first L seconds
+        and leaves up to one call per connection unfinished at its end, so ``rps`` (completed
+        ÷ window) stays below connections ÷ L even with no proxy at all; this rate does not.
+        None when the window has fewer than three steady seconds.
+        """
+        if not self.per_second or not self.started_s:
+            return None
+        first = self.started_s + math.ceil(skip_s)
+        end = self.started_s + round(self.duration_s) - 1  # the window's last second is partial
+        if end - first < 3:
+            return None
+        return sum(self.per_second.get(second, 0) for second in range(first, end)) / (end - first)
 
     def percentile_ms(self, p: float) -> float:
         if not self.samples:
@@ -106,6 +127,8 @@ class RunStats:
             statuses={str(k): v for k, v in (data.get("statuses") or {}).items()},
             samples=[(float(q), weight) for q in quantiles] if weight else [],
             max_us=float(data.get("max_us") or 0),
+            per_second={int(second): count for second, count in (data.get("per_second") or {}).items()},
+            started_s=int(data.get("started_s") or 0),
         )
 
     @classmethod

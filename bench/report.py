@@ -49,16 +49,24 @@ def results_markdown(results: dict) -> str:
             f"{_fmt(inflight.get('duration_s'), digits=0)} s per run "
             f"(largest step held with zero errors: **{inflight['connections']}**)",
             "",
-            "| connections | rps | p50 ms | p99 ms | errors | RSS MB | held | direct rps | direct p50 ms |",
-            "|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+            "| connections | rps (window) | rps (steady) | p50 ms | p99 ms | errors | RSS MB | held "
+            "| direct rps (window) | direct rps (steady) | direct p50 ms |",
+            "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
         ]
         for step in inflight.get("steps", []):
             lines.append(
-                f"| {step['connections']} | {_fmt(step['rps'])} | {_fmt(step['p50_ms'], digits=0)} "
+                f"| {step['connections']} | {_fmt(step['rps'])} | {_fmt(step.get('steady_rps'))} "
+                f"| {_fmt(step['p50_ms'], digits=0)} "
                 f"| {_fmt(step['p99_ms'], digits=0)} | {step['errors']} | {_fmt(step['rss_mb'], digits=0)} "
                 f"| {'yes' if step['held'] else 'no'} | {_fmt(step.get('direct_rps'))} "
-                f"| {_fmt(step.get('direct_p50_ms'), digits=0)} |"
+                f"| {_fmt(step.get('direct_steady_rps'))} | {_fmt(step.get('direct_p50_ms'), digits=0)} |"
             )
+        lines += [
+            "",
+            "rps (window): completed calls ÷ the whole window, as wrk counts them. rps (steady): "
+            "calls completed per second after the first two upstream latencies and before the "
+            "window's last second.",
+        ]
         lines.append("")
     streams = results.get("streams")
     if streams:

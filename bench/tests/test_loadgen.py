@@ -34,6 +34,25 @@ def test_merge_weighs_each_run_by_its_request_count():
     assert merged.statuses == {"500": 3}
 
 
+def test_steady_rps_leaves_out_the_first_waves_and_the_unfinished_end():
+    started = 1_700_000_000
+    # A 10 s run of 2 s calls: nothing completes in its first 2 s, 100 a second afterwards,
+    # and the last (partial) second sees only a few.
+    per_second = {started + s: 100 for s in range(2, 10)} | {started + 10: 7}
+    data = _wrk_json(sum(per_second.values()), [2_000_000] * 10)
+    data |= {
+        "duration_us": 10_000_000,
+        "started_s": started,
+        "per_second": {str(k): v for k, v in per_second.items()},
+    }
+    run = loadgen.RunStats.from_wrk_json(data)
+
+    assert run.rps == 80.7  # the window's count: 807 calls in 10 s
+    assert run.steady_rps(skip_s=5) == 100  # seconds 5..8 of the run
+    assert run.steady_rps(skip_s=7) is None  # fewer than three steady seconds left
+    assert loadgen.RunStats.from_wrk_json(_wrk_json(10, [1000] * 10)).steady_rps(skip_s=1) is None
+
+
 def test_percentile_nearest_rank():
     values = sorted(float(v) for v in range(1, 101))
     assert loadgen.percentile(values, 50) == 50
@@ -60,6 +79,8 @@ def test_wrk_run_reports_latency_and_non_2xx():
         upstream.config.status = 502
         failing = loadgen.wrk_run(url=url, connections=2, duration_s=1)
     assert ok.requests > 50 and ok.errors == 0
+    assert sum(ok.per_second.values()) == ok.requests  # every answer counted in its second
+    assert min(ok.per_second) >= ok.started_s > 0
     assert 2 <= ok.percentile_ms(50) < 50
     assert failing.non2xx == failing.requests > 0
     assert failing.statuses == {"502": failing.requests}

@@ -36,6 +36,10 @@ def _results(accounting_ok: bool) -> dict:
                     "errors": 7,
                     "rss_mb": 350,
                     "held": False,
+                    "steady_rps": 212.5,
+                    "direct_rps": 230.0,
+                    "direct_steady_rps": 249.0,
+                    "direct_p50_ms": 2006,
                 },
             ],
         },
@@ -51,7 +55,8 @@ def test_table_rows_and_verdict():
         "| 16 | 1.00 / 2.00 / 3.00 | 3.50 / 2.00 / 3.00 | 2.50 / 0.00 | 100 | 100 | 0 | 1.25 | n/a |" in table
     )
     assert "largest step held with zero errors: **500**" in table
-    assert "| 750 | 200.0 | 3000 | 5000 | 7 | 350 | no |" in table
+    assert "| 750 | 200.0 | 212.5 | 3000 | 5000 | 7 | 350 | no | 230.0 | 249.0 | 2006 |" in table
+    assert "| 500 | 240.0 | n/a | 2050 |" in table  # a run without per-second counts
     assert "**added n/a ms**" in table  # no stream got through: no number is invented
     assert "Accounting exact in every run: **NO**" in table
     assert "- after streams: 3 reservations still held" in table
