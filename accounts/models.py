@@ -138,3 +138,25 @@ class KeyReveal(BaseModel):
 
     def __str__(self):
         return f"reveal of {self.api_key_id} (expires {self.expires_at:%Y-%m-%d %H:%M})"
+
+
+class InvalidKeyDay(models.Model):
+    """Minutes of a UTC day in which one of a user's keys that can no longer be used (revoked,
+    expired after a rotation, or its user deactivated) was presented.
+
+    Refused before anything is recorded, such calls never reach the usage rollups; this is how
+    the operator's abuse list sees a leaked or forgotten key still being tried. Written at the
+    first refusal of each key's minute only (``accounts.services.invalid_key_refusal_record``).
+    A key that was never issued belongs to nobody and is not counted.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    minutes = models.PositiveIntegerField(default=0)  # counted per key: two keys refused = 2
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "day"], name="invalid_key_user_day")]
+        indexes = [models.Index(fields=["day", "minutes"], name="invalid_key_day_minutes")]
+
+    def __str__(self):
+        return f"{self.user_id} {self.day} {self.minutes}"

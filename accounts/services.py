@@ -6,7 +6,7 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.conf import settings
 from django.contrib.auth import password_validation
@@ -14,7 +14,7 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -23,8 +23,8 @@ from core.exceptions import ApiError
 from core.locks import lock_objects
 
 from .crypto import ProviderKeyDecryptError, secret_fingerprint, secret_mask, secret_verify
-from .keys import api_key_display_prefix, api_key_generate, api_key_hash
-from .models import ApiKey, KeyReveal, ProviderCredential, User
+from .keys import api_key_display_prefix, api_key_generate, api_key_hash, api_key_is_well_formed
+from .models import ApiKey, InvalidKeyDay, KeyReveal, ProviderCredential, User
 from .providers import provider_get
 from .selectors import (
     API_KEY_CACHE_SECONDS,
@@ -201,6 +201,33 @@ def api_key_touch(*, identity, now=None) -> bool:
     ApiKey.objects.filter(pk=identity.key_id).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=now)
     ).update(last_used_at=now)
+    return True
+
+
+def invalid_key_refusal_record(*, raw_key: str, now=None) -> bool:
+    """Count a refused key against its owner's day, once per key and minute.
+
+    Called when a well-formed key is refused. A shared-cache gate keeps a flood of refusals to
+    one lookup and one row update per key per minute. Returns whether a minute was counted
+    (False for a key nobody was ever issued).
+    """
+    if not api_key_is_well_formed(raw_key):
+        return False
+    now = now or timezone.now()
+    key_hash = api_key_hash(raw_key)
+    if not cache.add(f"invalid-key:{key_hash}:{int(now.timestamp()) // 60}", 1, 120):
+        return False
+    user_id = ApiKey.objects.filter(key_hash=key_hash).values_list("user_id", flat=True).first()
+    if user_id is None:
+        return False
+    day = now.astimezone(UTC).date()
+    bump = {"minutes": F("minutes") + 1}
+    if not InvalidKeyDay.objects.filter(user_id=user_id, day=day).update(**bump):
+        try:
+            with transaction.atomic():
+                InvalidKeyDay.objects.create(user_id=user_id, day=day, minutes=1)
+        except IntegrityError:  # another worker created it first
+            InvalidKeyDay.objects.filter(user_id=user_id, day=day).update(**bump)
     return True
 
 

@@ -40,8 +40,11 @@ class DashboardAbusiveUserSerializer(serializers.Serializer):
     rate_limited_minutes_today = serializers.IntegerField(
         help_text="Minutes today in which one of the user's keys went past its per-minute rate limit."
     )
+    invalid_key_minutes_today = serializers.IntegerField(
+        help_text="Minutes today in which one of the user's revoked or expired keys was presented."
+    )
     reasons = serializers.ListField(
-        child=serializers.ChoiceField(choices=["requests", "errors", "rate_limited"])
+        child=serializers.ChoiceField(choices=["requests", "errors", "rate_limited", "invalid_keys"])
     )
 
 

@@ -19,6 +19,7 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from accounts.models import InvalidKeyDay
 from accounts.providers import PROVIDERS
 from billing.models import CheckoutSession, Gateway, Plan, StripeEvent, Subscription
 from billing.selectors import (
@@ -302,12 +303,19 @@ def users_avg_cost_today_get(*, today: date) -> Decimal:
 
 def users_abusive_list(*, today: date) -> list[dict]:
     """Users flagged today: calls reaching ``ABUSE_REQUESTS_PER_DAY``, failed calls reaching
-    ``ABUSE_ERRORS_PER_DAY`` (quota refusals included), or minutes past the per-minute rate limit
-    reaching ``ABUSE_RATE_LIMITED_MINUTES_PER_DAY`` (rate-limit refusals are answered before a
-    call is recorded; ``RateLimitedDay`` counts them, per key and minute)."""
+    ``ABUSE_ERRORS_PER_DAY`` (quota refusals included), minutes past the per-minute rate limit
+    reaching ``ABUSE_RATE_LIMITED_MINUTES_PER_DAY``, or minutes in which one of their unusable
+    keys was presented reaching ``ABUSE_INVALID_KEY_MINUTES_PER_DAY``. Both kinds of refusal are
+    answered before a call is recorded; ``RateLimitedDay`` and ``InvalidKeyDay`` count them, per
+    key and minute."""
     limited = dict(
         RateLimitedDay.objects.filter(
             day=today, minutes__gte=settings.ABUSE_RATE_LIMITED_MINUTES_PER_DAY
+        ).values_list("user_id", "minutes")
+    )
+    invalid = dict(
+        InvalidKeyDay.objects.filter(
+            day=today, minutes__gte=settings.ABUSE_INVALID_KEY_MINUTES_PER_DAY
         ).values_list("user_id", "minutes")
     )
     totals = {
@@ -318,12 +326,15 @@ def users_abusive_list(*, today: date) -> list[dict]:
         .filter(
             Q(requests__gte=settings.ABUSE_REQUESTS_PER_DAY)
             | Q(errors__gte=settings.ABUSE_ERRORS_PER_DAY)
-            | Q(user_id__in=list(limited))
+            | Q(user_id__in=[*limited, *invalid])
         )
     }
-    flagged = set(totals) | set(limited)
+    flagged = set(totals) | set(limited) | set(invalid)
     minutes = dict(
         RateLimitedDay.objects.filter(day=today, user_id__in=flagged).values_list("user_id", "minutes")
+    )
+    invalid_minutes = dict(
+        InvalidKeyDay.objects.filter(day=today, user_id__in=flagged).values_list("user_id", "minutes")
     )
     emails = dict(get_user_model().objects.filter(pk__in=flagged).values_list("pk", "email"))
     result = []
@@ -338,6 +349,8 @@ def users_abusive_list(*, today: date) -> list[dict]:
             reasons.append("errors")
         if refused_minutes >= settings.ABUSE_RATE_LIMITED_MINUTES_PER_DAY:
             reasons.append("rate_limited")
+        if invalid_minutes.get(user_id, 0) >= settings.ABUSE_INVALID_KEY_MINUTES_PER_DAY:
+            reasons.append("invalid_keys")
         result.append(
             {
                 "user_id": user_id,
@@ -345,6 +358,7 @@ def users_abusive_list(*, today: date) -> list[dict]:
                 "requests_today": requests,
                 "errors_today": errors,
                 "rate_limited_minutes_today": refused_minutes,
+                "invalid_key_minutes_today": invalid_minutes.get(user_id, 0),
                 "reasons": reasons,
             }
         )

@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from accounts.models import InvalidKeyDay
 from billing.models import CheckoutSession, Plan, StripeEvent
 from dashboards import selectors
 from dashboards.tests.factories import (
@@ -124,6 +125,35 @@ def test_abusive_users_include_keys_kept_past_their_rate_limit(settings, today):
         (quiet_but_loud.email, 150, 0, 3, ["requests"]),
         (hammering.email, 0, 0, 30, ["rate_limited"]),
     ]
+
+
+def test_abusive_users_include_owners_of_dead_keys_still_being_tried(settings, today):
+    settings.ABUSE_INVALID_KEY_MINUTES_PER_DAY = 10
+    leaked, almost, also_limited = UserFactory(), UserFactory(), UserFactory()
+    InvalidKeyDay.objects.create(user=leaked, day=today, minutes=10)  # refused only: no rollup
+    InvalidKeyDay.objects.create(user=almost, day=today, minutes=9)
+    InvalidKeyDay.objects.create(user=almost, day=today - timedelta(days=1), minutes=500)  # yesterday
+    InvalidKeyDay.objects.create(user=also_limited, day=today, minutes=12)
+    RateLimitedDay.objects.create(
+        user=also_limited, day=today, minutes=settings.ABUSE_RATE_LIMITED_MINUTES_PER_DAY
+    )
+
+    rows = selectors.users_abusive_list(today=today)
+
+    assert sorted(
+        (r["email"], r["rate_limited_minutes_today"], r["invalid_key_minutes_today"], r["reasons"])
+        for r in rows
+    ) == sorted(
+        [
+            (leaked.email, 0, 10, ["invalid_keys"]),
+            (
+                also_limited.email,
+                settings.ABUSE_RATE_LIMITED_MINUTES_PER_DAY,
+                12,
+                ["rate_limited", "invalid_keys"],
+            ),
+        ]
+    )
 
 
 # --- providers and costs ----------------------------------------------------------------------

@@ -3,6 +3,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from accounts.models import InvalidKeyDay
 from dashboards.tests.factories import DailySpendFactory, OrganizationFactory, RollupFactory, UserFactory
 from proxy.models import RateLimitedDay
 
@@ -57,4 +58,18 @@ def test_a_user_kept_past_the_rate_limit_is_flagged_on_the_page(client, staff, s
     flagged = flagged[: flagged.index("</table>")]
     assert "Flagged users today (1)" in flagged
     assert hammering.email in flagged
-    assert '<td class="n">7</td><td>rate_limited</td>' in flagged
+    assert '<td class="n">7</td><td class="n">0</td><td>rate_limited</td>' in flagged
+
+
+def test_a_user_whose_revoked_key_is_still_tried_is_flagged_on_the_page(client, staff, settings):
+    settings.ABUSE_INVALID_KEY_MINUTES_PER_DAY = 3
+    leaked = UserFactory()
+    InvalidKeyDay.objects.create(user=leaked, day=timezone.now().date(), minutes=4)
+    client.force_login(staff)
+
+    html = client.get("/admin/dashboard/").content.decode()
+
+    flagged = html[html.index('id="abusive-users"') :]
+    flagged = flagged[: flagged.index("</table>")]
+    assert leaked.email in flagged
+    assert '<td class="n">0</td><td class="n">4</td><td>invalid_keys</td>' in flagged
