@@ -61,15 +61,12 @@ from .ratelimit import WINDOW_SECONDS, RateLimitState, rate_limit_state, rate_li
 from .router import cooldown_key, failures_key
 from .selectors import catalog_get, catalog_is_fresh
 from .services import (
-    OPERATOR_SOURCES,
     BudgetExhausted,
     CallRecord,
     NoProviderKey,
     PreparedCall,
-    attempt_meters,
-    attempt_target,
+    attempt_prepared,
     call_cost_get,
-    max_cost_micro,
     settle_batch_sql,
     settles_in_one_statement,
     usage_event_build,
@@ -384,34 +381,26 @@ async def proxy_call_aprepare(
     if not catalog_is_fresh():
         await db_call(catalog_get)
     source, secret = await _resolve_key(user=user, provider=provider, credentials_version=credentials_version)
-    target, upstream_model, price = attempt_target(
-        source=source, secret=secret, provider=provider, requested_model=requested_model
-    )
-    meters = attempt_meters(source=source, meters=meters)
-    budget_day = now.date()
-    budget_micro = 0
-    if source in OPERATOR_SOURCES:
-        budget_micro = max_cost_micro(price=price, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
-        if not await _budget_reserve(day=budget_day, amount_micro=budget_micro):
-            raise BudgetExhausted(provider)
-    try:
-        funding = await _funding_reserve(user=user, endpoint=endpoint, meters=meters, plan=plan, now=now)
-    except BaseException:
-        await _budget_release(day=budget_day, amount_micro=budget_micro)
-        raise
-    return PreparedCall(
-        call_id=uuid.uuid4(),
-        provider=target.provider,
-        key_source=source,
-        target=target,
+    prepared = attempt_prepared(
+        source=source,
+        secret=secret,
+        provider=provider,
         requested_model=requested_model,
-        upstream_model=upstream_model,
-        price=price,
-        funding=funding,
-        budget_day=budget_day,
-        budget_micro=budget_micro,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens,
         meters=meters,
+        now=now,
     )
+    if not await _budget_reserve(day=prepared.budget_day, amount_micro=prepared.budget_micro):
+        raise BudgetExhausted(provider)
+    try:
+        prepared.funding = await _funding_reserve(
+            user=user, endpoint=endpoint, meters=prepared.meters, plan=plan, now=now
+        )
+    except BaseException:
+        await _budget_release(day=prepared.budget_day, amount_micro=prepared.budget_micro)
+        raise
+    return prepared
 
 
 async def _funding_reserve(*, user, endpoint: str, meters: dict[str, int], plan, now) -> Funding:

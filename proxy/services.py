@@ -63,7 +63,7 @@ class PreparedCall:
     requested_model: str
     upstream_model: str
     price: Price | None
-    funding: Funding
+    funding: Funding | None  # None only until the reserve (``attempt_prepared``)
     budget_day: date
     budget_micro: int = 0
     meters: dict[str, int] = field(default_factory=dict)
@@ -147,21 +147,49 @@ def proxy_call_prepare(
     """
     now = now or timezone.now()
     source, secret = _resolve_key(user=user, provider=provider)
+    prepared = attempt_prepared(
+        source=source,
+        secret=secret,
+        provider=provider,
+        requested_model=requested_model,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens,
+        meters=meters,
+        now=now,
+        check_budget=check_budget,
+    )
+    if not budget.budget_reserve(day=prepared.budget_day, amount_micro=prepared.budget_micro):
+        raise BudgetExhausted(provider)
+    try:
+        prepared.funding = funding_reserve(user=user, endpoint=endpoint, meters=prepared.meters, plan=plan)
+    except BaseException:
+        budget.budget_release(day=prepared.budget_day, amount_micro=prepared.budget_micro)
+        raise
+    return prepared
+
+
+def attempt_prepared(
+    *,
+    source: str,
+    secret: str,
+    provider: str,
+    requested_model: str,
+    prompt_tokens: int,
+    max_tokens: int,
+    meters: dict[str, int],
+    now,
+    check_budget: bool = True,
+) -> PreparedCall:
+    """An attempt before anything is held (shared by the ORM path and the fast lane): its target
+    and price, the meters it costs on the plan, and the most it may take from the operator's
+    daily budget (0 when the operator does not pay, or without ``check_budget``). The caller
+    reserves, then sets ``funding``."""
     target, upstream_model, price = attempt_target(
         source=source, secret=secret, provider=provider, requested_model=requested_model
     )
-    meters = attempt_meters(source=source, meters=meters)
-    budget_day = now.date()
     budget_micro = 0
     if source in OPERATOR_SOURCES and check_budget:
         budget_micro = max_cost_micro(price=price, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
-        if not budget.budget_reserve(day=budget_day, amount_micro=budget_micro):
-            raise BudgetExhausted(provider)
-    try:
-        funding = funding_reserve(user=user, endpoint=endpoint, meters=meters, plan=plan)
-    except BaseException:
-        budget.budget_release(day=budget_day, amount_micro=budget_micro)
-        raise
     return PreparedCall(
         call_id=uuid.uuid4(),
         provider=target.provider,
@@ -170,10 +198,10 @@ def proxy_call_prepare(
         requested_model=requested_model,
         upstream_model=upstream_model,
         price=price,
-        funding=funding,
-        budget_day=budget_day,
+        funding=None,
+        budget_day=now.date(),
         budget_micro=budget_micro,
-        meters=meters,
+        meters=attempt_meters(source=source, meters=meters),
     )
 
 
