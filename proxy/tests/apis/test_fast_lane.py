@@ -18,7 +18,7 @@ from django.contrib import admin
 from django.core.cache import cache
 from django.utils import timezone
 
-from accounts.models import ApiKey, User
+from accounts.models import ApiKey, InvalidKeyDay, User
 from accounts.services import api_key_revoke, api_key_rotate
 from billing.models import QuotaReservation, UsageCounter
 from proxy import apis, dbcall, fastlane, gateway
@@ -235,6 +235,8 @@ def test_a_revoked_key_is_refused_on_the_very_next_call(fast, db_calls):
     assert refused.status_code == 401, refused.text
     assert _counters(user) == {"llm_tokens": (2 * TOKENS, 0), "requests": (2, 0)}
     assert UsageEvent.objects.filter(user=user).count() == 2
+    # The refusal reaches the operator's abuse list, counted against the key's owner.
+    assert list(InvalidKeyDay.objects.values_list("user_id", "minutes")) == [(user.pk, 1)]
 
 
 def test_a_rotated_key_stops_at_the_end_of_its_grace_and_the_new_one_works(fast, db_calls):
