@@ -14,13 +14,14 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from core.exceptions import ApiError
 from core.locks import lock_objects
+from core.services import counter_row_bump
 
 from .crypto import ProviderKeyDecryptError, secret_fingerprint, secret_mask, secret_verify
 from .keys import api_key_display_prefix, api_key_generate, api_key_hash, api_key_is_well_formed
@@ -220,14 +221,7 @@ def invalid_key_refusal_record(*, raw_key: str, now=None) -> bool:
     user_id = ApiKey.objects.filter(key_hash=key_hash).values_list("user_id", flat=True).first()
     if user_id is None:
         return False
-    day = now.astimezone(UTC).date()
-    bump = {"minutes": F("minutes") + 1}
-    if not InvalidKeyDay.objects.filter(user_id=user_id, day=day).update(**bump):
-        try:
-            with transaction.atomic():
-                InvalidKeyDay.objects.create(user_id=user_id, day=day, minutes=1)
-        except IntegrityError:  # another worker created it first
-            InvalidKeyDay.objects.filter(user_id=user_id, day=day).update(**bump)
+    counter_row_bump(InvalidKeyDay, field="minutes", user_id=user_id, day=now.astimezone(UTC).date())
     return True
 
 

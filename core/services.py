@@ -1,17 +1,35 @@
-"""Writes of the shared kernel: recording reconciliation drift (operational records only)."""
+"""Writes of the shared kernel: per-day counter rows, recording reconciliation drift
+(operational records only)."""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from .models import ReconciliationDrift
 from .reconciliation import RECONCILIATION_CHECKS, DriftFinding
 
 logger = logging.getLogger("tollgate.reconciliation")
+
+
+def counter_row_bump(model, *, field: str, **keys) -> None:
+    """Add one to ``field`` of the row identified by ``keys`` (unique together), creating it at 1.
+
+    An UPDATE first (the usual case: the row exists), an INSERT when it does not, and the UPDATE
+    again when a concurrent writer inserted it first.
+    """
+    bump = {field: F(field) + 1}
+    if model.objects.filter(**keys).update(**bump):
+        return
+    try:
+        with transaction.atomic():
+            model.objects.create(**keys, **{field: 1})
+    except IntegrityError:
+        model.objects.filter(**keys).update(**bump)
 
 
 def reconciliation_drift_record(*, finding: DriftFinding, now: datetime | None = None) -> ReconciliationDrift:

@@ -301,6 +301,16 @@ def users_avg_cost_today_get(*, today: date) -> Decimal:
     return usd(Decimal(row["cost"] or 0) / row["users"])
 
 
+def _minutes_today(model, *, today: date, at_least: int | None = None, users=None) -> dict[int, int]:
+    """user id -> minutes of a per-day refusal count (``RateLimitedDay``, ``InvalidKeyDay``)."""
+    rows = model.objects.filter(day=today)
+    if at_least is not None:
+        rows = rows.filter(minutes__gte=at_least)
+    if users is not None:
+        rows = rows.filter(user_id__in=users)
+    return dict(rows.values_list("user_id", "minutes"))
+
+
 def users_abusive_list(*, today: date) -> list[dict]:
     """Users flagged today: calls reaching ``ABUSE_REQUESTS_PER_DAY``, failed calls reaching
     ``ABUSE_ERRORS_PER_DAY`` (quota refusals included), minutes past the per-minute rate limit
@@ -308,16 +318,10 @@ def users_abusive_list(*, today: date) -> list[dict]:
     keys was presented reaching ``ABUSE_INVALID_KEY_MINUTES_PER_DAY``. Both kinds of refusal are
     answered before a call is recorded; ``RateLimitedDay`` and ``InvalidKeyDay`` count them, per
     key and minute."""
-    limited = dict(
-        RateLimitedDay.objects.filter(
-            day=today, minutes__gte=settings.ABUSE_RATE_LIMITED_MINUTES_PER_DAY
-        ).values_list("user_id", "minutes")
+    limited = _minutes_today(
+        RateLimitedDay, today=today, at_least=settings.ABUSE_RATE_LIMITED_MINUTES_PER_DAY
     )
-    invalid = dict(
-        InvalidKeyDay.objects.filter(
-            day=today, minutes__gte=settings.ABUSE_INVALID_KEY_MINUTES_PER_DAY
-        ).values_list("user_id", "minutes")
-    )
+    invalid = _minutes_today(InvalidKeyDay, today=today, at_least=settings.ABUSE_INVALID_KEY_MINUTES_PER_DAY)
     totals = {
         row["user_id"]: row
         for row in UsageDailyRollup.objects.filter(day=today)
@@ -330,12 +334,8 @@ def users_abusive_list(*, today: date) -> list[dict]:
         )
     }
     flagged = set(totals) | set(limited) | set(invalid)
-    minutes = dict(
-        RateLimitedDay.objects.filter(day=today, user_id__in=flagged).values_list("user_id", "minutes")
-    )
-    invalid_minutes = dict(
-        InvalidKeyDay.objects.filter(day=today, user_id__in=flagged).values_list("user_id", "minutes")
-    )
+    minutes = _minutes_today(RateLimitedDay, today=today, users=flagged)
+    invalid_minutes = _minutes_today(InvalidKeyDay, today=today, users=flagged)
     emails = dict(get_user_model().objects.filter(pk__in=flagged).values_list("pk", "email"))
     result = []
     for user_id in flagged:

@@ -18,13 +18,13 @@ from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.selectors import provider_key_get
 from core.exceptions import ApiError
 from core.money import usd
+from core.services import counter_row_bump
 
 from . import budget, sandbox
 from .funding import (
@@ -613,11 +613,4 @@ def error_for_no_provider(provider: str | None = None) -> ApiError:
 
 def rate_limited_minute_record(*, user_id: int, day: date) -> None:
     """Count one more rate-limited minute for the user today (the window's first refusal)."""
-    bump = {"minutes": F("minutes") + 1}
-    if RateLimitedDay.objects.filter(user_id=user_id, day=day).update(**bump):
-        return
-    try:
-        with transaction.atomic():
-            RateLimitedDay.objects.create(user_id=user_id, day=day, minutes=1)
-    except IntegrityError:  # another worker created it first
-        RateLimitedDay.objects.filter(user_id=user_id, day=day).update(**bump)
+    counter_row_bump(RateLimitedDay, field="minutes", user_id=user_id, day=day)
