@@ -316,7 +316,7 @@ class Bench:
         self.upstream_set(latency_ms=0, chunk_interval_ms=0)
         duration = self.args.duration
         reps = 1 if self.quick else self.args.reps
-        levels = (2,) if self.quick else (1, 16, 64)
+        levels = (2,) if self.quick else tuple(self.args.concurrency)
         step("warm-up")
         self.direct_run(connections=16, duration_s=1)
         self.proxy_run(connections=16, duration_s=1 if self.quick else 3)
@@ -325,7 +325,7 @@ class Bench:
             direct_runs, proxy_runs, cpu_total, transactions = [], [], 0.0, 0
             for rep in range(reps):
                 direct_runs.append(self.direct_run(connections=concurrency, duration_s=duration))
-                if self.args.profile and rep == 0 and concurrency == max(levels):
+                if rep == 0 and concurrency == self.args.profile:
                     self.profile_start(duration_s=duration)
                 stats, cpu, _ = self.proxy_run(connections=concurrency, duration_s=duration)
                 proxy_runs.append(stats)
@@ -490,12 +490,26 @@ def parse_args(argv=None):
     parser.add_argument("--skip-streams", action="store_true")
     parser.add_argument("--dashboards", action="store_true", help="only the dashboards bench (1 M events)")
     parser.add_argument("--events", type=int, default=1_000_000, help="usage events for --dashboards")
+    parser.add_argument(
+        "--concurrency",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[1, 16, 64],
+        help="instant-run concurrencies, comma-separated (default 1,16,64)",
+    )
     parser.add_argument("--duration", type=float, default=5, help="seconds per instant wrk run")
     parser.add_argument("--reps", type=int, default=2, help="direct/proxy pairs per concurrency")
     parser.add_argument("--inflight-duration", type=float, default=30, help="seconds per in-flight wrk run")
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", "2")))
-    parser.add_argument("--profile", action="store_true", help="py-spy the workers at the top concurrency")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        type=int,
+        const=64,
+        default=None,
+        metavar="CONCURRENCY",
+        help="py-spy the workers during the first instant run at CONCURRENCY (1, 16 or 64; default 64)",
+    )
     parser.add_argument("--no-celery", dest="celery", action="store_false", help="do not start a worker")
     parser.add_argument("--no-write", action="store_true", help="do not write results.json / results.md")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
