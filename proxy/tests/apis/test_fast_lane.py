@@ -27,6 +27,7 @@ from proxy.models import DailySpend, RateLimitedDay, UsageDailyRollup, UsageEven
 from proxy.ratelimit import rate_limit_window
 
 from ..factories import global_key_set, key_for, personal_key_set, plan_configure
+from ..live import uvicorn_served
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -408,6 +409,135 @@ def test_concurrent_calls_racing_for_the_last_requests_of_the_quota(fast, fake_u
     spend = DailySpend.objects.get()
     assert spend.spent_usd == quota * OPENROUTER_COST
     assert budget_spent_get(day=spend.day) == usd_to_micro(quota * OPENROUTER_COST)
+
+
+# --- Holds made ahead (PROXY_HOLD_AHEAD_SECONDS) ------------------------------------------------
+
+
+def _until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _held_by_meter(user) -> dict[str, QuotaReservation]:
+    return {r.meter: r for r in QuotaReservation.objects.filter(user=user, status="held")}
+
+
+def _parked_anywhere() -> bool:
+    """Whether any worker loop has a hold ahead parked or being made (in this process)."""
+    return any(holds.parked for loop, holds in fastlane._holds_ahead.items() if not loop.is_closed())
+
+
+def test_the_next_call_takes_the_hold_made_ahead_and_the_books_stay_exact(fast, settings, db_calls):
+    settings.PROXY_HOLD_AHEAD_SECONDS = 30
+    user, plaintext, base_url = fast
+
+    assert _post(base_url, plaintext).status_code == 200
+    _until(lambda: len(_held(user)) == 2)
+    ahead = _held_by_meter(user)
+    # One call's units, held after the call settled and counted in reserved like any hold.
+    assert ahead["requests"].amount == 1
+    assert ahead["llm_tokens"].amount >= BODY["max_tokens"]
+    assert _counters(user) == {"llm_tokens": (TOKENS, ahead["llm_tokens"].amount), "requests": (1, 1)}
+    db_calls.clear()
+
+    second = _post(base_url, plaintext)
+
+    assert second.status_code == 200, second.text
+    assert db_calls == []
+    # The second call was funded by the hold made ahead, and charged the provider's usage.
+    taken = QuotaReservation.objects.filter(pk__in=[r.pk for r in ahead.values()])
+    assert {(r.meter, r.status, r.actual) for r in taken} == {
+        ("requests", "settled", 1),
+        ("llm_tokens", "settled", TOKENS),
+    }
+    # Its answer shows the books as a caller without holds ahead would see them.
+    assert second.json()["quota"]["used"] == 2 * TOKENS
+    assert second.json()["quota"]["remaining"] == 1_000_000 - 2 * TOKENS
+    # A new hold waits for the third call; the counters still add up to the events.
+    _until(lambda: len(_held(user)) == 2 and _held_by_meter(user)["requests"].pk != ahead["requests"].pk)
+    again = _held_by_meter(user)
+    assert _counters(user) == {"llm_tokens": (2 * TOKENS, again["llm_tokens"].amount), "requests": (2, 1)}
+    assert UsageEvent.objects.filter(user=user, status_code=200).count() == 2
+
+
+def test_a_hold_no_call_takes_is_given_back(fast, settings):
+    settings.PROXY_HOLD_AHEAD_SECONDS = 0.3
+    user, plaintext, base_url = fast
+
+    assert _post(base_url, plaintext).status_code == 200
+    _until(lambda: len(_held(user)) == 2)
+    ahead = [r.pk for r in _held_by_meter(user).values()]
+    _until(lambda: _held(user) == [])
+
+    assert set(QuotaReservation.objects.filter(pk__in=ahead).values_list("status", flat=True)) == {"released"}
+    assert _counters(user) == {"llm_tokens": (TOKENS, 0), "requests": (1, 0)}
+    assert not _parked_anywhere()
+
+
+def test_no_hold_is_made_ahead_near_a_limit(fast, settings):
+    settings.PROXY_HOLD_AHEAD_SECONDS = 30
+    user, plaintext, base_url = fast
+    room = fastlane.HOLD_AHEAD_ROOM_CALLS
+    plan_configure(
+        weights={"openrouter": 100},
+        fallback_provider="groq",
+        limits={"requests": room + 1, "llm_tokens": 1_000_000, "emails": 0},
+    )
+
+    assert _post(base_url, plaintext).status_code == 200  # leaves `room` requests: one is held ahead
+    _until(lambda: len(_held(user)) == 2)
+    second = _post(base_url, plaintext)  # takes it, and leaves fewer than `room`
+
+    assert second.status_code == 200, second.text
+    assert not _parked_anywhere()  # decided when the call settled, before it answered
+    assert _held(user) == []
+    assert _counters(user) == {"llm_tokens": (2 * TOKENS, 0), "requests": (2, 0)}
+    assert second.json()["quota"]["remaining"] == 1_000_000 - 2 * TOKENS
+
+
+def test_a_stopping_worker_gives_its_holds_ahead_back(caller, fake_upstream, settings):
+    settings.PROXY_FAST_LANE = True
+    settings.PROXY_HOLD_AHEAD_SECONDS = 300
+    user, plaintext, _client = caller
+    plan_configure(weights={"openrouter": 100})
+    global_key_set("openrouter")
+
+    with uvicorn_served(lifespan="on") as (base_url, _thread):
+        assert _post(base_url, plaintext).status_code == 200
+        _until(lambda: len(_held(user)) == 2)
+
+    assert _held(user) == []
+    assert _counters(user) == {"llm_tokens": (TOKENS, 0), "requests": (1, 0)}
+
+
+def test_concurrent_calls_racing_for_the_last_requests_with_holds_ahead(fast, settings, db_calls):
+    """Holds made ahead while the quota drains never let a call past the limit, and keep at
+    most one call's units from a burst, for at most PROXY_HOLD_AHEAD_SECONDS."""
+    settings.PROXY_HOLD_AHEAD_SECONDS = 0.5
+    user, plaintext, base_url = fast
+    quota, callers = 25, 32
+    plan_configure(
+        weights={"openrouter": 100},
+        fallback_provider="groq",
+        limits={"requests": quota, "llm_tokens": 1_000_000, "emails": 0},
+    )
+    assert _post(base_url, plaintext).status_code == 200
+    _until(lambda: len(_held(user)) == 2)  # the first hold ahead is parked
+    db_calls.clear()
+
+    results = _fire(base_url, plaintext, callers)
+
+    served = sum(r.status_code == 200 for r in results)
+    refused = [r.json()["error"] for r in results if r.status_code != 200]
+    assert quota - 2 <= served <= quota - 1
+    assert {error["code"] for error in refused} == {"quota_exceeded"}
+    assert db_calls.count("funding_reserve") == len(refused), db_calls
+    _until(lambda: _held(user) == [])
+    assert _counters(user) == {"requests": (1 + served, 0), "llm_tokens": ((1 + served) * TOKENS, 0)}
+    assert UsageEvent.objects.filter(user=user, status_code=200).count() == 1 + served
 
 
 # --- Provider budget and failures --------------------------------------------------------------
