@@ -253,16 +253,6 @@ def _rules_for(*, user, meters, now: datetime, plan: Plan | None = None) -> dict
     return rules
 
 
-def quota_terms(*, plan: Plan, meters: dict[str, int], now: datetime) -> tuple:
-    """What a reserve of ``meters`` at ``now`` is checked against and charged to: (meter, units,
-    limit, period start) per meter, sorted. Two holds with equal terms are interchangeable (the
-    proxy's holds made ahead rely on it: a plan edit, a plan change or a new period changes them)."""
-    rules = _rules_for(user=None, meters=meters, now=now, plan=plan)
-    return (plan.pk,) + tuple(
-        (meter, int(meters[meter]), rule.limit, start) for meter, (rule, start, _end) in sorted(rules.items())
-    )
-
-
 def quota_reserve_many(
     *,
     user,

@@ -334,8 +334,6 @@ if PROXY_FAST_LANE and not (IS_POSTGRES and REDIS_URL):
 PROXY_FAST_LANE_DB_CONNECTIONS = env.int("PROXY_FAST_LANE_DB_CONNECTIONS", default=8)  # per process
 PROXY_FAST_LANE_REDIS_CONNECTIONS = env.int("PROXY_FAST_LANE_REDIS_CONNECTIONS", default=1000)  # per process
 PROXY_FAST_LANE_DB_TIMEOUT = env.float("PROXY_FAST_LANE_DB_TIMEOUT", default=10.0)  # wait for a connection
-# A quota-funded caller's next call is reserved ahead for this long (proxy/fastlane.py); 0 = off.
-PROXY_HOLD_AHEAD_SECONDS = env.float("PROXY_HOLD_AHEAD_SECONDS", default=0.0 if TESTING else 2.0)
 
 # Credits.
 CREDITS_LOW_THRESHOLD = env.int("CREDITS_LOW_THRESHOLD", default=20)
@@ -358,11 +356,8 @@ ORG_METER_RETRY_BASE_SECONDS = env.int("ORG_METER_RETRY_BASE_SECONDS", default=3
 # derived from this deadline, not from the per-read upstream timeout.
 PROXY_CALL_DEADLINE_SECONDS = env.int("PROXY_CALL_DEADLINE_SECONDS", default=600)
 STALE_RESERVATION_SECONDS = env.int("STALE_RESERVATION_SECONDS", default=PROXY_CALL_DEADLINE_SECONDS + 300)
-if STALE_RESERVATION_SECONDS <= PROXY_CALL_DEADLINE_SECONDS + PROXY_HOLD_AHEAD_SECONDS:
-    # A hold made ahead may wait PROXY_HOLD_AHEAD_SECONDS for its call before the call starts.
-    raise ImproperlyConfigured(
-        "STALE_RESERVATION_SECONDS must exceed PROXY_CALL_DEADLINE_SECONDS + PROXY_HOLD_AHEAD_SECONDS."
-    )
+if STALE_RESERVATION_SECONDS <= PROXY_CALL_DEADLINE_SECONDS:
+    raise ImproperlyConfigured("STALE_RESERVATION_SECONDS must exceed PROXY_CALL_DEADLINE_SECONDS.")
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # /metrics is also open to these client addresses (REMOTE_ADDR), without the token.
 METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])

@@ -6,12 +6,9 @@ class ProxyConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        """A stopping worker first finishes the calls whose clients already left, then gives back
-        the holds it made ahead (their calls will not come to this worker)."""
+        """A stopping worker first finishes the calls whose clients already left."""
         from core.lifecycle import shutdown_hook_add
 
-        from .fastlane import holds_ahead_drain
         from .gateway import background_drain
 
         shutdown_hook_add(background_drain)
-        shutdown_hook_add(holds_ahead_drain)

@@ -43,13 +43,7 @@ from accounts.selectors import (
     provider_key_aget,
 )
 from billing.selectors import CATALOG_VERSION_KEY, plan_from_cached_get, user_plan_cache_key
-from billing.services import (
-    quota_alert_may_be_due,
-    quota_release_many_fast,
-    quota_reserve_many_fast,
-    quota_settle_pairs_sql,
-    quota_terms,
-)
+from billing.services import quota_alert_may_be_due, quota_reserve_many_fast, quota_settle_pairs_sql
 from core.exceptions import ApiError
 from core.fastio import cache_decode, cache_key, db_fetch, per_loop, redis_call, redis_client
 from core.rawsql import model_rows_aget
@@ -410,150 +404,19 @@ async def proxy_call_aprepare(
 
 
 async def _funding_reserve(*, user, endpoint: str, meters: dict[str, int], plan, now) -> Funding:
-    """A hold made ahead for this caller, else the quota reserve statement; when that is refused,
-    the ORM path decides (counters, credits)."""
-    holds = _holds_ahead_get()
-    reservations = holds.take(holds.terms(user_id=user.pk, plan=plan, meters=meters, now=now))
-    if reservations is None:
-        reservations = await quota_reserve_many_fast(
-            user_id=user.pk,
-            meters=meters,
-            plan=plan,
-            now=now,
-            synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT,
-        )
+    """The quota reserve statement; when it is refused, the ORM path decides (counters, credits)."""
+    reservations = await quota_reserve_many_fast(
+        user_id=user.pk,
+        meters=meters,
+        plan=plan,
+        now=now,
+        synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT,
+    )
     if reservations is None:
         return await db_call(funding_reserve, user=user, endpoint=endpoint, meters=meters, plan=plan)
     funding = Funding(endpoint=endpoint, reserved=dict(meters), plan=plan)
     funding.reservations = {reservation.meter: reservation for reservation in reservations}
     return funding
-
-
-# --- Holds made ahead ------------------------------------------------------------------------
-
-HOLD_AHEAD_ROOM_CALLS = 10  # a meter must have this many calls' worth left for a hold ahead
-
-
-@dataclass
-class _Ahead:
-    reservations: list | None = None  # None while its reserve statement runs
-    task: asyncio.Task | None = None
-    expiry: asyncio.TimerHandle | None = None
-
-
-class _HoldsAhead:
-    """One call's quota hold, made ahead for a caller's next call on this process.
-
-    A client calling again and again (an agent's loop) would otherwise wait for a reserve
-    statement on every call. After a quota-funded call settles with room to spare, the same
-    reserve runs once more in the background and its reservations are parked here under their
-    terms (user, plan, units, limits, periods: ``billing.services.quota_terms``); the caller's
-    next call with the same terms takes them instead of reserving. The books do not change: a
-    parked hold is an ordinary held reservation, checked against the limit when it was made,
-    counted in ``reserved`` and settled by the call that takes it. At most one per terms;
-    given back when no call takes it within ``PROXY_HOLD_AHEAD_SECONDS``, and when the worker
-    stops. Only made while every meter keeps ``HOLD_AHEAD_ROOM_CALLS`` calls' worth of room, so
-    near a limit calls reserve for themselves, as without it. (A burst that uses up those ten
-    calls' worth while a hold's statement runs can be refused one call early; the hold's units
-    come back within ``PROXY_HOLD_AHEAD_SECONDS``.)
-    """
-
-    def __init__(self):
-        self.parked: dict[tuple, _Ahead] = {}
-        self.releasing: set[asyncio.Task] = set()
-
-    def terms(self, *, user_id: int, plan, meters: dict[str, int], now) -> tuple | None:
-        """The key a hold for this call is parked under (None when none is parked at all)."""
-        if not self.parked:
-            return None
-        return (user_id, *quota_terms(plan=plan, meters=meters, now=now))
-
-    def take(self, terms: tuple | None) -> list | None:
-        """The parked hold for ``terms``, now the caller's; None when none is ready."""
-        ahead = self.parked.get(terms) if terms else None
-        if ahead is None or ahead.reservations is None:  # none, or its statement still running
-            return None
-        del self.parked[terms]
-        ahead.expiry.cancel()
-        return ahead.reservations
-
-    def make(self, *, user_id: int, funding: Funding) -> None:
-        """After ``funding``'s call settled: hold the same units for the caller's next call."""
-        seconds = settings.PROXY_HOLD_AHEAD_SECONDS
-        if seconds <= 0 or not funding.reservations or funding.credit_hold is not None:
-            return
-        now = timezone.now()
-        terms = (user_id, *quota_terms(plan=funding.plan, meters=funding.reserved, now=now))
-        if terms in self.parked:
-            return
-        for meter, units, limit, _start in terms[2:]:
-            used, reserved = funding.counters.get(meter, (0, 0))
-            if limit is not None and limit - used - reserved < HOLD_AHEAD_ROOM_CALLS * units:
-                return
-        ahead = self.parked[terms] = _Ahead()
-        ahead.task = asyncio.get_running_loop().create_task(
-            self._reserve(terms, ahead, user_id=user_id, funding=funding, now=now, seconds=seconds)
-        )
-
-    async def _reserve(self, terms, ahead: _Ahead, *, user_id: int, funding: Funding, now, seconds) -> None:
-        try:
-            reservations = await quota_reserve_many_fast(
-                user_id=user_id,
-                meters=funding.reserved,
-                plan=funding.plan,
-                now=now,
-                synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT,
-            )
-        except Exception as exc:  # the next call reserves for itself
-            logger.warning("hold ahead not made", extra={"error": type(exc).__name__})
-            reservations = None
-        if reservations is None:  # refused (it released what fitted) or failed: nothing held
-            self.parked.pop(terms, None)
-            return
-        ahead.reservations = reservations
-        ahead.expiry = asyncio.get_running_loop().call_later(seconds, self._expire, terms, ahead)
-
-    def _expire(self, terms, ahead: _Ahead) -> None:
-        if self.parked.get(terms) is ahead:
-            del self.parked[terms]
-            task = asyncio.get_running_loop().create_task(self._release(ahead.reservations))
-            self.releasing.add(task)
-            task.add_done_callback(self.releasing.discard)
-
-    async def _release(self, reservations: list) -> None:
-        try:
-            await quota_release_many_fast(
-                reservations=reservations,
-                now=timezone.now(),
-                synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT,
-            )
-        except Exception as exc:  # left held: the stale-reservation sweeper gives it back
-            logger.warning("hold ahead not released", extra={"error": type(exc).__name__})
-
-    async def drain(self) -> None:
-        """Give every parked hold back (the worker is stopping)."""
-        await asyncio.gather(*(a.task for a in self.parked.values() if a.task), return_exceptions=True)
-        parked = [a for a in self.parked.values() if a.reservations is not None]
-        self.parked.clear()
-        for ahead in parked:
-            ahead.expiry.cancel()
-        if parked:
-            await self._release([r for ahead in parked for r in ahead.reservations])
-        await asyncio.gather(*self.releasing, return_exceptions=True)
-
-
-_holds_ahead: dict[asyncio.AbstractEventLoop, _HoldsAhead] = {}
-
-
-def _holds_ahead_get() -> _HoldsAhead:
-    return per_loop(_holds_ahead, _HoldsAhead)
-
-
-async def holds_ahead_drain(deadline: float) -> None:
-    """Shutdown hook: this loop's parked holds go back before the worker stops."""
-    holds = _holds_ahead.get(asyncio.get_running_loop())
-    if holds is not None:
-        await holds.drain()
 
 
 # --- Settle ----------------------------------------------------------------------------------
@@ -668,7 +531,6 @@ async def settle_success_fast(*, prepared: PreparedCall, record: CallRecord, use
         await db_call(funding_settle_finish, funding=funding, rows=counter_rows, now=now)
     else:  # nothing to queue: pure bookkeeping
         funding_settle_finish(funding=funding, rows=counter_rows, now=now)
-    _holds_ahead_get().make(user_id=user.pk, funding=funding)
     delta = budget.usd_to_micro(cost) - prepared.budget_micro if prepared.budget_micro else 0
     _settle_counters_get().add(
         budget_key=cache_key(budget.budget_key(prepared.budget_day)),
