@@ -10,6 +10,7 @@ Exits 1 when accounting is wrong, 2 when the bench itself could not run.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -303,6 +304,9 @@ class Bench:
         if not result.ok:
             self.accounting_ok = False
             self.accounting_problems.extend(f"after {label}: {p}" for p in result.problems)
+            # Kept with the run's logs, even under --no-write, so a wrong run can be examined.
+            with open(self.log_dir / "accounting-problems.json", "a") as problems:
+                problems.write(json.dumps(entry, default=str) + "\n")
         print(
             f"    accounting after {label}: {'ok' if result.ok else 'WRONG'} "
             f"({result.figures.get('ok_events')} successful events, {result.figures.get('tokens')} tokens)"
