@@ -366,7 +366,7 @@ class Bench:
     def phase_inflight(self) -> dict:
         latency_s = 0.5 if self.quick else 2.0
         self.upstream_set(latency_ms=latency_s * 1000)
-        steps_ = (20,) if self.quick else INFLIGHT_STEPS
+        steps_ = (20,) if self.quick else tuple(self.args.inflight_steps)
         duration = 3 if self.quick else self.args.inflight_duration
         results, best = [], None
         for connections in steps_:
@@ -502,6 +502,12 @@ def parse_args(argv=None):
     )
     parser.add_argument("--duration", type=float, default=5, help="seconds per instant wrk run")
     parser.add_argument("--reps", type=int, default=2, help="direct/proxy pairs per concurrency")
+    parser.add_argument(
+        "--inflight-steps",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=list(INFLIGHT_STEPS),
+        help="in-flight connection counts, comma-separated (default 100,250,500,750,1000)",
+    )
     parser.add_argument("--inflight-duration", type=float, default=30, help="seconds per in-flight wrk run")
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", "2")))

@@ -11,6 +11,11 @@ def test_instant_levels_default_to_1_16_64_and_can_be_narrowed():
     assert parse_args(["--concurrency", "1,64"]).concurrency == [1, 64]
 
 
+def test_in_flight_steps_default_to_100_up_to_1000_and_can_be_narrowed():
+    assert parse_args([]).inflight_steps == [100, 250, 500, 750, 1000]
+    assert parse_args(["--inflight-steps", "500"]).inflight_steps == [500]
+
+
 def test_a_malformed_level_list_is_refused():
     with pytest.raises(SystemExit):
         parse_args(["--concurrency", "1,many"])
