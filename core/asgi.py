@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 
 import django
@@ -31,7 +32,7 @@ from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.urls import set_script_prefix
+from django.urls import get_resolver, set_script_prefix
 
 from core.lifecycle import shutdown_run
 
@@ -117,7 +118,24 @@ class TollgateASGIHandler(ASGIHandler):
 
 def get_asgi_application() -> TollgateASGIHandler:
     django.setup(set_prefix=False)
-    return TollgateASGIHandler()
+    handler = TollgateASGIHandler()
+    startup_heap_freeze()
+    return handler
+
+
+def startup_heap_freeze() -> None:
+    """Import every view now, then put what startup built out of the cyclic collector's reach.
+
+    A worker's startup heap (Django, DRF, the URLconf's views and their imports: ~150 000
+    tracked objects) never becomes garbage, yet every full collection walked it: ~150 ms with
+    the event loop stopped, in a bench worker, a few times a minute under load. Frozen
+    (``gc.freeze``), a full collection walks only what was allocated since (25–30 ms there),
+    and collections cost about half the CPU they did. Garbage made of objects frozen here is
+    never collected, so this runs once, after startup, not later.
+    """
+    get_resolver().url_patterns  # noqa: B018 (imports the views; Django would on the first request)
+    gc.collect()
+    gc.freeze()
 
 
 application = get_asgi_application()

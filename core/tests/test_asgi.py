@@ -1,6 +1,9 @@
 """``core.asgi``: the metered API skips Django's per-request thread context; pages keep it."""
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -123,3 +126,21 @@ def test_shutdown_stops_waiting_at_the_drain_limit(monkeypatch, settings):
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert len(started) == 1
     assert elapsed < 2
+
+
+def test_a_worker_starts_with_its_views_imported_and_its_startup_heap_frozen():
+    """What a gunicorn worker does when it imports the entry point, in a fresh interpreter: the
+    first request must not pay for importing the views, and full collections must not walk the
+    startup heap (docs/speed.md, session 5)."""
+    probe = (
+        "import gc, sys; import config.asgi; "
+        "print(gc.get_freeze_count(), 'proxy.apis' in sys.modules, 'dashboards.views' in sys.modules)"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60, check=True
+    )
+
+    frozen, proxy_views, pages = done.stdout.split()
+    assert int(frozen) > 50_000
+    assert (proxy_views, pages) == ("True", "True")
