@@ -158,15 +158,15 @@ class CheckoutSessionAdmin(ReadOnlyAdmin):
         "created_at",
     )
     list_filter = ("gateway", "kind", "status", "is_simulated")
-    search_fields = ("user__email", "stripe_checkout_session_id")
+    search_fields = ("user__email", "checkout_reference")
     list_select_related = ("user",)
 
 
 @admin.register(CheckoutFulfilment)
 class CheckoutFulfilmentAdmin(ReadOnlyAdmin):
-    list_display = ("stripe_checkout_session_id", "kind", "status", "stripe_event_id", "fulfilled_at")
+    list_display = ("checkout_reference", "kind", "status", "stripe_event_id", "fulfilled_at")
     list_filter = ("kind", "status")
-    search_fields = ("stripe_checkout_session_id",)
+    search_fields = ("checkout_reference",)
 
 
 @admin.register(PaymentTransaction)

@@ -92,7 +92,7 @@ def chargily_checkout_open(*, checkout: CheckoutSession) -> dict:
     if configured:
         chargily_secret_get()  # refuse before creating anything
     reference = REFERENCE_PREFIX + secrets.token_hex(16)
-    checkout.stripe_checkout_session_id = reference
+    checkout.checkout_reference = reference
     # Like Stripe's placeholder, so the outcome page can find the checkout.
     checkout.success_url = checkout.success_url.replace("{CHECKOUT_SESSION_ID}", reference)
     checkout.cancel_url = checkout.cancel_url.replace("{CHECKOUT_SESSION_ID}", reference)
@@ -271,7 +271,7 @@ def _checkout_for(obj: dict) -> CheckoutSession | None:
     """Our checkout for a Chargily checkout object, by our reference (then Chargily's id)."""
     reference = str(_metadata(obj).get("reference") or "")
     rows = CheckoutSession.objects.filter(gateway=Gateway.CHARGILY)
-    checkout = rows.filter(stripe_checkout_session_id=reference).first() if reference else None
+    checkout = rows.filter(checkout_reference=reference).first() if reference else None
     if checkout is None and obj.get("id"):
         checkout = rows.filter(gateway_checkout_id=str(obj["id"])).first()
     if (
@@ -279,7 +279,7 @@ def _checkout_for(obj: dict) -> CheckoutSession | None:
         and checkout.gateway_checkout_id
         and str(obj.get("id")) != checkout.gateway_checkout_id
     ):
-        raise ValueError(f"checkout {checkout.stripe_checkout_session_id}: Chargily id does not match")
+        raise ValueError(f"checkout {checkout.checkout_reference}: Chargily id does not match")
     return checkout
 
 
@@ -299,10 +299,10 @@ def _chargily_dispatch(*, event: dict, event_id: str, now: datetime) -> bool:
             status=CheckoutSession.Status.PAYMENT_FAILED, updated_at=now
         )
         payment_transaction_settle(
-            reference=checkout.stripe_checkout_session_id, status=PaymentTransaction.Status.FAILED, now=now
+            reference=checkout.checkout_reference, status=PaymentTransaction.Status.FAILED, now=now
         )
         return True
-    checkout_session_expire(session={"id": checkout.stripe_checkout_session_id}, now=now)
+    checkout_session_expire(session={"id": checkout.checkout_reference}, now=now)
     return True
 
 
@@ -310,15 +310,15 @@ def chargily_checkout_paid(*, checkout: CheckoutSession, obj: dict, event_id: st
     """Fulfil a paid Chargily checkout through the same handlers and key as Stripe."""
     amount = obj.get("amount")
     if str(obj.get("currency") or "").lower() != "dzd" or not isinstance(amount, int | str):
-        raise ValueError(f"checkout {checkout.stripe_checkout_session_id}: no DZD amount in the event")
+        raise ValueError(f"checkout {checkout.checkout_reference}: no DZD amount in the event")
     paid_minor = chargily_client.amount_to_dzd_minor(int(amount))
     if paid_minor != checkout.amount_minor:
         raise ValueError(
-            f"checkout {checkout.stripe_checkout_session_id}: paid {paid_minor} DZD centimes, "
+            f"checkout {checkout.checkout_reference}: paid {paid_minor} DZD centimes, "
             f"expected {checkout.amount_minor}"
         )
     session = {
-        "id": checkout.stripe_checkout_session_id,
+        "id": checkout.checkout_reference,
         "object": "chargily.checkout",
         "gateway": Gateway.CHARGILY,
         "status": "complete",
@@ -332,7 +332,7 @@ def chargily_checkout_paid(*, checkout: CheckoutSession, obj: dict, event_id: st
         "metadata": checkout.metadata,
     }
     return checkout_fulfil(
-        reference=checkout.stripe_checkout_session_id,
+        reference=checkout.checkout_reference,
         kind=checkout.kind,
         session=session,
         event_id=event_id,
@@ -371,7 +371,7 @@ def chargily_simulated_event_build(
         "status": outcome,
         "locale": "fr",
         "description": checkout.description,
-        "metadata": {"reference": checkout.stripe_checkout_session_id, "kind": checkout.kind},
+        "metadata": {"reference": checkout.checkout_reference, "kind": checkout.kind},
         "success_url": checkout.success_url,
         "failure_url": checkout.cancel_url,
         "payment_method": "edahabia" if outcome == "paid" else None,

@@ -236,7 +236,8 @@ class Subscription(BaseModel):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.INCOMPLETE)
     stripe_customer_id = models.CharField(max_length=100, blank=True)
     stripe_subscription_id = models.CharField(max_length=100, unique=True)
-    stripe_checkout_session_id = models.CharField(max_length=255, blank=True)
+    # The checkout that started it: Stripe's Checkout Session id, or our Chargily reference.
+    checkout_reference = models.CharField(max_length=255, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
     cancel_at_period_end = models.BooleanField(default=False)
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -281,7 +282,7 @@ class CheckoutSession(BaseModel):
     """A checkout we started (Stripe or simulated): who pays for what, and where to return.
 
     For the simulated checkout this row *is* the session: the page at
-    ``/billing/simulated-checkout/<stripe_checkout_session_id>/`` reads it.
+    ``/billing/simulated-checkout/<checkout_reference>/`` reads it.
     """
 
     class Status(models.TextChoices):
@@ -306,13 +307,13 @@ class CheckoutSession(BaseModel):
     is_simulated = models.BooleanField(default=False)
     # The fulfilment key: Stripe's Checkout Session id, or for Chargily our own reference
     # ("chg_…", sent in the checkout metadata) — so one payment fulfils once, whatever the gateway.
-    stripe_checkout_session_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    checkout_reference = models.CharField(max_length=255, unique=True, null=True, blank=True)
     gateway_checkout_id = models.CharField(max_length=255, blank=True)  # Chargily's checkout id
     checkout_url = models.URLField(max_length=2000, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
 
     def __str__(self):
-        return f"{self.kind} {self.stripe_checkout_session_id} ({self.status})"
+        return f"{self.kind} {self.checkout_reference} ({self.status})"
 
     @property
     def amount_display(self) -> str:
@@ -327,7 +328,7 @@ class CheckoutFulfilment(models.Model):
         FULFILLED = "fulfilled", "Fulfilled"
         FAILED = "failed", "Payment failed"
 
-    stripe_checkout_session_id = models.CharField(max_length=255, unique=True)
+    checkout_reference = models.CharField(max_length=255, unique=True)  # as CheckoutSession's
     kind = models.CharField(max_length=40)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     stripe_event_id = models.CharField(max_length=255, blank=True)  # the event that fulfilled it
@@ -335,7 +336,7 @@ class CheckoutFulfilment(models.Model):
     fulfilled_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
-        return f"{self.kind} {self.stripe_checkout_session_id} ({self.status})"
+        return f"{self.kind} {self.checkout_reference} ({self.status})"
 
 
 class ChargilyEvent(models.Model):

@@ -896,22 +896,22 @@ def checkout_session_start(
         except stripe_client.StripeServiceError as exc:
             CheckoutSession.objects.filter(pk=checkout.pk).update(status=CheckoutSession.Status.CANCELED)
             raise ApiError("upstream_error", exc.message)
-        checkout.stripe_checkout_session_id = session["id"]
+        checkout.checkout_reference = session["id"]
         checkout.checkout_url = session.get("url") or ""
-        checkout.save(update_fields=["stripe_checkout_session_id", "checkout_url", "updated_at"])
+        checkout.save(update_fields=["checkout_reference", "checkout_url", "updated_at"])
         payment_transaction_record(checkout=checkout)
     elif simulated_checkout_enabled():
         checkout.is_simulated = True
-        checkout.stripe_checkout_session_id = "cs_test_sim_" + secrets.token_hex(24)
+        checkout.checkout_reference = "cs_test_sim_" + secrets.token_hex(24)
         checkout.checkout_url = settings.SITE_URL + reverse(
-            "billing:simulated-checkout", kwargs={"session_id": checkout.stripe_checkout_session_id}
+            "billing:simulated-checkout", kwargs={"session_id": checkout.checkout_reference}
         )
         with transaction.atomic():
             checkout.save()
             payment_transaction_record(checkout=checkout)
     else:
         raise ApiError("service_unavailable", "Payments are not configured on this server.")
-    return {"checkout_url": checkout.checkout_url, "session_id": checkout.stripe_checkout_session_id}
+    return {"checkout_url": checkout.checkout_url, "session_id": checkout.checkout_reference}
 
 
 def plan_checkout_start(*, user, plan_code: str, success_url: str, cancel_url: str) -> dict:
@@ -949,7 +949,7 @@ def plan_checkout_start(*, user, plan_code: str, success_url: str, cancel_url: s
         description=f"Tollgate {plan.name} ({plan.get_interval_display().lower()})",
     )
     if plan.stripe_price_id:
-        CheckoutSession.objects.filter(stripe_checkout_session_id=result["session_id"]).update(
+        CheckoutSession.objects.filter(checkout_reference=result["session_id"]).update(
             amount_minor=plan.price_minor, currency=plan.currency
         )
         PaymentTransaction.objects.filter(
@@ -980,7 +980,7 @@ def simulated_checkout_cancel(*, checkout: CheckoutSession) -> None:
             status=CheckoutSession.Status.CANCELED, updated_at=now
         ):
             payment_transaction_settle(
-                reference=checkout.stripe_checkout_session_id,
+                reference=checkout.checkout_reference,
                 status=PaymentTransaction.Status.CANCELED,
                 now=now,
             )
@@ -998,7 +998,7 @@ def _payment_kind(kind: str) -> str:
 def payment_transaction_record(*, checkout: CheckoutSession) -> PaymentTransaction:
     """The pending attempt for a checkout that has its reference (idempotent on it)."""
     row, _ = PaymentTransaction.objects.get_or_create(
-        reference=checkout.stripe_checkout_session_id,
+        reference=checkout.checkout_reference,
         defaults={
             "user_id": checkout.user_id,
             "gateway": checkout.gateway,
@@ -1045,7 +1045,7 @@ def payment_transaction_settle(
         return True
     if rows.exists():
         return False
-    checkout = CheckoutSession.objects.filter(stripe_checkout_session_id=reference).first()
+    checkout = CheckoutSession.objects.filter(checkout_reference=reference).first()
     if checkout is None:
         return False
     row = payment_transaction_record(checkout=checkout)
@@ -1061,7 +1061,7 @@ def simulated_checkout_event_build(
     now = now or timezone.now()
     ts = int(now.timestamp())
     session = {
-        "id": checkout.stripe_checkout_session_id,
+        "id": checkout.checkout_reference,
         "object": "checkout.session",
         "mode": checkout.mode,
         "status": "complete",
@@ -1250,7 +1250,7 @@ def checkout_fulfil(
         logger.warning("checkout session with no handler", extra={"kind": kind, "event_id": event_id})
         return False
     fulfilment, _ = CheckoutFulfilment.objects.get_or_create(
-        stripe_checkout_session_id=reference, defaults={"kind": kind}
+        checkout_reference=reference, defaults={"kind": kind}
     )
     fulfilment = lock_objects(CheckoutFulfilment.objects.filter(pk=fulfilment.pk))[0]
     if fulfilment.status == CheckoutFulfilment.Status.FULFILLED:
@@ -1260,7 +1260,7 @@ def checkout_fulfil(
     fulfilment.stripe_event_id = event_id
     fulfilment.fulfilled_at = now
     fulfilment.save(update_fields=["status", "stripe_event_id", "fulfilled_at"])
-    CheckoutSession.objects.filter(stripe_checkout_session_id=reference).update(
+    CheckoutSession.objects.filter(checkout_reference=reference).update(
         status=CheckoutSession.Status.COMPLETE, updated_at=now
     )
     payment_transaction_settle(
@@ -1281,11 +1281,11 @@ def checkout_session_payment_fail(*, session: dict) -> bool:
         return False
     kind = (session.get("metadata") or {}).get("kind", "")
     CheckoutFulfilment.objects.get_or_create(
-        stripe_checkout_session_id=session_id,
+        checkout_reference=session_id,
         defaults={"kind": kind, "status": CheckoutFulfilment.Status.FAILED},
     )
     now = timezone.now()
-    CheckoutSession.objects.filter(stripe_checkout_session_id=session_id).update(
+    CheckoutSession.objects.filter(checkout_reference=session_id).update(
         status=CheckoutSession.Status.PAYMENT_FAILED, updated_at=now
     )
     payment_transaction_settle(reference=session_id, status=PaymentTransaction.Status.FAILED, now=now)
@@ -1298,9 +1298,9 @@ def checkout_session_expire(*, session: dict, now: datetime | None = None) -> bo
     if not reference:
         return False
     now = now or timezone.now()
-    CheckoutSession.objects.filter(
-        stripe_checkout_session_id=reference, status=CheckoutSession.Status.OPEN
-    ).update(status=CheckoutSession.Status.CANCELED, updated_at=now)
+    CheckoutSession.objects.filter(checkout_reference=reference, status=CheckoutSession.Status.OPEN).update(
+        status=CheckoutSession.Status.CANCELED, updated_at=now
+    )
     return payment_transaction_settle(reference=reference, status=PaymentTransaction.Status.EXPIRED, now=now)
 
 
@@ -1499,7 +1499,7 @@ def subscription_activate(*, session: dict, event_id: str, now: datetime | None 
     ):
         row.status = Subscription.Status.ACTIVE
         row.stripe_event_at = event_created_at
-    row.stripe_checkout_session_id = _id(session.get("id"))
+    row.checkout_reference = _id(session.get("id"))
     row.stripe_customer_id = row.stripe_customer_id or _id(session.get("customer"))
     # A session whose subscription already ended (out-of-order delivery) activates nothing.
     first_activation = row.activated_at is None and row.status in Subscription.ENTITLED_STATUSES
@@ -1567,7 +1567,7 @@ def subscription_period_activate(
         gateway=Gateway.CHARGILY,
         status=Subscription.Status.ACTIVE,
         stripe_subscription_id=sub_id,
-        stripe_checkout_session_id=reference,
+        checkout_reference=reference,
         current_period_end=_add_interval(current_end or now, plan.interval),
         cancel_at_period_end=True,
         activated_at=now,

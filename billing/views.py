@@ -79,9 +79,7 @@ def checkout_success_page(request):
     checkout = None
     session_id = request.GET.get("session_id", "")
     if request.user.is_authenticated and session_id:
-        checkout = CheckoutSession.objects.filter(
-            user=request.user, stripe_checkout_session_id=session_id
-        ).first()
+        checkout = CheckoutSession.objects.filter(user=request.user, checkout_reference=session_id).first()
     plan = plan_for_user_get(user=request.user) if request.user.is_authenticated else None
     return render(request, "billing/success.html", {"checkout": checkout, "plan": plan})
 
@@ -112,7 +110,7 @@ def simulated_checkout_page(request, session_id: str):
         raise Http404("Simulated checkout is disabled.")
     checkout = (
         CheckoutSession.objects.select_related("user")
-        .filter(stripe_checkout_session_id=session_id, is_simulated=True)
+        .filter(checkout_reference=session_id, is_simulated=True)
         .first()
     )
     if checkout is None:
@@ -135,9 +133,7 @@ def simulated_checkout_page(request, session_id: str):
             )
     elif checkout.status != CheckoutSession.Status.COMPLETE:
         return render(request, "billing/simulated_checkout.html", {"checkout": checkout}, status=409)
-    return redirect(
-        checkout.success_url.replace("{CHECKOUT_SESSION_ID}", checkout.stripe_checkout_session_id)
-    )
+    return redirect(checkout.success_url.replace("{CHECKOUT_SESSION_ID}", checkout.checkout_reference))
 
 
 def _chargily_webhook_deliver(*, payload: bytes, signature: str):
@@ -163,7 +159,7 @@ def chargily_simulated_checkout_page(request, reference: str):
         raise Http404("Simulated checkout is disabled.")
     checkout = (
         CheckoutSession.objects.select_related("user")
-        .filter(stripe_checkout_session_id=reference, gateway=Gateway.CHARGILY, is_simulated=True)
+        .filter(checkout_reference=reference, gateway=Gateway.CHARGILY, is_simulated=True)
         .first()
     )
     if checkout is None:

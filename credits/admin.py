@@ -186,7 +186,7 @@ class CreditPurchaseAdmin(ReadOnlyAdmin):
         "refund_shortfall",
     )
     list_filter = ("pack", "currency")
-    search_fields = ("user__email", "stripe_checkout_session_id", "stripe_payment_intent_id")
+    search_fields = ("user__email", "checkout_reference", "stripe_payment_intent_id")
     list_select_related = ("user", "pack")
 
 

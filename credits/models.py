@@ -156,7 +156,8 @@ class CreditPurchase(BaseModel):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_purchases"
     )
     pack = models.ForeignKey(CreditPack, null=True, on_delete=models.SET_NULL, related_name="purchases")
-    stripe_checkout_session_id = models.CharField(max_length=255, unique=True)
+    # Stripe's Checkout Session id, or our Chargily reference (billing.CheckoutSession's key).
+    checkout_reference = models.CharField(max_length=255, unique=True)
     stripe_payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
     credits = models.PositiveIntegerField()
     amount_minor = models.PositiveIntegerField()  # amount paid, minor units of `currency`

@@ -433,7 +433,7 @@ def credit_purchase_fulfil(*, session: dict, event_id: str = "") -> LedgerEntry 
             CreditPurchase.objects.create(
                 user=user,
                 pack=pack,
-                stripe_checkout_session_id=session_id,
+                checkout_reference=session_id,
                 stripe_payment_intent_id=session.get("payment_intent") or "",
                 credits=credits,
                 amount_minor=amount_minor,
@@ -476,7 +476,7 @@ def credit_refund_apply(*, event: dict) -> LedgerEntry | None:
     if payment_intent:
         purchase = CreditPurchase.objects.filter(stripe_payment_intent_id=payment_intent).first()
     if purchase is None and session_id:
-        purchase = CreditPurchase.objects.filter(stripe_checkout_session_id=session_id).first()
+        purchase = CreditPurchase.objects.filter(checkout_reference=session_id).first()
     if purchase is None:
         return None  # not a credit pack charge
     charge_amount = int(charge.get("amount") or 0)
@@ -484,7 +484,7 @@ def credit_refund_apply(*, event: dict) -> LedgerEntry | None:
     if charge_amount <= 0 or amount_refunded <= 0:
         return None
     target = purchase.credits * min(amount_refunded, charge_amount) // charge_amount
-    key = f"refund:{charge_id or purchase.stripe_checkout_session_id}:{amount_refunded}"
+    key = f"refund:{charge_id or purchase.checkout_reference}:{amount_refunded}"
     with transaction.atomic():
         account = _account_locked(user_id=purchase.user_id)
         purchase = lock_objects(CreditPurchase.objects.filter(pk=purchase.pk))[0]
@@ -504,7 +504,7 @@ def credit_refund_apply(*, event: dict) -> LedgerEntry | None:
             reference=charge_id,
             shortfall=shortfall,
             metadata={
-                "checkout_session_id": purchase.stripe_checkout_session_id,
+                "checkout_session_id": purchase.checkout_reference,
                 "amount_refunded_minor": amount_refunded,
                 "charge_amount_minor": charge_amount,
                 "requested": wanted,

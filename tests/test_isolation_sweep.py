@@ -121,10 +121,10 @@ def _stripe_checkout(a):
         success_url="http://127.0.0.1/ok",
         cancel_url="http://127.0.0.1/no",
         is_simulated=True,
-        stripe_checkout_session_id="cs_sim_" + "a1b2c3d4" * 4,
+        checkout_reference="cs_sim_" + "a1b2c3d4" * 4,
     )
     return {
-        "session_id": checkout.stripe_checkout_session_id
+        "session_id": checkout.checkout_reference
     }, lambda: CheckoutSession.objects.filter(pk=checkout.pk).values("status").get()
 
 
@@ -138,10 +138,10 @@ def _chargily_checkout(a):
         success_url="http://127.0.0.1/ok",
         cancel_url="http://127.0.0.1/no",
         is_simulated=True,
-        stripe_checkout_session_id="chg_" + "a1b2c3d4" * 4,
+        checkout_reference="chg_" + "a1b2c3d4" * 4,
     )
     return {
-        "reference": checkout.stripe_checkout_session_id
+        "reference": checkout.checkout_reference
     }, lambda: CheckoutSession.objects.filter(pk=checkout.pk).values("status").get()
 
 

@@ -37,7 +37,7 @@ def checkout_event(
             "amount": amount if amount is not None else checkout.amount_minor // 100,
             "locale": "fr",
             "status": status,
-            "metadata": {"reference": reference or checkout.stripe_checkout_session_id},
+            "metadata": {"reference": reference or checkout.checkout_reference},
             "created_at": now - 60,
             "invoice_id": None,
             "updated_at": now,

@@ -27,7 +27,7 @@ def checkout(chargily_settings, api_client):
     api_client.force_authenticate(user)
     response = api_client.post(SUBSCRIBE, {}, format="json")
     assert response.status_code == 200, response.content
-    return CheckoutSession.objects.get(stripe_checkout_session_id=response.json()["reference"])
+    return CheckoutSession.objects.get(checkout_reference=response.json()["reference"])
 
 
 # --- webhook ---------------------------------------------------------------------------------
@@ -127,7 +127,7 @@ def test_subscribe_answers_checkout_url_and_amount(chargily_settings, api_client
     assert (
         body["checkout_url"] == f"http://testserver/payment/chargily/simulated-checkout/{body['reference']}/"
     )
-    checkout = CheckoutSession.objects.get(stripe_checkout_session_id=body["reference"])
+    checkout = CheckoutSession.objects.get(checkout_reference=body["reference"])
     assert checkout.success_url == f"http://testserver/billing/success/?session_id={body['reference']}"
     assert checkout.cancel_url == "http://testserver/billing/cancel/"
 

@@ -52,7 +52,7 @@ def test_concurrent_deliveries_of_one_payment_fulfil_once(chargily_settings):
         success_url="http://testserver/ok",
         failure_url="http://testserver/ko",
     )
-    checkout = CheckoutSession.objects.get(stripe_checkout_session_id=result["session_id"])
+    checkout = CheckoutSession.objects.get(checkout_reference=result["session_id"])
     same = ce.checkout_event("checkout.paid", checkout)
     # half the deliveries repeat one event, half are distinct events for the same checkout
     signed = [ce.signed(same)] * 5 + [
@@ -66,9 +66,7 @@ def test_concurrent_deliveries_of_one_payment_fulfil_once(chargily_settings):
     statuses = _run_threads(10, deliver)
     assert statuses == [200] * 10
     assert Subscription.objects.filter(user=user).count() == 1
-    assert (
-        CheckoutFulfilment.objects.get(stripe_checkout_session_id=result["session_id"]).status == "fulfilled"
-    )
+    assert CheckoutFulfilment.objects.get(checkout_reference=result["session_id"]).status == "fulfilled"
     assert PaymentTransaction.objects.get().status == "paid"
     assert ChargilyEvent.objects.count() == 6
     assert set(ChargilyEvent.objects.values_list("status", flat=True)) == {"processed"}

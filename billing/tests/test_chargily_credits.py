@@ -44,7 +44,7 @@ def test_buy_with_chargily_then_paid_grants_the_pack_once(chargily_settings, api
     assert response.status_code == 200, response.content
     reference = response.json()["sessionId"]
     assert response.json()["checkoutUrl"].endswith(f"/payment/chargily/simulated-checkout/{reference}/")
-    checkout = CheckoutSession.objects.get(stripe_checkout_session_id=reference)
+    checkout = CheckoutSession.objects.get(checkout_reference=reference)
     assert (checkout.gateway, checkout.amount_minor, checkout.currency) == ("chargily", 250_000, "dzd")
     payload, signature = ce.signed(ce.checkout_event("checkout.paid", checkout))
     assert ce.post(client, payload, signature).status_code == 200

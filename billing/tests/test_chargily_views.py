@@ -15,7 +15,7 @@ def started(chargily_settings, client):
     user = UserFactory()
     client.force_login(user)
     body = client.post("/payment/subscribe/student", content_type="application/json").json()
-    return body, CheckoutSession.objects.get(stripe_checkout_session_id=body["reference"])
+    return body, CheckoutSession.objects.get(checkout_reference=body["reference"])
 
 
 def test_page_shows_the_dzd_amount(started, client):

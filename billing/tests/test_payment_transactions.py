@@ -30,7 +30,7 @@ def stripe_checkout(simulated_settings, webhook_settings):
     result = plan_checkout_start(
         user=user, plan_code="business", success_url="http://testserver/ok", cancel_url="http://testserver/ko"
     )
-    return CheckoutSession.objects.get(stripe_checkout_session_id=result["session_id"])
+    return CheckoutSession.objects.get(checkout_reference=result["session_id"])
 
 
 def _deliver(evt):
@@ -40,7 +40,7 @@ def _deliver(evt):
 
 def _session(checkout, **extra):
     session = se.checkout_session(
-        user=checkout.user, session_id=checkout.stripe_checkout_session_id, plan_code="business"
+        user=checkout.user, session_id=checkout.checkout_reference, plan_code="business"
     )
     session.update(extra)
     return session
@@ -52,7 +52,7 @@ def test_stripe_checkout_start_records_a_pending_attempt(stripe_checkout):
         "stripe",
         "plan",
         "pending",
-        stripe_checkout.stripe_checkout_session_id,
+        stripe_checkout.checkout_reference,
     )
     assert (tx.amount_minor, tx.currency, tx.checkout_id) == (9900, "eur", stripe_checkout.pk)
 
@@ -94,7 +94,7 @@ def test_a_paid_checkout_without_a_row_gets_one(stripe_checkout):
     PaymentTransaction.objects.all().delete()
     _deliver(se.event("checkout.session.completed", _session(stripe_checkout)))
     tx = PaymentTransaction.objects.get()
-    assert (tx.status, tx.reference) == ("paid", stripe_checkout.stripe_checkout_session_id)
+    assert (tx.status, tx.reference) == ("paid", stripe_checkout.checkout_reference)
 
 
 # --- revenue ---------------------------------------------------------------------------------
@@ -112,13 +112,13 @@ def _tx(user, *, gateway, currency, amount, status="paid", at, kind="plan", plan
         currency=currency,
         success_url="http://testserver/ok",
         cancel_url="http://testserver/ko",
-        stripe_checkout_session_id=f"ref_{CheckoutSession.objects.count()}",
+        checkout_reference=f"ref_{CheckoutSession.objects.count()}",
     )
     return PaymentTransaction.objects.create(
         user=user,
         gateway=gateway,
         kind=kind,
-        reference=checkout.stripe_checkout_session_id,
+        reference=checkout.checkout_reference,
         checkout=checkout,
         amount_minor=amount,
         currency=currency,
@@ -158,7 +158,7 @@ def test_chargily_payment_end_to_end_is_dzd_revenue(chargily_settings, client):
     client.force_login(user)
     with time_machine.travel(datetime(2026, 5, 10, 9, tzinfo=UTC), tick=False):
         body = client.post("/payment/subscribe/student", content_type="application/json").json()
-        checkout = CheckoutSession.objects.get(stripe_checkout_session_id=body["reference"])
+        checkout = CheckoutSession.objects.get(checkout_reference=body["reference"])
         assert ce.post(client, *ce.signed(ce.checkout_event("checkout.paid", checkout))).status_code == 200
     day = datetime(2026, 5, 10, tzinfo=UTC)
     assert payment_revenue_get(start=day, end=day + timedelta(days=1)) == [("dzd", 159_000)]

@@ -26,18 +26,17 @@ def test_simulated_checkout_end_to_end(client, simulated_settings, django_captur
     checkout = _start_simulated_checkout(client, user)
     client.logout()  # like Stripe's page: the unguessable id is enough
 
-    page = client.get(f"/billing/simulated-checkout/{checkout.stripe_checkout_session_id}/")
+    page = client.get(f"/billing/simulated-checkout/{checkout.checkout_reference}/")
     assert page.status_code == 200
     assert "99.00 EUR" in page.content.decode()
 
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
-            f"/billing/simulated-checkout/{checkout.stripe_checkout_session_id}/", {"action": "pay"}
+            f"/billing/simulated-checkout/{checkout.checkout_reference}/", {"action": "pay"}
         )
     assert response.status_code == 302
     assert (
-        response["Location"]
-        == f"http://testserver/billing/success/?session_id={checkout.stripe_checkout_session_id}"
+        response["Location"] == f"http://testserver/billing/success/?session_id={checkout.checkout_reference}"
     )
 
     event = StripeEvent.objects.get()  # went through the signed webhook: stored, then processed
@@ -53,9 +52,7 @@ def test_simulated_checkout_end_to_end(client, simulated_settings, django_captur
     assert "sk_agentai_" not in body
 
     # paying twice (back button) activates nothing more
-    again = client.post(
-        f"/billing/simulated-checkout/{checkout.stripe_checkout_session_id}/", {"action": "pay"}
-    )
+    again = client.post(f"/billing/simulated-checkout/{checkout.checkout_reference}/", {"action": "pay"})
     assert again.status_code == 302
     assert StripeEvent.objects.count() == 1
     assert len(mail.outbox) == 1
@@ -69,7 +66,7 @@ def test_simulated_checkout_cancel(client, simulated_settings):
     user = UserFactory()
     checkout = _start_simulated_checkout(client, user)
     response = client.post(
-        f"/billing/simulated-checkout/{checkout.stripe_checkout_session_id}/", {"action": "cancel"}
+        f"/billing/simulated-checkout/{checkout.checkout_reference}/", {"action": "cancel"}
     )
     assert response["Location"] == "http://testserver/billing/cancel/"
     assert CheckoutSession.objects.get().status == CheckoutSession.Status.CANCELED
@@ -80,7 +77,7 @@ def test_simulated_checkout_is_404_with_debug_off(client, simulated_settings):
     user = UserFactory()
     checkout = _start_simulated_checkout(client, user)
     simulated_settings.DEBUG = False
-    url = f"/billing/simulated-checkout/{checkout.stripe_checkout_session_id}/"
+    url = f"/billing/simulated-checkout/{checkout.checkout_reference}/"
     assert client.get(url).status_code == 404
     assert client.post(url, {"action": "pay"}).status_code == 404
     assert not StripeEvent.objects.exists()
@@ -90,9 +87,7 @@ def test_simulated_checkout_is_404_with_debug_off(client, simulated_settings):
 def test_simulated_checkout_is_404_when_stripe_is_configured(client, simulated_settings):
     checkout = _start_simulated_checkout(client, UserFactory())
     simulated_settings.STRIPE_SECRET_KEY = "sk_test_x"
-    assert (
-        client.get(f"/billing/simulated-checkout/{checkout.stripe_checkout_session_id}/").status_code == 404
-    )
+    assert client.get(f"/billing/simulated-checkout/{checkout.checkout_reference}/").status_code == 404
 
 
 def test_unknown_simulated_session_is_404(client, simulated_settings):

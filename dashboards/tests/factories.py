@@ -123,7 +123,7 @@ def credit_purchase_create(*, user, amount_minor: int, currency: str = "eur", cr
     )
     return CreditPurchase.objects.create(
         user=user,
-        stripe_checkout_session_id=f"cs_{uuid.uuid4().hex}",
+        checkout_reference=f"cs_{uuid.uuid4().hex}",
         credits=credits,
         amount_minor=amount_minor,
         currency=currency,

@@ -55,7 +55,7 @@ def _student_checkout(user) -> CheckoutSession:
     result = plan_chargily_checkout_start(
         user=user, plan_code="student", success_url=SUCCESS, failure_url=FAILURE
     )
-    return CheckoutSession.objects.get(stripe_checkout_session_id=result["session_id"])
+    return CheckoutSession.objects.get(checkout_reference=result["session_id"])
 
 
 # --- checkout --------------------------------------------------------------------------------
@@ -75,7 +75,7 @@ def test_simulated_checkout_records_a_pending_dzd_transaction(chargily_settings)
     reference = result["session_id"]
     assert reference.startswith("chg_")
     assert result["checkout_url"] == f"http://testserver/payment/chargily/simulated-checkout/{reference}/"
-    checkout = CheckoutSession.objects.get(stripe_checkout_session_id=reference)
+    checkout = CheckoutSession.objects.get(checkout_reference=reference)
     assert (checkout.gateway, checkout.mode, checkout.kind) == ("chargily", "payment", "plan")
     assert checkout.success_url.endswith(f"session_id={reference}")
     tx = PaymentTransaction.objects.get(reference=reference)
@@ -110,7 +110,7 @@ def test_live_checkout_sends_whole_dinars_urls_and_our_reference(chargily_live_s
     assert sent["webhook_endpoint"] == "http://testserver/payment/webhook/chargily"
     assert sent["metadata"] == {"reference": reference, "kind": "plan", "user_id": str(user.pk)}
     assert responses.calls[0].request.headers["Authorization"] == f"Bearer {ce.SECRET}"
-    checkout = CheckoutSession.objects.get(stripe_checkout_session_id=reference)
+    checkout = CheckoutSession.objects.get(checkout_reference=reference)
     assert checkout.gateway_checkout_id == "01hj5mmk0ewa5e8pgzrgsxd8ka" and not checkout.is_simulated
     assert (
         PaymentTransaction.objects.get(reference=reference).gateway_payment_id == checkout.gateway_checkout_id
@@ -205,14 +205,14 @@ def test_paid_checkout_activates_the_plan_for_one_period(chargily_settings, deli
             "expires_at": T0 + relativedelta(months=1),
             "gateway": "chargily",
         }
-    tx = PaymentTransaction.objects.get(reference=checkout.stripe_checkout_session_id)
+    tx = PaymentTransaction.objects.get(reference=checkout.checkout_reference)
     assert (tx.status, tx.amount_minor, tx.currency, tx.completed_at) == ("paid", 159_000, "dzd", T0)
     assert tx.gateway_payment_id == checkout.gateway_checkout_id
     checkout.refresh_from_db()
     assert checkout.status == "complete"
-    assert CheckoutFulfilment.objects.get(
-        stripe_checkout_session_id=checkout.stripe_checkout_session_id
-    ).status == ("fulfilled")
+    assert CheckoutFulfilment.objects.get(checkout_reference=checkout.checkout_reference).status == (
+        "fulfilled"
+    )
     assert ApiKey.objects.filter(user=user).count() == 1
     assert len(mail.outbox) == 1 and "Student plan is active" in mail.outbox[0].subject
 
@@ -291,7 +291,7 @@ def test_credit_pack_goes_through_the_registered_handler_once(chargily_settings,
         mode="payment",
         gateway="chargily",
     )
-    checkout = CheckoutSession.objects.get(stripe_checkout_session_id=result["session_id"])
+    checkout = CheckoutSession.objects.get(checkout_reference=result["session_id"])
     deliver(ce.checkout_event("checkout.paid", checkout))
     deliver(ce.checkout_event("checkout.paid", checkout))
     assert len(calls) == 1
@@ -322,7 +322,7 @@ def test_credit_pack_through_the_credits_handler_uses_the_same_key_scheme(chargi
         mode="payment",
         gateway="chargily",
     )
-    checkout = CheckoutSession.objects.get(stripe_checkout_session_id=result["session_id"])
+    checkout = CheckoutSession.objects.get(checkout_reference=result["session_id"])
     deliver(ce.checkout_event("checkout.paid", checkout))
     deliver(ce.checkout_event("checkout.paid", checkout))
     entry = LedgerEntry.objects.get(user=user)

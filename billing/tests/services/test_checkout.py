@@ -72,7 +72,7 @@ def test_simulated_checkout_returns_a_local_unguessable_url(simulated_settings):
     user = UserFactory()
     result = plan_checkout_start(user=user, plan_code="business", success_url=OK, cancel_url=OK)
     checkout = CheckoutSession.objects.get(user=user)
-    assert result["session_id"] == checkout.stripe_checkout_session_id
+    assert result["session_id"] == checkout.checkout_reference
     assert len(result["session_id"]) >= 48
     assert result["checkout_url"] == f"http://testserver/billing/simulated-checkout/{result['session_id']}/"
     assert (checkout.amount_minor, checkout.currency, checkout.is_simulated) == (9900, "eur", True)
@@ -97,7 +97,7 @@ def test_stripe_checkout_sends_inline_price_data_and_an_idempotency_key(stripe_s
         "session_id": "cs_test_abc",
     }
     request = responses.calls[0].request
-    checkout = CheckoutSession.objects.get(stripe_checkout_session_id="cs_test_abc")
+    checkout = CheckoutSession.objects.get(checkout_reference="cs_test_abc")
     assert request.headers["Idempotency-Key"] == f"checkout-session:{checkout.pk}"
     assert request.headers["Stripe-Version"] == stripe_settings.STRIPE_API_VERSION
     sent = parse_qs(request.body)

@@ -42,7 +42,7 @@ def test_paid_checkout_activates_the_plan_creates_a_key_and_emails_a_reveal_link
     assert row.status == StripeEvent.Status.PROCESSED
     sub = Subscription.objects.get(user=user)
     assert (sub.plan.code, sub.status, sub.stripe_subscription_id) == ("business", "active", "sub_test_1")
-    assert sub.stripe_checkout_session_id == "cs_test_session_1"
+    assert sub.checkout_reference == "cs_test_session_1"
     assert sub.current_period_end > sub.activated_at
     assert plan_for_user_get(user=user).code == "business"
     assert ApiKey.objects.filter(user=user).count() == 1
@@ -97,7 +97,7 @@ def test_delayed_payment_failure_fulfils_nothing(deliver, simulated_settings):
         line_item={},
         success_url="http://localhost/",
         cancel_url="http://localhost/",
-        stripe_checkout_session_id="cs_test_session_1",
+        checkout_reference="cs_test_session_1",
     )
     deliver(se.event("checkout.session.completed", se.checkout_session(user=user, payment_status="unpaid")))
     deliver(

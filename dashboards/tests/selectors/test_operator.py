@@ -247,7 +247,7 @@ def test_invoice_revenue_by_plan(today, catalog):
         success_url="http://x/s",
         cancel_url="http://x/c",
         is_simulated=True,
-        stripe_checkout_session_id="cs_sim_1",
+        checkout_reference="cs_sim_1",
         status=CheckoutSession.Status.COMPLETE,
     )
     result = selectors.invoice_revenue_by_plan_get(since=today - timedelta(days=29), until=today)
