@@ -5,7 +5,7 @@ from django.db.models import Q
 from django.utils import timezone
 from encrypted_fields.fields import EncryptedTextField
 
-from core.models import BaseModel
+from core.models import BaseModel, UserDayMinutes
 
 from .providers import PROVIDER_CHOICES
 
@@ -140,7 +140,7 @@ class KeyReveal(BaseModel):
         return f"reveal of {self.api_key_id} (expires {self.expires_at:%Y-%m-%d %H:%M})"
 
 
-class InvalidKeyDay(models.Model):
+class InvalidKeyDay(UserDayMinutes):
     """Minutes of a UTC day in which one of a user's keys that can no longer be used (revoked,
     expired after a rotation, or its user deactivated) was presented.
 
@@ -150,13 +150,6 @@ class InvalidKeyDay(models.Model):
     A key that was never issued belongs to nobody and is not counted.
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    day = models.DateField()
-    minutes = models.PositiveIntegerField(default=0)  # counted per key: two keys refused = 2
-
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "day"], name="invalid_key_user_day")]
         indexes = [models.Index(fields=["day", "minutes"], name="invalid_key_day_minutes")]
-
-    def __str__(self):
-        return f"{self.user_id} {self.day} {self.minutes}"

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 
 
@@ -9,6 +10,22 @@ class BaseModel(models.Model):
 
     class Meta:
         abstract = True
+
+
+class UserDayMinutes(models.Model):
+    """A per-user, per-UTC-day count of minutes in which a kind of refusal happened, written by
+    ``core.services.counter_row_bump`` (one row per user and day; subclasses name the unique
+    constraint and the (day, minutes) index the abuse list reads through)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    minutes = models.PositiveIntegerField(default=0)  # counted per key: two keys refused = 2
+
+    class Meta:
+        abstract = True
+
+    def __str__(self):
+        return f"{self.user_id} {self.day} {self.minutes}"
 
 
 class ReconciliationDrift(models.Model):

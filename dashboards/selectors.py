@@ -29,7 +29,7 @@ from billing.selectors import (
     subscription_get,
 )
 from core import time as periods
-from core.models import ReconciliationDrift
+from core.models import ReconciliationDrift, UserDayMinutes
 from core.money import minor_to_decimal, usd
 from credits.models import CreditPurchase, LedgerEntry, UpsellEvent
 from organizations.models import UsageReport
@@ -301,7 +301,9 @@ def users_avg_cost_today_get(*, today: date) -> Decimal:
     return usd(Decimal(row["cost"] or 0) / row["users"])
 
 
-def _minutes_today(model, *, today: date, at_least: int | None = None, users=None) -> dict[int, int]:
+def _minutes_today(
+    model: type[UserDayMinutes], *, today: date, at_least: int | None = None, users=None
+) -> dict[int, int]:
     """user id -> minutes of a per-day refusal count (``RateLimitedDay``, ``InvalidKeyDay``)."""
     rows = model.objects.filter(day=today)
     if at_least is not None:

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from core.models import BaseModel
+from core.models import BaseModel, UserDayMinutes
 
 
 class ModelPrice(BaseModel):
@@ -129,7 +129,7 @@ class UsageDailyRollup(models.Model):
         return f"{self.user_id} {self.provider} {self.day}"
 
 
-class RateLimitedDay(models.Model):
+class RateLimitedDay(UserDayMinutes):
     """Minutes of a UTC day in which one of a user's keys went past its per-minute rate limit.
 
     Refused calls are answered before anything is recorded, so they never reach the rollups; this
@@ -138,16 +138,9 @@ class RateLimitedDay(models.Model):
     one row update per key per minute, not one per call.
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    day = models.DateField()
-    minutes = models.PositiveIntegerField(default=0)  # counted per key: two keys refused = 2
-
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "day"], name="rate_limited_user_day")]
         indexes = [models.Index(fields=["day", "minutes"], name="rate_limited_day_minutes")]
-
-    def __str__(self):
-        return f"{self.user_id} {self.day} {self.minutes}"
 
 
 class DailySpend(models.Model):
