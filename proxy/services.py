@@ -14,7 +14,7 @@ import logging
 import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -64,9 +64,14 @@ class PreparedCall:
     upstream_model: str
     price: Price | None
     funding: Funding | None  # None only until the reserve (``attempt_prepared``)
-    budget_day: date
+    admitted_at: datetime  # when its holds were taken: the call's time in every day and period
     budget_micro: int = 0
     meters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def budget_day(self) -> date:
+        """The UTC day whose budget holds this attempt, and to which its cost is written."""
+        return self.admitted_at.date()
 
     @property
     def is_operator_paid(self) -> bool:
@@ -199,7 +204,7 @@ def attempt_prepared(
         upstream_model=upstream_model,
         price=price,
         funding=None,
-        budget_day=now.date(),
+        admitted_at=now,
         budget_micro=budget_micro,
         meters=attempt_meters(source=source, meters=meters),
     )
@@ -313,7 +318,7 @@ def event_write_sql(
         *values,
         event.user_id,
         rollup_provider,
-        now.date(),
+        event.created_at.date(),
         event.total_tokens,
         event.emails,
         event.cost_usd,
@@ -347,7 +352,9 @@ def settle_batch_sql(*, items: list[tuple[UsageEvent, date | None]], quota_part,
     rollups: dict[tuple, list] = {}
     spends: dict = {}
     for event, spend_day in items:
-        totals = rollups.setdefault((event.user_id, event.provider or "none", now.date()), [0, 0, 0, 0, 0, 0])
+        totals = rollups.setdefault(
+            (event.user_id, event.provider or "none", event.created_at.date()), [0, 0, 0, 0, 0, 0]
+        )
         totals[0] += 1
         totals[1] += event.total_tokens
         totals[2] += event.emails
@@ -397,7 +404,7 @@ def _event_write(
         _rollup_upsert(
             user_id=event.user_id,
             provider=rollup_provider,
-            day=now.date(),
+            day=event.created_at.date(),
             tokens=event.total_tokens,
             emails=event.emails,
             cost=event.cost_usd,
@@ -461,7 +468,9 @@ def usage_event_build(*, prepared: PreparedCall | None, record: CallRecord, cost
         is_budget_fallback=record.is_budget_fallback,
         is_estimated=record.is_estimated,
         request_id=record.request_id[:64],
-        created_at=now,
+        # An attempt's event is dated when its holds were taken, like its quota period and its
+        # budget day, so a call that crosses midnight stays on one day in every ledger.
+        created_at=prepared.admitted_at if prepared is not None else now,
     )
 
 

@@ -10,10 +10,12 @@ key's owner); the calls after it are the ones the fast lane serves.
 import json
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
 import pytest
+import time_machine
 from django.contrib import admin
 from django.core.cache import cache
 from django.utils import timezone
@@ -441,6 +443,37 @@ def test_a_call_todays_budget_cannot_cover_goes_to_the_fallback_provider(
     assert _counters(user) == {"llm_tokens": (2 * TOKENS, 0), "requests": (2, 0)}
     assert _held(user) == []
     assert budget_spent_get(day=timezone.now().date()) == 0  # the refused reservations hold nothing
+
+
+def test_a_call_that_crosses_midnight_stays_on_the_day_it_was_admitted(
+    fast, fake_upstream, monkeypatch, db_calls
+):
+    """The grouped settle dates the event, rollup and spend like the budget hold: the day the
+    call was admitted, even when the provider answers after midnight."""
+    user, plaintext, base_url = fast
+    day = timezone.now().date()
+    before_midnight = datetime.combine(day, datetime.max.time(), tzinfo=UTC) - timedelta(seconds=2)
+    after_midnight = before_midnight + timedelta(seconds=3)
+    with time_machine.travel(before_midnight, tick=False) as clock:
+        assert _post(base_url, plaintext).status_code == 200  # the key's first call: the ORM gate
+        answer = fake_upstream.completion
+
+        def answer_after_midnight(payload):
+            clock.move_to(after_midnight)
+            return answer(payload)
+
+        monkeypatch.setattr(fake_upstream, "completion", answer_after_midnight)
+        db_calls.clear()
+        response = _post(base_url, plaintext)
+
+    assert response.status_code == 200, response.text
+    assert db_calls == []  # served and settled by the fast lane
+    events = UsageEvent.objects.filter(user=user).order_by("pk")
+    assert [e.created_at.date() for e in events] == [day, day]
+    assert list(UsageDailyRollup.objects.filter(user=user).values_list("day", "requests")) == [(day, 2)]
+    assert list(DailySpend.objects.values_list("day", "spent_usd")) == [(day, 2 * OPENROUTER_COST)]
+    assert budget_spent_get(day=day) == usd_to_micro(2 * OPENROUTER_COST)
+    assert budget_spent_get(day=day + timedelta(days=1)) == 0
 
 
 def test_a_failing_provider_falls_back_and_charges_once(fast, fake_upstream):

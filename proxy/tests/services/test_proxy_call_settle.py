@@ -1,7 +1,9 @@
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
+from proxy.budget import budget_spent_get, usd_to_micro
 from proxy.models import DailySpend, UsageDailyRollup, UsageEvent
 from proxy.services import CallRecord, proxy_call_prepare, proxy_call_settle
 
@@ -17,8 +19,9 @@ def user(catalog):
     return UserFactory()
 
 
-def _prepare(user):
+def _prepare(user, now=None):
     return proxy_call_prepare(
+        now=now,
         user=user,
         provider="openrouter",
         endpoint="/api/proxy/v1/chat/completions",
@@ -61,3 +64,24 @@ def test_prepare_reserves_the_maximum_and_settle_charges_the_actual(user):
 
     counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
     assert (counter.used, counter.reserved) == (25, 0)
+
+
+def test_a_call_that_crosses_midnight_stays_on_the_day_it_was_admitted(user):
+    """Its budget hold was taken on the first day, so its event, rollup and spend are too:
+    otherwise each ledger would put the same cost on a different day."""
+    admitted = datetime(2026, 11, 21, 23, 59, 59, 900_000, tzinfo=UTC)
+    day, next_day = admitted.date(), admitted.date() + timedelta(days=1)
+    prepared = _prepare(user, now=admitted)
+
+    event = proxy_call_settle(
+        prepared=prepared,
+        record=_record(user, prompt_tokens=10, completion_tokens=15),
+        now=admitted + timedelta(seconds=2),
+    )
+
+    event.refresh_from_db()
+    assert event.created_at == admitted
+    assert list(UsageDailyRollup.objects.values_list("day", "cost_usd")) == [(day, Decimal("0.000175"))]
+    assert list(DailySpend.objects.values_list("day", "spent_usd")) == [(day, Decimal("0.000175"))]
+    assert budget_spent_get(day=day) == usd_to_micro(Decimal("0.000175"))
+    assert budget_spent_get(day=next_day) == 0
