@@ -1,5 +1,4 @@
 import uuid
-from datetime import timedelta
 
 import factory
 from django.utils import timezone
@@ -48,6 +47,6 @@ class UsageReportFactory(factory.django.DjangoModelFactory):
         model = UsageReport
 
     organization = factory.SubFactory(OrganizationFactory)
-    reported_at = factory.LazyFunction(lambda: timezone.now() - timedelta(hours=1))
+    reported_at = factory.LazyFunction(timezone.now)
     report_on = factory.LazyAttribute(lambda o: o.reported_at.date())
     user_count = 42
