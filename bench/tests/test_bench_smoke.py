@@ -8,6 +8,7 @@ calls and must fail when the books are tampered with — otherwise it proves not
 import socket
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
@@ -97,6 +98,24 @@ def test_accounting_check_catches_tampered_books(upstream, live_tollgate, tenant
     assert not report.ok
     assert any("quota llm_tokens used = 1" in p for p in report.problems)
     assert any("units reserved" in p for p in report.problems)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_accounting_check_compares_rollups_with_the_events_day_by_day(upstream, live_tollgate, tenant):
+    from proxy.models import UsageDailyRollup
+
+    loadgen.calls_run(url=live_tollgate + PROXY_PATH, total=2, concurrency=2, auth=tenant.api_key)
+    assert accounting_check(user_id=tenant.user_id, client_ok_min=2, client_ok_max=2, timeout_s=10).ok
+
+    # The same totals, on the wrong day: a settle that dated the rollup differently.
+    rollups = UsageDailyRollup.objects.filter(user_id=tenant.user_id)
+    (day,) = set(rollups.values_list("day", flat=True))
+    rollups.update(day=day - timedelta(days=1))
+    report = accounting_check(user_id=tenant.user_id, wait=False)
+    assert not report.ok
+    assert any(f"rollups on {day - timedelta(days=1)} count 2 calls" in p for p in report.problems)
+    assert any(f"rollups on {day} count 0 calls" in p for p in report.problems)
 
 
 @pytest.mark.django_db
