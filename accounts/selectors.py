@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -40,12 +42,18 @@ def api_key_cache_key(key_hash: str) -> str:
     return f"apikey:{key_hash}"
 
 
-def api_key_identity_get(*, raw_key: str, now=None) -> ApiKeyIdentity | None:
+def api_key_identity_get(
+    *, raw_key: str, now=None, client_address: str | None = None
+) -> ApiKeyIdentity | None:
     """Resolve a presented key. Malformed keys are rejected with no query at all.
 
     Positive lookups are cached in the shared cache; revocation and rotation overwrite the
     entry after commit (a "revoked" marker, or the identity with its new expiry), so a revoked
     key fails on its very next use from any worker.
+
+    ``client_address``: the caller's address; when the cache does not know the key and that
+    address has used up its failed authentications this minute, raises the 429 instead of
+    querying (``auth_failure_throttle_check``). A key the cache knows pays nothing for it.
     """
     if not api_key_is_well_formed(raw_key):
         return None
@@ -56,6 +64,8 @@ def api_key_identity_get(*, raw_key: str, now=None) -> ApiKeyIdentity | None:
     if identity == API_KEY_REVOKED_MARKER:
         return None
     if identity is None:
+        if client_address is not None:
+            auth_failure_throttle_check(address=client_address, now=now.timestamp())
         row = (
             ApiKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True, user__is_active=True)
             .values_list("id", "user_id", "expires_at")
@@ -70,6 +80,45 @@ def api_key_identity_get(*, raw_key: str, now=None) -> ApiKeyIdentity | None:
     if identity.expires_at is not None and identity.expires_at <= now:
         return None
     return identity
+
+
+# --- Failed API-key authentications per client address ------------------------------------------
+
+AUTH_FAILURE_WINDOW_SECONDS = 60
+
+
+def auth_failure_limit() -> int:
+    """Refused keys allowed per address and minute; 0 when the limit is off."""
+    if not settings.RATELIMIT_ENABLE:
+        return 0
+    return max(0, settings.AUTH_FAILURES_PER_MINUTE)
+
+
+def auth_failure_window(*, address: str, now: float | None = None) -> tuple[str, int]:
+    """(counter key, epoch second the window ends) of the current minute for ``address``."""
+    now = time.time() if now is None else now
+    window = int(now // AUTH_FAILURE_WINDOW_SECONDS)
+    return f"auth-failures:{address}:{window}", (window + 1) * AUTH_FAILURE_WINDOW_SECONDS
+
+
+def auth_failure_throttle_error(*, reset_at: int, now: float | None = None) -> ApiError:
+    now = time.time() if now is None else now
+    retry_after = max(1, int(reset_at - now))
+    return ApiError(
+        "too_many_failed_authentications",
+        f"Too many failed API-key authentications from this address. Retry after {retry_after} seconds.",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def auth_failure_throttle_check(*, address: str, now: float | None = None) -> None:
+    """Raise the 429 when ``address`` has used up this minute's failed authentications (one GET)."""
+    limit = auth_failure_limit()
+    if limit <= 0:
+        return
+    counter, reset_at = auth_failure_window(address=address, now=now)
+    if (cache.get(counter) or 0) >= limit:
+        raise auth_failure_throttle_error(reset_at=reset_at, now=now)
 
 
 # --- Customer API keys (dashboard / account API) ----------------------------------------------

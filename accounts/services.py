@@ -30,10 +30,14 @@ from .providers import provider_get
 from .selectors import (
     API_KEY_CACHE_SECONDS,
     API_KEY_REVOKED_MARKER,
+    AUTH_FAILURE_WINDOW_SECONDS,
     ApiKeyIdentity,
     api_key_active_count,
     api_key_cache_key,
     api_key_get,
+    auth_failure_limit,
+    auth_failure_throttle_error,
+    auth_failure_window,
     key_reveal_get,
 )
 
@@ -223,6 +227,40 @@ def invalid_key_refusal_record(*, raw_key: str, now=None) -> bool:
         return False
     counter_row_bump(InvalidKeyDay, field="minutes", user_id=user_id, day=now.astimezone(UTC).date())
     return True
+
+
+def auth_failure_record(*, address: str, now: float | None = None) -> None:
+    """Count one refused key from ``address`` in the current minute; raise the 429 past the limit.
+
+    One atomic INCR in the shared cache (fixed one-minute window, as ``proxy.ratelimit``), so
+    the limit holds across processes. Reaching the limit logs one warning per address and
+    minute (the INCR that returns exactly the limit happens once); the key is never logged.
+    """
+    limit = auth_failure_limit()
+    if limit <= 0:
+        return
+    counter, reset_at = auth_failure_window(address=address, now=now)
+    count = _cache_counter_incr(counter, ttl=AUTH_FAILURE_WINDOW_SECONDS + 5)
+    if count == limit:
+        logger.warning(
+            "failed API-key authentications reached the limit for a client address; "
+            "its unknown keys are refused until the minute ends",
+            extra={"client_address": address, "limit": limit, "window_ends_at": reset_at},
+        )
+    if count > limit:
+        raise auth_failure_throttle_error(reset_at=reset_at, now=now)
+
+
+def _cache_counter_incr(key: str, *, ttl: int) -> int:
+    """INCR, creating the counter with ``ttl`` when missing (``proxy.router.counter_incr``'s
+    scheme; accounts may not import proxy). If it keeps vanishing, count this event alone."""
+    for _ in range(3):
+        try:
+            return cache.incr(key)
+        except ValueError:
+            if cache.add(key, 1, ttl):
+                return 1
+    return 1
 
 
 # --- One-time reveal links --------------------------------------------------------------------

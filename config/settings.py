@@ -181,7 +181,13 @@ if env.str("EMAIL_URL", default=""):
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Tollgate <billing@localhost>")
 
 # --- DRF -------------------------------------------------------------------------------------
+# Reverse proxies in front of the app that append to X-Forwarded-For. 0 (default): the header is
+# ignored and the client is REMOTE_ADDR (core/clientaddr.py); DRF's own NUM_PROXIES follows it.
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
+if NUM_PROXIES < 0:
+    raise ImproperlyConfigured("NUM_PROXIES must be 0 or more.")
 REST_FRAMEWORK = {
+    "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.TokenAuthentication",
@@ -269,6 +275,9 @@ API_KEY_ROTATE_MAX_GRACE_SECONDS = 48 * 3600
 # each SALT_KEY, so it survives a SECRET_KEY rotation. See docs/accounts.md.
 FIELD_FINGERPRINT_KEY = env.list("FIELD_FINGERPRINT_KEY", default=[])
 AUTH_RATE_LIMIT = env.str("AUTH_RATE_LIMIT", default="10/m")  # per IP, register + token
+# Refused well-formed API keys allowed per client address and minute; past it the address's keys
+# are answered 429 without a database lookup (accounts/authentication.py). 0: no limit.
+AUTH_FAILURES_PER_MINUTE = env.int("AUTH_FAILURES_PER_MINUTE", default=30)
 
 # Billing: Stripe (unset = simulated checkout when DEBUG is on).
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")

@@ -51,6 +51,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "unsupported_media_type": (415, "invalid_request_error"),
     "rate_limit_exceeded": (429, "rate_limit_error"),
     "quota_exceeded": (429, "quota_exceeded"),
+    "too_many_failed_authentications": (429, "rate_limit_error"),
     "server_error": (500, "server_error"),
     "upstream_error": (502, "upstream_error"),
     "no_provider_available": (503, "service_unavailable"),

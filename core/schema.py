@@ -18,7 +18,10 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     409: "Conflicts with the current state (`conflict`).",
     413: "Request body larger than the server accepts (`payload_too_large`).",
     415: "Request body is not application/json (`unsupported_media_type`).",
-    429: "Rate limit or quota exceeded (`rate_limit_exceeded`, `quota_exceeded`); see Retry-After.",
+    429: (
+        "Rate limit or quota exceeded (`rate_limit_exceeded`, `quota_exceeded`), or too many failed "
+        "API-key authentications from this address (`too_many_failed_authentications`); see Retry-After."
+    ),
     500: "Unexpected server error (`server_error`).",
     502: "The payment provider or upstream failed (`upstream_error`).",
     503: "Temporarily unavailable or not configured on this server (`service_unavailable`).",

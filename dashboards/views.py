@@ -37,6 +37,8 @@ ERROR_MEANINGS = {
     "unsupported_media_type": "Send `Content-Type: application/json`.",
     "rate_limit_exceeded": "Too many requests this minute for this key; wait `Retry-After` seconds.",
     "quota_exceeded": "A plan quota is used up; the body carries the quota and upsell links.",
+    "too_many_failed_authentications": "Too many refused API keys from your address this minute; "
+    "wait `Retry-After` seconds.",
     "server_error": "Our fault. Retry later; the request id helps support.",
     "upstream_error": "The provider failed; nothing was charged.",
     "no_provider_available": "No provider (or provider key) can serve this call right now.",
