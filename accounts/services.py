@@ -21,7 +21,7 @@ from rest_framework.authtoken.models import Token
 
 from core.exceptions import ApiError
 from core.locks import lock_objects
-from core.services import counter_row_bump
+from core.services import cache_counter_incr, counter_row_bump
 
 from .crypto import ProviderKeyDecryptError, secret_fingerprint, secret_mask, secret_verify
 from .keys import api_key_display_prefix, api_key_generate, api_key_hash, api_key_is_well_formed
@@ -240,7 +240,7 @@ def auth_failure_record(*, address: str, now: float | None = None) -> None:
     if limit <= 0:
         return
     counter, reset_at = auth_failure_window(address=address, now=now)
-    count = _cache_counter_incr(counter, ttl=AUTH_FAILURE_WINDOW_SECONDS + 5)
+    count = cache_counter_incr(counter, ttl=AUTH_FAILURE_WINDOW_SECONDS + 5)
     if count == limit:
         logger.warning(
             "failed API-key authentications reached the limit for a client address; "
@@ -249,18 +249,6 @@ def auth_failure_record(*, address: str, now: float | None = None) -> None:
         )
     if count > limit:
         raise auth_failure_throttle_error(reset_at=reset_at, now=now)
-
-
-def _cache_counter_incr(key: str, *, ttl: int) -> int:
-    """INCR, creating the counter with ``ttl`` when missing (``proxy.router.counter_incr``'s
-    scheme; accounts may not import proxy). If it keeps vanishing, count this event alone."""
-    for _ in range(3):
-        try:
-            return cache.incr(key)
-        except ValueError:
-            if cache.add(key, 1, ttl):
-                return 1
-    return 1
 
 
 # --- One-time reveal links --------------------------------------------------------------------

@@ -1,11 +1,12 @@
-"""Writes of the shared kernel: per-day counter rows, recording reconciliation drift
-(operational records only)."""
+"""Writes of the shared kernel: per-day counter rows, shared-cache counters, recording
+reconciliation drift (operational records only)."""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
 
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -30,6 +31,22 @@ def counter_row_bump(model, *, field: str, **keys) -> None:
             model.objects.create(**keys, **{field: 1})
     except IntegrityError:
         model.objects.filter(**keys).update(**bump)
+
+
+def cache_counter_incr(key: str, *, ttl: int) -> int:
+    """INCR a shared-cache counter, creating it with ``ttl`` when missing.
+
+    ``incr`` raises when the key is missing, and a concurrent ``delete`` or an expiry can remove
+    it between our ``add`` and ``incr``: retry, and if it keeps vanishing count this event
+    alone rather than fail the request.
+    """
+    for _ in range(3):
+        try:
+            return cache.incr(key)
+        except ValueError:
+            if cache.add(key, 1, ttl):
+                return 1
+    return 1
 
 
 def reconciliation_drift_record(*, finding: DriftFinding, now: datetime | None = None) -> ReconciliationDrift:

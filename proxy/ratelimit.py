@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from core.exceptions import ApiError
-
-from .router import counter_incr
+from core.services import cache_counter_incr
 
 WINDOW_SECONDS = 60
 
@@ -60,7 +59,7 @@ def rate_limit_hit(*, key_id: int, limit: int, now: float | None = None) -> Rate
     """Count one request of ``key_id`` in the current minute and say whether it is over ``limit``."""
     key, reset_at = rate_limit_window(key_id=key_id, now=now)
     applies = settings.RATELIMIT_ENABLE and limit > 0
-    count = counter_incr(key, ttl=WINDOW_SECONDS + 5) if applies else 0
+    count = cache_counter_incr(key, ttl=WINDOW_SECONDS + 5) if applies else 0
     return rate_limit_state(limit=limit, count=count, reset_at=reset_at)
 
 

@@ -13,6 +13,8 @@ import threading
 from django.conf import settings
 from django.core.cache import cache
 
+from core.services import cache_counter_incr
+
 _rng: random.Random | None = None
 _rng_lock = threading.Lock()
 
@@ -94,26 +96,10 @@ def chain_without_cooling(*, chain: list[str], cooling: frozenset[str] | None = 
     return healthy or chain
 
 
-def counter_incr(key: str, *, ttl: int) -> int:
-    """INCR a shared counter, creating it with ``ttl`` when missing.
-
-    ``incr`` raises when the key is missing, and a concurrent ``delete`` (a success ending a run
-    of failures) or an expiry can remove it between our ``add`` and ``incr``: retry, and if it
-    keeps vanishing count this event alone rather than fail the call (a 500 before).
-    """
-    for _ in range(3):
-        try:
-            return cache.incr(key)
-        except ValueError:
-            if cache.add(key, 1, ttl):
-                return 1
-    return 1
-
-
 def provider_failure_record(*, provider: str) -> bool:
     """Count a failure; returns True when it puts the provider into cooldown."""
     key = failures_key(provider)
-    count = counter_incr(key, ttl=settings.PROXY_COOLDOWN_SECONDS * 10)
+    count = cache_counter_incr(key, ttl=settings.PROXY_COOLDOWN_SECONDS * 10)
     if count >= settings.PROXY_COOLDOWN_FAILURES:
         cache.set(cooldown_key(provider), 1, settings.PROXY_COOLDOWN_SECONDS)
         cache.delete(key)
