@@ -9,8 +9,9 @@ Here the steady hot case runs without a thread, on ``core.fastio``'s async pool 
   the plan-catalogue version, the user's plan entry, the provider-keys version, every
   provider's cooldown flag, the rate-limit INCR). A key's identity is cached only while its
   user is active (``accounts.signals``), so no user query is needed;
-- reserve: the provider key from an in-process cache tagged with the provider-keys version, a
-  budget script (INCRBY, undone past the cap), and billing's one reserve statement;
+- reserve: the provider key from an in-process cache tagged with the provider-keys version, then
+  a budget script (INCRBY, undone past the cap) and billing's one reserve statement in flight
+  together, each undone when the other is refused;
 - settle: the grouped settle writer (calls settling while a statement is in flight share the
   next one), then grouped Redis moves of the budget counters and failure runs.
 
@@ -53,6 +54,7 @@ from .dbcall import db_call
 from .funding import (
     Funding,
     funding_quota_block,
+    funding_release,
     funding_reserve,
     funding_settle_finish,
     funding_settle_pairs,
@@ -391,16 +393,64 @@ async def proxy_call_aprepare(
         meters=meters,
         now=now,
     )
-    if not await _budget_reserve(day=prepared.budget_day, amount_micro=prepared.budget_micro):
-        raise BudgetExhausted(provider)
+    if prepared.budget_micro <= 0 or _budget_recently_refused(prepared.budget_day):
+        if not await _budget_reserve(day=prepared.budget_day, amount_micro=prepared.budget_micro):
+            raise BudgetExhausted(provider)
+        try:
+            prepared.funding = await _funding_reserve(
+                user=user, endpoint=endpoint, meters=prepared.meters, plan=plan, now=now
+            )
+        except BaseException:
+            await _budget_release(day=prepared.budget_day, amount_micro=prepared.budget_micro)
+            raise
+        return prepared
+    prepared.funding = await _holds_side_by_side(
+        prepared=prepared, user=user, endpoint=endpoint, plan=plan, now=now
+    )
+    return prepared
+
+
+_budget_refused_at: dict = {}  # budget day -> monotonic time of this process's last refusal
+BUDGET_REFUSAL_MEMORY_SECONDS = 30.0
+
+
+def _budget_recently_refused(day) -> bool:
+    refused_at = _budget_refused_at.get(day)
+    return refused_at is not None and time.monotonic() - refused_at < BUDGET_REFUSAL_MEMORY_SECONDS
+
+
+async def _holds_side_by_side(*, prepared: PreparedCall, user, endpoint: str, plan, now) -> Funding:
+    """The budget hold (Redis) and the quota reserve (PostgreSQL) in flight together: the call
+    waits for the slower of the two round trips, not their sum. Each is undone when the other
+    is refused. Once the budget refuses, this process takes the budget first for a while, so a
+    day past its cap does not pay a reserve and a release for every diverted call."""
+    day, amount = prepared.budget_day, prepared.budget_micro
+    budget_hold = asyncio.ensure_future(_budget_reserve(day=day, amount_micro=amount))
     try:
-        prepared.funding = await _funding_reserve(
+        funding = await _funding_reserve(
             user=user, endpoint=endpoint, meters=prepared.meters, plan=plan, now=now
         )
-    except BaseException:
-        await _budget_release(day=prepared.budget_day, amount_micro=prepared.budget_micro)
+    except BaseException as exc:
+        try:
+            held = await asyncio.shield(budget_hold)
+        except Exception:
+            held = None
+        if held:
+            await _budget_release(day=day, amount_micro=amount)
+        elif held is False and isinstance(exc, ApiError):  # as in sequence: the budget decides first
+            _budget_refused_at[day] = time.monotonic()
+            raise BudgetExhausted(prepared.provider) from None
         raise
-    return prepared
+    try:
+        held = await asyncio.shield(budget_hold)
+    except BaseException:
+        await db_call(funding_release, funding=funding)
+        raise
+    if not held:
+        _budget_refused_at[day] = time.monotonic()
+        await db_call(funding_release, funding=funding)
+        raise BudgetExhausted(prepared.provider)
+    return funding
 
 
 async def _funding_reserve(*, user, endpoint: str, meters: dict[str, int], plan, now) -> Funding:

@@ -7,6 +7,7 @@ to that loop). The first call of a key in a process always takes the ORM gate (i
 key's owner); the calls after it are the ones the fast lane serves.
 """
 
+import asyncio
 import json
 import threading
 import time
@@ -108,10 +109,11 @@ def db_calls(monkeypatch):
 
 
 @pytest.fixture
-def fast(caller, fake_upstream, live_asgi_fast):
+def fast(caller, fake_upstream, live_asgi_fast, monkeypatch):
     """(user, key, base URL) on a plan routed to openrouter (an operator key, so the daily
     budget is reserved and settled), with groq as the fallback."""
     user, plaintext, _client = caller
+    monkeypatch.setattr(fastlane, "_budget_refused_at", {})  # no refusal remembered from another test
     plan_configure(weights={"openrouter": 100}, fallback_provider="groq")
     global_key_set("openrouter")
     global_key_set("groq")
@@ -422,6 +424,8 @@ def test_a_call_todays_budget_cannot_cover_goes_to_the_fallback_provider(
     settings.DAILY_BUDGET_USD = Decimal("0.0001")  # less than one gpt-4o call's maximum
 
     responses = [_post(base_url, plaintext)]
+    # The quota was reserved beside the budget hold, so the refusal gave it back ...
+    assert "funding_release" in db_calls
     db_calls.clear()
     responses.append(_post(base_url, plaintext))
 
@@ -434,7 +438,8 @@ def test_a_call_todays_budget_cannot_cover_goes_to_the_fallback_provider(
             False,
             0,
         )
-    assert db_calls == []  # the budget refusal and the diversion stay on the fast lane
+    # ... and the next call asked the budget first: no reserve to give back, no thread.
+    assert db_calls == []
     assert [r["path"] for r in fake_upstream.requests] == ["/groq/chat/completions"] * 2
     events = UsageEvent.objects.filter(user=user).order_by("pk")
     assert [(e.provider, e.is_budget_fallback, e.total_tokens, e.cost_usd) for e in events] == [
@@ -443,6 +448,36 @@ def test_a_call_todays_budget_cannot_cover_goes_to_the_fallback_provider(
     assert _counters(user) == {"llm_tokens": (2 * TOKENS, 0), "requests": (2, 0)}
     assert _held(user) == []
     assert budget_spent_get(day=timezone.now().date()) == 0  # the refused reservations hold nothing
+
+
+def test_the_budget_hold_and_the_quota_reserve_are_in_flight_together(fast, monkeypatch, db_calls):
+    """The call waits for the slower of the two round trips, not their sum: the budget hold
+    is still open when the quota reserve starts."""
+    user, plaintext, base_url = fast
+    assert _post(base_url, plaintext).status_code == 200  # the key's first call: the ORM gate
+    reserve_started = asyncio.Event()
+    overlapped = []
+    budget_reserve, funding_reserve = fastlane._budget_reserve, fastlane._funding_reserve
+
+    async def budget_reserve_waiting(**kwargs):
+        await asyncio.wait_for(reserve_started.wait(), timeout=5)
+        overlapped.append(True)
+        return await budget_reserve(**kwargs)
+
+    async def funding_reserve_noted(**kwargs):
+        reserve_started.set()
+        return await funding_reserve(**kwargs)
+
+    monkeypatch.setattr(fastlane, "_budget_reserve", budget_reserve_waiting)
+    monkeypatch.setattr(fastlane, "_funding_reserve", funding_reserve_noted)
+    db_calls.clear()
+    response = _post(base_url, plaintext)
+
+    assert response.status_code == 200, response.text
+    assert overlapped == [True]
+    assert db_calls == []
+    assert _counters(user) == {"llm_tokens": (2 * TOKENS, 0), "requests": (2, 0)}
+    assert budget_spent_get(day=timezone.now().date()) == usd_to_micro(2 * OPENROUTER_COST)
 
 
 def test_a_call_that_crosses_midnight_stays_on_the_day_it_was_admitted(
