@@ -51,6 +51,22 @@ def _clear_cache():
 
 
 @pytest.fixture
+def midday():
+    """Start the clock at 12:00:00 UTC of today and let it tick; yields that instant.
+
+    For a test that reads "today", "this month" or "this minute" more than once (in the test,
+    then again in the code under test): started just before midnight, a month's end or a
+    minute's end, it would see two different ones. Put it first among the test's fixtures
+    (or in ``usefixtures``) so the rows the other fixtures create are on the same clock."""
+    import time_machine
+    from django.utils import timezone
+
+    noon = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
+    with time_machine.travel(noon, tick=True):
+        yield noon
+
+
+@pytest.fixture
 def api_client():
     from rest_framework.test import APIClient
 

@@ -74,7 +74,7 @@ def test_ten_concurrent_deliveries_of_one_session_activate_once(webhook_settings
     assert len([m for m in mail.outbox if m.to == [user.email]]) == 1
 
 
-def test_fifty_threads_race_for_the_last_units():
+def test_fifty_threads_race_for_the_last_units(midday):
     user = UserFactory()  # free: 100 000 tokens / month
     quota_settle(reservation=quota_reserve(user=user, meter="llm_tokens", amount=99_990), actual=99_990)
 
@@ -95,7 +95,7 @@ def test_fifty_threads_race_for_the_last_units():
     assert QuotaReservation.objects.filter(status=QuotaReservation.Status.SETTLED).count() == 11
 
 
-def test_fifty_threads_creating_the_period_counter_share_one_row():
+def test_fifty_threads_creating_the_period_counter_share_one_row(midday):
     user = UserFactory()
     results = _run_threads(50, lambda _: quota_reserve(user=user, meter="llm_tokens", amount=2_000).amount)
     assert results == [2_000] * 50

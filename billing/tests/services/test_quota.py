@@ -8,7 +8,8 @@ from billing.services import QuotaExceeded, quota_release, quota_reserve, quota_
 
 from ..factories import SubscriptionFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
+# Each test reserves in "this month" (or day), then reads that period's counter.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("midday")]
 
 
 def _counter(user, meter):

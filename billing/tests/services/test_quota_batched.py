@@ -18,7 +18,8 @@ from billing.services import (
 
 from ..factories import UserFactory
 
-pytestmark = pytest.mark.django_db
+# Each test reserves in "this month" (or day), then reads that period's counter.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("midday")]
 
 
 def _counters(user):
