@@ -80,7 +80,7 @@ def _settled(timeout: float = 20.0) -> None:
 
 
 def test_hundred_callers_with_faults_never_overspend(
-    catalog, fake_upstream, live_server_url, settings, staff
+    midday, catalog, fake_upstream, live_server_url, settings, staff
 ):
     settings.DAILY_BUDGET_USD = BUDGET_USD
     settings.PROXY_UPSTREAM_TIMEOUT = 2.0

@@ -227,7 +227,7 @@ def test_key_rotation_end_to_end_through_the_proxy(user_a, catalog, fake_upstrea
 
 
 @pytest.mark.django_db
-def test_a_worker_killed_between_reserve_and_settle_is_swept(user_a, catalog, staff, settings):
+def test_a_worker_killed_between_reserve_and_settle_is_swept(midday, user_a, catalog, staff, settings):
     """The caller reserved quota and credits, then died: the sweepers free both, nothing is charged."""
     from datetime import timedelta
 

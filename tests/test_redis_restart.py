@@ -88,7 +88,7 @@ def own_redis(tmp_path, settings):
 
 
 @pytest.mark.django_db(transaction=True)  # the proxy's database work runs in its own threads
-def test_redis_restart_mid_traffic(user_a, catalog, fake_upstream, own_redis, client):
+def test_redis_restart_mid_traffic(midday, user_a, catalog, fake_upstream, own_redis, client):
     plan_configure(rate_limit_per_minute=100)
     global_key_for(provider="deepseek", secret="sk-operator-deepseek-restart-01")
     api = bearer_client(user_a)

@@ -60,7 +60,7 @@ def test_credit_drift_is_recorded_and_not_corrected(plan):
     assert CreditAccount.objects.get(user=user).balance == 999  # never silently corrected
 
 
-def test_quota_counter_drift_is_recorded(plan):
+def test_quota_counter_drift_is_recorded(midday, plan):
     user, admin = UserFactory(), StaffUserFactory()
     _traffic(user, admin)
     counter = UsageCounter.objects.get(user=user, meter="llm_tokens")

@@ -12,7 +12,8 @@ from credits.tests.factories import seed_catalogue
 proxy_factories = pytest.importorskip("proxy.tests.factories")
 fakeupstream = pytest.importorskip("proxy.tests.fakeupstream")
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The calls share this month's token quota: a month may not end between them.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("midday")]
 
 URL = "/api/proxy/deepseek/chat"
 BODY = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 100}

@@ -43,7 +43,7 @@ def _fire(plaintext: str, count: int) -> list[dict]:
     return results
 
 
-def test_fifty_calls_racing_for_ten_requests_exactly_ten_succeed(caller, fake_upstream):
+def test_fifty_calls_racing_for_ten_requests_exactly_ten_succeed(midday, caller, fake_upstream):
     user, plaintext, _client = caller
     plan_configure(weights={"groq": 100}, limits={"requests": 10, "llm_tokens": None, "emails": 0})
     global_key_set("groq")
@@ -59,7 +59,7 @@ def test_fifty_calls_racing_for_ten_requests_exactly_ten_succeed(caller, fake_up
     assert len(fake_upstream.requests) == 10
 
 
-def test_fifty_concurrent_calls_never_pass_the_daily_budget(caller, fake_upstream, settings):
+def test_fifty_concurrent_calls_never_pass_the_daily_budget(midday, caller, fake_upstream, settings):
     _user, plaintext, _client = caller
     plan_configure(weights={"openrouter": 100}, fallback_provider="groq")
     global_key_set("openrouter")

@@ -107,7 +107,7 @@ def test_quota_exhausted_is_429_with_retry_after_quota_block_and_upsell(caller, 
     assert UsageEvent.objects.get().error_code == "quota_exceeded"
 
 
-def test_daily_requests_quota_is_enforced(caller, fake_upstream):
+def test_daily_requests_quota_is_enforced(midday, caller, fake_upstream):
     plan_configure(weights={"groq": 100}, limits={"llm_tokens": 100_000, "requests": 3, "emails": 0})
     global_key_set("groq")
     _user, _plaintext, client = caller

@@ -109,7 +109,7 @@ def db_calls(monkeypatch):
 
 
 @pytest.fixture
-def fast(caller, fake_upstream, live_asgi_fast, monkeypatch):
+def fast(midday, caller, fake_upstream, live_asgi_fast, monkeypatch):
     """(user, key, base URL) on a plan routed to openrouter (an operator key, so the daily
     budget is reserved and settled), with groq as the fallback."""
     user, plaintext, _client = caller

@@ -70,7 +70,7 @@ def test_emails_not_in_plan_is_quota_exceeded(caller, fake_upstream):
     assert fake_upstream.requests == []
 
 
-def test_usage_has_the_original_shape_newest_first_and_only_mine(caller, fake_upstream):
+def test_usage_has_the_original_shape_newest_first_and_only_mine(midday, caller, fake_upstream):
     user, _plaintext, client = caller
     global_key_set("instantly")
     global_key_set("deepseek")

@@ -132,7 +132,7 @@ def test_client_disconnect_mid_stream_still_records_usage(caller, fake_upstream,
 
 
 def test_stream_falls_back_when_the_first_provider_fails_before_the_first_byte(
-    caller, fake_upstream, live_asgi
+    midday, caller, fake_upstream, live_asgi
 ):
     user, plaintext, _client = caller
     plan_configure(weights={"openrouter": 100}, fallback_provider="groq")

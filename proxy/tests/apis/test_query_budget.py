@@ -22,7 +22,7 @@ TARGET = 8
 
 
 @pytest.fixture
-def warm_client(caller, fake_upstream, same_thread_db):
+def warm_client(midday, caller, fake_upstream, same_thread_db):
     plan_configure(weights={"openrouter": 100})
     global_key_set("openrouter")
     user, _plaintext, client = caller

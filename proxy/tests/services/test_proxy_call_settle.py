@@ -38,7 +38,7 @@ def _record(user, status=200, **kwargs):
     )
 
 
-def test_rollup_and_daily_spend_accumulate_across_calls(user):
+def test_rollup_and_daily_spend_accumulate_across_calls(midday, user):
     for _ in range(2):
         prepared = _prepare(user)
         proxy_call_settle(prepared=prepared, record=_record(user, prompt_tokens=10, completion_tokens=15))

@@ -36,7 +36,7 @@ MAX_TOKENS = 50
 
 
 @pytest.fixture
-def fast_lane(settings, catalog):
+def fast_lane(midday, settings, catalog):
     """The fast lane on, every call routed to openrouter on an operator key (so each call costs
     the operator something and the day's spend moves)."""
     settings.PROXY_FAST_LANE = True
