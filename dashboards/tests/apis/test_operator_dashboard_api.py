@@ -27,7 +27,7 @@ def test_anonymous_gets_401_and_customers_403(api_client, user):
     assert response.json()["error"]["code"] == "forbidden"
 
 
-def test_shape_and_values(api_client, staff, settings):
+def test_shape_and_values(midday, api_client, staff, settings):
     settings.DAILY_BUDGET_USD = Decimal("50")
     settings.EXCHANGE_RATES_TO_USD = {"eur": Decimal("1.08"), "usd": Decimal(1)}
     today = timezone.now().date()

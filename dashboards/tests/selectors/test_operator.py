@@ -28,8 +28,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def now():
-    return timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
+def now(midday):
+    """Noon today, and the clock too: rows made "now" are on ``today`` however long the test runs."""
+    return midday
 
 
 @pytest.fixture

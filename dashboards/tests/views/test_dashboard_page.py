@@ -15,7 +15,9 @@ def test_dashboard_needs_login(client):
     assert response["Location"].startswith("/accounts/login/")
 
 
-def test_dashboard_shows_plan_quotas_keys_charts_and_calls(client, user, django_assert_max_num_queries):
+def test_dashboard_shows_plan_quotas_keys_charts_and_calls(
+    midday, client, user, django_assert_max_num_queries
+):
     today = timezone.now().date()
     key = ApiKeyFactory(user=user, name="backend")
     RollupFactory(user=user, provider="groq", day=today, requests=3, tokens=1500)
@@ -66,7 +68,7 @@ def test_dashboard_filters_calls_by_key_and_status(client, user, other_user):
     assert html.count("data-status=") == 3
 
 
-def test_dashboard_credit_spend_chart_for_credit_users(client, user):
+def test_dashboard_credit_spend_chart_for_credit_users(midday, client, user):
     from credits.models import LedgerEntry
 
     LedgerEntry.objects.create(

@@ -21,7 +21,7 @@ def test_metrics_needs_token_or_allowed_address(client, settings):
     assert client.get("/metrics").status_code == 200  # the test client's REMOTE_ADDR
 
 
-def test_metrics_values(client, settings, user):
+def test_metrics_values(midday, client, settings, user):
     settings.METRICS_ALLOWED_IPS = ["127.0.0.1"]
     settings.DAILY_BUDGET_USD = Decimal("20")
     today = timezone.now().date()

@@ -19,7 +19,7 @@ def test_staff_only_through_admin_login(client, user):
 
 
 def test_operator_page_renders_blocks_and_link_buttons(
-    client, staff, settings, django_assert_max_num_queries
+    midday, client, staff, settings, django_assert_max_num_queries
 ):
     settings.DAILY_BUDGET_USD = Decimal("10")
     today = timezone.now().date()
@@ -62,7 +62,7 @@ def test_admin_index_links_the_dashboard(client, staff):
     ],
 )
 def test_a_user_refused_before_any_call_is_recorded_is_flagged_on_the_page(
-    client, staff, settings, model, threshold, cells
+    midday, client, staff, settings, model, threshold, cells
 ):
     """Kept past the rate limit, or still trying a revoked key: minutes the rollups never see."""
     setattr(settings, threshold, 5)
