@@ -20,7 +20,7 @@ def payload(**overrides):
         "organization_name": "Acme Corp",
         "instance_url": "acme.vaultai.eu",
         "user_count": 45,
-        "timestamp": (timezone.now() - timedelta(minutes=1)).isoformat(),
+        "timestamp": timezone.now().isoformat(),
     }
     body.update(overrides)
     return body
@@ -52,8 +52,9 @@ def test_first_report_creates_pending_organization_with_original_shape(client, b
 
 
 def test_same_day_repeat_is_a_duplicate_with_the_same_report_id(client, billing_tokens):
-    first = post(client, payload(user_count=45)).json()
-    second = post(client, payload(user_count=50))
+    timestamp = timezone.now().isoformat()  # one instant: the two posts may straddle midnight
+    first = post(client, payload(user_count=45, timestamp=timestamp)).json()
+    second = post(client, payload(user_count=50, timestamp=timestamp))
 
     assert second.status_code == 200
     assert second.json() == {**first, "duplicate": True}

@@ -52,10 +52,11 @@ def test_linked_report_becomes_exactly_one_meter_event_after_commit(
     organization = LinkedOrganizationFactory(stripe_customer_id="cus_ABC123")
     meter = stripe_http.post(f"{STRIPE}/v1/billing/meter_events", **stripe_json(200, {"object": "x"}))
 
+    reported_at = timezone.now()  # one instant: the two reports may straddle midnight
     with django_capture_on_commit_callbacks(execute=True):
-        result = ingest(organization.pk, user_count=77)
+        result = ingest(organization.pk, user_count=77, reported_at=reported_at)
     with django_capture_on_commit_callbacks(execute=True):
-        duplicate = ingest(organization.pk, user_count=78)
+        duplicate = ingest(organization.pk, user_count=78, reported_at=reported_at)
 
     assert duplicate.duplicate is True
     assert meter.call_count == 1
