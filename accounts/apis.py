@@ -10,6 +10,7 @@ from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.clientaddr import client_address_get
 from core.exceptions import ApiError
 from core.schema import error_responses, schema_named
 
@@ -26,8 +27,16 @@ from .services import (
     user_token_get_or_create,
 )
 
+
+def _client_address(group, request) -> str:
+    """Behind a reverse proxy every client shares its REMOTE_ADDR: use the NUM_PROXIES-aware address."""
+    return client_address_get(request)
+
+
 _auth_ratelimit = method_decorator(
-    ratelimit(key="ip", rate=lambda group, request: settings.AUTH_RATE_LIMIT, method="POST", block=True),
+    ratelimit(
+        key=_client_address, rate=lambda group, request: settings.AUTH_RATE_LIMIT, method="POST", block=True
+    ),
     name="post",
 )
 

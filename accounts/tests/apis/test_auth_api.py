@@ -97,3 +97,22 @@ def test_token_endpoint_is_rate_limited_per_ip(anon, settings):
     assert codes == [400, 400, 400, 429]
     assert response.json()["error"]["code"] == "rate_limit_exceeded"
     assert response["Retry-After"]
+
+
+def test_auth_rate_limit_counts_each_client_behind_a_trusted_proxy(settings):
+    """Behind one reverse proxy every call has its REMOTE_ADDR: the limit follows the client."""
+    settings.AUTH_RATE_LIMIT = "2/m"
+    settings.NUM_PROXIES = 1
+    payload = {"email": "x@example.com", "password": "wrong"}
+
+    def codes(client_address: str) -> list[int]:
+        client = APIClient(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=client_address)
+        return [client.post("/api/auth/token", payload, format="json").status_code for _ in range(3)]
+
+    with time_machine.travel(timezone.now(), tick=False):
+        first, second = codes("203.0.113.7"), codes("198.51.100.9")
+        # A client cannot escape by claiming another address left of the proxy's entry.
+        spoofed = APIClient(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="192.0.2.1, 203.0.113.7")
+        spoofed_code = spoofed.post("/api/auth/token", payload, format="json").status_code
+    assert first == second == [400, 400, 429]
+    assert spoofed_code == 429
