@@ -519,6 +519,12 @@ class _SettleWriter:
                     if len(batch) == 1:
                         _fail(batch, exc)
                         continue
+                    # Rare and slow (one round trip per call): say so, or a slow run has no trace.
+                    logger.warning(
+                        "grouped settle failed; settling its %d calls one by one",
+                        len(batch),
+                        extra={"error": type(exc).__name__},
+                    )
                     for item in batch:
                         try:
                             await self._write([item])

@@ -203,7 +203,7 @@ def test_two_users_in_one_group_each_get_exactly_their_own_calls(fast_lane, stat
     assert DailySpend.objects.get().spent_usd == sum(_cost(p, c) for p, (_u, c) in calls)
 
 
-def test_one_bad_call_does_not_fail_the_others_in_its_group(fast_lane, statements):
+def test_one_bad_call_does_not_fail_the_others_in_its_group(fast_lane, statements, caplog):
     user = UserFactory()
     plan = plan_for_user_get(user=user)
     completions = [i + 1 for i in range(6)]
@@ -227,6 +227,11 @@ def test_one_bad_call_does_not_fail_the_others_in_its_group(fast_lane, statement
     assert all(isinstance(r, tuple) for i, r in enumerate(results) if i != bad), results
     # The grouped statement failed as a whole, then each call was written alone.
     assert statements == [-1] + [1] * bad + [-1] + [1] * (len(completions) - bad - 1)
+    # The slow retry is on the record, without the failed values.
+    retried = [r for r in caplog.records if r.getMessage().startswith("grouped settle failed")]
+    assert [(r.getMessage(), r.error) for r in retried] == [
+        (f"grouped settle failed; settling its {len(completions)} calls one by one", "CheckViolation")
+    ]
     good = [(p, c) for i, (p, c) in enumerate(zip(prepared, completions, strict=True)) if i != bad]
     tokens = sum(PROMPT_TOKENS + c for _p, c in good)
     assert _counters(user) == {
