@@ -6,7 +6,9 @@ checkout. Production mode (``DJANGO_ENV=production`` or ``DEBUG=False``) refuses
 without real secrets and allowed hosts.
 """
 
+import os
 import sys
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 
@@ -124,6 +126,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     else:
         DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
     DATABASES["default"]["TEST"] = {"NAME": env.str("DATABASE_TEST_NAME", default=None)}
+elif TESTING:
+    # Django's in-memory SQLite test database is one shared cache: a test reading while the live
+    # server's thread writes fails at once ("database table is locked"). A file makes the reader
+    # wait out the writer (busy timeout) as the embedded default's db.sqlite3 does.
+    DATABASES["default"]["TEST"] = {
+        "NAME": env.str(
+            "DATABASE_TEST_NAME",
+            default=str(Path(tempfile.gettempdir()) / f"tollgate-test-{os.getpid()}.sqlite3"),
+        )
+    }
+    # Throwaway data: no fsync; WAL lets a reader go on while the live server writes.
+    DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = (
+        "PRAGMA synchronous=OFF; PRAGMA journal_mode=WAL;"
+    )
 IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
