@@ -32,6 +32,7 @@ from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.db import reset_queries
 from django.urls import get_resolver, set_script_prefix
 
 from core.lifecycle import shutdown_run
@@ -119,6 +120,11 @@ class TollgateASGIHandler(ASGIHandler):
 def get_asgi_application() -> TollgateASGIHandler:
     django.setup(set_prefix=False)
     handler = TollgateASGIHandler()
+    if not settings.DEBUG:
+        # It clears a query log that only DEBUG (or a test's query capture, which clears its
+        # own) fills, walking the context's connections on every request: ~1.7 % of a
+        # streamed call's CPU in a profile, for nothing.
+        signals.request_started.disconnect(reset_queries)
     startup_heap_freeze()
     return handler
 

@@ -185,6 +185,22 @@ def test_the_steady_call_makes_no_thread_hop(fast, db_calls):
     assert _held(user) == []
 
 
+def test_the_lane_survives_a_redis_that_forgot_its_scripts(fast, db_calls):
+    """A Redis restart empties its script cache: the gate and budget scripts are loaded again."""
+    user, plaintext, base_url = fast
+    assert _post(base_url, plaintext).status_code == 200
+    assert _post(base_url, plaintext).status_code == 200
+    cache.client.get_client(write=True).script_flush()
+    db_calls.clear()
+
+    after = _post(base_url, plaintext)
+
+    assert after.status_code == 200, after.text
+    assert db_calls == []  # still the fast lane, not a fallback to the ORM path
+    assert _counters(user) == {"llm_tokens": (3 * TOKENS, 0), "requests": (3, 0)}
+    assert budget_spent_get(day=DailySpend.objects.get().day) == usd_to_micro(3 * OPENROUTER_COST)
+
+
 def test_a_stream_settles_with_the_provider_usage(fast, fake_upstream, db_calls):
     user, plaintext, base_url = fast
     assert _post(base_url, plaintext).status_code == 200
