@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from core.exceptions import ApiError
 from core.locks import lock_objects
+from core.rawsql import table_quoted
 
 from . import registry, stripe_client
 from .catalog import (
@@ -318,8 +319,7 @@ def quota_reserve_many(
 
 
 def _reserve_sql(*, user_id: int, meters: dict, rules: dict, now: datetime, synchronous_commit: bool):
-    counters = connection.ops.quote_name(UsageCounter._meta.db_table)
-    holds = connection.ops.quote_name(QuotaReservation._meta.db_table)
+    counters, holds = table_quoted(UsageCounter), table_quoted(QuotaReservation)
     values, params = [], []
     for meter, amount in meters.items():
         rule, start, _end = rules[meter]
@@ -484,8 +484,7 @@ def quota_settle_pairs_sql(
     """``quota_settle_sql`` for (reservation, actual units) pairs, possibly of many calls: the
     proxy's grouped settles. A counter several reservations share moves once by their sum
     (an ``UPDATE … FROM`` applies one joined row per target row), and its ``charged`` is the sum."""
-    counters = connection.ops.quote_name(UsageCounter._meta.db_table)
-    holds = connection.ops.quote_name(QuotaReservation._meta.db_table)
+    counters, holds = table_quoted(UsageCounter), table_quoted(QuotaReservation)
     values, params = [], []
     for reservation, actual in pairs:
         values.append("(%s::bigint, %s::bigint)")
@@ -560,8 +559,7 @@ def quota_release_many(
 
 
 def _release_sql(*, reservations: list[QuotaReservation], now: datetime, synchronous_commit: bool):
-    counters = connection.ops.quote_name(UsageCounter._meta.db_table)
-    holds = connection.ops.quote_name(QuotaReservation._meta.db_table)
+    counters, holds = table_quoted(UsageCounter), table_quoted(QuotaReservation)
     cfg = _sync_commit_off_sql(synchronous_commit)
     sql = f"""
         WITH ids(id) AS (SELECT unnest(%s::bigint[])){cfg},

@@ -90,31 +90,37 @@ class TollgateASGIHandler(ASGIHandler):
                 await self.send_response(response, send)
             return response
 
-        tasks = [
-            asyncio.create_task(self.listen_for_disconnect(receive)),
-            asyncio.create_task(process_request(request, send)),
-        ]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            if task.done():
-                try:
-                    task.result()
-                except RequestAborted:
-                    pass  # client disconnects
-                except AssertionError:
-                    body_file.close()
-                    raise
-            else:
-                task.cancel()  # the view handles cancellation (the proxy's calls are shielded)
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        listener = asyncio.create_task(self._client_gone(receive))
+        processing = asyncio.create_task(process_request(request, send))
+        await asyncio.wait((listener, processing), return_when=asyncio.FIRST_COMPLETED)
+        if not processing.done():  # the client left first
+            processing.cancel()  # the view handles cancellation (the proxy's calls are shielded)
+            with contextlib.suppress(asyncio.CancelledError):
+                await processing
+        if not listener.done():
+            listener.cancel()
+        elif listener.exception() is not None:  # an ASGI message other than a disconnect
+            body_file.close()
+            raise listener.exception()
         try:
-            response = tasks[1].result()
+            response = processing.result()
         except asyncio.CancelledError:
             signals.request_finished.send(sender=self.__class__)
         else:
             response.close()
         body_file.close()
+
+    @staticmethod
+    async def _client_gone(receive) -> None:
+        """Return when the client disconnects (after the response, the server says so at once).
+
+        Django's ``listen_for_disconnect`` raises ``RequestAborted`` instead: on every request,
+        that exception's traceback tied the request's frames and tasks into a reference cycle
+        left to the cyclic collector.
+        """
+        message = await receive()
+        if message["type"] != "http.disconnect":
+            raise AssertionError(f"Invalid ASGI message after request body: {message['type']}")
 
 
 def get_asgi_application() -> TollgateASGIHandler:

@@ -10,12 +10,29 @@ from __future__ import annotations
 
 import functools
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+
+
+@functools.cache
+def sql_connection():
+    """A database wrapper for building SQL text and adapting values, never connected.
+
+    ``django.db.connection`` is per asyncio task (asgiref's ``Local``): on the event loop, each
+    call's first touch built a new wrapper — seven objects in a reference cycle, left to the
+    cyclic collector — only to quote a name. Same settings, so the same vendor and quoting.
+    """
+    return connections.create_connection(DEFAULT_DB_ALIAS)
+
+
+@functools.cache
+def table_quoted(model) -> str:
+    """``model``'s table name, quoted for the database (built once)."""
+    return sql_connection().ops.quote_name(model._meta.db_table)
 
 
 @functools.cache
 def _select_sql(model, where: str, vendor: str) -> tuple[str, tuple]:
-    qn = connection.ops.quote_name
+    qn = sql_connection().ops.quote_name
     fields = tuple(model._meta.concrete_fields)
     columns = ", ".join(f"{qn(model._meta.db_table)}.{qn(f.column)}" for f in fields)
     return f"SELECT {columns} FROM {qn(model._meta.db_table)} WHERE {where}", fields  # noqa: S608
@@ -23,6 +40,7 @@ def _select_sql(model, where: str, vendor: str) -> tuple[str, tuple]:
 
 def _rows_build(model, fields, rows) -> list:
     # As the SQL compiler does: backend converters, then the field's own (e.g. decryption).
+    connection = sql_connection()
     converters = [
         (f.cached_col, connection.ops.get_db_converters(f.cached_col) + f.get_db_converters(connection))
         for f in fields
@@ -52,5 +70,5 @@ async def model_rows_aget(model, *, where: str, params: list) -> list:
     """``model_rows_get`` on the fast lane's async connection pool (PostgreSQL, no thread)."""
     from core.fastio import db_fetch
 
-    sql, fields = _select_sql(model, where, connection.vendor)
+    sql, fields = _select_sql(model, where, sql_connection().vendor)
     return _rows_build(model, fields, await db_fetch(sql, params))

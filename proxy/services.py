@@ -24,6 +24,7 @@ from django.utils import timezone
 from accounts.selectors import provider_key_get
 from core.exceptions import ApiError
 from core.money import usd
+from core.rawsql import sql_connection, table_quoted
 from core.services import counter_row_bump
 
 from . import budget, sandbox
@@ -241,7 +242,7 @@ class CallRecord:
 def rollup_upsert_sql(rows: str) -> str:
     """Add ``rows`` (a VALUES list or a SELECT of user_id, provider, day, requests, tokens, emails,
     cost_usd, errors, fallbacks) to the day's rollup rows: one upsert, increments only."""
-    t = connection.ops.quote_name(UsageDailyRollup._meta.db_table)
+    t = table_quoted(UsageDailyRollup)
     return f"""
         INSERT INTO {t} (user_id, provider, day, requests, tokens, emails, cost_usd, errors, fallbacks)
         {rows}
@@ -257,7 +258,7 @@ def rollup_upsert_sql(rows: str) -> str:
 
 def daily_spend_upsert_sql(rows: str) -> str:
     """Add ``rows`` (VALUES or SELECT of day, spent_usd, updated_at) to the operator's daily spend."""
-    t = connection.ops.quote_name(DailySpend._meta.db_table)
+    t = table_quoted(DailySpend)
     return f"""
         INSERT INTO {t} (day, spent_usd, updated_at) {rows}
         ON CONFLICT (day) DO UPDATE SET
@@ -267,11 +268,12 @@ def daily_spend_upsert_sql(rows: str) -> str:
 
 def _event_insert_sql(events: list[UsageEvent]) -> tuple[str, list]:
     """``INSERT`` of ``events`` (every concrete column but the id) and its parameters."""
-    qn = connection.ops.quote_name
+    builder = sql_connection()
+    qn = builder.ops.quote_name
     fields = [f for f in UsageEvent._meta.concrete_fields if not f.primary_key]
     row = f"({', '.join(['%s'] * len(fields))})"
-    params = [f.get_db_prep_save(f.pre_save(event, True), connection) for event in events for f in fields]
-    table, columns = qn(UsageEvent._meta.db_table), ", ".join(qn(f.column) for f in fields)
+    params = [f.get_db_prep_save(f.pre_save(event, True), builder) for event in events for f in fields]
+    table, columns = table_quoted(UsageEvent), ", ".join(qn(f.column) for f in fields)
     sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(events))}"  # noqa: S608
     return sql, params
 

@@ -8,9 +8,11 @@ key's owner); the calls after it are the ones the fast lane serves.
 """
 
 import asyncio
+import gc
 import json
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -199,6 +201,25 @@ def test_the_lane_survives_a_redis_that_forgot_its_scripts(fast, db_calls):
     assert db_calls == []  # still the fast lane, not a fallback to the ORM path
     assert _counters(user) == {"llm_tokens": (3 * TOKENS, 0), "requests": (3, 0)}
     assert budget_spent_get(day=DailySpend.objects.get().day) == usd_to_micro(3 * OPENROUTER_COST)
+
+
+def test_a_steady_call_leaves_no_handler_or_database_wrapper_for_the_cyclic_collector(fast):
+    """Each call used to leave its tasks (a swallowed RequestAborted) and a fresh database
+    wrapper (built to quote a table name) in reference cycles: garbage-collector work per call."""
+    user, plaintext, base_url = fast
+    assert _post(base_url, plaintext).status_code == 200
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        codes = [_post(base_url, plaintext).status_code for _ in range(5)]
+        gc.collect()
+        kinds = Counter(type(o).__name__ for o in gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+
+    assert codes == [200] * 5
+    assert (kinds["RequestAborted"], kinds["DatabaseWrapper"], kinds["Task"]) == (0, 0, 0), kinds
 
 
 def test_a_stream_settles_with_the_provider_usage(fast, fake_upstream, db_calls):
