@@ -194,7 +194,17 @@ class ProxyApiView(AsyncAPIView):
         self.response = self.finalize_response(request, response, *args, **kwargs)
         for header, value in self._ratelimit_headers.items():
             self.response[header] = value
+        self.response._resource_closers.append(self._references_untie)
         return self.response
+
+    def _references_untie(self) -> None:
+        """When the response closes (sent, or the client gone): undo DRF's view ↔ request ↔
+        response references (``parser_context``, ``renderer_context``), so the call's objects are
+        freed at once instead of being left to the cyclic collector."""
+        request, response = self.request, self.response
+        request.parser_context = None
+        response.renderer_context = None
+        self.request = self.response = None
 
     def json_body(self, request) -> dict:
         """Parse the body ourselves: not JSON-typed → 415, invalid JSON → 400 ``invalid_json``,

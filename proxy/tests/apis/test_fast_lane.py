@@ -204,8 +204,9 @@ def test_the_lane_survives_a_redis_that_forgot_its_scripts(fast, db_calls):
 
 
 def test_a_steady_call_leaves_no_handler_or_database_wrapper_for_the_cyclic_collector(fast):
-    """Each call used to leave its tasks (a swallowed RequestAborted) and a fresh database
-    wrapper (built to quote a table name) in reference cycles: garbage-collector work per call."""
+    """Each call used to leave ~75 objects in reference cycles, work for the cyclic collector:
+    its tasks (a swallowed RequestAborted), a fresh database wrapper (built to quote a table
+    name), and DRF's view, requests and response."""
     user, plaintext, base_url = fast
     assert _post(base_url, plaintext).status_code == 200
     gc.collect()
@@ -219,7 +220,16 @@ def test_a_steady_call_leaves_no_handler_or_database_wrapper_for_the_cyclic_coll
         gc.garbage.clear()
 
     assert codes == [200] * 5
-    assert (kinds["RequestAborted"], kinds["DatabaseWrapper"], kinds["Task"]) == (0, 0, 0), kinds
+    # (The test's own HTTP clients leave some: only the server's objects are counted.)
+    server_side = (
+        "RequestAborted",
+        "Task",
+        "DatabaseWrapper",
+        "ChatCompletionsApi",
+        "AsyncRequest",
+        "ASGIRequest",
+    )
+    assert {kind: kinds[kind] for kind in server_side} == dict.fromkeys(server_side, 0), kinds
 
 
 def test_a_stream_settles_with_the_provider_usage(fast, fake_upstream, db_calls):
