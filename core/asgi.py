@@ -14,8 +14,9 @@ receivers only reset and close *this thread's* database connections and the cach
 event loop's thread never opens a Django database connection (the proxy's database work runs
 on ``proxy.dbcall``'s threads or on ``core.fastio``'s async pool).
 
-It also speaks the ASGI lifespan protocol (Django's handler refuses it): at shutdown a worker
-finishes the calls still running without a client before it stops (``core.lifecycle``).
+It also speaks the ASGI lifespan protocol (Django's handler refuses it): at startup a worker
+opens the fast lane's connections and loads the catalogue, and at shutdown it finishes the calls
+still running without a client before it stops (``core.lifecycle``).
 
 Use ``core.asgi:application`` as the ASGI entry point (``config/asgi.py`` re-exports it).
 """
@@ -35,7 +36,7 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.db import reset_queries
 from django.urls import get_resolver, set_script_prefix
 
-from core.lifecycle import shutdown_run
+from core.lifecycle import shutdown_run, startup_run
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -59,10 +60,12 @@ class TollgateASGIHandler(ASGIHandler):
         await super().__call__(scope, receive, send)
 
     async def lifespan(self, receive, send):
-        """Startup has nothing to do; shutdown drains what is still running (``core.lifecycle``)."""
+        """Startup opens connections ahead of the first calls; shutdown drains what is still
+        running (``core.lifecycle``)."""
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                await startup_run()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await shutdown_run()

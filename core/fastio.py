@@ -97,6 +97,14 @@ def _stores_get() -> _Stores:
     return per_loop(_stores, _stores_new)
 
 
+async def fast_lane_warm() -> None:
+    """Open this loop's pool (every connection) and a Redis connection now (worker startup)."""
+    stores = _stores_get()
+    if stores.pool.closed:
+        await stores.pool.open(wait=True, timeout=settings.PROXY_FAST_LANE_DB_TIMEOUT)
+    await stores.redis.ping()
+
+
 async def fast_lane_close() -> None:
     """Close this loop's pool and Redis client (a server shutting down, a test's live server)."""
     stores = _stores.pop(asyncio.get_running_loop(), None)

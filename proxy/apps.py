@@ -6,9 +6,12 @@ class ProxyConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        """A stopping worker first finishes the calls whose clients already left."""
-        from core.lifecycle import shutdown_hook_add
+        """A starting worker loads the catalogue; a stopping one first finishes the calls whose
+        clients already left."""
+        from core.lifecycle import shutdown_hook_add, startup_hook_add
 
         from .gateway import background_drain
+        from .selectors import catalog_warm
 
+        startup_hook_add(catalog_warm)
         shutdown_hook_add(background_drain)

@@ -62,6 +62,13 @@ def catalog_get() -> _Catalog:
         return _catalog
 
 
+async def catalog_warm() -> None:
+    """Load the catalogue at worker startup (ASGI lifespan) rather than on the first calls."""
+    from .dbcall import db_call
+
+    await db_call(catalog_get)
+
+
 def catalog_is_fresh() -> bool:
     """Whether ``catalog_get`` would answer without a query (the fast lane loads it in a thread)."""
     current = _catalog

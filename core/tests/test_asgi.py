@@ -75,11 +75,12 @@ def test_other_paths_keep_djangos_context(contexts):
     assert len(contexts) == 1
 
 
-def _lifespan(hooks, monkeypatch) -> list[str]:
-    """Run the lifespan protocol (startup, then shutdown) with ``hooks``; the messages sent."""
+def _lifespan(hooks, monkeypatch, startup_hooks=()) -> list[str]:
+    """Run the lifespan protocol (startup, then shutdown) with these hooks; the messages sent."""
     from core import lifecycle
 
     monkeypatch.setattr(lifecycle, "_hooks", list(hooks))
+    monkeypatch.setattr(lifecycle, "_startup_hooks", list(startup_hooks))
     incoming = [{"type": "lifespan.shutdown"}, {"type": "lifespan.startup"}]
     sent = []
 
@@ -91,6 +92,24 @@ def _lifespan(hooks, monkeypatch) -> list[str]:
 
     asyncio.run(application({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
     return sent
+
+
+def test_a_failing_startup_warm_up_does_not_stop_the_worker(monkeypatch, caplog):
+    ran = []
+
+    async def failing():
+        ran.append("failing")
+        raise ConnectionError("database down")
+
+    async def warming():
+        ran.append("warming")
+
+    sent = _lifespan([], monkeypatch, startup_hooks=[failing, warming])
+
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert ran == ["failing", "warming"]
+    [warning] = [r for r in caplog.records if r.getMessage() == "startup warm-up failed"]
+    assert warning.error == "ConnectionError"
 
 
 def test_shutdown_runs_every_drain_even_after_one_fails(monkeypatch, settings):

@@ -26,12 +26,14 @@ from django.utils import timezone
 from accounts.models import ApiKey, InvalidKeyDay, User
 from accounts.services import api_key_revoke, api_key_rotate
 from billing.models import QuotaReservation, UsageCounter
-from proxy import apis, dbcall, fastlane, gateway
+from core import fastio
+from proxy import apis, dbcall, fastlane, gateway, selectors
 from proxy.budget import budget_spent_get, usd_to_micro
 from proxy.models import DailySpend, RateLimitedDay, UsageDailyRollup, UsageEvent
 from proxy.ratelimit import rate_limit_window
 
 from ..factories import global_key_set, key_for, personal_key_set, plan_configure
+from ..live import uvicorn_served
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -230,6 +232,23 @@ def test_a_steady_call_leaves_no_handler_or_database_wrapper_for_the_cyclic_coll
         "ASGIRequest",
     )
     assert {kind: kinds[kind] for kind in server_side} == dict.fromkeys(server_side, 0), kinds
+
+
+def test_a_starting_worker_opens_its_connections_and_loads_the_catalogue(transactional_db, settings):
+    """After a deploy, the first burst must not queue behind connection setup (ASGI lifespan)."""
+    settings.PROXY_FAST_LANE = True
+    selectors.catalog_invalidate()
+    loops_before = set(fastio._stores)
+
+    with uvicorn_served(lifespan="on") as (_base_url, thread):
+        started = [stores for loop, stores in fastio._stores.items() if loop not in loops_before]
+        catalogue_loaded = selectors.catalog_is_fresh()
+        [stores] = started
+        pool_size = stores.pool.get_stats()["pool_size"]
+
+    assert not thread.is_alive()
+    assert catalogue_loaded
+    assert pool_size == settings.PROXY_FAST_LANE_DB_CONNECTIONS
 
 
 def test_a_stream_settles_with_the_provider_usage(fast, fake_upstream, db_calls):
