@@ -102,9 +102,9 @@ class TollgateASGIHandler(ASGIHandler):
                 await processing
         if not listener.done():
             listener.cancel()
-        elif listener.exception() is not None:  # an ASGI message other than a disconnect
+        elif (invalid := listener.exception()) is not None:  # a message other than a disconnect
             body_file.close()
-            raise listener.exception()
+            raise invalid
         try:
             response = processing.result()
         except asyncio.CancelledError:

@@ -31,18 +31,18 @@ def table_quoted(model) -> str:
 
 
 @functools.cache
-def _select_sql(model, where: str, vendor: str) -> tuple[str, tuple]:
-    qn = sql_connection().ops.quote_name
+def _select_sql(model, where: str) -> tuple[str, tuple]:
+    qn, table = sql_connection().ops.quote_name, table_quoted(model)
     fields = tuple(model._meta.concrete_fields)
-    columns = ", ".join(f"{qn(model._meta.db_table)}.{qn(f.column)}" for f in fields)
-    return f"SELECT {columns} FROM {qn(model._meta.db_table)} WHERE {where}", fields  # noqa: S608
+    columns = ", ".join(f"{table}.{qn(f.column)}" for f in fields)
+    return f"SELECT {columns} FROM {table} WHERE {where}", fields  # noqa: S608
 
 
 def _rows_build(model, fields, rows) -> list:
     # As the SQL compiler does: backend converters, then the field's own (e.g. decryption).
-    connection = sql_connection()
+    builder = sql_connection()
     converters = [
-        (f.cached_col, connection.ops.get_db_converters(f.cached_col) + f.get_db_converters(connection))
+        (f.cached_col, builder.ops.get_db_converters(f.cached_col) + f.get_db_converters(builder))
         for f in fields
     ]
     attnames = [f.attname for f in fields]
@@ -51,15 +51,15 @@ def _rows_build(model, fields, rows) -> list:
         values = []
         for (col, field_converters), value in zip(converters, row, strict=True):
             for converter in field_converters:
-                value = converter(value, col, connection)
+                value = converter(value, col, builder)
             values.append(value)
-        instances.append(model.from_db(connection.alias, attnames, values))
+        instances.append(model.from_db(builder.alias, attnames, values))
     return instances
 
 
 def model_rows_get(model, *, where: str, params: list) -> list:
     """Instances of ``model`` matching ``where`` (SQL with ``%s`` placeholders, trusted text)."""
-    sql, fields = _select_sql(model, where, connection.vendor)
+    sql, fields = _select_sql(model, where)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -70,5 +70,5 @@ async def model_rows_aget(model, *, where: str, params: list) -> list:
     """``model_rows_get`` on the fast lane's async connection pool (PostgreSQL, no thread)."""
     from core.fastio import db_fetch
 
-    sql, fields = _select_sql(model, where, sql_connection().vendor)
+    sql, fields = _select_sql(model, where)
     return _rows_build(model, fields, await db_fetch(sql, params))
