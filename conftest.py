@@ -1,7 +1,8 @@
 """Project-wide test setup.
 
 Tests marked ``postgres`` need row locks and real concurrency; tests marked ``redis`` need a
-real Redis server; tests marked ``browser`` need Debian's chromium. Without the service they
+real Redis server; tests marked ``browser`` need Debian's chromium, ``wrk`` Debian's wrk (the
+bench's load generator). Without the service they
 are skipped with a reason — unless ``TOLLGATE_REQUIRE_SERVICES=1`` (CI sets it), in which case
 they fail, so CI can never pass with them silently skipped.
 """
@@ -29,6 +30,8 @@ def _missing_service(item) -> str | None:
         os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
     ):
         return "needs Debian chromium (apt-get install chromium)"
+    if item.get_closest_marker("wrk") and not shutil.which("wrk"):
+        return "needs Debian wrk (apt-get install wrk)"
     return None
 
 

@@ -1,6 +1,5 @@
 """Load generator plumbing: wrk output parsing, merging interleaved runs, the asyncio clients."""
 
-import shutil
 
 import pytest
 
@@ -71,7 +70,7 @@ def test_calls_and_streams_against_the_fake_upstream():
     assert all(ttft >= 20 for ttft in streams.ttft_ms)
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (apt-get install wrk)")
+@pytest.mark.wrk
 def test_wrk_run_reports_latency_and_non_2xx():
     with FakeUpstream(latency_ms=2) as upstream:
         url = f"{upstream.base_url}/chat/completions"
