@@ -318,7 +318,19 @@ def quota_reserve_many(
     )
 
 
-def _reserve_sql(*, user_id: int, meters: dict, rules: dict, now: datetime, synchronous_commit: bool):
+def _reserve_sql(
+    *,
+    user_id: int,
+    meters: dict,
+    rules: dict,
+    now: datetime,
+    synchronous_commit: bool,
+    copies: int = 1,
+    headroom: int = 1,
+):
+    """The reserve statement: ``copies`` reservations of ``meters[m]`` units per meter, taken
+    only if ``used + reserved + headroom × amount`` stays within each limit (``headroom`` ≥
+    ``copies``; more keeps a batch of spares from taking what single calls would need)."""
     counters, holds = table_quoted(UsageCounter), table_quoted(QuotaReservation)
     values, params = [], []
     for meter, amount in meters.items():
@@ -333,17 +345,19 @@ def _reserve_sql(*, user_id: int, meters: dict, rules: dict, now: datetime, sync
             WHERE c.user_id = %s ORDER BY c.id FOR UPDATE OF c
         ),
         upd AS (
-            UPDATE {counters} c SET reserved = c.reserved + w.amount
+            UPDATE {counters} c SET reserved = c.reserved + w.amount * %s::bigint
             FROM want w, lk{", _cfg" if cfg else ""}
             WHERE c.id = lk.id AND c.user_id = %s AND c.meter = w.meter AND c.period_start = w.period_start
-              AND (w.lim IS NULL OR c.used + c.reserved + w.amount <= w.lim)
+              AND (w.lim IS NULL OR c.used + c.reserved + w.amount * %s::bigint <= w.lim)
             RETURNING c.id, c.meter, w.amount
         )
         INSERT INTO {holds} (user_id, meter, counter_id, amount, status, created_at)
-        SELECT %s, upd.meter, upd.id, upd.amount, %s, %s FROM upd
+        SELECT %s, upd.meter, upd.id, upd.amount, %s, %s FROM upd, generate_series(1, %s::int)
         RETURNING id, meter, counter_id, amount
     """  # noqa: S608 (table names from model meta, values parametrised)
-    params += [user_id, user_id, user_id, QuotaReservation.Status.HELD, now]
+    if copies < 1 or headroom < copies:
+        raise ValueError("need 1 <= copies <= headroom")
+    params += [user_id, copies, user_id, headroom, user_id, QuotaReservation.Status.HELD, now, copies]
     return sql, params
 
 
@@ -569,12 +583,14 @@ def _release_sql(*, reservations: list[QuotaReservation], now: datetime, synchro
             WHERE q.id = ids.id AND q.status = %s
             RETURNING q.counter_id, q.amount
         ),
+        agg AS (SELECT counter_id, SUM(amount)::bigint AS amount FROM r GROUP BY counter_id),
         lk AS (
-            SELECT c.id FROM {counters} c WHERE c.id IN (SELECT counter_id FROM r) ORDER BY c.id FOR UPDATE
+            SELECT c.id FROM {counters} c WHERE c.id IN (SELECT counter_id FROM agg) ORDER BY c.id FOR UPDATE
         )
-        UPDATE {counters} c SET reserved = c.reserved - r.amount FROM r, lk
-        WHERE c.id = r.counter_id AND lk.id = c.id
-    """  # noqa: S608 (table names from model meta, values parametrised)
+        UPDATE {counters} c SET reserved = c.reserved - agg.amount FROM agg, lk
+        WHERE c.id = agg.counter_id AND lk.id = c.id
+    """  # noqa: S608 (table names from model meta, values parametrised; a counter several
+    # reservations share moves once by their sum: an UPDATE … FROM applies one joined row)
     params = [
         [r.pk for r in reservations],
         QuotaReservation.Status.RELEASED,

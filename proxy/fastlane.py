@@ -44,6 +44,7 @@ from accounts.selectors import (
     api_key_cache_key,
     provider_key_aget,
 )
+from billing.quota_pool import quota_reserve_pooled
 from billing.selectors import CATALOG_VERSION_KEY, plan_from_cached_get, user_plan_cache_key
 from billing.services import quota_alert_may_be_due, quota_reserve_many_fast, quota_settle_pairs_sql
 from core.exceptions import ApiError
@@ -474,14 +475,18 @@ async def _holds_side_by_side(*, prepared: PreparedCall, user, endpoint: str, pl
 
 
 async def _funding_reserve(*, user, endpoint: str, meters: dict[str, int], plan, now) -> Funding:
-    """The quota reserve statement; when it is refused, the ORM path decides (counters, credits)."""
-    reservations = await quota_reserve_many_fast(
-        user_id=user.pk,
-        meters=meters,
-        plan=plan,
-        now=now,
-        synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT,
-    )
+    """A spare reservation of this worker or the quota reserve statement; when that is
+    refused, the ORM path decides (counters, credits)."""
+    options = {
+        "user_id": user.pk,
+        "meters": meters,
+        "plan": plan,
+        "now": now,
+        "synchronous_commit": settings.PROXY_SYNCHRONOUS_COMMIT,
+    }
+    reservations = await quota_reserve_pooled(**options)
+    if reservations is None:
+        reservations = await quota_reserve_many_fast(**options)
     if reservations is None:
         return await db_call(funding_reserve, user=user, endpoint=endpoint, meters=meters, plan=plan)
     funding = Funding(endpoint=endpoint, reserved=dict(meters), plan=plan)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.utils import timezone
 
+from billing import quota_pool
 from billing import services as billing_services
 from billing.selectors import (
     period_bounds,
@@ -242,6 +243,9 @@ def funding_quota_block(*, funding: Funding | None, user, meter: str) -> dict:
     rule = plan_quota_get(plan=plan, meter=meter)
     _start, reset_at = period_bounds(period=rule.period, now=timezone.now())
     used, reserved = counter
+    reservation = funding.reservations.get(meter)
+    if reservation is not None:  # this worker's spares are not in use: remaining counts them
+        reserved = max(0, reserved - quota_pool.spare_units(reservation.counter_id))
     return quota_block(quota_status_build(rule=rule, used=used, reserved=reserved, reset_at=reset_at))
 
 

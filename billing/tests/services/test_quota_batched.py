@@ -141,3 +141,14 @@ def test_forty_concurrent_reservations_never_pass_the_limit():
     assert outcomes.count("ok") == 3 and outcomes.count("refused") == 37
     assert _counters(user) == {"requests": (3, 0), "llm_tokens": (120, 0)}
     assert not QuotaReservation.objects.filter(user=user, status="held").exists()
+
+
+@pytest.mark.postgres
+def test_releasing_several_holds_of_one_counter_frees_their_sum():
+    user = UserFactory()
+    first = quota_reserve_many(user=user, meters={"llm_tokens": 30})
+    second = quota_reserve_many(user=user, meters={"llm_tokens": 50})
+
+    quota_release_many(reservations=first + second)
+
+    assert _counters(user) == {"llm_tokens": (0, 0)}

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, InvalidKeyDay, User
 from accounts.services import api_key_revoke, api_key_rotate
+from billing import quota_pool
 from billing.models import QuotaReservation, UsageCounter
 from core import fastio
 from proxy import apis, dbcall, fastlane, gateway, selectors
@@ -113,11 +114,14 @@ def db_calls(monkeypatch):
 
 
 @pytest.fixture
-def fast(midday, caller, fake_upstream, live_asgi_fast, monkeypatch):
+def fast(midday, caller, fake_upstream, live_asgi_fast, monkeypatch, settings):
     """(user, key, base URL) on a plan routed to openrouter (an operator key, so the daily
     budget is reserved and settled), with groq as the fallback."""
     user, plaintext, _client = caller
     monkeypatch.setattr(fastlane, "_budget_refused_at", {})  # no refusal remembered from another test
+    # Each call reserves alone: these tests read the books right after a call, before a worker's
+    # spare reservations would be released (spares: test_steady_calls_take_spare_reservations…).
+    settings.PROXY_QUOTA_BATCH = 0
     plan_configure(weights={"openrouter": 100}, fallback_provider="groq")
     global_key_set("openrouter")
     global_key_set("groq")
@@ -187,6 +191,40 @@ def test_the_steady_call_makes_no_thread_hop(fast, db_calls):
     assert db_calls == []
     assert _counters(user) == {"llm_tokens": (4 * TOKENS, 0), "requests": (4, 0)}
     assert _held(user) == []
+
+
+def test_steady_calls_take_spare_reservations_and_the_books_stay_exact(fast, settings, monkeypatch):
+    """A worker reserves for its next calls in one statement (``billing.quota_pool``); what the
+    caller is told leaves that worker's unused spares out, and idle spares are released."""
+    settings.PROXY_QUOTA_BATCH = 4
+    settings.PROXY_QUOTA_BATCH_IDLE = 0.5
+    user, plaintext, base_url = fast
+    reserves: list[str] = []
+    real = fastio.db_fetch
+
+    async def counting(sql, params=(), **kwargs):
+        if "generate_series" in sql:  # the reserve statement, alone or a batch
+            reserves.append(sql)
+        return await real(sql, params, **kwargs)
+
+    monkeypatch.setattr(fastio, "db_fetch", counting)
+    assert _post(base_url, plaintext).status_code == 200  # learns the key, creates the counters
+    time.sleep(quota_pool.REFUSAL_MEMORY_SECONDS)  # in case that call's batch was refused
+    reserves.clear()
+
+    steady = [_post(base_url, plaintext) for _ in range(5)]
+
+    assert [r.status_code for r in steady] == [200] * 5
+    assert len(reserves) == 1  # one batch: the call's own reservation and four spares
+    for calls, response in enumerate(steady, start=2):
+        quota = response.json()["quota"]
+        assert (quota["used"], quota["remaining"]) == (calls * TOKENS, 1_000_000 - calls * TOKENS)
+    deadline = time.monotonic() + 5
+    while _held(user) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _held(user) == []
+    assert _counters(user) == {"llm_tokens": (6 * TOKENS, 0), "requests": (6, 0)}
+    assert len(_events(user)) == 6
 
 
 def test_the_lane_survives_a_redis_that_forgot_its_scripts(fast, db_calls):
