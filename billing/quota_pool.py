@@ -247,12 +247,14 @@ async def _refill(pools: _Pools, *, key: tuple, rules: dict, synchronous_commit:
                     if not waiter.done():
                         waiter.set_result(None)
                 return
-            for waiter in waiters:
+            served, unserved = waiters[:copies], waiters[copies:]
+            for waiter in served:
                 if not waiter.done():
                     waiter.set_result(bundles.pop())
             pools.add(key, bundles, time.monotonic())
-            # Calls that came while the statement ran take spares first, then wait for the next.
-            late = pools.waiters.pop(key, [])
+            # Calls beyond one batch, and those that came while the statement ran, take spares
+            # first, then wait for the next batch.
+            late = unserved + pools.waiters.pop(key, [])
             while late:
                 bundle = pools.pop(key, time.monotonic())
                 if bundle is None:

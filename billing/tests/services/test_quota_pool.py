@@ -145,6 +145,20 @@ def test_one_statement_reserves_the_call_and_spares_for_the_next_calls(pooled, s
     assert _held(user) == 12
 
 
+def test_more_calls_waiting_than_one_batch_holds_all_get_reservations(pooled, statements):
+    user, plan = _user_with_counters(llm_tokens=100_000, requests=None)
+
+    async def main():
+        return await asyncio.gather(*(_take(user, plan) for _ in range(quota_pool.BATCH_MAX + 6)))
+
+    bundles = _run(main)
+
+    assert all(bundle is not None for bundle in bundles)
+    assert len({r.pk for bundle in bundles for r in bundle}) == 2 * len(bundles)
+    reserves = [sql for sql in statements if "generate_series" in sql]
+    assert len(reserves) == 2  # a full batch, then one for the calls it could not serve
+
+
 def test_near_the_limit_calls_reserve_alone_and_the_refusal_is_remembered(pooled, statements):
     """A batch may take at most a quarter of what is left: 5 × 40 tokens need 800 free."""
     user, plan = _user_with_counters(llm_tokens=700, requests=None)
