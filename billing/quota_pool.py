@@ -265,11 +265,13 @@ async def _refill(pools: _Pools, *, key: tuple, rules: dict, synchronous_commit:
                     pools.give_back(key, bundle)
                 else:
                     waiter.set_result(bundle)
-    except BaseException:
+    except BaseException as exc:
         for waiter in waiters + pools.waiters.pop(key, []):  # they reserve alone (and meet the error)
             if not waiter.done():
                 waiter.set_result(None)
-        raise
+        if not isinstance(exc, Exception):
+            raise
+        logger.warning("spare quota reservations not reserved", extra={"error": type(exc).__name__})
     finally:
         pools.refilling.discard(key)
 

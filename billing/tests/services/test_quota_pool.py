@@ -275,3 +275,22 @@ def test_a_stopping_worker_releases_its_spares(pooled):
 
     assert _counters(user) == {"requests": (0, 1), "llm_tokens": (0, 40)}
     assert _held(user) == 2
+
+
+def test_a_failing_batch_statement_lets_the_call_reserve_alone(pooled, monkeypatch, caplog):
+    user, plan = _user_with_counters(llm_tokens=100_000, requests=None)
+    real = fastio.db_fetch
+
+    async def failing(sql, params=(), **kwargs):
+        if "generate_series" in sql:
+            raise ConnectionError("connection lost")
+        return await real(sql, params, **kwargs)
+
+    monkeypatch.setattr(fastio, "db_fetch", failing)
+
+    async def main():
+        return await _take(user, plan)
+
+    assert _run(main) is None  # the caller reserves alone (and meets the error there)
+    assert "spare quota reservations not reserved" in caplog.text
+    assert _held(user) == 0
