@@ -364,10 +364,6 @@ PROXY_FAST_LANE_DB_TIMEOUT = env.float("PROXY_FAST_LANE_DB_TIMEOUT", default=10.
 PROXY_QUOTA_BATCH = env.int("PROXY_QUOTA_BATCH", default=8)
 PROXY_QUOTA_BATCH_IDLE = env.float("PROXY_QUOTA_BATCH_IDLE", default=1.0)  # s without a taker: released
 PROXY_QUOTA_BATCH_MAX_AGE = env.float("PROXY_QUOTA_BATCH_MAX_AGE", default=5.0)  # s: never handed out later
-# The day's budget a fast-lane worker holds with a call's own, in calls' worth of that call's
-# maximum cost, for its next calls (proxy/fastlane.py _BudgetSlices; released like spare quota
-# reservations); 0: every call holds alone.
-PROXY_BUDGET_SLICE = env.int("PROXY_BUDGET_SLICE", default=8)
 
 # Credits.
 CREDITS_LOW_THRESHOLD = env.int("CREDITS_LOW_THRESHOLD", default=20)

@@ -97,18 +97,14 @@ return {ident, version, entry, count, redis.call('GET', KEYS[5]), cooling}
 """
 
 BUDGET_RESERVE_LUA = """
--- KEYS[1]: the day's budget counter (micro-USD). ARGV: amount, spare, cap, headroom.
--- -1: counter missing (rebuild it from the database); 0: over the cap (nothing held); 1: the
--- amount held; 2: the amount and the spare held (only while headroom x spare more still fits).
+-- KEYS[1]: the day's budget counter (micro-USD). ARGV: amount, cap.
+-- -1: counter missing (rebuild it from the database); 0: over the cap (nothing held); 1: held.
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local amount, spare, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local total = tonumber(redis.call('GET', KEYS[1]))
-if spare > 0 and total + amount + spare * tonumber(ARGV[4]) <= cap then
-  redis.call('INCRBY', KEYS[1], amount + spare)
-  return 2
+local total = redis.call('INCRBY', KEYS[1], ARGV[1])
+if total > tonumber(ARGV[2]) then
+  redis.call('DECRBY', KEYS[1], ARGV[1])
+  return 0
 end
-if total + amount > cap then return 0 end
-redis.call('INCRBY', KEYS[1], amount)
 return 1
 """
 
@@ -331,134 +327,24 @@ def _revoked_marker_raw() -> bytes:
 # --- Reserve ---------------------------------------------------------------------------------
 
 
-@dataclass
-class _BudgetSlice:
-    available: int  # micro-USD held on the day's counter and not yet given to a call
-    taken_at: float  # time.monotonic()
-    last_used: float
-
-
-class _BudgetSlices:
-    """This worker's slice of each day's budget: like spare quota reservations
-    (``billing.quota_pool``), a hold taken with one call's for its next calls, so most calls
-    skip the budget round trip. The counter holds the slice, so the cap is never passed while
-    Redis keeps it; a slice is taken only while ``BUDGET_SLICE_HEADROOM`` × it still fits the
-    cap (nearer the cap each call holds alone, as before), at most one request for a slice is
-    in flight per day, and the slice goes back to the counter after ``PROXY_QUOTA_BATCH_IDLE``
-    without a taker, at ``PROXY_QUOTA_BATCH_MAX_AGE`` and at worker shutdown. A Redis restart
-    loses held slices with the counter, as it loses the holds of calls in flight."""
-
-    def __init__(self):
-        self.slices: dict = {}  # day -> _BudgetSlice
-        self.asking: set = set()  # days with a slice request in flight
-        self.reaper: asyncio.Task | None = None
-
-    def take(self, day, amount: int) -> bool:
-        piece = self.slices.get(day)
-        now = time.monotonic()
-        if piece is None or piece.available < amount:
-            return False
-        if now - piece.taken_at >= settings.PROXY_QUOTA_BATCH_MAX_AGE:
-            return False
-        piece.available -= amount
-        piece.last_used = now
-        return True
-
-    def put(self, day, amount: int, *, fresh: bool) -> bool:
-        """Add held micro-USD to the day's slice (a new spare, or a failed call's hold)."""
-        piece = self.slices.get(day)
-        now = time.monotonic()
-        if piece is None:
-            if not fresh:
-                return False
-            piece = self.slices[day] = _BudgetSlice(available=0, taken_at=now, last_used=now)
-        elif fresh:
-            piece.taken_at = now
-        piece.available += amount
-        if self.reaper is None:
-            self.reaper = asyncio.get_running_loop().create_task(self._reap())
-        return True
-
-    async def _reap(self) -> None:
-        try:
-            while self.slices:
-                await asyncio.sleep(settings.PROXY_QUOTA_BATCH_IDLE / 2)
-                now = time.monotonic()
-                for day, piece in list(self.slices.items()):
-                    idle = now - piece.last_used >= settings.PROXY_QUOTA_BATCH_IDLE
-                    if idle or now - piece.taken_at >= settings.PROXY_QUOTA_BATCH_MAX_AGE:
-                        await self._give_back(day)
-        finally:
-            self.reaper = None
-
-    async def _give_back(self, day) -> None:
-        piece = self.slices.pop(day)
-        if piece.available <= 0:
-            return
-        try:  # a counter that is gone is rebuilt from DailySpend, which never held the slice
-            await redis_call(
-                _script_run(
-                    "settle", SETTLE_LUA, keys=[cache_key(budget.budget_key(day))], args=[1, -piece.available]
-                )
-            )
-        except Exception as exc:  # the counter keeps it: the cap is stricter, never looser
-            logger.warning("budget slice not given back", extra={"error": type(exc).__name__})
-
-    async def drain(self) -> None:
-        for day in list(self.slices):
-            await self._give_back(day)
-
-
-BUDGET_SLICE_HEADROOM = 4
-_budget_slices: dict[asyncio.AbstractEventLoop, _BudgetSlices] = {}
-
-
-def _budget_slices_get() -> _BudgetSlices:
-    return per_loop(_budget_slices, _BudgetSlices)
-
-
-async def budget_slices_drain() -> None:
-    """Give this loop's budget slices back to the day's counters (worker shutdown)."""
-    slices = _budget_slices.get(asyncio.get_running_loop())
-    if slices is not None:
-        await slices.drain()
-
-
 async def _budget_reserve(*, day, amount_micro: int) -> bool:
     if amount_micro <= 0:
         return True
-    slices = _budget_slices_get()
-    if slices.take(day, amount_micro):
-        return True
-    spare = 0
-    if settings.PROXY_BUDGET_SLICE > 0 and day not in slices.asking:
-        spare = amount_micro * settings.PROXY_BUDGET_SLICE
-        slices.asking.add(day)
     key = cache_key(budget.budget_key(day))
-    try:
-        for _ in range(2):
-            held = await redis_call(
-                _script_run(
-                    "budget",
-                    BUDGET_RESERVE_LUA,
-                    keys=[key],
-                    args=[amount_micro, spare, budget.budget_cap_micro(), BUDGET_SLICE_HEADROOM],
-                )
+    for _ in range(2):
+        held = await redis_call(
+            _script_run(
+                "budget", BUDGET_RESERVE_LUA, keys=[key], args=[amount_micro, budget.budget_cap_micro()]
             )
-            if held == 2:
-                slices.put(day, spare, fresh=True)
-            if held >= 0:
-                return held >= 1
-            await db_call(budget.budget_counter_ensure, day)  # rebuilt from DailySpend, then retry
-    finally:
-        if spare:
-            slices.asking.discard(day)
+        )
+        if held >= 0:
+            return held == 1
+        await db_call(budget.budget_counter_ensure, day)  # rebuilt from DailySpend, then retry
     return await db_call(budget.budget_reserve, day=day, amount_micro=amount_micro)
 
 
 async def _budget_release(*, day, amount_micro: int) -> None:
-    """A failed call's hold: back into this worker's slice when it has one, else off the counter."""
-    if amount_micro > 0 and not _budget_slices_get().put(day, amount_micro, fresh=False):
+    if amount_micro > 0:
         await db_call(budget.budget_release, day=day, amount_micro=amount_micro)
 
 

@@ -504,9 +504,8 @@ def background_task_start(coro) -> asyncio.Task:
 async def background_drain(deadline: float) -> None:
     """Worker shutdown: wait for the calls still running detached, and their settles, to end.
 
-        New tasks may start while waiting (a stream's relay starts its pump), so wait until none
-        is left or ``deadline`` (``time.monotonic()``) passes; then the fast lane's last Redis moves
-    and its budget slices go back.
+    New tasks may start while waiting (a stream's relay starts its pump), so wait until none
+    is left or ``deadline`` (``time.monotonic()``) passes; then the fast lane's last Redis moves.
     """
     while _background:
         remaining = deadline - time.monotonic()
@@ -515,7 +514,6 @@ async def background_drain(deadline: float) -> None:
             return
         await asyncio.wait(set(_background), timeout=remaining)
     await fastlane.settle_counters_drain()
-    await fastlane.budget_slices_drain()
 
 
 async def call_detached(coro):
