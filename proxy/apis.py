@@ -127,6 +127,8 @@ class ProxyApiView(AsyncAPIView):
         counted = None
         if raw_key is not None:
             passed, counted = await fastlane.gate(raw_key=raw_key)
+            if passed is None and counted is None and await fastlane.key_learning_wait(raw_key):
+                passed, counted = await fastlane.gate(raw_key=raw_key)  # learnt meanwhile
             if passed is not None:
                 request.user = passed.user
                 request.auth = passed.identity
@@ -147,8 +149,10 @@ class ProxyApiView(AsyncAPIView):
                 if api_key_touch is not None and _touch_due(passed.identity.key_id):
                     background_task_start(db_call(api_key_touch, identity=passed.identity))
                 return passed.plan
-        plan = await db_call(self._gate, request, counted)
-        if raw_key is not None:
+        if raw_key is None:
+            return await db_call(self._gate, request, counted)
+        with fastlane.key_learning(raw_key):
+            plan = await db_call(self._gate, request, counted)
             fastlane.key_owner_learn(raw_key=raw_key, identity=request.auth)
         return plan
 

@@ -25,6 +25,7 @@ credit-funded, failed or BYOK-quota calls, and quota alerts to queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -216,6 +217,38 @@ def key_owner_learn(*, raw_key: str, identity: ApiKeyIdentity) -> None:
     if len(_key_owners) >= _PROCESS_CACHE_MAX:
         _key_owners.clear()
     _key_owners[api_key_hash(raw_key)] = (identity.key_id, identity.user_id)
+
+
+_learnings: dict = {}  # event loop -> {key hash -> future done when its ORM gate has ended}
+KEY_LEARNING_WAIT_SECONDS = 5.0
+
+
+@contextlib.contextmanager
+def key_learning(raw_key: str):
+    """Mark this key's ORM gate as running in this process, so that the other calls of a burst
+    on a fresh worker wait for it (``key_learning_wait``) instead of all taking the ORM gate."""
+    key_hash = api_key_hash(raw_key)
+    learning = per_loop(_learnings, dict)
+    leader = key_hash not in learning
+    if leader:
+        learning[key_hash] = asyncio.get_running_loop().create_future()
+    try:
+        yield
+    finally:
+        if leader:
+            done = learning.pop(key_hash)
+            if not done.done():
+                done.set_result(None)
+
+
+async def key_learning_wait(raw_key: str) -> bool:
+    """Wait (once, briefly) for another call's ORM gate of this key; whether there was one."""
+    pending = per_loop(_learnings, dict).get(api_key_hash(raw_key))
+    if pending is None:
+        return False
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(pending), KEY_LEARNING_WAIT_SECONDS)
+    return True
 
 
 @dataclass(frozen=True)

@@ -227,6 +227,20 @@ def test_steady_calls_take_spare_reservations_and_the_books_stay_exact(fast, set
     assert len(_events(user)) == 6
 
 
+def test_a_burst_of_first_calls_learns_the_key_once(fast, db_calls):
+    """On a fresh worker the first call of a key takes the ORM gate; the calls that arrive while
+    it runs wait for it and then take the fast gate, instead of all queueing for threads."""
+    user, plaintext, base_url = fast
+
+    responses = _fire(base_url, plaintext, 12)
+
+    assert [r.status_code for r in responses] == [200] * 12
+    assert [name for name in db_calls if name.endswith("_gate")] == ["ProxyApiView._gate"]
+    assert _counters(user) == {"llm_tokens": (12 * TOKENS, 0), "requests": (12, 0)}
+    assert responses[0].headers["X-RateLimit-Limit"] == "1000"
+    assert sorted(int(r.headers["X-RateLimit-Remaining"]) for r in responses) == list(range(988, 1000))
+
+
 def test_the_lane_survives_a_redis_that_forgot_its_scripts(fast, db_calls):
     """A Redis restart empties its script cache: the gate and budget scripts are loaded again."""
     user, plaintext, base_url = fast
