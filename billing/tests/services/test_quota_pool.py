@@ -7,6 +7,7 @@ closes before the loop ends. Statements are counted by wrapping ``core.fastio.db
 import asyncio
 import threading
 import uuid
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -294,3 +295,37 @@ def test_a_failing_batch_statement_lets_the_call_reserve_alone(pooled, monkeypat
     assert _run(main) is None  # the caller reserves alone (and meets the error there)
     assert "spare quota reservations not reserved" in caplog.text
     assert _held(user) == 0
+
+
+def _counters_create(user) -> None:
+    quota_release_many(reservations=quota_reserve_many(user=user, meters=CALL))
+
+
+def test_spares_of_yesterday_are_never_handed_out_today(pooled):
+    """``requests`` is a daily meter: after midnight UTC a call gets today's counter, even from
+    a worker that still holds spares taken a second before midnight."""
+    import time_machine
+    from django.utils import timezone
+
+    _limits(llm_tokens=100_000, requests=1_000)
+    user = UserFactory()
+    late = timezone.now().replace(hour=23, minute=59, second=59, microsecond=0)
+    with time_machine.travel(late, tick=True):
+        _counters_create(user)
+        plan = plan_for_user_get(user=user)
+
+    async def main():
+        with time_machine.travel(late, tick=True):
+            before = await _take(user, plan)
+        with time_machine.travel(late + timedelta(seconds=2), tick=True):
+            await _in_thread(_counters_create)(user)  # today's counters exist
+            after = await _take(user, plan)
+        return before, after
+
+    before, after = _run(main)
+
+    yesterday = {r.meter: r.counter_id for r in before}
+    today = {r.meter: r.counter_id for r in after}
+    assert today["requests"] != yesterday["requests"]  # today's counter, not a spare of yesterday
+    assert today["llm_tokens"] == yesterday["llm_tokens"]  # the month goes on
+    assert _held(user) == 4  # the two calls' own holds; yesterday's spares were released
