@@ -145,11 +145,20 @@ class QuotaRule:
 
 
 def plan_quota_get(*, plan: Plan, meter: str) -> QuotaRule:
-    """The plan's rule for a meter; a meter the plan does not list is not included (0)."""
-    for quota in plan.quotas.all():  # prefetched by the catalogue
-        if quota.meter == meter:
-            return QuotaRule(meter=meter, period=quota.period, limit=quota.limit)
-    return QuotaRule(meter=meter, period=Period.MONTH, limit=0)
+    """The plan's rule for a meter; a meter the plan does not list is not included (0).
+
+    A plan whose quotas are prefetched (the catalogue's: never modified, replaced when the
+    catalogue version moves) keeps its rules by meter, built once: a proxied call asks several
+    times, and each ``plan.quotas.all()`` builds a related manager."""
+    rules = getattr(plan, "_quota_rules", None)
+    if rules is None:
+        rules = {
+            quota.meter: QuotaRule(meter=quota.meter, period=quota.period, limit=quota.limit)
+            for quota in plan.quotas.all()
+        }
+        if "quotas" in getattr(plan, "_prefetched_objects_cache", {}):
+            plan._quota_rules = rules
+    return rules.get(meter) or QuotaRule(meter=meter, period=Period.MONTH, limit=0)
 
 
 def period_bounds(*, period: str, now: datetime) -> tuple[datetime, datetime]:

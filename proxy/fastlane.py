@@ -294,7 +294,7 @@ async def gate(*, raw_key: str) -> tuple[Gate | None, int | None]:
         return None, None
     credentials_version, flags = reply[4], reply[5]
     cooling = frozenset(code for code, flag in zip(PROVIDERS, flags, strict=True) if flag)
-    identity = cache_decode(ident_raw)
+    identity = _gate_value(ident_raw)
     now = timezone.now()
     if (
         not isinstance(identity, ApiKeyIdentity)
@@ -302,7 +302,7 @@ async def gate(*, raw_key: str) -> tuple[Gate | None, int | None]:
         or (identity.expires_at is not None and identity.expires_at <= now)
     ):
         return None, count
-    plan = plan_from_cached_get(version=cache_decode(version_raw), entry=cache_decode(entry_raw), now=now)
+    plan = plan_from_cached_get(version=_gate_value(version_raw), entry=_gate_value(entry_raw), now=now)
     if plan is None:
         return None, count
     user = await _user_get(user_id)
@@ -318,6 +318,24 @@ async def gate(*, raw_key: str) -> tuple[Gate | None, int | None]:
         cooling=cooling,
     )
     return gate, count
+
+
+_gate_values: dict[bytes, object] = {}  # a cached value's bytes -> the value decoded
+_MISSING = object()
+_GATE_VALUES_MAX = 10_000
+
+
+def _gate_value(raw: bytes | None):
+    """The gate's cached values (a key's identity, the catalogue version, a user's plan entry)
+    are immutable and the same on every call of a key: each distinct value is decoded once."""
+    if raw is None:
+        return None
+    value = _gate_values.get(raw, _MISSING)
+    if value is _MISSING:
+        if len(_gate_values) >= _GATE_VALUES_MAX:
+            _gate_values.clear()
+        value = _gate_values[raw] = cache_decode(raw)
+    return value
 
 
 def _cooldown_keys() -> list[str]:

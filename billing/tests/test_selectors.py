@@ -4,8 +4,14 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from billing.models import Plan, Subscription
-from billing.selectors import plan_for_user_get, plan_list_public, quota_status_get, subscription_get
+from billing.models import Plan, PlanQuota, Subscription
+from billing.selectors import (
+    plan_for_user_get,
+    plan_list_public,
+    plan_quota_get,
+    quota_status_get,
+    subscription_get,
+)
 from billing.services import plan_catalog_invalidate, quota_reserve, quota_settle
 
 from .factories import SubscriptionFactory, UserFactory
@@ -88,3 +94,17 @@ def test_public_plan_list_hides_private_and_inactive_plans():
 def test_subscription_get_ignores_ended_subscriptions():
     sub = SubscriptionFactory(status=Subscription.Status.CANCELED, ended_at=timezone.now())
     assert subscription_get(user=sub.user) is None
+
+
+def test_quota_rules_are_kept_only_on_a_plan_whose_quotas_are_prefetched():
+    """The catalogue's plans keep their rules (they are replaced when it reloads); a plan read on
+    its own sees a quota edited after it was first asked."""
+    plan = Plan.objects.get(code="free")
+    assert plan_quota_get(plan=plan, meter="requests").limit == 3
+    PlanQuota.objects.filter(plan=plan, meter="requests").update(limit=5)
+    assert plan_quota_get(plan=plan, meter="requests").limit == 5
+
+    prefetched = Plan.objects.prefetch_related("quotas").get(code="free")
+    assert plan_quota_get(plan=prefetched, meter="requests").limit == 5
+    assert plan_quota_get(plan=prefetched, meter="emails").limit == 0
+    assert plan_quota_get(plan=prefetched, meter="unknown").limit == 0  # not in the plan
