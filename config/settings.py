@@ -111,10 +111,10 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
-# SQLite when DATABASE_URL is unset; PostgreSQL (psycopg 3, server-side pool) when set.
-DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-}
+# SQLite when DATABASE_URL is unset or empty (a copied .env with ``DATABASE_URL=``); PostgreSQL
+# (psycopg 3, server-side pool) when set.
+_database_url = env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+DATABASES = {"default": env.db_url_config(_database_url)}  # not a setting: its password is unmasked
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})
     if env.bool("DATABASE_POOL", default=not TESTING):

@@ -100,3 +100,23 @@ def test_production_serves_the_security_headers():
         "False",
         "False",
     ]
+
+
+def test_an_empty_database_url_means_the_embedded_sqlite_database():
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DATABASE_")}
+    env.update(DATABASE_URL="", TOLLGATE_TESTING="1")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; "
+            "print(settings.DATABASES['default']['ENGINE'])",
+        ],
+        cwd=BASE_DIR,
+        env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "django.db.backends.sqlite3"
