@@ -10,14 +10,16 @@ Here the steady hot case runs without a thread, on ``core.fastio``'s async pool 
   provider's cooldown flag, the rate-limit INCR). A key's identity is cached only while its
   user is active (``accounts.signals``), so no user query is needed;
 - reserve: the provider key from an in-process cache tagged with the provider-keys version, then
-  a budget script (INCRBY, undone past the cap) and billing's one reserve statement in flight
-  together, each undone when the other is refused;
+  a budget script (INCRBY, undone past the cap) beside the quota reservations: one of this
+  worker's spares (``billing.quota_pool``) or billing's one reserve statement, which also takes
+  spares for the next calls; each undone when the other is refused;
 - settle: the grouped settle writer (calls settling while a statement is in flight share the
   next one), then grouped Redis moves of the budget counters and failure runs.
 
 The SQL is the ORM path's own (built by the same functions), so both paths keep the same
 books. Anything off the steady case falls back to the ORM path in a thread and behaves exactly
-as before: a key, user-plan or budget entry missing from the cache, a catalogue version this
+as before: a key's first call in this process (the calls of a burst that arrive meanwhile wait
+for it: ``key_learning``), a key, user-plan or budget entry missing from the cache, a catalogue version this
 process has not loaded, a refused reserve (counter row to create, quota exhausted → credits),
 credit-funded, failed or BYOK-quota calls, and quota alerts to queue.
 """
