@@ -10,6 +10,8 @@ so the settle, the reservation ledger and the stale-reservation sweeper are unch
 
 The bounds on what spares hold back:
 
+- spares are taken only for a user whose previous call of that size came to this worker within
+  ``PROXY_QUOTA_BATCH_IDLE``: a lone call reserves alone, as without spares;
 - a batch is taken only while ``used + reserved + 4 × batch`` fits the limit; nearer the limit
   every call reserves alone, as before, and a refused batch is not tried again for that user
   for ``REFUSAL_MEMORY_SECONDS``;
@@ -45,7 +47,7 @@ logger = logging.getLogger("tollgate.billing")
 BATCH_MAX = 64  # reservations per meter in one statement
 HEADROOM_FACTOR = 4  # a batch may take at most a quarter of what a meter has left
 REFUSAL_MEMORY_SECONDS = 1.0
-REFUSALS_KEPT_MAX = 10_000  # then the expired ones are dropped
+REFUSALS_KEPT_MAX = 10_000  # per dict (refusals, last calls); then the expired ones are dropped
 
 
 def size_class(units: int) -> int:
@@ -72,6 +74,7 @@ class _Pools:
         self.waiters: dict[tuple, list[asyncio.Future]] = {}
         self.refilling: set[tuple] = set()
         self.refused_until: dict[tuple, float] = {}
+        self.last_call: dict[tuple, float] = {}
         self.spares_by_counter: dict[int, int] = defaultdict(int)
         self.reaper: asyncio.Task | None = None
 
@@ -106,6 +109,16 @@ class _Pools:
             return
         batch.bundles.append(bundle)
         self._count(bundle, +1)
+
+    def called(self, key: tuple, now: float) -> bool:
+        """Note a call of this key; whether the one before came within ``PROXY_QUOTA_BATCH_IDLE``
+        (a user calling less often gets no spares: they would be released unused each time)."""
+        last = self.last_call.get(key)
+        if last is None and len(self.last_call) >= REFUSALS_KEPT_MAX:
+            idle = settings.PROXY_QUOTA_BATCH_IDLE
+            self.last_call = {k: t for k, t in self.last_call.items() if now - t < idle}
+        self.last_call[key] = now
+        return last is not None and now - last < settings.PROXY_QUOTA_BATCH_IDLE
 
     def refused(self, key: tuple, now: float) -> None:
         """Remember a refused batch (near the limit, calls of this key reserve alone a while)."""
@@ -205,11 +218,12 @@ async def quota_reserve_pooled(
     )
     pools = _pools_get()
     mono = time.monotonic()
+    recent = pools.called(key, mono)
     bundle = pools.pop(key, mono)
     if bundle is not None:
         return bundle
-    if pools.refused_until.get(key, 0.0) > mono:
-        return None
+    if key not in pools.refilling and (not recent or pools.refused_until.get(key, 0.0) > mono):
+        return None  # a lone call (spares would only be released again), or near the limit
     waiter = asyncio.get_running_loop().create_future()
     pools.waiters.setdefault(key, []).append(waiter)
     if key not in pools.refilling:

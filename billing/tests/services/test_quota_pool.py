@@ -82,6 +82,11 @@ def _run(main):
     return asyncio.run(wrapped())
 
 
+async def _lone(user, plan):
+    """A first call: it gets no spares (the caller reserves alone), but the next call will."""
+    assert await _take(user, plan) is None
+
+
 async def _take(user, plan, meters=CALL):
     from django.utils import timezone
 
@@ -124,6 +129,7 @@ def test_one_statement_reserves_the_call_and_spares_for_the_next_calls(pooled, s
     seen: dict = {}
 
     async def main():
+        await _lone(user, plan)
         first = await _take(user, plan)
         seen["after_first"] = (len(statements), await _acounters(user), await _aheld(user))
         rest = [await _take(user, plan) for _ in range(4)]  # the 4 spares
@@ -150,6 +156,7 @@ def test_more_calls_waiting_than_one_batch_holds_all_get_reservations(pooled, st
     user, plan = _user_with_counters(llm_tokens=100_000, requests=None)
 
     async def main():
+        await _lone(user, plan)
         return await asyncio.gather(*(_take(user, plan) for _ in range(quota_pool.BATCH_MAX + 6)))
 
     bundles = _run(main)
@@ -160,11 +167,25 @@ def test_more_calls_waiting_than_one_batch_holds_all_get_reservations(pooled, st
     assert len(reserves) == 2  # a full batch, then one for the calls it could not serve
 
 
+def test_a_user_calling_less_often_than_the_idle_time_gets_no_spares(pooled, statements):
+    pooled.PROXY_QUOTA_BATCH_IDLE = 0.2
+    user, plan = _user_with_counters(llm_tokens=100_000, requests=None)
+
+    async def main():
+        await _lone(user, plan)
+        await asyncio.sleep(0.3)
+        return await _take(user, plan)
+
+    assert _run(main) is None  # reserves alone: its spares would be released before the next call
+    assert statements == []
+
+
 def test_near_the_limit_calls_reserve_alone_and_the_refusal_is_remembered(pooled, statements):
     """A batch may take at most a quarter of what is left: 5 × 40 tokens need 800 free."""
     user, plan = _user_with_counters(llm_tokens=700, requests=None)
 
     async def main():
+        await _lone(user, plan)
         first = await _take(user, plan)
         after_first = len(statements)
         second = await _take(user, plan)
@@ -221,6 +242,7 @@ def test_idle_spares_are_released(pooled):
     user, plan = _user_with_counters(llm_tokens=100_000, requests=None)
 
     async def main():
+        await _lone(user, plan)
         await _take(user, plan)
         before = await _acounters(user)
         await asyncio.sleep(0.6)
@@ -238,6 +260,7 @@ def test_a_spare_is_not_handed_out_after_its_max_age(pooled, statements):
     user, plan = _user_with_counters(llm_tokens=100_000, requests=None)
 
     async def main():
+        await _lone(user, plan)
         await _take(user, plan)
         await asyncio.sleep(0.3)
         await _take(user, plan)
@@ -252,6 +275,7 @@ def test_a_call_cancelled_while_waiting_for_a_batch_leaves_nothing_held(pooled):
     user, plan = _user_with_counters(llm_tokens=100_000, requests=None)
 
     async def main():
+        await _lone(user, plan)
         kept = asyncio.ensure_future(_take(user, plan))
         cancelled = asyncio.ensure_future(_take(user, plan))
         await asyncio.sleep(0)  # both wait for the same batch
@@ -269,6 +293,7 @@ def test_a_stopping_worker_releases_its_spares(pooled):
     user, plan = _user_with_counters(llm_tokens=100_000, requests=None)
 
     async def main():
+        await _lone(user, plan)
         await _take(user, plan)
         await shutdown_run()  # the lifespan shutdown: drains, then closes the pool
 
@@ -290,6 +315,7 @@ def test_a_failing_batch_statement_lets_the_call_reserve_alone(pooled, monkeypat
     monkeypatch.setattr(fastio, "db_fetch", failing)
 
     async def main():
+        await _lone(user, plan)
         return await _take(user, plan)
 
     assert _run(main) is None  # the caller reserves alone (and meets the error there)
@@ -316,9 +342,11 @@ def test_spares_of_yesterday_are_never_handed_out_today(pooled):
 
     async def main():
         with time_machine.travel(late, tick=True):
+            await _lone(user, plan)
             before = await _take(user, plan)
         with time_machine.travel(late + timedelta(seconds=2), tick=True):
             await _in_thread(_counters_create)(user)  # today's counters exist
+            await _lone(user, plan)  # today's first call of this size in this worker
             after = await _take(user, plan)
         return before, after
 

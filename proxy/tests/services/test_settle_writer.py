@@ -40,6 +40,7 @@ def fast_lane(midday, settings, catalog):
     """The fast lane on, every call routed to openrouter on an operator key (so each call costs
     the operator something and the day's spend moves)."""
     settings.PROXY_FAST_LANE = True
+    settings.PROXY_QUOTA_BATCH = 0  # each call reserves alone: the books are read right after
     plan_configure(weights={"openrouter": 100})
     global_key_set("openrouter")
 
