@@ -36,11 +36,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
+from django.utils import timezone
 
 from core.fastio import per_loop
 
 from .models import QuotaReservation
-from .services import _reservations_from_rows, _reserve_sql, _rules_for, quota_release_many_fast
+from .services import _rules_for, quota_release_many_fast, quota_reserve_many_fast
 
 logger = logging.getLogger("tollgate.billing")
 
@@ -164,7 +165,7 @@ class _Pools:
             return
         try:
             await quota_release_many_fast(
-                reservations=rows, now=_now(), synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT
+                reservations=rows, now=timezone.now(), synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT
             )
         except Exception as exc:  # the stale-reservation sweeper frees them later
             logger.warning(
@@ -176,12 +177,6 @@ class _Pools:
         for key in list(self.batches):
             self._retire(key)
         await self.release_retired()
-
-
-def _now() -> datetime:
-    from django.utils import timezone
-
-    return timezone.now()
 
 
 _pools: dict = {}
@@ -229,7 +224,7 @@ async def quota_reserve_pooled(
     if key not in pools.refilling:
         pools.refilling.add(key)
         asyncio.get_running_loop().create_task(
-            _refill(pools, key=key, rules=rules, synchronous_commit=synchronous_commit)
+            _refill(pools, key=key, plan=plan, now=now, synchronous_commit=synchronous_commit)
         )
     try:
         return await waiter
@@ -239,8 +234,9 @@ async def quota_reserve_pooled(
         raise
 
 
-async def _refill(pools: _Pools, *, key: tuple, rules: dict, synchronous_commit: bool) -> None:
-    """Reserve batches for ``key`` while calls wait for it (one statement at a time per key)."""
+async def _refill(pools: _Pools, *, key: tuple, plan, now: datetime, synchronous_commit: bool) -> None:
+    """Reserve batches for ``key`` while calls wait for it (one statement at a time per key).
+    ``now`` is the first waiter's: the batches are in the period the key names."""
     user_id, shape = key
     amounts = {meter: units for meter, _start, units in shape}
     waiters: list[asyncio.Future] = []
@@ -251,7 +247,8 @@ async def _refill(pools: _Pools, *, key: tuple, rules: dict, synchronous_commit:
             bundles = await _batch_reserve(
                 user_id=user_id,
                 amounts=amounts,
-                rules=rules,
+                plan=plan,
+                now=now,
                 copies=copies,
                 synchronous_commit=synchronous_commit,
             )
@@ -291,26 +288,19 @@ async def _refill(pools: _Pools, *, key: tuple, rules: dict, synchronous_commit:
 
 
 async def _batch_reserve(
-    *, user_id: int, amounts: dict[str, int], rules: dict, copies: int, synchronous_commit: bool
+    *, user_id: int, amounts: dict[str, int], plan, now: datetime, copies: int, synchronous_commit: bool
 ) -> list[list[QuotaReservation]] | None:
     """``copies`` bundles in one statement, or None (a limit, or a counter not created yet)."""
-    from core.fastio import db_fetch
-
-    now = _now()
-    sql, params = _reserve_sql(
+    held = await quota_reserve_many_fast(
         user_id=user_id,
         meters=amounts,
-        rules=rules,
+        plan=plan,
         now=now,
         synchronous_commit=synchronous_commit,
         copies=copies,
         headroom=copies * HEADROOM_FACTOR,
     )
-    rows = await db_fetch(sql, params)  # a fixed text per number of meters: prepared once
-    held = _reservations_from_rows(user_id=user_id, rows=rows, now=now)
-    if len(rows) != len(amounts) * copies:
-        if held:  # all or nothing: give back the meters that fitted
-            await quota_release_many_fast(reservations=held, now=now, synchronous_commit=synchronous_commit)
+    if held is None:
         return None
     by_meter: dict[str, list[QuotaReservation]] = defaultdict(list)
     for reservation in held:

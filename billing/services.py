@@ -398,13 +398,21 @@ def _reservations_from_rows(*, user_id: int, rows, now: datetime) -> list[QuotaR
 
 
 async def quota_reserve_many_fast(
-    *, user_id: int, meters: dict[str, int], plan: Plan, now: datetime, synchronous_commit: bool
+    *,
+    user_id: int,
+    meters: dict[str, int],
+    plan: Plan,
+    now: datetime,
+    synchronous_commit: bool,
+    copies: int = 1,
+    headroom: int = 1,
 ) -> list[QuotaReservation] | None:
     """``quota_reserve_many``'s hot case on the fast lane (PostgreSQL, async pool, no thread).
 
     The same statement. None when it was refused (a limit, or a counter row not created yet for
     this period): whatever fitted is released first, so nothing stays held, and the caller runs
     ``quota_reserve_many`` (which creates counters, or raises QuotaExceeded) instead.
+    ``copies`` / ``headroom``: as ``_reserve_sql`` (a worker's spares, ``billing.quota_pool``).
     """
     from core.fastio import db_fetch
 
@@ -413,10 +421,16 @@ async def quota_reserve_many_fast(
         return None
     rules = _rules_for(user=None, meters=meters, now=now, plan=plan)
     sql, params = _reserve_sql(
-        user_id=user_id, meters=meters, rules=rules, now=now, synchronous_commit=synchronous_commit
+        user_id=user_id,
+        meters=meters,
+        rules=rules,
+        now=now,
+        synchronous_commit=synchronous_commit,
+        copies=copies,
+        headroom=headroom,
     )
-    rows = await db_fetch(sql, params)
-    if len(rows) != len(meters):
+    rows = await db_fetch(sql, params)  # a fixed text per number of meters: prepared once
+    if len(rows) != len(meters) * copies:
         if rows:
             held = _reservations_from_rows(user_id=user_id, rows=rows, now=now)
             await quota_release_many_fast(reservations=held, now=now, synchronous_commit=synchronous_commit)
