@@ -140,6 +140,7 @@ class Bench:
         self.accounting_problems: list[str] = []
         self.accounting_runs: list[dict] = []
         self.last_db_transactions = 0
+        self.last_service_cpu: dict[str, float] = {}
 
     # --- lifecycle ------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -228,6 +229,7 @@ class Bench:
         """A wrk run through Tollgate, with the CPU time and peak RSS of its processes."""
         pids = self.tollgate.pids()
         self.last_db_transactions = -self.db_transactions()
+        services_before = processes.service_cpu_seconds()
         cpu_before = processes.cpu_seconds(pids)
         peak = {"rss": processes.rss_mb(pids)}
         stop = threading.Event()
@@ -250,6 +252,7 @@ class Bench:
             stop.set()
             sampler.join()
         cpu = processes.cpu_seconds(pids) - cpu_before
+        self.last_service_cpu = processes.service_cpu_spent(services_before)
         time.sleep(0.6)  # PostgreSQL flushes backend statistics at most every 0.5 s
         self.last_db_transactions += self.db_transactions()
         self.client_ok_min += stats.ok
@@ -327,6 +330,7 @@ class Bench:
         rows = []
         for concurrency in levels:
             direct_runs, proxy_runs, cpu_total, transactions = [], [], 0.0, 0
+            service_cpu = dict.fromkeys(processes.SERVICES, 0.0)
             for rep in range(reps):
                 direct_runs.append(self.direct_run(connections=concurrency, duration_s=duration))
                 if rep == 0 and concurrency == self.args.profile:
@@ -335,10 +339,17 @@ class Bench:
                 proxy_runs.append(stats)
                 cpu_total += cpu
                 transactions += self.last_db_transactions
+                for service, seconds in self.last_service_cpu.items():
+                    service_cpu[service] += seconds
             direct = loadgen.RunStats.merge(direct_runs)
             proxy = loadgen.RunStats.merge(proxy_runs)
             d, p = direct.summary(), proxy.summary()
             p["cpu_ms_per_request"] = round(cpu_total * 1000 / proxy.requests, 3) if proxy.requests else None
+            # The servers' side of each call (the whole servers: see processes.service_pids).
+            for service, seconds in service_cpu.items():
+                p[f"{service}_cpu_ms_per_request"] = (
+                    round(seconds * 1000 / proxy.requests, 3) if proxy.requests else None
+                )
             # Each transaction is at least one fsync'ed commit when it writes (≈2.5 ms here).
             p["db_transactions_per_request"] = (
                 round(transactions / proxy.requests, 2) if proxy.requests else None
@@ -356,7 +367,8 @@ class Bench:
                 f"  c={concurrency:<3} direct p50 {d['p50_ms']:.2f} p99 {d['p99_ms']:.2f} ms "
                 f"{d['rps']:.0f} rps | "
                 f"proxy p50 {p['p50_ms']:.2f} p99 {p['p99_ms']:.2f} ms {p['rps']:.0f} rps, "
-                f"{p['errors']} errors, {p['cpu_ms_per_request']} CPU ms/req, "
+                f"{p['errors']} errors, {p['cpu_ms_per_request']} CPU ms/req "
+                f"(PostgreSQL {p['postgresql_cpu_ms_per_request']}, Redis {p['redis_cpu_ms_per_request']}), "
                 f"{p['db_transactions_per_request']} DB transactions/req",
                 flush=True,
             )

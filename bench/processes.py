@@ -81,6 +81,51 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
+SERVICES = {"postgresql": "postgres", "redis": "redis-server"}  # report name -> process name
+
+
+def service_pids() -> dict[str, list[int]]:
+    """The processes of the PostgreSQL and Redis servers on this machine, by report name.
+
+    Matched on the process name (``comm``): PostgreSQL's postmaster and every backend are
+    ``postgres``, Redis is ``redis-server``. The whole server is counted, so its figure is only
+    the bench's own while nothing else uses the server.
+    """
+    names = {process: service for service, process in SERVICES.items()}
+    found: dict[str, list[int]] = {service: [] for service in SERVICES}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm") as handle:
+                comm = handle.read().strip()
+        except OSError:
+            continue
+        if comm in names:
+            found[names[comm]].append(int(entry))
+    return found
+
+
+def service_cpu_seconds() -> dict[str, dict[int, float]]:
+    """CPU seconds of each server process, by report name and pid (see ``service_cpu_spent``)."""
+    return {service: {pid: cpu_seconds([pid]) for pid in pids} for service, pids in service_pids().items()}
+
+
+def service_cpu_spent(before: dict[str, dict[int, float]]) -> dict[str, float]:
+    """CPU seconds each server spent since ``before`` (a ``service_cpu_seconds`` reading).
+
+    A backend that started meanwhile counts from zero; one that ended meanwhile is missed
+    (its time is gone with it): the bench's pools keep their connections, so that is rare.
+    """
+    after = service_cpu_seconds()
+    return {
+        service: sum(
+            max(0.0, seconds - before.get(service, {}).get(pid, 0.0)) for pid, seconds in pids.items()
+        )
+        for service, pids in after.items()
+    }
+
+
 def rss_mb(pids: list[int]) -> float:
     total_kb = 0
     for pid in pids:

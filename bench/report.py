@@ -28,8 +28,8 @@ def results_markdown(results: dict) -> str:
     if instant:
         lines += [
             "| concurrency | direct p50 / p90 / p99 ms | proxy p50 / p90 / p99 ms | added p50 / p99 ms "
-            "| proxy rps | direct rps | errors | CPU ms/req | DB tx/req |",
-            "|---:|---|---|---|---:|---:|---:|---:|---:|",
+            "| proxy rps | direct rps | errors | CPU ms/req | PostgreSQL / Redis CPU ms/req | DB tx/req |",
+            "|---:|---|---|---|---:|---:|---:|---:|---|---:|",
         ]
         for row in instant:
             d, p = row["direct"], row["proxy"]
@@ -39,6 +39,8 @@ def results_markdown(results: dict) -> str:
                 f"| {_fmt(row['added_p50_ms'], digits=2)} / {_fmt(row['added_p99_ms'], digits=2)} "
                 f"| {_fmt(p['rps'], digits=0)} | {_fmt(d['rps'], digits=0)} | {p['errors']} "
                 f"| {_fmt(p['cpu_ms_per_request'], digits=2)} "
+                f"| {_fmt(p.get('postgresql_cpu_ms_per_request'), digits=2)} / "
+                f"{_fmt(p.get('redis_cpu_ms_per_request'), digits=2)} "
                 f"| {_fmt(p.get('db_transactions_per_request'))} |"
             )
         lines.append("")

@@ -1,6 +1,5 @@
 """Load generator plumbing: wrk output parsing, merging interleaved runs, the asyncio clients."""
 
-
 import pytest
 
 from bench import loadgen

@@ -10,7 +10,14 @@ def _results(accounting_ok: bool) -> dict:
             {
                 "concurrency": 16,
                 "direct": stats,
-                "proxy": {**stats, "p50_ms": 3.5, "errors": 0, "cpu_ms_per_request": 1.25},
+                "proxy": {
+                    **stats,
+                    "p50_ms": 3.5,
+                    "errors": 0,
+                    "cpu_ms_per_request": 1.25,
+                    "postgresql_cpu_ms_per_request": 0.875,
+                    "redis_cpu_ms_per_request": 0.25,
+                },
                 "added_p50_ms": 2.5,
                 "added_p99_ms": 0.0,
             }
@@ -52,7 +59,8 @@ def _results(accounting_ok: bool) -> dict:
 def test_table_rows_and_verdict():
     table = report.results_markdown(_results(accounting_ok=False))
     assert (
-        "| 16 | 1.00 / 2.00 / 3.00 | 3.50 / 2.00 / 3.00 | 2.50 / 0.00 | 100 | 100 | 0 | 1.25 | n/a |" in table
+        "| 16 | 1.00 / 2.00 / 3.00 | 3.50 / 2.00 / 3.00 | 2.50 / 0.00 | 100 | 100 | 0 | 1.25 "
+        "| 0.88 / 0.25 | n/a |" in table
     )
     assert "largest step held with zero errors: **500**" in table
     assert "| 750 | 200.0 | 212.5 | 3000 | 5000 | 7 | 350 | no | 230.0 | 249.0 | 2006 |" in table
