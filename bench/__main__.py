@@ -455,6 +455,7 @@ class Bench:
             proxy_runs.append(stats)
             self.client_ok_min += stats.completed
             self.client_ok_max += stats.count
+        sustained = self.streams_sustained(count=count)
         self.upstream_set(latency_ms=0, chunk_interval_ms=0)
         direct = loadgen.StreamStats.merge(direct_runs)
         proxy = loadgen.StreamStats.merge(proxy_runs)
@@ -474,6 +475,7 @@ class Bench:
             "errors": proxy.errors,
             "error_statuses": proxy.statuses,
             "direct_errors": direct.errors,
+            "sustained": sustained,
         }
         print(
             f"  {count} streams: TTFT p99 direct {result['direct_ttft_p99_ms']:.1f} ms, "
@@ -481,8 +483,54 @@ class Bench:
             f"{proxy.errors} errors",
             flush=True,
         )
+        print(
+            f"  {count} streams kept open for {sustained['duration_s']} s: TTFT p99 direct "
+            f"{sustained['direct_ttft_p99_ms']} ms, proxy {sustained['proxy_ttft_p99_ms']} ms, "
+            f"added {sustained['added_ttft_p99_ms']} ms ({sustained['streams']} streams measured, "
+            f"{sustained['errors']} errors)",
+            flush=True,
+        )
         self.check("streams")
         return result
+
+    def streams_sustained(self, *, count: int) -> dict:
+        """``count`` streams kept open (each client starts its next stream when one ends), the
+        steady case, beside the burst above (every stream started in the same instant)."""
+        duration, warmup = (1.0, 0.5) if self.quick else (8.0, 2.0)
+        direct_runs, proxy_runs = [], []
+        for _ in range(1 if self.quick else 2):
+            measured, _all = loadgen.streams_sustained_run(
+                url=self.direct_url, concurrency=count, duration_s=duration, warmup_s=warmup
+            )
+            direct_runs.append(measured)
+            measured, everything = loadgen.streams_sustained_run(
+                url=self.proxy_url,
+                concurrency=count,
+                duration_s=duration,
+                warmup_s=warmup,
+                auth=self.tenant.api_key,
+            )
+            proxy_runs.append(measured)
+            self.client_ok_min += everything.completed
+            self.client_ok_max += everything.count
+        direct = loadgen.StreamStats.merge(direct_runs)
+        proxy = loadgen.StreamStats.merge(proxy_runs)
+        both = proxy.ttft_ms and direct.ttft_ms
+        return {
+            "concurrency": count,
+            "duration_s": duration,
+            "warmup_s": warmup,
+            "rounds": len(proxy_runs),
+            "streams": proxy.count,
+            "direct_ttft_p99_ms": round(direct.ttft_percentile(99), 2) if direct.ttft_ms else None,
+            "proxy_ttft_p50_ms": round(proxy.ttft_percentile(50), 2) if proxy.ttft_ms else None,
+            "proxy_ttft_p99_ms": round(proxy.ttft_percentile(99), 2) if proxy.ttft_ms else None,
+            "added_ttft_p99_ms": (
+                round(proxy.ttft_percentile(99) - direct.ttft_percentile(99), 2) if both else None
+            ),
+            "errors": proxy.errors,
+            "error_statuses": proxy.statuses,
+        }
 
 
 def step(message: str) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import math
 import os
+import random
 import shutil
 import subprocess
 import tempfile
@@ -318,6 +319,56 @@ async def streams_run_async(*, url: str, count: int, auth: str = "", body: dict 
 
 def streams_run(*, url: str, count: int, auth: str = "", body: dict | None = None) -> StreamStats:
     return asyncio.run(streams_run_async(url=url, count=count, auth=auth, body=body))
+
+
+async def streams_sustained_run_async(
+    *,
+    url: str,
+    concurrency: int,
+    duration_s: float,
+    warmup_s: float,
+    auth: str = "",
+    body: dict | None = None,
+) -> tuple[StreamStats, StreamStats]:
+    """``concurrency`` streams kept open for ``warmup_s + duration_s``: each client starts its
+    next stream, on a new connection, as soon as its previous one ends. The first arrivals are
+    spread over ``warmup_s`` (seeded, so runs are alike) and only the streams that start after
+    it are measured. Returns (measured, all streams): the second is for the accounting check.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port or 80
+    payload = json.dumps(
+        {**(body or CHAT_BODY), "stream": True, "stream_options": {"include_usage": True}}
+    ).encode()
+    measured, warmup = StreamStats(), StreamStats()
+    go = asyncio.Event()
+    go.set()
+    began = time.perf_counter()
+    measure_from, stop_at = began + warmup_s, began + warmup_s + duration_s
+    rng = random.Random(concurrency)
+    delays = [rng.random() for _ in range(concurrency)]
+
+    async def client(delay: float):
+        await asyncio.sleep(warmup_s * delay)
+        while (now := time.perf_counter()) < stop_at:
+            stats = measured if now >= measure_from else warmup
+            stats.count += 1
+            try:
+                conn = await _stream_connect(host, port)
+            except OSError:
+                stats.errors += 1
+                await asyncio.sleep(0.01)
+                continue
+            await _one_stream(conn, f"{host}:{port}", parts.path, payload, auth, go, stats)
+
+    await asyncio.gather(*(client(delay) for delay in delays))
+    return measured, StreamStats.merge([measured, warmup])
+
+
+def streams_sustained_run(**kwargs) -> tuple[StreamStats, StreamStats]:
+    return asyncio.run(streams_sustained_run_async(**kwargs))
 
 
 async def calls_run_async(

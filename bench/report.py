@@ -80,6 +80,18 @@ def results_markdown(results: dict) -> str:
             f"(upstream first-token delay {streams.get('upstream_latency_ms')} ms)",
             "",
         ]
+        sustained = streams.get("sustained")
+        if sustained:
+            lines += [
+                f"Streams kept open: {sustained['concurrency']} at a time for "
+                f"{_fmt(sustained['duration_s'], digits=0)} s after {_fmt(sustained['warmup_s'])} s of "
+                f"warm-up, each client starting its next stream when one ends "
+                f"({sustained['streams']} measured), TTFT p99 "
+                f"direct {_fmt(sustained.get('direct_ttft_p99_ms'))} ms, "
+                f"proxy {_fmt(sustained.get('proxy_ttft_p99_ms'))} ms, "
+                f"**added {_fmt(sustained['added_ttft_p99_ms'])} ms**, errors {sustained['errors']}",
+                "",
+            ]
     dashboards = results.get("dashboards")
     if dashboards:
         lines += [

@@ -69,6 +69,19 @@ def test_calls_and_streams_against_the_fake_upstream():
     assert all(ttft >= 20 for ttft in streams.ttft_ms)
 
 
+def test_sustained_streams_keep_each_client_busy_and_measure_only_after_the_warm_up():
+    with FakeUpstream(latency_ms=50) as upstream:
+        url = f"{upstream.base_url}/chat/completions"
+        measured, everything = loadgen.streams_sustained_run(
+            url=url, concurrency=4, duration_s=0.6, warmup_s=0.3
+        )
+    # 4 clients back to back with 50 ms streams for 0.9 s: each ran several streams in turn.
+    assert 4 * 4 <= everything.count <= 4 * 18 and everything.errors == 0
+    assert everything.completed == everything.count  # a started stream is always finished
+    assert 0 < measured.count < everything.count  # the warm-up's streams are left out
+    assert len(measured.ttft_ms) == measured.count and min(measured.ttft_ms) >= 50
+
+
 @pytest.mark.wrk
 def test_wrk_run_reports_latency_and_non_2xx():
     with FakeUpstream(latency_ms=2) as upstream:
