@@ -111,7 +111,10 @@ class UsageCounter(models.Model):
     (``used + reserved + n <= limit``), so concurrent callers cannot overshoot the limit.
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # Indexed by ``usagecounter_one_per_period``, which starts with it.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     meter = models.CharField(max_length=32, choices=Meter.choices)
     period = models.CharField(max_length=8, choices=Period.choices)
     period_start = models.DateTimeField()

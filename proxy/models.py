@@ -70,7 +70,10 @@ class UsageEvent(models.Model):
 
     # Server-generated per call; also the idempotency key of the settle (credits, rollup).
     call_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # Indexed by ``usage_user_recent``, which starts with it (a second index: a write per call).
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     api_key = models.ForeignKey(
         "accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
     )
@@ -109,7 +112,10 @@ class UsageEvent(models.Model):
 class UsageDailyRollup(models.Model):
     """Per (user, provider, UTC day) totals, incremented with F()/upsert as calls settle."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # Indexed by ``rollup_user_provider_day``, which starts with it.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     provider = models.CharField(max_length=32)
     day = models.DateField()
     requests = models.PositiveIntegerField(default=0)
