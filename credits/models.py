@@ -82,7 +82,10 @@ class LedgerEntry(models.Model):
         GRANT = "grant", "Grant (admin)"
         ADJUSTMENT = "adjustment", "Adjustment"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_ledger")
+    # Indexed by ``ledger_user_newest``, which starts with it.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_ledger", db_index=False
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     amount = models.BigIntegerField()  # signed credits: + purchase/grant, - consume/refund
     balance_after = models.BigIntegerField()

@@ -1,5 +1,6 @@
-"""Every proxied call writes these tables; an index that only repeats the start of another one
-costs a write per row (and disk) and answers no query the other cannot."""
+"""Every proxied call writes these tables (quota-funded calls the first five, credit-funded
+calls the credit ledger and holds); an index that only repeats the start of another one costs
+a write per row (and disk) and answers no query the other cannot."""
 
 import pytest
 from django.db import connection
@@ -10,6 +11,8 @@ HOT_TABLES = [
     "proxy_dailyspend",
     "billing_quotareservation",
     "billing_usagecounter",
+    "credits_ledgerentry",
+    "credits_credithold",
 ]
 
 
