@@ -20,6 +20,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 from . import loadgen, processes, report
 from .processes import ROOT
@@ -526,6 +527,49 @@ class Bench:
         }
 
 
+class FloorBench(Bench):
+    """The same load against ``bench.floor``, a bare relay on Tollgate's serving stack.
+
+    No database, no key, no accounting: what it adds is the least any Tollgate on this stack
+    (gunicorn + uvicorn workers, aiohttp, these two cores) can add, so it tells a target that
+    billing work misses from one the stack itself misses (docs/speed.md).
+    """
+
+    def __init__(self, args):
+        super().__init__(args)
+        self.env["FLOOR_UPSTREAM_URL"] = f"http://127.0.0.1:{self.upstream_port}{DIRECT_PATH}"
+        self.tenant = SimpleNamespace(api_key="sk_agentai_floor", user_id=None)
+
+    def prepare(self) -> None:
+        step("floor: a bare relay, no database, no Redis, no accounting")
+
+    def start(self) -> None:
+        step("fake upstream")
+        self.upstream = processes.fake_upstream_start(
+            port=self.upstream_port, env=self.env, log_dir=self.log_dir
+        )
+        step(f"floor relay: gunicorn -k uvicorn.workers.UvicornWorker -w {self.args.workers}")
+        self.tollgate = processes.tollgate_start(
+            port=self.tollgate_port,
+            env=self.env,
+            log_dir=self.log_dir,
+            workers=self.args.workers,
+            application="bench.floor:application",
+            ready_path="/",
+        )
+
+    def proxy_probe(self) -> None:
+        status, _ = processes.http_json(self.proxy_url, data=loadgen.CHAT_BODY, timeout=15)
+        if status != 200:
+            raise RuntimeError(f"a probe call through the floor relay answered {status}")
+
+    def db_transactions(self) -> int:
+        return 0
+
+    def check(self, label: str) -> dict:
+        return {"after": label, "skipped": "the floor relay keeps no books"}
+
+
 def _added_ttft_p99_ms(*, direct: loadgen.StreamStats, proxy: loadgen.StreamStats) -> float | None:
     """What Tollgate adds to the p99 time to first token; None unless both sides got a token."""
     if not (proxy.ttft_ms and direct.ttft_ms):
@@ -553,6 +597,11 @@ def parse_args(argv=None):
     parser.add_argument("--skip-inflight", action="store_true")
     parser.add_argument("--skip-streams", action="store_true")
     parser.add_argument("--dashboards", action="store_true", help="only the dashboards bench (1 M events)")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="the same load against a bare relay on Tollgate's serving stack (no billing): the floor",
+    )
     parser.add_argument("--events", type=int, default=1_000_000, help="usage events for --dashboards")
     parser.add_argument(
         "--concurrency",
@@ -595,7 +644,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     began = time.monotonic()
     loadgen.wrk_ensure()
-    bench = Bench(args)
+    bench = FloorBench(args) if args.floor else Bench(args)
     results: dict = {
         "meta": {
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -612,6 +661,16 @@ def main(argv=None) -> int:
 
             bench.start()
             results["dashboards"] = dashboards_bench(bench, events=args.events)
+        elif args.floor:
+            bench.start()
+            bench.proxy_probe()
+            results["floor"] = floor = {}
+            if not args.skip_instant:
+                step("floor, instant upstream: interleaved direct/relay runs")
+                floor["instant"] = bench.phase_instant()
+            if not args.skip_streams:
+                step("floor, streams")
+                floor["streams"] = bench.phase_streams()
         else:
             bench.start()
             bench.proxy_probe()
@@ -637,6 +696,13 @@ def main(argv=None) -> int:
     if args.dashboards:
         # A dashboards run checks no accounting: keep the hot-path run's verdict and meta.
         results["dashboards_meta"] = results.pop("meta")
+    elif args.floor:
+        # Nor does the floor (it keeps no books): it sits beside the hot-path figures.
+        results["floor"]["meta"] = results.pop("meta")
+        table = report.results_markdown(results) if args.no_write else report.results_write(results)
+        print("\n" + report.floor_markdown(results["floor"]))
+        print(f"logs: {bench.log_dir}")
+        return 0
     else:
         results["accounting_ok"] = bench.accounting_ok
         results["accounting_problems"] = bench.accounting_problems

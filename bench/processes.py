@@ -194,12 +194,21 @@ def fake_upstream_configure(*, port: int, **changes) -> dict:
     return config
 
 
-def tollgate_start(*, port: int, env: dict, log_dir: Path, workers: int = 2) -> Managed:
-    """Tollgate as in production: gunicorn with uvicorn workers on the ASGI application."""
+def tollgate_start(
+    *,
+    port: int,
+    env: dict,
+    log_dir: Path,
+    workers: int = 2,
+    application: str = "config.asgi:application",
+    ready_path: str = "/health",
+) -> Managed:
+    """Tollgate as in production: gunicorn with uvicorn workers on the ASGI application (or
+    another application on the same server, for the floor)."""
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     command = [
         gunicorn,
-        "config.asgi:application",
+        application,
         "-k",
         "uvicorn.workers.UvicornWorker",
         "-w",
@@ -217,7 +226,7 @@ def tollgate_start(*, port: int, env: dict, log_dir: Path, workers: int = 2) -> 
     ]
     managed = Managed("tollgate", command, env=env, log_path=log_dir / "tollgate.log")
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", timeout=60, proc=managed.proc)
+        wait_http(f"http://127.0.0.1:{port}{ready_path}", timeout=60, proc=managed.proc)
     except RuntimeError:
         tail = managed.log_tail()
         managed.stop()

@@ -101,10 +101,51 @@ def results_markdown(results: dict) -> str:
             f"GET /api/admin/dashboard {_fmt(dashboards.get('api_admin_dashboard_ms'), ' ms')}",
             "",
         ]
+    floor = results.get("floor")
+    if floor:
+        lines += [floor_markdown(floor)]
     lines.append(f"Accounting exact in every run: **{'yes' if results.get('accounting_ok') else 'NO'}**")
     for problem in results.get("accounting_problems", [])[:20]:
         lines.append(f"- {problem}")
     return "\n".join(lines) + "\n"
+
+
+def floor_markdown(floor: dict) -> str:
+    """The floor run (``--floor``): what a bare relay on the same stack adds, no billing."""
+    meta = floor.get("meta", {})
+    lines = [
+        f"Floor — a bare relay on the same stack, no billing ({meta.get('summary', '')}; "
+        "`python -m bench --floor`):",
+        "",
+    ]
+    instant = floor.get("instant") or []
+    if instant:
+        lines += [
+            "| concurrency | direct p50 / p99 ms | relay p50 / p99 ms | added p50 / p99 ms "
+            "| relay rps | CPU ms/req |",
+            "|---:|---|---|---|---:|---:|",
+        ]
+        for row in instant:
+            d, p = row["direct"], row["proxy"]
+            lines.append(
+                f"| {row['concurrency']} | {_fmt(d['p50_ms'], digits=2)} / {_fmt(d['p99_ms'], digits=2)} "
+                f"| {_fmt(p['p50_ms'], digits=2)} / {_fmt(p['p99_ms'], digits=2)} "
+                f"| {_fmt(row['added_p50_ms'], digits=2)} / {_fmt(row['added_p99_ms'], digits=2)} "
+                f"| {_fmt(p['rps'], digits=0)} | {_fmt(p['cpu_ms_per_request'], digits=2)} |"
+            )
+        lines.append("")
+    streams = floor.get("streams")
+    if streams:
+        sustained = streams.get("sustained") or {}
+        lines += [
+            f"Floor streams: {streams['count']} concurrent, added TTFT p99 "
+            f"**{_fmt(streams['added_ttft_p99_ms'])} ms** in a burst "
+            f"(direct {_fmt(streams.get('direct_ttft_p99_ms'))}, "
+            f"relay {_fmt(streams.get('proxy_ttft_p99_ms'))}), "
+            f"{_fmt(sustained.get('added_ttft_p99_ms'))} ms kept open, errors {streams['errors']}",
+            "",
+        ]
+    return "\n".join(lines)
 
 
 def results_write(results: dict) -> str:

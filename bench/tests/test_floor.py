@@ -1,0 +1,98 @@
+"""The floor relay passes answers through unchanged, so what it adds is only the stack's cost."""
+
+import json
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+from bench import floor, loadgen
+from bench.fake_upstream import FakeUpstream
+from bench.report import floor_markdown
+
+
+@pytest.fixture
+def relay(monkeypatch):
+    import uvicorn
+
+    with FakeUpstream(latency_ms=0, completion_tokens=12, stream_chunks=4) as upstream:
+        monkeypatch.setattr(floor, "UPSTREAM_URL", f"{upstream.base_url}/chat/completions")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = uvicorn.Server(
+            uvicorn.Config(floor.application, host="127.0.0.1", port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}", upstream
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_a_json_answer_comes_back_as_the_upstream_sent_it(relay):
+    url, upstream = relay
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * 40}], "max_tokens": 5}
+    relayed = httpx.post(f"{url}/api/proxy/v1/chat/completions", json=body)
+    direct = httpx.post(f"{upstream.base_url}/chat/completions", json=body)
+    assert relayed.status_code == 200
+    assert relayed.headers["content-type"] == direct.headers["content-type"]
+    assert (
+        relayed.json()["usage"]
+        == direct.json()["usage"]
+        == {
+            "prompt_tokens": 14,
+            "completion_tokens": 5,
+            "total_tokens": 19,
+        }
+    )
+    assert upstream.server.chat_requests == 2
+
+
+def test_a_stream_is_relayed_event_by_event_with_a_first_token(relay):
+    url, _ = relay
+    stats = loadgen.streams_run(url=f"{url}/api/proxy/v1/chat/completions", count=5)
+    assert (stats.completed, stats.errors) == (5, 0)
+    assert len(stats.ttft_ms) == 5
+    body = {**loadgen.CHAT_BODY, "stream": True}
+    with httpx.stream("POST", f"{url}/api/proxy/v1/chat/completions", json=body) as response:
+        events = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert response.headers["content-type"].startswith("text/event-stream")
+    contents = [json.loads(e[6:])["choices"][0]["delta"].get("content") for e in events[:-1]]
+    assert "".join(c for c in contents if c).split() == ["tok"] * 12
+    assert events[-1] == "data: [DONE]"
+
+
+def test_the_floor_table_reports_the_added_figures():
+    stats = {"p50_ms": 0.1, "p90_ms": 0.2, "p99_ms": 0.5, "rps": 9000.0}
+    table = floor_markdown(
+        {
+            "meta": {"summary": "2026-12-05, commit abc1234, 60 s"},
+            "instant": [
+                {
+                    "concurrency": 1,
+                    "direct": stats,
+                    "proxy": {**stats, "p50_ms": 0.9, "p99_ms": 2.0, "cpu_ms_per_request": 0.6},
+                    "added_p50_ms": 0.8,
+                    "added_p99_ms": 1.5,
+                }
+            ],
+            "streams": {
+                "count": 200,
+                "added_ttft_p99_ms": 42.5,
+                "direct_ttft_p99_ms": 250.0,
+                "proxy_ttft_p99_ms": 292.5,
+                "errors": 0,
+                "sustained": {"added_ttft_p99_ms": 61.0},
+            },
+        }
+    )
+    assert "| 1 | 0.10 / 0.50 | 0.90 / 2.00 | 0.80 / 1.50 | 9000 | 0.60 |" in table
+    assert "added TTFT p99 **42.5 ms** in a burst" in table
+    assert "61.0 ms kept open" in table
