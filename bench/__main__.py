@@ -527,47 +527,79 @@ class Bench:
         }
 
 
-class FloorBench(Bench):
-    """The same load against ``bench.floor``, a bare relay on Tollgate's serving stack.
+FLOORS = {
+    # kind: (ASGI application, settings module, readiness path)
+    "bare": ("bench.floor:application", "config.settings", "/"),
+    "django": ("config.asgi:application", "bench.floor_settings", "/health"),
+}
 
-    No database, no key, no accounting: what it adds is the least any Tollgate on this stack
-    (gunicorn + uvicorn workers, aiohttp, these two cores) can add, so it tells a target that
-    billing work misses from one the stack itself misses (docs/speed.md).
+
+class FloorBench(Bench):
+    """The same load against a relay on Tollgate's serving stack, with no key and no billing.
+
+    ``bare``: ``bench.floor``, a plain ASGI relay, the least any Tollgate on this stack (gunicorn
+    + uvicorn workers, aiohttp, these two cores) can add. ``django``: ``bench.floor_django``,
+    Tollgate's Django and DRF around the same relay. Against Tollgate's own figures they tell
+    the stack's share of a target from the framework's and from billing's (docs/speed.md).
     """
 
-    def __init__(self, args):
+    def __init__(self, args, *, kind: str):
         super().__init__(args)
+        self.kind = kind
         self.env["FLOOR_UPSTREAM_URL"] = f"http://127.0.0.1:{self.upstream_port}{DIRECT_PATH}"
+        self.env["DJANGO_SETTINGS_MODULE"] = FLOORS[kind][1]
         self.tenant = SimpleNamespace(api_key="sk_agentai_floor", user_id=None)
 
     def prepare(self) -> None:
-        step("floor: a bare relay, no database, no Redis, no accounting")
+        step(f"floor ({self.kind}): a relay with no key, no limits and no books")
 
     def start(self) -> None:
+        application, _settings, ready_path = FLOORS[self.kind]
         step("fake upstream")
         self.upstream = processes.fake_upstream_start(
             port=self.upstream_port, env=self.env, log_dir=self.log_dir
         )
-        step(f"floor relay: gunicorn -k uvicorn.workers.UvicornWorker -w {self.args.workers}")
+        step(f"floor relay {application}: gunicorn -k uvicorn.workers.UvicornWorker -w {self.args.workers}")
         self.tollgate = processes.tollgate_start(
             port=self.tollgate_port,
             env=self.env,
             log_dir=self.log_dir,
             workers=self.args.workers,
-            application="bench.floor:application",
-            ready_path="/",
+            application=application,
+            ready_path=ready_path,
         )
 
     def proxy_probe(self) -> None:
         status, _ = processes.http_json(self.proxy_url, data=loadgen.CHAT_BODY, timeout=15)
         if status != 200:
-            raise RuntimeError(f"a probe call through the floor relay answered {status}")
+            raise RuntimeError(f"a probe call through the {self.kind} floor answered {status}")
 
     def db_transactions(self) -> int:
         return 0
 
     def check(self, label: str) -> dict:
-        return {"after": label, "skipped": "the floor relay keeps no books"}
+        return {"after": label, "skipped": "a floor relay keeps no books"}
+
+
+def floor_run(args) -> dict:
+    """Each floor in turn, the phases Tollgate's targets are read on (instant, streams)."""
+    floor = {}
+    for kind in FLOORS:
+        bench = FloorBench(args, kind=kind)
+        try:
+            bench.prepare()
+            bench.start()
+            bench.proxy_probe()
+            floor[kind] = {}
+            if not args.skip_instant:
+                step(f"floor ({kind}), instant upstream: interleaved direct/relay runs")
+                floor[kind]["instant"] = bench.phase_instant()
+            if not args.skip_streams:
+                step(f"floor ({kind}), streams")
+                floor[kind]["streams"] = bench.phase_streams()
+        finally:
+            bench.stop()
+    return floor
 
 
 def _added_ttft_p99_ms(*, direct: loadgen.StreamStats, proxy: loadgen.StreamStats) -> float | None:
@@ -600,7 +632,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--floor",
         action="store_true",
-        help="the same load against a bare relay on Tollgate's serving stack (no billing): the floor",
+        help="the same load against relays on Tollgate's stack with no key and no billing (the floors)",
     )
     parser.add_argument("--events", type=int, default=1_000_000, help="usage events for --dashboards")
     parser.add_argument(
@@ -644,7 +676,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     began = time.monotonic()
     loadgen.wrk_ensure()
-    bench = FloorBench(args) if args.floor else Bench(args)
+    bench = Bench(args)
     results: dict = {
         "meta": {
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -662,15 +694,7 @@ def main(argv=None) -> int:
             bench.start()
             results["dashboards"] = dashboards_bench(bench, events=args.events)
         elif args.floor:
-            bench.start()
-            bench.proxy_probe()
-            results["floor"] = floor = {}
-            if not args.skip_instant:
-                step("floor, instant upstream: interleaved direct/relay runs")
-                floor["instant"] = bench.phase_instant()
-            if not args.skip_streams:
-                step("floor, streams")
-                floor["streams"] = bench.phase_streams()
+            results["floor"] = floor_run(args)
         else:
             bench.start()
             bench.proxy_probe()
@@ -699,9 +723,9 @@ def main(argv=None) -> int:
     elif args.floor:
         # Nor does the floor (it keeps no books): it sits beside the hot-path figures.
         results["floor"]["meta"] = results.pop("meta")
-        table = report.results_markdown(results) if args.no_write else report.results_write(results)
+        if not args.no_write:
+            report.results_write(results)
         print("\n" + report.floor_markdown(results["floor"]))
-        print(f"logs: {bench.log_dir}")
         return 0
     else:
         results["accounting_ok"] = bench.accounting_ok

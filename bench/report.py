@@ -110,41 +110,50 @@ def results_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+FLOOR_TITLES = {
+    "bare": "bare ASGI relay (`bench/floor.py`)",
+    "django": "Django + DRF relay (`bench/floor_django.py`)",
+}
+
+
 def floor_markdown(floor: dict) -> str:
-    """The floor run (``--floor``): what a bare relay on the same stack adds, no billing."""
+    """The floors (``--floor``): what relays on Tollgate's stack add with no key and no billing."""
     meta = floor.get("meta", {})
     lines = [
-        f"Floor — a bare relay on the same stack, no billing ({meta.get('summary', '')}; "
-        "`python -m bench --floor`):",
+        f"Floors — relays on the same stack with no key, no limits and no books "
+        f"({meta.get('summary', '')}; `python -m bench --floor`):",
         "",
     ]
-    instant = floor.get("instant") or []
-    if instant:
+    kinds = [kind for kind in FLOOR_TITLES if floor.get(kind)]
+    if any(floor[kind].get("instant") for kind in kinds):
         lines += [
-            "| concurrency | direct p50 / p99 ms | relay p50 / p99 ms | added p50 / p99 ms "
+            "| floor | concurrency | direct p50 / p99 ms | relay p50 / p99 ms | added p50 / p99 ms "
             "| relay rps | CPU ms/req |",
-            "|---:|---|---|---|---:|---:|",
+            "|---|---:|---|---|---|---:|---:|",
         ]
-        for row in instant:
-            d, p = row["direct"], row["proxy"]
-            lines.append(
-                f"| {row['concurrency']} | {_fmt(d['p50_ms'], digits=2)} / {_fmt(d['p99_ms'], digits=2)} "
-                f"| {_fmt(p['p50_ms'], digits=2)} / {_fmt(p['p99_ms'], digits=2)} "
-                f"| {_fmt(row['added_p50_ms'], digits=2)} / {_fmt(row['added_p99_ms'], digits=2)} "
-                f"| {_fmt(p['rps'], digits=0)} | {_fmt(p['cpu_ms_per_request'], digits=2)} |"
-            )
+        for kind in kinds:
+            for row in floor[kind].get("instant") or []:
+                d, p = row["direct"], row["proxy"]
+                lines.append(
+                    f"| {kind} | {row['concurrency']} "
+                    f"| {_fmt(d['p50_ms'], digits=2)} / {_fmt(d['p99_ms'], digits=2)} "
+                    f"| {_fmt(p['p50_ms'], digits=2)} / {_fmt(p['p99_ms'], digits=2)} "
+                    f"| {_fmt(row['added_p50_ms'], digits=2)} / {_fmt(row['added_p99_ms'], digits=2)} "
+                    f"| {_fmt(p['rps'], digits=0)} | {_fmt(p['cpu_ms_per_request'], digits=2)} |"
+                )
         lines.append("")
-    streams = floor.get("streams")
-    if streams:
-        sustained = streams.get("sustained") or {}
-        lines += [
-            f"Floor streams: {streams['count']} concurrent, added TTFT p99 "
-            f"**{_fmt(streams['added_ttft_p99_ms'])} ms** in a burst "
-            f"(direct {_fmt(streams.get('direct_ttft_p99_ms'))}, "
-            f"relay {_fmt(streams.get('proxy_ttft_p99_ms'))}), "
-            f"{_fmt(sustained.get('added_ttft_p99_ms'))} ms kept open, errors {streams['errors']}",
-            "",
-        ]
+    for kind in kinds:
+        streams = floor[kind].get("streams")
+        if streams:
+            sustained = streams.get("sustained") or {}
+            lines += [
+                f"- {FLOOR_TITLES[kind]}: {streams['count']} streams, added TTFT p99 "
+                f"**{_fmt(streams['added_ttft_p99_ms'])} ms** in a burst "
+                f"(direct {_fmt(streams.get('direct_ttft_p99_ms'))}, "
+                f"relay {_fmt(streams.get('proxy_ttft_p99_ms'))}), "
+                f"{_fmt(sustained.get('added_ttft_p99_ms'))} ms kept open, errors {streams['errors']}"
+            ]
+    lines.append("")
     return "\n".join(lines)
 
 

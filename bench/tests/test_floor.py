@@ -69,30 +69,39 @@ def test_a_stream_is_relayed_event_by_event_with_a_first_token(relay):
     assert events[-1] == "data: [DONE]"
 
 
-def test_the_floor_table_reports_the_added_figures():
+def test_the_floor_table_reports_each_floor_s_added_figures():
     stats = {"p50_ms": 0.1, "p90_ms": 0.2, "p99_ms": 0.5, "rps": 9000.0}
-    table = floor_markdown(
-        {
-            "meta": {"summary": "2026-12-05, commit abc1234, 60 s"},
+
+    def floor_of(*, added_p50: float, ttft: float) -> dict:
+        return {
             "instant": [
                 {
                     "concurrency": 1,
                     "direct": stats,
-                    "proxy": {**stats, "p50_ms": 0.9, "p99_ms": 2.0, "cpu_ms_per_request": 0.6},
-                    "added_p50_ms": 0.8,
+                    "proxy": {**stats, "p50_ms": 0.1 + added_p50, "p99_ms": 2.0, "cpu_ms_per_request": 0.6},
+                    "added_p50_ms": added_p50,
                     "added_p99_ms": 1.5,
                 }
             ],
             "streams": {
                 "count": 200,
-                "added_ttft_p99_ms": 42.5,
+                "added_ttft_p99_ms": ttft,
                 "direct_ttft_p99_ms": 250.0,
-                "proxy_ttft_p99_ms": 292.5,
+                "proxy_ttft_p99_ms": 250.0 + ttft,
                 "errors": 0,
                 "sustained": {"added_ttft_p99_ms": 61.0},
             },
         }
+
+    table = floor_markdown(
+        {
+            "meta": {"summary": "2026-12-05, commit abc1234, 60 s"},
+            "bare": floor_of(added_p50=0.25, ttft=42.5),
+            "django": floor_of(added_p50=1.5, ttft=120.0),
+        }
     )
-    assert "| 1 | 0.10 / 0.50 | 0.90 / 2.00 | 0.80 / 1.50 | 9000 | 0.60 |" in table
-    assert "added TTFT p99 **42.5 ms** in a burst" in table
+    assert "| bare | 1 | 0.10 / 0.50 | 0.35 / 2.00 | 0.25 / 1.50 | 9000 | 0.60 |" in table
+    assert "| django | 1 | 0.10 / 0.50 | 1.60 / 2.00 | 1.50 / 1.50 | 9000 | 0.60 |" in table
+    assert "bare ASGI relay (`bench/floor.py`): 200 streams, added TTFT p99 **42.5 ms** in a burst" in table
+    assert "Django + DRF relay (`bench/floor_django.py`): 200 streams, added TTFT p99 **120.0 ms**" in table
     assert "61.0 ms kept open" in table
