@@ -105,3 +105,46 @@ def test_the_floor_table_reports_each_floor_s_added_figures():
     assert "bare ASGI relay (`bench/floor.py`): 200 streams, added TTFT p99 **42.5 ms** in a burst" in table
     assert "Django + DRF relay (`bench/floor_django.py`): 200 streams, added TTFT p99 **120.0 ms**" in table
     assert "61.0 ms kept open" in table
+
+
+@pytest.fixture
+def django_floor(settings):
+    with FakeUpstream(latency_ms=0, completion_tokens=12, stream_chunks=4) as upstream:
+        settings.ROOT_URLCONF = "bench.floor_django"
+        settings.FLOOR_UPSTREAM_URL = f"{upstream.base_url}/chat/completions"
+        yield upstream
+
+
+def _django_floor_post(body: dict) -> tuple[int, str, bytes]:
+    """One call through Django's ASGI handler to the framework floor, on one event loop."""
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    async def call():
+        response = await AsyncClient().post(
+            "/api/proxy/v1/chat/completions", data=body, content_type="application/json"
+        )
+        if response.streaming:
+            content = b"".join([chunk async for chunk in response.streaming_content])
+        else:
+            content = response.content
+        return response.status_code, response["Content-Type"], content
+
+    return async_to_sync(call)()
+
+
+def test_the_django_floor_answers_the_upstream_json_through_drf(django_floor):
+    status, content_type, content = _django_floor_post({**loadgen.CHAT_BODY, "max_tokens": 5})
+    assert (status, content_type) == (200, "application/json")
+    assert json.loads(content)["usage"]["completion_tokens"] == 5
+    assert django_floor.server.chat_requests == 1
+
+
+def test_the_django_floor_relays_the_whole_stream(django_floor):
+    status, content_type, content = _django_floor_post({**loadgen.CHAT_BODY, "stream": True})
+    assert status == 200
+    assert content_type.startswith("text/event-stream")
+    events = [line for line in content.decode().splitlines() if line.startswith("data: ")]
+    contents = [json.loads(e[6:])["choices"][0]["delta"].get("content") for e in events[:-1]]
+    assert "".join(c for c in contents if c).split() == ["tok"] * 12
+    assert events[-1] == "data: [DONE]"
