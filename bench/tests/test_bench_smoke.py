@@ -5,9 +5,6 @@ every provider base URL points at the bench's fake upstream. The check must pass
 calls and must fail when the books are tampered with — otherwise it proves nothing.
 """
 
-import socket
-import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -18,6 +15,7 @@ from bench import loadgen
 from bench.accounting import accounting_check
 from bench.fake_upstream import FakeUpstream
 from bench.setup import LLM_PROVIDERS, bench_tenant_create
+from proxy.tests.live import uvicorn_served
 
 PROXY_PATH = "/api/proxy/v1/chat/completions"
 
@@ -33,25 +31,8 @@ def upstream(settings):
 
 @pytest.fixture
 def live_tollgate(transactional_db):
-    import uvicorn
-
-    from config.asgi import application
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_served() as (base_url, _thread):
+        yield base_url
 
 
 @pytest.fixture

@@ -1,9 +1,6 @@
 """The floor relay passes answers through unchanged, so what it adds is only the stack's cost."""
 
 import json
-import socket
-import threading
-import time
 
 import httpx
 import pytest
@@ -11,29 +8,15 @@ import pytest
 from bench import floor, loadgen
 from bench.fake_upstream import FakeUpstream
 from bench.report import floor_markdown
+from proxy.tests.live import uvicorn_served
 
 
 @pytest.fixture
 def relay(monkeypatch):
-    import uvicorn
-
     with FakeUpstream(latency_ms=0, completion_tokens=12, stream_chunks=4) as upstream:
         monkeypatch.setattr(floor, "UPSTREAM_URL", f"{upstream.base_url}/chat/completions")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        server = uvicorn.Server(
-            uvicorn.Config(floor.application, host="127.0.0.1", port=port, log_level="warning")
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}", upstream
-        server.should_exit = True
-        thread.join(timeout=10)
+        with uvicorn_served(application=floor.application, lifespan="on") as (base_url, _thread):
+            yield base_url, upstream
 
 
 def test_a_json_answer_comes_back_as_the_upstream_sent_it(relay):

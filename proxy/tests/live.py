@@ -11,8 +11,11 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def uvicorn_served(*, lifespan: str = "off"):
+def uvicorn_served(*, lifespan: str = "off", application=None):
     """Yield the base URL of a live server; stop it (and join its thread) on exit.
+
+    ``application``: Tollgate's (``config.asgi``) unless another ASGI app is given (the bench's
+    floor relay).
 
     ``lifespan="on"``: the server runs the ASGI lifespan as gunicorn's uvicorn worker does, so a
     stop drains the calls still running (``core.lifecycle``).
@@ -23,8 +26,10 @@ def uvicorn_served(*, lifespan: str = "off"):
     """
     import uvicorn
 
-    from config.asgi import application
     from core.fastio import fast_lane_close
+
+    if application is None:
+        from config.asgi import application
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
