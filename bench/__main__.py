@@ -449,6 +449,12 @@ class Bench:
         first_token_ms = 200
         self.upstream_set(latency_ms=first_token_ms, chunk_interval_ms=10)
         rounds = 1 if self.quick else 3
+        if not self.quick:
+            # As the instant phase does: a fresh worker's first burst (its first gate per key, new
+            # connections) is not the steady state, and a streams-only run would measure it.
+            warmup = loadgen.streams_run(url=self.proxy_url, count=count, auth=self.tenant.api_key)
+            self.client_ok_min += warmup.completed
+            self.client_ok_max += warmup.count
         direct_runs, proxy_runs = [], []
         for _ in range(rounds):
             direct_runs.append(loadgen.streams_run(url=self.direct_url, count=count))
