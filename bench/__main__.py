@@ -558,6 +558,8 @@ class FloorBench(Bench):
 
     def prepare(self) -> None:
         step(f"floor ({self.kind}): a relay with no key, no limits and no books")
+        if self.kind == "django":
+            database_ensure(self.args.database_url)  # Django's /health asks the database
 
     def start(self) -> None:
         application, _settings, ready_path = FLOORS[self.kind]
@@ -605,6 +607,7 @@ def floor_run(args) -> dict:
                 floor[kind]["streams"] = bench.phase_streams()
         finally:
             bench.stop()
+            print(f"logs ({kind}): {bench.log_dir}", flush=True)
     return floor
 
 
@@ -678,11 +681,31 @@ def parse_args(argv=None):
     return args
 
 
+def _meta_finish(meta: dict, *, began: float) -> None:
+    elapsed = time.monotonic() - began
+    meta["elapsed_s"] = round(elapsed)
+    meta["summary"] = f"{datetime.now(UTC):%Y-%m-%d}, commit {meta['commit']}, {elapsed:.0f} s"
+
+
+def floor_main(args, *, results: dict, began: float) -> int:
+    """``--floor``: no books to check; the figures sit beside the hot-path ones in results.json."""
+    try:
+        results["floor"] = floor_run(args)
+    except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+        print(f"bench could not run: {exc}", file=sys.stderr)
+        return 2
+    results["floor"]["meta"] = results.pop("meta")
+    _meta_finish(results["floor"]["meta"], began=began)
+    if not args.no_write:
+        report.results_write(results)
+    print("\n" + report.floor_markdown(results["floor"]))
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     began = time.monotonic()
     loadgen.wrk_ensure()
-    bench = Bench(args)
     results: dict = {
         "meta": {
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -692,6 +715,9 @@ def main(argv=None) -> int:
             "quick": args.quick,
         }
     }
+    if args.floor:
+        return floor_main(args, results=results, began=began)
+    bench = Bench(args)
     try:
         bench.prepare()
         if args.dashboards:
@@ -699,8 +725,6 @@ def main(argv=None) -> int:
 
             bench.start()
             results["dashboards"] = dashboards_bench(bench, events=args.events)
-        elif args.floor:
-            results["floor"] = floor_run(args)
         else:
             bench.start()
             bench.proxy_probe()
@@ -718,21 +742,10 @@ def main(argv=None) -> int:
         return 2
     finally:
         bench.stop()
-    elapsed = time.monotonic() - began
-    results["meta"]["elapsed_s"] = round(elapsed)
-    results["meta"]["summary"] = (
-        f"{datetime.now(UTC):%Y-%m-%d}, commit {results['meta']['commit']}, {elapsed:.0f} s"
-    )
+    _meta_finish(results["meta"], began=began)
     if args.dashboards:
         # A dashboards run checks no accounting: keep the hot-path run's verdict and meta.
         results["dashboards_meta"] = results.pop("meta")
-    elif args.floor:
-        # Nor does the floor (it keeps no books): it sits beside the hot-path figures.
-        results["floor"]["meta"] = results.pop("meta")
-        if not args.no_write:
-            report.results_write(results)
-        print("\n" + report.floor_markdown(results["floor"]))
-        return 0
     else:
         results["accounting_ok"] = bench.accounting_ok
         results["accounting_problems"] = bench.accounting_problems
