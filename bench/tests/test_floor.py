@@ -131,3 +131,37 @@ def test_the_django_floor_relays_the_whole_stream(django_floor):
     contents = [json.loads(e[6:])["choices"][0]["delta"].get("content") for e in events[:-1]]
     assert "".join(c for c in contents if c).split() == ["tok"] * 12
     assert events[-1] == "data: [DONE]"
+
+
+@pytest.mark.wrk
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_the_floors_run_end_to_end_under_gunicorn(settings):
+    """``python -m bench --floor`` in small: both relays served by gunicorn, wrk and the stream
+    client through them, every call answered."""
+    from bench.__main__ import floor_run, parse_args
+
+    database = settings.DATABASES["default"]
+    args = parse_args(
+        [
+            "--floor",
+            "--quick",
+            "--duration",
+            "1",
+            "--no-celery",
+            "--database-url",
+            f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
+            "--redis-url",
+            settings.REDIS_URL,
+        ]
+    )
+    floor = floor_run(args)
+    assert set(floor) == {"bare", "django"}
+    for kind, figures in floor.items():
+        (row,) = figures["instant"]
+        assert row["concurrency"] == 2
+        assert row["proxy"]["errors"] == 0 and row["proxy"]["rps"] > 0, kind
+        streams = figures["streams"]
+        assert (streams["count"], streams["errors"]) == (10, 0), kind
+        assert streams["added_ttft_p99_ms"] is not None, kind
