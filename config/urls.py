@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core import views as core_views
@@ -17,6 +17,8 @@ urlpatterns = [
     path("", include("proxy.urls")),
     path("", include("organizations.urls")),
     path("", include("core.urls")),
+    # Last: any other /api/ URL answers the JSON 404, also with DEBUG on (no HTML route list).
+    re_path(r"^api/", core_views.api_not_found, name="api-not-found"),
 ]
 
 handler404 = "core.views.not_found"

@@ -1,10 +1,13 @@
 import logging
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import render
+from django.urls import Resolver404, resolve
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.defaults import page_not_found
 from django.views.defaults import server_error as django_server_error
 
@@ -54,6 +57,25 @@ def not_found(request, exception=None):
     if request.path.startswith("/api/"):
         return JsonResponse(error_body("not_found", "Not found."), status=404)
     return page_not_found(request, exception)
+
+
+@csrf_exempt  # a POST to an unknown URL is a 404, not a CSRF failure page
+async def api_not_found(request, *args, **kwargs):
+    """Every ``/api/…`` URL no route matched (the last pattern of ``config.urls``).
+
+    Without it, DEBUG answers Django's HTML 404, which lists every URL pattern; through here the
+    answer is the API's JSON 404 whatever DEBUG is. ``APPEND_SLASH`` keeps working for the few
+    API routes that end in a slash (``/api/docs`` → ``/api/docs/``), as CommonMiddleware would.
+    """
+    path = request.path_info
+    if settings.APPEND_SLASH and request.method in ("GET", "HEAD") and not path.endswith("/"):
+        try:
+            match = resolve(path + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not api_not_found:
+            return HttpResponsePermanentRedirect(request.get_full_path(force_append_slash=True))
+    return JsonResponse(error_body("not_found", "Not found."), status=404)
 
 
 def server_error(request):
