@@ -1,46 +1,73 @@
 # Tollgate — two commands: `make run` and `make test`.
+#
+# Both run on a real PostgreSQL and a real Valkey: the embedded ones (pip wheels, data in the
+# git-ignored .local/, started and stopped around the command by `python -m devservers`) unless
+# DATABASE_URL / REDIS_URL name servers of your own. See docs/development.md.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed
+DEVSERVERS := $(BIN)/python -m devservers --
+PORT ?= 8000
+# The code uvicorn watches: every top-level package, and the templates.
+RELOAD_DIRS := $(patsubst %/__init__.py,%,$(wildcard */__init__.py)) templates
 
-.PHONY: run test lint format bench fuzz migrate clean
+.PHONY: run serve test lint format bench fuzz migrate venv clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+# `make run` installs the runtime only; the test, lint and benchmark tools come with `make test`.
+$(RUNTIME_STAMP): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $(RUNTIME_STAMP)
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+	touch $(RUNTIME_STAMP) $(DEV_STAMP)
 
-venv: $(STAMP)
+venv: $(DEV_STAMP)
 
-migrate: $(STAMP)
+## Serve the portal on http://127.0.0.1:$(PORT): embedded PostgreSQL and Valkey, uvicorn (ASGI, one
+## worker, reloads on code and template changes), Celery tasks inline, sandbox provider,
+## simulated checkout. SITE_URL follows PORT unless set.
+run: $(RUNTIME_STAMP)
+	PORT=$(PORT) CELERY_TASK_ALWAYS_EAGER=$${CELERY_TASK_ALWAYS_EAGER:-true} \
+	  $(DEVSERVERS) $(MAKE) --no-print-directory serve PORT=$(PORT)
+
+# What `make run` runs inside the servers (needs DATABASE_URL and REDIS_URL).
+serve:
 	$(BIN)/python manage.py migrate --noinput
-
-## Serve the portal locally on embedded defaults (SQLite, local cache, eager Celery, sandbox).
-run: migrate
 	$(BIN)/python manage.py seed_catalog
 	$(BIN)/python manage.py seed_proxy_catalog
 	$(BIN)/python manage.py ensure_local_admin
-	$(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(BIN)/uvicorn config.asgi:application --host 127.0.0.1 --port $(PORT) \
+	  --reload $(addprefix --reload-dir ,$(RELOAD_DIRS)) --reload-include '*.html'
 
-## Run the whole test suite (SQLite by default; PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set).
-test: $(STAMP)
-	$(BIN)/pytest
+## Run the whole test suite on the embedded PostgreSQL and Valkey (or DATABASE_URL / REDIS_URL).
+## Extra pytest arguments: make test ARGS="proxy/tests -x"
+test: $(DEV_STAMP)
+	$(DEVSERVERS) $(BIN)/pytest $(ARGS)
 
-lint: $(STAMP)
+migrate: $(RUNTIME_STAMP)
+	$(DEVSERVERS) $(BIN)/python manage.py migrate --noinput
+
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: $(STAMP)
+format: $(DEV_STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python -m bench
 
-fuzz: $(STAMP)
-	TOLLGATE_FUZZ_EXAMPLES=500 $(BIN)/pytest -m fuzz -p no:cacheprovider
+fuzz: $(DEV_STAMP)
+	TOLLGATE_FUZZ_EXAMPLES=500 $(DEVSERVERS) $(BIN)/pytest -m fuzz -p no:cacheprovider
 
+# Keeps .local/ (the embedded servers' data); `rm -rf .local` starts them from scratch.
 clean:
 	rm -rf $(VENV) .pytest_cache staticfiles
