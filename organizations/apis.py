@@ -1,5 +1,6 @@
-"""HTTP APIs: usage-report ingestion (instances, shared bearer token) and the staff APIs
-(session auth, is_staff) that list and link organizations."""
+"""HTTP APIs: usage-report ingestion (instances: the shared bearer token, or an organization's
+own once the operator issued one) and the staff APIs (session auth, is_staff) that list and
+link organizations."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 from django.conf import settings
 from django.utils import timezone
 from django_ratelimit.core import is_ratelimited
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication, get_authorization_header
 from rest_framework.permissions import AllowAny, IsAdminUser
@@ -21,7 +22,7 @@ from core.schema import error_responses, schema_named
 from core.time import isoformat_z
 
 from .models import Organization
-from .selectors import billing_token_is_valid, organization_get, organizations_overview
+from .selectors import ingestion_credential_resolve, organization_get, organizations_overview
 from .services import FUTURE_TOLERANCE, METER_WINDOW, TRIAL_DAYS_MAX, organization_link, usage_report_ingest
 
 MAX_BODY_BYTES = 64 * 1024
@@ -110,8 +111,12 @@ class UsageReportApi(APIView):
         operation_id="usage_report_ingest",
         summary="Report an instance's user count (Bearer billing token)",
         description=(
-            "Authenticated by `Authorization: Bearer <BILLING_API_TOKEN>`, not by user credentials. "
-            "A repeated report answers `duplicate: true`. "
+            "Authenticated by `Authorization: Bearer <token>`, not by user credentials: the shared "
+            "`BILLING_API_TOKEN`, or the organization's own ingestion token once the operator issued "
+            "one (then the shared token answers 403 for that organization, and an organization's "
+            "token answers 403 for any other). A repeated report answers `duplicate: true`; a report "
+            "whose user count jumped past the organization's factor is stored for review and answers "
+            "`held_for_review: true`. "
             "Bodies over 64 KiB answer 413, non-JSON bodies 415; ORG_USAGE_REPORT_RATE per "
             "organization (429)."
         ),
@@ -127,13 +132,15 @@ class UsageReportApi(APIView):
                     "report_id": serializers.UUIDField(),
                     "organization_status": serializers.CharField(),
                     "duplicate": serializers.BooleanField(required=False),
+                    "held_for_review": serializers.BooleanField(required=False),
                 },
             ),
-            **error_responses(400, 401, 413, 415, 429),
+            **error_responses(400, 401, 403, 413, 415, 429),
         },
     )
     def post(self, request):
-        if not billing_token_is_valid(presented=_bearer_token(request)):
+        credential = ingestion_credential_resolve(presented=_bearer_token(request))
+        if credential is None:
             raise ApiError(
                 "invalid_api_key",
                 "Missing or invalid billing token.",
@@ -142,11 +149,14 @@ class UsageReportApi(APIView):
         serializer = self.InputSerializer(data=_json_body(request, max_bytes=MAX_BODY_BYTES))
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        organization_id = str(data["organization_id"])
+        # One budget per organization and credential: reports sent with a token that will be
+        # refused (the shared one for an organization with its own, or another organization's)
+        # cannot use up the budget of the instance holding the right one.
+        bucket = f"{data['organization_id']}:{credential.organization_id or 'shared'}"
         if is_ratelimited(
             request,
             group="organizations.usage_report",
-            key=lambda _group, _request: organization_id,
+            key=lambda _group, _request: bucket,
             rate=settings.ORG_USAGE_REPORT_RATE,
             increment=True,
         ):
@@ -161,6 +171,7 @@ class UsageReportApi(APIView):
             instance_url=data["instance_url"],
             user_count=data["user_count"],
             reported_at=data["timestamp"],
+            credential=credential,
         )
         body = {
             "success": True,
@@ -170,7 +181,17 @@ class UsageReportApi(APIView):
         }
         if result.duplicate:
             body["duplicate"] = True
+        if result.held:
+            body["held_for_review"] = True
         return Response(body)
+
+
+class PendingIdentitySerializer(serializers.Serializer):
+    """A linked organization's name and URL as its reports asked, waiting for the operator."""
+
+    name = serializers.CharField(source="pending_name")
+    instance_url = serializers.CharField(source="pending_instance_url")
+    queued_at = IsoDateTimeField(source="pending_identity_at")
 
 
 class _StaffApi(APIView):
@@ -192,6 +213,7 @@ class OrganizationListApi(_StaffApi):
         last_report_at = IsoDateTimeField()
         stripe_customer_id = serializers.CharField(allow_null=True)
         link_error = serializers.CharField()
+        has_ingestion_token = serializers.BooleanField()
         created_at = IsoDateTimeField()
 
     class LinkedSerializer(serializers.Serializer):
@@ -207,7 +229,13 @@ class OrganizationListApi(_StaffApi):
         latest_user_count = serializers.IntegerField()
         trial_end = IsoDateTimeField()
         last_report_at = IsoDateTimeField()
+        has_ingestion_token = serializers.BooleanField()
+        pending_identity = serializers.SerializerMethodField()
         created_at = IsoDateTimeField()
+
+        @extend_schema_field(PendingIdentitySerializer(allow_null=True))
+        def get_pending_identity(self, obj):
+            return PendingIdentitySerializer(obj).data if obj.has_pending_identity else None
 
     @extend_schema(
         operation_id="admin_organizations_list",

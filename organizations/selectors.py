@@ -12,7 +12,46 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from .ingestion_tokens import ingestion_token_hash, ingestion_token_looks_valid
 from .models import Organization, UsageReport
+
+
+@dataclass(frozen=True)
+class IngestionCredential:
+    """Who is reporting. ``token_hash`` None: the shared token, accepted only for organizations
+    without their own; otherwise the hash of an organization's token, which
+    ``usage_report_ingest`` checks again under the organization's row lock (so a token revoked
+    or rotated meanwhile is refused)."""
+
+    token_hash: str | None = None
+    organization_id: uuid.UUID | None = None
+
+    @property
+    def is_shared(self) -> bool:
+        return self.token_hash is None
+
+
+SHARED_CREDENTIAL = IngestionCredential()
+
+
+def ingestion_credential_resolve(*, presented: str) -> IngestionCredential | None:
+    """The credential a bearer token stands for, or None (answer 401).
+
+    Shared tokens are compared in constant time; an organization's token is found by its
+    SHA-256 (an indexed lookup that reveals nothing about the token), and only if it has the
+    token's shape, so garbage costs no query.
+    """
+    if billing_token_is_valid(presented=presented):
+        return SHARED_CREDENTIAL
+    if not ingestion_token_looks_valid(presented):
+        return None
+    digest = ingestion_token_hash(presented)
+    organization_id = (
+        Organization.objects.filter(ingestion_token_hash=digest).values_list("pk", flat=True).first()
+    )
+    if organization_id is None:
+        return None
+    return IngestionCredential(token_hash=digest, organization_id=organization_id)
 
 
 def billing_token_is_valid(*, presented: str) -> bool:

@@ -5,6 +5,7 @@ import pytest
 from django.utils import timezone
 
 from organizations.models import Organization, UsageReport
+from organizations.selectors import SHARED_CREDENTIAL
 from organizations.services import usage_report_ingest
 
 from ..conftest import STRIPE, stripe_json
@@ -19,6 +20,7 @@ def ingest(organization_id, **kwargs):
         "instance_url": "acme.vaultai.eu",
         "user_count": 45,
         "reported_at": timezone.now() - timedelta(minutes=1),
+        "credential": SHARED_CREDENTIAL,
     }
     values.update(kwargs)
     return usage_report_ingest(organization_id=organization_id, **values)
