@@ -151,6 +151,8 @@ if REDIS_URL:
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="tollgate"),
+            # Every key also carries this database's identity (core/cache_identity.py).
+            "KEY_FUNCTION": "core.cache_identity.make_key",
             "OPTIONS": {
                 "CLIENT_CLASS": "django_redis.client.DefaultClient",
                 "SOCKET_CONNECT_TIMEOUT": 2,
@@ -159,7 +161,12 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "KEY_FUNCTION": "core.cache_identity.make_key",
+        }
+    }
     # django-ratelimit refuses a non-shared cache; acceptable only for the embedded default.
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 RATELIMIT_USE_CACHE = "default"
@@ -406,3 +413,13 @@ ABUSE_REQUESTS_PER_DAY = env.int("ABUSE_REQUESTS_PER_DAY", default=5000)
 ABUSE_ERRORS_PER_DAY = env.int("ABUSE_ERRORS_PER_DAY", default=200)
 ABUSE_RATE_LIMITED_MINUTES_PER_DAY = env.int("ABUSE_RATE_LIMITED_MINUTES_PER_DAY", default=30)
 ABUSE_INVALID_KEY_MINUTES_PER_DAY = env.int("ABUSE_INVALID_KEY_MINUTES_PER_DAY", default=10)
+
+# --- HTTP server limits (gunicorn worker class core.workers.BoundedUvicornWorker) ------------
+# A request head (request line + headers) larger than this answers 431; a body larger than this
+# answers 413 before the application reads it. Keep the reverse proxy's limits at or below these
+# (docs/hardening.md). The body bound stays above the applications' own limits, which answer first.
+HTTP_MAX_HEADER_BYTES = env.int("HTTP_MAX_HEADER_BYTES", default=64 * 1024)
+HTTP_MAX_BODY_BYTES = env.int(
+    "HTTP_MAX_BODY_BYTES",
+    default=max(4 * 1024 * 1024, PROXY_MAX_BODY_BYTES, vars().get("DATA_UPLOAD_MAX_MEMORY_SIZE") or 2621440),
+)

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class CoreConfig(AppConfig):
@@ -6,8 +7,12 @@ class CoreConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        """Schedule the nightly reconciliation (after credits' own 03:20 check)."""
+        """Schedule the nightly reconciliation (after credits' own 03:20 check); keep the cache
+        identity of a created or flushed database in step (``core.cache_identity``)."""
         from config.celery import beat_schedule_add, crontab
+
+        from .cache_identity import identity_ensure_after_migrate, identity_warm
+        from .lifecycle import startup_hook_add
 
         beat_schedule_add(
             "core-reconciliation-run",
@@ -15,3 +20,5 @@ class CoreConfig(AppConfig):
             schedule=crontab(minute=40, hour=3),
             expires=6 * 3600,
         )
+        post_migrate.connect(identity_ensure_after_migrate, sender=self, dispatch_uid="core.cache_identity")
+        startup_hook_add(identity_warm)

@@ -48,6 +48,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "not_acceptable": (406, "invalid_request_error"),
     "conflict": (409, "invalid_request_error"),
     "payload_too_large": (413, "invalid_request_error"),
+    "headers_too_large": (431, "invalid_request_error"),  # the server's head bound (core/workers.py)
     "unsupported_media_type": (415, "invalid_request_error"),
     "rate_limit_exceeded": (429, "rate_limit_error"),
     "quota_exceeded": (429, "quota_exceeded"),

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import connection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from core import cache_identity
 from core.exceptions import service_unavailable_error
 
 logger = logging.getLogger("tollgate.core")
@@ -187,24 +188,10 @@ async def redis_call(coro):
         raise service_unavailable_error(what="cache", exc=exc) from None
 
 
-_key_prefix: str | bool | None = None  # False: a custom key function, ask the cache each time
-
-
-def cache_key(key: str) -> str:
-    """The Redis key Django's cache uses for ``key`` (prefix and version included).
-
-    ``cache.make_key`` goes through two thread-local lookups per call; with the default key
-    function the result is a fixed prefix + key, so the prefix is computed once.
-    """
-    global _key_prefix
-    from django.core.cache import cache
-
-    if _key_prefix is None:
-        prefix = cache.make_key("")
-        _key_prefix = prefix if cache.make_key("probe") == f"{prefix}probe" else False
-    if _key_prefix is False:
-        return cache.make_key(key)
-    return _key_prefix + key
+# The Redis key Django's cache uses for a key: prefix, this database's identity and version
+# included. Built in ``core.cache_identity``, the one place keys are built; re-exported for the
+# raw clients and Lua scripts of the fast lane.
+cache_key = cache_identity.cache_key
 
 
 _decode = None

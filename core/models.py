@@ -60,3 +60,22 @@ class ReconciliationDrift(models.Model):
 
     def __str__(self):
         return f"{self.source} {self.subject}: expected {self.expected}, got {self.actual}"
+
+
+class DeploymentIdentity(models.Model):
+    """The identity of this database, part of every cache key (``core.cache_identity``).
+
+    Cache entries are keyed by row ids; without this, a fresh or restored database on a Redis
+    that served another one read that database's entries (other users' plans, key identities,
+    counters). One row (``pk = 1``), created by a migration with the database, recreated with a
+    new id if missing (``flush``), and replaced by ``manage.py cache_identity_rotate``.
+    """
+
+    instance_id = models.UUIDField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(pk=1), name="deploymentidentity_single_row")]
+
+    def __str__(self):
+        return str(self.instance_id)
