@@ -85,6 +85,17 @@ def user_token_get_or_create(*, user: User) -> str:
     return token.key
 
 
+def user_tokens_revoke(*, user_id: int) -> int:
+    """End the user's DRF tokens, as a new password ends their sessions: whoever held the old
+    password (or a token issued under it) must not keep API access. The next
+    ``/api/auth/token`` issues a new one. Customer API keys (sk_agentai_…) are machine
+    credentials managed on their own and are left alone. Returns how many were revoked."""
+    revoked, _ = Token.objects.filter(user_id=user_id).delete()
+    if revoked:
+        logger.info("user tokens revoked", extra={"user_id": user_id, "count": revoked})
+    return revoked
+
+
 # --- Customer API keys ------------------------------------------------------------------------
 
 

@@ -1,9 +1,14 @@
-"""Keep the shared-cache facts the proxy's fast lane trusts in step with the database.
+"""Keep credentials, and the shared-cache facts the proxy's fast lane trusts, in step with the database.
 
 - A user's active keys are cached as identities only while the user is active: the ORM path
   fills the entry only for an active user, and saving a user as inactive overwrites the entries
   of their keys with the revoked marker (after commit), so their very next call answers 401 from
   any worker. Saving them active again drops those entries; the next call re-reads the database.
+- A new password ends the user's DRF tokens (``user_tokens_revoke``), as it ends their sessions.
+  Django's reset and change forms, the admin's password forms and ``changepassword`` all call
+  ``set_password`` then ``save``; ``AbstractBaseUser`` keeps the raw password in ``_password``
+  until that save returns, and clears it for a hash upgrade at log-in (not a change), so it
+  tells exactly the saves that change the password.
 - Provider keys: any change bumps ``PROVIDER_KEYS_VERSION_KEY``; processes that cache decrypted
   credentials drop them when the version moves.
 
@@ -28,6 +33,7 @@ from .selectors import (
     PROVIDER_KEYS_VERSION_KEY,
     api_key_cache_key,
 )
+from .services import user_tokens_revoke
 
 
 def user_keys_cache_publish(*, user_id: int, is_active: bool) -> None:
@@ -56,6 +62,12 @@ def _user_saved(sender, instance: User, created: bool, update_fields=None, **kwa
     if created or (update_fields is not None and "is_active" not in update_fields):
         return  # a new user has no key yet; a login's last_login save changes nothing here
     user_keys_cache_publish(user_id=instance.pk, is_active=instance.is_active)
+
+
+@receiver(post_save, sender=User, dispatch_uid="accounts.user_password_saved")
+def _user_password_saved(sender, instance: User, created: bool, **kwargs) -> None:
+    if not created and getattr(instance, "_password", None) is not None:
+        user_tokens_revoke(user_id=instance.pk)
 
 
 @receiver(post_save, sender=ProviderCredential, dispatch_uid="accounts.credential_saved")
