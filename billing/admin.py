@@ -92,6 +92,8 @@ class SubscriptionAdmin(ReadOnlyAdmin):
         "current_period_end",
         "cancel_at_period_end",
         "stripe_subscription_id",
+        "replaced_at",
+        "stripe_canceled_at",
     )
     list_filter = ("gateway", "status", "plan")
     search_fields = ("user__email", "stripe_subscription_id", "stripe_customer_id")

@@ -26,6 +26,13 @@ class BillingConfig(AppConfig):
             schedule=crontab(minute="*/5"),  # holds of a dead worker are freed soon after they go stale
             expires=4 * 60,
         )
+        # A subscription replaced by a newer paid checkout must stop billing at Stripe.
+        beat_schedule_add(
+            "subscriptions-replaced-cancel-pending",
+            task="billing.tasks.subscriptions_replaced_cancel_pending",
+            schedule=crontab(minute="*/15"),
+            expires=14 * 60,
+        )
         # Chargily plans are one paid period: end them, and remind a few days before.
         beat_schedule_add(
             "chargily-periods-expire",

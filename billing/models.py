@@ -4,6 +4,7 @@ Stripe objects we act on (events, subscriptions, checkout sessions).
 Invariants held by the database, not by Python:
 - one usage counter per (user, meter, period start); ``used`` and ``reserved`` never negative;
 - one stored event per Stripe event id; one fulfilment per Checkout Session id;
+- at most one live (entitled) subscription per user;
 - one audit row per closed counter; one alert per (user, meter, period, threshold).
 """
 
@@ -246,9 +247,31 @@ class Subscription(BaseModel):
     ended_at = models.DateTimeField(null=True, blank=True)
     activated_at = models.DateTimeField(null=True, blank=True)
     stripe_event_at = models.DateTimeField(null=True, blank=True)
+    # A newer paid checkout replaced this one (``billing.subscriptions``): it was ended here,
+    # and for Stripe canceled there too, once ``stripe_canceled_at`` is set.
+    replaced_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    replaced_at = models.DateTimeField(null=True, blank=True)
+    stripe_canceled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["user", "status"], name="subscription_user_status")]
+        indexes = [
+            models.Index(fields=["user", "status"], name="subscription_user_status"),
+            models.Index(
+                fields=["replaced_at"],
+                condition=Q(replaced_at__isnull=False, stripe_canceled_at__isnull=True, gateway="stripe"),
+                name="subscription_cancel_pending",
+            ),
+        ]
+        constraints = [
+            # One live subscription per customer: a second one would bill twice.
+            models.UniqueConstraint(
+                fields=["user"],
+                condition=Q(status__in=["active", "trialing", "past_due"]),
+                name="subscription_one_live_per_user",
+            ),
+        ]
 
     def __str__(self):
         return f"{self.user_id} {self.plan.code} {self.status}"

@@ -3,9 +3,12 @@
 ``credits`` and ``organizations`` register their handlers in ``AppConfig.ready()``; the
 webhook dispatches to them. Billing never imports those apps.
 
-- Checkout handlers are keyed by the Checkout Session's ``metadata["kind"]`` (``"plan"`` is
-  billing's own, ``"credit_pack"`` is credits'). A handler receives the session dict and the
-  Stripe event id, and must be idempotent on the session id.
+- Checkout handlers are keyed by our CheckoutSession row's ``kind`` (``"plan"`` is billing's
+  own, ``"credit_pack"`` is credits'). A handler receives a session dict and the event id, and
+  must be idempotent on the session id. In that dict the id, ``client_reference_id``,
+  ``metadata`` and ``currency`` are our row's (what the checkout was opened for), never the
+  event's; only payment facts (``payment_status``, ``payment_intent``, ``subscription``,
+  ``customer``, ``amount_total``) come from the gateway (see ``billing.fulfilment``).
 - Event handlers are keyed by Stripe event type and receive the whole event dict. Several may
   be registered for one type (e.g. ``customer.subscription.updated`` for users' plans and for
   organizations); each ignores objects that are not its own.

@@ -43,6 +43,12 @@ from .catalog import (
     DEFAULT_MAX_TOKENS_CAP,
     METER_PERIODS,
 )
+from .fulfilment import (
+    CheckoutEventRejected,
+    checkout_for_session_get,
+    checkout_session_disagreement,
+    checkout_session_trusted,
+)
 from .models import (
     CheckoutFulfilment,
     CheckoutSession,
@@ -68,6 +74,7 @@ from .selectors import (
     subscription_get,
     user_plan_cache_key,
 )
+from .subscriptions import LIVE_STATUSES, subscription_live_claim, subscription_user_lock
 
 logger = logging.getLogger("tollgate.billing")
 
@@ -1197,6 +1204,19 @@ def stripe_event_process(*, event: StripeEvent, now: datetime | None = None) -> 
             row.processed_at = now
             row.save(update_fields=["status", "error", "attempts", "processed_at"])
             return row
+    except CheckoutEventRejected as exc:
+        # Not a transient failure: a redelivery would be rejected the same way, so Stripe is
+        # told it was received and the row keeps the reason for the operator.
+        StripeEvent.objects.filter(pk=event.pk).update(
+            status=StripeEvent.Status.FAILED,
+            error=f"rejected: {exc}"[:2000],
+            attempts=F("attempts") + 1,
+            processed_at=now,
+        )
+        logger.warning(
+            "stripe event rejected", extra={"stripe_event_id": event.stripe_event_id, "reason": str(exc)}
+        )
+        return StripeEvent.objects.get(pk=event.pk)
     except Exception as exc:  # recorded on the row and raised again, never swallowed
         StripeEvent.objects.filter(pk=event.pk).update(
             status=StripeEvent.Status.FAILED,
@@ -1237,20 +1257,32 @@ def _event_dispatch(*, event: dict, now: datetime) -> bool:
 
 
 def checkout_session_fulfil(*, session: dict, event_id: str, now: datetime | None = None) -> bool:
-    """Run the kind's handler once per Checkout Session, whichever event gets here first."""
+    """Run the kind's handler once per Checkout Session, whichever event gets here first.
+
+    What is fulfilled (user, plan or pack, credits) is read from our own CheckoutSession row;
+    an event that names a checkout we did not start, or disagrees with ours, is rejected
+    (``billing.fulfilment``).
+    """
     now = now or timezone.now()
     if session.get("payment_status") not in ("paid", "no_payment_required"):
         return False  # delayed payment method: checkout.session.async_payment_succeeded follows
-    session_id = _id(session.get("id"))
-    kind = (session.get("metadata") or {}).get("kind", "")
+    checkout = checkout_for_session_get(session=session)
+    if checkout is None:
+        if (session.get("metadata") or {}).get("kind"):
+            raise CheckoutEventRejected(f"checkout session {_id(session.get('id'))!r} is not one we started")
+        return False  # not ours (e.g. a payment link made in the Stripe dashboard)
+    reason = checkout_session_disagreement(checkout=checkout, session=session)
+    if reason:
+        raise CheckoutEventRejected(f"checkout session {checkout.checkout_reference}: {reason}")
+    trusted = checkout_session_trusted(checkout=checkout, session=session)
     return checkout_fulfil(
-        reference=session_id,
-        kind=kind,
-        session=session,
+        reference=checkout.checkout_reference,
+        kind=checkout.kind,
+        session=trusted,
         event_id=event_id,
         now=now,
-        amount_minor=session.get("amount_total"),
-        currency=session.get("currency") or "",
+        amount_minor=trusted["amount_total"],
+        currency=checkout.currency,
         gateway_payment_id=_id(session.get("payment_intent")),
     )
 
@@ -1307,7 +1339,8 @@ def checkout_session_payment_fail(*, session: dict) -> bool:
     session_id = _id(session.get("id"))
     if not session_id:
         return False
-    kind = (session.get("metadata") or {}).get("kind", "")
+    checkout = checkout_for_session_get(session=session)
+    kind = checkout.kind if checkout is not None else (session.get("metadata") or {}).get("kind", "")
     CheckoutFulfilment.objects.get_or_create(
         checkout_reference=session_id,
         defaults={"kind": kind, "status": CheckoutFulfilment.Status.FAILED},
@@ -1399,6 +1432,12 @@ def subscription_sync(*, stripe_subscription: dict, event_type: str, event_creat
         plan = _subscription_plan(stripe_subscription)
         if user is None or plan is None:
             raise ValueError(f"subscription {sub_id}: unknown user or plan in metadata")
+        # The metadata names a user: only believe it if that user opened a plan checkout.
+        if not CheckoutSession.objects.filter(
+            user=user, kind=PLAN_CHECKOUT_KIND, gateway=Gateway.STRIPE, metadata__plan_code=plan.code
+        ).exists():
+            raise CheckoutEventRejected(f"subscription {sub_id}: no plan checkout of ours for its user")
+        subscription_user_lock(user_id=user.pk)
         row, _ = Subscription.objects.get_or_create(
             stripe_subscription_id=sub_id,
             defaults={
@@ -1407,12 +1446,16 @@ def subscription_sync(*, stripe_subscription: dict, event_type: str, event_creat
                 "stripe_customer_id": _id(stripe_subscription.get("customer")),
             },
         )
+    else:
+        subscription_user_lock(user_id=row.user_id)
     row = lock_objects(Subscription.objects.filter(pk=row.pk))[0]
     if not _event_is_current(row=row, event_created_at=event_created_at, status=status):
         logger.info(
             "stale subscription event discarded", extra={"subscription_id": row.pk, "type": event_type}
         )
         return True
+    if status in LIVE_STATUSES and row.status not in LIVE_STATUSES and not subscription_live_claim(row=row):
+        return True  # a newer subscription is live: this one was ended (and is canceled at Stripe)
     row.status = status
     row.cancel_at_period_end = bool(stripe_subscription.get("cancel_at_period_end"))
     row.current_period_end = _subscription_period_end(stripe_subscription) or row.current_period_end
@@ -1441,13 +1484,16 @@ def subscription_invoice_paid(*, invoice: dict, event_created_at: datetime) -> b
     ).first()
     if row is None:
         return False
+    subscription_user_lock(user_id=row.user_id)
     row = lock_objects(Subscription.objects.filter(pk=row.pk))[0]
     ends = [(line.get("period") or {}).get("end") for line in (invoice.get("lines") or {}).get("data") or []]
     ends = [_ts(end) for end in ends if end]
     if ends and (row.current_period_end is None or max(ends) > row.current_period_end):
         row.current_period_end = max(ends)
-    if row.status in (Subscription.Status.PAST_DUE, Subscription.Status.UNPAID) and _event_is_current(
-        row=row, event_created_at=event_created_at, status=Subscription.Status.ACTIVE
+    if (
+        row.status in (Subscription.Status.PAST_DUE, Subscription.Status.UNPAID)
+        and _event_is_current(row=row, event_created_at=event_created_at, status=Subscription.Status.ACTIVE)
+        and (row.status in LIVE_STATUSES or subscription_live_claim(row=row))
     ):
         row.status = Subscription.Status.ACTIVE
         row.stripe_event_at = event_created_at
@@ -1483,10 +1529,12 @@ def subscription_invoice_payment_failed(*, invoice: dict, event_created_at: date
 def subscription_activate(*, session: dict, event_id: str, now: datetime | None = None) -> Subscription:
     """The ``plan`` checkout handler: the paid session activates the plan.
 
-    Called once per session (CheckoutFulfilment), inside the event's transaction. On the
-    user's first activation, a key is created if they have none and the "plan active" email
-    carries a one-time reveal link, never the key. A Chargily payment (``session["gateway"]``)
-    activates one period instead: Chargily has no recurring subscriptions.
+    Called once per session (CheckoutFulfilment), inside the event's transaction; the user and
+    plan are our checkout row's (``billing.fulfilment``). A live subscription of the user from
+    an earlier checkout is replaced (``billing.subscriptions``). On the user's first
+    activation, a key is created if they have none and the "plan active" email carries a
+    one-time reveal link, never the key. A Chargily payment (``session["gateway"]``) activates
+    one period instead: Chargily has no recurring subscriptions.
     """
     now = now or timezone.now()
     metadata = session.get("metadata") or {}
@@ -1506,12 +1554,13 @@ def subscription_activate(*, session: dict, event_id: str, now: datetime | None 
         .first()
         or now
     )
+    subscription_user_lock(user_id=user.pk)
     row, created = Subscription.objects.get_or_create(
         stripe_subscription_id=sub_id,
         defaults={
             "user": user,
             "plan": plan,
-            "status": Subscription.Status.ACTIVE,
+            "status": Subscription.Status.INCOMPLETE,  # live below, once no other one is
             "stripe_customer_id": _id(session.get("customer")),
             "current_period_end": _add_interval(now, plan.interval),
             "stripe_event_at": event_created_at,
@@ -1521,9 +1570,14 @@ def subscription_activate(*, session: dict, event_id: str, now: datetime | None 
     if row.user_id != user.pk:
         raise ValueError(f"subscription {sub_id} belongs to another user")
     if (
-        not created
-        and row.status == Subscription.Status.INCOMPLETE
-        and _event_is_current(row=row, event_created_at=event_created_at, status=Subscription.Status.ACTIVE)
+        row.status == Subscription.Status.INCOMPLETE
+        and (
+            created
+            or _event_is_current(
+                row=row, event_created_at=event_created_at, status=Subscription.Status.ACTIVE
+            )
+        )
+        and subscription_live_claim(row=row, now=now)
     ):
         row.status = Subscription.Status.ACTIVE
         row.stripe_event_at = event_created_at
@@ -1567,16 +1621,18 @@ def subscription_period_activate(
 ) -> Subscription:
     """A one-period plan paid through Chargily (no recurring billing there).
 
-    One row per paid period, keyed by the checkout reference (a replay returns it). It ends at
-    ``current_period_end`` by itself (``cancel_at_period_end``); paying again before then
-    (renewal of the same plan) starts the new period where the current one ends.
+    A first payment is a new row, keyed by the checkout reference (a replay returns it); it
+    replaces any other live subscription of the user. It ends at ``current_period_end`` by
+    itself (``cancel_at_period_end``); paying the same plan again before then (renewal) extends
+    that row by one period, so the new period starts where the current one ends.
     """
     now = now or timezone.now()
     sub_id = f"{CHARGILY_SUBSCRIPTION_PREFIX}{reference}"
+    subscription_user_lock(user_id=user.pk)
     existing = Subscription.objects.filter(stripe_subscription_id=sub_id).first()
     if existing is not None:
         return existing
-    current_end = (
+    current = lock_objects(
         Subscription.objects.filter(
             user_id=user.pk,
             plan=plan,
@@ -1584,30 +1640,44 @@ def subscription_period_activate(
             status__in=Subscription.ENTITLED_STATUSES,
             current_period_end__gt=now,
         )
-        .order_by("-current_period_end")
-        .values_list("current_period_end", flat=True)
-        .first()
     )
-    renewal = current_end is not None
+    if current:
+        # A renewal extends the live row by one period: one live subscription, one row.
+        row = current[0]
+        if row.checkout_reference == reference:
+            return row
+        row.current_period_end = _add_interval(row.current_period_end, plan.interval)
+        row.checkout_reference = reference
+        row.renewal_reminder_sent_at = None  # one reminder before the new end
+        row.save(
+            update_fields=[
+                "current_period_end",
+                "checkout_reference",
+                "renewal_reminder_sent_at",
+                "updated_at",
+            ]
+        )
+        _subscription_cache_forget(user.pk)
+        logger.info("chargily period renewed", extra={"subscription_id": row.pk, "plan": plan.code})
+        return row
     row = Subscription.objects.create(
         user=user,
         plan=plan,
         gateway=Gateway.CHARGILY,
-        status=Subscription.Status.ACTIVE,
+        status=Subscription.Status.INCOMPLETE,  # live below, once no other one is
         stripe_subscription_id=sub_id,
         checkout_reference=reference,
-        current_period_end=_add_interval(current_end or now, plan.interval),
+        current_period_end=_add_interval(now, plan.interval),
         cancel_at_period_end=True,
         activated_at=now,
         stripe_event_at=now,
     )
+    subscription_live_claim(row=row, now=now)  # the newest row: it always wins
+    row.status = Subscription.Status.ACTIVE
+    row.save(update_fields=["status", "updated_at"])
     _subscription_cache_forget(user.pk)
-    if not renewal:
-        _subscription_welcome(row=row, user=user, now=now)
-    logger.info(
-        "chargily period activated",
-        extra={"subscription_id": row.pk, "plan": plan.code, "renewal": renewal},
-    )
+    _subscription_welcome(row=row, user=user, now=now)
+    logger.info("chargily period activated", extra={"subscription_id": row.pk, "plan": plan.code})
     return row
 
 

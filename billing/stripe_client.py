@@ -82,12 +82,24 @@ def _opts(idempotency_key: str | None) -> dict[str, Any]:
 
 
 def as_dict(obj) -> dict:
-    """Plain dict of a StripeObject (or a dict already)."""
+    """The wire JSON of a StripeObject (or a dict already), safe to store and ``json.dumps``.
+
+    The SDK's ``to_dict()`` turns ``*_decimal`` strings into ``Decimal`` (and ``int64_string``
+    into ``int``): stored in a JSONField that crashes, and it is not what Stripe sent. So we keep
+    the response body as parsed JSON; an object without one (built locally) is converted with
+    ``for_json=True``, which gives those fields back as strings.
+    """
     if obj is None:
         return {}
     if isinstance(obj, dict) and not isinstance(obj, stripe.StripeObject):
         return obj
-    return obj.to_dict()
+    response = getattr(obj, "last_response", None)
+    if response is not None and isinstance(response.body, str | bytes):
+        data = json.loads(response.body)
+        same = ("id", "object")  # the body is this object's, not a parent's it was nested in
+        if isinstance(data, dict) and all(data.get(k) == getattr(obj, k, None) for k in same):
+            return data
+    return obj.to_dict(for_json=True)
 
 
 # --- Checkout, portal ------------------------------------------------------------------------
@@ -148,6 +160,14 @@ def subscription_create(
 def subscription_retrieve(*, subscription_id: str) -> dict:
     client = _client()
     return as_dict(_call("subscription retrieve", client.v1.subscriptions.retrieve, subscription_id))
+
+
+def subscription_cancel(*, subscription_id: str, prorate: bool = True) -> dict:
+    """Cancel now. With ``prorate`` the unused time is credited: ``invoice_now`` closes it in a
+    final invoice, whose negative total goes to the customer's Stripe balance."""
+    client = _client()
+    params = {"prorate": prorate, "invoice_now": prorate}
+    return as_dict(_call("subscription cancel", client.v1.subscriptions.cancel, subscription_id, params))
 
 
 def charge_retrieve(*, charge_id: str) -> dict:

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import chargily, services
+from . import chargily, services, stripe_client, subscriptions
 
 
 @shared_task(name="billing.tasks.quota_period_rollover")
@@ -40,3 +40,19 @@ def chargily_periods_expire_task() -> int:
 def chargily_renewal_reminders_task() -> int:
     # Each reminder is marked sent in the same transaction as the email: a rerun sends none twice.
     return chargily.chargily_renewal_reminders_send()
+
+
+@shared_task(bind=True, name="billing.tasks.subscription_stripe_cancel", max_retries=5)
+def subscription_stripe_cancel_task(self, *, subscription_id: int) -> bool:
+    try:
+        return subscriptions.subscription_stripe_cancel(subscription_id=subscription_id)
+    except stripe_client.StripeServiceError as exc:
+        if not exc.retryable:
+            raise
+        # Stripe unreachable or rate limited: try again soon; the beat sweeper is the backstop.
+        raise self.retry(exc=exc, countdown=60 * (self.request.retries + 1))
+
+
+@shared_task(name="billing.tasks.subscriptions_replaced_cancel_pending")
+def subscriptions_replaced_cancel_pending_task() -> int:
+    return subscriptions.subscriptions_replaced_cancel_pending()

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from billing import stripe_client
+from billing.models import CheckoutSession
 
 WEBHOOK_SECRET = "whsec_test_billing_secret"
 _OBJECTS = json.loads((Path(__file__).parent / "fixtures" / "stripe_objects.json").read_text())
@@ -33,6 +34,28 @@ def event(event_type: str, obj: dict, *, created: int | None = None, event_id: s
     }
 
 
+def checkout_row(
+    *, user, session_id: str, kind: str, mode: str, metadata: dict, amount_minor: int, currency: str = "eur"
+) -> CheckoutSession:
+    """Our row for a checkout we started, as ``checkout_session_start`` writes it: fulfilment
+    reads it, not the event's metadata."""
+    row, _ = CheckoutSession.objects.get_or_create(
+        checkout_reference=session_id,
+        defaults={
+            "user": user,
+            "kind": kind,
+            "mode": mode,
+            "line_item": {"price_data": {"currency": currency, "unit_amount": amount_minor}, "quantity": 1},
+            "metadata": metadata,
+            "amount_minor": amount_minor,
+            "currency": currency,
+            "success_url": "https://example.com/ok",
+            "cancel_url": "https://example.com/cancel",
+        },
+    )
+    return row
+
+
 def checkout_session(
     *,
     user,
@@ -43,6 +66,10 @@ def checkout_session(
     payment_status: str = "paid",
     kind: str = "plan",
 ) -> dict:
+    metadata = {"kind": kind, "user_id": str(user.pk), "plan_code": plan_code}
+    checkout_row(
+        user=user, session_id=session_id, kind=kind, mode="subscription", metadata=metadata, amount_minor=9900
+    )
     session = stripe_object("checkout.session")
     session.update(
         id=session_id,
@@ -56,7 +83,7 @@ def checkout_session(
         subscription=subscription_id,
         payment_intent=None,
         client_reference_id=str(user.pk),
-        metadata={"kind": kind, "user_id": str(user.pk), "plan_code": plan_code},
+        metadata=dict(metadata),
     )
     return session
 

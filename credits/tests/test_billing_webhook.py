@@ -117,3 +117,72 @@ def test_concurrent_deliveries_through_the_webhook_grant_once(settings):
     assert statuses == [200] * 10
     assert CreditAccount.objects.get(user=user).balance == 500
     assert LedgerEntry.objects.filter(kind="purchase").count() == 1
+
+
+@pytest.mark.django_db
+def test_an_event_naming_another_user_grants_nothing_and_is_stored_failed(catalogue, user, settings):
+    """A signed event with A's session id whose metadata names B (and 1 000 credits) used to
+    grant B the credits and mark A's checkout complete. Fulfilment reads our checkout row: the
+    event disagrees with it, so it is stored as failed with the reason and nothing happens."""
+    from billing.models import CheckoutFulfilment, CheckoutSession, StripeEvent
+
+    other = UserFactory()
+    session = paid_session(user, session_id="cs_test_a", pack="pack_500", credits="500")
+    session["metadata"] = {
+        "kind": "credit_pack",
+        "pack": "pack_500",
+        "credits": "1000",
+        "user_id": str(other.pk),
+    }
+    session["client_reference_id"] = str(other.pk)
+    forged = _event("evt_forged", "checkout.session.completed", session)
+
+    response = deliver(Client(), forged, settings.STRIPE_WEBHOOK_SECRET)
+
+    assert response.status_code == 200  # Stripe need not retry: a retry is rejected the same way
+    assert response.json()["status"] == "failed"
+    row = StripeEvent.objects.get(stripe_event_id="evt_forged")
+    assert row.status == StripeEvent.Status.FAILED
+    assert "user_id" in row.error and "our checkout says" in row.error
+    assert not LedgerEntry.objects.exists()
+    assert not CreditAccount.objects.filter(user__in=[user, other], balance__gt=0).exists()
+    assert CheckoutSession.objects.get(checkout_reference="cs_test_a").status == "open"
+    assert not CheckoutFulfilment.objects.exists()
+
+    # The genuine event for A's checkout still fulfils it, from our row.
+    genuine = _event("evt_genuine", "checkout.session.completed", paid_session(user, session_id="cs_test_a"))
+    assert deliver(Client(), genuine, settings.STRIPE_WEBHOOK_SECRET).json()["status"] == "processed"
+    assert CreditAccount.objects.get(user=user).balance == 500
+    assert not CreditAccount.objects.filter(user=other, balance__gt=0).exists()
+
+
+@pytest.mark.django_db
+def test_an_event_for_a_checkout_we_never_started_grants_nothing(catalogue, user, settings):
+    from billing.models import CheckoutSession, StripeEvent
+
+    session = paid_session(user, session_id="cs_test_unknown")
+    CheckoutSession.objects.filter(checkout_reference="cs_test_unknown").delete()
+
+    response = deliver(
+        Client(), _event("evt_unknown", "checkout.session.completed", session), settings.STRIPE_WEBHOOK_SECRET
+    )
+
+    assert response.status_code == 200
+    row = StripeEvent.objects.get(stripe_event_id="evt_unknown")
+    assert row.status == StripeEvent.Status.FAILED and "not one we started" in row.error
+    assert not LedgerEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_pack_comes_from_our_checkout_when_the_event_omits_metadata(catalogue, user, settings):
+    """Only the payment facts come from the event: metadata it leaves out is not needed."""
+    session = paid_session(user, session_id="cs_test_bare", pack="pack_500", credits="500")
+    session["metadata"] = {}
+    session["client_reference_id"] = None
+
+    response = deliver(
+        Client(), _event("evt_bare", "checkout.session.completed", session), settings.STRIPE_WEBHOOK_SECRET
+    )
+
+    assert response.json()["status"] == "processed"
+    assert CreditAccount.objects.get(user=user).balance == 500

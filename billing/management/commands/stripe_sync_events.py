@@ -82,8 +82,9 @@ class Command(BaseCommand):
             counts["skipped"] += 1
             return
         try:
-            stripe_event_process(event=row)
+            row = stripe_event_process(event=row)
         except StripeEventProcessingError:
             counts["failed"] += 1  # recorded on the event row with its error
         else:
-            counts["processed"] += 1
+            # A rejected event (it disagrees with our checkout) is stored as failed, not raised.
+            counts["failed" if row.status == StripeEvent.Status.FAILED else "processed"] += 1

@@ -3,13 +3,24 @@ import threading
 import pytest
 from django.db import connection
 
+from billing.tests.stripe_events import checkout_row
 from credits.models import CreditAccount, CreditPurchase, LedgerEntry
 from credits.services import credit_purchase_fulfil
 from credits.tests.factories import UserFactory, seed_catalogue
 
 
 def paid_session(user, *, session_id="cs_test_1", pack="pack_500", credits="500", status="paid", amount=7900):
-    """The fields of a Stripe checkout.session our handler reads (as in Stripe's fixtures)."""
+    """The fields of a Stripe checkout.session our handler reads (as in Stripe's fixtures), for
+    a checkout we started: billing fulfils from our row, so the row is written too."""
+    metadata = {"kind": "credit_pack", "pack": pack, "credits": credits, "user_id": str(user.pk)}
+    checkout_row(
+        user=user,
+        session_id=session_id,
+        kind="credit_pack",
+        mode="payment",
+        metadata=metadata,
+        amount_minor=amount,
+    )
     return {
         "id": session_id,
         "object": "checkout.session",
@@ -19,7 +30,7 @@ def paid_session(user, *, session_id="cs_test_1", pack="pack_500", credits="500"
         "amount_total": amount,
         "currency": "eur",
         "client_reference_id": str(user.pk),
-        "metadata": {"kind": "credit_pack", "pack": pack, "credits": credits, "user_id": str(user.pk)},
+        "metadata": dict(metadata),
     }
 
 

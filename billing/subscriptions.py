@@ -1,0 +1,146 @@
+"""One live subscription per customer.
+
+A customer can open several plan checkouts while on the free plan (two tabs, or Stripe and
+Chargily) and pay them all. Checkout creation already refuses a paid plan while another is live;
+for checkouts opened before, the rule is: **the payment processed last replaces the others**.
+The replaced subscription is ended in our mirror at once (in the same transaction that makes the
+new one live, so the database constraint ``subscription_one_live_per_user`` always holds) and, for
+Stripe, canceled there after commit — immediately, with proration, so the unused time comes back
+as a credit on that Stripe customer's balance. The cancel is retried by a task and swept by beat
+until Stripe confirms it, so a replaced subscription never keeps billing.
+
+A subscription that comes back to a live status (an unpaid one paid late) while a newer one is
+live is the one replaced: the newest row wins.
+
+Every change that can make a row live takes the user's advisory lock first, so two events of one
+customer (two checkouts paid at once) are applied one after the other.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.utils import timezone
+
+from core.locks import lock_objects
+
+from . import stripe_client
+from .models import Gateway, Subscription
+from .selectors import user_plan_cache_key
+
+logger = logging.getLogger("tollgate.billing")
+
+LIVE_STATUSES = Subscription.ENTITLED_STATUSES  # as the partial unique index
+SIMULATED_PREFIX = "sub_sim_"  # the offline checkout's subscriptions: nothing runs at Stripe
+_LOCK_CLASS = 0x5342  # advisory lock namespace: "subscriptions of one user"
+
+
+def subscription_user_lock(*, user_id: int) -> None:
+    """Serialise changes to one user's subscriptions until the transaction ends.
+
+    Take it before any subscription row lock, so the order is always user, then rows.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_CLASS, int(user_id) & 0x7FFFFFFF])
+
+
+def _cache_forget(user_id: int) -> None:
+    transaction.on_commit(lambda: cache.delete(user_plan_cache_key(user_id)))
+
+
+def subscription_live_claim(*, row: Subscription, now: datetime | None = None) -> bool:
+    """``row`` (saved, not live yet) is about to become live: end every other live subscription
+    of its user and return True — or, when one of them is newer, end ``row`` instead and return
+    False (the caller must then leave it ended). Call under ``subscription_user_lock``."""
+    now = now or timezone.now()
+    others = lock_objects(
+        Subscription.objects.filter(user_id=row.user_id, status__in=LIVE_STATUSES).exclude(pk=row.pk)
+    )
+    newer = [other for other in others if (other.created_at, other.pk) > (row.created_at, row.pk)]
+    if newer:
+        subscription_retire(row=row, replaced_by=max(newer, key=lambda o: (o.created_at, o.pk)), now=now)
+        return False
+    for other in others:
+        subscription_retire(row=other, replaced_by=row, now=now)
+    return True
+
+
+def subscription_retire(*, row: Subscription, replaced_by: Subscription, now: datetime) -> None:
+    """End ``row`` now because ``replaced_by`` took its place; a Stripe subscription is canceled
+    at Stripe after commit (``subscription_stripe_cancel``)."""
+    row.status = Subscription.Status.CANCELED
+    row.ended_at = now
+    row.cancel_at_period_end = False
+    row.replaced_by = replaced_by
+    row.replaced_at = now
+    row.save(
+        update_fields=[
+            "status",
+            "ended_at",
+            "cancel_at_period_end",
+            "replaced_by",
+            "replaced_at",
+            "updated_at",
+        ]
+    )
+    _cache_forget(row.user_id)
+    logger.warning(
+        "subscription replaced by a newer paid checkout",
+        extra={"subscription_id": row.pk, "replaced_by": replaced_by.pk, "gateway": row.gateway},
+    )
+    if row.gateway == Gateway.STRIPE:
+        from .tasks import subscription_stripe_cancel_task
+
+        subscription_id = row.pk
+        transaction.on_commit(lambda: subscription_stripe_cancel_task.delay(subscription_id=subscription_id))
+
+
+def subscription_stripe_cancel(*, subscription_id: int, now: datetime | None = None) -> bool:
+    """Cancel a replaced subscription at Stripe now, prorated. Safe to run twice: when Stripe
+    refuses because it already ended there, that counts as done. Returns whether it is done."""
+    now = now or timezone.now()
+    row = Subscription.objects.filter(
+        pk=subscription_id,
+        gateway=Gateway.STRIPE,
+        replaced_at__isnull=False,
+        stripe_canceled_at__isnull=True,
+    ).first()
+    if row is None:
+        return False
+    if not row.stripe_subscription_id.startswith(SIMULATED_PREFIX):
+        try:
+            stripe_client.subscription_cancel(subscription_id=row.stripe_subscription_id, prorate=True)
+        except stripe_client.StripeServiceError as exc:
+            # Our earlier attempt whose answer was lost, or the customer canceled it first.
+            remote = stripe_client.subscription_retrieve(subscription_id=row.stripe_subscription_id)
+            if remote.get("status") not in ("canceled", "incomplete_expired"):
+                raise exc
+    Subscription.objects.filter(pk=row.pk, stripe_canceled_at__isnull=True).update(
+        stripe_canceled_at=now, updated_at=now
+    )
+    logger.info("replaced subscription canceled at Stripe", extra={"subscription_id": row.pk})
+    return True
+
+
+def subscriptions_replaced_cancel_pending(*, now: datetime | None = None) -> int:
+    """Beat sweeper: cancel at Stripe every replaced subscription not confirmed canceled yet
+    (the after-commit task failed, its worker died, or rows the migration replaced). Returns
+    how many were confirmed; a failure is logged and left for the next run."""
+    now = now or timezone.now()
+    done = 0
+    pending = Subscription.objects.filter(
+        gateway=Gateway.STRIPE, replaced_at__isnull=False, stripe_canceled_at__isnull=True
+    ).values_list("pk", flat=True)
+    for subscription_id in list(pending[:500]):
+        try:
+            done += subscription_stripe_cancel(subscription_id=subscription_id, now=now)
+        except stripe_client.StripeServiceError as exc:
+            logger.error(
+                "replaced subscription still running at Stripe",
+                extra={"subscription_id": subscription_id, "error": exc.message},
+            )
+    return done
