@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -113,10 +114,27 @@ def usage_report_drift_find(*, now: datetime) -> list[DriftFinding]:
     ]
 
 
+def budget_overshoot_drift_find(*, now: datetime) -> list[DriftFinding]:
+    """Days whose operator spend passed the daily cap (a provider billed past its reservation)."""
+    from proxy.budget import budget_overshoot_find
+
+    return [
+        DriftFinding(
+            source="proxy.budget",
+            subject=f"day:{day.isoformat()}",
+            expected=str(settings.DAILY_BUDGET_USD),
+            actual=str(settings.DAILY_BUDGET_USD + overshoot),
+            detail={"day": day.isoformat(), "overshoot_usd": str(overshoot)},
+        )
+        for day, overshoot in budget_overshoot_find(now=now)
+    ]
+
+
 RECONCILIATION_CHECKS: dict[str, Callable[..., list[DriftFinding]]] = {
     "credits.ledger": credit_ledger_drift_find,
     "billing.quota": quota_counter_drift_find,
     "organizations.meter": usage_report_drift_find,
+    "proxy.budget": budget_overshoot_drift_find,
 }
 
 

@@ -7,7 +7,6 @@ thread block → async handler. ``X-RateLimit-*`` headers go on every answer, er
 from __future__ import annotations
 
 import inspect
-import json
 import time
 
 from adrf.views import APIView as AsyncAPIView
@@ -27,6 +26,7 @@ from accounts.authentication import ApiKeyAuthentication
 from billing.selectors import plan_for_user_get, quota_status_get
 from core.exceptions import ApiError
 from core.fastio import fast_lane_enabled
+from core.jsonbody import JsonBodyError, json_strict_loads
 from core.schema import ErrorResponseSerializer, error_responses, schema_named
 from core.time import isoformat_z
 
@@ -222,9 +222,10 @@ class ProxyApiView(AsyncAPIView):
                     f"Unsupported Content-Type {media_type[:100] or '(none)'!r}: send application/json.",
                 )
         try:
-            payload = json.loads(raw or b"null")
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError("invalid_json", "Request body is not valid JSON.") from None
+            payload = json_strict_loads(raw or b"null")
+        except JsonBodyError as exc:
+            code = "invalid_json" if exc.param is None else "invalid_request"
+            raise ApiError(code, exc.message, param=exc.param) from None
         if not isinstance(payload, dict):
             raise ApiError("invalid_request", "Request body must be a JSON object.")
         return payload
@@ -254,6 +255,27 @@ CHAT_RESPONSES = {
 }
 
 
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer, not a string or a boolean that looks like one: the body is forwarded to
+    the provider as sent, so what we account on must be what the provider reads."""
+
+    def to_internal_value(self, data):
+        if type(data) is not int:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """``true`` or ``false`` only: ``"stream": "yes"`` must not start a stream."""
+
+    default_error_messages = {"invalid": "Must be a JSON boolean (true or false)."}
+
+    def to_internal_value(self, data):
+        if type(data) is not bool:
+            self.fail("invalid")
+        return data
+
+
 class _MessageSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=["system", "user", "assistant", "tool", "developer", "function"])
     content = serializers.JSONField(required=False, allow_null=True)
@@ -271,13 +293,15 @@ class ChatInputSerializer(serializers.Serializer):
 
     model = serializers.CharField(required=False, max_length=128, allow_blank=False)
     messages = _MessageSerializer(many=True, allow_empty=False, max_length=2000)
-    max_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1)
-    max_completion_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1)
-    n = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=8)
-    stream = serializers.BooleanField(required=False, default=False)
+    max_tokens = StrictIntegerField(required=False, allow_null=True, min_value=1)
+    max_completion_tokens = StrictIntegerField(required=False, allow_null=True, min_value=1)
+    n = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=8)
+    stream = StrictBooleanField(required=False, default=False)
     stream_options = serializers.DictField(required=False, allow_null=True)
 
 
+# Sampling fields the provider reads as numbers: a string or a boolean is refused, not relayed.
+NUMBER_FIELDS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 MESSAGE_ROLES = frozenset(_MessageSerializer().fields["role"].choices)
 CHAT_MESSAGES_MAX = 2000
 
@@ -342,6 +366,10 @@ def _chat_call(
 ) -> ChatCall:
     if "model" in payload and not isinstance(payload["model"], str):
         raise ApiError("invalid_request", "model must be a string.", param="model")
+    for name in NUMBER_FIELDS:
+        value = payload.get(name)
+        if value is not None and (type(value) is bool or not isinstance(value, int | float)):
+            raise ApiError("invalid_request", f"{name} must be a number.", param=name)
     data = _chat_input_plain(payload)
     if data is None:  # anything unusual: the serializer decides, and words the errors
         serializer = ChatInputSerializer(data=payload)
@@ -438,7 +466,7 @@ class V2ChatApi(ProxyApiView):
     class InputSerializer(serializers.Serializer):
         prompt = serializers.CharField(max_length=200_000)
         model = serializers.CharField(required=False, max_length=128)
-        max_tokens = serializers.IntegerField(required=False, min_value=1)
+        max_tokens = StrictIntegerField(required=False, min_value=1)
 
     @extend_schema(
         operation_id="proxy_v2_chat",

@@ -7,8 +7,10 @@ class ProxyConfig(AppConfig):
 
     def ready(self):
         """A starting worker loads the catalogue; a stopping one first finishes the calls whose
-        clients already left, then releases its spare quota reservations."""
+        clients already left, then releases its spare quota reservations. Beat sweeps the
+        daily-budget holds of calls that died."""
         from billing.quota_pool import quota_pool_drain
+        from config.celery import beat_schedule_add, crontab
         from core.lifecycle import shutdown_hook_add, startup_hook_add
 
         from .gateway import background_drain
@@ -17,3 +19,10 @@ class ProxyConfig(AppConfig):
         startup_hook_add(catalog_warm)
         shutdown_hook_add(background_drain)
         shutdown_hook_add(quota_pool_drain)
+        # A crashed worker's daily-budget holds must not shrink the operator's budget all day.
+        beat_schedule_add(
+            "budget-holds-sweep",
+            task="proxy.tasks.budget_holds_sweep",
+            schedule=crontab(minute="*/5"),
+            expires=4 * 60,
+        )

@@ -32,6 +32,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import date
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -99,31 +100,6 @@ for i = 6, #KEYS do cooling[i - 5] = redis.call('EXISTS', KEYS[i]) end
 return {ident, version, entry, count, redis.call('GET', KEYS[5]), cooling}
 """
 
-BUDGET_RESERVE_LUA = """
--- KEYS[1]: the day's budget counter (micro-USD). ARGV: amount, cap.
--- -1: counter missing (rebuild it from the database); 0: over the cap (nothing held); 1: held.
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local total = redis.call('INCRBY', KEYS[1], ARGV[1])
-if total > tonumber(ARGV[2]) then
-  redis.call('DECRBY', KEYS[1], ARGV[1])
-  return 0
-end
-return 1
-"""
-
-SETTLE_LUA = """
--- After settles: move the day's budget counters to the actual costs and end the providers'
--- failure runs. KEYS: ARGV[1] budget counters (deltas in ARGV[2..]), then failure-run counters.
--- A missing budget counter is left missing: the next reserve rebuilds it from the database,
--- which already holds these calls' costs.
-local n = tonumber(ARGV[1])
-for i = 1, n do
-  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBY', KEYS[i], ARGV[i + 1]) end
-end
-for i = n + 1, #KEYS do redis.call('DEL', KEYS[i]) end
-return 1
-"""
-
 
 class _SettleCounters:
     """The Redis side of settles, grouped: one script per flush, not one per call.
@@ -135,32 +111,25 @@ class _SettleCounters:
     """
 
     def __init__(self):
-        self.deltas: dict[str, int] = {}
+        self.holds: list[tuple[list, list]] = []  # (keys, args) of budget.SETTLE_LUA per hold
         self.resets: set[str] = set()
         self.flushing: asyncio.Task | None = None
 
-    def add(self, *, budget_key: str, delta: int, failures_key: str) -> None:
-        if delta:
-            self.deltas[budget_key] = self.deltas.get(budget_key, 0) + delta
+    def add(self, *, hold: tuple[list, list] | None, failures_key: str) -> None:
+        if hold is not None:
+            self.holds.append(hold)
         self.resets.add(failures_key)
         if self.flushing is None:
             self.flushing = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
         try:
-            while self.deltas or self.resets:
-                deltas, resets = self.deltas, self.resets
-                self.deltas, self.resets = {}, set()
+            while self.holds or self.resets:
+                holds, resets = self.holds, self.resets
+                self.holds, self.resets = [], set()
                 try:
-                    await redis_call(
-                        _script_run(
-                            "settle",
-                            SETTLE_LUA,
-                            keys=[*deltas, *resets],
-                            args=[len(deltas), *deltas.values()],
-                        )
-                    )
-                except Exception:  # counters stay at the reserved maximum: stricter, never looser
+                    await _budget_settle_many(holds, deletes=list(resets))
+                except Exception:  # holds stay at the reserved maximum until swept: stricter
                     logger.warning("budget counter moves not applied", exc_info=True)
         finally:
             self.flushing = None
@@ -380,25 +349,44 @@ def _revoked_marker_raw() -> bytes:
 # --- Reserve ---------------------------------------------------------------------------------
 
 
-async def _budget_reserve(*, day, amount_micro: int) -> bool:
+async def _budget_reserve(*, day, amount_micro: int, hold_id) -> bool:
     if amount_micro <= 0:
         return True
-    key = cache_key(budget.budget_key(day))
+    keys, args = budget.reserve_script_args(day=day, amount_micro=amount_micro, hold_id=hold_id)
     for _ in range(2):
-        held = await redis_call(
-            _script_run(
-                "budget", BUDGET_RESERVE_LUA, keys=[key], args=[amount_micro, budget.budget_cap_micro()]
-            )
-        )
+        held = await redis_call(_script_run("budget", budget.RESERVE_LUA, keys=keys, args=args))
         if held >= 0:
             return held == 1
         await db_call(budget.budget_counter_ensure, day)  # rebuilt from DailySpend, then retry
-    return await db_call(budget.budget_reserve, day=day, amount_micro=amount_micro)
+    return await db_call(budget.budget_reserve, day=day, amount_micro=amount_micro, hold_id=hold_id)
 
 
-async def _budget_release(*, day, amount_micro: int) -> None:
+async def _budget_settle_many(holds: list[tuple[list, list]], *, deletes: list[str] = ()) -> None:
+    """``budget.SETTLE_LUA`` for many holds (and keys to delete) in one round trip."""
+    keys, args = [], []
+    for hold_keys, hold_args in holds:
+        keys += hold_keys
+        args += hold_args
+    overshoots = await redis_call(
+        _script_run(
+            "settle",
+            budget.SETTLE_LUA,
+            keys=[*keys, *deletes],
+            args=[budget.budget_cap_micro(), len(holds), *args],
+        )
+    )
+    for (hold_keys, _args), over in zip(holds, overshoots, strict=False):
+        if int(over):
+            day = date.fromisoformat(hold_keys[0].rsplit(":", 1)[1])
+            budget.budget_overshoot_log(day=day, overshoot_micro=int(over))
+
+
+async def _budget_release(*, day, amount_micro: int, hold_id) -> None:
     if amount_micro > 0:
-        await db_call(budget.budget_release, day=day, amount_micro=amount_micro)
+        hold = budget.settle_script_item(
+            day=day, hold_id=hold_id, reserved_micro=amount_micro, actual_micro=0
+        )
+        await _budget_settle_many([hold])
 
 
 _credentials: dict[tuple[int, str], object] = {}  # (user id, provider) -> ProviderSecret | None
@@ -468,14 +456,19 @@ async def proxy_call_aprepare(
         now=now,
     )
     if prepared.budget_micro <= 0 or _budget_recently_refused(prepared.budget_day):
-        if not await _budget_reserve(day=prepared.budget_day, amount_micro=prepared.budget_micro):
+        hold = {
+            "day": prepared.budget_day,
+            "amount_micro": prepared.budget_micro,
+            "hold_id": prepared.call_id,
+        }
+        if not await _budget_reserve(**hold):
             raise BudgetExhausted(provider)
         try:
             prepared.funding = await _funding_reserve(
                 user=user, endpoint=endpoint, meters=prepared.meters, plan=plan, now=now
             )
         except BaseException:
-            await _budget_release(day=prepared.budget_day, amount_micro=prepared.budget_micro)
+            await asyncio.shield(_budget_release(**hold))
             raise
         return prepared
     prepared.funding = await _holds_side_by_side(
@@ -498,8 +491,9 @@ async def _holds_side_by_side(*, prepared: PreparedCall, user, endpoint: str, pl
     waits for the slower of the two round trips, not their sum. Each is undone when the other
     is refused. Once the budget refuses, this process takes the budget first for a while, so a
     day past its cap does not pay a reserve and a release for every diverted call."""
-    day, amount = prepared.budget_day, prepared.budget_micro
-    budget_hold = asyncio.ensure_future(_budget_reserve(day=day, amount_micro=amount))
+    day = prepared.budget_day
+    hold = {"day": day, "amount_micro": prepared.budget_micro, "hold_id": prepared.call_id}
+    budget_hold = asyncio.ensure_future(_budget_reserve(**hold))
     try:
         funding = await _funding_reserve(
             user=user, endpoint=endpoint, meters=prepared.meters, plan=plan, now=now
@@ -510,7 +504,7 @@ async def _holds_side_by_side(*, prepared: PreparedCall, user, endpoint: str, pl
         except Exception:
             held = None
         if held:
-            await _budget_release(day=day, amount_micro=amount)
+            await asyncio.shield(_budget_release(**hold))
         elif held is False and isinstance(exc, ApiError):  # as in sequence: the budget decides first
             _budget_refused_at[day] = time.monotonic()
             raise BudgetExhausted(prepared.provider) from None
@@ -661,16 +655,20 @@ async def settle_success_fast(*, prepared: PreparedCall, record: CallRecord, use
         event=event, spend_day=prepared.budget_day if cost > 0 else None, pairs=pairs
     )
     event._state.adding = False
+    prepared.closed = True  # on the books: nothing of this call may be released any more
     if quota_alert_may_be_due(rows=counter_rows, plan=funding.plan):
         await db_call(funding_settle_finish, funding=funding, rows=counter_rows, now=now)
     else:  # nothing to queue: pure bookkeeping
         funding_settle_finish(funding=funding, rows=counter_rows, now=now)
-    delta = budget.usd_to_micro(cost) - prepared.budget_micro if prepared.budget_micro else 0
-    _settle_counters_get().add(
-        budget_key=cache_key(budget.budget_key(prepared.budget_day)),
-        delta=delta,
-        failures_key=cache_key(failures_key(prepared.provider)),
-    )
+    hold = None
+    if prepared.budget_micro or cost > 0:
+        hold = budget.settle_script_item(
+            day=prepared.budget_day,
+            hold_id=prepared.call_id,
+            reserved_micro=prepared.budget_micro,
+            actual_micro=budget.usd_to_micro(cost),
+        )
+    _settle_counters_get().add(hold=hold, failures_key=cache_key(failures_key(prepared.provider)))
     block = None
     if quota_meter:
         if quota_meter in funding.counters:

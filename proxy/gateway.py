@@ -22,9 +22,9 @@ from core.fastio import fast_lane_enabled
 from . import fastlane, upstreams
 from .admission import admission_leave
 from .dbcall import db_call
+from .estimate import prompt_tokens_estimate
 from .funding import funding_quota_block
 from .router import chain_without_cooling, provider_failure_record, provider_success_record
-from .sandbox import prompt_tokens_count
 from .services import (
     BudgetExhausted,
     CallRecord,
@@ -60,7 +60,7 @@ class ChatCall:
     prompt_tokens: int = field(default=0)
 
     def __post_init__(self):
-        self.prompt_tokens = prompt_tokens_count(self.payload.get("messages") or [])
+        self.prompt_tokens = prompt_tokens_estimate(self.payload)
 
     @property
     def reserve_tokens(self) -> int:
@@ -230,44 +230,11 @@ async def _chat_call_run(call: ChatCall):
         except ApiError as exc:
             raise await _fail(call, attempts, exc, provider=provider) from None
 
-        payload = {**call.payload, "model": prepared.upstream_model or call.requested_model}
-        try:
-            async with asyncio.timeout_at(attempts.deadline):
-                if call.stream:
-                    options = payload.get("stream_options") or {}
-                    payload["stream_options"] = {**options, "include_usage": True}
-                    stream = await upstreams.chat_stream_open(target=prepared.target, payload=payload)
-                else:
-                    body = await upstreams.chat_complete(target=prepared.target, payload=payload)
-        except TimeoutError:
-            attempts.failures += 1
-            attempts.last_failure = upstreams.UpstreamFailure("timeout", "Call deadline reached.")
-            await db_call(_abandon, prepared=prepared, provider=provider)
+        outcome = await _attempt(call, attempts, prepared)
+        if outcome is _STOP:
             break
-        except upstreams.UpstreamFailure as exc:
-            logger.warning(
-                "upstream failure", extra={"provider": provider, "kind": exc.kind, "status": exc.status}
-            )
-            attempts.failures += 1
-            attempts.last_failure = exc
-            await db_call(_abandon, prepared=prepared, provider=provider)
-            continue
-        except upstreams.UpstreamClientError as exc:
-            error = ApiError(
-                "invalid_request", exc.message, status_code=exc.status, provider=prepared.provider
-            )
-            await db_call(
-                proxy_call_settle,
-                prepared=prepared,
-                record=_record(
-                    call, attempts, status=exc.status, provider=prepared.provider, error_code="provider_error"
-                ),
-            )
-            raise error from None
-
-        if call.stream:
-            return _stream_response(call, attempts, prepared, stream)
-        return await _complete(call, attempts, prepared, body)
+        if outcome is not _NEXT:
+            return outcome
 
     if attempts.last_failure is not None:
         if attempts.last_failure.is_timeout:
@@ -279,6 +246,66 @@ async def _chat_call_run(call: ChatCall):
     else:
         error = ApiError("no_provider_available", "No provider is available for this request right now.")
     raise await _fail(call, attempts, error, provider=attempts.tried[-1] if attempts.tried else "")
+
+
+_NEXT = object()  # this attempt failed over: try the next provider
+_STOP = object()  # the call's deadline passed: no provider is tried any more
+
+
+async def _attempt(call: ChatCall, attempts: Attempts, prepared: PreparedCall):
+    """One provider, from its holds to its answer. Every exit that does not hand the holds to a
+    settle (an answer, a relay that settles when the stream ends) releases them: a provider
+    failure, a timeout, a cancellation or any exception at all."""
+    try:
+        return await _attempt_run(call, attempts, prepared)
+    finally:
+        if not prepared.closed and not prepared.relayed:
+            await asyncio.shield(db_call(proxy_call_abandon, prepared=prepared))
+
+
+async def _attempt_run(call: ChatCall, attempts: Attempts, prepared: PreparedCall):
+    provider = prepared.provider
+    payload = {**call.payload, "model": prepared.upstream_model or call.requested_model}
+    try:
+        async with asyncio.timeout_at(attempts.deadline):
+            if call.stream:
+                options = payload.get("stream_options") or {}
+                payload["stream_options"] = {**options, "include_usage": True}
+                stream = await upstreams.chat_stream_open(target=prepared.target, payload=payload)
+            else:
+                body = await upstreams.chat_complete(target=prepared.target, payload=payload)
+    except TimeoutError:
+        attempts.failures += 1
+        attempts.last_failure = upstreams.UpstreamFailure("timeout", "Call deadline reached.")
+        await db_call(_abandon, prepared=prepared, provider=provider)
+        return _STOP
+    except upstreams.UpstreamFailure as exc:
+        logger.warning(
+            "upstream failure", extra={"provider": provider, "kind": exc.kind, "status": exc.status}
+        )
+        attempts.failures += 1
+        attempts.last_failure = exc
+        await db_call(_abandon, prepared=prepared, provider=provider)
+        return _NEXT
+    except upstreams.UpstreamClientError as exc:
+        error = ApiError(
+            "invalid_request",
+            exc.message,  # redacted by upstreams
+            status_code=exc.status,
+            provider=prepared.provider,
+        )
+        await db_call(
+            proxy_call_settle,
+            prepared=prepared,
+            record=_record(
+                call, attempts, status=exc.status, provider=prepared.provider, error_code="provider_error"
+            ),
+        )
+        raise error from None
+
+    if call.stream:
+        return _stream_response(call, attempts, prepared, stream)
+    return await _complete(call, attempts, prepared, body)
 
 
 async def _complete(call: ChatCall, attempts: Attempts, prepared: PreparedCall, body: dict) -> dict:
@@ -396,6 +423,8 @@ class StreamRelay:
         self.tap = _SseUsageTap(forward_usage_event=call.client_wants_usage)
         self.queue: asyncio.Queue = asyncio.Queue()
         self.upstream_finished = False
+        self.client_gone = False
+        prepared.relayed = True  # from here the pump settles or releases the holds
         self.pump_task = background_task_start(self.pump())
 
     async def pump(self) -> None:
@@ -404,10 +433,10 @@ class StreamRelay:
             async with asyncio.timeout_at(self.attempts.deadline):
                 async for chunk in self.stream.chunks():
                     out = self.tap.feed(chunk)
-                    if out:
+                    if out and not self.client_gone:
                         self.queue.put_nowait(out)
             rest = self.tap.flush()
-            if rest:
+            if rest and not self.client_gone:
                 self.queue.put_nowait(rest)
         except TimeoutError:
             logger.warning("stream cut at the call deadline", extra={"provider": self.prepared.provider})
@@ -417,21 +446,37 @@ class StreamRelay:
                 "upstream failure mid-stream", extra={"provider": self.prepared.provider, "kind": exc.kind}
             )
             error_code = "stream_interrupted"
+        except Exception:
+            logger.exception("stream relay failed", extra={"provider": self.prepared.provider})
+            error_code = "stream_interrupted"
         finally:
             self.upstream_finished = True
             self.queue.put_nowait(_END)
             await asyncio.shield(self._finish(error_code))
 
     async def _finish(self, error_code: str) -> None:
+        """Settle what the client was sent; if the books cannot be written (twice), release
+        the holds and say so loudly: a hold must never outlive its call."""
         try:
             await self.stream.aclose()
-        finally:
-            await _settle(
-                prepared=self.prepared,
-                record=self._record(error_code),
-                user=self.call.user,
-                quota_meter=None,
-            )
+        except Exception:
+            logger.warning("upstream stream close failed", exc_info=True)
+        record = self._record(error_code)
+        for attempt in range(2):
+            if self.prepared.closed:  # on the books; a later step failed
+                return
+            try:
+                await _settle(prepared=self.prepared, record=record, user=self.call.user, quota_meter=None)
+                return
+            except Exception:
+                if attempt == 0:
+                    await asyncio.sleep(0.2)
+                    continue
+                logger.exception(
+                    "stream settle failed: holds released, call unbilled",
+                    extra={"provider": self.prepared.provider, "request_id": self.call.request_id},
+                )
+        await db_call(proxy_call_abandon, prepared=self.prepared)
 
     def _record(self, error_code: str) -> CallRecord:
         if self.tap.usage is not None:
@@ -464,8 +509,9 @@ class StreamRelay:
             # Normal end: answer only once the call is on the books.
             await asyncio.shield(self.pump_task)
         finally:
-            if not self.upstream_finished:
-                self.pump_task.cancel()
+            # Client gone mid-stream: the pump keeps reading the provider (bounded by the call's
+            # deadline) so the call settles on the provider's own usage, whenever the client left.
+            self.client_gone = True
 
 
 def _queued_join(first: bytes, queue: asyncio.Queue) -> tuple[bytes, bool]:

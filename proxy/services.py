@@ -25,6 +25,7 @@ from accounts.selectors import provider_key_get
 from core.exceptions import ApiError
 from core.money import usd
 from core.rawsql import sql_connection, table_quoted
+from core.redact import secret_remember
 from core.services import counter_row_bump
 
 from . import budget, sandbox
@@ -68,6 +69,8 @@ class PreparedCall:
     admitted_at: datetime  # when its holds were taken: the call's time in every day and period
     budget_micro: int = 0
     meters: dict[str, int] = field(default_factory=dict)
+    closed: bool = False  # settled or released: its holds are no longer this call's to undo
+    relayed: bool = False  # a stream relay owns the holds: it settles when the stream ends
 
     @property
     def budget_day(self) -> date:
@@ -96,6 +99,7 @@ def attempt_target(*, source: str, secret: str, provider: str, requested_model: 
         target = Target(provider=sandbox.PROVIDER, base_url="", secret="")
         upstream_model = sandbox.MODEL
     else:
+        secret_remember(secret)  # so no relayed provider text can ever carry it
         target = target_build(provider=provider, secret=secret)
         upstream_model = (
             upstream_model_get(requested_model=requested_model, provider=provider) if requested_model else ""
@@ -164,12 +168,16 @@ def proxy_call_prepare(
         now=now,
         check_budget=check_budget,
     )
-    if not budget.budget_reserve(day=prepared.budget_day, amount_micro=prepared.budget_micro):
+    if not budget.budget_reserve(
+        day=prepared.budget_day, amount_micro=prepared.budget_micro, hold_id=prepared.call_id
+    ):
         raise BudgetExhausted(provider)
     try:
         prepared.funding = funding_reserve(user=user, endpoint=endpoint, meters=prepared.meters, plan=plan)
     except BaseException:
-        budget.budget_release(day=prepared.budget_day, amount_micro=prepared.budget_micro)
+        budget.budget_release(
+            day=prepared.budget_day, hold_id=prepared.call_id, amount_micro=prepared.budget_micro
+        )
         raise
     return prepared
 
@@ -212,9 +220,16 @@ def attempt_prepared(
 
 
 def proxy_call_abandon(*, prepared: PreparedCall) -> None:
-    """Release an attempt that failed before anything is recorded (we fall back to another)."""
-    funding_release(funding=prepared.funding)
-    budget.budget_release(day=prepared.budget_day, amount_micro=prepared.budget_micro)
+    """Release every hold of an attempt that will not be settled. Idempotent: the call path
+    calls it on every exit that did not settle, whatever went wrong."""
+    if prepared.closed:
+        return
+    prepared.closed = True
+    if prepared.funding is not None:
+        funding_release(funding=prepared.funding)
+    budget.budget_release(
+        day=prepared.budget_day, hold_id=prepared.call_id, amount_micro=prepared.budget_micro
+    )
 
 
 @dataclass(frozen=True)
@@ -528,9 +543,13 @@ def proxy_call_settle(*, prepared: PreparedCall | None, record: CallRecord, now=
         )
         if quota_part is not None:
             funding_settle_finish(funding=prepared.funding, rows=counter_rows, now=now)
-    if prepared is not None and prepared.budget_micro:
+    if prepared is not None:
+        prepared.closed = True
         budget.budget_settle(
-            day=prepared.budget_day, reserved_micro=prepared.budget_micro, actual_micro=actual_micro
+            day=prepared.budget_day,
+            hold_id=prepared.call_id,
+            reserved_micro=prepared.budget_micro,
+            actual_micro=actual_micro,
         )
     return event
 

@@ -23,6 +23,7 @@ import aiohttp
 from django.conf import settings
 
 from accounts.providers import provider_get
+from core.redact import secrets_redact
 
 from . import sandbox
 
@@ -189,14 +190,15 @@ def _error_message(response_body: bytes) -> tuple[str, dict | None]:
     return "Upstream request failed.", parsed if isinstance(parsed, dict) else None
 
 
-def _check_status(status: int, body: bytes) -> None:
+def _check_status(status: int, body: bytes, target: Target) -> None:
     if 300 <= status < 400:
         raise UpstreamFailure("redirect", f"Provider answered a redirect ({status}).", status=status)
     if status == 429 or status >= 500:
         raise UpstreamFailure("status", f"Provider answered {status}.", status=status)
     if 400 <= status < 500:
-        message, parsed = _error_message(body)
-        raise UpstreamClientError(status, message, parsed)
+        message, _parsed = _error_message(body)
+        # The message is relayed to the client: providers quote the key they were sent.
+        raise UpstreamClientError(status, secrets_redact(message, extra=(target.secret,)))
 
 
 def _wrap_transport_error(exc: Exception) -> UpstreamFailure:
@@ -237,7 +239,7 @@ async def chat_complete(*, target: Target, payload: dict) -> dict:
     if target.is_sandbox:
         return sandbox.sandbox_chat(payload=payload, model=payload.get("model", sandbox.MODEL))
     status, content = await _post_json(target=target, path="/chat/completions", payload=payload)
-    _check_status(status, content)
+    _check_status(status, content, target)
     try:
         body = json.loads(content)
     except ValueError:
@@ -284,13 +286,13 @@ class ChatStream:
             _response_end(self._response)
 
 
-async def _stream_check(response: aiohttp.ClientResponse) -> None:
+async def _stream_check(response: aiohttp.ClientResponse, target: Target) -> None:
     if response.status != 200:
         try:
             body = await response.read()
         except _TRANSPORT_ERRORS:
             body = b""
-        _check_status(response.status, body)
+        _check_status(response.status, body, target)
         raise UpstreamFailure("status", f"Provider answered {response.status}.", status=response.status)
     if "text/event-stream" not in response.headers.get("Content-Type", ""):
         raise UpstreamFailure("garbage", "Provider did not answer an event stream.")
@@ -313,7 +315,7 @@ async def chat_stream_open(*, target: Target, payload: dict) -> ChatStream:
     except _TRANSPORT_ERRORS as exc:
         raise _wrap_transport_error(exc) from None
     try:
-        await _stream_check(response)
+        await _stream_check(response, target)
     except BaseException:  # a failure, or the caller's deadline: never leak the connection
         _response_end(response)
         raise
@@ -326,7 +328,7 @@ async def email_send(*, target: Target, to: str, subject: str, body: str) -> str
         return sandbox.sandbox_email_send(to=to, subject=subject)
     payload = {"to_address_email_list": to, "subject": subject, "body": {"text": body}}
     status, content = await _post_json(target=target, path="/emails/send", payload=payload)
-    _check_status(status, content)
+    _check_status(status, content, target)
     try:
         data = json.loads(content)
     except ValueError:

@@ -3,8 +3,8 @@
 Behaviour is switched per test through ``FakeUpstream.mode``: ``ok``, ``stream`` and
 ``stream_no_usage`` answer like a provider; ``500``/``503``/``429``/``400`` answer that status;
 ``timeout`` sleeps past the client's read timeout; ``garbage`` answers non-JSON; ``redirect``
-answers 302. Every request is recorded (path, headers, JSON body) so tests can assert what
-Tollgate forwarded.
+answers 302; ``401_echo`` answers 401 quoting the credential it was sent. Every request is
+recorded (path, headers, JSON body) so tests can assert what Tollgate forwarded.
 """
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "timeout":
             time.sleep(fake.sleep_seconds)
             self._send(200, b"{}")
+            return
+        if mode == "401_echo":  # a provider quoting the key it was sent, as OpenAI's 401 does
+            sent = self.headers.get("Authorization") or self.headers.get("x-api-key") or ""
+            body = {"error": {"message": f"Incorrect API key provided: {sent}", "type": "auth"}}
+            self._send(401, json.dumps(body).encode())
             return
         if mode in {"500", "503", "429", "400", "404"}:
             body = json.dumps({"error": {"message": f"fake upstream {mode}", "type": "fake"}}).encode()
@@ -120,6 +125,7 @@ class FakeUpstream:
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
         self.stream_chunks = 5
+        self.prompt_tokens_per_byte = 0.0  # > 0: report prompt tokens from the request's size
         self.chunk_delay = 0.0
         self.sleep_seconds = 2.0
         self.delay_seconds = 0.0
@@ -146,6 +152,9 @@ class FakeUpstream:
         return f"{self.base_url}{prefix}"
 
     def completion(self, payload: dict) -> dict:
+        prompt_tokens = self.prompt_tokens
+        if self.prompt_tokens_per_byte:  # a tokenizer's count: the whole request is input
+            prompt_tokens = int(len(json.dumps(payload)) * self.prompt_tokens_per_byte)
         return {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
@@ -159,9 +168,9 @@ class FakeUpstream:
                 }
             ],
             "usage": {
-                "prompt_tokens": self.prompt_tokens,
+                "prompt_tokens": prompt_tokens,
                 "completion_tokens": self.completion_tokens,
-                "total_tokens": self.prompt_tokens + self.completion_tokens,
+                "total_tokens": prompt_tokens + self.completion_tokens,
             },
         }
 

@@ -69,7 +69,7 @@ def test_budget_counts_reservations_in_flight(settings, today):
 
     settings.DAILY_BUDGET_USD = Decimal("10")
     DailySpendFactory(day=today, spent_usd=Decimal("2"))
-    assert proxy_budget.budget_reserve(day=today, amount_micro=3_000_000)
+    assert proxy_budget.budget_reserve(day=today, amount_micro=3_000_000, hold_id="in-flight")
     assert selectors.budget_status_get(today=today).spent_usd == Decimal("5")
 
 

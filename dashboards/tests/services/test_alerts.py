@@ -27,7 +27,7 @@ def test_budget_alert_once_per_day_at_90_percent(settings, staff_emails):
     assert services.budget_alert_send(now=now) is False  # 89.9 %: nothing
     from proxy import budget
 
-    budget.budget_reserve(day=now.date(), amount_micro=10_000)  # 9.00 USD = 90 %
+    budget.budget_reserve(day=now.date(), amount_micro=10_000, hold_id="in-flight")  # 9.00 USD = 90 %
     assert services.budget_alert_send(now=now) is True
     assert services.budget_alert_send(now=now) is False  # same day: gated
     assert len(mail.outbox) == 1

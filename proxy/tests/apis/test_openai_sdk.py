@@ -101,12 +101,19 @@ def test_stream_without_usage_chunk_records_a_counted_estimate(sdk, fake_upstrea
     assert counter.used == event.total_tokens and counter.reserved == 0
 
 
-def test_client_disconnect_mid_stream_still_records_usage(caller, fake_upstream, live_asgi):
+@pytest.mark.parametrize(
+    "leave_after",
+    [3, 51, None],  # 50 content events, then the finish event, then the usage chunk
+    ids=["hangs-up-mid-stream", "hangs-up-just-before-the-usage-chunk", "reads-to-the-end"],
+)
+def test_a_stream_costs_the_same_whenever_the_client_hangs_up(caller, fake_upstream, live_asgi, leave_after):
+    """Tollgate keeps reading the provider's stream after the client left (bounded by the call's
+    deadline), so every stream is billed on the provider's own usage, whatever the timing."""
     user, plaintext, _client = caller
     plan_configure(weights={"groq": 100})
     global_key_set("groq")
-    fake_upstream.stream_chunks = 200
-    fake_upstream.chunk_delay = 0.02
+    fake_upstream.stream_chunks = 50
+    fake_upstream.chunk_delay = 0.01
 
     with (
         httpx.Client(timeout=10) as http,
@@ -121,12 +128,12 @@ def test_client_disconnect_mid_stream_still_records_usage(caller, fake_upstream,
         received = b""
         for chunk in response.iter_bytes():
             received += chunk
-            if received.count(b"data:") >= 3:
-                break  # the client goes away mid-stream
+            if leave_after is not None and received.count(b"data:") >= leave_after:
+                break  # the client goes away
 
     event = _wait_for_event(user)[0]
-    assert event.is_estimated is True
-    assert event.completion_tokens > 0
+    assert event.is_estimated is False
+    assert (event.prompt_tokens, event.completion_tokens) == (fake_upstream.prompt_tokens, 50)
     counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
     assert counter.reserved == 0 and counter.used == event.total_tokens
 
