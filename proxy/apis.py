@@ -6,6 +6,7 @@ thread block → async handler. ``X-RateLimit-*`` headers go on every answer, er
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 
@@ -42,6 +43,7 @@ from .services import (
     BudgetExhausted,
     CallRecord,
     NoProviderKey,
+    proxy_call_abandon,
     proxy_call_prepare,
     proxy_call_settle,
     rate_limited_minute_record,
@@ -608,39 +610,43 @@ class InstantlySendApi(ProxyApiView):
             raise
         admission_leave()  # reserved: not held through the provider call
         try:
-            message_id = await upstreams.email_send(
-                target=prepared.target, to=data["to"], subject=data["subject"], body=data["body"]
-            )
-        except upstreams.UpstreamFailure as exc:
-            error = (
-                ApiError("upstream_timeout", "Instantly timed out.")
-                if exc.is_timeout
-                else ApiError("upstream_error", "Instantly failed to send the email.")
-            )
-            await db_call(
-                proxy_call_settle,
+            try:
+                message_id = await upstreams.email_send(
+                    target=prepared.target, to=data["to"], subject=data["subject"], body=data["body"]
+                )
+            except upstreams.UpstreamFailure as exc:
+                error = (
+                    ApiError("upstream_timeout", "Instantly timed out.")
+                    if exc.is_timeout
+                    else ApiError("upstream_error", "Instantly failed to send the email.")
+                )
+                await db_call(
+                    proxy_call_settle,
+                    prepared=prepared,
+                    record=self._record(request, started, error.status_code, error.code),
+                )
+                raise error from None
+            except upstreams.UpstreamClientError as exc:
+                await db_call(
+                    proxy_call_settle,
+                    prepared=prepared,
+                    record=self._record(request, started, exc.status, "provider_error"),
+                )
+                raise ApiError(
+                    "invalid_request", exc.message, status_code=exc.status, provider="instantly"
+                ) from None
+            _event, block = await db_call(
+                _settle_email,
                 prepared=prepared,
-                record=self._record(request, started, error.status_code, error.code),
+                record=self._record(request, started, 200, emails=1),
+                user=request.user,
             )
-            raise error from None
-        except upstreams.UpstreamClientError as exc:
-            await db_call(
-                proxy_call_settle,
-                prepared=prepared,
-                record=self._record(request, started, exc.status, "provider_error"),
+            return Response(
+                self.OutputSerializer({"success": True, "messageId": message_id, "quota": block}).data
             )
-            raise ApiError(
-                "invalid_request", exc.message, status_code=exc.status, provider="instantly"
-            ) from None
-        _event, block = await db_call(
-            _settle_email,
-            prepared=prepared,
-            record=self._record(request, started, 200, emails=1),
-            user=request.user,
-        )
-        return Response(
-            self.OutputSerializer({"success": True, "messageId": message_id, "quota": block}).data
-        )
+        finally:  # any exit that did not settle (a bug, a cancellation) releases the hold
+            if not prepared.closed:
+                await asyncio.shield(db_call(proxy_call_abandon, prepared=prepared))
 
 
 def _settle_email(*, prepared, record, user):
