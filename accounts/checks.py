@@ -1,4 +1,4 @@
-"""System check: encrypted provider secrets can be decrypted with the configured keys."""
+"""System checks: provider-key encryption works; production mail is really sent."""
 
 from django.core.checks import Error, Tags, register
 
@@ -57,3 +57,39 @@ def stored_secrets_decrypt_check(app_configs, databases=None, **kwargs):
             )
         ]
     return []
+
+
+# Backends that write every message, password-reset and key-reveal links included, where the
+# server's operators (and its log shipping) can read them.
+MAIL_TO_LOG_BACKENDS = frozenset(
+    {
+        "django.core.mail.backends.console.EmailBackend",
+        "django.core.mail.backends.filebased.EmailBackend",
+    }
+)
+
+
+@register()
+def email_backend_check(app_configs, **kwargs):
+    """Production refuses a backend that writes mail to the log instead of sending it.
+
+    The console backend is the embedded default; left in place in production it prints every
+    password-reset link, a credential, into the server log. Not tagged ``deploy``: ``migrate``
+    and ``runserver`` run it too, so a production deploy without ``EMAIL_URL`` stops at its first
+    step. ``EMAIL_ALLOW_CONSOLE=1`` is the explicit opt-out.
+    """
+    from django.conf import settings
+
+    if not settings.IS_PRODUCTION or settings.TESTING or settings.EMAIL_ALLOW_CONSOLE:
+        return []
+    if settings.EMAIL_BACKEND not in MAIL_TO_LOG_BACKENDS:
+        return []
+    return [
+        Error(
+            f"EMAIL_BACKEND is {settings.EMAIL_BACKEND} in production: password-reset links would be "
+            "written to the server's log or disk instead of being sent.",
+            hint="Set EMAIL_URL (e.g. smtp+tls://user:password@smtp.example.com:587), or "
+            "EMAIL_ALLOW_CONSOLE=1 if the log is meant to carry them.",
+            id="accounts.E002",
+        )
+    ]

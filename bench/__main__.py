@@ -46,6 +46,7 @@ def bench_env(*, database_url: str, redis_url: str, upstream_port: int) -> dict:
         SALT_KEY="bench-only-salt",
         ALLOWED_HOSTS="127.0.0.1,localhost",
         SECURE_SSL_REDIRECT="False",
+        EMAIL_ALLOW_CONSOLE="1",  # the bench sends no mail; production refuses the console backend
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
         CACHE_KEY_PREFIX="tollgate-bench",

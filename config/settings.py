@@ -1,14 +1,14 @@
 """Tollgate settings.
 
 Every value is read from the environment (django-environ) with an embedded default that is
-safe for local use: SQLite, local-memory cache, eager Celery, sandbox provider, simulated
-checkout. Production mode (``DJANGO_ENV=production`` or ``DEBUG=False``) refuses to start
-without real secrets and allowed hosts.
+safe for local use: sandbox provider, simulated checkout, console email. The two servers have no
+default here: PostgreSQL (``DATABASE_URL``) and Redis/Valkey (``REDIS_URL``) are always real;
+`make run` and `make test` start embedded ones and set both (devservers/). Production mode
+(``DJANGO_ENV=production`` or ``DEBUG=False``) refuses to start without real secrets and
+allowed hosts.
 """
 
-import os
 import sys
-import tempfile
 from decimal import Decimal
 from pathlib import Path
 
@@ -37,7 +37,10 @@ ALLOWED_HOSTS = env.list(
     "ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"] if not IS_PRODUCTION else []
 )
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Absolute links (emails, checkout return, key reveal, /docs/). Unset: the local server on PORT
+# (`make run PORT=8123`).
+PORT = env.int("PORT", default=8000)
+SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{PORT}").rstrip("/")
 
 if IS_PRODUCTION:
     _missing = [
@@ -55,6 +58,8 @@ if IS_PRODUCTION:
         )
 
 INSTALLED_APPS = [
+    # First, so its `runserver` (uvicorn, ASGI, as `make run`) replaces Django's WSGI one.
+    "devservers",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -111,64 +116,50 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
-# SQLite when DATABASE_URL is unset or empty (a copied .env with ``DATABASE_URL=``); PostgreSQL
-# (psycopg 3, server-side pool) when set.
-_database_url = env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+# PostgreSQL only (psycopg 3, server-side pool). No default: `make run`, `make test` and
+# `python -m devservers -- <command>` start the embedded server (.local/postgres) and set it.
+_RUN_EMBEDDED = (
+    "`make run` and `make test` start embedded servers and set it; for any other command use "
+    "`.venv/bin/python -m devservers -- <command>` (docs/development.md), or point it at your own "
+    "server"
+)
+_database_url = env.str("DATABASE_URL", default="")
+if not _database_url:
+    raise ImproperlyConfigured(f"DATABASE_URL is not set. {_RUN_EMBEDDED} (postgres://…).")
 DATABASES = {"default": env.db_url_config(_database_url)}  # not a setting: its password is unmasked
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    DATABASES["default"].setdefault("OPTIONS", {})
-    if env.bool("DATABASE_POOL", default=not TESTING):
-        DATABASES["default"]["OPTIONS"]["pool"] = {
-            "min_size": env.int("DATABASE_POOL_MIN", default=2),
-            "max_size": env.int("DATABASE_POOL_MAX", default=20),
-            "timeout": env.int("DATABASE_POOL_TIMEOUT", default=10),
-        }
-    else:
-        DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
-    DATABASES["default"]["TEST"] = {"NAME": env.str("DATABASE_TEST_NAME", default=None)}
-elif TESTING:
-    # Django's in-memory SQLite test database is one shared cache: a test reading while the live
-    # server's thread writes fails at once ("database table is locked"). A file makes the reader
-    # wait out the writer (busy timeout) as the embedded default's db.sqlite3 does.
-    DATABASES["default"]["TEST"] = {
-        "NAME": env.str(
-            "DATABASE_TEST_NAME",
-            default=str(Path(tempfile.gettempdir()) / f"tollgate-test-{os.getpid()}.sqlite3"),
-        )
-    }
-    # Throwaway data: no fsync; WAL lets a reader go on while the live server writes.
-    DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = (
-        "PRAGMA synchronous=OFF; PRAGMA journal_mode=WAL;"
-    )
-IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-# --- Cache (rate limits, budget counters, key revocation) -----------------------------------
-REDIS_URL = env.str("REDIS_URL", default="")
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="tollgate"),
-            # Every key also carries this database's identity (core/cache_identity.py).
-            "KEY_FUNCTION": "core.cache_identity.make_key",
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "SOCKET_CONNECT_TIMEOUT": 2,
-                "SOCKET_TIMEOUT": 2,
-            },
-        }
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must name a PostgreSQL database (postgres://…).")
+DATABASES["default"].setdefault("OPTIONS", {})
+if env.bool("DATABASE_POOL", default=not TESTING):
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN", default=2),
+        "max_size": env.int("DATABASE_POOL_MAX", default=20),
+        "timeout": env.int("DATABASE_POOL_TIMEOUT", default=10),
     }
 else:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "KEY_FUNCTION": "core.cache_identity.make_key",
-        }
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+DATABASES["default"]["TEST"] = {"NAME": env.str("DATABASE_TEST_NAME", default=None)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache (rate limits, budget counters, key revocation, the gate) -------------------------
+# Redis or Valkey, always (the embedded Valkey under `make run` / `make test`); no local fallback.
+REDIS_URL = env.str("REDIS_URL", default="")
+if not REDIS_URL:
+    raise ImproperlyConfigured(f"REDIS_URL is not set. {_RUN_EMBEDDED} (redis://…).")
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="tollgate"),
+        # Every key also carries this database's identity (core/cache_identity.py).
+        "KEY_FUNCTION": "core.cache_identity.make_key",
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": 2,
+            "SOCKET_TIMEOUT": 2,
+        },
     }
-    # django-ratelimit refuses a non-shared cache; acceptable only for the embedded default.
-    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+}
 RATELIMIT_USE_CACHE = "default"
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 
@@ -198,9 +189,13 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 # --- Email -----------------------------------------------------------------------------------
+# EMAIL_URL (smtp+tls://user:password@host:587) configures SMTP. Unset, mail is printed by the
+# console backend: password-reset links in the log. Production refuses that (check accounts.E002)
+# unless EMAIL_ALLOW_CONSOLE says the log is meant to carry them.
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 if env.str("EMAIL_URL", default=""):
     vars().update(env.email_url("EMAIL_URL"))
+EMAIL_ALLOW_CONSOLE = env.bool("EMAIL_ALLOW_CONSOLE", default=False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Tollgate <billing@localhost>")
 
 # --- DRF -------------------------------------------------------------------------------------
@@ -232,10 +227,11 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery ----------------------------------------------------------------------------------
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
-# Without a broker the tasks run inline, so the embedded default needs no worker.
-CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL or TESTING)
+# Tasks go to the broker for a worker, except under pytest; `make run` sets
+# CELERY_TASK_ALWAYS_EAGER=true (tasks inline, no worker to start).
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=TESTING)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -297,7 +293,11 @@ API_KEY_ROTATE_MAX_GRACE_SECONDS = 48 * 3600
 # HMAC key(s) for provider-secret fingerprints (first signs, all verify). Unset: derived from
 # each SALT_KEY, so it survives a SECRET_KEY rotation. See docs/accounts.md.
 FIELD_FINGERPRINT_KEY = env.list("FIELD_FINGERPRINT_KEY", default=[])
-AUTH_RATE_LIMIT = env.str("AUTH_RATE_LIMIT", default="10/m")  # per IP, register + token
+# --- Auth rate limits: every credential door (accounts/credential_limits.py) ---------------
+# Attempts per client address at log-in (page, admin, API token), sign-up (page, API), password
+# reset (request, link) and password change; and per account named in the attempt (its email).
+AUTH_RATE_LIMIT = env.str("AUTH_RATE_LIMIT", default="10/m")
+AUTH_ACCOUNT_RATE_LIMIT = env.str("AUTH_ACCOUNT_RATE_LIMIT", default=AUTH_RATE_LIMIT)
 # Refused well-formed API keys allowed per client address and minute; past it the address's keys
 # are answered 429 without a database lookup (accounts/authentication.py). 0: no limit.
 AUTH_FAILURES_PER_MINUTE = env.int("AUTH_FAILURES_PER_MINUTE", default=30)
@@ -360,9 +360,7 @@ PROXY_DB_THREADS = env.int("PROXY_DB_THREADS", default=4)
 # The fast lane (proxy/fastlane.py): the hot case of a proxied call on an async PostgreSQL pool and
 # async Redis, no thread. Needs PostgreSQL + Redis; off under pytest except where a test owns the
 # event loop (a live server), because each event loop gets its own pool.
-PROXY_FAST_LANE = env.bool("PROXY_FAST_LANE", default=IS_POSTGRES and bool(REDIS_URL) and not TESTING)
-if PROXY_FAST_LANE and not (IS_POSTGRES and REDIS_URL):
-    raise ImproperlyConfigured("PROXY_FAST_LANE needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL).")
+PROXY_FAST_LANE = env.bool("PROXY_FAST_LANE", default=not TESTING)
 PROXY_FAST_LANE_DB_CONNECTIONS = env.int("PROXY_FAST_LANE_DB_CONNECTIONS", default=8)  # per process
 PROXY_FAST_LANE_REDIS_CONNECTIONS = env.int("PROXY_FAST_LANE_REDIS_CONNECTIONS", default=1000)  # per process
 PROXY_FAST_LANE_DB_TIMEOUT = env.float("PROXY_FAST_LANE_DB_TIMEOUT", default=10.0)  # wait for a connection
