@@ -2,18 +2,20 @@
 
 from django.conf import settings
 from django.contrib.auth import authenticate
-from django.utils.decorators import method_decorator
-from django_ratelimit.decorators import ratelimit
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.clientaddr import client_address_get
 from core.exceptions import ApiError
 from core.schema import error_responses, schema_named
 
+from .credential_limits import (
+    CredentialDoor,
+    credential_attempt_account_count,
+    credential_attempt_address_count,
+)
 from .models import ProviderCredential
 from .selectors import api_key_list, provider_key_status_list
 from .services import (
@@ -28,20 +30,26 @@ from .services import (
 )
 
 
-def _client_address(group, request) -> str:
-    """Behind a reverse proxy every client shares its REMOTE_ADDR: use the NUM_PROXIES-aware address."""
-    return client_address_get(request)
+def _refuse_over_limit(wait: int | None) -> None:
+    if wait is not None:
+        raise ApiError(
+            "rate_limit_exceeded",
+            f"Too many attempts. Retry after {wait} seconds.",
+            headers={"Retry-After": str(wait)},
+        )
 
 
-_auth_ratelimit = method_decorator(
-    ratelimit(
-        key=_client_address, rate=lambda group, request: settings.AUTH_RATE_LIMIT, method="POST", block=True
-    ),
-    name="post",
-)
+def _attempt_count(request, *, door: CredentialDoor, serializer_class) -> dict:
+    """The credential doors' limits (accounts.credential_limits, shared with the pages): the
+    address is counted before the body is read, the account (email) once it is parsed."""
+    _refuse_over_limit(credential_attempt_address_count(request=request, door=door))
+    data = serializer_class(data=request.data)
+    data.is_valid(raise_exception=True)
+    account = data.validated_data["email"]
+    _refuse_over_limit(credential_attempt_account_count(request=request, door=door, account=account))
+    return data.validated_data
 
 
-@_auth_ratelimit
 @schema_named
 class RegisterApi(APIView):
     authentication_classes = ()
@@ -60,20 +68,21 @@ class RegisterApi(APIView):
         operation_id="auth_register",
         auth=[],
         summary="Create an account",
-        description="Returns the new account and its DRF token. Rate limited per IP (AUTH_RATE_LIMIT).",
+        description=(
+            "Returns the new account and its DRF token. Rate limited per client address "
+            "(AUTH_RATE_LIMIT) and per email (AUTH_ACCOUNT_RATE_LIMIT), with the sign-up page."
+        ),
         tags=["auth"],
         request=InputSerializer,
         responses={201: OutputSerializer, **error_responses(400, 413, 415, 429)},
     )
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        user = user_register(**data.validated_data)
+        data = _attempt_count(request, door=CredentialDoor.SIGNUP, serializer_class=self.InputSerializer)
+        user = user_register(**data)
         payload = {"id": user.pk, "email": user.email, "token": user_token_get_or_create(user=user)}
         return Response(self.OutputSerializer(payload).data, status=status.HTTP_201_CREATED)
 
 
-@_auth_ratelimit
 @schema_named
 class TokenApi(APIView):
     authentication_classes = ()
@@ -90,19 +99,18 @@ class TokenApi(APIView):
         operation_id="auth_token",
         auth=[],
         summary="Exchange email and password for the DRF token",
-        description="A wrong email or password answers 400. Rate limited per IP (AUTH_RATE_LIMIT).",
+        description=(
+            "A wrong email or password answers 400. Rate limited per client address (AUTH_RATE_LIMIT) "
+            "and per email (AUTH_ACCOUNT_RATE_LIMIT), with the log-in pages."
+        ),
         tags=["auth"],
         request=InputSerializer,
         responses={200: OutputSerializer, **error_responses(400, 413, 415, 429)},
     )
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        user = authenticate(
-            request._request,
-            username=data.validated_data["email"].strip().lower(),
-            password=data.validated_data["password"],
-        )
+        data = _attempt_count(request, door=CredentialDoor.LOGIN, serializer_class=self.InputSerializer)
+        email = data["email"].strip().lower()
+        user = authenticate(request._request, username=email, password=data["password"])
         if user is None:
             # Same answer for an unknown email, a wrong password and a disabled account.
             raise ApiError("invalid_request", "Invalid email or password.")

@@ -1,18 +1,25 @@
 """Account pages: sign-up, log-in, profile (provider keys) and the dashboard's key management."""
 
-from django.contrib import messages
+import logging
+
+from django.contrib import admin, messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
+from django.utils.cache import add_never_cache_headers
+from django.utils.encoding import force_str
+from django.utils.http import urlsafe_base64_decode
+from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from core.exceptions import ApiError
+from core.exceptions import CACHE_UNAVAILABLE_ERRORS, ApiError
 
+from .credential_limits import CredentialDoor, credential_attempt_count
 from .forms import ApiKeyCreateForm, ApiKeyRotateForm, EmailAuthenticationForm, ProviderKeyForm, SignupForm
 from .models import ProviderCredential
 from .selectors import api_key_list, key_reveal_get, provider_key_status_list
@@ -26,20 +33,113 @@ from .services import (
     user_register,
 )
 
+logger = logging.getLogger("tollgate.accounts")
 
-class LoginView(auth_views.LoginView):
+# Seconds a client is asked to wait when the shared cache (the attempt counters) is down.
+CACHE_DOWN_RETRY_AFTER = 5
+
+
+def credential_door_refusal(request, *, door: CredentialDoor, account: str | None) -> HttpResponse | None:
+    """Count this attempt at a credential form; the page refusing it when over a limit.
+
+    429 with ``Retry-After`` past a limit; 503 when the counters cannot be read (fail closed, as
+    the API does: an attempt that cannot be counted is not processed). None: go on.
+    """
+    try:
+        wait = credential_attempt_count(request=request, door=door, account=account)
+    except CACHE_UNAVAILABLE_ERRORS as exc:
+        extra = {"door": str(door), "error": type(exc).__name__}
+        logger.warning("credential attempt not counted", extra=extra)
+        return _refusal_page(request, status=503, retry_after=CACHE_DOWN_RETRY_AFTER)
+    if wait is None:
+        return None
+    return _refusal_page(request, status=429, retry_after=wait)
+
+
+def _refusal_page(request, *, status: int, retry_after: int) -> HttpResponse:
+    context = {"retry_after": retry_after, "unavailable": status == 503}
+    response = render(request, "registration/too_many_attempts.html", context, status=status)
+    response["Retry-After"] = str(retry_after)
+    add_never_cache_headers(response)
+    return response
+
+
+class CredentialDoorMixin:
+    """Counts a class-based view's attempts (its POSTs, by default) before it handles them."""
+
+    credential_door: CredentialDoor
+    credential_methods: tuple[str, ...] = ("POST",)
+
+    def credential_account(self, request) -> str | None:
+        return request.POST.get("username")
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.method in self.credential_methods:
+            refusal = credential_door_refusal(
+                request, door=self.credential_door, account=self.credential_account(request)
+            )
+            if refusal is not None:
+                return refusal
+        return super().dispatch(request, *args, **kwargs)
+
+
+class LoginView(CredentialDoorMixin, auth_views.LoginView):
+    credential_door = CredentialDoor.LOGIN
     form_class = EmailAuthenticationForm
     template_name = "registration/login.html"
     redirect_authenticated_user = True
 
 
-class PasswordResetView(auth_views.PasswordResetView):
+class PasswordResetView(CredentialDoorMixin, auth_views.PasswordResetView):
+    """Limited per address and per email: also keeps anyone from mail-bombing an address."""
+
+    credential_door = CredentialDoor.PASSWORD_RESET
     email_template_name = "registration/password_reset_email.txt"
     success_url = reverse_lazy("accounts:password_reset_done")
 
+    def credential_account(self, request) -> str | None:
+        return request.POST.get("email")
 
-class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+
+class PasswordResetConfirmView(CredentialDoorMixin, auth_views.PasswordResetConfirmView):
+    """Every request counts: the link's token is checked on GET as well as on POST."""
+
+    credential_door = CredentialDoor.PASSWORD_RESET_CONFIRM
+    credential_methods = ("GET", "HEAD", "POST")
     success_url = reverse_lazy("accounts:password_reset_complete")
+
+    def credential_account(self, request) -> str | None:
+        uidb64 = self.kwargs.get("uidb64", "")
+        try:  # the user id, so re-encodings of one uid share its counter
+            return "user:" + force_str(urlsafe_base64_decode(uidb64))
+        except (ValueError, UnicodeDecodeError):
+            return "uid:" + uidb64
+
+
+@sensitive_post_parameters("password")
+@never_cache
+def admin_login(request):
+    """``/admin/login/``: the admin's own log-in, behind the log-in door's limits."""
+    if request.method == "POST":
+        refusal = credential_door_refusal(
+            request, door=CredentialDoor.LOGIN, account=request.POST.get("username")
+        )
+        if refusal is not None:
+            return refusal
+    return admin.site.login(request)
+
+
+@sensitive_post_parameters("old_password", "new_password1", "new_password2")
+@never_cache
+def admin_password_change(request):
+    """``/admin/password_change/``: it checks the old password, so it is a door to guess it."""
+    if request.method == "POST" and request.user.is_authenticated:
+        refusal = credential_door_refusal(
+            request, door=CredentialDoor.PASSWORD_CHANGE, account=f"user:{request.user.pk}"
+        )
+        if refusal is not None:
+            return refusal
+    return admin.site.admin_view(admin.site.password_change, cacheable=True)(request)
 
 
 def _apply_api_error(form, error: ApiError) -> None:
@@ -58,6 +158,11 @@ def _apply_api_error(form, error: ApiError) -> None:
 def signup(request):
     if request.user.is_authenticated:
         return redirect("accounts:dashboard")
+    if request.method == "POST":
+        email = request.POST.get("email")
+        refusal = credential_door_refusal(request, door=CredentialDoor.SIGNUP, account=email)
+        if refusal is not None:
+            return refusal
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:

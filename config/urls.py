@@ -2,10 +2,14 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts import views as accounts_views
 from core import views as core_views
 
 urlpatterns = [
     path("health", core_views.health, name="health"),
+    # The admin's credential forms, behind the same attempt limits as the site's (accounts).
+    path("admin/login/", accounts_views.admin_login),
+    path("admin/password_change/", accounts_views.admin_password_change),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
