@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import math
 
-from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
+
+from core.exceptions import ApiError
 
 
 class JsonBodyError(ValueError):
@@ -94,4 +95,12 @@ class StrictJSONParser(JSONParser):
         try:
             return json_strict_loads(stream.read() if stream is not None else b"")
         except JsonBodyError as exc:
-            raise ParseError(exc.message) from None
+            raise json_body_error(exc) from None
+
+
+def json_body_error(exc: JsonBodyError):
+    """The API error of a refused body: ``invalid_request`` naming the field when one is at
+    fault, else ``invalid_json``."""
+    if exc.param is None:
+        return ApiError("invalid_json", exc.message)
+    return ApiError("invalid_request", exc.message, param=exc.param)

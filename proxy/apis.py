@@ -27,7 +27,7 @@ from accounts.authentication import ApiKeyAuthentication
 from billing.selectors import plan_for_user_get, quota_status_get
 from core.exceptions import ApiError
 from core.fastio import fast_lane_enabled
-from core.jsonbody import JsonBodyError, json_strict_loads
+from core.jsonbody import JsonBodyError, json_body_error, json_strict_loads
 from core.schema import ErrorResponseSerializer, error_responses, schema_named
 from core.time import isoformat_z
 
@@ -226,8 +226,7 @@ class ProxyApiView(AsyncAPIView):
         try:
             payload = json_strict_loads(raw or b"null")
         except JsonBodyError as exc:
-            code = "invalid_json" if exc.param is None else "invalid_request"
-            raise ApiError(code, exc.message, param=exc.param) from None
+            raise json_body_error(exc) from None
         if not isinstance(payload, dict):
             raise ApiError("invalid_request", "Request body must be a JSON object.")
         return payload

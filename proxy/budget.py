@@ -23,7 +23,7 @@ from decimal import Decimal
 from django.conf import settings
 from django_redis import get_redis_connection
 
-from core.fastio import cache_key
+from core.cache_identity import cache_key
 from core.money import usd
 
 from .models import DailySpend
@@ -131,13 +131,18 @@ def _redis():
     return get_redis_connection("default")
 
 
-_scripts: dict[str, object] = {}
+_scripts: dict[tuple[int, str], object] = {}
 
 
 def _script(name: str, lua: str):
-    script = _scripts.get(name)
+    """The script bound to the current client (a new client, e.g. after a settings change,
+    gets its own: a script object remembers the client it was registered on)."""
+    client = _redis()
+    script = _scripts.get((id(client), name))
     if script is None:
-        script = _scripts[name] = _redis().register_script(lua)
+        if len(_scripts) > 64:
+            _scripts.clear()
+        script = _scripts[(id(client), name)] = client.register_script(lua)
     return script
 
 

