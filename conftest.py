@@ -1,10 +1,11 @@
 """Project-wide test setup.
 
-Tests marked ``postgres`` need row locks and real concurrency; tests marked ``redis`` need a
-real Redis server; tests marked ``browser`` need Debian's chromium, ``wrk`` Debian's wrk (the
-bench's load generator). Without the service they
-are skipped with a reason — unless ``TOLLGATE_REQUIRE_SERVICES=1`` (CI sets it), in which case
-they fail, so CI can never pass with them silently skipped.
+PostgreSQL and Valkey are always there (`make test` starts the embedded ones, or DATABASE_URL /
+REDIS_URL name others), so nothing is skipped for want of them; the ``postgres`` and ``redis``
+markers only say what a test exercises. Tests marked ``browser`` need Debian's chromium and
+``wrk`` Debian's wrk (the bench's load generator): without them they are skipped with a reason,
+unless ``TOLLGATE_REQUIRE_SERVICES=1`` (CI sets it), in which case they fail, so CI can never pass
+with them silently skipped.
 """
 
 import os
@@ -15,17 +16,7 @@ os.environ.setdefault("TOLLGATE_TESTING", "1")
 import pytest
 
 
-def _require_services() -> bool:
-    return os.environ.get("TOLLGATE_REQUIRE_SERVICES") == "1"
-
-
-def _missing_service(item) -> str | None:
-    from django.conf import settings
-
-    if item.get_closest_marker("postgres") and not settings.IS_POSTGRES:
-        return "needs PostgreSQL: set DATABASE_URL=postgres://…"
-    if item.get_closest_marker("redis") and not settings.REDIS_URL:
-        return "needs Redis: set REDIS_URL=redis://…"
+def _missing_tool(item) -> str | None:
     if item.get_closest_marker("browser") and not shutil.which(
         os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
     ):
@@ -36,10 +27,10 @@ def _missing_service(item) -> str | None:
 
 
 def pytest_runtest_setup(item):
-    reason = _missing_service(item)
+    reason = _missing_tool(item)
     if reason is None:
         return
-    if _require_services():
+    if os.environ.get("TOLLGATE_REQUIRE_SERVICES") == "1":
         pytest.fail(f"TOLLGATE_REQUIRE_SERVICES=1 but this test {reason}", pytrace=False)
     pytest.skip(reason)
 

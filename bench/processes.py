@@ -81,17 +81,19 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
-SERVICES = {"postgresql": "postgres", "redis": "redis-server"}  # report name -> process name
+# Report name -> process names. Redis's is ``redis-server``; Valkey (the embedded server of
+# `make test`, or a deployment's) speaks the same protocol as ``valkey-server``.
+SERVICES = {"postgresql": ("postgres",), "redis": ("redis-server", "valkey-server")}
 
 
 def service_pids() -> dict[str, list[int]]:
     """The processes of the PostgreSQL and Redis servers on this machine, by report name.
 
     Matched on the process name (``comm``): PostgreSQL's postmaster and every backend are
-    ``postgres``, Redis is ``redis-server``. The whole server is counted, so its figure is only
-    the bench's own while nothing else uses the server.
+    ``postgres``, Redis is ``redis-server`` (Valkey: ``valkey-server``). The whole server is
+    counted, so its figure is only the bench's own while nothing else uses the server.
     """
-    names = {process: service for service, process in SERVICES.items()}
+    names = {process: service for service, processes in SERVICES.items() for process in processes}
     found: dict[str, list[int]] = {service: [] for service in SERVICES}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():

@@ -27,6 +27,6 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 "\n  Local admin login (new password on every `make run`):\n"
                 f"    email:    {email}\n    password: {password}\n"
-                "    admin:    http://127.0.0.1:8000/admin/\n"
+                f"    admin:    {settings.SITE_URL}/admin/\n"
             )
         )
