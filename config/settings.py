@@ -357,10 +357,7 @@ PROXY_ADMISSION_CONCURRENCY = env.int("PROXY_ADMISSION_CONCURRENCY", default=32)
 WORKER_SHUTDOWN_DRAIN_SECONDS = env.int("WORKER_SHUTDOWN_DRAIN_SECONDS", default=25)
 # Threads per process for the proxy's short database blocks: few, they contend for the GIL.
 PROXY_DB_THREADS = env.int("PROXY_DB_THREADS", default=4)
-# The fast lane (proxy/fastlane.py): the hot case of a proxied call on an async PostgreSQL pool and
-# async Redis, no thread. Needs PostgreSQL + Redis; off under pytest except where a test owns the
-# event loop (a live server), because each event loop gets its own pool.
-PROXY_FAST_LANE = env.bool("PROXY_FAST_LANE", default=not TESTING)
+# The call path's async PostgreSQL pool and Redis client (core/fastio.py), per worker process.
 PROXY_FAST_LANE_DB_CONNECTIONS = env.int("PROXY_FAST_LANE_DB_CONNECTIONS", default=8)  # per process
 PROXY_FAST_LANE_REDIS_CONNECTIONS = env.int("PROXY_FAST_LANE_REDIS_CONNECTIONS", default=1000)  # per process
 PROXY_FAST_LANE_DB_TIMEOUT = env.float("PROXY_FAST_LANE_DB_TIMEOUT", default=10.0)  # wait for a connection

@@ -1,17 +1,19 @@
-"""Async PostgreSQL and Redis for the proxy's fast lane: no thread between a call and its data.
+"""Async PostgreSQL and Redis for the proxy's call path: no thread between a call and its data.
 
 Each event loop (one per uvicorn worker process) gets its own ``psycopg_pool.AsyncConnectionPool``
 and ``redis.asyncio`` client, opened lazily after the fork. Statements run with client-side
-binding and Django's own adapters (UTC datetimes, Decimals), so the SQL the ORM path builds runs
-unchanged here. The ORM (sync, in threads) stays the path for everything else and for SQLite.
+binding and Django's own adapters (UTC datetimes, Decimals), so the SQL the ORM builds runs
+unchanged here.
 
-Only used when ``settings.PROXY_FAST_LANE`` is on (PostgreSQL + Redis, not under pytest unless
-a test turns it on around a live server it owns); ``fast_lane_enabled()`` says so.
+A request served by a sync handler (Django's test client, a WSGI server) runs on an event loop
+that ends with the request: ``transient_loop`` marks it, its pool opens one connection, and
+the view closes the loop's stores when it answers (``core.lifecycle.shutdown_run``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,9 +30,8 @@ from core.exceptions import service_unavailable_error
 logger = logging.getLogger("tollgate.core")
 
 
-def fast_lane_enabled() -> bool:
-    """Settings refuse ``PROXY_FAST_LANE`` without PostgreSQL and Redis."""
-    return settings.PROXY_FAST_LANE
+# True while a request is served on an event loop that ends with it (a sync handler).
+transient_loop: contextvars.ContextVar[bool] = contextvars.ContextVar("transient_loop", default=False)
 
 
 @dataclass
@@ -71,12 +72,14 @@ def per_loop(registry: dict, factory):
 
 
 def _stores_new() -> _Stores:
+    # All opened up front: a pool that grows one connection at a time made the first burst of
+    # calls (200 streams at once) queue behind the growth. A loop that ends with its request
+    # needs one.
+    size = 1 if transient_loop.get() else settings.PROXY_FAST_LANE_DB_CONNECTIONS
     pool = AsyncConnectionPool(
         kwargs=_conninfo_kwargs(),
-        # All opened up front: a pool that grows one connection at a time made the first burst
-        # of calls (200 streams at once) queue behind the growth.
-        min_size=settings.PROXY_FAST_LANE_DB_CONNECTIONS,
-        max_size=settings.PROXY_FAST_LANE_DB_CONNECTIONS,
+        min_size=size,
+        max_size=size,
         timeout=settings.PROXY_FAST_LANE_DB_TIMEOUT,
         open=False,
         name="proxy-fast-lane",
@@ -85,7 +88,7 @@ def _stores_new() -> _Stores:
     # connection for one round trip, so the pool stays near the commands in flight.
     client = aioredis.Redis(
         connection_pool=aioredis.ConnectionPool.from_url(
-            settings.REDIS_URL,
+            settings.CACHES["default"]["LOCATION"],  # the cache's own server: one Redis for both
             max_connections=settings.PROXY_FAST_LANE_REDIS_CONNECTIONS,
             socket_connect_timeout=2,
             socket_timeout=2,

@@ -37,10 +37,10 @@ def startup_hook_add(hook: Callable[[], Awaitable[None]]) -> None:
 
 
 async def startup_run() -> None:
-    """Open the fast lane (when on), then run every startup hook; never raises."""
-    from .fastio import fast_lane_enabled, fast_lane_warm
+    """Open the call path's connections, then run every startup hook; never raises."""
+    from .fastio import fast_lane_warm
 
-    hooks = [fast_lane_warm, *_startup_hooks] if fast_lane_enabled() else list(_startup_hooks)
+    hooks = [fast_lane_warm, *_startup_hooks]
     for hook in hooks:
         try:
             await asyncio.wait_for(hook(), timeout=STARTUP_HOOK_SECONDS)

@@ -13,6 +13,7 @@ import time
 from adrf.views import APIView as AsyncAPIView
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.core.handlers.asgi import ASGIRequest
 from django.utils import timezone
 from django.utils.http import parse_header_parameters
 from drf_spectacular.types import OpenApiTypes
@@ -26,8 +27,9 @@ from rest_framework.response import Response
 from accounts.authentication import ApiKeyAuthentication
 from billing.selectors import plan_for_user_get, quota_status_get
 from core.exceptions import ApiError
-from core.fastio import fast_lane_enabled
+from core.fastio import transient_loop
 from core.jsonbody import JsonBodyError, json_body_error, json_strict_loads
+from core.lifecycle import shutdown_run
 from core.schema import ErrorResponseSerializer, error_responses, schema_named
 from core.time import isoformat_z
 
@@ -44,7 +46,6 @@ from .services import (
     CallRecord,
     NoProviderKey,
     proxy_call_abandon,
-    proxy_call_prepare,
     proxy_call_settle,
     rate_limited_minute_record,
 )
@@ -122,9 +123,8 @@ class ProxyApiView(AsyncAPIView):
         return plan
 
     async def _gate_any(self, request):
-        """The fast lane's gate (no thread) when it can decide, else the ORM path's."""
-        if not fast_lane_enabled():
-            return await db_call(self._gate, request)
+        """The gate: one Redis script decides for a key it has seen; a key it has not learnt yet
+        (or a malformed header) is read from the database once (``_gate``) and learnt."""
         raw_key = fastlane.bearer_key(request)
         counted = None
         if raw_key is not None:
@@ -174,6 +174,21 @@ class ProxyApiView(AsyncAPIView):
             raise ApiError("payload_too_large", f"Request body is larger than {limit} bytes.")
 
     async def async_dispatch(self, request, *args, **kwargs):
+        if not isinstance(request, ASGIRequest):
+            # A sync handler (the test client, a WSGI server) runs this view on an event loop
+            # that ends with the request: finish its work and close its connections first.
+            token = transient_loop.set(True)
+            try:
+                response = await self._dispatch(request, *args, **kwargs)
+                if getattr(response, "streaming", False):
+                    await _stream_buffer(response)
+                return response
+            finally:
+                await shutdown_run()
+                transient_loop.reset(token)
+        return await self._dispatch(request, *args, **kwargs)
+
+    async def _dispatch(self, request, *args, **kwargs):
         self.args = args
         self.kwargs = kwargs
         self._ratelimit_headers = {}
@@ -234,6 +249,13 @@ class ProxyApiView(AsyncAPIView):
     @property
     def request_id(self) -> str:
         return getattr(self.request._request, "request_id", "")
+
+
+async def _stream_buffer(response) -> None:
+    """A sync handler iterates the body on another event loop, after this one has ended: read
+    the stream to its end here and hand it over as a list of chunks."""
+    chunks = [chunk async for chunk in response.streaming_content]
+    response.streaming_content = chunks
 
 
 PROVIDER_4XX = {
@@ -585,14 +607,16 @@ class InstantlySendApi(ProxyApiView):
     async def _send(self, request, data):
         started = time.monotonic()
         try:
-            prepared = await db_call(
-                proxy_call_prepare,
+            prepared = await fastlane.proxy_call_aprepare(
                 user=request.user,
                 provider="instantly",
                 endpoint=self.ENDPOINT,
+                requested_model="",
+                prompt_tokens=0,
+                max_tokens=0,
                 meters={"emails": 1},
-                check_budget=False,
                 plan=self.plan,
+                credentials_version=self.credentials_version,
             )
         except (NoProviderKey, BudgetExhausted):
             error = ApiError("no_provider_available", "Email sending is not configured right now.")

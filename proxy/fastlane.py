@@ -394,7 +394,7 @@ _credentials_version: bytes | None = None
 
 
 async def _resolve_key(*, user, provider: str, credentials_version: bytes | None) -> tuple[str, str]:
-    """personal > global > env > sandbox, as ``services._resolve_key``. Decrypted credentials are
+    """personal > global > env > sandbox. Decrypted credentials are
     kept in process while the shared provider-keys version (read by the gate) does not move."""
     global _credentials_version
     secret = None
@@ -439,9 +439,11 @@ async def proxy_call_aprepare(
     meters: dict[str, int],
     plan,
     credentials_version: bytes | None = None,
+    now=None,
 ) -> PreparedCall:
-    """``services.proxy_call_prepare`` on the fast lane. Holds nothing when it raises."""
-    now = timezone.now()
+    """Resolve the provider key, price the attempt, and hold its maximum: the daily budget
+    (Redis) and the quota, or credits for overage (PostgreSQL). Holds nothing when it raises."""
+    now = now or timezone.now()
     if not catalog_is_fresh():
         await db_call(catalog_get)
     source, secret = await _resolve_key(user=user, provider=provider, credentials_version=credentials_version)

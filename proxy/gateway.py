@@ -17,7 +17,6 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 
 from core.exceptions import ApiError
-from core.fastio import fast_lane_enabled
 
 from . import fastlane, upstreams
 from .admission import admission_leave
@@ -31,7 +30,6 @@ from .services import (
     NoProviderKey,
     PreparedCall,
     proxy_call_abandon,
-    proxy_call_prepare,
     proxy_call_settle,
 )
 
@@ -125,23 +123,21 @@ def _settle_and_quota(*, prepared, record: CallRecord, user, quota_meter: str | 
     return event, block
 
 
-async def _prepare(*, credentials_version: bytes | None, **kwargs) -> PreparedCall:
+async def _prepare(**kwargs) -> PreparedCall:
     try:
-        if fast_lane_enabled():
-            return await fastlane.proxy_call_aprepare(credentials_version=credentials_version, **kwargs)
-        return await db_call(proxy_call_prepare, **kwargs)
+        return await fastlane.proxy_call_aprepare(**kwargs)
     finally:
         admission_leave()  # reserved or refused: the next call may be admitted
 
 
 async def _settle(*, prepared: PreparedCall, record: CallRecord, user, quota_meter: str | None) -> tuple:
-    """(event, quota block) of a finished attempt: the fast lane's one statement when it can."""
-    if fast_lane_enabled():
-        done = await fastlane.settle_success_fast(
-            prepared=prepared, record=record, user=user, quota_meter=quota_meter
-        )
-        if done is not None:
-            return done
+    """(event, quota block) of a finished attempt: one grouped statement for a quota-funded
+    success, else one transaction (failures, credits)."""
+    done = await fastlane.settle_success_fast(
+        prepared=prepared, record=record, user=user, quota_meter=quota_meter
+    )
+    if done is not None:
+        return done
     return await db_call(
         _settle_and_quota, prepared=prepared, record=record, user=user, quota_meter=quota_meter
     )
@@ -553,12 +549,13 @@ async def background_drain(deadline: float) -> None:
     New tasks may start while waiting (a stream's relay starts its pump), so wait until none
     is left or ``deadline`` (``time.monotonic()``) passes; then the fast lane's last Redis moves.
     """
-    while _background:
+    loop = asyncio.get_running_loop()
+    while mine := {task for task in _background if task.get_loop() is loop}:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            logger.warning("worker stopped with calls running", extra={"calls": len(_background)})
+            logger.warning("worker stopped with calls running", extra={"calls": len(mine)})
             return
-        await asyncio.wait(set(_background), timeout=remaining)
+        await asyncio.wait(mine, timeout=remaining)
     await fastlane.settle_counters_drain()
 
 

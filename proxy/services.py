@@ -1,8 +1,8 @@
 """Writes for the proxy, all synchronous and short: the async views call them through
 ``proxy.dbcall.db_call`` so no database connection is held while the upstream is working.
 
-- ``proxy_call_prepare``: resolve the provider key, price the call, reserve the daily budget
-  (cache) and the quota/credits (database) for its maximum;
+- ``attempt_prepared``: price an attempt and say what it may hold (``fastlane.proxy_call_aprepare``
+  resolves the provider key and takes the holds);
 - ``proxy_call_settle``: in one transaction, settle or release the funding, append the
   ``UsageEvent``, upsert the daily rollup and the operator's ``DailySpend``; then move the
   budget counter to the actual cost.
@@ -21,7 +21,6 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.selectors import provider_key_get
 from core.exceptions import ApiError
 from core.money import usd
 from core.rawsql import sql_connection, table_quoted
@@ -32,7 +31,6 @@ from . import budget, sandbox
 from .funding import (
     Funding,
     funding_release,
-    funding_reserve,
     funding_settle,
     funding_settle_finish,
     funding_settle_sql,
@@ -124,62 +122,6 @@ def max_cost_micro(*, price: Price | None, prompt_tokens: int, max_tokens: int) 
         (Decimal(prompt_tokens) * price.input_usd_per_mtok + Decimal(max_tokens) * price.output_usd_per_mtok)
         / budget.MICRO
     )
-
-
-def _resolve_key(*, user, provider: str) -> tuple[str, str]:
-    """(source, secret) for a provider: personal > global > env, else the sandbox when enabled."""
-    secret = provider_key_get(user=user, provider=provider) if provider != sandbox.PROVIDER else None
-    if secret is not None:
-        return secret.source, secret.secret
-    if sandbox.sandbox_enabled():
-        return "sandbox", ""
-    raise NoProviderKey(provider)
-
-
-def proxy_call_prepare(
-    *,
-    user,
-    provider: str,
-    endpoint: str,
-    requested_model: str = "",
-    prompt_tokens: int = 0,
-    max_tokens: int = 0,
-    meters: dict[str, int],
-    check_budget: bool = True,
-    plan=None,
-    now=None,
-) -> PreparedCall:
-    """Reserve what one attempt at ``provider`` may consume. Holds nothing when it raises.
-
-    ``meters`` is what the call costs on the plan (e.g. ``{"requests": 1, "llm_tokens": n}``);
-    ``llm_tokens`` is dropped for BYOK calls unless ``BYOK_COUNTS_AGAINST_QUOTA``.
-    Raises ``NoProviderKey``, ``BudgetExhausted`` or ApiError (quota / credits).
-    """
-    now = now or timezone.now()
-    source, secret = _resolve_key(user=user, provider=provider)
-    prepared = attempt_prepared(
-        source=source,
-        secret=secret,
-        provider=provider,
-        requested_model=requested_model,
-        prompt_tokens=prompt_tokens,
-        max_tokens=max_tokens,
-        meters=meters,
-        now=now,
-        check_budget=check_budget,
-    )
-    if not budget.budget_reserve(
-        day=prepared.budget_day, amount_micro=prepared.budget_micro, hold_id=prepared.call_id
-    ):
-        raise BudgetExhausted(provider)
-    try:
-        prepared.funding = funding_reserve(user=user, endpoint=endpoint, meters=prepared.meters, plan=plan)
-    except BaseException:
-        budget.budget_release(
-            day=prepared.budget_day, hold_id=prepared.call_id, amount_micro=prepared.budget_micro
-        )
-        raise
-    return prepared
 
 
 def attempt_prepared(

@@ -67,13 +67,12 @@ def same_thread_db(monkeypatch):
 
 @pytest.fixture
 def live_asgi_fast(transactional_db, settings):
-    """``live_asgi`` with the proxy's fast lane on; yields the base URL.
+    """``live_asgi`` that also checks the server's thread ended; yields the base URL.
 
-    The fast lane opens one async pool per event loop, so it may only run on a loop this
-    fixture owns: uvicorn serves in a thread on its own loop, and that loop closes its pool and
-    Redis client (``fast_lane_close``) before it ends, so no connection outlives the test.
+    The call path opens one async pool per event loop: uvicorn serves in a thread on its own
+    loop, and that loop closes its pool and Redis client (``fast_lane_close``) before it ends,
+    so no connection outlives the test.
     """
-    settings.PROXY_FAST_LANE = True
     with uvicorn_served() as (url, thread):
         yield url
     assert not thread.is_alive(), "uvicorn did not stop"

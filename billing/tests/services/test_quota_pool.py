@@ -35,7 +35,6 @@ CALL = {"requests": 1, "llm_tokens": 40}
 
 @pytest.fixture
 def pooled(settings):
-    settings.PROXY_FAST_LANE = True
     settings.PROXY_QUOTA_BATCH = 4
     settings.PROXY_QUOTA_BATCH_IDLE = 60.0
     settings.PROXY_QUOTA_BATCH_MAX_AGE = 60.0

@@ -1,8 +1,8 @@
 """Regressions of the outside attack on the call path: bad input, holds on every exit,
 provider text carrying our keys, the daily cap under large requests.
 
-Black-box over HTTP against uvicorn in a thread, on both ways a call is served (the ORM path
-and the production fast lane), then the books are read directly.
+Black-box over HTTP against uvicorn in a thread (the production call path), then the books
+are read directly.
 """
 
 import json
@@ -29,10 +29,9 @@ URL = "/api/proxy/v1/chat/completions"
 DEEPSEEK_URL = "/api/proxy/deepseek/chat"
 
 
-@pytest.fixture(params=["orm", "fast"])
-def live(request, transactional_db):
-    """The live server, served by each way a call can go."""
-    return request.getfixturevalue("live_asgi" if request.param == "orm" else "live_asgi_fast")
+@pytest.fixture
+def live(live_asgi):
+    return live_asgi
 
 
 def _nothing_held(user) -> None:

@@ -33,7 +33,7 @@ from proxy.budget import budget_spent_get, usd_to_micro
 from proxy.models import DailySpend, RateLimitedDay, UsageDailyRollup, UsageEvent
 from proxy.ratelimit import rate_limit_window
 
-from ..factories import global_key_set, key_for, personal_key_set, plan_configure
+from ..factories import global_key_set, personal_key_set, plan_configure
 from ..live import uvicorn_served
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -129,52 +129,6 @@ def fast(midday, caller, fake_upstream, live_asgi_fast, monkeypatch, settings):
 
 
 # --- Books ------------------------------------------------------------------------------------
-
-
-def test_a_json_call_is_charged_exactly_like_the_orm_path(fast, settings, db_calls):
-    user, plaintext, base_url = fast
-    orm_user, orm_key = key_for()
-
-    fast_first = _post(base_url, plaintext)
-    db_calls.clear()
-    fast_second = _post(base_url, plaintext)
-    fast_threaded = list(db_calls)
-    settings.PROXY_FAST_LANE = False
-    try:
-        orm_first = _post(base_url, orm_key)
-        orm_second = _post(base_url, orm_key)
-    finally:
-        settings.PROXY_FAST_LANE = True
-
-    for response in (fast_first, fast_second, orm_first, orm_second):
-        assert response.status_code == 200, response.text
-    assert fast_threaded == []  # the second call really was served by the fast lane
-    # The provider's numbers, on the books.
-    assert _events(user) == _events(orm_user)
-    [event, _] = UsageEvent.objects.filter(user=user).order_by("pk")
-    assert (event.provider, event.total_tokens, event.cost_usd, event.is_estimated) == (
-        "openrouter",
-        TOKENS,
-        OPENROUTER_COST,
-        False,
-    )
-    assert _counters(user) == _counters(orm_user) == {"llm_tokens": (2 * TOKENS, 0), "requests": (2, 0)}
-    assert _held(user) == _held(orm_user) == []
-    assert _rollups(user) == _rollups(orm_user) == [("openrouter", 2, 2 * TOKENS, 2 * OPENROUTER_COST, 0, 0)]
-    # What the caller is told.
-    fast_body, orm_body = fast_second.json(), orm_second.json()
-    assert fast_body["quota"] == orm_body["quota"]
-    assert (fast_body["quota"]["used"], fast_body["quota"]["limit"]) == (2 * TOKENS, 1_000_000)
-    assert fast_body["quota"]["remaining"] == 1_000_000 - 2 * TOKENS
-    assert (fast_body["provider"], fast_body["cost"]) == ("openrouter", orm_body["cost"])
-    assert Decimal(str(fast_body["cost"])) == OPENROUTER_COST
-    for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"):
-        assert fast_second.headers[name] == orm_second.headers[name], name
-    assert fast_second.headers["X-RateLimit-Remaining"] == "998"
-    # The operator's daily spend: four calls at their actual cost, nothing still reserved.
-    spend = DailySpend.objects.get()
-    assert spend.spent_usd == 4 * OPENROUTER_COST
-    assert budget_spent_get(day=spend.day) == usd_to_micro(4 * OPENROUTER_COST)
 
 
 def test_the_steady_call_makes_no_thread_hop(fast, db_calls):
@@ -290,7 +244,6 @@ def test_a_steady_call_leaves_no_handler_or_database_wrapper_for_the_cyclic_coll
 
 def test_a_starting_worker_opens_its_connections_and_loads_the_catalogue(transactional_db, settings):
     """After a deploy, the first burst must not queue behind connection setup (ASGI lifespan)."""
-    settings.PROXY_FAST_LANE = True
     selectors.catalog_invalidate()
     loops_before = set(fastio._stores)
 

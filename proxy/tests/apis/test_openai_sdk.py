@@ -25,6 +25,17 @@ def _wait_for_event(user, count: int = 1, timeout: float = 5.0) -> list[UsageEve
     raise AssertionError("no usage event recorded")
 
 
+def _spares_returned(user, timeout: float = 5.0):
+    """The tokens counter once the worker gave back the spare reservations it holds for the
+    user's next calls (``PROXY_QUOTA_BATCH_IDLE`` without a taker)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
+        if counter.reserved == 0 or time.monotonic() > deadline:
+            return counter
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def sdk(caller, fake_upstream, live_asgi):
     user, plaintext, _client = caller
@@ -134,7 +145,7 @@ def test_a_stream_costs_the_same_whenever_the_client_hangs_up(caller, fake_upstr
     event = _wait_for_event(user)[0]
     assert event.is_estimated is False
     assert (event.prompt_tokens, event.completion_tokens) == (fake_upstream.prompt_tokens, 50)
-    counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
+    counter = _spares_returned(user)
     assert counter.reserved == 0 and counter.used == event.total_tokens
 
 
@@ -158,7 +169,7 @@ def test_stream_falls_back_when_the_first_provider_fails_before_the_first_byte(
     assert chunks
     event = _wait_for_event(user)[0]
     assert (event.provider, event.is_fallback, event.total_tokens) == ("groq", True, 15)
-    counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
+    counter = _spares_returned(user)
     assert (counter.used, counter.reserved) == (15, 0)
 
 

@@ -5,11 +5,11 @@ import pytest
 
 from proxy.budget import budget_spent_get, usd_to_micro
 from proxy.models import DailySpend, UsageDailyRollup, UsageEvent
-from proxy.services import CallRecord, proxy_call_prepare, proxy_call_settle
+from proxy.services import CallRecord, proxy_call_settle
 
 from ..factories import UserFactory, global_key_set, plan_configure
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # the call path uses its own connections
 
 
 @pytest.fixture
@@ -20,16 +20,33 @@ def user(catalog):
 
 
 def _prepare(user, now=None):
-    return proxy_call_prepare(
-        now=now,
-        user=user,
-        provider="openrouter",
-        endpoint="/api/proxy/v1/chat/completions",
-        requested_model="gpt-4o",
-        prompt_tokens=10,
-        max_tokens=50,
-        meters={"requests": 1, "llm_tokens": 60},
-    )
+    from asgiref.sync import async_to_sync
+
+    from billing.selectors import plan_for_user_get
+    from core.fastio import transient_loop
+    from core.lifecycle import shutdown_run
+    from proxy.fastlane import proxy_call_aprepare
+
+    async def prepare():
+        token = transient_loop.set(True)
+        try:
+            return await proxy_call_aprepare(
+                now=now,
+                user=user,
+                provider="openrouter",
+                endpoint="/api/proxy/v1/chat/completions",
+                requested_model="gpt-4o",
+                prompt_tokens=10,
+                max_tokens=50,
+                meters={"requests": 1, "llm_tokens": 60},
+                plan=plan,
+            )
+        finally:
+            await shutdown_run()
+            transient_loop.reset(token)
+
+    plan = plan_for_user_get(user=user)
+    return async_to_sync(prepare)()
 
 
 def _record(user, status=200, **kwargs):

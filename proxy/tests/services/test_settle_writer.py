@@ -5,7 +5,7 @@ statement (group commit): events, rollups summed per (user, provider, day), the 
 the quota settle (each hold settled, each counter moved once by the sum). A grouped statement
 that fails is retried call by call, so one bad call cannot fail the others.
 
-Each test runs its calls on its own event loop (``asyncio.run``) with ``PROXY_FAST_LANE`` on and
+Each test runs its calls on its own event loop (``asyncio.run``) and
 closes that loop's pool and Redis client (``fast_lane_close``) before the loop ends. Statements
 are counted by wrapping the ``db_fetch`` the writer calls (only the writer uses
 ``proxy.fastlane.db_fetch``; the reserve runs through billing's own import).
@@ -39,7 +39,6 @@ MAX_TOKENS = 50
 def fast_lane(midday, settings, catalog):
     """The fast lane on, every call routed to openrouter on an operator key (so each call costs
     the operator something and the day's spend moves)."""
-    settings.PROXY_FAST_LANE = True
     settings.PROXY_QUOTA_BATCH = 0  # each call reserves alone: the books are read right after
     plan_configure(weights={"openrouter": 100})
     global_key_set("openrouter")
