@@ -13,7 +13,7 @@ PORT ?= 8000
 # The code uvicorn watches: every top-level package, and the templates.
 RELOAD_DIRS := $(patsubst %/__init__.py,%,$(wildcard */__init__.py)) templates
 
-.PHONY: run serve test lint format bench fuzz migrate venv clean
+.PHONY: run serve test lint format bench bench-peer fuzz migrate venv clean
 
 # `make run` installs the runtime only; the test, lint and benchmark tools come with `make test`.
 $(RUNTIME_STAMP): requirements.txt
@@ -62,8 +62,15 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+## The benchmark (docs/bench.md), on the embedded PostgreSQL and Valkey unless DATABASE_URL /
+## REDIS_URL (or BENCH_DATABASE_URL / BENCH_REDIS_URL) name servers of your own.
 bench: $(DEV_STAMP)
-	$(BIN)/python -m bench
+	$(DEVSERVERS) $(BIN)/python -m bench
+
+## The same phases through LiteLLM's proxy too (installed once into bench/.work/), alternated with
+## Tollgate in the same run; the ratios go under `peer` in bench/results.json.
+bench-peer: $(DEV_STAMP)
+	$(DEVSERVERS) $(BIN)/python -m bench --peer litellm
 
 fuzz: $(DEV_STAMP)
 	TOLLGATE_FUZZ_EXAMPLES=500 $(DEVSERVERS) $(BIN)/pytest -m fuzz -p no:cacheprovider

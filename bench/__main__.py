@@ -1,10 +1,11 @@
 """``python -m bench`` (``make bench``): measure what Tollgate adds to every proxied call.
 
 Steps: bench database + Redis db → migrate, seed, bench tenant → fake upstream → Tollgate as in
-production (gunicorn + uvicorn workers, DEBUG off, PostgreSQL, Redis) → interleaved wrk runs
-(direct, proxy, direct, proxy …) at concurrency 1/16/64 → in-flight steps with a 2 s upstream →
-200 concurrent streams → accounting check after every run → results.json + results.md.
-Exits 1 when accounting is wrong, 2 when the bench itself could not run.
+production (gunicorn + production's uvicorn worker class, DEBUG off, PostgreSQL, Redis) →
+interleaved wrk runs (direct, proxy, direct, proxy …) at concurrency 1/16/64 → in-flight steps
+with a 2 s upstream → 200 concurrent streams → accounting check after every run → results.json +
+results.md. ``--peer litellm``: the same phases through LiteLLM's proxy too, alternated, and the
+ratios (``bench/peer.py``). Exits 1 when accounting is wrong, 2 when the bench itself could not run.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
-from . import loadgen, processes, report
-from .processes import ROOT
+from . import loadgen, peer, processes, report
+from .processes import ROOT, WORKER_CLASS
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tollgate_bench"
 DASHBOARDS_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tollgate_bench_dashboards"
@@ -31,6 +32,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/7"
 PROXY_PATH = "/api/proxy/v1/chat/completions"
 DIRECT_PATH = "/v1/chat/completions"
 INFLIGHT_STEPS = (100, 250, 500, 750, 1000)
+PEER_INFLIGHT = 500
 
 
 def bench_env(*, database_url: str, redis_url: str, upstream_port: int) -> dict:
@@ -172,7 +174,7 @@ class Bench:
                 env=self.env,
                 log_path=self.log_dir / "celery.log",
             )
-        step(f"Tollgate: gunicorn -k uvicorn.workers.UvicornWorker -w {self.args.workers}")
+        step(f"Tollgate: gunicorn -k {WORKER_CLASS} -w {self.args.workers}")
         self.tollgate = processes.tollgate_start(
             port=self.tollgate_port, env=self.env, log_dir=self.log_dir, workers=self.args.workers
         )
@@ -321,11 +323,17 @@ class Bench:
         return entry
 
     # --- phases ----------------------------------------------------------------------------------
+    def instant_levels(self) -> tuple[int, ...]:
+        """The instant phase's concurrencies: ``--quick`` runs at 2 unless ``--concurrency`` says."""
+        if self.quick and not self.args.concurrency_given:
+            return (2,)
+        return tuple(self.args.concurrency)
+
     def phase_instant(self) -> list[dict]:
         self.upstream_set(latency_ms=0, chunk_interval_ms=0)
         duration = self.args.duration
         reps = 1 if self.quick else self.args.reps
-        levels = (2,) if self.quick else tuple(self.args.concurrency)
+        levels = self.instant_levels()
         step("warm-up")
         self.direct_run(connections=16, duration_s=1)
         self.proxy_run(connections=16, duration_s=1 if self.quick else 3)
@@ -568,7 +576,7 @@ class FloorBench(Bench):
         self.upstream = processes.fake_upstream_start(
             port=self.upstream_port, env=self.env, log_dir=self.log_dir
         )
-        step(f"floor relay {application}: gunicorn -k uvicorn.workers.UvicornWorker -w {self.args.workers}")
+        step(f"floor relay {application}: gunicorn -k {WORKER_CLASS} -w {self.args.workers}")
         self.tollgate = processes.tollgate_start(
             port=self.tollgate_port,
             env=self.env,
@@ -646,9 +654,17 @@ def parse_args(argv=None):
     )
     parser.add_argument("--events", type=int, default=1_000_000, help="usage events for --dashboards")
     parser.add_argument(
+        "--peer",
+        choices=peer.PEERS,
+        default=None,
+        help="also measure this gateway, alternated with Tollgate in the same run, and report the "
+        "ratios (litellm: LiteLLM's proxy at a pinned version; stub: a relay speaking its protocol, "
+        "for the tests)",
+    )
+    parser.add_argument(
         "--concurrency",
         type=lambda text: [int(part) for part in text.split(",")],
-        default=[1, 16, 64],
+        default=None,
         help="instant-run concurrencies, comma-separated (default 1,16,64)",
     )
     parser.add_argument("--duration", type=float, default=5, help="seconds per instant wrk run")
@@ -656,8 +672,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--inflight-steps",
         type=lambda text: [int(part) for part in text.split(",")],
-        default=list(INFLIGHT_STEPS),
-        help="in-flight connection counts, comma-separated (default 100,250,500,750,1000)",
+        default=None,
+        help="in-flight connection counts, comma-separated (default 100,250,500,750,1000; 500 with --peer)",
     )
     parser.add_argument("--inflight-duration", type=float, default=30, help="seconds per in-flight wrk run")
     parser.add_argument("--streams", type=int, default=200)
@@ -674,12 +690,33 @@ def parse_args(argv=None):
     parser.add_argument("--no-celery", dest="celery", action="store_false", help="do not start a worker")
     parser.add_argument("--no-write", action="store_true", help="do not write results.json / results.md")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL"))
     args = parser.parse_args(argv)
+    args.concurrency_given = args.concurrency is not None
+    if args.concurrency is None:
+        args.concurrency = [1, 16, 64]
+    if args.inflight_steps is None:
+        # Against a peer, the step the issue compares at (each step runs three times there).
+        args.inflight_steps = [PEER_INFLIGHT] if args.peer else list(INFLIGHT_STEPS)
     if not args.database_url:
         # A million synthetic events live in their own database, away from hot-path accounting.
-        args.database_url = DASHBOARDS_DATABASE_URL if args.dashboards else DEFAULT_DATABASE_URL
+        name = DASHBOARDS_DATABASE_URL if args.dashboards else DEFAULT_DATABASE_URL
+        args.database_url = _on_server_of(os.environ.get("DATABASE_URL"), default=name)
+    if not args.redis_url:
+        args.redis_url = _on_server_of(os.environ.get("REDIS_URL"), default=DEFAULT_REDIS_URL)
     return args
+
+
+def _on_server_of(url: str | None, *, default: str) -> str:
+    """``default``'s database (its last path segment) on the server ``url`` names, if any.
+
+    Under ``python -m devservers`` (``make bench``) ``DATABASE_URL`` / ``REDIS_URL`` name the
+    embedded PostgreSQL and Valkey on ports of their own: the bench uses its own database
+    (``tollgate_bench``) and Redis db (``/7``) on those servers, never the project's.
+    """
+    if not url:
+        return default
+    return f"{url.rsplit('/', 1)[0]}/{default.rsplit('/', 1)[1]}"
 
 
 def _meta_finish(meta: dict, *, began: float) -> None:
@@ -703,6 +740,45 @@ def floor_main(args, *, results: dict, began: float) -> int:
     return 0
 
 
+def peer_main(args, *, results: dict, began: float) -> int:
+    """``--peer``: Tollgate and the peer (and the bare floor, for streams) in the same run, the
+    ratios under ``peer`` in results.json; the hot-path figures of ``make bench`` are kept."""
+    bench = Bench(args)
+    try:
+        bench.prepare()
+        figures = peer_run(bench)
+    except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+        print(f"bench could not run: {exc}\nlogs: {bench.log_dir}", file=sys.stderr)
+        return 2
+    _meta_finish(results["meta"], began=began)
+    figures["meta"] = results.pop("meta")
+    results["peer"] = figures
+    if not args.no_write:
+        report.results_write(results)
+    print("\n" + report.peer_markdown(figures))
+    print(f"logs: {bench.log_dir}")
+    return 0 if bench.accounting_ok else 1
+
+
+def peer_run(bench: Bench) -> dict:
+    """Start Tollgate (on the prepared database and tenant), the peer and the bare floor relay,
+    run the alternated phases, stop them all; the figures, ratios, goals and accounting verdict."""
+    runner = None
+    try:
+        bench.start()
+        bench.proxy_probe()
+        application, _settings, ready_path = FLOORS["bare"]
+        runner = peer.runner_start(bench, floor_application=application, floor_ready_path=ready_path)
+        figures = runner.run()
+    finally:
+        if runner is not None:
+            runner.stop()
+        bench.stop()
+    figures["accounting_ok"] = bench.accounting_ok
+    figures["accounting_problems"] = bench.accounting_problems
+    return figures
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     began = time.monotonic()
@@ -718,6 +794,8 @@ def main(argv=None) -> int:
     }
     if args.floor:
         return floor_main(args, results=results, began=began)
+    if args.peer:
+        return peer_main(args, results=results, began=began)
     bench = Bench(args)
     try:
         bench.prepare()

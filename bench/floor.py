@@ -62,9 +62,15 @@ async def application(scope, receive, send):
         )
         await send({"type": "http.response.body", "body": b"ok"})
         return
+    await relay(receive, send, upstream_url=UPSTREAM_URL)
+
+
+async def relay(receive, send, *, upstream_url: str) -> None:
+    """Post the request's body to ``upstream_url``; answer its status, content type and body,
+    chunk by chunk (also the stub peer's relay, ``bench.stub_peer``)."""
     body = await _body_read(receive)
     async with _session_get().post(
-        UPSTREAM_URL, data=body, headers={"Content-Type": "application/json"}
+        upstream_url, data=body, headers={"Content-Type": "application/json"}
     ) as upstream:
         content_type = upstream.headers.get("Content-Type", "application/json").encode()
         await send(

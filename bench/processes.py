@@ -15,6 +15,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Production's worker class (bounded request heads and bodies): the bench measures what runs there.
+WORKER_CLASS = "core.workers.BoundedUvicornWorker"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -67,7 +69,23 @@ def children_of(pid: int) -> list[int]:
 
 
 def process_tree(pid: int) -> list[int]:
-    return [pid, *children_of(pid)]
+    """``pid`` and all its descendants (a uvicorn supervisor's workers, their helpers …)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(entry))
+    tree, queue = [pid], [pid]
+    while queue:
+        children = parents.get(queue.pop(), [])
+        tree.extend(children)
+        queue.extend(children)
+    return tree
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -142,12 +160,12 @@ def rss_mb(pids: list[int]) -> float:
 class Managed:
     """A child process in its own process group, stopped with SIGTERM then SIGKILL."""
 
-    def __init__(self, name: str, command: list[str], *, env: dict, log_path: Path):
+    def __init__(self, name: str, command: list[str], *, env: dict, log_path: Path, cwd: Path = ROOT):
         self.name = name
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     @property
@@ -204,15 +222,16 @@ def tollgate_start(
     workers: int = 2,
     application: str = "config.asgi:application",
     ready_path: str = "/health",
+    name: str = "tollgate",
 ) -> Managed:
-    """Tollgate as in production: gunicorn with uvicorn workers on the ASGI application (or
-    another application on the same server, for the floor)."""
+    """Tollgate as in production: gunicorn with production's uvicorn worker class on the ASGI
+    application (or another application on the same server, for the floor)."""
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     command = [
         gunicorn,
         application,
         "-k",
-        "uvicorn.workers.UvicornWorker",
+        WORKER_CLASS,
         "-w",
         str(workers),
         "-b",
@@ -226,13 +245,13 @@ def tollgate_start(
         "--log-level",
         "warning",
     ]
-    managed = Managed("tollgate", command, env=env, log_path=log_dir / "tollgate.log")
+    managed = Managed(name, command, env=env, log_path=log_dir / f"{name}.log")
     try:
         wait_http(f"http://127.0.0.1:{port}{ready_path}", timeout=60, proc=managed.proc)
     except RuntimeError:
         tail = managed.log_tail()
         managed.stop()
-        raise RuntimeError(f"Tollgate did not start:\n{tail}") from None
+        raise RuntimeError(f"{name} did not start:\n{tail}") from None
     # Workers boot lazily; wait until every worker has been forked.
     deadline = time.monotonic() + 20
     while len(managed.pids()) < workers + 1 and time.monotonic() < deadline:

@@ -104,6 +104,8 @@ def results_markdown(results: dict) -> str:
     floor = results.get("floor")
     if floor:
         lines += [floor_markdown(floor)]
+    if results.get("peer"):
+        lines += [peer_markdown(results["peer"])]
     lines.append(f"Accounting exact in every run: **{'yes' if results.get('accounting_ok') else 'NO'}**")
     for problem in results.get("accounting_problems", [])[:20]:
         lines.append(f"- {problem}")
@@ -155,6 +157,120 @@ def floor_markdown(floor: dict) -> str:
             ]
     lines.append("")
     return "\n".join(lines)
+
+
+PEER_TITLES = {"litellm": "LiteLLM", "stub": "stub peer"}
+GOAL_TEXTS = {
+    "c1_added_p50": "added p50 at c=1 at least 5× lower than {peer}'s",
+    "c64_rps": "c=64 throughput at least 5× {peer}'s, zero errors",
+    "inflight_rps": "500-in-flight throughput at least 1.5× {peer}'s, zero errors",
+    "streams_added_ttft_p99": "200-stream burst: added TTFT p99 at least 3× lower than {peer}'s",
+    "streams_vs_floor": "200-stream burst: added TTFT p99 within 2× of the bare-ASGI floor's",
+    "rss": "peak RSS at most a third of {peer}'s",
+}
+
+
+def _times(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}×"
+
+
+def _ratio_of(numerator, denominator):
+    """As ``bench.peer._ratio``: no ratio of a missing figure or of noise (≤ 0 added)."""
+    if numerator is None or denominator is None or denominator <= 0 or numerator < 0:
+        return None
+    return numerator / denominator
+
+
+def peer_markdown(peer: dict) -> str:
+    """``--peer``: Tollgate beside another gateway in the same run, and the ratios."""
+    name = PEER_TITLES.get(peer.get("name"), peer.get("name", "peer"))
+    version = f" {peer['version']}" if peer.get("version") else ""
+    meta = peer.get("meta", {})
+    ratios = peer.get("ratios") or {}
+    lines = [
+        f"Against {name}{version} in the same run ({meta.get('summary', '')}; "
+        f"`python -m bench --peer {peer.get('name')}`): direct, Tollgate, {name} in turn, phase by "
+        f"phase, {peer.get('workers', 2)} workers each, the same fake upstream. "
+        f"**{name[:1].upper()}{name[1:]} keeps no books** (a master key and no database: no "
+        f"per-key lookup, no quota, no usage log, no spend), so the comparison flatters it; "
+        f"Tollgate does all its billing work "
+        f"(accounting exact after every phase: "
+        f"**{'yes' if peer.get('accounting_ok') else 'NO'}**). Ratios: bigger is better for Tollgate.",
+        "",
+        f"| phase | direct | Tollgate | {name} | ratio |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in peer.get("instant") or []:
+        c, d, t, p = row["concurrency"], row["direct"], row["tollgate"], row["peer"]
+        t_added, p_added = (
+            f"{_fmt(row[f'{who}_added_p50_ms'], digits=2)} / {_fmt(row[f'{who}_added_p99_ms'], digits=2)}"
+            for who in ("tollgate", "peer")
+        )
+        lines.append(
+            f"| c={c}: added p50 / p99 ms | {_fmt(d['p50_ms'], digits=2)} / {_fmt(d['p99_ms'], digits=2)} "
+            f"| {t_added} | {p_added} "
+            f"| {_times(_ratio_of(row['peer_added_p50_ms'], row['tollgate_added_p50_ms']))} / "
+            f"{_times(_ratio_of(row['peer_added_p99_ms'], row['tollgate_added_p99_ms']))} |"
+        )
+        lines.append(
+            f"| c={c}: rps (errors), CPU ms per call | {_fmt(d['rps'], digits=0)} "
+            f"| {_fmt(t['rps'], digits=0)} ({t['errors']}), {_fmt(t.get('cpu_ms_per_request'), digits=2)} "
+            f"| {_fmt(p['rps'], digits=0)} ({p['errors']}), {_fmt(p.get('cpu_ms_per_request'), digits=2)} "
+            f"| {_times(_ratio_of(t['rps'], p['rps']))} |"
+        )
+    inflight = peer.get("inflight") or {}
+    for entry in inflight.get("steps") or []:
+        d, t, p = entry["direct"], entry["tollgate"], entry["peer"]
+        lines.append(
+            f"| {entry['connections']} in flight, {_fmt(inflight.get('upstream_latency_s'))} s upstream: "
+            f"rps (errors), p50 ms | {_fmt(d['rps'])}, {_fmt(d['p50_ms'], digits=0)} "
+            f"| {_fmt(t['rps'])} ({t['errors']}), {_fmt(t['p50_ms'], digits=0)} "
+            f"| {_fmt(p['rps'])} ({p['errors']}), {_fmt(p['p50_ms'], digits=0)} "
+            f"| {_times(_ratio_of(t['rps'], p['rps']))} |"
+        )
+    streams = peer.get("streams") or {}
+    for key, label in (("burst", "started in the same instant"), ("sustained", "kept open")):
+        figures = streams.get(key)
+        if not figures:
+            continue
+        ratio = ratios.get("streams_added_ttft_p99" if key == "burst" else "sustained_added_ttft_p99")
+        lines.append(
+            f"| {streams.get('count')} streams {label}: added TTFT p99 ms (errors) "
+            f"| TTFT p99 {_fmt(figures.get('direct_ttft_p99_ms'))} "
+            f"| {_fmt(figures.get('tollgate_added_ttft_p99_ms'))} ({figures.get('tollgate_errors')}) "
+            f"| {_fmt(figures.get('peer_added_ttft_p99_ms'))} ({figures.get('peer_errors')}) "
+            f"| {_times(ratio)} |"
+        )
+    rss = peer.get("rss_mb") or {}
+    if rss:
+        lines.append(
+            f"| peak RSS MB, all processes of the server | | {_fmt(rss.get('tollgate'), digits=0)} "
+            f"| {_fmt(rss.get('peer'), digits=0)} | {_times(ratios.get('rss'))} |"
+        )
+    lines.append("")
+    burst = streams.get("burst") or {}
+    if burst.get("floor_added_ttft_p99_ms") is not None or "floor_errors" in burst:
+        kept = streams.get("sustained") or {}
+        lines += [
+            f"The bare ASGI floor (`bench/floor.py`, no key and no books, on Tollgate's stack) in the "
+            f"same streams rounds: added TTFT p99 {_fmt(burst.get('floor_added_ttft_p99_ms'))} ms in the "
+            f"burst, {_fmt(kept.get('floor_added_ttft_p99_ms'))} ms kept open; Tollgate ÷ floor "
+            f"(`streams_vs_floor`, smaller is better): **{_times(ratios.get('streams_vs_floor'))}**.",
+            "",
+        ]
+    goals = peer.get("goals") or []
+    if goals:
+        lines += ["| goal on this machine | ratio | |", "|---|---:|---|"]
+        for goal in goals:
+            verdict = {True: "met", False: "missed", None: "not measured"}[goal["met"]]
+            text = GOAL_TEXTS.get(goal["ratio"], goal["ratio"]).format(peer=name)
+            lines.append(
+                f"| {text} (`{goal['ratio']}` {goal['goal']}) | {_times(goal['value'])} | {verdict} |"
+            )
+        lines.append("")
+    for problem in peer.get("accounting_problems", [])[:20]:
+        lines.append(f"- {problem}")
+    return "\n".join(lines) + "\n"
 
 
 def results_write(results: dict) -> str:
