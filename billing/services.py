@@ -286,11 +286,6 @@ def quota_reserve_many(
     if not meters:
         return []
     rules = _rules_for(user=user, meters=meters, now=now, plan=plan)
-    if connection.vendor != "postgresql":
-        for meter, (rule, start, end) in rules.items():  # counters outlive a refused call
-            _counter_id_get(user_id=user.pk, meter=meter, period=rule.period, start=start, end=end)
-        with transaction.atomic():
-            return [quota_reserve(user=user, meter=m, amount=a, now=now) for m, a in meters.items()]
     for attempt in range(2):
         rows = _reserve_statement(
             user_id=user.pk, meters=meters, rules=rules, now=now, synchronous_commit=synchronous_commit
@@ -463,20 +458,6 @@ def quota_settle_many(
     now = now or timezone.now()
     if not reservations:
         return {}
-    if connection.vendor != "postgresql":
-        with transaction.atomic():
-            for reservation in reservations:
-                quota_settle(
-                    reservation=reservation,
-                    actual=min(max(0, int(actual.get(reservation.meter, 0))), reservation.amount),
-                    now=now,
-                )
-            return {
-                meter: (used, reserved)
-                for meter, used, reserved in UsageCounter.objects.filter(
-                    pk__in=[r.counter_id for r in reservations]
-                ).values_list("meter", "used", "reserved")
-            }
     part = quota_settle_sql(
         reservations=reservations, actual=actual, now=now, synchronous_commit=synchronous_commit
     )
@@ -579,11 +560,6 @@ def quota_release_many(
     """Give one call's held units back (failed call) in one statement. Runs once."""
     now = now or timezone.now()
     if not reservations:
-        return
-    if connection.vendor != "postgresql":
-        with transaction.atomic():
-            for reservation in reservations:
-                quota_release(reservation=reservation, now=now)
         return
     sql, params = _release_sql(reservations=reservations, now=now, synchronous_commit=synchronous_commit)
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:

@@ -43,9 +43,8 @@ def subscription_user_lock(*, user_id: int) -> None:
 
     Take it before any subscription row lock, so the order is always user, then rows.
     """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_CLASS, int(user_id) & 0x7FFFFFFF])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_CLASS, int(user_id) & 0x7FFFFFFF])
 
 
 def _cache_forget(user_id: int) -> None:

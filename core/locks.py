@@ -4,8 +4,5 @@ from django.db.models import QuerySet
 
 
 def lock_objects(queryset: QuerySet) -> list:
-    """Lock the rows of ``queryset`` (inside ``transaction.atomic``) in pk order.
-
-    SQLite has no row locks; there the surrounding transaction serialises writers instead.
-    """
+    """Lock the rows of ``queryset`` (inside ``transaction.atomic``) in pk order."""
     return list(queryset.select_for_update().order_by("pk"))

@@ -6,21 +6,16 @@ from django.db import migrations
 
 
 def index_drop_without_lock(*, table: str, name: str, column: str) -> migrations.RunPython:
-    """Drop the plain index ``name``; on PostgreSQL ``CONCURRENTLY``, so calls keep settling into
+    """Drop the plain index ``name`` ``CONCURRENTLY``, so calls keep settling into
     ``table`` meanwhile (Django's ``AlterField(db_index=False)`` also drops and re-validates the
     foreign key, which locks the table for a full scan). Reversed, the index is built again.
     The migration must set ``atomic = False``.
     """
 
-    def concurrently(schema_editor) -> str:
-        return " CONCURRENTLY" if schema_editor.connection.vendor == "postgresql" else ""
-
     def forward(apps, schema_editor):
-        schema_editor.execute(f'DROP INDEX{concurrently(schema_editor)} IF EXISTS "{name}"')
+        schema_editor.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
 
     def backward(apps, schema_editor):
-        schema_editor.execute(
-            f'CREATE INDEX{concurrently(schema_editor)} IF NOT EXISTS "{name}" ON "{table}" ("{column}")'
-        )
+        schema_editor.execute(f'CREATE INDEX CONCURRENTLY IF NOT EXISTS "{name}" ON "{table}" ("{column}")')
 
     return migrations.RunPython(forward, backward)

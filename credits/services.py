@@ -84,8 +84,8 @@ def _apply(
 ) -> LedgerEntry:
     """Move ``amount`` (signed) on a locked account and append its ledger entry.
 
-    The UPDATE is conditional, so even without the lock (SQLite) the balance can never drop
-    below what is held: ``balance + amount >= held - release_held``.
+    The UPDATE is conditional, so even a caller that forgot the lock could never drop the
+    balance below what is held: ``balance + amount >= held - release_held``.
     """
     updated = CreditAccount.objects.filter(
         pk=account.pk, balance__gte=F("held") - release_held - amount
@@ -446,7 +446,7 @@ def credit_purchase_fulfil(*, session: dict, event_id: str = "") -> LedgerEntry 
                 first_purchase_at=now
             )
     except IntegrityError:
-        # Only reachable without row locks (SQLite) when two deliveries race: the other won.
+        # Two deliveries raced past the lookup: the other one won.
         return LedgerEntry.objects.filter(idempotency_key=key).first()
     logger.info(
         "credit purchase",

@@ -316,30 +316,18 @@ def usage_events_generate(
         spend[key[2]] = spend.get(key[2], Decimal(0)) + cost
 
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            table = connection.ops.quote_name(UsageEvent._meta.db_table)
-            columns = ", ".join(EVENT_COLUMNS)
-            with connection.cursor() as cursor:
-                raw = cursor.cursor  # the psycopg cursor behind Django's wrapper
-                with raw.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                    for row, key, tokens, cost, is_error, is_fallback in rows_iter:
-                        copy.write_row(row)
-                        account(key, tokens, cost, is_error, is_fallback)
-        else:
-            buffer = []
-            for row, key, tokens, cost, is_error, is_fallback in rows_iter:
-                buffer.append(UsageEvent(**dict(zip(EVENT_COLUMNS, row, strict=True))))
-                account(key, tokens, cost, is_error, is_fallback)
-                if len(buffer) >= batch_size:
-                    UsageEvent.objects.bulk_create(buffer)
-                    buffer = []
-            if buffer:
-                UsageEvent.objects.bulk_create(buffer)
-        _rollups_upsert({k: [v[0], v[1], usd(v[2]), v[3], v[4]] for k, v in rollups.items()}, spend, now)
-    if connection.vendor == "postgresql":
+        table = connection.ops.quote_name(UsageEvent._meta.db_table)
+        columns = ", ".join(EVENT_COLUMNS)
         with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {connection.ops.quote_name(UsageEvent._meta.db_table)}")
-            cursor.execute(f"ANALYZE {connection.ops.quote_name(UsageDailyRollup._meta.db_table)}")
+            raw = cursor.cursor  # the psycopg cursor behind Django's wrapper
+            with raw.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row, key, tokens, cost, is_error, is_fallback in rows_iter:
+                    copy.write_row(row)
+                    account(key, tokens, cost, is_error, is_fallback)
+        _rollups_upsert({k: [v[0], v[1], usd(v[2]), v[3], v[4]] for k, v in rollups.items()}, spend, now)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {connection.ops.quote_name(UsageEvent._meta.db_table)}")
+        cursor.execute(f"ANALYZE {connection.ops.quote_name(UsageDailyRollup._meta.db_table)}")
     return GeneratedUsage(
         events=count,
         users=len(set(user_ids) | {heavy_user_id}),

@@ -235,34 +235,10 @@ def _event_insert_sql(events: list[UsageEvent]) -> tuple[str, list]:
     return sql, params
 
 
-def _rollup_upsert(
-    *,
-    user_id: int,
-    provider: str,
-    day: date,
-    tokens: int,
-    emails: int,
-    cost: Decimal,
-    is_error: bool,
-    is_fallback: bool,
-) -> None:
-    """One statement: INSERT … ON CONFLICT DO UPDATE with increments (PostgreSQL and SQLite)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            rollup_upsert_sql("VALUES (%s, %s, %s, 1, %s, %s, %s, %s, %s)"),
-            [user_id, provider, day, tokens, emails, cost, int(is_error), int(is_fallback)],
-        )
-
-
-def _daily_spend_add(*, day: date, cost: Decimal, now) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(daily_spend_upsert_sql("VALUES (%s, %s, %s)"), [day, cost, now])
-
-
 def event_write_sql(
     *, event: UsageEvent, rollup_provider: str, is_error: bool, spend_day, now, quota_part=None
 ) -> tuple[str, list]:
-    """PostgreSQL: the event, rollup, spend (and quota settle) statement of ``_event_write``.
+    """The event, rollup, spend (and quota settle) statement of ``_event_write``.
 
     Rows: ``(event id,)``, or with ``quota_part`` ``(event id, counter_id, meter, used,
     reserved, period_start, charged)`` per settled counter.
@@ -351,28 +327,10 @@ def settle_batch_sql(*, items: list[tuple[UsageEvent, date | None]], quota_part,
 def _event_write(
     *, event: UsageEvent, rollup_provider: str, is_error: bool, spend_day, now, quota_part=None
 ) -> list[tuple]:
-    """The usage event, its daily rollup and the day's operator spend.
-
-    PostgreSQL: one statement (the rollup and spend upserts ride on the event ``INSERT`` as
-    data-modifying CTEs), i.e. one round trip instead of three; with ``quota_part`` (billing's
-    ``QuotaSettleSql``) the quota settle rides on it too and its counter rows are returned.
-    Elsewhere: three statements.
-    """
-    if connection.vendor != "postgresql":
-        event.save(force_insert=True)
-        _rollup_upsert(
-            user_id=event.user_id,
-            provider=rollup_provider,
-            day=event.created_at.date(),
-            tokens=event.total_tokens,
-            emails=event.emails,
-            cost=event.cost_usd,
-            is_error=is_error,
-            is_fallback=event.is_fallback,
-        )
-        if spend_day is not None:
-            _daily_spend_add(day=spend_day, cost=event.cost_usd, now=now)
-        return []
+    """The usage event, its daily rollup and the day's operator spend, in one statement (the
+    rollup and spend upserts ride on the event ``INSERT`` as data-modifying CTEs); with
+    ``quota_part`` (billing's ``QuotaSettleSql``) the quota settle rides on it too and its
+    counter rows are returned."""
     sql, params = event_write_sql(
         event=event,
         rollup_provider=rollup_provider,
@@ -456,12 +414,10 @@ def proxy_call_settle(*, prepared: PreparedCall | None, record: CallRecord, now=
     total_tokens = record.prompt_tokens + record.completion_tokens
     cost = call_cost_get(prepared=prepared, record=record)
     actual_micro = budget.usd_to_micro(cost)
-    # PostgreSQL, quota-funded success (the hot path): ONE statement, so the hot rows (the user's
+    # Quota-funded success (the hot path): ONE statement, so the hot rows (the user's
     # counters, the rollup, the day's spend) are locked only while it runs. Otherwise (credits,
-    # failures, SQLite): one transaction of several statements.
-    one_statement = connection.vendor == "postgresql" and settles_in_one_statement(
-        prepared=prepared, record=record
-    )
+    # failures): one transaction of several statements.
+    one_statement = settles_in_one_statement(prepared=prepared, record=record)
     quota_part = None
     actual = {"requests": 1, "llm_tokens": total_tokens, "emails": record.emails}
     with nullcontext() if one_statement else transaction.atomic():

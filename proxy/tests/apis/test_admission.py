@@ -104,7 +104,7 @@ def _two_at_once(url: str, key: str, body: dict) -> tuple[list[int], float]:
     return statuses, time.monotonic() - began
 
 
-# Two calls settle at once: concurrent writers, which SQLite may refuse ("database is locked").
+# Two calls settle at once: concurrent writers.
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_the_ticket_is_freed_before_the_provider_call(one_at_a_time):
