@@ -300,7 +300,17 @@ async def _attempt_run(call: ChatCall, attempts: Attempts, prepared: PreparedCal
         raise error from None
 
     if call.stream:
-        return _stream_response(call, attempts, prepared, stream)
+        relay = StreamRelay(call, attempts, prepared, stream)
+        if not await relay.first_chunk_wait() and relay.failed_early:
+            # Nothing reached the client: no charge, no hold (the pump released them), and the
+            # next provider may still serve the call.
+            attempts.failures += 1
+            deadline = relay.failed_early == "deadline_exceeded"
+            attempts.last_failure = upstreams.UpstreamFailure(
+                "timeout" if deadline else "protocol", "The stream failed before its first byte."
+            )
+            return _STOP if deadline else _NEXT
+        return _stream_response(relay, attempts, prepared)
     return await _complete(call, attempts, prepared, body)
 
 
@@ -384,10 +394,7 @@ class _SseUsageTap:
         return True
 
 
-def _stream_response(
-    call: ChatCall, attempts: Attempts, prepared: PreparedCall, stream
-) -> StreamingHttpResponse:
-    relay = StreamRelay(call, attempts, prepared, stream)
+def _stream_response(relay: StreamRelay, attempts: Attempts, prepared: PreparedCall) -> StreamingHttpResponse:
     response = StreamingHttpResponse(relay.body(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
@@ -404,7 +411,9 @@ class StreamRelay:
     """Pass the provider's SSE bytes through and settle exactly once, whatever the client does.
 
     The upstream is read by a task of its own (``pump``) that settles in its ``finally``; the
-    response body only drains a queue. So the settle does not depend on the response ever being
+    response body only drains a queue. The answer starts only once the provider sent its first
+    bytes (``first_chunk_wait``): a stream that fails before that is released, not charged, and
+    the call may fall back to the next provider. So the settle does not depend on the response ever being
     iterated: a client that disconnects before the first byte (Django then never starts the
     body generator, whose ``finally`` would never run) leaves the pump to finish the stream and
     settle with the provider's usage. A client that goes away mid-stream stops the pump, which
@@ -420,6 +429,9 @@ class StreamRelay:
         self.queue: asyncio.Queue = asyncio.Queue()
         self.upstream_finished = False
         self.client_gone = False
+        self.forwarded = False  # some of the provider's bytes were queued for the client
+        self.failed_early = ""  # the error code of a stream that failed before its first byte
+        self.head: bytes | None = None
         prepared.relayed = True  # from here the pump settles or releases the holds
         self.pump_task = background_task_start(self.pump())
 
@@ -430,10 +442,16 @@ class StreamRelay:
                 async for chunk in self.stream.chunks():
                     out = self.tap.feed(chunk)
                     if out and not self.client_gone:
+                        self.forwarded = True
                         self.queue.put_nowait(out)
             rest = self.tap.flush()
             if rest and not self.client_gone:
+                self.forwarded = True
                 self.queue.put_nowait(rest)
+            if not self.forwarded and self.tap.usage is None:
+                # An event stream that ends without one event was cut, not answered.
+                logger.warning("upstream stream ended empty", extra={"provider": self.prepared.provider})
+                error_code = "stream_interrupted"
         except TimeoutError:
             logger.warning("stream cut at the call deadline", extra={"provider": self.prepared.provider})
             error_code = "deadline_exceeded"
@@ -447,8 +465,30 @@ class StreamRelay:
             error_code = "stream_interrupted"
         finally:
             self.upstream_finished = True
+            if error_code and not self.forwarded:
+                self.failed_early = error_code
+                await asyncio.shield(self._release_early())
             self.queue.put_nowait(_END)
-            await asyncio.shield(self._finish(error_code))
+            if not self.failed_early:
+                await asyncio.shield(self._finish(error_code))
+
+    async def first_chunk_wait(self) -> bool:
+        """Wait for the provider's first bytes; False when the stream ended without any (then
+        ``failed_early`` says whether it failed, and its holds are already released)."""
+        item = await self.queue.get()
+        if item is _END:
+            await asyncio.shield(self.pump_task)
+            self.queue.put_nowait(_END)
+            return False
+        self.head = item
+        return True
+
+    async def _release_early(self) -> None:
+        try:
+            await self.stream.aclose()
+        except Exception:
+            logger.warning("upstream stream close failed", exc_info=True)
+        await db_call(_abandon, prepared=self.prepared, provider=self.prepared.provider)
 
     async def _finish(self, error_code: str) -> None:
         """Settle what the client was sent; if the books cannot be written (twice), release
@@ -497,7 +537,8 @@ class StreamRelay:
         try:
             ended = False
             while not ended:
-                first = await self.queue.get()
+                first = self.head if self.head is not None else await self.queue.get()
+                self.head = None
                 if first is _END:
                     break
                 data, ended = _queued_join(first, self.queue)

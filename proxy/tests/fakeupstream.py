@@ -3,13 +3,16 @@
 Behaviour is switched per test through ``FakeUpstream.mode``: ``ok``, ``stream`` and
 ``stream_no_usage`` answer like a provider; ``500``/``503``/``429``/``400`` answer that status;
 ``timeout`` sleeps past the client's read timeout; ``garbage`` answers non-JSON; ``redirect``
-answers 302; ``401_echo`` answers 401 quoting the credential it was sent. Every request is
+answers 302; ``401_echo`` answers 401 quoting the credential it was sent; ``stream_reset``
+starts a stream and resets the connection before its first byte. Every request is
 recorded (path, headers, JSON body) so tests can assert what Tollgate forwarded.
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -68,6 +71,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path.endswith("/emails/send"):
             self._send(200, json.dumps({"id": f"msg_{len(fake.requests)}"}).encode())
+            return
+        if payload.get("stream") and mode == "stream_reset":  # headers, then a reset: no byte
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
             return
         if payload.get("stream"):
             self._stream(payload, with_usage=mode != "stream_no_usage")

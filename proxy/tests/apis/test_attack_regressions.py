@@ -266,3 +266,40 @@ def test_fifty_concurrent_large_tool_calls_never_spend_past_the_cap(caller, fake
     assert Decimal(0) < spent <= Decimal("0.2")
     # The provider was paid for every call it served: nothing was served outside the books.
     assert UsageEvent.objects.filter(status_code=200).count() == statuses.count(200)
+
+
+# --- A stream that fails before its first byte --------------------------------------------------
+
+
+def test_a_stream_cut_before_its_first_byte_falls_back_and_charges_nothing(caller, fake_upstream, live):
+    user, plaintext, _client = caller
+    plan_configure(weights={"openrouter": 100}, fallback_provider="groq")
+    global_key_set("openrouter")
+    global_key_set("groq")
+    fake_upstream.path_modes = {"/openrouter": "stream_reset"}
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+
+    response = _post(live, plaintext, json.dumps(body).encode())
+
+    assert response.status_code == 200
+    assert response.headers["X-Tollgate-Provider"] == "groq"
+    assert b"[DONE]" in response.content
+    _nothing_held(user)
+    event = UsageEvent.objects.get(user=user)
+    assert (event.provider, event.is_fallback, event.status_code) == ("groq", True, 200)
+
+
+def test_a_stream_cut_before_its_first_byte_is_an_error_the_books_agree_with(caller, fake_upstream, live):
+    user, plaintext, _client = caller
+    plan_configure(weights={"openrouter": 100})
+    global_key_set("openrouter")
+    fake_upstream.mode = "stream_reset"
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+
+    response = _post(live, plaintext, json.dumps(body).encode())
+
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_error"
+    _nothing_held(user)
+    event = UsageEvent.objects.get(user=user)
+    assert (event.status_code, event.total_tokens, event.cost_usd) == (502, 0, 0)
