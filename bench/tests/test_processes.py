@@ -7,7 +7,7 @@ from django.db import connection
 
 from bench import processes
 
-BUSY_SECONDS = 0.3
+BUSY_SECONDS = 0.5
 
 
 @pytest.mark.postgres
@@ -22,8 +22,10 @@ def test_work_done_by_postgresql_is_counted_as_postgresql_time():
         )
 
     spent = processes.service_cpu_spent(before)
-    assert spent["postgresql"] >= BUSY_SECONDS * 0.8
-    assert spent["redis"] < BUSY_SECONDS / 2  # Redis did nothing meanwhile: not counted twice
+    # Wall time, not CPU time: a loaded machine (two cores, the suite beside it) may give the
+    # backend well under all of it, so the bound is loose; what matters is where it is counted.
+    assert spent["postgresql"] >= BUSY_SECONDS * 0.4
+    assert spent["redis"] < spent["postgresql"] / 2  # Redis did nothing meanwhile: not counted twice
 
 
 @pytest.mark.redis
