@@ -5,16 +5,31 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.http import HttpResponseBadRequest, JsonResponse
 from django.urls import Resolver404, get_urlconf, resolve
 from whitenoise.middleware import WhiteNoiseMiddleware
 
+from .exceptions import ApiError
 from .logging import request_id_var
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+def _nul_refusal(request):
+    """A 400 for a URL carrying a NUL character (path or query string), which no text column
+    can store: refused at the door rather than failing a query later (a 500). Bodies are
+    checked by their parsers (``core.jsonbody``, Django's form fields)."""
+    if "\x00" not in request.path and "%00" not in request.META.get("QUERY_STRING", ""):
+        return None
+    if request.path.startswith("/api/"):
+        error = ApiError("invalid_request", "The URL contains a NUL character (%00).")
+        return JsonResponse(error.as_dict(), status=400)
+    return HttpResponseBadRequest("The URL contains a NUL character (%00).", content_type="text/plain")
+
+
 class RequestIdMiddleware:
-    """Gives each request an id (client's X-Request-ID if sane) for logs and responses.
+    """Gives each request an id (client's X-Request-ID if sane) for logs and responses, and
+    refuses a URL with a NUL character (``_nul_refusal``).
 
     Sync and async capable, so async proxy views under ASGI are not pushed through
     Django's single sync thread.
@@ -40,7 +55,7 @@ class RequestIdMiddleware:
             return self.__acall__(request)
         request_id, token = self._begin(request)
         try:
-            response = self.get_response(request)
+            response = _nul_refusal(request) or self.get_response(request)
         finally:
             request_id_var.reset(token)
         response["X-Request-ID"] = request_id
@@ -49,7 +64,7 @@ class RequestIdMiddleware:
     async def __acall__(self, request):
         request_id, token = self._begin(request)
         try:
-            response = await self.get_response(request)
+            response = _nul_refusal(request) or await self.get_response(request)
         finally:
             request_id_var.reset(token)
         response["X-Request-ID"] = request_id

@@ -221,3 +221,22 @@ def test_huge_headers_are_refused_or_ignored(env, user_a):
     assert response.status_code == 201
     assert len(response["X-Request-ID"]) <= 64  # a wild request id is replaced, never echoed
     assert row_counts()["accounts.ApiKey"] == before["accounts.ApiKey"] + 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/billing/success/?session_id=a%00b",
+        "/dashboard/?status=%00",
+        "/api/provider-keys/deep%00seek",
+        "/api/keys?x=%00",
+        "/api/proxy/v1/models?x=%00",
+    ],
+)
+def test_a_nul_character_in_a_url_is_a_clean_400(client, url):
+    """No text column stores NUL: a URL carrying one is refused at the door, never a 500."""
+    response = client.get(url)
+    assert response.status_code == 400
+    if url.startswith("/api/"):
+        assert response.json()["error"]["code"] == "invalid_request"
