@@ -343,7 +343,6 @@ PROXY_MAX_TOKENS_CAP = env.int("PROXY_MAX_TOKENS_CAP", default=32768)  # unless 
 PROXY_COOLDOWN_FAILURES = env.int("PROXY_COOLDOWN_FAILURES", default=3)
 PROXY_COOLDOWN_SECONDS = env.int("PROXY_COOLDOWN_SECONDS", default=60)
 PROXY_HTTP_MAX_CONNECTIONS = env.int("PROXY_HTTP_MAX_CONNECTIONS", default=1000)
-PROXY_CATALOG_CACHE_SECONDS = env.int("PROXY_CATALOG_CACHE_SECONDS", default=30)
 # Hot-path quota transactions commit asynchronously (PostgreSQL): a server crash may lose the last
 # few hundred ms of them — an under-charge, never an overspend while running (docs/speed.md).
 PROXY_SYNCHRONOUS_COMMIT = env.bool("PROXY_SYNCHRONOUS_COMMIT", default=False)
@@ -355,12 +354,8 @@ PROXY_ADMISSION_CONCURRENCY = env.int("PROXY_ADMISSION_CONCURRENCY", default=32)
 # A stopping worker finishes the proxied calls still running (clients gone) for at most this
 # long (core/lifecycle.py); keep it below the server's graceful timeout (gunicorn: 30 s).
 WORKER_SHUTDOWN_DRAIN_SECONDS = env.int("WORKER_SHUTDOWN_DRAIN_SECONDS", default=25)
-# Threads per process for the proxy's short database blocks: few, they contend for the GIL.
-PROXY_DB_THREADS = env.int("PROXY_DB_THREADS", default=4)
 # The call path's async PostgreSQL pool and Redis client (core/fastio.py), per worker process.
 PROXY_FAST_LANE_DB_CONNECTIONS = env.int("PROXY_FAST_LANE_DB_CONNECTIONS", default=8)  # per process
-PROXY_FAST_LANE_REDIS_CONNECTIONS = env.int("PROXY_FAST_LANE_REDIS_CONNECTIONS", default=1000)  # per process
-PROXY_FAST_LANE_DB_TIMEOUT = env.float("PROXY_FAST_LANE_DB_TIMEOUT", default=10.0)  # wait for a connection
 # Spare quota reservations a fast-lane worker reserves with a call's own, in one statement, for its
 # next calls of that user and size (billing/quota_pool.py); 0: every call reserves alone.
 PROXY_QUOTA_BATCH = env.int("PROXY_QUOTA_BATCH", default=8)

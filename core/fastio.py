@@ -30,6 +30,11 @@ from core.exceptions import service_unavailable_error
 logger = logging.getLogger("tollgate.core")
 
 
+# Seconds a statement waits for a pooled connection before the call answers 503.
+DB_TIMEOUT_SECONDS = 10.0
+# Redis connections per worker process, at most: a command holds one for a round trip only.
+REDIS_CONNECTIONS = 1000
+
 # True while a request is served on an event loop that ends with it (a sync handler).
 transient_loop: contextvars.ContextVar[bool] = contextvars.ContextVar("transient_loop", default=False)
 
@@ -80,7 +85,7 @@ def _stores_new() -> _Stores:
         kwargs=_conninfo_kwargs(),
         min_size=size,
         max_size=size,
-        timeout=settings.PROXY_FAST_LANE_DB_TIMEOUT,
+        timeout=DB_TIMEOUT_SECONDS,
         open=False,
         name="proxy-fast-lane",
     )
@@ -89,7 +94,7 @@ def _stores_new() -> _Stores:
     client = aioredis.Redis(
         connection_pool=aioredis.ConnectionPool.from_url(
             settings.CACHES["default"]["LOCATION"],  # the cache's own server: one Redis for both
-            max_connections=settings.PROXY_FAST_LANE_REDIS_CONNECTIONS,
+            max_connections=REDIS_CONNECTIONS,
             socket_connect_timeout=2,
             socket_timeout=2,
         )
@@ -105,7 +110,7 @@ async def fast_lane_warm() -> None:
     """Open this loop's pool (every connection) and a Redis connection now (worker startup)."""
     stores = _stores_get()
     if stores.pool.closed:
-        await stores.pool.open(wait=True, timeout=settings.PROXY_FAST_LANE_DB_TIMEOUT)
+        await stores.pool.open(wait=True, timeout=DB_TIMEOUT_SECONDS)
     await stores.redis.ping()
 
 

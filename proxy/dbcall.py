@@ -13,12 +13,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.db import close_old_connections, connections
 
 # False in production. Query-count tests set it to True so the blocks run on the test's own
 # thread and connection, where Django's query capture sees them.
 THREAD_SENSITIVE = False
+# Threads per process for the short database blocks: few, more only contend for the GIL.
+DB_THREADS = 4
 
 
 def _release_connections() -> None:
@@ -45,7 +46,7 @@ _executor_lock = threading.Lock()
 
 
 def db_executor() -> ThreadPoolExecutor:
-    """The proxy's own pool of ``PROXY_DB_THREADS`` threads (created lazily, after the fork).
+    """The proxy's own pool of ``DB_THREADS`` threads (created lazily, after the fork).
 
     Not the event loop's default executor: that one has ``min(32, cpus + 4)`` threads (6 here)
     and is shared with anything else calling ``run_in_executor(None, …)``.
@@ -54,9 +55,7 @@ def db_executor() -> ThreadPoolExecutor:
     if _executor is None:
         with _executor_lock:
             if _executor is None:
-                _executor = ThreadPoolExecutor(
-                    max_workers=settings.PROXY_DB_THREADS, thread_name_prefix="proxy-db"
-                )
+                _executor = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="proxy-db")
     return _executor
 
 

@@ -1,5 +1,5 @@
 """Reads for the proxy. Prices and routes are immutable-ish operator data: they are loaded
-whole and kept in process for ``PROXY_CATALOG_CACHE_SECONDS`` so the hot path never queries
+whole and kept in process for ``CATALOG_CACHE_SECONDS`` so the hot path never queries
 them; an admin edit is visible everywhere within that delay."""
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.conf import settings
-
 from .models import ModelPrice, ModelRoute, UsageDailyRollup, UsageEvent
 
 RECENT_USAGE_LIMIT = 100
+# Seconds a worker keeps the price and route catalogue before reading it again (an admin edit
+# moves the shared version, so the editing worker and the gate see it at once).
+CATALOG_CACHE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,10 @@ def _catalog_load() -> _Catalog:
 def catalog_get() -> _Catalog:
     global _catalog
     current = _catalog
-    if current is not None and time.monotonic() - current.loaded_at < settings.PROXY_CATALOG_CACHE_SECONDS:
+    if current is not None and time.monotonic() - current.loaded_at < CATALOG_CACHE_SECONDS:
         return current
     with _catalog_lock:
-        if _catalog is None or time.monotonic() - _catalog.loaded_at >= settings.PROXY_CATALOG_CACHE_SECONDS:
+        if _catalog is None or time.monotonic() - _catalog.loaded_at >= CATALOG_CACHE_SECONDS:
             _catalog = _catalog_load()
         return _catalog
 
@@ -72,7 +73,7 @@ async def catalog_warm() -> None:
 def catalog_is_fresh() -> bool:
     """Whether ``catalog_get`` would answer without a query (the fast lane loads it in a thread)."""
     current = _catalog
-    return current is not None and time.monotonic() - current.loaded_at < settings.PROXY_CATALOG_CACHE_SECONDS
+    return current is not None and time.monotonic() - current.loaded_at < CATALOG_CACHE_SECONDS
 
 
 def catalog_invalidate() -> None:
