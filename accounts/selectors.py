@@ -13,7 +13,7 @@ from django.core.cache import cache
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from core.exceptions import ApiError
+from core.exceptions import ApiError, retry_after_seconds
 from core.rawsql import model_rows_aget, model_rows_get
 
 from .crypto import secret_mask, secret_verify
@@ -103,7 +103,7 @@ def auth_failure_window(*, address: str, now: float | None = None) -> tuple[str,
 
 def auth_failure_throttle_error(*, reset_at: int, now: float | None = None) -> ApiError:
     now = time.time() if now is None else now
-    retry_after = max(1, int(reset_at - now))
+    retry_after = retry_after_seconds(reset_at - now)
     return ApiError(
         "too_many_failed_authentications",
         f"Too many failed API-key authentications from this address. Retry after {retry_after} seconds.",

@@ -8,6 +8,7 @@ Every error under ``/api/`` has the OpenAI shape::
 from __future__ import annotations
 
 import logging
+import math
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -50,7 +51,9 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "payload_too_large": (413, "invalid_request_error"),
     "headers_too_large": (431, "invalid_request_error"),  # the server's head bound (core/workers.py)
     "unsupported_media_type": (415, "invalid_request_error"),
+    "model_not_found": (404, "invalid_request_error"),
     "rate_limit_exceeded": (429, "rate_limit_error"),
+    "upstream_rate_limited": (429, "rate_limit_error"),
     "quota_exceeded": (429, "quota_exceeded"),
     "too_many_failed_authentications": (429, "rate_limit_error"),
     "server_error": (500, "server_error"),
@@ -59,6 +62,26 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "service_unavailable": (503, "service_unavailable"),
     "upstream_timeout": (504, "upstream_error"),
 }
+
+# Codes a client may retry as is (after ``Retry-After``): every other error is sent with
+# ``x-should-retry: false``, so the OpenAI SDK does not resend a call that cannot succeed
+# (a quota until next month, a balance, a bad request, a provider key nobody configured).
+RETRYABLE_CODES = frozenset(
+    {
+        "rate_limit_exceeded",
+        "too_many_failed_authentications",
+        "upstream_rate_limited",
+        "upstream_error",
+        "upstream_timeout",
+        "service_unavailable",
+        "server_error",
+    }
+)
+
+
+def retry_after_seconds(seconds: float) -> int:
+    """Whole seconds to wait, rounded UP: a client that waits what we said is past the window."""
+    return max(1, math.ceil(seconds))
 
 
 class ApiError(Exception):
@@ -94,8 +117,13 @@ class ApiError(Exception):
         body.update(self.extra)
         return {"error": body}
 
+    @property
+    def should_retry(self) -> bool:
+        return self.code in RETRYABLE_CODES
+
     def as_response(self) -> Response:
-        return Response(self.as_dict(), status=self.status_code, headers=self.headers)
+        headers = {"x-should-retry": "true" if self.should_retry else "false", **self.headers}
+        return Response(self.as_dict(), status=self.status_code, headers=headers)
 
 
 def service_unavailable_error(*, what: str, exc: BaseException) -> ApiError:
@@ -190,7 +218,7 @@ def api_exception_handler(exc, context):
         if isinstance(exc, exc_type):
             headers = {}
             if isinstance(exc, drf_exceptions.Throttled) and exc.wait:
-                headers["Retry-After"] = str(int(exc.wait) + 1)
+                headers["Retry-After"] = str(retry_after_seconds(exc.wait))
             if isinstance(exc, drf_exceptions.NotAuthenticated | drf_exceptions.AuthenticationFailed):
                 headers["WWW-Authenticate"] = 'Bearer realm="api"'
             return ApiError(code, str(exc.detail), headers=headers).as_response()

@@ -80,5 +80,9 @@ async def api_not_found(request, *args, **kwargs):
 
 def server_error(request):
     if request.path.startswith("/api/"):
-        return JsonResponse(error_body("server_error", "Internal server error."), status=500)
+        return JsonResponse(
+            error_body("server_error", "Internal server error."),
+            status=500,
+            headers={"x-should-retry": "true"},
+        )
     return django_server_error(request)

@@ -36,9 +36,16 @@ from core.time import isoformat_z
 from . import fastlane, upstreams
 from .admission import admission_enter, admission_leave
 from .dbcall import db_call
+from .errors import chain_exhausted_error, upstream_client_error
 from .funding import funding_quota_block, quota_block
 from .gateway import ChatCall, background_task_start, call_detached, chat_call_run
-from .ratelimit import rate_limit_error, rate_limit_hit, rate_limit_state, rate_limit_window
+from .ratelimit import (
+    rate_limit_error,
+    rate_limit_hit,
+    rate_limit_state,
+    rate_limit_window,
+    token_limit_headers,
+)
 from .router import provider_chain
 from .selectors import model_list_get, usage_recent_list
 from .services import (
@@ -429,7 +436,10 @@ def _chat_call(
 
 
 def _chat_response(result):
-    return result if not isinstance(result, dict) else Response(result)
+    """A stream as is; a JSON answer with OpenAI's token-limit headers from its quota block."""
+    if not isinstance(result, dict):
+        return result
+    return Response(result, headers=token_limit_headers(result.get("quota")))
 
 
 class DeepseekChatApi(ProxyApiView):
@@ -521,7 +531,7 @@ class V2ChatApi(ProxyApiView):
             default_model="gpt-4o-mini",
             chain=chain,
         )
-        return Response(await chat_call_run(call))
+        return _chat_response(await chat_call_run(call))
 
 
 class ModelListApi(ProxyApiView):
@@ -638,11 +648,12 @@ class InstantlySendApi(ProxyApiView):
                     target=prepared.target, to=data["to"], subject=data["subject"], body=data["body"]
                 )
             except upstreams.UpstreamFailure as exc:
-                error = (
-                    ApiError("upstream_timeout", "Instantly timed out.")
-                    if exc.is_timeout
-                    else ApiError("upstream_error", "Instantly failed to send the email.")
-                )
+                if exc.is_timeout:
+                    error = ApiError("upstream_timeout", "Instantly timed out.")
+                elif exc.is_rate_limited:
+                    error = chain_exhausted_error(last_failure=exc, budget_fallback=False)
+                else:
+                    error = ApiError("upstream_error", "Instantly failed to send the email.")
                 await db_call(
                     proxy_call_settle,
                     prepared=prepared,
@@ -655,9 +666,7 @@ class InstantlySendApi(ProxyApiView):
                     prepared=prepared,
                     record=self._record(request, started, exc.status, "provider_error"),
                 )
-                raise ApiError(
-                    "invalid_request", exc.message, status_code=exc.status, provider="instantly"
-                ) from None
+                raise upstream_client_error(exc, provider="instantly") from None
             _event, block = await db_call(
                 _settle_email,
                 prepared=prepared,

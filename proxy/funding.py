@@ -28,8 +28,10 @@ from billing.selectors import (
     quota_status_build,
     quota_status_get,
 )
-from core.exceptions import ApiError
+from core.exceptions import ApiError, retry_after_seconds
 from core.time import isoformat_z
+
+from .ratelimit import token_limit_headers
 
 logger = logging.getLogger("tollgate.proxy")
 
@@ -82,7 +84,8 @@ def _quota_exceeded_error(*, user, meter: str, status, upsell: dict | None = Non
     reset_at = getattr(status, "reset_at", None)
     headers = {}
     if reset_at is not None:
-        headers["Retry-After"] = str(max(1, int((reset_at - timezone.now()).total_seconds())))
+        headers["Retry-After"] = str(retry_after_seconds((reset_at - timezone.now()).total_seconds()))
+        headers.update(token_limit_headers(block) if meter == "llm_tokens" else {})
     return ApiError(
         "quota_exceeded",
         f"Your plan's {meter} quota is exhausted until {block['resetDate']}. "

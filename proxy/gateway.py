@@ -21,6 +21,7 @@ from core.exceptions import ApiError
 from . import fastlane, upstreams
 from .admission import admission_leave
 from .dbcall import db_call
+from .errors import chain_exhausted_error, upstream_client_error
 from .estimate import prompt_tokens_estimate
 from .funding import funding_quota_block
 from .router import chain_without_cooling, provider_failure_record, provider_success_record
@@ -232,15 +233,9 @@ async def _chat_call_run(call: ChatCall):
         if outcome is not _NEXT:
             return outcome
 
-    if attempts.last_failure is not None:
-        if attempts.last_failure.is_timeout:
-            error = ApiError("upstream_timeout", "Every provider timed out for this request.")
-        else:
-            error = ApiError("upstream_error", "Every provider failed for this request.")
-    elif attempts.budget_fallback:
-        error = ApiError("no_provider_available", "Today's provider budget is exhausted; try again later.")
-    else:
-        error = ApiError("no_provider_available", "No provider is available for this request right now.")
+    error = chain_exhausted_error(
+        last_failure=attempts.last_failure, budget_fallback=attempts.budget_fallback
+    )
     raise await _fail(call, attempts, error, provider=attempts.tried[-1] if attempts.tried else "")
 
 
@@ -284,12 +279,7 @@ async def _attempt_run(call: ChatCall, attempts: Attempts, prepared: PreparedCal
         await db_call(_abandon, prepared=prepared, provider=provider)
         return _NEXT
     except upstreams.UpstreamClientError as exc:
-        error = ApiError(
-            "invalid_request",
-            exc.message,  # redacted by upstreams
-            status_code=exc.status,
-            provider=prepared.provider,
-        )
+        error = upstream_client_error(exc, provider=prepared.provider)  # redacted by upstreams
         await db_call(
             proxy_call_settle,
             prepared=prepared,

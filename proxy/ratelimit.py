@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.conf import settings
 
-from core.exceptions import ApiError
+from core.exceptions import ApiError, retry_after_seconds
 from core.services import cache_counter_incr
 
 WINDOW_SECONDS = 60
@@ -31,12 +32,37 @@ class RateLimitState:
         """The window's first refused request (exactly one per key and minute, across processes)."""
         return self.exceeded and self.count == self.limit + 1
 
-    def headers(self) -> dict[str, str]:
+    def headers(self, *, now: float | None = None) -> dict[str, str]:
+        """Ours (reset as an epoch second) and OpenAI's names (reset as a duration, "27s")."""
+        now = time.time() if now is None else now
         return {
             "X-RateLimit-Limit": str(self.limit),
             "X-RateLimit-Remaining": str(self.remaining),
             "X-RateLimit-Reset": str(self.reset_at),
+            "x-ratelimit-limit-requests": str(self.limit),
+            "x-ratelimit-remaining-requests": str(self.remaining),
+            "x-ratelimit-reset-requests": f"{retry_after_seconds(self.reset_at - now)}s",
         }
+
+
+def token_limit_headers(block: dict | None, *, now: datetime | None = None) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*-tokens`` trio from a quota block the call already computed
+    (``llm_tokens``: limit, remaining, resetDate); nothing when the plan has no token limit."""
+    if not isinstance(block, dict) or block.get("limit") is None or block.get("remaining") is None:
+        return {}
+    headers = {
+        "x-ratelimit-limit-tokens": str(block["limit"]),
+        "x-ratelimit-remaining-tokens": str(block["remaining"]),
+    }
+    reset = block.get("resetDate")
+    if isinstance(reset, str):
+        try:
+            reset_at = datetime.fromisoformat(reset)
+        except ValueError:
+            return headers
+        now = now or datetime.now(UTC)
+        headers["x-ratelimit-reset-tokens"] = f"{retry_after_seconds((reset_at - now).total_seconds())}s"
+    return headers
 
 
 def rate_limit_window(*, key_id: int, now: float | None = None) -> tuple[str, int]:
@@ -65,10 +91,10 @@ def rate_limit_hit(*, key_id: int, limit: int, now: float | None = None) -> Rate
 
 def rate_limit_error(state: RateLimitState, *, now: float | None = None) -> ApiError:
     now = time.time() if now is None else now
-    retry_after = max(1, int(state.reset_at - now))
+    retry_after = retry_after_seconds(state.reset_at - now)
     return ApiError(
         "rate_limit_exceeded",
         f"Rate limit of {state.limit} requests per minute exceeded for this key.",
-        headers={"Retry-After": str(retry_after), **state.headers()},
+        headers={"Retry-After": str(retry_after), **state.headers(now=now)},
         limit=state.limit,
     )

@@ -18,6 +18,8 @@ import asyncio
 import atexit
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 from django.conf import settings
@@ -49,11 +51,18 @@ class Target:
 class UpstreamFailure(Exception):
     """The provider could not serve the call; another provider may."""
 
-    def __init__(self, kind: str, message: str, *, status: int | None = None):
+    def __init__(
+        self, kind: str, message: str, *, status: int | None = None, retry_after: float | None = None
+    ):
         super().__init__(message)
         self.kind = kind  # connect | timeout | status | redirect | garbage | protocol
         self.status = status
         self.message = message
+        self.retry_after = retry_after  # seconds, from a 429's Retry-After
+
+    @property
+    def is_rate_limited(self) -> bool:
+        return self.status == 429
 
     @property
     def is_timeout(self) -> bool:
@@ -61,13 +70,26 @@ class UpstreamFailure(Exception):
 
 
 class UpstreamClientError(Exception):
-    """A 4xx from the provider (bad model, bad request): relayed to the client as is."""
+    """A 4xx from the provider (bad model, bad request): relayed to the client with its
+    ``code``, ``param`` and ``type``. Every string in it is already secret-scrubbed."""
 
-    def __init__(self, status: int, message: str, body: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        body: dict | None = None,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        error_type: str | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
         self.body = body
+        self.code = code
+        self.param = param
+        self.error_type = error_type
 
 
 def base_url_get(provider: str) -> str:
@@ -190,15 +212,64 @@ def _error_message(response_body: bytes) -> tuple[str, dict | None]:
     return "Upstream request failed.", parsed if isinstance(parsed, dict) else None
 
 
-def _check_status(status: int, body: bytes, target: Target) -> None:
+def _error_field(parsed: dict | None, name: str, target: Target) -> str | None:
+    """A short string field of the provider's ``error`` object, scrubbed (it reaches the client)."""
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    value = error.get(name) if isinstance(error, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        return None
+    return secrets_redact(value[:200], extra=(target.secret,))
+
+
+def retry_after_parse(headers) -> float | None:
+    """Seconds from a 429's ``retry-after-ms`` / ``Retry-After`` (seconds or an HTTP date)."""
+    if not headers:
+        return None
+    raw_ms = headers.get("retry-after-ms")
+    try:
+        if raw_ms:
+            return min(max(float(raw_ms) / 1000, 0.0), 86_400.0)
+    except ValueError:
+        pass
+    raw = (headers.get("Retry-After") or "").strip()
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), 86_400.0)
+
+
+def _check_status(status: int, body: bytes, target: Target, headers=None) -> None:
     if 300 <= status < 400:
         raise UpstreamFailure("redirect", f"Provider answered a redirect ({status}).", status=status)
-    if status == 429 or status >= 500:
+    if status == 429:
+        raise UpstreamFailure(
+            "status", "Provider answered 429.", status=status, retry_after=retry_after_parse(headers)
+        )
+    if status >= 500:
         raise UpstreamFailure("status", f"Provider answered {status}.", status=status)
     if 400 <= status < 500:
-        message, _parsed = _error_message(body)
-        # The message is relayed to the client: providers quote the key they were sent.
-        raise UpstreamClientError(status, secrets_redact(message, extra=(target.secret,)))
+        message, parsed = _error_message(body)
+        # Relayed to the client: providers quote the key they were sent.
+        raise UpstreamClientError(
+            status,
+            secrets_redact(message, extra=(target.secret,)),
+            code=_error_field(parsed, "code", target),
+            param=_error_field(parsed, "param", target),
+            error_type=_error_field(parsed, "type", target),
+        )
 
 
 def _wrap_transport_error(exc: Exception) -> UpstreamFailure:
@@ -218,9 +289,9 @@ def _wrap_transport_error(exc: Exception) -> UpstreamFailure:
 _TRANSPORT_ERRORS = (TimeoutError, aiohttp.ClientError)
 
 
-async def _post_json(*, target: Target, path: str, payload: dict) -> tuple[int, bytes]:
-    """POST JSON, read the whole answer; returns (status, body). The connection goes back to
-    the pool once the body is read."""
+async def _post_json(*, target: Target, path: str, payload: dict) -> tuple[int, bytes, object]:
+    """POST JSON, read the whole answer; returns (status, body, headers). The connection goes
+    back to the pool once the body is read."""
     try:
         async with http_session_get().post(
             f"{target.base_url}{path}",
@@ -229,7 +300,7 @@ async def _post_json(*, target: Target, path: str, payload: dict) -> tuple[int, 
             allow_redirects=False,
             timeout=_timeout(),
         ) as response:
-            return response.status, await response.read()
+            return response.status, await response.read(), response.headers
     except _TRANSPORT_ERRORS as exc:
         raise _wrap_transport_error(exc) from None
 
@@ -238,8 +309,8 @@ async def chat_complete(*, target: Target, payload: dict) -> dict:
     """Non-streaming chat completion; returns the provider's JSON (with ``usage`` when reported)."""
     if target.is_sandbox:
         return sandbox.sandbox_chat(payload=payload, model=payload.get("model", sandbox.MODEL))
-    status, content = await _post_json(target=target, path="/chat/completions", payload=payload)
-    _check_status(status, content, target)
+    status, content, headers = await _post_json(target=target, path="/chat/completions", payload=payload)
+    _check_status(status, content, target, headers)
     try:
         body = json.loads(content)
     except ValueError:
@@ -292,7 +363,7 @@ async def _stream_check(response: aiohttp.ClientResponse, target: Target) -> Non
             body = await response.read()
         except _TRANSPORT_ERRORS:
             body = b""
-        _check_status(response.status, body, target)
+        _check_status(response.status, body, target, response.headers)
         raise UpstreamFailure("status", f"Provider answered {response.status}.", status=response.status)
     if "text/event-stream" not in response.headers.get("Content-Type", ""):
         raise UpstreamFailure("garbage", "Provider did not answer an event stream.")
@@ -327,8 +398,8 @@ async def email_send(*, target: Target, to: str, subject: str, body: str) -> str
     if target.is_sandbox:
         return sandbox.sandbox_email_send(to=to, subject=subject)
     payload = {"to_address_email_list": to, "subject": subject, "body": {"text": body}}
-    status, content = await _post_json(target=target, path="/emails/send", payload=payload)
-    _check_status(status, content, target)
+    status, content, headers = await _post_json(target=target, path="/emails/send", payload=payload)
+    _check_status(status, content, target, headers)
     try:
         data = json.loads(content)
     except ValueError:

@@ -3,9 +3,11 @@
 Behaviour is switched per test through ``FakeUpstream.mode``: ``ok``, ``stream`` and
 ``stream_no_usage`` answer like a provider; ``500``/``503``/``429``/``400`` answer that status;
 ``timeout`` sleeps past the client's read timeout; ``garbage`` answers non-JSON; ``redirect``
-answers 302; ``401_echo`` answers 401 quoting the credential it was sent; ``stream_reset``
-starts a stream and resets the connection before its first byte. Every request is
-recorded (path, headers, JSON body) so tests can assert what Tollgate forwarded.
+answers 302; ``401_echo`` answers 401 quoting the credential it was sent; ``400_model``
+answers OpenAI's 400 ``model_not_found`` (``param: model``, the key quoted); ``retry_after``
+adds a header to 429; ``stream_reset`` starts a stream and resets the connection before its
+first byte. Every request is recorded (path, headers, JSON body) so tests can assert what
+Tollgate forwarded.
 """
 
 from __future__ import annotations
@@ -59,7 +61,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if mode in {"500", "503", "429", "400", "404"}:
             body = json.dumps({"error": {"message": f"fake upstream {mode}", "type": "fake"}}).encode()
-            self._send(int(mode), body)
+            extra = {"Retry-After": fake.retry_after} if mode == "429" and fake.retry_after else None
+            self._send(int(mode), body, extra=extra)
+            return
+        if mode == "400_model":  # OpenAI's answer for a model it does not serve, quoting the key
+            sent = self.headers.get("Authorization") or ""
+            error = {
+                "message": f"The model `{payload.get('model')}` does not exist (key {sent}).",
+                "type": "invalid_request_error",
+                "code": "model_not_found",
+                "param": "model",
+            }
+            self._send(400, json.dumps({"error": error}).encode())
             return
         if fake.delay_seconds:  # a slow provider (client-disconnect tests)
             time.sleep(fake.delay_seconds)
@@ -140,6 +153,7 @@ class FakeUpstream:
         self.chunk_delay = 0.0
         self.sleep_seconds = 2.0
         self.delay_seconds = 0.0
+        self.retry_after = ""  # the Retry-After header of mode "429", when set
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         self.client_went_away = False

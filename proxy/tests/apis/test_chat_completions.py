@@ -61,7 +61,7 @@ def test_v2_chat_wraps_the_prompt_into_one_user_message(caller, fake_upstream):
         ("timeout", 504, "upstream_timeout"),
         ("500", 502, "upstream_error"),
         ("503", 502, "upstream_error"),
-        ("429", 502, "upstream_error"),
+        ("429", 429, "upstream_rate_limited"),  # issue 25: a rate limit stays one
         ("refused", 502, "upstream_error"),
         ("garbage", 502, "upstream_error"),
         ("redirect", 502, "upstream_error"),
