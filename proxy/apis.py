@@ -17,7 +17,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.utils import timezone
 from django.utils.http import parse_header_parameters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import IsAuthenticated
@@ -47,7 +47,7 @@ from .ratelimit import (
     token_limit_headers,
 )
 from .router import provider_chain
-from .selectors import model_list_get, usage_recent_list
+from .selectors import usage_recent_list
 from .services import (
     BudgetExhausted,
     CallRecord,
@@ -532,43 +532,6 @@ class V2ChatApi(ProxyApiView):
             chain=chain,
         )
         return _chat_response(await chat_call_run(call))
-
-
-class ModelListApi(ProxyApiView):
-    """``GET /api/proxy/v1/models``: the models the route table knows, OpenAI's list shape."""
-
-    @extend_schema(
-        operation_id="proxy_models_list",
-        summary="Models the router knows",
-        tags=["proxy"],
-        responses={
-            200: inline_serializer(
-                name="ProxyModelList",
-                fields={
-                    "object": serializers.CharField(),
-                    "data": inline_serializer(
-                        name="ProxyModel",
-                        many=True,
-                        fields={
-                            "id": serializers.CharField(),
-                            "object": serializers.CharField(),
-                            "created": serializers.IntegerField(),
-                            "owned_by": serializers.CharField(),
-                        },
-                    ),
-                },
-            ),
-            **error_responses(401, 429, negotiated=False),
-        },
-    )
-    async def get(self, request):
-        models = await db_call(model_list_get)
-        return Response(
-            {
-                "object": "list",
-                "data": [{"id": m, "object": "model", "created": 0, "owned_by": "tollgate"} for m in models],
-            }
-        )
 
 
 @schema_named

@@ -106,6 +106,35 @@ def model_list_get() -> tuple[str, ...]:
     return catalog_get().requested_models
 
 
+def model_providers_get(*, model: str, providers) -> list[str]:
+    """Those of ``providers`` that serve ``model`` by name: an explicit route, or a price under
+    the provider's own name. A provider's ``*`` default does not count (see ``proxy.model_access``)."""
+    catalog = catalog_get()
+    return [p for p in providers if (model, p) in catalog.routes or (p, model) in catalog.prices]
+
+
+def models_served_get(*, providers) -> dict[str, str]:
+    """Every model id ``providers`` serve by name → its owner: the provider that serves it under
+    that very name (``gpt-4o`` on OpenAI), else the first of ``providers`` that routes it."""
+    catalog = catalog_get()
+    wanted = list(providers)
+    owners: dict[str, str] = {}
+    native: set[str] = set()
+    for provider in wanted:
+        for (requested, routed_provider), upstream in catalog.routes.items():
+            if routed_provider != provider or requested == ModelRoute.DEFAULT:
+                continue
+            if upstream == requested and requested not in native:
+                owners[requested] = provider
+                native.add(requested)
+            owners.setdefault(requested, provider)
+        for priced_provider, model in catalog.prices:
+            if priced_provider == provider and model not in native:
+                owners[model] = provider
+                native.add(model)
+    return dict(sorted(owners.items()))
+
+
 def usage_recent_list(*, user, limit: int = RECENT_USAGE_LIMIT):
     """The user's last calls, newest first (index usage_user_recent)."""
     return (

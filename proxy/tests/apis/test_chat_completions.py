@@ -207,6 +207,7 @@ def test_sandbox_serves_when_enabled_and_no_key(caller, settings):
 
 def test_models_lists_the_route_table(caller):
     _user, _plaintext, client = caller
+    global_key_set("deepseek")  # the list is what the plan (deepseek) and the caller's keys reach
 
     response = client.get("/api/proxy/v1/models")
 
