@@ -338,6 +338,9 @@ PROVIDER_BASE_URLS = {
     for code in ("openai", "anthropic", "google", "mistral", "groq", "openrouter", "deepseek")
 }
 PROXY_ROUTER_SEED = env.int("PROXY_ROUTER_SEED", default=None)  # fixed seed = deterministic routing
+# Plans (codes) whose tier mix deliberately serves every requested model: a name no provider of
+# the plan knows is served by each provider's "*" route instead of answering 404 model_not_found.
+PROXY_ANY_MODEL_PLANS = env.list("PROXY_ANY_MODEL_PLANS", default=["free", "student", "pro"])
 PROXY_DEFAULT_MAX_TOKENS = env.int("PROXY_DEFAULT_MAX_TOKENS", default=1024)  # when max_tokens absent
 PROXY_MAX_TOKENS_CAP = env.int("PROXY_MAX_TOKENS_CAP", default=32768)  # unless the plan sets one
 PROXY_COOLDOWN_FAILURES = env.int("PROXY_COOLDOWN_FAILURES", default=3)

@@ -436,10 +436,14 @@ def _chat_call(
 
 
 def _chat_response(result):
-    """A stream as is; a JSON answer with OpenAI's token-limit headers from its quota block."""
+    """A stream as is; a JSON answer with the model that served and OpenAI's token-limit headers."""
     if not isinstance(result, dict):
         return result
-    return Response(result, headers=token_limit_headers(result.get("quota")))
+    headers = {
+        "x-tollgate-served-model": str(result.get("model") or ""),
+        **token_limit_headers(result.get("quota")),
+    }
+    return Response(result, headers=headers)
 
 
 class DeepseekChatApi(ProxyApiView):

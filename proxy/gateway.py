@@ -24,6 +24,7 @@ from .dbcall import db_call
 from .errors import chain_exhausted_error, upstream_client_error
 from .estimate import prompt_tokens_estimate
 from .funding import funding_quota_block
+from .model_access import chat_model_check
 from .router import chain_without_cooling, provider_failure_record, provider_success_record
 from .services import (
     BudgetExhausted,
@@ -194,6 +195,7 @@ async def chat_call_run(call: ChatCall):
     Runs detached from the request (``call_detached``): a client disconnect cannot interrupt it
     between reserve and settle.
     """
+    await chat_model_check(call)  # an unknown model: 404 before anything is held
     return await call_detached(_chat_call_run(call))
 
 
@@ -330,6 +332,7 @@ async def _complete(call: ChatCall, attempts: Attempts, prepared: PreparedCall, 
             }
         )
     body["quota"] = block
+    body["model"] = body.get("model") or prepared.upstream_model or call.requested_model
     return body
 
 
@@ -389,6 +392,7 @@ def _stream_response(relay: StreamRelay, attempts: Attempts, prepared: PreparedC
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     response["X-Tollgate-Provider"] = prepared.provider
+    response["x-tollgate-served-model"] = prepared.upstream_model or ""
     response["X-Tollgate-Fallback"] = "true" if attempts.failures else "false"
     response["X-Tollgate-Budget-Fallback"] = "true" if attempts.budget_fallback else "false"
     return response

@@ -1,13 +1,28 @@
-"""Which models a caller can reach: those the plan's providers serve by name (a ``ModelRoute``
-or a ``ModelPrice`` under the provider's own name) and the caller has a key for."""
+"""Which models a caller can reach, and the rule for a model nobody configured.
+
+A requested model is served only by the providers that know it by name (a ``ModelRoute`` or a
+``ModelPrice`` under the provider's own name). A name no provider of the plan knows answers
+``404 model_not_found`` before anything is held — unless the plan's routing deliberately
+serves every model from its tier mix (``PROXY_ANY_MODEL_PLANS``, the seed's free/student/pro):
+then each provider's ``*`` route serves it, and the answer names the model that served
+(body ``model``, ``x-tollgate-served-model``).
+"""
 
 from __future__ import annotations
+
+from django.conf import settings
 
 from accounts.selectors import PROVIDER_SOURCE_NONE, provider_key_status_list
 from core.exceptions import ApiError
 
 from . import sandbox
-from .selectors import models_served_get
+from .dbcall import db_call
+from .selectors import catalog_get, catalog_is_fresh, model_providers_get, models_served_get
+
+
+def plan_serves_any_model(plan) -> bool:
+    """Whether ``plan`` answers unknown model names from its tier mix (``*`` routes)."""
+    return (getattr(plan, "code", "") or "") in settings.PROXY_ANY_MODEL_PLANS
 
 
 def plan_providers(plan) -> list[str]:
@@ -26,6 +41,21 @@ def model_not_found_error(model: str) -> ApiError:
         f"The model '{model[:128]}' does not exist or is not available on your plan.",
         param="model",
     )
+
+
+async def chat_model_check(call) -> None:
+    """Before anything is held: narrow the call's providers to those that serve its model by
+    name, or answer 404 ``model_not_found``. A plan that serves any model keeps its chain."""
+    if plan_serves_any_model(call.plan):
+        return
+    if not catalog_is_fresh():
+        await db_call(catalog_get)
+    chain = model_providers_get(model=call.requested_model, providers=call.chain)
+    if not chain:
+        raise model_not_found_error(call.requested_model)
+    call.chain = chain
+    if call.fallback_provider and call.fallback_provider not in chain:
+        call.fallback_provider = ""
 
 
 def models_reachable_get(*, user, plan) -> dict[str, str]:

@@ -102,10 +102,6 @@ def model_price_get(*, provider: str, model: str) -> Price | None:
     return catalog_get().prices.get((provider, model))
 
 
-def model_list_get() -> tuple[str, ...]:
-    return catalog_get().requested_models
-
-
 def model_providers_get(*, model: str, providers) -> list[str]:
     """Those of ``providers`` that serve ``model`` by name: an explicit route, or a price under
     the provider's own name. A provider's ``*`` default does not count (see ``proxy.model_access``)."""
