@@ -107,7 +107,11 @@ def test_an_organizations_token_cannot_report_for_another(client, billing_tokens
 
 
 def test_a_wrong_or_revoked_own_token_is_401(client, billing_tokens, victim, own_token):
-    assert_error_shape(report(client, victim.pk, token=own_token[:-1] + ("B" if own_token.endswith("A") else "A")), 401, "invalid_api_key")
+    assert_error_shape(
+        report(client, victim.pk, token=own_token[:-1] + ("B" if own_token.endswith("A") else "A")),
+        401,
+        "invalid_api_key",
+    )
     organization_ingestion_token_revoke(organization=victim)
     assert_error_shape(report(client, victim.pk, token=own_token), 401, "invalid_api_key")
     assert report(client, victim.pk).status_code == 200  # the shared token works again
