@@ -9,6 +9,7 @@ serves uvicorn on the port. The official ``openai`` SDK streams a chat completio
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -139,3 +140,37 @@ def test_make_run_serves_a_streamed_chat_with_the_official_sdk(make_run):
     assert books["quota"]["deepseek"]["used"] == usage.total_tokens
     # The embedded servers live in the copy, not in the checkout the suite runs from.
     assert (checkout / ".local" / "postgres").is_dir()
+
+
+def test_make_run_on_another_port_completes_the_simulated_checkout(make_run):
+    """SITE_URL follows PORT: the checkout page, its return links and the plan all work there."""
+    base, _checkout = make_run
+    account = httpx.post(
+        f"{base}/api/auth/register",
+        json={"email": "buyer@example.com", "password": "a-long-password-0123"},
+        timeout=10,
+    )
+    assert account.status_code == 201, account.text
+    auth = {"Authorization": f"Token {account.json()['token']}"}
+    started = httpx.post(
+        f"{base}/api/billing/checkout",
+        json={"planId": "pro", "successUrl": f"{base}/billing/success/", "cancelUrl": f"{base}/pricing/"},
+        headers=auth,
+        timeout=10,
+    )
+    assert started.status_code == 200, started.text
+    page_url = started.json()["checkoutUrl"]
+    assert page_url.startswith(f"{base}/"), page_url  # not the default port
+
+    with httpx.Client(timeout=10) as browser:
+        page = browser.get(page_url)
+        assert page.status_code == 200
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+        paid = browser.post(
+            page_url, data={"action": "pay", "csrfmiddlewaretoken": token}, headers={"Referer": page_url}
+        )
+        assert paid.status_code == 302, paid.text[:500]
+        assert paid.headers["location"].startswith(f"{base}/billing/success/")
+
+    subscription = httpx.get(f"{base}/api/billing/subscription", headers=auth, timeout=10).json()
+    assert (subscription["plan"]["code"], subscription["status"]) == ("pro", "active")
