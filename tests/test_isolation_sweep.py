@@ -161,6 +161,8 @@ ROUTES: dict[str, Case] = {
     "billing/upgrade/<slug:code>/": Case("public"),
     "credits/buy/<slug:code>/": Case("public"),
     "payment/subscribe/<slug:plan_code>": Case("public"),
+    # A model id of the route table: what it answers depends on the caller's own plan and keys.
+    "api/proxy/v1/models/<path:model>": Case("public"),
     # Stand-ins for a payment provider's hosted page (DEBUG only): like Stripe's, the
     # unguessable session id is the capability; with simulated checkout off they are 404.
     "billing/simulated-checkout/<str:session_id>/": Case("capability", _stripe_checkout, auth="session"),
