@@ -35,21 +35,21 @@ from core.exceptions import ApiError
 from core.locks import lock_objects
 from core.rawsql import table_quoted
 
-from . import registry, stripe_client
-from .catalog import (
+from .. import registry, stripe_client
+from ..catalog import (
     DEFAULT_CATALOG,
     DEFAULT_CURRENCY,
     DEFAULT_MAX_TOKENS,
     DEFAULT_MAX_TOKENS_CAP,
     METER_PERIODS,
 )
-from .fulfilment import (
+from ..fulfilment import (
     CheckoutEventRejected,
     checkout_for_session_get,
     checkout_session_disagreement,
     checkout_session_trusted,
 )
-from .models import (
+from ..models import (
     CheckoutFulfilment,
     CheckoutSession,
     Gateway,
@@ -63,7 +63,7 @@ from .models import (
     Subscription,
     UsageCounter,
 )
-from .selectors import (
+from ..selectors import (
     CATALOG_VERSION_KEY,
     QuotaStatus,
     period_bounds,
@@ -74,7 +74,7 @@ from .selectors import (
     subscription_get,
     user_plan_cache_key,
 )
-from .subscriptions import LIVE_STATUSES, subscription_live_claim, subscription_user_lock
+from ..subscriptions import LIVE_STATUSES, subscription_live_claim, subscription_user_lock
 
 logger = logging.getLogger("tollgate.billing")
 
@@ -644,7 +644,7 @@ def _quota_alert_check(
     gate = _alert_gate_key(user_id=user_id, meter=meter, period_start=period_start, threshold=crossed[-1])
     if cache.get(gate):
         return
-    from .tasks import quota_alert_send_task
+    from ..tasks import quota_alert_send_task
 
     transaction.on_commit(
         lambda: quota_alert_send_task.delay(user_id=user_id, meter=meter, counter_id=counter_id)
@@ -683,7 +683,7 @@ def _quota_alert_schedule(*, reservation: QuotaReservation, now: datetime, rule=
     )
     if cache.get(gate):
         return
-    from .tasks import quota_alert_send_task
+    from ..tasks import quota_alert_send_task
 
     user_id, meter, counter_id = reservation.user_id, reservation.meter, reservation.counter_id
     transaction.on_commit(
@@ -878,7 +878,7 @@ def checkout_session_start(
         gateway=gateway,
     )
     if gateway == Gateway.CHARGILY:
-        from .chargily import chargily_checkout_open
+        from ..chargily import chargily_checkout_open
 
         return chargily_checkout_open(checkout=checkout)
     if stripe_client.stripe_is_configured():
@@ -1493,7 +1493,7 @@ def subscription_invoice_payment_failed(*, invoice: dict, event_created_at: date
         row.stripe_event_at = event_created_at
         row.save()
         _subscription_cache_forget(row.user_id)
-    from .tasks import subscription_payment_failed_email_task
+    from ..tasks import subscription_payment_failed_email_task
 
     subscription_id = row.pk
     transaction.on_commit(
@@ -1581,7 +1581,7 @@ def _subscription_welcome(*, row: Subscription, user, now: datetime) -> None:
     if api_key_active_count(user=user, now=now) == 0:
         api_key, plaintext = api_key_create(user=user, name="Default key", now=now)
         reveal_url = api_key_reveal_link_create(api_key=api_key, plaintext=plaintext, now=now)
-    from .tasks import plan_active_email_task
+    from ..tasks import plan_active_email_task
 
     subscription_id = row.pk
     transaction.on_commit(
