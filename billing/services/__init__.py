@@ -1,29 +1,42 @@
-"""Writes for billing (being split by concern; see the modules of this package)."""
+"""Writes for billing, one module per concern:
 
-from .quota import (
-    CHARGILY_SUBSCRIPTION_PREFIX,
-    LOCAL_WEBHOOK_SECRET,
-    PLAN_CHECKOUT_KIND,
+- ``catalog``: plan catalogue seed and cache invalidation;
+- ``quota``: reserve → settle/release (single meter and batched, with their SQL), stale
+  release, period rollover;
+- ``alerts``: quota alert thresholds, scheduling and emails;
+- ``checkout``: checkout sessions, redirect validation, billing portal, payment transactions;
+- ``stripe_events``: webhook secret, event store → process → dispatch, checkout outcomes;
+- ``stripe_subscriptions``: subscription/invoice sync, plan activation, Chargily periods, emails.
+
+Dependencies go one way: quota → alerts; stripe_events → stripe_subscriptions → checkout.
+Callers import from ``billing.services``; the names below are that interface.
+"""
+
+from .alerts import (
     QUOTA_ALERT_THRESHOLDS,
-    QuotaExceeded,
-    QuotaSettleSql,
-    StripeEventProcessingError,
-    _rules_for,
+    quota_alert_may_be_due,
+    quota_alert_send,
+)
+from .catalog import (
+    plan_catalog_invalidate,
+    plan_catalog_seed,
+)
+from .checkout import (
+    PLAN_CHECKOUT_KIND,
     billing_portal_session_start,
-    checkout_fulfil,
     checkout_redirect_url_validate,
-    checkout_session_expire,
-    checkout_session_fulfil,
-    checkout_session_payment_fail,
     checkout_session_start,
     payment_transaction_record,
     payment_transaction_settle,
-    plan_active_email_send,
-    plan_catalog_invalidate,
-    plan_catalog_seed,
     plan_checkout_start,
-    quota_alert_may_be_due,
-    quota_alert_send,
+    simulated_checkout_cancel,
+    simulated_checkout_enabled,
+    simulated_checkout_event_build,
+)
+from .quota import (
+    QuotaExceeded,
+    QuotaSettleSql,
+    _rules_for,
     quota_period_rollover,
     quota_release,
     quota_release_many,
@@ -37,13 +50,22 @@ from .quota import (
     quota_settle_many,
     quota_settle_pairs_sql,
     quota_settle_sql,
-    simulated_checkout_cancel,
-    simulated_checkout_enabled,
-    simulated_checkout_event_build,
+)
+from .stripe_events import (
+    LOCAL_WEBHOOK_SECRET,
+    StripeEventProcessingError,
+    checkout_fulfil,
+    checkout_session_expire,
+    checkout_session_fulfil,
+    checkout_session_payment_fail,
     stripe_event_process,
     stripe_event_reprocess,
     stripe_event_store,
     stripe_webhook_secret_get,
+)
+from .stripe_subscriptions import (
+    CHARGILY_SUBSCRIPTION_PREFIX,
+    plan_active_email_send,
     subscription_activate,
     subscription_invoice_paid,
     subscription_invoice_payment_failed,

@@ -1,0 +1,396 @@
+"""Subscriptions: mirror Stripe subscription and invoice events onto our row, activate a plan on
+a paid checkout (Stripe or a Chargily period), and the plan emails.
+
+Events only move a subscription forward (an older or lesser state is ignored). Also holds the
+two helpers that read Stripe objects (``_ts``, ``_id``), shared with ``stripe_events``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.core.mail import send_mail
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from core.locks import lock_objects
+
+from ..fulfilment import CheckoutEventRejected
+from ..models import CheckoutSession, Gateway, Plan, StripeEvent, Subscription
+from ..selectors import user_plan_cache_key
+from ..subscriptions import LIVE_STATUSES, subscription_live_claim, subscription_user_lock
+from .checkout import PLAN_CHECKOUT_KIND, _add_interval
+
+logger = logging.getLogger("tollgate.billing")
+
+
+def _ts(value) -> datetime | None:
+    """A Stripe unix timestamp as an aware datetime (None when absent or malformed)."""
+    try:
+        return datetime.fromtimestamp(int(value), tz=UTC) if value not in (None, "") else None
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _id(value) -> str:
+    """Stripe fields that may be an id or an expanded object."""
+    if isinstance(value, dict):
+        return str(value.get("id") or "")
+    return str(value or "")
+
+
+def _subscription_cache_forget(user_id: int) -> None:
+    transaction.on_commit(lambda: cache.delete(user_plan_cache_key(user_id)))
+
+
+# A subscription never comes back from canceled; within one second, the further state wins.
+_STATUS_RANK = {
+    Subscription.Status.INCOMPLETE: 0,
+    Subscription.Status.TRIALING: 1,
+    Subscription.Status.ACTIVE: 1,
+    Subscription.Status.PAST_DUE: 1,
+    Subscription.Status.UNPAID: 1,
+    Subscription.Status.PAUSED: 1,
+    Subscription.Status.INCOMPLETE_EXPIRED: 2,
+    Subscription.Status.CANCELED: 2,
+}
+
+
+def _event_is_current(*, row: Subscription, event_created_at: datetime, status: str) -> bool:
+    """Whether an event may overwrite the row: discards stale, out-of-order deliveries."""
+    if _STATUS_RANK.get(row.status, 0) == 2 and _STATUS_RANK.get(status, 0) < 2:
+        return False
+    if row.stripe_event_at is None or event_created_at > row.stripe_event_at:
+        return True
+    return event_created_at == row.stripe_event_at and _STATUS_RANK.get(status, 0) >= _STATUS_RANK.get(
+        row.status, 0
+    )
+
+
+def _subscription_period_end(obj: dict) -> datetime | None:
+    # Recent API versions moved the period to the subscription items.
+    if obj.get("current_period_end"):
+        return _ts(obj["current_period_end"])
+    ends = [item.get("current_period_end") for item in (obj.get("items") or {}).get("data") or []]
+    ends = [end for end in ends if end]
+    return _ts(max(ends)) if ends else None
+
+
+def _subscription_plan(obj: dict) -> Plan | None:
+    prices = [_id(item.get("price") or {}) for item in (obj.get("items") or {}).get("data") or []]
+    prices = [price for price in prices if price]
+    if prices:
+        plan = Plan.objects.filter(stripe_price_id__in=prices).exclude(stripe_price_id="").first()
+        if plan is not None:
+            return plan
+    code = (obj.get("metadata") or {}).get("plan_code")
+    return Plan.objects.filter(code=code).first() if code else None
+
+
+def subscription_sync(*, stripe_subscription: dict, event_type: str, event_created_at: datetime) -> bool:
+    """Apply a ``customer.subscription.*`` event to our mirror, unless a newer one already was.
+
+    Subscriptions we did not start (no ``kind=plan`` metadata and no row) are not ours:
+    another app's handler (organizations) takes them.
+    """
+    sub_id = _id(stripe_subscription.get("id"))
+    metadata = stripe_subscription.get("metadata") or {}
+    status = stripe_subscription.get("status") or Subscription.Status.INCOMPLETE
+    if event_type == "customer.subscription.deleted":
+        status = Subscription.Status.CANCELED
+    row = Subscription.objects.filter(stripe_subscription_id=sub_id).first() if sub_id else None
+    if row is None:
+        if metadata.get("kind") != PLAN_CHECKOUT_KIND or not str(metadata.get("user_id", "")).isdigit():
+            return False
+        user = get_user_model().objects.filter(pk=int(metadata["user_id"])).first()
+        plan = _subscription_plan(stripe_subscription)
+        if user is None or plan is None:
+            raise ValueError(f"subscription {sub_id}: unknown user or plan in metadata")
+        # The metadata names a user: only believe it if that user opened a plan checkout.
+        if not CheckoutSession.objects.filter(
+            user=user, kind=PLAN_CHECKOUT_KIND, gateway=Gateway.STRIPE, metadata__plan_code=plan.code
+        ).exists():
+            raise CheckoutEventRejected(f"subscription {sub_id}: no plan checkout of ours for its user")
+        subscription_user_lock(user_id=user.pk)
+        row, _ = Subscription.objects.get_or_create(
+            stripe_subscription_id=sub_id,
+            defaults={
+                "user": user,
+                "plan": plan,
+                "stripe_customer_id": _id(stripe_subscription.get("customer")),
+            },
+        )
+    else:
+        subscription_user_lock(user_id=row.user_id)
+    row = lock_objects(Subscription.objects.filter(pk=row.pk))[0]
+    if not _event_is_current(row=row, event_created_at=event_created_at, status=status):
+        logger.info(
+            "stale subscription event discarded", extra={"subscription_id": row.pk, "type": event_type}
+        )
+        return True
+    if status in LIVE_STATUSES and row.status not in LIVE_STATUSES and not subscription_live_claim(row=row):
+        return True  # a newer subscription is live: this one was ended (and is canceled at Stripe)
+    row.status = status
+    row.cancel_at_period_end = bool(stripe_subscription.get("cancel_at_period_end"))
+    row.current_period_end = _subscription_period_end(stripe_subscription) or row.current_period_end
+    row.ended_at = _ts(stripe_subscription.get("ended_at")) or (
+        event_created_at if status == Subscription.Status.CANCELED else None
+    )
+    row.stripe_customer_id = _id(stripe_subscription.get("customer")) or row.stripe_customer_id
+    row.plan = _subscription_plan(stripe_subscription) or row.plan
+    row.stripe_event_at = event_created_at
+    row.save()
+    _subscription_cache_forget(row.user_id)
+    return True
+
+
+def _invoice_subscription_id(invoice: dict) -> str:
+    if invoice.get("subscription"):
+        return _id(invoice["subscription"])
+    details = ((invoice.get("parent") or {}).get("subscription_details")) or {}
+    return _id(details.get("subscription"))
+
+
+def subscription_invoice_paid(*, invoice: dict, event_created_at: datetime) -> bool:
+    """A renewal was paid: extend the period; a past-due subscription is active again."""
+    row = Subscription.objects.filter(
+        stripe_subscription_id=_invoice_subscription_id(invoice) or None
+    ).first()
+    if row is None:
+        return False
+    subscription_user_lock(user_id=row.user_id)
+    row = lock_objects(Subscription.objects.filter(pk=row.pk))[0]
+    ends = [(line.get("period") or {}).get("end") for line in (invoice.get("lines") or {}).get("data") or []]
+    ends = [_ts(end) for end in ends if end]
+    if ends and (row.current_period_end is None or max(ends) > row.current_period_end):
+        row.current_period_end = max(ends)
+    if (
+        row.status in (Subscription.Status.PAST_DUE, Subscription.Status.UNPAID)
+        and _event_is_current(row=row, event_created_at=event_created_at, status=Subscription.Status.ACTIVE)
+        and (row.status in LIVE_STATUSES or subscription_live_claim(row=row))
+    ):
+        row.status = Subscription.Status.ACTIVE
+        row.stripe_event_at = event_created_at
+    row.save()
+    _subscription_cache_forget(row.user_id)
+    return True
+
+
+def subscription_invoice_payment_failed(*, invoice: dict, event_created_at: datetime) -> bool:
+    """A renewal payment failed: past due (the plan stays while Stripe retries); tell the user."""
+    row = Subscription.objects.filter(
+        stripe_subscription_id=_invoice_subscription_id(invoice) or None
+    ).first()
+    if row is None:
+        return False
+    row = lock_objects(Subscription.objects.filter(pk=row.pk))[0]
+    if row.status == Subscription.Status.ACTIVE and _event_is_current(
+        row=row, event_created_at=event_created_at, status=Subscription.Status.PAST_DUE
+    ):
+        row.status = Subscription.Status.PAST_DUE
+        row.stripe_event_at = event_created_at
+        row.save()
+        _subscription_cache_forget(row.user_id)
+    from ..tasks import subscription_payment_failed_email_task
+
+    subscription_id = row.pk
+    transaction.on_commit(
+        lambda: subscription_payment_failed_email_task.delay(subscription_id=subscription_id)
+    )
+    return True
+
+
+def subscription_activate(*, session: dict, event_id: str, now: datetime | None = None) -> Subscription:
+    """The ``plan`` checkout handler: the paid session activates the plan.
+
+    Called once per session (CheckoutFulfilment), inside the event's transaction; the user and
+    plan are our checkout row's (``billing.fulfilment``). A live subscription of the user from
+    an earlier checkout is replaced (``billing.subscriptions``). On the user's first
+    activation, a key is created if they have none and the "plan active" email carries a
+    one-time reveal link, never the key. A Chargily payment (``session["gateway"]``) activates
+    one period instead: Chargily has no recurring subscriptions.
+    """
+    now = now or timezone.now()
+    metadata = session.get("metadata") or {}
+    user_id = str(metadata.get("user_id") or session.get("client_reference_id") or "")
+    user = get_user_model().objects.filter(pk=int(user_id)).first() if user_id.isdigit() else None
+    plan = Plan.objects.filter(code=metadata.get("plan_code", "")).first()
+    if session.get("gateway") == Gateway.CHARGILY:
+        if user is None or plan is None:
+            raise ValueError(f"chargily checkout {session.get('id')}: missing user or plan")
+        return subscription_period_activate(user=user, plan=plan, reference=_id(session.get("id")), now=now)
+    sub_id = _id(session.get("subscription"))
+    if user is None or plan is None or not sub_id:
+        raise ValueError(f"checkout session {session.get('id')}: missing user, plan or subscription")
+    event_created_at = (
+        StripeEvent.objects.filter(stripe_event_id=event_id)
+        .values_list("stripe_created_at", flat=True)
+        .first()
+        or now
+    )
+    subscription_user_lock(user_id=user.pk)
+    row, created = Subscription.objects.get_or_create(
+        stripe_subscription_id=sub_id,
+        defaults={
+            "user": user,
+            "plan": plan,
+            "status": Subscription.Status.INCOMPLETE,  # live below, once no other one is
+            "stripe_customer_id": _id(session.get("customer")),
+            "current_period_end": _add_interval(now, plan.interval),
+            "stripe_event_at": event_created_at,
+        },
+    )
+    row = lock_objects(Subscription.objects.filter(pk=row.pk))[0]
+    if row.user_id != user.pk:
+        raise ValueError(f"subscription {sub_id} belongs to another user")
+    if (
+        row.status == Subscription.Status.INCOMPLETE
+        and (
+            created
+            or _event_is_current(
+                row=row, event_created_at=event_created_at, status=Subscription.Status.ACTIVE
+            )
+        )
+        and subscription_live_claim(row=row, now=now)
+    ):
+        row.status = Subscription.Status.ACTIVE
+        row.stripe_event_at = event_created_at
+    row.checkout_reference = _id(session.get("id"))
+    row.stripe_customer_id = row.stripe_customer_id or _id(session.get("customer"))
+    # A session whose subscription already ended (out-of-order delivery) activates nothing.
+    first_activation = row.activated_at is None and row.status in Subscription.ENTITLED_STATUSES
+    if first_activation:
+        row.activated_at = now
+    row.save()
+    _subscription_cache_forget(user.pk)
+    if first_activation:
+        _subscription_welcome(row=row, user=user, now=now)
+    logger.info("subscription activated", extra={"subscription_id": row.pk, "plan": plan.code})
+    return row
+
+
+def _subscription_welcome(*, row: Subscription, user, now: datetime) -> None:
+    """First activation: a key when the user has none (shown once through a link) and the
+    'plan active' email, queued after commit."""
+    from accounts.selectors import api_key_active_count
+    from accounts.services import api_key_create, api_key_reveal_link_create
+
+    reveal_url = ""
+    if api_key_active_count(user=user, now=now) == 0:
+        api_key, plaintext = api_key_create(user=user, name="Default key", now=now)
+        reveal_url = api_key_reveal_link_create(api_key=api_key, plaintext=plaintext, now=now)
+    from ..tasks import plan_active_email_task
+
+    subscription_id = row.pk
+    transaction.on_commit(
+        lambda: plan_active_email_task.delay(subscription_id=subscription_id, reveal_url=reveal_url)
+    )
+
+
+CHARGILY_SUBSCRIPTION_PREFIX = "chargily:"
+
+
+def subscription_period_activate(
+    *, user, plan: Plan, reference: str, now: datetime | None = None
+) -> Subscription:
+    """A one-period plan paid through Chargily (no recurring billing there).
+
+    A first payment is a new row, keyed by the checkout reference (a replay returns it); it
+    replaces any other live subscription of the user. It ends at ``current_period_end`` by
+    itself (``cancel_at_period_end``); paying the same plan again before then (renewal) extends
+    that row by one period, so the new period starts where the current one ends.
+    """
+    now = now or timezone.now()
+    sub_id = f"{CHARGILY_SUBSCRIPTION_PREFIX}{reference}"
+    subscription_user_lock(user_id=user.pk)
+    existing = Subscription.objects.filter(stripe_subscription_id=sub_id).first()
+    if existing is not None:
+        return existing
+    current = lock_objects(
+        Subscription.objects.filter(
+            user_id=user.pk,
+            plan=plan,
+            gateway=Gateway.CHARGILY,
+            status__in=Subscription.ENTITLED_STATUSES,
+            current_period_end__gt=now,
+        )
+    )
+    if current:
+        # A renewal extends the live row by one period: one live subscription, one row.
+        row = current[0]
+        if row.checkout_reference == reference:
+            return row
+        row.current_period_end = _add_interval(row.current_period_end, plan.interval)
+        row.checkout_reference = reference
+        row.renewal_reminder_sent_at = None  # one reminder before the new end
+        row.save(
+            update_fields=[
+                "current_period_end",
+                "checkout_reference",
+                "renewal_reminder_sent_at",
+                "updated_at",
+            ]
+        )
+        _subscription_cache_forget(user.pk)
+        logger.info("chargily period renewed", extra={"subscription_id": row.pk, "plan": plan.code})
+        return row
+    row = Subscription.objects.create(
+        user=user,
+        plan=plan,
+        gateway=Gateway.CHARGILY,
+        status=Subscription.Status.INCOMPLETE,  # live below, once no other one is
+        stripe_subscription_id=sub_id,
+        checkout_reference=reference,
+        current_period_end=_add_interval(now, plan.interval),
+        cancel_at_period_end=True,
+        activated_at=now,
+        stripe_event_at=now,
+    )
+    subscription_live_claim(row=row, now=now)  # the newest row: it always wins
+    row.status = Subscription.Status.ACTIVE
+    row.save(update_fields=["status", "updated_at"])
+    _subscription_cache_forget(user.pk)
+    _subscription_welcome(row=row, user=user, now=now)
+    logger.info("chargily period activated", extra={"subscription_id": row.pk, "plan": plan.code})
+    return row
+
+
+def plan_active_email_send(*, subscription_id: int, reveal_url: str = "") -> bool:
+    """'Your plan is active', with the one-time key link when a key was created for the user."""
+    row = Subscription.objects.select_related("user", "plan").filter(pk=subscription_id).first()
+    if row is None:
+        return False
+    lines = [f"Your Tollgate {row.plan.name} plan is active.", ""]
+    if reveal_url:
+        lines += [
+            "We created an API key for you. Open this link within 24 hours to see it, once:",
+            reveal_url,
+            "",
+        ]
+    lines.append(f"Dashboard: {settings.SITE_URL}/dashboard/")
+    send_mail(
+        f"Tollgate: your {row.plan.name} plan is active",
+        "\n".join(lines),
+        settings.DEFAULT_FROM_EMAIL,
+        [row.user.email],
+    )
+    return True
+
+
+def subscription_payment_failed_email_send(*, subscription_id: int) -> bool:
+    row = Subscription.objects.select_related("user", "plan").filter(pk=subscription_id).first()
+    if row is None:
+        return False
+    send_mail(
+        "Tollgate: your payment failed",
+        f"We could not charge your {row.plan.name} plan renewal. Stripe will retry; please update "
+        f"your payment method from {settings.SITE_URL}{reverse('billing:pricing')}.",
+        settings.DEFAULT_FROM_EMAIL,
+        [row.user.email],
+    )
+    return True
