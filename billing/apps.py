@@ -8,11 +8,14 @@ class BillingConfig(AppConfig):
     def ready(self):
         """Register billing's own checkout kind and its periodic task (code, not admin rows)."""
         from config.celery import beat_schedule_add, crontab
+        from core.reconciliation import reconciliation_check_register
 
         from . import registry
+        from .reconciliation import quota_counter_drift_find
         from .services import PLAN_CHECKOUT_KIND, subscription_activate
 
         registry.checkout_handler_register(PLAN_CHECKOUT_KIND, subscription_activate)
+        reconciliation_check_register("billing.quota", quota_counter_drift_find)
         beat_schedule_add(
             "quota-period-rollover",
             task="billing.tasks.quota_period_rollover",

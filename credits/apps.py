@@ -9,10 +9,13 @@ class CreditsConfig(AppConfig):
         """Register with billing (which never imports credits) and add the periodic tasks."""
         from billing.registry import checkout_handler_register, event_handler_register
         from config.celery import beat_schedule_add, crontab
+        from core.reconciliation import reconciliation_check_register
 
         from . import services
+        from .reconciliation import credit_ledger_drift_find
 
         checkout_handler_register(services.CHECKOUT_KIND, services.credit_purchase_fulfil)
+        reconciliation_check_register("credits.ledger", credit_ledger_drift_find)
         event_handler_register("charge.refunded", services.credit_refund_apply)
         beat_schedule_add(
             "credits-ledger-reconcile",

@@ -14,11 +14,14 @@ class OrganizationsConfig(AppConfig):
     def ready(self):
         from billing.registry import event_handler_register
         from config.celery import beat_schedule_add, crontab
+        from core.reconciliation import reconciliation_check_register
 
+        from .reconciliation import usage_report_drift_find
         from .services import organization_subscription_event_handle
 
         for event_type in SUBSCRIPTION_EVENTS:
             event_handler_register(event_type, organization_subscription_event_handle)
+        reconciliation_check_register("organizations.meter", usage_report_drift_find)
         # Retries unsent meter events; a run older than its interval is stale and dropped.
         beat_schedule_add(
             "organizations-meter-events-retry",

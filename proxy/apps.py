@@ -12,13 +12,16 @@ class ProxyConfig(AppConfig):
         from billing.quota_pool import quota_pool_drain
         from config.celery import beat_schedule_add, crontab
         from core.lifecycle import shutdown_hook_add, startup_hook_add
+        from core.reconciliation import reconciliation_check_register
 
         from .gateway import background_drain
+        from .reconciliation import budget_overshoot_drift_find
         from .selectors import catalog_warm
 
         startup_hook_add(catalog_warm)
         shutdown_hook_add(background_drain)
         shutdown_hook_add(quota_pool_drain)
+        reconciliation_check_register("proxy.budget", budget_overshoot_drift_find)
         # A crashed worker's daily-budget holds must not shrink the operator's budget all day.
         beat_schedule_add(
             "budget-holds-sweep",
