@@ -610,30 +610,30 @@ class InstantlySendApi(ProxyApiView):
             raise
         admission_leave()  # reserved: not held through the provider call
         try:
-            try:
-                message_id = await upstreams.email_send(
-                    target=prepared.target, to=data["to"], subject=data["subject"], body=data["body"]
-                )
-            except upstreams.UpstreamFailure as exc:
-                if exc.is_timeout:
-                    error = ApiError("upstream_timeout", "Instantly timed out.")
-                elif exc.is_rate_limited:
-                    error = chain_exhausted_error(last_failure=exc, budget_fallback=False)
-                else:
-                    error = ApiError("upstream_error", "Instantly failed to send the email.")
-                await db_call(
-                    proxy_call_settle,
-                    prepared=prepared,
-                    record=self._record(request, started, error.status_code, error.code),
-                )
-                raise error from None
-            except upstreams.UpstreamClientError as exc:
-                await db_call(
-                    proxy_call_settle,
-                    prepared=prepared,
-                    record=self._record(request, started, exc.status, "provider_error"),
-                )
-                raise upstream_client_error(exc, provider="instantly") from None
+            message_id = await upstreams.email_send(
+                target=prepared.target, to=data["to"], subject=data["subject"], body=data["body"]
+            )
+        except upstreams.UpstreamFailure as exc:
+            if exc.is_timeout:
+                error = ApiError("upstream_timeout", "Instantly timed out.")
+            elif exc.is_rate_limited:
+                error = chain_exhausted_error(last_failure=exc, budget_fallback=False)
+            else:
+                error = ApiError("upstream_error", "Instantly failed to send the email.")
+            await db_call(
+                proxy_call_settle,
+                prepared=prepared,
+                record=self._record(request, started, error.status_code, error.code),
+            )
+            raise error from None
+        except upstreams.UpstreamClientError as exc:
+            await db_call(
+                proxy_call_settle,
+                prepared=prepared,
+                record=self._record(request, started, exc.status, "provider_error"),
+            )
+            raise upstream_client_error(exc, provider="instantly") from None
+        else:
             _event, block = await db_call(
                 _settle_email,
                 prepared=prepared,

@@ -477,20 +477,20 @@ class StreamRelay:
         self.head = item
         return True
 
-    async def _release_early(self) -> None:
+    async def _stream_close(self) -> None:
         try:
             await self.stream.aclose()
         except Exception:
             logger.warning("upstream stream close failed", exc_info=True)
+
+    async def _release_early(self) -> None:
+        await self._stream_close()
         await db_call(_abandon, prepared=self.prepared, provider=self.prepared.provider)
 
     async def _finish(self, error_code: str) -> None:
         """Settle what the client was sent; if the books cannot be written (twice), release
         the holds and say so loudly: a hold must never outlive its call."""
-        try:
-            await self.stream.aclose()
-        except Exception:
-            logger.warning("upstream stream close failed", exc_info=True)
+        await self._stream_close()
         record = self._record(error_code)
         for attempt in range(2):
             if self.prepared.closed:  # on the books; a later step failed

@@ -9,7 +9,6 @@ counted as head)."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -18,7 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from django.conf import settings
+
+from tests.served import free_port, server_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -26,29 +26,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def server():
     """(host, port) of gunicorn with one bounded uvicorn worker on the test database and Redis."""
-    database = settings.DATABASES["default"]
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": (
-            f"postgres://{database['USER']}:{database.get('PASSWORD') or ''}"
-            f"@{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/{database['NAME']}"
-        ),
-        "REDIS_URL": settings.REDIS_URL,
-        "CACHE_KEY_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", ""),
-        "TOLLGATE_TESTING": "0",
-        "DATABASE_POOL": "false",
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-    }
+    port = free_port()
+    env = server_env()
     for name in ("HTTP_MAX_HEADER_BYTES", "HTTP_MAX_BODY_BYTES"):
         env.pop(name, None)  # the defaults are what is tested
     process = subprocess.Popen(

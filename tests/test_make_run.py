@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,14 +21,10 @@ import httpx
 import openai
 import pytest
 
+from devservers.state import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 240
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _fresh_copy(destination: Path) -> None:
@@ -64,7 +59,7 @@ def make_run(tmp_path):
     home.chmod(0o755)
     checkout = home / "checkout"
     _fresh_copy(checkout)
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "make-run.log").open("wb")
     process = subprocess.Popen(
         ["make", "run", f"PORT={port}"],

@@ -4,8 +4,6 @@ deployed) sharing Redis and PostgreSQL, 200 concurrent calls against a 60/minute
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import threading
@@ -14,10 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from django.conf import settings
 
 from accounts.tests.factories import UserFactory
 from proxy.tests.factories import key_for, plan_configure
+from tests.served import free_port, server_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -26,29 +24,11 @@ CALLS = 200
 LIMIT = 60
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def gunicorn_url():
     """gunicorn with 2 uvicorn workers on the test database and the test Redis."""
-    database = settings.DATABASES["default"]
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": (
-            f"postgres://{database['USER']}:{database.get('PASSWORD') or ''}"
-            f"@{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/{database['NAME']}"
-        ),
-        "REDIS_URL": settings.REDIS_URL,
-        "CACHE_KEY_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", ""),
-        "TOLLGATE_TESTING": "0",
-        "DATABASE_POOL": "false",
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-    }
+    port = free_port()
+    env = server_env()
     process = subprocess.Popen(
         [
             sys.executable,
