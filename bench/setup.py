@@ -75,7 +75,7 @@ def bench_tenant_create(*, email: str | None = None, provider_secret: str | None
     from accounts.services import api_key_create, provider_credential_set, user_register
     from billing.models import Subscription
     from billing.selectors import user_plan_cache_key
-    from proxy.services import proxy_catalog_seed
+    from proxy.catalog import proxy_catalog_seed
 
     proxy_catalog_seed()  # prices and model routes (idempotent)
     plan = bench_plan_ensure()

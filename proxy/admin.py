@@ -3,8 +3,8 @@ the usage log, rollups and daily spend are read-only records."""
 
 from django.contrib import admin
 
+from .catalog import model_price_save, model_route_save
 from .models import DailySpend, ModelPrice, ModelRoute, UsageDailyRollup, UsageEvent
-from .services import model_price_save, model_route_save
 
 
 @admin.register(ModelPrice)

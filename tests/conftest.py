@@ -29,8 +29,8 @@ def catalog(db):
     from billing.services import plan_catalog_seed
     from credits.models import CreditPack
     from credits.tests.factories import seed_catalogue
+    from proxy.catalog import proxy_catalog_seed
     from proxy.selectors import catalog_invalidate
-    from proxy.services import proxy_catalog_seed
 
     plan_catalog_seed()
     if not CreditPack.objects.exists():

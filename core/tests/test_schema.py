@@ -177,7 +177,7 @@ def test_null_dates_would_not_conform_without_nullable(schema):
 @pytest.mark.django_db(transaction=True)  # the proxy runs its database blocks in its own threads
 def test_proxy_answers_conform_to_the_documented_schema(schema):
     """The proxy's model list, usage, 401 and 415 answers match what its schema documents."""
-    from proxy.services import proxy_catalog_seed
+    from proxy.catalog import proxy_catalog_seed
     from proxy.tests.factories import global_key_set, key_for, plan_configure
 
     plan_configure()

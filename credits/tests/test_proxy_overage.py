@@ -21,9 +21,9 @@ BODY = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "Hell
 
 @pytest.fixture
 def proxy(settings):
+    from proxy.catalog import proxy_catalog_seed
     from proxy.router import router_reseed
     from proxy.selectors import catalog_invalidate
-    from proxy.services import proxy_catalog_seed
 
     settings.SANDBOX_PROVIDER_ENABLED = False
     settings.PROXY_ROUTER_SEED = 1234

@@ -1,8 +1,8 @@
 import pytest
 
+from proxy.catalog import proxy_catalog_seed
 from proxy.router import router_reseed
 from proxy.selectors import catalog_invalidate
-from proxy.services import proxy_catalog_seed
 
 from .factories import key_for, plan_configure
 from .fakeupstream import FakeUpstream

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from proxy.services import proxy_catalog_seed
+from proxy.catalog import proxy_catalog_seed
 
 
 class Command(BaseCommand):
