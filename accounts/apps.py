@@ -1,4 +1,7 @@
+from celery.schedules import crontab
 from django.apps import AppConfig
+
+from core.beat import beat_schedule_add
 
 
 class AccountsConfig(AppConfig):
@@ -6,8 +9,6 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from config.celery import beat_schedule_add, crontab
-
         from . import checks, crypto, schema, signals  # noqa: F401  (check E001; key reset; OpenAPI auth; cache)
 
         beat_schedule_add(

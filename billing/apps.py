@@ -1,4 +1,7 @@
+from celery.schedules import crontab
 from django.apps import AppConfig
+
+from core.beat import beat_schedule_add
 
 
 class BillingConfig(AppConfig):
@@ -7,7 +10,6 @@ class BillingConfig(AppConfig):
 
     def ready(self):
         """Register billing's own checkout kind and its periodic task (code, not admin rows)."""
-        from config.celery import beat_schedule_add, crontab
         from core.reconciliation import reconciliation_check_register
 
         from . import registry

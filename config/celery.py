@@ -1,27 +1,19 @@
-"""Celery application. The beat schedule lives here, in code, with an expiry on every entry."""
+"""Celery application. The beat schedule is code: each app registers its entries, each with an
+expiry, in ``core.beat`` from its ``AppConfig.ready()``; Celery reads that registry."""
 
 import os
 
 from celery import Celery
-from celery.schedules import crontab
+
+from core.beat import beat_schedule
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("tollgate")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# The registry's own dict: the apps fill it on django.setup(), which beat and the worker run
+# (Celery's Django fixup) before the scheduler reads it.
+app.conf.beat_schedule = beat_schedule()
 
-# Each app appends its periodic tasks here (name -> entry). Entries expire so that a beat that
-# was down does not flood the workers with stale runs when it comes back.
-app.conf.beat_schedule = {}
-
-
-def beat_schedule_add(name: str, *, task: str, schedule, expires: int) -> None:
-    app.conf.beat_schedule[name] = {
-        "task": task,
-        "schedule": schedule,
-        "options": {"expires": expires},
-    }
-
-
-__all__ = ("app", "beat_schedule_add", "crontab")
+__all__ = ("app",)

@@ -1,5 +1,8 @@
+from celery.schedules import crontab
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
+
+from .beat import beat_schedule_add
 
 
 class CoreConfig(AppConfig):
@@ -9,8 +12,6 @@ class CoreConfig(AppConfig):
     def ready(self):
         """Schedule the nightly reconciliation (after credits' own 03:20 check); keep the cache
         identity of a created or flushed database in step (``core.cache_identity``)."""
-        from config.celery import beat_schedule_add, crontab
-
         from .cache_identity import identity_ensure_after_migrate, identity_warm
         from .lifecycle import startup_hook_add
 

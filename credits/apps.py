@@ -1,4 +1,7 @@
+from celery.schedules import crontab
 from django.apps import AppConfig
+
+from core.beat import beat_schedule_add
 
 
 class CreditsConfig(AppConfig):
@@ -8,7 +11,6 @@ class CreditsConfig(AppConfig):
     def ready(self):
         """Register with billing (which never imports credits) and add the periodic tasks."""
         from billing.registry import checkout_handler_register, event_handler_register
-        from config.celery import beat_schedule_add, crontab
         from core.reconciliation import reconciliation_check_register
 
         from . import services

@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from core.beat import beat_schedule_add
+
 
 class DashboardsConfig(AppConfig):
     """Read-only pages that compose the other apps' selectors (end-user and operator
@@ -10,8 +12,6 @@ class DashboardsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from config.celery import beat_schedule_add
-
         self._admin_dashboard_url_add()
 
         beat_schedule_add(

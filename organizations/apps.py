@@ -1,4 +1,7 @@
+from celery.schedules import crontab
 from django.apps import AppConfig
+
+from core.beat import beat_schedule_add
 
 SUBSCRIPTION_EVENTS = (
     "customer.subscription.created",
@@ -13,7 +16,6 @@ class OrganizationsConfig(AppConfig):
 
     def ready(self):
         from billing.registry import event_handler_register
-        from config.celery import beat_schedule_add, crontab
         from core.reconciliation import reconciliation_check_register
 
         from .reconciliation import usage_report_drift_find

@@ -1,4 +1,7 @@
+from celery.schedules import crontab
 from django.apps import AppConfig
+
+from core.beat import beat_schedule_add
 
 
 class ProxyConfig(AppConfig):
@@ -10,7 +13,6 @@ class ProxyConfig(AppConfig):
         clients already left, then releases its spare quota reservations. Beat sweeps the
         daily-budget holds of calls that died."""
         from billing.quota_pool import quota_pool_drain
-        from config.celery import beat_schedule_add, crontab
         from core.lifecycle import shutdown_hook_add, startup_hook_add
         from core.reconciliation import reconciliation_check_register
 
