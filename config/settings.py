@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "servestatic",  # checks the SERVESTATIC_* settings at start-up
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
@@ -85,7 +86,7 @@ MIDDLEWARE = [
     "core.middleware.RequestIdMiddleware",
     "core.middleware.ApiFastPathMiddleware",  # proxy API: skips the rest (see its docstring)
     "django.middleware.security.SecurityMiddleware",
-    "core.middleware.StaticFilesMiddleware",  # WhiteNoise, async-capable
+    "servestatic.middleware.ServeStaticMiddleware",  # static files; async, like the whole chain
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

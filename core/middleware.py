@@ -1,13 +1,12 @@
 import re
 import uuid
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.http import HttpResponseBadRequest, JsonResponse
 from django.urls import Resolver404, get_urlconf, resolve
-from whitenoise.middleware import WhiteNoiseMiddleware
 
 from .exceptions import ApiError
 from .logging import request_id_var
@@ -137,36 +136,3 @@ def _resolve(path: str):
 def _forget_matches(*, setting, **kwargs):
     if setting == "ROOT_URLCONF":
         _matches.clear()
-
-
-class StaticFilesMiddleware(WhiteNoiseMiddleware):
-    """WhiteNoise, async-capable.
-
-    WhiteNoise is sync-only; one sync-only middleware turns the whole chain above it sync, so
-    under ASGI every request (the async proxy's included) ran in a thread and came back to the
-    event loop through ``async_to_sync``. The lookup is a dict read (a stat with autorefresh in
-    DEBUG), serving a file is rare and stays WhiteNoise's own code.
-    """
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response=None, settings=settings):
-        super().__init__(get_response, settings)
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request):
-        if self.is_async:
-            return self.__acall__(request)
-        return super().__call__(request)
-
-    async def __acall__(self, request):
-        if self.autorefresh:
-            static_file = await sync_to_async(self.find_file)(request.path_info)
-        else:
-            static_file = self.files.get(request.path_info)
-        if static_file is not None:
-            return self.serve(static_file, request)
-        return await self.get_response(request)

@@ -2,7 +2,9 @@
 
 import pytest
 from asgiref.sync import async_to_sync, iscoroutinefunction
+from django.conf import settings as django_settings
 from django.core.handlers.asgi import ASGIHandler
+from django.core.management import call_command
 from django.test import AsyncClient
 
 
@@ -43,3 +45,33 @@ def test_unknown_proxy_url_falls_back_to_the_json_404():
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+async def _get_body(path):
+    response = await AsyncClient().get(path)
+    body = b"".join([chunk async for chunk in response.streaming_content])
+    return response, body
+
+
+@pytest.mark.parametrize(
+    ("debug", "cache_control"),
+    [(False, "max-age=60, public"), (True, "max-age=0, public")],
+    ids=["production", "debug"],
+)
+def test_static_files_are_served_by_the_async_chain_with_their_cache_header(
+    debug, cache_control, settings, tmp_path
+):
+    """Production serves what ``collectstatic`` put in STATIC_ROOT (the Dockerfile runs it);
+    ``make run`` (DEBUG) serves the source folders, never cached."""
+    settings.DEBUG = debug
+    settings.STATIC_ROOT = tmp_path
+    if not debug:
+        call_command("collectstatic", "--noinput", verbosity=0)
+    source = (django_settings.BASE_DIR / "static" / "css" / "app.css").read_bytes()
+
+    response, body = async_to_sync(_get_body)("/static/css/app.css")
+
+    assert response.status_code == 200
+    assert body == source
+    assert response["Content-Type"].startswith("text/css")
+    assert response["Cache-Control"] == cache_control
