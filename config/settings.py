@@ -348,7 +348,7 @@ PROXY_COOLDOWN_FAILURES = env.int("PROXY_COOLDOWN_FAILURES", default=3)
 PROXY_COOLDOWN_SECONDS = env.int("PROXY_COOLDOWN_SECONDS", default=60)
 PROXY_HTTP_MAX_CONNECTIONS = env.int("PROXY_HTTP_MAX_CONNECTIONS", default=1000)
 # Hot-path quota transactions commit asynchronously (PostgreSQL): a server crash may lose the last
-# few hundred ms of them — an under-charge, never an overspend while running (docs/speed.md).
+# few hundred ms of them — an under-charge, never an overspend (docs/how-a-call-flows.md).
 PROXY_SYNCHRONOUS_COMMIT = env.bool("PROXY_SYNCHRONOUS_COMMIT", default=False)
 # Async API views under these URL prefixes skip the session/CSRF/static middleware stack.
 API_FAST_PATH_PREFIXES = env.list("API_FAST_PATH_PREFIXES", default=["/api/proxy/", "/api/v2/chat"])

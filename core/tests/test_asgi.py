@@ -150,7 +150,7 @@ def test_shutdown_stops_waiting_at_the_drain_limit(monkeypatch, settings):
 def test_a_worker_starts_with_its_views_imported_and_its_startup_heap_frozen():
     """What a gunicorn worker does when it imports the entry point, in a fresh interpreter: the
     first request must not pay for importing the views, and full collections must not walk the
-    startup heap (docs/speed.md, session 5)."""
+    startup heap (docs/how-a-call-flows.md)."""
     probe = (
         "import gc, sys; import config.asgi; "
         "print(gc.get_freeze_count(), 'proxy.apis' in sys.modules, 'dashboards.views' in sys.modules)"
