@@ -17,33 +17,11 @@ logger = logging.getLogger("tollgate.accounts")
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     """``Authorization: Bearer sk_agentai_…``. Sets ``request.auth`` to the ApiKeyIdentity.
 
-    Failed authentications are limited per client address (``AUTH_FAILURES_PER_MINUTE``,
-    ``core.clientaddr``): the per-minute rate limit is per key, so without this a flood of
-    well-formed random keys, or a client looping on a revoked key, would cost a database query
-    each, unbounded. Once an address has had N refused keys this minute, its keys are answered
-    ``429 too_many_failed_authentications`` (with ``Retry-After``) without a database query.
-
-    Where the check sits, so that a valid key pays nothing: a refusal costs one INCR
-    (``auth_failure_record``), which also answers the (N+1)-th refusal with the 429. The counter
-    is only *read* when the shared cache does not know the presented key, i.e. just before the
-    database lookup it guards (``api_key_identity_get(client_address=…)``). A key whose identity
-    is cached, the hot case, is decided with the one cache GET it always cost; keys the fast
-    lane serves never reach this class (unknown, revoked and expired keys always do: the fast
-    lane only handles keys this process has authenticated here, and falls back to the ORM gate,
-    which calls this class, whenever the cached identity is missing, revoked or expired).
-
-    A valid key from a throttled address is served when the cache knows it, and refused like
-    any other key when it does not (its cached identity lapsed or was never made) until the
-    window ends, at most a minute later. We do not refuse everything from the address: a NAT'd
-    office, a CI fleet or a mobile carrier shares one address, and one colleague's script
-    looping on a revoked key must not take everyone's working keys down. What the limit is for
-    is the database and unknown-key floods; an attacker holding one valid key gains nothing
-    from it (those calls are billed and rate-limited per key, and guessing other keys, 238
-    random bits each, stays at N database lookups a minute). Refusing every key would also
-    need a counter read on every call, the round trip the hot path must not pay.
-
-    Malformed keys (wrong prefix, shape or checksum) are refused with no query and no cache
-    access at all, so they are neither counted nor throttled.
+    Refused keys are counted per client address (``AUTH_FAILURES_PER_MINUTE``): past the limit,
+    a key the shared cache does not know answers ``429 too_many_failed_authentications`` without
+    a database query, so key floods cannot load the database. A key whose identity is cached is
+    still served, so one looping script behind a shared address does not lock out its
+    neighbours; malformed keys cost nothing and are not counted. Why, in docs/accounts.md.
     """
 
     keyword = "Bearer"

@@ -1,23 +1,11 @@
 """Rate limits on every door that takes a credential: log-in (page, admin, ``/api/auth/token``),
 sign-up (page, ``/api/auth/register``), password reset (request and link) and password change.
 
-Each attempt is counted twice, in the shared cache (django-ratelimit's fixed windows):
-
-- against the client address (``AUTH_RATE_LIMIT``; ``core.clientaddr``: ``NUM_PROXIES``-aware,
-  IPv6 grouped by /64), so one client cannot spray passwords over many accounts;
-- against the account the request names (``AUTH_ACCOUNT_RATE_LIMIT``): the email typed into a
-  form, the user of a reset link. So a botnet, one guess per address, still gets only N guesses
-  a window at one account's password.
-
-Doors that test the same secret share their buckets: the log-in page, the admin log-in and the
-token API all check a password, so using all three does not multiply the guesses. Over either
-limit the door refuses the request before it looks anything up, sends a mail or changes a row,
-and says how many seconds are left in the window (``Retry-After``). The counters' cache keys
-are hashes: the email is never stored in clear.
-
-Trade-off, accepted as everywhere account lock-outs exist: anyone who keeps guessing at an
-account holds its log-in shut for as long as they keep going. Password reset has buckets of its
-own, so the owner can still get back in with a reset link.
+Each attempt counts against the client address (``AUTH_RATE_LIMIT``) and against the account it
+names (``AUTH_ACCOUNT_RATE_LIMIT``), so neither one client spraying many accounts nor a botnet
+guessing at one gets more than N tries a window. Doors that test the same secret share buckets;
+over a limit the door refuses before it looks anything up (``Retry-After``). The trade-offs (an
+account lock-out; reset keeps its own buckets) are in docs/accounts.md.
 """
 
 from __future__ import annotations

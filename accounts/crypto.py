@@ -1,22 +1,11 @@
 """Fingerprints, masking and key checks for provider secrets.
 
-The encryption itself is django-fernet-encrypted-fields' (``encrypted_fields``): it derives
-one Fernet key per (secret, salt) pair — ``[SECRET_KEY, *SECRET_KEY_FALLBACKS] × SALT_KEY`` —
-with PBKDF2-SHA256, encrypts with the first pair and decrypts with any of them. That makes
-rotation possible (prepend a new salt or move the old SECRET_KEY into SECRET_KEY_FALLBACKS,
-run ``manage.py reencrypt_provider_keys``, then drop the old value) but has three traps this
-module guards:
-
-* a wrong key makes the field return the *ciphertext* silently: every stored secret has an
-  HMAC-SHA256 fingerprint beside it, checked after decryption
-  (:func:`secret_verify` raises :class:`ProviderKeyDecryptError`);
-* ``""`` is stored as NULL: services refuse empty secrets;
-* the field cannot be filtered on: lookups go through provider/scope/user only.
-
-The fingerprint key is independent of ``SECRET_KEY`` so rotating the Django secret never
-invalidates fingerprints. It is ``FIELD_FINGERPRINT_KEY`` (a list: first signs, all verify)
-or, when unset, derived from each ``SALT_KEY`` entry — so a salt rotation keeps the old salt's
-fingerprints verifiable until the re-encryption has rewritten them under the first one.
+The encryption is django-fernet-encrypted-fields' (one key per ``SECRET_KEY`` × ``SALT_KEY``
+pair, which makes rotation possible). It returns the *ciphertext* silently under a wrong key, so
+every secret has an HMAC-SHA256 fingerprint beside it, checked after decryption
+(:func:`secret_verify`); it stores ``""`` as NULL and cannot be filtered on, so empty secrets are
+refused and lookups never use it. The fingerprint key (``FIELD_FINGERPRINT_KEY``, else derived
+from ``SALT_KEY``) is independent of ``SECRET_KEY``. Rotation steps: docs/accounts.md.
 """
 
 from __future__ import annotations

@@ -1,20 +1,12 @@
-"""Keep credentials, and the shared-cache facts the proxy's fast lane trusts, in step with the database.
+"""Keep credentials, and the shared-cache facts the proxy trusts, in step with the database.
 
-- A user's active keys are cached as identities only while the user is active: the ORM path
-  fills the entry only for an active user, and saving a user as inactive overwrites the entries
-  of their keys with the revoked marker (after commit), so their very next call answers 401 from
-  any worker. Saving them active again drops those entries; the next call re-reads the database.
-- A new password ends the user's DRF tokens (``user_tokens_revoke``), as it ends their sessions.
-  Django's reset and change forms, the admin's password forms and ``changepassword`` all call
-  ``set_password`` then ``save``; ``AbstractBaseUser`` keeps the raw password in ``_password``
-  until that save returns, and clears it for a hash upgrade at log-in (not a change), so it
-  tells exactly the saves that change the password.
-- Provider keys: any change bumps ``PROVIDER_KEYS_VERSION_KEY``; processes that cache decrypted
-  credentials drop them when the version moves.
+- Saving a user inactive overwrites their keys' cached identities with the revoked marker
+  (after commit), so their next call answers 401 from any worker; saving them active drops it.
+- A new password (``set_password`` then ``save``) ends the user's DRF tokens, as it ends sessions.
+- Any provider-key change bumps ``PROVIDER_KEYS_VERSION_KEY``; workers drop decrypted keys.
 
-Signals, not services, because the admin saves these models directly. ``QuerySet.update`` sends
-no signal: code that deactivates users or edits credentials in bulk must call
-``user_keys_cache_publish`` / ``provider_keys_version_bump`` itself.
+Signals, because the admin saves these models directly. ``QuerySet.update`` sends none: bulk
+code must call ``user_keys_cache_publish`` / ``provider_keys_version_bump`` itself.
 """
 
 from __future__ import annotations
@@ -66,6 +58,8 @@ def _user_saved(sender, instance: User, created: bool, update_fields=None, **kwa
 
 @receiver(post_save, sender=User, dispatch_uid="accounts.user_password_saved")
 def _user_password_saved(sender, instance: User, created: bool, **kwargs) -> None:
+    # AbstractBaseUser keeps the raw password in ``_password`` until the save after
+    # ``set_password`` returns, and clears it for a hash upgrade at log-in (not a change).
     if not created and getattr(instance, "_password", None) is not None:
         user_tokens_revoke(user_id=instance.pk)
 

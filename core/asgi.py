@@ -1,24 +1,12 @@
 """Django's ASGI handler, without a thread start per request on the metered API.
 
-Django wraps every request in an asgiref ``ThreadSensitiveContext``; the request's first
-thread-sensitive hop (``request_started``'s ``close_old_connections``, ``response.close()``)
-then creates a one-thread executor for that request alone, so every proxied call paid a thread
-start and teardown (the top CPU item of the event loop in a GIL profile). Requests under
-``API_FAST_PATH_PREFIXES`` run no sync view code — their database work goes through
-``proxy.dbcall`` — so they skip the per-request context: their few thread-sensitive hops use
-asgiref's shared sync thread. Everything else is served exactly as Django does.
-
-They also run Django's ``request_started`` / ``request_finished`` receivers inline instead of
-through ``sync_to_async`` (two thread hops per call, ~5 % of a proxied call's CPU): those
-receivers only reset and close *this thread's* database connections and the caches, and the
-event loop's thread never opens a Django database connection (the proxy's database work runs
-on ``proxy.dbcall``'s threads or on ``core.fastio``'s async pool).
-
-It also speaks the ASGI lifespan protocol (Django's handler refuses it): at startup a worker
-opens the fast lane's connections and loads the catalogue, and at shutdown it finishes the calls
-still running without a client before it stops (``core.lifecycle``).
-
-Use ``core.asgi:application`` as the ASGI entry point (``config/asgi.py`` re-exports it).
+Requests under ``API_FAST_PATH_PREFIXES`` run no sync view code, so they skip Django's
+per-request ``ThreadSensitiveContext`` (a one-thread executor started and joined per request)
+and run the ``request_started`` / ``request_finished`` receivers inline: those only touch this
+thread's connections, and the event loop's thread opens none. Everything else is served exactly
+as Django does. The handler also speaks the ASGI lifespan protocol (``core.lifecycle``): warm-up
+at startup, a drain of detached calls at shutdown. Entry point: ``core.asgi:application``
+(``config/asgi.py`` re-exports it); why: docs/how-a-call-flows.md.
 """
 
 from __future__ import annotations
@@ -131,8 +119,7 @@ def get_asgi_application() -> TollgateASGIHandler:
     handler = TollgateASGIHandler()
     if not settings.DEBUG:
         # It clears a query log that only DEBUG (or a test's query capture, which clears its
-        # own) fills, walking the context's connections on every request: ~1.7 % of a
-        # streamed call's CPU in a profile, for nothing.
+        # own) fills, walking the context's connections on every request for nothing.
         signals.request_started.disconnect(reset_queries)
     startup_heap_freeze()
     return handler
@@ -141,12 +128,10 @@ def get_asgi_application() -> TollgateASGIHandler:
 def startup_heap_freeze() -> None:
     """Import every view now, then put what startup built out of the cyclic collector's reach.
 
-    A worker's startup heap (Django, DRF, the URLconf's views and their imports: ~150 000
-    tracked objects) never becomes garbage, yet every full collection walked it: ~150 ms with
-    the event loop stopped, in a bench worker, a few times a minute under load. Frozen
-    (``gc.freeze``), a full collection walks only what was allocated since (25–30 ms there),
-    and collections cost about half the CPU they did. Garbage made of objects frozen here is
-    never collected, so this runs once, after startup, not later.
+    The startup heap (Django, DRF, the views) never becomes garbage, yet every full collection
+    walked it with the event loop stopped; frozen (``gc.freeze``), collections walk only what
+    was allocated since. Garbage among frozen objects is never collected, so this runs once,
+    right after startup.
     """
     get_resolver().url_patterns  # noqa: B018 (imports the views; Django would on the first request)
     gc.collect()

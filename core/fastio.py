@@ -89,7 +89,7 @@ def _stores_new() -> _Stores:
         open=False,
         name="proxy-fast-lane",
     )
-    # A plain pool (the blocking one's Condition costs ~3 % of a call): a command holds its
+    # A plain pool (the blocking one waits on a Condition on every command): a command holds its
     # connection for one round trip, so the pool stays near the commands in flight.
     client = aioredis.Redis(
         connection_pool=aioredis.ConnectionPool.from_url(
@@ -135,7 +135,7 @@ RETRIES = 3
 
 # Statement texts with ``$n`` placeholders, by their ``%s`` text. psycopg converts ``%s`` with a
 # tokenizer and caches the result only for short texts with few parameters: a settle (an event
-# row alone has two dozen) was converted again on every call, ~6 % of a worker's CPU under load.
+# row alone has two dozen) would be converted again on every call.
 _raw_texts: dict[str, bytes] = {}
 _RAW_TEXTS_MAX = 256
 

@@ -73,13 +73,11 @@ class RequestIdMiddleware:
 class ApiFastPathMiddleware:
     """Serves the metered proxy's async API views straight from the URL resolver.
 
-    Under ASGI every ``MiddlewareMixin`` hook (security, sessions, CSRF, auth, messages,
-    clickjacking) and WhiteNoise (sync only) cost a hop through a per-request thread, about a
-    dozen per call, which dominated the proxy's added latency. None of them does anything for a
-    Bearer-key JSON API: DRF authenticates, CSRF does not apply to it, there is no session,
-    cookie, static file or frame. So for URLs under ``API_FAST_PATH_PREFIXES`` that resolve to
-    an async view, this middleware (placed right after ``RequestIdMiddleware``) calls the view
-    itself; everything else takes the full stack. ``nosniff`` is still sent.
+    Sessions, CSRF, auth, messages and clickjacking do nothing for a Bearer-key JSON API (DRF
+    authenticates; there is no cookie or frame), and each ``MiddlewareMixin`` hook costs a
+    thread hop under ASGI. So a URL under ``API_FAST_PATH_PREFIXES`` that resolves to an async
+    view is called here (right after ``RequestIdMiddleware``); everything else takes the full
+    stack. ``nosniff`` is still sent.
     """
 
     sync_capable = True
@@ -119,8 +117,8 @@ _MATCHES_MAX = 1000
 
 
 def _resolve(path: str):
-    """``resolve`` memoised for routes without arguments (the proxy's few fixed URLs): walking
-    the URL conf cost ~5 % of a proxied call. Routes with arguments are resolved every time."""
+    """``resolve`` memoised for routes without arguments (the proxy's few fixed URLs), so a call
+    does not walk the URL conf. Routes with arguments are resolved every time."""
     key = (get_urlconf(), path)
     match = _matches.get(key)
     if match is None:

@@ -1,9 +1,9 @@
 """Model instances from one hand-written, cached SQL statement — for the proxy's hot path.
 
-Building a queryset costs ~0.2 ms of CPU per query (compiling the same WHERE every call), a
-large share of a proxied call's budget. ``model_rows_get`` compiles nothing: the SELECT is built
-once per (model, condition) from the model's meta, rows go through each field's database
-converters (so encrypted fields decrypt as with the ORM) and ``Model.from_db``.
+A queryset compiles the same WHERE on every call, a large share of a proxied call's CPU.
+``model_rows_get`` compiles nothing: the SELECT is built once per (model, condition) from the
+model's meta, rows go through each field's database converters (so encrypted fields decrypt as
+with the ORM) and ``Model.from_db``.
 """
 
 from __future__ import annotations

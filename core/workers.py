@@ -1,20 +1,17 @@
 """gunicorn's uvicorn worker with bounded request heads and bodies.
 
-uvicorn's httptools protocol (the fast one, picked whenever httptools is installed) has no limit
-on a request's head: a 32 MiB header was read and answered, and each 64 MiB one grew a worker by
-~280 MB for ~10 s (httptools concatenates a header value chunk by chunk), unauthenticated.
-gunicorn's ``limit_request_line`` / ``limit_request_field_size`` do not apply to uvicorn workers,
-and ``h11_max_incomplete_event_size`` only to the slower h11 protocol. So the protocol here is
-httptools' with two bounds, both counted before anything reaches Django:
+uvicorn's httptools protocol has no limit on a request's head (an unauthenticated client could
+grow a worker by hundreds of MB), and gunicorn's ``limit_request_*`` do not apply to uvicorn
+workers. Here, before anything reaches Django:
 
-- the head (request line and headers) over ``HTTP_MAX_HEADER_BYTES`` answers 431 and closes;
-  bytes are counted as they arrive, so memory stays within the limit plus one socket read;
-- a body over ``HTTP_MAX_BODY_BYTES`` answers 413 from its ``Content-Length`` before the
-  application starts (a chunked body is cut when it passes the limit). The applications' own
-  limits (``PROXY_MAX_BODY_BYTES``, ``DATA_UPLOAD_MAX_MEMORY_SIZE``) sit below it and answer
-  their 413 themselves; this bound keeps Django's ASGI handler from spooling any size to disk.
+- a head (request line and headers) over ``HTTP_MAX_HEADER_BYTES`` answers 431 and closes,
+  counted as bytes arrive;
+- a body over ``HTTP_MAX_BODY_BYTES`` answers 413 from its ``Content-Length`` (a chunked body is
+  cut at the limit), so Django's ASGI handler never spools any size to disk. The applications'
+  own, lower limits answer their 413 themselves.
 
 Production command: ``gunicorn config.asgi:application -k core.workers.BoundedUvicornWorker``.
+See docs/hardening.md.
 """
 
 from __future__ import annotations
