@@ -3,7 +3,7 @@ counters and audits are read-only; failed events are reprocessed through the ser
 
 from django.contrib import admin, messages
 
-from . import chargily, services
+from . import services
 from .models import (
     ChargilyEvent,
     CheckoutFulfilment,
@@ -219,6 +219,6 @@ class ChargilyEventAdmin(ReadOnlyAdmin):
             self,
             request,
             queryset,
-            reprocess=chargily.chargily_event_reprocess,
-            error_class=chargily.ChargilyEventProcessingError,
+            reprocess=services.chargily_event_reprocess,
+            error_class=services.ChargilyEventProcessingError,
         )

@@ -13,26 +13,16 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.exceptions import ApiError
 from core.schema import error_responses, schema_named
 from core.time import isoformat_z
 
-from . import stripe_client
-from .chargily import (
-    ChargilyEventProcessingError,
-    chargily_event_parse,
-    chargily_event_process,
-    chargily_event_store,
-    plan_chargily_checkout_start,
-)
+from .gateways.stripe import billing_portal_session_start
+from .models import Gateway
 from .selectors import plan_for_user_get, plan_list_public, subscription_get, subscription_status_get
 from .services import (
-    StripeEventProcessingError,
-    billing_portal_session_start,
+    plan_chargily_checkout_start,
     plan_checkout_start,
-    stripe_event_process,
-    stripe_event_store,
-    stripe_webhook_secret_get,
+    webhook_receive,
 )
 
 logger = logging.getLogger("tollgate.billing")
@@ -205,26 +195,9 @@ class StripeWebhookApi(APIView):
         responses={200: WEBHOOK_RECEIPT, **error_responses(400, 413, 503)},
     )
     def post(self, request):
-        try:
-            event = stripe_client.webhook_event_verify(
-                payload=request.body,
-                sig_header=request.headers.get("Stripe-Signature", ""),
-                secret=stripe_webhook_secret_get(),
-                tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
-            )
-        except stripe_client.WebhookSignatureError as exc:
-            raise ApiError("invalid_signature", str(exc))
-        row, created = stripe_event_store(event=event)
-        if not created and row.status != row.Status.FAILED and row.status != row.Status.RECEIVED:
-            return Response({"received": True, "duplicate": True})
-        try:
-            row = stripe_event_process(event=row)
-        except StripeEventProcessingError:
-            raise ApiError(
-                "service_unavailable",
-                "The event was stored but could not be processed; it will be retried.",
-            )
-        return Response({"received": True, "status": row.status, "duplicate": not created})
+        return Response(
+            webhook_receive(gateway=Gateway.STRIPE, payload=request.body, headers=request.headers)
+        )
 
 
 # --- Chargily Pay (DZD) ------------------------------------------------------------------------
@@ -319,15 +292,6 @@ class ChargilyWebhookApi(APIView):
         responses={200: WEBHOOK_RECEIPT, **error_responses(400, 413, 503)},
     )
     def post(self, request):
-        event = chargily_event_parse(payload=request.body, signature=request.headers.get("signature", ""))
-        row, created = chargily_event_store(event=event)
-        if not created and row.status not in (row.Status.FAILED, row.Status.RECEIVED):
-            return Response({"received": True, "duplicate": True})
-        try:
-            row = chargily_event_process(event=row)
-        except ChargilyEventProcessingError:
-            raise ApiError(
-                "service_unavailable",
-                "The event was stored but could not be processed; it will be retried.",
-            )
-        return Response({"received": True, "status": row.status, "duplicate": not created})
+        return Response(
+            webhook_receive(gateway=Gateway.CHARGILY, payload=request.body, headers=request.headers)
+        )

@@ -1,4 +1,5 @@
-"""Fulfilment registry: how apps that billing must not import get told about payments.
+"""Fulfilment registry: how apps that billing must not import get told about payments, and how
+billing's services find the payment gateways without importing them.
 
 ``credits`` and ``organizations`` register their handlers in ``AppConfig.ready()``; the
 webhook dispatches to them. Billing never imports those apps.
@@ -12,10 +13,16 @@ webhook dispatches to them. Billing never imports those apps.
 - Event handlers are keyed by Stripe event type and receive the whole event dict. Several may
   be registered for one type (e.g. ``customer.subscription.updated`` for users' plans and for
   organizations); each ignores objects that are not its own.
+- Payment gateways are registered by dotted path in ``PAYMENT_GATEWAYS`` (one line per gateway)
+  and loaded on first use: the gateway modules use billing's services, so services reach them
+  only through here (``gateway_get``), which keeps ``services`` → ``gateways`` free of a cycle.
 """
 
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Any
+
+from django.utils.module_loading import import_string
 
 CheckoutHandler = Callable[..., None]  # handler(*, session: dict, event_id: str) -> None
 EventHandler = Callable[..., None]  # handler(*, event: dict) -> None
@@ -39,3 +46,20 @@ def event_handler_register(event_type: str, handler: EventHandler) -> None:
 
 def event_handlers_get(event_type: str) -> list[EventHandler]:
     return list(_event_handlers.get(event_type, ()))
+
+
+# Each path names a ``billing.gateways.base.PaymentGateway`` object; the key is its ``name``.
+PAYMENT_GATEWAYS = (
+    "billing.gateways.stripe.GATEWAY",
+    "billing.gateways.chargily.GATEWAY",
+)
+_gateways: dict[str, Any] = {}
+
+
+def gateway_get(name: str) -> Any | None:
+    """The registered gateway called ``name`` (a ``Gateway`` value), None when there is none."""
+    if not _gateways:
+        for path in PAYMENT_GATEWAYS:
+            gateway = import_string(path)
+            _gateways[gateway.name] = gateway
+    return _gateways.get(name)

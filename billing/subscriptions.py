@@ -5,9 +5,10 @@ Chargily) and pay them all. Checkout creation already refuses a paid plan while 
 for checkouts opened before, the rule is: **the payment processed last replaces the others**.
 The replaced subscription is ended in our mirror at once (in the same transaction that makes the
 new one live, so the database constraint ``subscription_one_live_per_user`` always holds) and, for
-Stripe, canceled there after commit — immediately, with proration, so the unused time comes back
-as a credit on that Stripe customer's balance. The cancel is retried by a task and swept by beat
-until Stripe confirms it, so a replaced subscription never keeps billing.
+Stripe, canceled there after commit (``billing.gateways.stripe``) — immediately, with proration,
+so the unused time comes back as a credit on that Stripe customer's balance. The cancel is
+retried by a task and swept by beat until Stripe confirms it, so a replaced subscription never
+keeps billing.
 
 A subscription that comes back to a live status (an unpaid one paid late) while a newer one is
 live is the one replaced: the newest row wins.
@@ -27,14 +28,12 @@ from django.utils import timezone
 
 from core.locks import lock_objects
 
-from . import stripe_client
 from .models import Gateway, Subscription
 from .selectors import user_plan_cache_key
 
 logger = logging.getLogger("tollgate.billing")
 
 LIVE_STATUSES = Subscription.ENTITLED_STATUSES  # as the partial unique index
-SIMULATED_PREFIX = "sub_sim_"  # the offline checkout's subscriptions: nothing runs at Stripe
 _LOCK_CLASS = 0x5342  # advisory lock namespace: "subscriptions of one user"
 
 
@@ -70,7 +69,7 @@ def subscription_live_claim(*, row: Subscription, now: datetime | None = None) -
 
 def subscription_retire(*, row: Subscription, replaced_by: Subscription, now: datetime) -> None:
     """End ``row`` now because ``replaced_by`` took its place; a Stripe subscription is canceled
-    at Stripe after commit (``subscription_stripe_cancel``)."""
+    at Stripe after commit (``billing.gateways.stripe.subscription_stripe_cancel``)."""
     row.status = Subscription.Status.CANCELED
     row.ended_at = now
     row.cancel_at_period_end = False
@@ -96,50 +95,3 @@ def subscription_retire(*, row: Subscription, replaced_by: Subscription, now: da
 
         subscription_id = row.pk
         transaction.on_commit(lambda: subscription_stripe_cancel_task.delay(subscription_id=subscription_id))
-
-
-def subscription_stripe_cancel(*, subscription_id: int, now: datetime | None = None) -> bool:
-    """Cancel a replaced subscription at Stripe now, prorated. Safe to run twice: when Stripe
-    refuses because it already ended there, that counts as done. Returns whether it is done."""
-    now = now or timezone.now()
-    row = Subscription.objects.filter(
-        pk=subscription_id,
-        gateway=Gateway.STRIPE,
-        replaced_at__isnull=False,
-        stripe_canceled_at__isnull=True,
-    ).first()
-    if row is None:
-        return False
-    if not row.stripe_subscription_id.startswith(SIMULATED_PREFIX):
-        try:
-            stripe_client.subscription_cancel(subscription_id=row.stripe_subscription_id, prorate=True)
-        except stripe_client.StripeServiceError as exc:
-            # Our earlier attempt whose answer was lost, or the customer canceled it first.
-            remote = stripe_client.subscription_retrieve(subscription_id=row.stripe_subscription_id)
-            if remote.get("status") not in ("canceled", "incomplete_expired"):
-                raise exc
-    Subscription.objects.filter(pk=row.pk, stripe_canceled_at__isnull=True).update(
-        stripe_canceled_at=now, updated_at=now
-    )
-    logger.info("replaced subscription canceled at Stripe", extra={"subscription_id": row.pk})
-    return True
-
-
-def subscriptions_replaced_cancel_pending(*, now: datetime | None = None) -> int:
-    """Beat sweeper: cancel at Stripe every replaced subscription not confirmed canceled yet
-    (the after-commit task failed, its worker died, or rows the migration replaced). Returns
-    how many were confirmed; a failure is logged and left for the next run."""
-    now = now or timezone.now()
-    done = 0
-    pending = Subscription.objects.filter(
-        gateway=Gateway.STRIPE, replaced_at__isnull=False, stripe_canceled_at__isnull=True
-    ).values_list("pk", flat=True)
-    for subscription_id in list(pending[:500]):
-        try:
-            done += subscription_stripe_cancel(subscription_id=subscription_id, now=now)
-        except stripe_client.StripeServiceError as exc:
-            logger.error(
-                "replaced subscription still running at Stripe",
-                extra={"subscription_id": subscription_id, "error": exc.message},
-            )
-    return done

@@ -2,7 +2,12 @@
 
 from celery import shared_task
 
-from . import chargily, services, stripe_client, subscriptions
+from . import services
+from .gateways.stripe import (
+    StripeServiceError,
+    subscription_stripe_cancel,
+    subscriptions_replaced_cancel_pending,
+)
 
 
 @shared_task(name="billing.tasks.quota_period_rollover")
@@ -33,20 +38,20 @@ def subscription_payment_failed_email_task(*, subscription_id: int) -> bool:
 
 @shared_task(name="billing.tasks.chargily_periods_expire")
 def chargily_periods_expire_task() -> int:
-    return chargily.chargily_periods_expire()
+    return services.chargily_periods_expire()
 
 
 @shared_task(name="billing.tasks.chargily_renewal_reminders")
 def chargily_renewal_reminders_task() -> int:
     # Each reminder is marked sent in the same transaction as the email: a rerun sends none twice.
-    return chargily.chargily_renewal_reminders_send()
+    return services.chargily_renewal_reminders_send()
 
 
 @shared_task(bind=True, name="billing.tasks.subscription_stripe_cancel", max_retries=5)
 def subscription_stripe_cancel_task(self, *, subscription_id: int) -> bool:
     try:
-        return subscriptions.subscription_stripe_cancel(subscription_id=subscription_id)
-    except stripe_client.StripeServiceError as exc:
+        return subscription_stripe_cancel(subscription_id=subscription_id)
+    except StripeServiceError as exc:
         if not exc.retryable:
             raise
         # Stripe unreachable or rate limited: try again soon; the beat sweeper is the backstop.
@@ -55,4 +60,4 @@ def subscription_stripe_cancel_task(self, *, subscription_id: int) -> bool:
 
 @shared_task(name="billing.tasks.subscriptions_replaced_cancel_pending")
 def subscriptions_replaced_cancel_pending_task() -> int:
-    return subscriptions.subscriptions_replaced_cancel_pending()
+    return subscriptions_replaced_cancel_pending()

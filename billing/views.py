@@ -15,15 +15,18 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from core.exceptions import ApiError
 
-from .chargily import chargily_simulated_enabled, chargily_simulated_event_build, plan_chargily_checkout_start
+from .gateways.chargily import chargily_simulated_enabled, chargily_simulated_event_build
+from .gateways.stripe import (
+    billing_portal_session_start,
+    simulated_checkout_enabled,
+    simulated_checkout_event_build,
+)
 from .models import CheckoutSession, Gateway
 from .selectors import plan_for_user_get, plan_list_public, subscription_get
 from .services import (
-    billing_portal_session_start,
+    plan_chargily_checkout_start,
     plan_checkout_start,
     simulated_checkout_cancel,
-    simulated_checkout_enabled,
-    simulated_checkout_event_build,
 )
 
 logger = logging.getLogger("tollgate.billing")

@@ -21,7 +21,7 @@ from django.db.models import F, Sum
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from billing.stripe_client import StripeServiceError
+from billing.gateways.stripe import StripeServiceError
 from core.exceptions import ApiError
 from core.locks import lock_objects
 

@@ -11,7 +11,7 @@ from django.urls import path, reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
-from billing.stripe_client import StripeServiceError
+from billing.gateways.stripe import StripeServiceError
 from core.exceptions import ApiError
 
 from .forms import OrganizationLinkForm

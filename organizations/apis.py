@@ -16,7 +16,7 @@ from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.stripe_client import StripeServiceError
+from billing.gateways.stripe import StripeServiceError
 from core.exceptions import ApiError
 from core.schema import error_responses, schema_named
 from core.time import isoformat_z

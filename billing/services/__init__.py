@@ -4,12 +4,18 @@
 - ``quota``: reserve → settle/release (single meter and batched, with their SQL), stale
   release, period rollover;
 - ``alerts``: quota alert thresholds, scheduling and emails;
-- ``checkout``: checkout sessions, redirect validation, billing portal, payment transactions;
-- ``stripe_events``: webhook secret, event store → process → dispatch, checkout outcomes;
-- ``stripe_subscriptions``: subscription/invoice sync, plan activation, Chargily periods, emails.
+- ``checkout``: open a checkout at a gateway (plans in EUR or DZD, other apps' kinds), redirect
+  validation, billing portal;
+- ``payments``: payment-transaction rows and checkout outcomes (fulfil once, expire), any gateway;
+- ``subscriptions``: subscription/invoice sync, plan activation, Chargily periods and reminders,
+  emails;
+- ``webhooks``: the one webhook pipeline (verify → store → lock → dispatch → mark) for every
+  gateway.
 
-Dependencies go one way: quota → alerts; stripe_events → stripe_subscriptions → checkout.
-Callers import from ``billing.services``; the names below are that interface.
+Dependencies go one way: quota → alerts; checkout → subscriptions, payments. Gateways
+(``billing.gateways``) use these services; checkout and webhooks reach a gateway through
+``billing.registry.gateway_get``, never by import. Callers import from ``billing.services``;
+the names below are that interface.
 """
 
 from .alerts import (
@@ -22,16 +28,17 @@ from .catalog import (
     plan_catalog_seed,
 )
 from .checkout import (
-    PLAN_CHECKOUT_KIND,
-    billing_portal_session_start,
     checkout_redirect_url_validate,
     checkout_session_start,
-    payment_transaction_record,
-    payment_transaction_settle,
+    plan_chargily_checkout_start,
     plan_checkout_start,
     simulated_checkout_cancel,
-    simulated_checkout_enabled,
-    simulated_checkout_event_build,
+)
+from .payments import (
+    checkout_fulfil,
+    checkout_session_expire,
+    payment_transaction_record,
+    payment_transaction_settle,
 )
 from .quota import (
     QuotaExceeded,
@@ -51,20 +58,11 @@ from .quota import (
     quota_settle_pairs_sql,
     quota_settle_sql,
 )
-from .stripe_events import (
-    LOCAL_WEBHOOK_SECRET,
-    StripeEventProcessingError,
-    checkout_fulfil,
-    checkout_session_expire,
-    checkout_session_fulfil,
-    checkout_session_payment_fail,
-    stripe_event_process,
-    stripe_event_reprocess,
-    stripe_event_store,
-    stripe_webhook_secret_get,
-)
-from .stripe_subscriptions import (
+from .subscriptions import (
     CHARGILY_SUBSCRIPTION_PREFIX,
+    PLAN_CHECKOUT_KIND,
+    chargily_periods_expire,
+    chargily_renewal_reminders_send,
     plan_active_email_send,
     subscription_activate,
     subscription_invoice_paid,
@@ -72,6 +70,21 @@ from .stripe_subscriptions import (
     subscription_payment_failed_email_send,
     subscription_period_activate,
     subscription_sync,
+)
+from .webhooks import (
+    ChargilyEventProcessingError,
+    StripeEventProcessingError,
+    WebhookEventProcessingError,
+    chargily_event_process,
+    chargily_event_reprocess,
+    chargily_event_store,
+    stripe_event_process,
+    stripe_event_reprocess,
+    stripe_event_store,
+    webhook_event_process,
+    webhook_event_reprocess,
+    webhook_event_store,
+    webhook_receive,
 )
 
 __all__ = [
@@ -97,24 +110,27 @@ __all__ = [
     "quota_alert_may_be_due",
     "quota_alert_send",
     "PLAN_CHECKOUT_KIND",
-    "simulated_checkout_enabled",
     "checkout_redirect_url_validate",
     "checkout_session_start",
     "plan_checkout_start",
-    "billing_portal_session_start",
     "simulated_checkout_cancel",
     "payment_transaction_record",
     "payment_transaction_settle",
-    "simulated_checkout_event_build",
-    "LOCAL_WEBHOOK_SECRET",
-    "stripe_webhook_secret_get",
+    "plan_chargily_checkout_start",
+    "WebhookEventProcessingError",
+    "webhook_event_store",
+    "webhook_event_process",
+    "webhook_event_reprocess",
+    "webhook_receive",
     "StripeEventProcessingError",
     "stripe_event_store",
     "stripe_event_process",
     "stripe_event_reprocess",
-    "checkout_session_fulfil",
+    "ChargilyEventProcessingError",
+    "chargily_event_store",
+    "chargily_event_process",
+    "chargily_event_reprocess",
     "checkout_fulfil",
-    "checkout_session_payment_fail",
     "checkout_session_expire",
     "subscription_sync",
     "subscription_invoice_paid",
@@ -122,6 +138,8 @@ __all__ = [
     "subscription_activate",
     "CHARGILY_SUBSCRIPTION_PREFIX",
     "subscription_period_activate",
+    "chargily_periods_expire",
+    "chargily_renewal_reminders_send",
     "plan_active_email_send",
     "subscription_payment_failed_email_send",
 ]

@@ -6,7 +6,7 @@ import itertools
 import json
 import time
 
-from billing import chargily_client
+from billing.gateways import chargily as chargily_client
 from billing.models import CheckoutSession
 
 SECRET = "test_sk_chargily_secret_for_tests"

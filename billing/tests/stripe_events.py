@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from billing import stripe_client
+from billing.gateways.stripe import webhook_signature_header
 from billing.models import CheckoutSession
 
 WEBHOOK_SECRET = "whsec_test_billing_secret"
@@ -138,6 +138,4 @@ def invoice(*, subscription_id: str = "sub_test_1", period_end: int, paid: bool 
 
 def signed(evt: dict, *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> tuple[bytes, str]:
     payload = json.dumps(evt).encode()
-    return payload, stripe_client.webhook_signature_header(
-        payload=payload, secret=secret, timestamp=timestamp
-    )
+    return payload, webhook_signature_header(payload=payload, secret=secret, timestamp=timestamp)

@@ -1,11 +1,13 @@
 import pytest
 from django.core.cache import cache
 
+import billing.tests.stripe_events as se
 from billing.models import Plan, StripeEvent
 from billing.selectors import CATALOG_VERSION_KEY, plan_for_user_get
-from billing.services import stripe_event_store
+from billing.services import (
+    stripe_event_store,
+)
 
-from . import stripe_events as se
 from .factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -67,7 +69,7 @@ def test_plan_edit_in_admin_invalidates_the_catalogue(staff_client, django_captu
 
 
 def test_payment_transactions_and_chargily_events_are_listed_read_only(staff_client, settings):
-    from billing import chargily_client
+    from billing.gateways import chargily as chargily_client
     from billing.models import ChargilyEvent, PaymentTransaction
 
     from .chargily_events import SECRET

@@ -4,9 +4,9 @@ import pytest
 import responses
 from django.core import mail
 
+import billing.tests.stripe_events as se
 from billing.models import StripeEvent, Subscription
 
-from . import stripe_events as se
 from .factories import SubscriptionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

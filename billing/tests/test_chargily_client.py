@@ -7,7 +7,7 @@ import pytest
 import requests
 import responses
 
-from billing import chargily_client
+from billing.gateways import chargily as chargily_client
 
 KW = {
     "amount_minor": 159_000,

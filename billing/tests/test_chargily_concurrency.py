@@ -8,7 +8,6 @@ from django.db import connection
 from django.test import Client
 
 from accounts.models import ApiKey
-from billing.chargily import plan_chargily_checkout_start
 from billing.models import (
     ChargilyEvent,
     CheckoutFulfilment,
@@ -16,6 +15,7 @@ from billing.models import (
     PaymentTransaction,
     Subscription,
 )
+from billing.services import plan_chargily_checkout_start
 
 from . import chargily_events as ce
 from .factories import UserFactory

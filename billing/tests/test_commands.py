@@ -5,9 +5,9 @@ import pytest
 import responses
 from django.core.management import call_command
 
+import billing.tests.stripe_events as stripe_events
 from billing.models import Plan, PlanQuota, StripeEvent, Subscription
 
-from . import stripe_events
 from .factories import UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -7,11 +7,11 @@ from django.core import mail
 from django.db import connection
 from django.test import Client
 
+import billing.tests.stripe_events as se
 from accounts.models import ApiKey
 from billing.models import CheckoutFulfilment, QuotaReservation, StripeEvent, Subscription, UsageCounter
 from billing.services import QuotaExceeded, quota_reserve, quota_settle
 
-from . import stripe_events as se
 from .factories import UserFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

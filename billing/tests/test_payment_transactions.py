@@ -8,6 +8,7 @@ import pytest
 import time_machine
 from django.conf import settings
 
+import billing.tests.stripe_events as se
 from billing.models import CheckoutSession, PaymentTransaction
 from billing.selectors import payment_revenue_by_plan_get, payment_revenue_get
 from billing.services import (
@@ -18,7 +19,6 @@ from billing.services import (
 )
 from core.money import minor_to_decimal
 
-from . import stripe_events as se
 from .factories import UserFactory
 
 pytestmark = pytest.mark.django_db

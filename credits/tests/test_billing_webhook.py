@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from billing.stripe_client import webhook_signature_header
+from billing.gateways.stripe import webhook_signature_header
 from credits.models import CreditAccount, LedgerEntry
 from credits.tests.factories import UserFactory, seed_catalogue
 

@@ -11,8 +11,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from billing import stripe_client
-from billing.stripe_client import StripeServiceError
+import billing.gateways.stripe as stripe_client
+from billing.gateways.stripe import StripeServiceError
 from core.exceptions import ApiError
 from core.locks import lock_objects
 

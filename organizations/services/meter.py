@@ -10,8 +10,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from billing import stripe_client
-from billing.stripe_client import StripeServiceError
+import billing.gateways.stripe as stripe_client
+from billing.gateways.stripe import StripeServiceError
 
 from ..models import UsageReport
 from .common import METER_WINDOW

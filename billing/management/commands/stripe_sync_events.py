@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from billing import stripe_client
+from billing.gateways.stripe import StripeServiceError, events_list
 from billing.models import StripeEvent
 from billing.services import StripeEventProcessingError, stripe_event_process, stripe_event_store
 
@@ -54,12 +54,12 @@ class Command(BaseCommand):
         starting_after = None
         while True:
             try:
-                page = stripe_client.events_list(
+                page = events_list(
                     created_gte=int(since_at.timestamp()),
                     starting_after=starting_after,
                     limit=max(1, min(page_size, 100)),
                 )
-            except stripe_client.StripeServiceError as exc:
+            except StripeServiceError as exc:
                 raise CommandError(exc.message) from exc
             events = page.get("data") or []
             for event in events:

@@ -11,14 +11,6 @@ from django.core import mail
 
 from accounts.models import ApiKey
 from billing import registry
-from billing.chargily import (
-    ChargilyEventProcessingError,
-    chargily_event_process,
-    chargily_event_store,
-    chargily_periods_expire,
-    chargily_renewal_reminders_send,
-    plan_chargily_checkout_start,
-)
 from billing.models import (
     ChargilyEvent,
     CheckoutFulfilment,
@@ -28,7 +20,15 @@ from billing.models import (
     Subscription,
 )
 from billing.selectors import plan_for_user_get, subscription_status_get
-from billing.services import checkout_session_start
+from billing.services import (
+    ChargilyEventProcessingError,
+    chargily_event_process,
+    chargily_event_store,
+    chargily_periods_expire,
+    chargily_renewal_reminders_send,
+    checkout_session_start,
+    plan_chargily_checkout_start,
+)
 from core.exceptions import ApiError
 
 from .. import chargily_events as ce
@@ -413,7 +413,7 @@ def test_a_failed_reminder_email_is_retried_by_the_next_run(chargily_settings, d
         raise ConnectionError("smtp down")
 
     with time_machine.travel(T0 + relativedelta(months=1) - timedelta(days=1), tick=False):
-        monkeypatch.setattr("billing.chargily.send_mail", broken)
+        monkeypatch.setattr("billing.services.subscriptions.send_mail", broken)
         with pytest.raises(ConnectionError):
             chargily_renewal_reminders_send()
         assert Subscription.objects.get(user=user).renewal_reminder_sent_at is None

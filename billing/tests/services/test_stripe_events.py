@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core import mail
 
+import billing.tests.stripe_events as se
 from accounts.models import ApiKey
 from accounts.services import api_key_create
 from billing import registry
@@ -17,7 +18,6 @@ from billing.services import (
     stripe_event_store,
 )
 
-from .. import stripe_events as se
 from ..factories import UserFactory
 
 pytestmark = pytest.mark.django_db

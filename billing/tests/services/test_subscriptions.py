@@ -7,14 +7,21 @@ import pytest
 import responses
 from django.db import IntegrityError, transaction
 
-from billing.chargily import chargily_event_process, chargily_event_store, plan_chargily_checkout_start
+import billing.tests.stripe_events as se
+from billing.gateways.stripe import subscriptions_replaced_cancel_pending
 from billing.models import CheckoutSession, Subscription
 from billing.selectors import plan_for_user_get, subscription_status_get
-from billing.services import plan_checkout_start, stripe_event_process, stripe_event_store
-from billing.subscriptions import subscription_retire, subscriptions_replaced_cancel_pending
+from billing.services import (
+    chargily_event_process,
+    chargily_event_store,
+    plan_chargily_checkout_start,
+    plan_checkout_start,
+    stripe_event_process,
+    stripe_event_store,
+)
+from billing.subscriptions import subscription_retire
 
 from .. import chargily_events as ce
-from .. import stripe_events as se
 from ..factories import SubscriptionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

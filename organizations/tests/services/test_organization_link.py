@@ -4,7 +4,7 @@ import pytest
 import responses
 from django.utils import timezone
 
-from billing.stripe_client import StripeServiceError
+from billing.gateways.stripe import StripeServiceError
 from core.exceptions import ApiError
 from organizations.models import Organization, UsageReport
 from organizations.services import organization_link

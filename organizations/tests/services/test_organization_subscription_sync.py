@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from billing import registry, stripe_client
+from billing import registry
+from billing.gateways.stripe import webhook_signature_header
 from organizations.models import Organization
 from organizations.services import organization_subscription_event_handle, organization_subscription_sync
 
@@ -162,7 +163,7 @@ def test_through_billing_webhook(client, settings):
     settings.STRIPE_WEBHOOK_SECRET = "whsec_organizations_test"
     organization = linked()
     payload = json.dumps(subscription_event(status="past_due", created=int(time.time()))).encode()
-    signature = stripe_client.webhook_signature_header(payload=payload, secret=settings.STRIPE_WEBHOOK_SECRET)
+    signature = webhook_signature_header(payload=payload, secret=settings.STRIPE_WEBHOOK_SECRET)
 
     response = client.post(
         "/api/billing/webhook", data=payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=signature

@@ -1,20 +1,23 @@
 """Subscriptions: mirror Stripe subscription and invoice events onto our row, activate a plan on
-a paid checkout (Stripe or a Chargily period), and the plan emails.
+a paid checkout (Stripe or a Chargily period), end Chargily periods and remind before they end,
+and the plan emails.
 
 Events only move a subscription forward (an older or lesser state is ignored). Also holds the
-two helpers that read Stripe objects (``_ts``, ``_id``), shared with ``stripe_events``.
+two helpers that read Stripe objects (``_ts``, ``_id``), shared with the Stripe gateway.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from dateutil.relativedelta import relativedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Exists, F, OuterRef
 from django.urls import reverse
 from django.utils import timezone
 
@@ -24,9 +27,14 @@ from ..fulfilment import CheckoutEventRejected
 from ..models import CheckoutSession, Gateway, Plan, StripeEvent, Subscription
 from ..selectors import user_plan_cache_key
 from ..subscriptions import LIVE_STATUSES, subscription_live_claim, subscription_user_lock
-from .checkout import PLAN_CHECKOUT_KIND, _add_interval
 
 logger = logging.getLogger("tollgate.billing")
+
+PLAN_CHECKOUT_KIND = "plan"  # the checkout kind billing fulfils itself (``subscription_activate``)
+
+
+def _add_interval(at: datetime, interval: str) -> datetime:
+    return at + (relativedelta(years=1) if interval == Plan.Interval.YEAR else relativedelta(months=1))
 
 
 def _ts(value) -> datetime | None:
@@ -358,6 +366,71 @@ def subscription_period_activate(
     _subscription_welcome(row=row, user=user, now=now)
     logger.info("chargily period activated", extra={"subscription_id": row.pk, "plan": plan.code})
     return row
+
+
+# --- Chargily periods: one paid period each, no recurring billing at Chargily ------------------
+
+
+def _chargily_entitled():
+    return Subscription.objects.filter(gateway=Gateway.CHARGILY, status__in=Subscription.ENTITLED_STATUSES)
+
+
+def chargily_periods_expire(*, now: datetime | None = None) -> int:
+    """End Chargily periods that are over (the plan already stopped applying at
+    ``current_period_end``; this makes the row say so). Safe to run twice."""
+    now = now or timezone.now()
+    ended = 0
+    for row_id, user_id in (
+        _chargily_entitled().filter(current_period_end__lte=now).values_list("pk", "user_id")
+    ):
+        with transaction.atomic():
+            if Subscription.objects.filter(pk=row_id, status__in=Subscription.ENTITLED_STATUSES).update(
+                status=Subscription.Status.CANCELED, ended_at=F("current_period_end"), updated_at=now
+            ):
+                ended += 1
+                _subscription_cache_forget(user_id)
+    return ended
+
+
+def chargily_renewal_reminders_send(*, now: datetime | None = None) -> int:
+    """Email each Chargily plan ending within CHARGILY_RENEWAL_REMINDER_DAYS, once per period;
+    skipped when the user already paid the next period."""
+    now = now or timezone.now()
+    horizon = now + timedelta(days=settings.CHARGILY_RENEWAL_REMINDER_DAYS)
+    renewed = _chargily_entitled().filter(
+        user_id=OuterRef("user_id"), current_period_end__gt=OuterRef("current_period_end")
+    )
+    due = (
+        _chargily_entitled()
+        .filter(
+            current_period_end__gt=now, current_period_end__lte=horizon, renewal_reminder_sent_at__isnull=True
+        )
+        .exclude(Exists(renewed))
+        .values_list("pk", flat=True)
+    )
+    return sum(chargily_renewal_reminder_send(subscription_id=pk, now=now) for pk in list(due))
+
+
+def chargily_renewal_reminder_send(*, subscription_id: int, now: datetime | None = None) -> bool:
+    """One reminder per period: the marker (conditional UPDATE) and the email commit together,
+    so a failed send is retried by the next run and a second run sends nothing."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        if not Subscription.objects.filter(pk=subscription_id, renewal_reminder_sent_at__isnull=True).update(
+            renewal_reminder_sent_at=now
+        ):
+            return False
+        row = Subscription.objects.select_related("user", "plan").get(pk=subscription_id)
+        send_mail(
+            f"Tollgate: your {row.plan.name} plan ends on {row.current_period_end:%Y-%m-%d}",
+            f"Your {row.plan.name} plan, paid with Chargily Pay, ends on "
+            f"{row.current_period_end:%Y-%m-%d %H:%M} UTC and does not renew by itself.\n\n"
+            f"Renew it (the new period starts when this one ends): "
+            f"{settings.SITE_URL}{reverse('billing:pricing')}\n",
+            settings.DEFAULT_FROM_EMAIL,
+            [row.user.email],
+        )
+    return True
 
 
 def plan_active_email_send(*, subscription_id: int, reveal_url: str = "") -> bool:
