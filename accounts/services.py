@@ -10,6 +10,7 @@ from datetime import UTC, timedelta
 
 from django.conf import settings
 from django.contrib.auth import password_validation
+from django.contrib.auth.hashers import make_password
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -96,6 +97,15 @@ def user_tokens_revoke(*, user_id: int) -> int:
     return revoked
 
 
+def users_bulk_create(*, accounts: list[tuple[str, str]]) -> list[User]:
+    """Create one user per ``(email, name)`` in a single INSERT, each with an unusable password
+    and no token: synthetic accounts for benchmarks and demo data, never a sign-up."""
+    password = make_password(None)
+    return User.objects.bulk_create(
+        [User(email=email.lower(), name=name, password=password) for email, name in accounts]
+    )
+
+
 # --- Customer API keys ------------------------------------------------------------------------
 
 
@@ -139,6 +149,23 @@ def api_key_create(*, user: User, name: str, now=None) -> tuple[ApiKey, str]:
         api_key, plaintext = _api_key_insert(user=user, name=name)
     logger.info("api key created", extra={"user_id": user.pk, "key_id": api_key.pk})
     return api_key, plaintext
+
+
+def api_keys_unusable_create(*, user_ids: list[int], name: str) -> dict[int, int]:
+    """One key per user, in a single INSERT, that can never authenticate (a random hash whose
+    plaintext never existed): synthetic usage data needs keys to point at. Returns user id → key id."""
+    keys = ApiKey.objects.bulk_create(
+        [
+            ApiKey(
+                user_id=user_id,
+                name=name,
+                prefix=f"{settings.PROXY_KEY_PREFIX}gen{i % 10}",
+                key_hash=hashlib.sha256(secrets.token_bytes(32)).hexdigest(),
+            )
+            for i, user_id in enumerate(user_ids)
+        ]
+    )
+    return {key.user_id: key.pk for key in keys}
 
 
 def _api_key_cache_publish(api_key: ApiKey) -> None:

@@ -1,8 +1,9 @@
 """Dashboards bench: with N usage events in the database, time the three dashboards (p50 of 20).
 
 Runs against its own database (``tollgate_bench_dashboards`` by default) so that a million
-synthetic events never mix with the hot-path runs' accounting. The events are generated once and
-reused by later runs while at least N are present.
+synthetic events never mix with the hot-path runs' accounting. The events come from the proxy's
+usage generator (``proxy.usage_generator``, 500 users over 90 days, the tenant as the heavy user
+with 5 %); they are generated once and reused by later runs while at least N are present.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ def _generated_state():
     from django.db.models import Count
 
     from proxy.models import UsageEvent
+    from proxy.usage_generator import GENERATED_MARKER
 
-    generated = UsageEvent.objects.filter(request_id="bench-generated")
+    generated = UsageEvent.objects.filter(request_id=GENERATED_MARKER)
     total = generated.count()
     top = generated.values("user_id").annotate(n=Count("id")).order_by("-n").first() if total else None
     return total, (top["user_id"] if top else None)
@@ -68,14 +70,14 @@ def dashboards_bench(bench, *, events: int) -> dict:
     from django.contrib.auth import get_user_model
 
     from bench.__main__ import step
-    from bench.generate_events import events_generate
+    from proxy.usage_generator import usage_events_generate
 
     User = get_user_model()
     total, heavy_user_id = _generated_state()
     if total < events:
         step(f"generating {events:,} usage events (+ rollups) in PostgreSQL")
         heavy = User.objects.get(pk=bench.tenant.user_id)
-        generated = events_generate(events=events, heavy_user=heavy)
+        generated = usage_events_generate(count=events, users=500, days=90, heavy_user=heavy)
         step(f"generated in {generated.seconds:.1f} s")
         heavy_user_id = heavy.pk
         total = total + events

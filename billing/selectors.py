@@ -22,7 +22,18 @@ from django.utils import timezone
 
 from core import time as periods
 
-from .models import Meter, PaymentTransaction, Period, Plan, PlanQuota, Subscription, UsageCounter
+from .models import (
+    CheckoutSession,
+    Gateway,
+    Meter,
+    PaymentTransaction,
+    Period,
+    Plan,
+    PlanQuota,
+    StripeEvent,
+    Subscription,
+    UsageCounter,
+)
 
 CATALOG_VERSION_KEY = "billing:catalog-version"
 USER_PLAN_CACHE_SECONDS = 3600
@@ -308,4 +319,83 @@ def payment_revenue_by_plan_get(
         code = row["checkout__metadata__plan_code"] or "unknown"
         bucket = result.setdefault(code, {})
         bucket[row["currency"]] = bucket.get(row["currency"], 0) + (row["total"] or 0)
+    return result
+
+
+def _revenue_add(result: dict[str, dict[str, int]], code: str, currency: str, amount: int) -> None:
+    bucket = result.setdefault(code, {})
+    bucket[currency] = bucket.get(currency, 0) + amount
+
+
+def _invoice_decode(payload: dict | None) -> tuple[str, str, str, int]:
+    """(invoice id, subscription id, currency, amount paid) of a stored ``invoice.paid`` event.
+
+    The subscription sits at ``invoice.subscription`` in older API versions and at
+    ``invoice.parent.subscription_details.subscription`` in recent ones, as an id or an object.
+    """
+    invoice = ((payload or {}).get("data") or {}).get("object") or {}
+    subscription = invoice.get("subscription") or (
+        ((invoice.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+    )
+    if isinstance(subscription, dict):
+        subscription = subscription.get("id")
+    return (
+        invoice.get("id") or str(id(invoice)),
+        subscription or "",
+        (invoice.get("currency") or "").lower(),
+        int(invoice.get("amount_paid") or 0),
+    )
+
+
+def invoice_revenue_by_plan_get(*, start: datetime, end: datetime) -> dict[str, dict[str, int]]:
+    """Stripe subscription revenue received in [start, end), as ``{plan code: {currency: minor}}``.
+
+    Paid invoices are the ``invoice.paid`` events we stored (one per invoice, deduplicated by
+    invoice id); the offline simulated checkout has no invoices, so its completed subscription
+    checkouts count as paid first invoices.
+    """
+    invoices: dict[str, tuple[str, str, int]] = {}
+    events = StripeEvent.objects.filter(
+        type="invoice.paid", received_at__gte=start, received_at__lt=end
+    ).exclude(status=StripeEvent.Status.FAILED)
+    for payload in events.values_list("payload", flat=True):
+        invoice_id, subscription, currency, amount = _invoice_decode(payload)
+        invoices[invoice_id] = (subscription, currency, amount)
+    plan_by_subscription = dict(
+        Subscription.objects.filter(
+            stripe_subscription_id__in=[s for s, _, _ in invoices.values() if s]
+        ).values_list("stripe_subscription_id", "plan__code")
+    )
+    result: dict[str, dict[str, int]] = {}
+    for subscription, currency, amount in invoices.values():
+        if amount > 0 and currency:
+            _revenue_add(result, plan_by_subscription.get(subscription, "unknown"), currency, amount)
+    simulated = (
+        CheckoutSession.objects.filter(
+            is_simulated=True,
+            mode="subscription",
+            status=CheckoutSession.Status.COMPLETE,
+            updated_at__gte=start,
+            updated_at__lt=end,
+        )
+        .values("metadata", "currency")
+        .annotate(total=Sum("amount_minor"))
+    )
+    for row in simulated:
+        code = (row["metadata"] or {}).get("plan_code") or "unknown"
+        _revenue_add(result, code, row["currency"], row["total"] or 0)
+    return result
+
+
+def plan_revenue_by_plan_get(*, start: datetime, end: datetime) -> dict[str, dict[str, int]]:
+    """All plan revenue received in [start, end), per plan and currency, each payment once:
+    Stripe from its invoices (a Stripe checkout's transaction is the same money as its first
+    invoice), Chargily from its paid plan transactions. Credit packs are not plan revenue."""
+    result = {
+        code: dict(amounts) for code, amounts in invoice_revenue_by_plan_get(start=start, end=end).items()
+    }
+    chargily = payment_revenue_by_plan_get(start=start, end=end, gateway=Gateway.CHARGILY)
+    for code, amounts in chargily.items():
+        for currency, amount in amounts.items():
+            _revenue_add(result, code, currency, amount)
     return result

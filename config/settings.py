@@ -60,7 +60,7 @@ if IS_PRODUCTION:
 INSTALLED_APPS = [
     # First, so its `runserver` (uvicorn, ASGI, as `make run`) replaces Django's WSGI one.
     "devservers",
-    "django.contrib.admin",
+    "dashboards.admin_config.TollgateAdminConfig",  # django.contrib.admin with our site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -116,4 +117,18 @@ def credit_conversion_stats() -> dict:
         "revenue_per_buyer_minor": {cur: total // buyers for cur, total in revenue.items()} if buyers else {},
         # Conversion as a percentage string with 2 decimals (no floats stored anywhere).
         "conversion_percent": f"{Decimal(count * 10000 // page_views) / 100:.2f}" if page_views else None,
+    }
+
+
+def credit_revenue_minor_get(*, start: datetime | None = None, end: datetime | None = None) -> dict[str, int]:
+    """Credit pack purchases paid in [start, end) (all time without bounds), as
+    ``{currency: minor units}`` (gross), whichever gateway took them."""
+    purchases = CreditPurchase.objects.all()
+    if start is not None:
+        purchases = purchases.filter(created_at__gte=start)
+    if end is not None:
+        purchases = purchases.filter(created_at__lt=end)
+    return {
+        row["currency"]: row["total"] or 0
+        for row in purchases.values("currency").annotate(total=Sum("amount_minor")).order_by("currency")
     }

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from core.schema import error_responses, schema_named
 
-from . import selectors
+from .selectors import operator
 
 
 def _usd(**kwargs):
@@ -167,4 +167,4 @@ class OperatorDashboardApi(APIView):
         responses={200: OutputSerializer, **error_responses(401, 403)},
     )
     def get(self, request):
-        return Response(self.OutputSerializer(selectors.operator_dashboard_get()).data)
+        return Response(self.OutputSerializer(operator.operator_dashboard_get()).data)

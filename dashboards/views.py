@@ -18,8 +18,8 @@ from accounts.selectors import api_key_list, provider_key_status_list
 from billing.selectors import plan_list_public
 from core.exceptions import ERROR_CODES, error_body
 
-from . import selectors
 from .charts import bar_chart_svg
+from .selectors import customer, operator
 
 ERROR_MEANINGS = {
     "invalid_request": "The body or a parameter is invalid; `param` names the field.",
@@ -61,7 +61,7 @@ def _recent_filters(request, keys) -> tuple[int | None, str | None, list[str]]:
     status = request.GET.get("status", "") or None
     if (
         status
-        and status not in selectors.STATUS_FILTERS
+        and status not in customer.STATUS_FILTERS
         and not (status.isdigit() and len(status) == 3 and 100 <= int(status) <= 599)
     ):
         notes.append("Unknown status filter ignored.")
@@ -77,15 +77,15 @@ def dashboard(request):
     today = now.date()
     keys = list(api_key_list(user=user))
     key_id, status, notes = _recent_filters(request, keys)
-    series = selectors.usage_daily_series_get(user=user, today=today)
-    credit_spend = selectors.credit_spend_daily_get(user=user, today=today)
-    providers = selectors.usage_provider_totals_get(user=user, today=today)
+    series = customer.usage_daily_series_get(user=user, today=today)
+    credit_spend = customer.credit_spend_daily_get(user=user, today=today)
+    providers = customer.usage_provider_totals_get(user=user, today=today)
     peak_provider = max((row["requests"] for row in providers), default=0)
     for row in providers:
         row["percent"] = row["requests"] * 100 // peak_provider if peak_provider else 0
     context = {
-        "plan_card": selectors.plan_card_get(user=user, now=now),
-        "quota_bars": selectors.quota_bars_get(user=user, now=now),
+        "plan_card": customer.plan_card_get(user=user, now=now),
+        "quota_bars": customer.quota_bars_get(user=user, now=now),
         "api_keys": keys,
         "create_form": ApiKeyCreateForm(),
         "rotate_form": ApiKeyRotateForm(),
@@ -109,11 +109,11 @@ def dashboard(request):
             "credits": sum(v for _, v in credit_spend),
         },
         "providers": providers,
-        "calls": list(selectors.usage_recent_calls_list(user=user, api_key_id=key_id, status=status)),
+        "calls": list(customer.usage_recent_calls_list(user=user, api_key_id=key_id, status=status)),
         "filter_key": key_id,
         "filter_status": status or "",
         "filter_notes": notes,
-        "status_filters": selectors.STATUS_FILTERS,
+        "status_filters": customer.STATUS_FILTERS,
     }
     return render(request, "dashboards/dashboard.html", context)
 
@@ -146,7 +146,7 @@ def api_guide(request):
 
 def operator_dashboard(request):
     """``/admin/dashboard/``: the operator's view, inside the admin (wrapped by admin_view)."""
-    data = selectors.operator_dashboard_get()
+    data = operator.operator_dashboard_get()
     budget = data["budget"]
     context = {
         **admin.site.each_context(request),
@@ -178,7 +178,7 @@ def metrics(request):
     """Prometheus text format, computed at scrape time from the rollups and the budget counter."""
     if not _metrics_allowed(request):
         return JsonResponse(error_body("forbidden", "Metrics need the bearer token."), status=403)
-    snapshot = selectors.metrics_snapshot_get()
+    snapshot = operator.metrics_snapshot_get()
     lines = [
         "# HELP tollgate_requests_today Proxied calls today (UTC) per provider.",
         "# TYPE tollgate_requests_today gauge",

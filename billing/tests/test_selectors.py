@@ -1,14 +1,17 @@
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from billing.models import Plan, PlanQuota, Subscription
+from billing.models import CheckoutSession, PaymentTransaction, Plan, PlanQuota, StripeEvent, Subscription
 from billing.selectors import (
+    invoice_revenue_by_plan_get,
     plan_for_user_get,
     plan_list_public,
     plan_quota_get,
+    plan_revenue_by_plan_get,
     quota_status_get,
     subscription_get,
 )
@@ -108,3 +111,124 @@ def test_quota_rules_are_kept_only_on_a_plan_whose_quotas_are_prefetched():
     assert plan_quota_get(plan=prefetched, meter="requests").limit == 5
     assert plan_quota_get(plan=prefetched, meter="emails").limit == 0
     assert plan_quota_get(plan=prefetched, meter="unknown").limit == 0  # not in the plan
+
+
+# --- revenue ----------------------------------------------------------------------------------
+
+
+def _invoice_paid(*, invoice_id: str, subscription: str, amount_paid: int, currency: str = "eur", **kw):
+    """An ``invoice.paid`` event stored as the webhook stores it (recent API:
+    ``parent.subscription_details``)."""
+    payload = {
+        "id": f"evt_{invoice_id}",
+        "type": "invoice.paid",
+        "data": {
+            "object": {
+                "id": invoice_id,
+                "object": "invoice",
+                "amount_paid": amount_paid,
+                "currency": currency,
+                "parent": {"subscription_details": {"subscription": subscription}},
+            }
+        },
+    }
+    fields = {"status": StripeEvent.Status.PROCESSED, "received_at": timezone.now(), **kw}
+    return StripeEvent.objects.create(
+        stripe_event_id=f"evt_{uuid.uuid4().hex}", type="invoice.paid", payload=payload, **fields
+    )
+
+
+def _last_30_days() -> tuple[datetime, datetime]:
+    today = timezone.now().date()
+    start = datetime.combine(today - timedelta(days=29), datetime.min.time(), tzinfo=UTC)
+    return start, datetime.combine(today + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+
+
+@pytest.mark.usefixtures("midday")
+def test_invoice_revenue_by_plan():
+    plan = Plan.objects.filter(price_minor__gt=0).order_by("price_minor").first()
+    sub = SubscriptionFactory(plan=plan)
+    _invoice_paid(invoice_id="in_1", subscription=sub.stripe_subscription_id, amount_paid=1900)
+    _invoice_paid(invoice_id="in_2", subscription=sub.stripe_subscription_id, amount_paid=1900)
+    # The same invoice delivered under a second event id counts once.
+    _invoice_paid(invoice_id="in_2", subscription=sub.stripe_subscription_id, amount_paid=1900)
+    _invoice_paid(
+        invoice_id="in_old",
+        subscription=sub.stripe_subscription_id,
+        amount_paid=1900,
+        received_at=timezone.now() - timedelta(days=45),
+    )
+    _invoice_paid(
+        invoice_id="in_bad", subscription="sub_x", amount_paid=500, status=StripeEvent.Status.FAILED
+    )
+    CheckoutSession.objects.create(
+        user=UserFactory(),
+        kind="plan",
+        mode="subscription",
+        line_item={},
+        metadata={"plan_code": plan.code},
+        amount_minor=1900,
+        currency="eur",
+        success_url="http://x/s",
+        cancel_url="http://x/c",
+        is_simulated=True,
+        checkout_reference="cs_sim_1",
+        status=CheckoutSession.Status.COMPLETE,
+    )
+    start, end = _last_30_days()
+    assert invoice_revenue_by_plan_get(start=start, end=end) == {plan.code: {"eur": 5700}}
+
+
+def test_invoice_revenue_reads_the_older_subscription_field():
+    """Older API versions put the subscription id (or object) at ``invoice.subscription``."""
+    sub = SubscriptionFactory()
+    event = _invoice_paid(invoice_id="in_legacy", subscription="", amount_paid=4900)
+    event.payload["data"]["object"]["subscription"] = {"id": sub.stripe_subscription_id}
+    event.save(update_fields=["payload"])
+    start, end = _last_30_days()
+    assert invoice_revenue_by_plan_get(start=start, end=end) == {"business": {"eur": 4900}}
+
+
+@pytest.fixture
+def chargily_simulated(settings):
+    """Chargily's offline page (DEBUG, no API key): payments go through the real webhook."""
+    settings.DEBUG = True
+    settings.CHARGILY_API_KEY = ""
+    settings.CHARGILY_SECRET_KEY = "chargily_selector_tests_secret"
+    settings.SITE_URL = "http://testserver"
+    settings.CHECKOUT_REDIRECT_HOSTS = ["testserver"]
+    return settings
+
+
+def _chargily_pay(client, session: dict, action: str = "paid") -> None:
+    page = f"/payment/chargily/simulated-checkout/{session['session_id']}/"
+    response = client.post(page, {"action": action})
+    assert action != "paid" or response.status_code == 302
+
+
+@pytest.mark.usefixtures("midday", "chargily_simulated")
+def test_plan_revenue_adds_chargily_periods_once_and_ignores_unpaid_and_old_ones(client):
+    from billing.chargily import plan_chargily_checkout_start
+
+    back = "http://testserver/dashboard/"
+    sub = SubscriptionFactory(plan=Plan.objects.get(code="pro"))
+    _invoice_paid(invoice_id="in_pro", subscription=sub.stripe_subscription_id, amount_paid=4900)
+    paid_user, failed_user = UserFactory(), UserFactory()
+    _chargily_pay(
+        client,
+        plan_chargily_checkout_start(user=paid_user, plan_code="student", success_url=back, failure_url=back),
+    )
+    _chargily_pay(
+        client,
+        plan_chargily_checkout_start(
+            user=failed_user, plan_code="student", success_url=back, failure_url=back
+        ),
+        action="failed",
+    )
+    start, end = _last_30_days()
+    assert plan_revenue_by_plan_get(start=start, end=end) == {
+        "pro": {"eur": 4900},
+        "student": {"dzd": 159_000},
+    }
+    PaymentTransaction.objects.update(completed_at=timezone.now() - timedelta(days=40))
+    assert plan_revenue_by_plan_get(start=start, end=end) == {"pro": {"eur": 4900}}

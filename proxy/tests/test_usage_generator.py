@@ -1,12 +1,21 @@
-from decimal import Decimal
+"""The synthetic usage generator writes events, rollups and spend that agree with each other and
+with the mix it promises (the dashboards bench and demos read them)."""
+
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db.models import Count, Sum
 
-from dashboards.services import GENERATED_MARKER, usage_events_generate
-from dashboards.tests.factories import UserFactory
+from accounts.models import ApiKey
+from proxy.catalog import DEFAULT_PRICES
 from proxy.models import DailySpend, UsageDailyRollup, UsageEvent
+from proxy.usage_generator import GENERATED_MARKER, usage_events_generate
+
+from .factories import UserFactory
+
+pytestmark = pytest.mark.django_db
 
 
 def _assert_rollups_match_events():
@@ -28,20 +37,44 @@ def _assert_rollups_match_events():
     assert spend == UsageEvent.objects.aggregate(c=Sum("cost_usd"))["c"]
 
 
-@pytest.mark.django_db
 def test_generated_events_and_rollups_agree():
     heavy = UserFactory()
     result = usage_events_generate(count=3000, users=5, days=10, heavy_user=heavy, heavy_share=0.2, seed=7)
     assert result.events == 3000 and result.users == 6
+    assert result.rollups == UsageDailyRollup.objects.count()
     assert UsageEvent.objects.filter(request_id=GENERATED_MARKER).count() == 3000
-    heavy_count = UsageEvent.objects.filter(user=heavy).count()
-    assert 450 < heavy_count < 750  # ~20 %
+    assert UsageEvent.objects.filter(user=heavy).count() == 600  # exactly 20 %
     statuses = set(UsageEvent.objects.values_list("status_code", flat=True))
     assert statuses == {200, 429, 502}
+    assert (
+        UsageEvent.objects.filter(status_code__gte=400, total_tokens__gt=0).count() == 0
+    )  # failures cost nothing
+    assert 9 <= DailySpend.objects.count() <= 11  # spread over ~10 UTC days
     _assert_rollups_match_events()
 
 
-@pytest.mark.django_db
+def test_events_follow_the_mix_and_the_catalogue_prices():
+    usage_events_generate(count=4000, users=3, days=5, seed=5)
+    shares = dict(UsageEvent.objects.values_list("provider").annotate(n=Count("id")))
+    assert 1500 < shares["deepseek"] < 2100  # 45 %
+    assert 80 < shares["anthropic"] < 320  # 5 %
+    prices = {(p, m): (Decimal(i), Decimal(o)) for p, m, i, o in DEFAULT_PRICES}
+    for event in UsageEvent.objects.filter(status_code=200)[:200]:
+        inp, out = prices[(event.provider, event.upstream_model)]
+        expected = (event.prompt_tokens * inp + event.completion_tokens * out) / 1_000_000
+        assert event.cost_usd == expected.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
+
+
+def test_every_event_points_at_its_users_unusable_key():
+    heavy = UserFactory()
+    usage_events_generate(count=300, users=3, days=2, heavy_user=heavy, seed=3)
+    keys = dict(ApiKey.objects.filter(name="generated").values_list("user_id", "id"))
+    assert len(keys) == 4
+    assert not UsageEvent.objects.exclude(api_key_id__in=keys.values()).exists()
+    for user_id, key_id in UsageEvent.objects.values_list("user_id", "api_key_id").distinct():
+        assert keys[user_id] == key_id
+
+
 def test_generation_adds_to_existing_rollups():
     heavy = UserFactory()
     usage_events_generate(count=200, users=2, days=3, heavy_user=heavy, heavy_share=1.0, seed=1)
@@ -51,23 +84,20 @@ def test_generation_adds_to_existing_rollups():
     _assert_rollups_match_events()
 
 
-@pytest.mark.django_db
 def test_command_validates_and_reports(capsys):
     call_command("generate_usage_events", "--count", "50", "--users", "2", "--seed", "3")
     assert "50 usage events" in capsys.readouterr().out
-    from django.core.management.base import CommandError
-
     with pytest.raises(CommandError):
         call_command("generate_usage_events", "--count", "5", "--heavy-user", "nobody@example.com")
     with pytest.raises(CommandError):
         call_command("generate_usage_events", "--users", "0")
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_copy_path_on_postgresql():
-    """The COPY path writes the same rows (and keeps existing rollups) on PostgreSQL."""
+def test_a_larger_batch_commits_consistent_rows():
+    """Outside a test transaction (as the bench runs it): the rows commit and still agree."""
     heavy = UserFactory()
     result = usage_events_generate(count=20_000, users=10, days=30, heavy_user=heavy, seed=11)
     assert UsageEvent.objects.count() == 20_000 == result.events
+    assert UsageEvent.objects.filter(user=heavy).count() == 1000
     _assert_rollups_match_events()

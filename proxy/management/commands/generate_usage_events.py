@@ -4,11 +4,11 @@ and demos (events + the rollups and daily spend they imply)."""
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from dashboards.services import usage_events_generate
+from proxy.usage_generator import usage_events_generate
 
 
 class Command(BaseCommand):
-    help = "Bulk-generate usage events and their daily rollups (COPY on PostgreSQL)."
+    help = "Bulk-generate usage events and their daily rollups and spend (drawn by PostgreSQL)."
 
     def add_arguments(self, parser):
         parser.add_argument("--count", type=int, default=100_000, help="number of usage events")
