@@ -11,8 +11,6 @@ with them silently skipped.
 import os
 import shutil
 
-os.environ.setdefault("TOLLGATE_TESTING", "1")
-
 import pytest
 
 
@@ -72,6 +70,15 @@ def api_client():
 
 def pytest_sessionstart(session):
     import logging
+
+    from django.conf import settings
+
+    if not settings.TESTING:  # e.g. DJANGO_SETTINGS_MODULE exported in the shell wins over pyproject
+        pytest.exit(
+            f"the suite runs on config.settings_test, not {settings.SETTINGS_MODULE}: "
+            "unset DJANGO_SETTINGS_MODULE",
+            returncode=4,
+        )
 
     from tests.secret_registry import LeakCaptureHandler, factories_instrument, settings_secrets_register
 

@@ -38,7 +38,7 @@ PEER_INFLIGHT = 500
 def bench_env(*, database_url: str, redis_url: str, upstream_port: int) -> dict:
     """Production settings for the bench: DEBUG off, real services, every provider → fake upstream."""
     upstream = f"http://127.0.0.1:{upstream_port}/v1"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVIDER_", "TOLLGATE_TESTING"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVIDER_")}
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings",
         DJANGO_ENV="production",
@@ -110,9 +110,6 @@ def manage(env: dict, *args: str, timeout: float = 600) -> str:
 
 def django_setup(env: dict) -> None:
     os.environ.update(env)
-    for name in list(os.environ):
-        if name.startswith("TOLLGATE_TESTING"):
-            del os.environ[name]
     import logging
 
     import django

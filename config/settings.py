@@ -8,7 +8,6 @@ default here: PostgreSQL (``DATABASE_URL``) and Redis/Valkey (``REDIS_URL``) are
 allowed hosts.
 """
 
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,8 +22,9 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 DJANGO_ENV = env.str("DJANGO_ENV", default="development")
 DEBUG = env.bool("DEBUG", default=DJANGO_ENV != "production")
 IS_PRODUCTION = DJANGO_ENV == "production" or not DEBUG
-# Under pytest (detected, or TOLLGATE_TESTING=1): eager Celery, no DB pool, fast hasher.
-TESTING = env.bool("TOLLGATE_TESTING", default="pytest" in sys.modules)
+# The test suite's settings (config/settings_test.py) turn this on: eager Celery, no DB pool,
+# fast hasher.
+TESTING = False
 
 # A fixed key is only acceptable for local development; production must provide one.
 _DEV_SECRET_KEY = "django-insecure-local-development-only-key-do-not-use-in-production"
@@ -131,7 +131,7 @@ DATABASES = {"default": env.db_url_config(_database_url)}  # not a setting: its 
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must name a PostgreSQL database (postgres://…).")
 DATABASES["default"].setdefault("OPTIONS", {})
-if env.bool("DATABASE_POOL", default=not TESTING):
+if env.bool("DATABASE_POOL", default=True):
     DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": env.int("DATABASE_POOL_MIN", default=2),
         "max_size": env.int("DATABASE_POOL_MAX", default=20),
@@ -175,8 +175,6 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/dashboard/"
 LOGOUT_REDIRECT_URL = "/"
-if TESTING:
-    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # --- i18n / time -----------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -230,9 +228,9 @@ SPECTACULAR_SETTINGS = {
 # --- Celery ----------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
-# Tasks go to the broker for a worker, except under pytest; `make run` sets
-# CELERY_TASK_ALWAYS_EAGER=true (tasks inline, no worker to start).
-CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=TESTING)
+# Tasks go to the broker for a worker; `make run` sets CELERY_TASK_ALWAYS_EAGER=true (tasks
+# inline, no worker to start), and so do the test settings.
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -22,7 +22,6 @@ def server_env() -> dict[str, str]:
         ),
         "REDIS_URL": settings.REDIS_URL,
         "CACHE_KEY_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", ""),
-        "TOLLGATE_TESTING": "0",
         "DATABASE_POOL": "false",
         "DJANGO_SETTINGS_MODULE": "config.settings",
     }

@@ -31,7 +31,6 @@ def _production_env(**overrides) -> dict[str, str]:
         REDIS_URL="redis://127.0.0.1:6379/15",  # not connected to by the checks
         STRIPE_WEBHOOK_SECRET="whsec_" + secrets.token_hex(16),
         EMAIL_URL="smtp+tls://mailer:" + secrets.token_hex(8) + "@smtp.example.com:587",
-        TOLLGATE_TESTING="0",
     )
     env.update(overrides)
     return env
@@ -166,7 +165,7 @@ def test_settings_refuse_to_start_without_postgresql_and_redis(overrides, messag
     """No other database, no local-memory cache: unset (or a copied .env's empty value), the settings say
     how to get the embedded servers instead of silently running on something else."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("DATABASE_")}
-    env.update(DATABASE_URL="postgres://tollgate@127.0.0.1:1/tollgate", TOLLGATE_TESTING="1")
+    env.update(DATABASE_URL="postgres://tollgate@127.0.0.1:1/tollgate")
     env.update(overrides)
     result = _manage("check", env=env)
     assert result.returncode != 0

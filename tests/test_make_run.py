@@ -45,7 +45,7 @@ def _newcomer_env(port: int) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in {"DATABASE_URL", "REDIS_URL", "TOLLGATE_TESTING", "DJANGO_SETTINGS_MODULE", "SITE_URL"}
+        if key not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "SITE_URL"}
         and not key.startswith(("PYTEST", "CELERY"))
     }
     return env

@@ -293,7 +293,6 @@ def test_real_server_with_the_database_unreachable_answers_503():
         **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},  # Redis: the suite's own
         "DATABASE_URL": "postgres://tollgate@127.0.0.1:1/tollgate",  # nothing listens on port 1
         "DATABASE_POOL": "false",
-        "TOLLGATE_TESTING": "0",
         "DJANGO_SETTINGS_MODULE": "config.settings",
     }
     server = subprocess.Popen(
