@@ -180,7 +180,8 @@ class CreditCheckApi(APIView):
         responses={200: OutputSerializer, **error_responses(400, 401, 402, 403, 413, 415)},
     )
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        header = request.headers.get("Idempotency-Key")
+        data = self.InputSerializer(data=request.data, context={"idempotency_header": header})
         data.is_valid(raise_exception=True)
         endpoint = data.validated_data["endpoint"]
         cost_row = endpoint_cost_get(endpoint=endpoint)
@@ -195,10 +196,36 @@ class CreditCheckApi(APIView):
         )
 
 
+IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9._:\-]{1,100}$"
+
+
 @schema_named
 class CreditConsumeApi(APIView):
     class InputSerializer(EndpointInputSerializer):
-        idempotencyKey = serializers.RegexField(r"^[A-Za-z0-9._:\-]{1,100}$", max_length=100)
+        """The key comes in the body or in Stripe's ``Idempotency-Key`` header (``context``)."""
+
+        idempotencyKey = serializers.RegexField(IDEMPOTENCY_KEY_PATTERN, max_length=100, required=False)
+
+        def validate(self, attrs):
+            attrs = super().validate(attrs)
+            header = self.context.get("idempotency_header")
+            body = attrs.get("idempotencyKey")
+            if header is not None:
+                field = serializers.RegexField(IDEMPOTENCY_KEY_PATTERN, max_length=100)
+                try:
+                    header = field.run_validation(header)
+                except serializers.ValidationError as exc:
+                    raise serializers.ValidationError({"idempotencyKey": exc.detail}) from None
+                if body is not None and body != header:
+                    raise serializers.ValidationError(
+                        {"idempotencyKey": ["Differs from the Idempotency-Key header; send one."]}
+                    )
+                attrs["idempotencyKey"] = header
+            elif body is None:
+                raise serializers.ValidationError(
+                    {"idempotencyKey": ["This field is required (or send the Idempotency-Key header)."]}
+                )
+            return attrs
 
     class OutputSerializer(serializers.Serializer):
         charged = serializers.IntegerField()
@@ -209,15 +236,26 @@ class CreditConsumeApi(APIView):
         operation_id="credits_consume",
         summary="Charge the credits of one endpoint call",
         description=(
-            "Idempotent on `idempotencyKey`: a replay answers the first result with `replayed: true`; "
+            "Idempotent on `idempotencyKey` (or the `Idempotency-Key` header): a replay answers the "
+            "first result with `replayed: true`; "
             "the same key for another endpoint answers 409. 402 when the balance does not cover it."
         ),
         tags=["credits"],
         request=InputSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Instead of `idempotencyKey` in the body (both: they must match).",
+            )
+        ],
         responses={200: OutputSerializer, **error_responses(400, 401, 402, 403, 409, 413, 415)},
     )
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        header = request.headers.get("Idempotency-Key")
+        data = self.InputSerializer(data=request.data, context={"idempotency_header": header})
         data.is_valid(raise_exception=True)
         endpoint = data.validated_data["endpoint"]
         try:

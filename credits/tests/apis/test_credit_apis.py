@@ -198,6 +198,39 @@ def test_consume_then_replay(catalogue, user, fund, user_client):
 
 
 @pytest.mark.django_db
+def test_the_idempotency_key_header_replays_like_the_body_field(catalogue, user, fund, user_client):
+    fund(user, 20)
+    body = {"endpoint": "/api/3d/render-highres"}
+
+    first = user_client.post("/api/credits/consume", body, format="json", HTTP_IDEMPOTENCY_KEY="render-7")
+    replay = user_client.post("/api/credits/consume", {**body, "idempotencyKey": "render-7"}, format="json")
+
+    assert first.status_code == replay.status_code == 200
+    assert first.json()["replayed"] is False and replay.json()["replayed"] is True
+    assert CreditAccount.objects.get(user=user).balance == 12
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("header", "body_key"),
+    [("a b", None), ("render-1", "render-2"), ("x" * 101, None)],
+)
+def test_a_bad_or_conflicting_idempotency_header_is_a_400_that_charges_nothing(
+    catalogue, user, fund, user_client, header, body_key
+):
+    fund(user, 20)
+    body = {"endpoint": "/api/3d/render-highres"}
+    if body_key:
+        body["idempotencyKey"] = body_key
+
+    response = user_client.post("/api/credits/consume", body, format="json", HTTP_IDEMPOTENCY_KEY=header)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "idempotencyKey"
+    assert CreditAccount.objects.get(user=user).balance == 20
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("url", "body", "param"),
     [
