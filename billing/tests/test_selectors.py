@@ -15,7 +15,12 @@ from billing.selectors import (
     quota_status_get,
     subscription_get,
 )
-from billing.services import plan_catalog_invalidate, quota_reserve, quota_settle
+from billing.services import (
+    plan_catalog_invalidate,
+    plan_chargily_checkout_start,
+    quota_reserve,
+    quota_settle,
+)
 
 from .factories import SubscriptionFactory, UserFactory
 
@@ -208,7 +213,6 @@ def _chargily_pay(client, session: dict, action: str = "paid") -> None:
 
 @pytest.mark.usefixtures("midday", "chargily_simulated")
 def test_plan_revenue_adds_chargily_periods_once_and_ignores_unpaid_and_old_ones(client):
-    from billing.chargily import plan_chargily_checkout_start
 
     back = "http://testserver/dashboard/"
     sub = SubscriptionFactory(plan=Plan.objects.get(code="pro"))

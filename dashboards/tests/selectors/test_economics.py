@@ -5,9 +5,12 @@ from decimal import Decimal
 
 import pytest
 
-from billing.models import Plan
+from billing.models import PaymentTransaction, Plan
 from billing.selectors import plan_revenue_by_plan_get
+from billing.services import plan_chargily_checkout_start
+from credits.models import CreditPack
 from credits.selectors import credit_revenue_minor_get
+from credits.services import credit_pack_checkout_start
 from dashboards.selectors import economics
 from dashboards.tests.factories import (
     RollupFactory,
@@ -149,11 +152,6 @@ def test_economics_counts_chargily_plans_once_and_packs_once(
     with Chargily, 1 590 DZD (x 0.0074 = 11.766 -> 11.77 USD) and a pack paid with Chargily,
     2 500 DZD (x 0.0074 = 18.50 USD): 83.19 USD. The Chargily pack is both a payment transaction
     and a CreditPurchase; it counts once, as credits."""
-    from billing.chargily import plan_chargily_checkout_start
-
-    from billing.models import PaymentTransaction
-    from credits.models import CreditPack
-    from credits.services import credit_pack_checkout_start
 
     settings.EXCHANGE_RATES_TO_USD = {"usd": Decimal(1), "eur": Decimal("1.08"), "dzd": Decimal("0.0074")}
     pro = Plan.objects.get(code="pro")
