@@ -86,7 +86,7 @@ MIDDLEWARE = [
     "core.middleware.RequestIdMiddleware",
     "core.middleware.ApiFastPathMiddleware",  # proxy API: skips the rest (see its docstring)
     "django.middleware.security.SecurityMiddleware",
-    "servestatic.middleware.ServeStaticMiddleware",  # static files; async, like the whole chain
+    "core.middleware.StaticFilesMiddleware",  # servestatic: async, like the whole chain
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

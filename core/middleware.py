@@ -5,8 +5,10 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from django.http import HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.urls import Resolver404, get_urlconf, resolve
+from servestatic.middleware import ServeStaticMiddleware
+from servestatic.responders import MissingFileError
 
 from .exceptions import ApiError
 from .logging import request_id_var
@@ -134,3 +136,18 @@ def _resolve(path: str):
 def _forget_matches(*, setting, **kwargs):
     if setting == "ROOT_URLCONF":
         _matches.clear()
+
+
+class StaticFilesMiddleware(ServeStaticMiddleware):
+    """servestatic, with a missing file answered 404 in DEBUG too.
+
+    servestatic raises ``MissingFileError`` (a 500 page) for an unknown ``/static/`` path when
+    DEBUG is on, to help whoever mistyped it; a browser asking for a stale asset under
+    ``make run`` should get the 404 production gives.
+    """
+
+    async def __call__(self, request):
+        try:
+            return await super().__call__(request)
+        except MissingFileError:
+            raise Http404("No such static file.") from None

@@ -75,3 +75,13 @@ def test_static_files_are_served_by_the_async_chain_with_their_cache_header(
     assert body == source
     assert response["Content-Type"].startswith("text/css")
     assert response["Cache-Control"] == cache_control
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["production", "debug"])
+def test_a_missing_static_file_is_a_404_not_an_error_page(debug, settings, tmp_path):
+    settings.DEBUG = debug
+    settings.STATIC_ROOT = tmp_path
+
+    response = async_to_sync(AsyncClient().get)("/static/css/no-such-file.css")
+
+    assert response.status_code == 404
