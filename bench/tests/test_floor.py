@@ -146,7 +146,8 @@ def test_the_django_floor_relays_the_whole_stream(django_floor):
 def test_the_floors_run_end_to_end_under_gunicorn(settings):
     """``python -m bench --floor`` in small: both relays served by gunicorn, wrk and the stream
     client through them, every call answered."""
-    from bench.__main__ import floor_run, parse_args
+    from bench.__main__ import parse_args
+    from bench.floor_bench import floor_run
 
     database = settings.DATABASES["default"]
     args = parse_args(

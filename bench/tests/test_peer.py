@@ -11,7 +11,7 @@ import json
 import httpx
 import pytest
 
-from bench import loadgen, peer, report, stub_peer
+from bench import loadgen, peer, peer_servers, report, stub_peer
 from bench.fake_upstream import FakeUpstream
 from proxy.tests.live import uvicorn_served
 
@@ -48,7 +48,7 @@ def test_the_stub_peer_answers_with_the_master_key_only(stub):
     answered = httpx.post(chat, json=loadgen.CHAT_BODY, headers={"Authorization": "Bearer sk-master"})
     assert answered.status_code == 200
     assert answered.json()["usage"]["completion_tokens"] == 12
-    assert httpx.get(f"{url}{peer.READY_PATH}").status_code == 200
+    assert httpx.get(f"{url}{peer_servers.READY_PATH}").status_code == 200
 
 
 def test_the_stub_peer_streams_server_sent_events(stub):
@@ -60,15 +60,15 @@ def test_the_stub_peer_streams_server_sent_events(stub):
 
 
 def test_litellm_is_configured_with_a_master_key_no_database_and_the_fake_upstream(monkeypatch, tmp_path):
-    config = peer.litellm_config(upstream_port=9123)
+    config = peer_servers.litellm_config(upstream_port=9123)
     models = {model["model_name"]: model["litellm_params"] for model in config["model_list"]}
     assert set(models) == {loadgen.CHAT_BODY["model"], "*"}  # the bench's model, and every other
     assert {params["api_base"] for params in models.values()} == {"http://127.0.0.1:9123/v1"}
-    assert config["general_settings"] == {"master_key": peer.MASTER_KEY}  # no database_url
+    assert config["general_settings"] == {"master_key": peer_servers.MASTER_KEY}  # no database_url
 
     monkeypatch.setenv("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tollgate")
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
-    env = peer.litellm_env(home=tmp_path)
+    env = peer_servers.litellm_env(home=tmp_path)
     assert "DATABASE_URL" not in env and "REDIS_URL" not in env  # it would keep books there
     assert env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"  # no fetch from the internet at start-up
     assert env["LITELLM_TELEMETRY_DISABLED"] == "True"
@@ -204,7 +204,9 @@ def test_the_peer_table_prints_the_figures_the_ratios_and_that_the_peer_keeps_no
 def test_peer_mode_runs_end_to_end_against_the_stub(settings):
     """``python -m bench --peer stub --quick`` in small: every target answers every call, the books
     add up after every phase, and the ratios and the table come out."""
-    from bench.__main__ import Bench, manage, parse_args, peer_run
+    from bench.__main__ import parse_args, peer_run
+    from bench.environment import manage
+    from bench.phases import Bench
     from bench.setup import BenchTenant
 
     database = settings.DATABASES["default"]
