@@ -21,6 +21,7 @@ page_patterns = [
         views.simulated_checkout_page,
         name="simulated-checkout",
     ),
+    path("billing/simulated-portal/", views.simulated_portal_page, name="simulated-portal"),
     # Chargily Pay (paths fixed by the original design's clients).
     path(
         "payment/subscribe/<slug:plan_code>", apis.ChargilySubscribeApi.as_view(), name="chargily-subscribe"

@@ -1,4 +1,4 @@
-"""Billing pages: pricing, checkout outcome, and the offline simulated checkout."""
+"""Billing pages: pricing, checkout outcome, and the offline simulated checkout and portal."""
 
 from __future__ import annotations
 
@@ -20,6 +20,17 @@ from .gateways.stripe import (
     billing_portal_session_start,
     simulated_checkout_enabled,
     simulated_checkout_event_build,
+)
+from .gateways.stripe_simulated import stripe_simulated_enabled
+from .gateways.stripe_simulated_portal import (
+    plan_change_options,
+    proration_preview,
+    receipts_list,
+    simulated_invoices_list,
+    simulated_plan_change,
+    simulated_portal_subscription_get,
+    simulated_subscription_cancel,
+    simulated_subscription_resume,
 )
 from .models import CheckoutSession, Gateway
 from .selectors import plan_for_user_get, plan_list_public, subscription_get
@@ -185,3 +196,47 @@ def chargily_simulated_checkout_page(request, reference: str):
     if checkout.status == CheckoutSession.Status.COMPLETE:
         return redirect(checkout.success_url)
     return redirect(checkout.cancel_url)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def simulated_portal_page(request):
+    """Stand-in for Stripe's customer portal (DEBUG only, without Stripe): the signed-in user's
+    own subscription. GET shows it (``?plan=<code>`` adds the proration preview); each POST
+    delivers the events Stripe's portal would cause, then redirects here (Post/Redirect/Get)."""
+    if not stripe_simulated_enabled():
+        raise Http404("The simulated billing portal is disabled.")
+    if request.method == "POST":
+        action = request.POST.get("action")
+        try:
+            if action == "change":
+                preview = simulated_plan_change(user=request.user, plan_code=request.POST.get("plan", ""))
+                messages.success(request, f"You are now on the {preview.plan.name} plan.")
+            elif action == "cancel":
+                row = simulated_subscription_cancel(user=request.user)
+                messages.success(
+                    request, f"Your plan ends on {row.current_period_end:%Y-%m-%d}; it will not renew."
+                )
+            elif action == "resume":
+                simulated_subscription_resume(user=request.user)
+                messages.success(request, "Your subscription renews again.")
+            else:
+                return HttpResponseBadRequest("Unknown action.")
+        except ApiError as exc:
+            messages.error(request, exc.message)
+        return redirect("billing:simulated-portal")
+    subscription = simulated_portal_subscription_get(user=request.user)
+    preview = None
+    if subscription is not None and request.GET.get("plan"):
+        try:
+            preview = proration_preview(subscription=subscription, plan_code=request.GET["plan"])
+        except ApiError as exc:
+            messages.error(request, exc.message)
+    context = {
+        "subscription": subscription,
+        "options": plan_change_options(subscription=subscription) if subscription else [],
+        "preview": preview,
+        "invoices": simulated_invoices_list(user=request.user),
+        "receipts": receipts_list(user=request.user),
+    }
+    return render(request, "billing/simulated_portal.html", context)

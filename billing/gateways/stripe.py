@@ -58,6 +58,7 @@ from ..services.subscriptions import (
     subscription_invoice_payment_failed,
     subscription_sync,
 )
+from .stripe_simulated import stripe_simulated_enabled
 
 logger = logging.getLogger("tollgate.stripe")
 billing_logger = logging.getLogger("tollgate.billing")
@@ -479,12 +480,15 @@ def simulated_checkout_event_build(
 
 
 def billing_portal_session_start(*, user, return_url: str) -> str:
-    """The URL of the Stripe customer portal for the user's billing account."""
+    """The URL of the Stripe customer portal for the user's billing account (the simulated
+    portal offline, DEBUG only)."""
     checkout_redirect_url_validate(url=return_url, param="returnUrl")
     customer_id = subscription_billing_customer_get(user=user)
     if not customer_id:
         raise ApiError("invalid_request", "You have no billing account yet: subscribe to a plan first.")
     if not stripe_is_configured():
+        if stripe_simulated_enabled():  # offline: the local portal drives the same webhook code
+            return settings.SITE_URL + reverse("billing:simulated-portal")
         raise ApiError("service_unavailable", "The billing portal needs Stripe, which is not configured.")
     try:
         session = billing_portal_session_create(customer_id=customer_id, return_url=return_url)

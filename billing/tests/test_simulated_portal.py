@@ -1,0 +1,145 @@
+"""The simulated billing portal (DEBUG, no Stripe): every action goes through the one webhook
+pipeline as signed Stripe events, and our mirror changes only because of them."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from billing.models import CheckoutSession, StripeEvent, Subscription
+from billing.selectors import plan_for_user_get
+
+from .factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+PORTAL = "/billing/simulated-portal/"
+
+
+@pytest.fixture
+def subscriber(client, simulated_settings, django_capture_on_commit_callbacks):
+    """A user who paid Business through the simulated checkout (the path a demo takes)."""
+    user = UserFactory()
+    client.force_login(user)
+    client.post("/billing/upgrade/business/")
+    checkout = CheckoutSession.objects.get(user=user)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(f"/billing/simulated-checkout/{checkout.checkout_reference}/", {"action": "pay"})
+    return user
+
+
+def _events(type_: str) -> list[StripeEvent]:
+    return list(StripeEvent.objects.filter(type=type_).order_by("received_at"))
+
+
+def test_manage_billing_opens_the_simulated_portal(client, subscriber):
+    response = client.post("/billing/portal/")
+    assert response.status_code == 302
+    assert response["Location"] == "http://testserver/billing/simulated-portal/"
+    page = client.get(PORTAL)
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "Business" in body and "Renews on" in body
+    assert "99.00 EUR" in body  # the checkout's payment is listed as a receipt
+
+
+def test_portal_api_answers_the_simulated_portal_url(client, subscriber):
+    response = client.post("/api/billing/portal", {}, content_type="application/json")
+    assert response.status_code == 200, response.content
+    assert "/billing/simulated-portal/" in str(response.json())
+
+
+def test_cancel_at_period_end_then_resume(client, subscriber):
+    row = Subscription.objects.get(user=subscriber)
+    period_end = row.current_period_end
+
+    response = client.post(PORTAL, {"action": "cancel"})
+    assert response.status_code == 302 and response["Location"] == PORTAL  # Post/Redirect/Get
+    row.refresh_from_db()
+    assert row.cancel_at_period_end and row.status == "active"
+    assert row.current_period_end == period_end.replace(microsecond=0)  # Stripe counts in seconds
+    assert plan_for_user_get(user=subscriber).code == "business"
+    (event,) = _events("customer.subscription.updated")
+    assert event.status == StripeEvent.Status.PROCESSED
+    assert event.payload["data"]["object"]["cancel_at_period_end"] is True
+    assert "Ends on" in client.get(PORTAL).content.decode()
+
+    client.post(PORTAL, {"action": "resume"})
+    row.refresh_from_db()
+    assert not row.cancel_at_period_end
+    assert len(_events("customer.subscription.updated")) == 2
+
+
+def test_preview_then_change_plan_invoices_the_previewed_proration(client, subscriber):
+    row = Subscription.objects.get(user=subscriber)
+    # Halfway through the period: the upgrade costs about half the price difference.
+    now = timezone.now()
+    Subscription.objects.filter(pk=row.pk).update(current_period_end=now + timedelta(days=15))
+
+    preview = client.get(PORTAL, {"plan": "scale"})
+    assert preview.status_code == 200
+    due = preview.context["preview"].amount_due_minor
+    assert 0 < due < 29900 - 9900
+    assert "Charged now" in preview.content.decode()
+
+    response = client.post(PORTAL, {"action": "change", "plan": "scale"})
+    assert response.status_code == 302 and response["Location"] == PORTAL
+    row.refresh_from_db()
+    assert row.plan.code == "scale" and row.status == "active"
+    assert plan_for_user_get(user=subscriber).code == "scale"
+    (updated,) = _events("customer.subscription.updated")
+    (paid,) = _events("invoice.paid")
+    assert {updated.status, paid.status} == {StripeEvent.Status.PROCESSED}
+    invoice = paid.payload["data"]["object"]
+    assert invoice["billing_reason"] == "subscription_update"
+    assert invoice["parent"]["subscription_details"]["subscription"] == row.stripe_subscription_id
+    # what was previewed is what was charged (a few seconds passed: within a cent or two)
+    assert abs(invoice["amount_paid"] - due) <= 2
+    assert [line["amount"] < 0 for line in invoice["lines"]["data"]] == [True, False]
+
+    page = client.get(PORTAL).content.decode()
+    assert invoice["number"] in page and "Plan change (prorated)" in page
+
+
+def test_downgrade_leaves_a_credit_used_by_the_next_upgrade(client, subscriber):
+    client.post(PORTAL, {"action": "change", "plan": "pro"})
+    credit = _events("invoice.paid")[-1].payload["data"]["object"]
+    assert credit["amount_paid"] == 0 and credit["ending_balance"] < 0
+    assert plan_for_user_get(user=subscriber).code == "pro"
+
+    preview = client.get(PORTAL, {"plan": "business"}).context["preview"]
+    assert preview.starting_balance_minor == credit["ending_balance"]
+    assert preview.amount_due_minor == max(preview.total_minor + credit["ending_balance"], 0)
+
+
+def test_plan_change_is_refused_while_canceling_and_for_other_currencies(client, subscriber):
+    client.post(PORTAL, {"action": "cancel"})
+    client.post(PORTAL, {"action": "change", "plan": "scale"})
+    assert Subscription.objects.get(user=subscriber).plan.code == "business"
+    assert not _events("invoice.paid")
+    client.post(PORTAL, {"action": "resume"})
+    client.post(PORTAL, {"action": "change", "plan": "free"})  # not a paid plan: no change
+    assert Subscription.objects.get(user=subscriber).plan.code == "business"
+
+
+def test_portal_is_404_with_debug_off_or_stripe_configured(client, subscriber, simulated_settings):
+    simulated_settings.DEBUG = False
+    assert client.get(PORTAL).status_code == 404
+    assert client.post(PORTAL, {"action": "cancel"}).status_code == 404
+    simulated_settings.DEBUG = True
+    simulated_settings.STRIPE_SECRET_KEY = "sk_test_configured"
+    assert client.get(PORTAL).status_code == 404
+    assert not Subscription.objects.get(user=subscriber).cancel_at_period_end
+
+
+def test_portal_shows_only_the_signed_in_users_subscription(client, subscriber):
+    other = UserFactory()
+    client.force_login(other)
+    page = client.get(PORTAL)
+    assert page.status_code == 200 and "no subscription to manage" in page.content.decode()
+    client.post(PORTAL, {"action": "cancel"})
+    assert not Subscription.objects.get(user=subscriber).cancel_at_period_end
+
+
+def test_portal_requires_login(client, simulated_settings):
+    assert client.get(PORTAL).status_code == 302
