@@ -270,10 +270,6 @@ def provider_key_source_get(*, user, provider: str) -> str:
     return PROVIDER_SOURCE_NONE
 
 
-def provider_access_has(*, user, provider: str) -> bool:
-    return provider_key_source_get(user=user, provider=provider) != PROVIDER_SOURCE_NONE
-
-
 @dataclass(frozen=True)
 class ProviderKeyStatus:
     provider: str

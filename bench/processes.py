@@ -53,21 +53,6 @@ def wait_http(url: str, *, timeout: float = 60.0, proc: subprocess.Popen | None 
     raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f}s ({last})")
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:  # field 4 (ppid), after the ")" of the command name
-            found.append(int(entry))
-    return found
-
-
 def process_tree(pid: int) -> list[int]:
     """``pid`` and all its descendants (a uvicorn supervisor's workers, their helpers …)."""
     parents: dict[int, list[int]] = {}

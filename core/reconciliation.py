@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-
-from django.utils import timezone
 
 
 @dataclass(frozen=True)
@@ -30,8 +27,3 @@ RECONCILIATION_CHECKS: dict[str, Callable[..., list[DriftFinding]]] = {}
 def reconciliation_check_register(source: str, check: Callable[..., list[DriftFinding]]) -> None:
     """Add an app's read-only check (``check(now=…) -> list[DriftFinding]``) to the nightly run."""
     RECONCILIATION_CHECKS[source] = check
-
-
-def drift_findings_collect(*, now: datetime | None = None) -> dict[str, list[DriftFinding]]:
-    now = now or timezone.now()
-    return {source: check(now=now) for source, check in RECONCILIATION_CHECKS.items()}

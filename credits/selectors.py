@@ -36,11 +36,6 @@ def credit_balance_get(*, user) -> CreditBalance:
     )
 
 
-def credit_has_purchased(*, user) -> bool:
-    """Whether the user ever bought credits (the proxy answers 402 rather than 429 then)."""
-    return CreditAccount.objects.filter(user=user, first_purchase_at__isnull=False).exists()
-
-
 def credit_pack_list() -> QuerySet[CreditPack]:
     return CreditPack.objects.filter(is_active=True).order_by("display_order", "credits")
 

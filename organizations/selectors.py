@@ -105,10 +105,6 @@ def organizations_overview() -> OrganizationsOverview:
     return OrganizationsOverview(pending=pending, linked=linked)
 
 
-def usage_report_list(*, organization: Organization) -> QuerySet[UsageReport]:
-    return UsageReport.objects.filter(organization=organization).order_by("-report_on")
-
-
 # A linked report not sent after this long is drift, not just a retry in progress (the retry
 # back-off of ORG_METER_MAX_ATTEMPTS attempts is well under a day with the defaults).
 USAGE_REPORT_SEND_GRACE = timedelta(days=1)

@@ -2,7 +2,6 @@ import pytest
 
 from accounts.providers import PROVIDERS
 from accounts.selectors import (
-    provider_access_has,
     provider_key_get,
     provider_key_source_get,
     provider_key_status_list,
@@ -42,7 +41,6 @@ def test_priority_is_personal_then_global_then_env_then_none(
 
     found = provider_key_get(user=user, provider="deepseek")
     assert provider_key_source_get(user=user, provider="deepseek") == expected_source
-    assert provider_access_has(user=user, provider="deepseek") is (expected_source != "none")
     if expected_secret is None:
         assert found is None
     else:
@@ -71,8 +69,6 @@ def test_hot_path_costs_at_most_one_query(user, django_assert_num_queries):
         assert provider_key_get(user=user, provider="deepseek").source == "personal"
     with django_assert_num_queries(1):
         assert provider_key_source_get(user=user, provider="deepseek") == "personal"
-    with django_assert_num_queries(1):
-        assert provider_access_has(user=user, provider="deepseek") is True
 
 
 def test_unknown_provider_is_404_without_a_query(user, django_assert_num_queries):
