@@ -1,5 +1,6 @@
 """Linking an organization to a Stripe customer and subscription, and the backfill of reports
-received before the link. Stripe calls run outside database transactions and row locks."""
+received before the link. Stripe calls run outside database transactions and row locks; offline
+(DEBUG, no STRIPE_SECRET_KEY) they reach the simulated Stripe (``billing.gateways.stripe_api``)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-import billing.gateways.stripe as stripe_client
 from billing.gateways.stripe import StripeServiceError
+from billing.gateways.stripe_api import stripe_api_get
+from billing.gateways.stripe_simulated import stripe_simulated_enabled
 from core.exceptions import ApiError
 from core.locks import lock_objects
 
@@ -33,6 +35,8 @@ def _price_for(plan_type: str, price_id: str | None) -> str:
         Organization.PlanType.MANAGED_CLOUD: settings.STRIPE_PRICE_VAULTAI_MANAGED_CLOUD,
         Organization.PlanType.SELF_HOSTED: settings.STRIPE_PRICE_VAULTAI_SELF_HOSTED,
     }.get(plan_type, "")
+    if not price and stripe_simulated_enabled():
+        return f"price_sim_vaultai_{plan_type}"  # the offline simulation has no price to name
     if not price:
         raise ApiError(
             "invalid_request",
@@ -98,6 +102,7 @@ def organization_link(
     )
     organization.refresh_from_db()
     metadata = {"organization_id": str(organization.pk), "instance_url": organization.instance_url}
+    stripe_client = stripe_api_get()  # Stripe, or its simulation offline (DEBUG, no key)
 
     if not organization.stripe_customer_id:
         try:

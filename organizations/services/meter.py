@@ -1,4 +1,5 @@
-"""Meter events: one Stripe meter event per billable report, sent at most once across workers."""
+"""Meter events: one Stripe meter event per billable report, sent at most once across workers
+(to the simulated Stripe offline: ``billing.gateways.stripe_api``)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-import billing.gateways.stripe as stripe_client
 from billing.gateways.stripe import StripeServiceError
+from billing.gateways.stripe_api import stripe_api_get
 
 from ..models import UsageReport
 from .common import METER_WINDOW
@@ -63,7 +64,7 @@ def usage_report_send(*, report_id, now: datetime | None = None) -> UsageReport 
         error, retryable = "Report is older than Stripe's 35-day meter window.", False
     else:
         try:
-            stripe_client.meter_event_create(
+            stripe_api_get().meter_event_create(
                 event_name=settings.STRIPE_METER_EVENT_NAME,
                 customer_id=organization.stripe_customer_id,
                 value=report.user_count,
