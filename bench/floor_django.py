@@ -20,7 +20,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from core.views import health
-from proxy.apis import JsonOnlyNegotiation
+from proxy.call.view import JsonOnlyNegotiation
 from proxy.upstreams import http_session_get
 
 

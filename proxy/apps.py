@@ -16,7 +16,7 @@ class ProxyConfig(AppConfig):
         from core.lifecycle import shutdown_hook_add, startup_hook_add
         from core.reconciliation import reconciliation_check_register
 
-        from .gateway import background_drain
+        from .call.detached import background_drain
         from .reconciliation import budget_overshoot_drift_find
         from .selectors import catalog_warm
 

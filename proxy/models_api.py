@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 from core.schema import error_responses
 
-from .apis import ProxyApiView
+from .call.view import ProxyApiView
 from .dbcall import db_call
 from .model_access import model_not_found_error, model_object, models_reachable_get
 

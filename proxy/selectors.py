@@ -9,6 +9,10 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
+from billing.selectors import quota_status_get
+from core.time import isoformat_z
+
+from .call.funding import quota_block
 from .models import ModelPrice, ModelRoute, UsageDailyRollup, UsageEvent
 
 RECENT_USAGE_LIMIT = 100
@@ -145,3 +149,35 @@ def usage_recent_list(*, user, limit: int = RECENT_USAGE_LIMIT):
 def usage_daily_list(*, user, since):
     """Daily rollups of a user since a date, for charts (never the raw log)."""
     return UsageDailyRollup.objects.filter(user=user, day__gte=since).order_by("day", "provider")
+
+
+def usage_summary_get(*, user) -> dict:
+    """``GET /api/proxy/usage``: the quota per meter and the last calls, newest first."""
+    statuses = quota_status_get(user=user)
+    tokens = statuses.get("llm_tokens")
+    reset_at = getattr(tokens, "reset_at", None)
+
+    def meter(name):
+        block = quota_block(statuses.get(name))
+        return {"used": block["used"], "limit": block["limit"], "remaining": block["remaining"]}
+
+    requests_block = quota_block(statuses.get("requests"))
+    recent = []
+    for event in usage_recent_list(user=user):
+        row = {"service": event.service, "endpoint": event.endpoint}
+        if event.service == "instantly":
+            row["emailsSent"] = event.emails
+        else:
+            row["tokensUsed"] = event.total_tokens
+        row.update({"statusCode": event.status_code, "createdAt": isoformat_z(event.created_at)})
+        recent.append(row)
+    return {
+        "success": True,
+        "quota": {
+            "deepseek": meter("llm_tokens"),
+            "instantly": meter("emails"),
+            "requests": requests_block,
+            "resetDate": isoformat_z(reset_at) if reset_at else None,
+        },
+        "recentUsage": recent,
+    }

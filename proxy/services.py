@@ -1,199 +1,19 @@
-"""Writes for the proxy, all synchronous and short: the async views call them through
-``proxy.dbcall.db_call`` so no database connection is held while the upstream is working.
-
-- ``attempt_prepared``: price an attempt and say what it may hold (``fastlane.proxy_call_aprepare``
-  resolves the provider key and takes the holds);
-- ``proxy_call_settle``: in one transaction, settle or release the funding, append the
-  ``UsageEvent``, upsert the daily rollup and the operator's ``DailySpend``; then move the
-  budget counter to the actual cost.
+"""Writes of the usage log: the ``UsageEvent`` insert, the daily rollup and the operator's
+``DailySpend`` upserts, as SQL the call's settle (``proxy.call.settle``) runs in one statement,
+and the rate-limited-minute counter. The upserts only add, so any number of writers can share
+a row.
 """
 
 from __future__ import annotations
 
-import logging
-import uuid
-from contextlib import nullcontext
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import date
 
-from django.conf import settings
-from django.db import connection, transaction
-from django.utils import timezone
+from django.db import connection
 
-from core.exceptions import ApiError
-from core.money import usd
 from core.rawsql import sql_connection, table_quoted
-from core.redact import secret_remember
 from core.services import counter_row_bump
 
-from . import budget, sandbox
-from .funding import (
-    Funding,
-    funding_release,
-    funding_settle,
-    funding_settle_finish,
-    funding_settle_sql,
-)
 from .models import DailySpend, RateLimitedDay, UsageDailyRollup, UsageEvent
-from .selectors import Price, model_price_get, upstream_model_get
-from .upstreams import Target, target_build
-
-logger = logging.getLogger("tollgate.proxy")
-
-OPERATOR_SOURCES = ("global", "env")
-
-
-class NoProviderKey(Exception):
-    """No key for this provider (and no sandbox): try the next provider, else 503."""
-
-
-class BudgetExhausted(Exception):
-    """This call's maximum cost would pass today's budget: route to the plan's fallback provider."""
-
-
-@dataclass
-class PreparedCall:
-    """Everything held for one attempt between prepare and settle."""
-
-    call_id: uuid.UUID
-    provider: str
-    key_source: str
-    target: Target
-    requested_model: str
-    upstream_model: str
-    price: Price | None
-    funding: Funding | None  # None only until the reserve (``attempt_prepared``)
-    admitted_at: datetime  # when its holds were taken: the call's time in every day and period
-    budget_micro: int = 0
-    meters: dict[str, int] = field(default_factory=dict)
-    closed: bool = False  # settled or released: its holds are no longer this call's to undo
-    relayed: bool = False  # a stream relay owns the holds: it settles when the stream ends
-
-    @property
-    def budget_day(self) -> date:
-        """The UTC day whose budget holds this attempt, and to which its cost is written."""
-        return self.admitted_at.date()
-
-    @property
-    def is_operator_paid(self) -> bool:
-        return self.key_source in OPERATOR_SOURCES
-
-
-def cost_usd_get(*, price: Price | None, prompt_tokens: int, completion_tokens: int) -> Decimal:
-    """Operator cost of a call in USD (6 decimals); unknown price costs 0 and is logged."""
-    if price is None:
-        return Decimal("0.000000")
-    raw = (
-        Decimal(prompt_tokens) * price.input_usd_per_mtok
-        + Decimal(completion_tokens) * price.output_usd_per_mtok
-    ) / Decimal(1_000_000)
-    return usd(raw)
-
-
-def attempt_target(*, source: str, secret: str, provider: str, requested_model: str):
-    """(Target, upstream model, Price) of one attempt: all from the in-process catalogue."""
-    if source == "sandbox":
-        target = Target(provider=sandbox.PROVIDER, base_url="", secret="")
-        upstream_model = sandbox.MODEL
-    else:
-        secret_remember(secret)  # so no relayed provider text can ever carry it
-        target = target_build(provider=provider, secret=secret)
-        upstream_model = (
-            upstream_model_get(requested_model=requested_model, provider=provider) if requested_model else ""
-        )
-    price = model_price_get(provider=target.provider, model=upstream_model) if upstream_model else None
-    return target, upstream_model, price
-
-
-def attempt_meters(*, source: str, meters: dict[str, int]) -> dict[str, int]:
-    """A BYOK call's tokens are the user's own: off the quota unless ``BYOK_COUNTS_AGAINST_QUOTA``."""
-    meters = dict(meters)
-    if source == "personal" and not settings.BYOK_COUNTS_AGAINST_QUOTA:
-        meters.pop("llm_tokens", None)
-    return meters
-
-
-def max_cost_micro(*, price: Price | None, prompt_tokens: int, max_tokens: int) -> int:
-    if price is None:
-        return 0
-    # USD per Mtok × tokens = micro-USD.
-    return budget.usd_to_micro(
-        (Decimal(prompt_tokens) * price.input_usd_per_mtok + Decimal(max_tokens) * price.output_usd_per_mtok)
-        / budget.MICRO
-    )
-
-
-def attempt_prepared(
-    *,
-    source: str,
-    secret: str,
-    provider: str,
-    requested_model: str,
-    prompt_tokens: int,
-    max_tokens: int,
-    meters: dict[str, int],
-    now,
-    check_budget: bool = True,
-) -> PreparedCall:
-    """An attempt before anything is held (shared by the ORM path and the fast lane): its target
-    and price, the meters it costs on the plan, and the most it may take from the operator's
-    daily budget (0 when the operator does not pay, or without ``check_budget``). The caller
-    reserves, then sets ``funding``."""
-    target, upstream_model, price = attempt_target(
-        source=source, secret=secret, provider=provider, requested_model=requested_model
-    )
-    budget_micro = 0
-    if source in OPERATOR_SOURCES and check_budget:
-        budget_micro = max_cost_micro(price=price, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
-    return PreparedCall(
-        call_id=uuid.uuid4(),
-        provider=target.provider,
-        key_source=source,
-        target=target,
-        requested_model=requested_model,
-        upstream_model=upstream_model,
-        price=price,
-        funding=None,
-        admitted_at=now,
-        budget_micro=budget_micro,
-        meters=attempt_meters(source=source, meters=meters),
-    )
-
-
-def proxy_call_abandon(*, prepared: PreparedCall) -> None:
-    """Release every hold of an attempt that will not be settled. Idempotent: the call path
-    calls it on every exit that did not settle, whatever went wrong."""
-    if prepared.closed:
-        return
-    prepared.closed = True
-    if prepared.funding is not None:
-        funding_release(funding=prepared.funding)
-    budget.budget_release(
-        day=prepared.budget_day, hold_id=prepared.call_id, amount_micro=prepared.budget_micro
-    )
-
-
-@dataclass(frozen=True)
-class CallRecord:
-    """What the log needs to know about a finished call."""
-
-    user_id: int
-    api_key_id: int | None
-    service: str
-    endpoint: str
-    status_code: int
-    model: str = ""
-    provider: str = ""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    emails: int = 0
-    latency_ms: int = 0
-    is_fallback: bool = False
-    is_budget_fallback: bool = False
-    is_estimated: bool = False
-    request_id: str = ""
-    error_code: str = ""
 
 
 def rollup_upsert_sql(rows: str) -> str:
@@ -223,7 +43,7 @@ def daily_spend_upsert_sql(rows: str) -> str:
     """
 
 
-def _event_insert_sql(events: list[UsageEvent]) -> tuple[str, list]:
+def usage_events_insert_sql(events: list[UsageEvent]) -> tuple[str, list]:
     """``INSERT`` of ``events`` (every concrete column but the id) and its parameters."""
     builder = sql_connection()
     qn = builder.ops.quote_name
@@ -238,12 +58,12 @@ def _event_insert_sql(events: list[UsageEvent]) -> tuple[str, list]:
 def event_write_sql(
     *, event: UsageEvent, rollup_provider: str, is_error: bool, spend_day, now, quota_part=None
 ) -> tuple[str, list]:
-    """The event, rollup, spend (and quota settle) statement of ``_event_write``.
+    """The event, rollup, spend (and quota settle) statement of ``event_write``.
 
     Rows: ``(event id,)``, or with ``quota_part`` ``(event id, counter_id, meter, used,
     reserved, period_start, charged)`` per settled counter.
     """
-    event_sql, values = _event_insert_sql([event])
+    event_sql, values = usage_events_insert_sql([event])
     sql = f"""
         WITH {quota_part.ctes + "," if quota_part is not None else ""} ev AS ({event_sql} RETURNING id),
         ro AS ({rollup_upsert_sql("VALUES (%s, %s, %s, 1, %s, %s, %s, %s, %s)")})
@@ -282,7 +102,7 @@ def settle_batch_sql(*, items: list[tuple[UsageEvent, date | None]], quota_part,
     meter, used, reserved, period_start, charged)`` per settled counter. ``items``: each call's
     event and the day its cost goes to (None: it cost the operator nothing).
     """
-    event_sql, event_params = _event_insert_sql([event for event, _day in items])
+    event_sql, event_params = usage_events_insert_sql([event for event, _day in items])
     params = [*quota_part.params, *event_params]
     rollups: dict[tuple, list] = {}
     spends: dict = {}
@@ -324,7 +144,7 @@ def settle_batch_sql(*, items: list[tuple[UsageEvent, date | None]], quota_part,
     return sql, params
 
 
-def _event_write(
+def event_write(
     *, event: UsageEvent, rollup_provider: str, is_error: bool, spend_day, now, quota_part=None
 ) -> list[tuple]:
     """The usage event, its daily rollup and the day's operator spend, in one statement (the
@@ -347,113 +167,6 @@ def _event_write(
     if quota_part is None:
         return []
     return [row[1:] for row in rows if row[1] is not None]
-
-
-def call_cost_get(*, prepared: PreparedCall | None, record: CallRecord) -> Decimal:
-    """What a finished call cost the operator: nothing when it failed or ran on the user's key."""
-    if prepared is None or record.status_code >= 400 or not prepared.is_operator_paid:
-        return Decimal("0.000000")
-    return cost_usd_get(
-        price=prepared.price, prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens
-    )
-
-
-def usage_event_build(*, prepared: PreparedCall | None, record: CallRecord, cost: Decimal, now) -> UsageEvent:
-    """The (unsaved) UsageEvent of a finished call; a failed call records no usage."""
-    succeeded = record.status_code < 400
-    total_tokens = record.prompt_tokens + record.completion_tokens
-    return UsageEvent(
-        call_id=prepared.call_id if prepared is not None else uuid.uuid4(),
-        user_id=record.user_id,
-        api_key_id=record.api_key_id,
-        service=record.service,
-        endpoint=record.endpoint,
-        provider=record.provider or (prepared.provider if prepared else ""),
-        model=record.model,
-        upstream_model=prepared.upstream_model if prepared else "",
-        prompt_tokens=record.prompt_tokens if succeeded else 0,
-        completion_tokens=record.completion_tokens if succeeded else 0,
-        total_tokens=total_tokens if succeeded else 0,
-        emails=record.emails if succeeded else 0,
-        cost_usd=cost,
-        credits_charged=prepared.funding.credits_charged if prepared else 0,
-        status_code=record.status_code,
-        error_code=record.error_code[:32],
-        latency_ms=record.latency_ms,
-        key_source=prepared.key_source if prepared else UsageEvent.KeySource.NONE,
-        is_fallback=record.is_fallback,
-        is_budget_fallback=record.is_budget_fallback,
-        is_estimated=record.is_estimated,
-        request_id=record.request_id[:64],
-        # An attempt's event is dated when its holds were taken, like its quota period and its
-        # budget day, so a call that crosses midnight stays on one day in every ledger.
-        created_at=prepared.admitted_at if prepared is not None else now,
-    )
-
-
-def settles_in_one_statement(*, prepared: PreparedCall | None, record: CallRecord) -> bool:
-    """A quota-funded success (the hot path): settle, event, rollup and spend in ONE statement."""
-    return (
-        prepared is not None
-        and record.status_code < 400
-        and prepared.funding.credit_hold is None
-        and bool(prepared.funding.reservations)
-    )
-
-
-def proxy_call_settle(*, prepared: PreparedCall | None, record: CallRecord, now=None) -> UsageEvent:
-    """Finish a call: charge what was used (or release everything on failure) and log it.
-
-    Atomic: funding settle/release, the UsageEvent, the rollup and the day's spend (one
-    statement on the PostgreSQL hot path, else one transaction).
-    The budget counter in the cache follows after commit. A call with no prepared attempt
-    (quota refused, every provider failed) is logged with no charge.
-    """
-    now = now or timezone.now()
-    succeeded = record.status_code < 400
-    total_tokens = record.prompt_tokens + record.completion_tokens
-    cost = call_cost_get(prepared=prepared, record=record)
-    actual_micro = budget.usd_to_micro(cost)
-    # Quota-funded success (the hot path): ONE statement, so the hot rows (the user's
-    # counters, the rollup, the day's spend) are locked only while it runs. Otherwise (credits,
-    # failures): one transaction of several statements.
-    one_statement = settles_in_one_statement(prepared=prepared, record=record)
-    quota_part = None
-    actual = {"requests": 1, "llm_tokens": total_tokens, "emails": record.emails}
-    with nullcontext() if one_statement else transaction.atomic():
-        if one_statement:
-            quota_part = funding_settle_sql(funding=prepared.funding, actual=actual, now=now)
-        elif prepared is not None:
-            if succeeded:
-                funding_settle(
-                    funding=prepared.funding, actual=actual, idempotency_key=f"proxy-call:{prepared.call_id}"
-                )
-            else:
-                funding_release(funding=prepared.funding)
-        event = usage_event_build(prepared=prepared, record=record, cost=cost, now=now)
-        counter_rows = _event_write(
-            event=event,
-            rollup_provider=event.provider or "none",
-            is_error=not succeeded,
-            spend_day=prepared.budget_day if cost > 0 else None,
-            now=now,
-            quota_part=quota_part,
-        )
-        if quota_part is not None:
-            funding_settle_finish(funding=prepared.funding, rows=counter_rows, now=now)
-    if prepared is not None:
-        prepared.closed = True
-        budget.budget_settle(
-            day=prepared.budget_day,
-            hold_id=prepared.call_id,
-            reserved_micro=prepared.budget_micro,
-            actual_micro=actual_micro,
-        )
-    return event
-
-
-def error_for_no_provider(provider: str | None = None) -> ApiError:
-    return ApiError("no_provider_available", "No provider is available for this request right now.")
 
 
 def rate_limited_minute_record(*, user_id: int, day: date) -> None:

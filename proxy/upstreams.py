@@ -1,11 +1,9 @@
 """Upstream adapters: one OpenAI-compatible chat adapter for every LLM provider, and Instantly.
 
-All calls go through one pooled ``aiohttp.ClientSession`` per event loop: the proxy views are
-async so a slow upstream holds a coroutine, not an OS thread (see docs/proxy.md). aiohttp, not
-httpx: measured here (uvloop, local fake upstream, 2000 sequential small chat POSTs) an
-``httpx.AsyncClient`` call cost 1,135-1,361 µs of CPU against 284-312 µs for aiohttp, and httpx
-was ~20 % of the CPU of a whole proxied call. Redirects are never followed, no proxy is taken
-from the environment, and timeouts are explicit and read from settings on every call.
+All calls go through one pooled ``aiohttp.ClientSession`` per event loop, so a slow upstream
+holds a coroutine, not an OS thread (aiohttp rather than httpx for its CPU cost: docs/proxy.md).
+Redirects are never followed, no proxy is taken from the environment, and timeouts are
+explicit and read from settings on every call.
 
 Outcomes are typed: a success, an ``UpstreamClientError`` (provider 4xx: relayed, no charge, no
 fallback) or an ``UpstreamFailure`` (connection error, timeout, 5xx, 429, redirect, garbage:

@@ -240,7 +240,7 @@ def test_a_worker_killed_between_reserve_and_settle_is_swept(midday, user_a, cat
     from credits.models import CreditHold
     from credits.services import credit_grant
     from credits.tasks import credit_holds_expire_task
-    from proxy.funding import funding_reserve
+    from proxy.call.funding import funding_reserve
     from proxy.tests.factories import plan_configure
 
     plan_configure(limits={"llm_tokens": 100, "emails": 0, "requests": None})

@@ -1,7 +1,7 @@
 import asyncio
 import json
 
-from proxy.gateway import _END, _queued_join, _SseUsageTap
+from proxy.call.stream import _END, _queued_join, _SseUsageTap
 
 
 def _event(payload) -> bytes:

@@ -1,4 +1,4 @@
-"""First come, first admitted (``proxy/admission.py``): a call holds its admission ticket from
+"""First come, first admitted (``proxy.call.gate``): a call holds its admission ticket from
 dispatch to its reserve, never during the provider call, and every way out frees it."""
 
 import asyncio
@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from proxy import admission
+from proxy.call import gate as admission
 
 from ..factories import global_key_set, plan_configure
 
@@ -57,7 +57,7 @@ def test_admission_leave_frees_the_ticket_of_the_calls_context(settings):
         async def call():
             await admission.admission_enter()
             await asyncio.sleep(0)
-            admission.admission_leave()  # as the gateway does after the reserve
+            admission.admission_leave()  # as the call does after the reserve
 
         await call()
         await asyncio.wait_for(call(), timeout=1)  # would wait forever if the slot were still held

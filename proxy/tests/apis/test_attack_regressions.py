@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from billing.models import QuotaReservation
 from credits.models import CreditHold
-from proxy import budget, gateway, services, upstreams
+from proxy import budget, upstreams
+from proxy.call import settle, upstream
 from proxy.models import DailySpend, UsageEvent
 
 from ..conftest import PROVIDERS
@@ -138,9 +139,9 @@ def _fail_in_settle(monkeypatch):
     async def abroken(**kwargs):
         raise Boom("in the settle")
 
-    monkeypatch.setattr(services, "proxy_call_settle", broken)
-    monkeypatch.setattr(gateway, "proxy_call_settle", broken)
-    monkeypatch.setattr(gateway.fastlane, "settle_success_fast", abroken)
+    monkeypatch.setattr(settle, "proxy_call_settle", broken)
+    monkeypatch.setattr(upstream, "proxy_call_settle", broken)
+    monkeypatch.setattr(settle, "settle_success_fast", abroken)
 
 
 FAILURES = {"before-upstream": _fail_before_upstream, "in-settle": _fail_in_settle}

@@ -1,4 +1,4 @@
-"""The proxy's fast lane (``proxy/fastlane.py``): the steady hot case of a chat call runs as
+"""The proxy's fast lane (``proxy/call/``): the steady hot case of a chat call runs as
 coroutines on an async PostgreSQL pool and Redis, with no thread; it must keep the same books
 and enforce the same limits as the ORM path.
 
@@ -28,8 +28,9 @@ from accounts.services import api_key_revoke, api_key_rotate
 from billing import quota_pool
 from billing.models import QuotaReservation, UsageCounter
 from core import fastio
-from proxy import apis, dbcall, fastlane, gateway, selectors
+from proxy import dbcall, selectors
 from proxy.budget import budget_spent_get, usd_to_micro
+from proxy.call import gate, prepare, settle, stream, upstream, view
 from proxy.models import DailySpend, RateLimitedDay, UsageDailyRollup, UsageEvent
 from proxy.ratelimit import rate_limit_window
 
@@ -108,7 +109,7 @@ def db_calls(monkeypatch):
         calls.append(getattr(fn, "__qualname__", repr(fn)))
         return await real(fn, *args, **kwargs)
 
-    for module in (gateway, apis, fastlane):
+    for module in (gate, prepare, settle, stream, upstream, view):
         monkeypatch.setattr(module, "db_call", counting)
     return calls
 
@@ -118,7 +119,7 @@ def fast(midday, caller, fake_upstream, live_asgi_fast, monkeypatch, settings):
     """(user, key, base URL) on a plan routed to openrouter (an operator key, so the daily
     budget is reserved and settled), with groq as the fallback."""
     user, plaintext, _client = caller
-    monkeypatch.setattr(fastlane, "_budget_refused_at", {})  # no refusal remembered from another test
+    monkeypatch.setattr(prepare, "_budget_refused_at", {})  # no refusal remembered from another test
     # Each call reserves alone: these tests read the books right after a call, before a worker's
     # spare reservations would be released (spares: test_steady_calls_take_spare_reservations…).
     settings.PROXY_QUOTA_BATCH = 0
@@ -140,7 +141,7 @@ def test_the_steady_call_makes_no_thread_hop(fast, db_calls):
     steady = [_post(base_url, plaintext) for _ in range(3)]
 
     assert first.status_code == 200, first.text
-    assert any(name.endswith("_gate") for name in learned), learned  # the ORM gate learnt the key
+    assert "gate_orm" in learned, learned  # the ORM gate learnt the key
     assert [r.status_code for r in steady] == [200, 200, 200]
     assert db_calls == []
     assert _counters(user) == {"llm_tokens": (4 * TOKENS, 0), "requests": (4, 0)}
@@ -191,7 +192,7 @@ def test_a_burst_of_first_calls_learns_the_key_once(fast, db_calls):
     responses = _fire(base_url, plaintext, 12)
 
     assert [r.status_code for r in responses] == [200] * 12
-    assert [name for name in db_calls if name.endswith("_gate")] == ["ProxyApiView._gate"]
+    assert db_calls.count("gate_orm") == 1, db_calls
     assert _counters(user) == {"llm_tokens": (12 * TOKENS, 0), "requests": (12, 0)}
     assert responses[0].headers["X-RateLimit-Limit"] == "1000"
     assert sorted(int(r.headers["X-RateLimit-Remaining"]) for r in responses) == list(range(988, 1000))
@@ -372,7 +373,7 @@ def test_a_replaced_or_added_provider_key_is_used_on_the_very_next_call(fast, fa
     assert personal.status_code == 200, personal.text
     sent = [r["headers"]["Authorization"] for r in fake_upstream.requests[-2:]]
     assert sent == ["Bearer sk-operator-rotated-9876543210", "Bearer sk-mine-0123456789"]
-    assert "_gate" not in " ".join(db_calls)  # still the fast gate
+    assert "gate_orm" not in db_calls  # still the fast gate
     last = UsageEvent.objects.filter(user=user).order_by("pk").last()
     assert (last.key_source, last.cost_usd) == ("personal", 0)
     assert _held(user) == []
@@ -428,7 +429,7 @@ def test_a_call_the_fast_gate_counted_then_handed_over_is_not_counted_again(fast
 
     assert [r.status_code for r in responses] == [200, 200, 200, 429], responses[2].text
     assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["2", "1", "0", "0"]
-    assert any(name.endswith("_gate") for name in handed_over), handed_over
+    assert "gate_orm" in handed_over, handed_over
     # The new catalogue is loaded: the fast gate refuses the fourth call (and records the minute).
     assert db_calls == ["rate_limited_minute_record"]
     assert cache.get(rate_limit_window(key_id=key_id)[0]) == 4
@@ -530,7 +531,7 @@ def test_the_budget_hold_and_the_quota_reserve_are_in_flight_together(fast, monk
     assert _post(base_url, plaintext).status_code == 200  # the key's first call: the ORM gate
     reserve_started = asyncio.Event()
     overlapped = []
-    budget_reserve, funding_reserve = fastlane._budget_reserve, fastlane._funding_reserve
+    budget_reserve, funding_reserve = prepare._budget_reserve, prepare._funding_reserve
 
     async def budget_reserve_waiting(**kwargs):
         await asyncio.wait_for(reserve_started.wait(), timeout=5)
@@ -541,8 +542,8 @@ def test_the_budget_hold_and_the_quota_reserve_are_in_flight_together(fast, monk
         reserve_started.set()
         return await funding_reserve(**kwargs)
 
-    monkeypatch.setattr(fastlane, "_budget_reserve", budget_reserve_waiting)
-    monkeypatch.setattr(fastlane, "_funding_reserve", funding_reserve_noted)
+    monkeypatch.setattr(prepare, "_budget_reserve", budget_reserve_waiting)
+    monkeypatch.setattr(prepare, "_funding_reserve", funding_reserve_noted)
     db_calls.clear()
     response = _post(base_url, plaintext)
 

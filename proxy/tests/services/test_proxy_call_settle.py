@@ -4,8 +4,8 @@ from decimal import Decimal
 import pytest
 
 from proxy.budget import budget_spent_get, usd_to_micro
+from proxy.call.settle import CallRecord, proxy_call_settle
 from proxy.models import DailySpend, UsageDailyRollup, UsageEvent
-from proxy.services import CallRecord, proxy_call_settle
 
 from ..factories import UserFactory, global_key_set, plan_configure
 
@@ -25,7 +25,7 @@ def _prepare(user, now=None):
     from billing.selectors import plan_for_user_get
     from core.fastio import transient_loop
     from core.lifecycle import shutdown_run
-    from proxy.fastlane import proxy_call_aprepare
+    from proxy.call.prepare import proxy_call_aprepare
 
     async def prepare():
         token = transient_loop.set(True)

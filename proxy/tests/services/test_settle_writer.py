@@ -1,4 +1,4 @@
-"""The fast lane's grouped settle writer (``proxy.fastlane._SettleWriter``).
+"""The fast lane's grouped settle writer (``proxy.call.settle._SettleWriter``).
 
 Quota-funded successes that settle while a statement is in flight are written together in ONE
 statement (group commit): events, rollups summed per (user, provider, day), the day's spend and
@@ -8,7 +8,7 @@ that fails is retried call by call, so one bad call cannot fail the others.
 Each test runs its calls on its own event loop (``asyncio.run``) and
 closes that loop's pool and Redis client (``fast_lane_close``) before the loop ends. Statements
 are counted by wrapping the ``db_fetch`` the writer calls (only the writer uses
-``proxy.fastlane.db_fetch``; the reserve runs through billing's own import).
+``proxy.call.settle.db_fetch``; the reserve runs through billing's own import).
 """
 
 import asyncio
@@ -22,9 +22,9 @@ from django.utils import timezone
 from billing.models import QuotaReservation, UsageCounter
 from billing.selectors import plan_for_user_get
 from core.fastio import fast_lane_close
-from proxy import fastlane
+from proxy.call import prepare, settle
+from proxy.call.settle import CallRecord, cost_usd_get, usage_event_build
 from proxy.models import DailySpend, UsageDailyRollup, UsageEvent
-from proxy.services import CallRecord, cost_usd_get, usage_event_build
 
 from ..factories import UserFactory, global_key_set, plan_configure
 
@@ -48,7 +48,7 @@ def fast_lane(midday, settings, catalog):
 def statements(monkeypatch):
     """Events per statement the writer ran (one entry per ``db_fetch`` call, committed or not)."""
     sizes: list[int] = []
-    real = fastlane.db_fetch
+    real = settle.db_fetch
 
     async def counting(sql, params=(), **kwargs):
         sizes.append(-1)  # until it returns: a statement that raised stays -1
@@ -57,7 +57,7 @@ def statements(monkeypatch):
         sizes[index] = sum(1 for row in rows if row[0] == "e")
         return rows
 
-    monkeypatch.setattr(fastlane, "db_fetch", counting)
+    monkeypatch.setattr(settle, "db_fetch", counting)
     return sizes
 
 
@@ -74,7 +74,7 @@ def _run(main):
 
 
 async def _prepare(user, plan):
-    return await fastlane.proxy_call_aprepare(
+    return await prepare.proxy_call_aprepare(
         user=user,
         provider="openrouter",
         endpoint=URL,
@@ -102,7 +102,7 @@ def _record(user, *, completion: int, **kwargs) -> CallRecord:
 
 
 async def _settle(prepared, record, user):
-    return await fastlane.settle_success_fast(prepared=prepared, record=record, user=user, quota_meter=None)
+    return await settle.settle_success_fast(prepared=prepared, record=record, user=user, quota_meter=None)
 
 
 def _counters(user) -> dict[str, tuple[int, int]]:
@@ -287,7 +287,7 @@ def test_holds_written_twice_move_the_counters_once(fast_lane, statements):
 
     async def main():
         prepared = await _prepare(user, plan)
-        writer = fastlane._settle_writer_get()
+        writer = settle._settle_writer_get()
         pairs = [(r, 1 if r.meter == "requests" else 30) for r in prepared.funding.reservations.values()]
 
         def write():

@@ -7,8 +7,6 @@ consume, then settles to what it actually used or releases everything on failure
 - credits: when any meter's quota is exhausted, the quota reservations already taken are
   released and the whole call is paid in credits at the endpoint's ``EndpointCost`` rate
   (``credits.services.credit_hold / credit_hold_settle / credit_hold_release``).
-
-``credits`` is imported lazily so the proxy works (quota only) before it is installed.
 """
 
 from __future__ import annotations
@@ -30,8 +28,10 @@ from billing.selectors import (
 )
 from core.exceptions import ApiError, retry_after_seconds
 from core.time import isoformat_z
+from credits import selectors as credit_selectors
+from credits import services as credit_services
 
-from .ratelimit import token_limit_headers
+from ..ratelimit import token_limit_headers
 
 logger = logging.getLogger("tollgate.proxy")
 
@@ -53,17 +53,6 @@ class Funding:
     counters: dict[str, tuple[int, int]] = field(
         default_factory=dict
     )  # meter -> (used, reserved) after settle
-
-
-def _credits_modules():
-    try:
-        from credits import selectors as credit_selectors
-        from credits import services as credit_services
-    except ImportError:  # credits app not built yet: quota only
-        return None, None
-    if not hasattr(credit_services, "credit_hold") or not hasattr(credit_selectors, "endpoint_cost_get"):
-        return None, None
-    return credit_selectors, credit_services
 
 
 def quota_block(status) -> dict:
@@ -129,9 +118,8 @@ def funding_reserve(*, user, endpoint: str, meters: dict[str, int], plan=None) -
 
 
 def _credit_hold_or_raise(*, funding: Funding, user, meter: str, status, meters: dict[str, int]) -> None:
-    credit_selectors, credit_services = _credits_modules()
     endpoint = COST_ENDPOINT_ALIASES.get(funding.endpoint, funding.endpoint)
-    cost = credit_selectors.endpoint_cost_get(endpoint=endpoint) if credit_selectors else None
+    cost = credit_selectors.endpoint_cost_get(endpoint=endpoint)
     if cost is None:
         raise _quota_exceeded_error(user=user, meter=meter, status=status)
     units_meter, units = _credit_units(cost, meters)
@@ -143,7 +131,7 @@ def _credit_hold_or_raise(*, funding: Funding, user, meter: str, status, meters:
             user=user, amount=amount, reference=f"proxy:{endpoint}", endpoint=endpoint
         )
     except credit_services.InsufficientCredits as exc:
-        upsell = _upsell(user=user, credit_selectors=credit_selectors)
+        upsell = dict(credit_selectors.credit_upsell_get(user=user))
         balance = getattr(exc, "balance", 0) or 0
         extra = {
             **upsell,
@@ -164,13 +152,6 @@ def _credit_hold_or_raise(*, funding: Funding, user, meter: str, status, meters:
     funding.credit_units_meter = units_meter
 
 
-def _upsell(*, user, credit_selectors) -> dict:
-    getter = getattr(credit_selectors, "credit_upsell_get", None)
-    if getter is None:
-        return {}
-    return dict(getter(user=user))
-
-
 def funding_settle(*, funding: Funding, actual: dict[str, int], idempotency_key: str) -> None:
     """Settle every reservation to ``actual`` (meter -> units). Missing meters settle at 0."""
     if funding.reservations:
@@ -184,7 +165,6 @@ def funding_settle(*, funding: Funding, actual: dict[str, int], idempotency_key:
             plan=funding.plan,
         )
     if funding.credit_hold is not None:
-        _credit_selectors, credit_services = _credits_modules()
         meter = funding.credit_units_meter
         units = min(actual.get(meter, 0), funding.reserved.get(meter, 0)) if meter else 0
         charge = funding.credit_cost.cost_for(units)
@@ -231,7 +211,6 @@ def funding_release(*, funding: Funding) -> None:
         )
     funding.reservations = {}
     if funding.credit_hold is not None:
-        _credit_selectors, credit_services = _credits_modules()
         credit_services.credit_hold_release(hold=funding.credit_hold)
         funding.credit_hold = None
 
@@ -250,7 +229,3 @@ def funding_quota_block(*, funding: Funding | None, user, meter: str) -> dict:
     if reservation is not None:  # this worker's spares are not in use: remaining counts them
         reserved = max(0, reserved - quota_pool.spare_units(reservation.counter_id))
     return quota_block(quota_status_build(rule=rule, used=used, reserved=reserved, reset_at=reset_at))
-
-
-def byok_counts_against_quota() -> bool:
-    return settings.BYOK_COUNTS_AGAINST_QUOTA
