@@ -1,4 +1,4 @@
-"""Quota exhausted → the call is paid in credits (credits app seam in proxy/funding.py)."""
+"""Quota exhausted → the call is paid in credits (credits app seam in proxy/call/funding.py)."""
 
 import pytest
 
