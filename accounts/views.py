@@ -10,9 +10,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.encoding import force_str
-from django.utils.http import urlsafe_base64_decode
+from django.utils.http import url_has_allowed_host_and_scheme, urlsafe_base64_decode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
@@ -21,6 +22,7 @@ from core.exceptions import CACHE_UNAVAILABLE_ERRORS, ApiError
 
 from .credential_limits import CredentialDoor, credential_attempt_count
 from .forms import ApiKeyCreateForm, ApiKeyRotateForm, EmailAuthenticationForm, ProviderKeyForm, SignupForm
+from .key_flash import key_flash_set
 from .models import ProviderCredential
 from .selectors import api_key_list, key_reveal_get, provider_key_status_list
 from .services import (
@@ -190,9 +192,22 @@ def dashboard(request):
     return render(request, "accounts/dashboard.html", _dashboard_context(request))
 
 
+def _back(request) -> str:
+    """The page a key form was posted from (its ``next`` field, same site only), else the
+    dashboard: Post/Redirect/Get back to where the user was."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse("accounts:dashboard")
+
+
 @login_required
 @require_POST
 def dashboard_key_create(request):
+    """Create a key, then redirect: the page shows it once in a dialog (``accounts.key_flash``),
+    so reloading it neither shows it again nor creates a second key."""
     form = ApiKeyCreateForm(request.POST)
     if form.is_valid():
         try:
@@ -200,12 +215,10 @@ def dashboard_key_create(request):
         except ApiError as error:
             messages.error(request, error.message)
         else:
-            # Rendered in this response only (never stored, never redirected through a URL).
-            context = _dashboard_context(request, new_key=api_key, new_plaintext=plaintext)
-            return render(request, "accounts/dashboard.html", context)
+            key_flash_set(request, api_key=api_key, plaintext=plaintext)
     else:
         messages.error(request, "Give the key a name (up to 100 characters).")
-    return redirect("accounts:dashboard")
+    return redirect(_back(request))
 
 
 def _service_or_404(call):
@@ -222,7 +235,7 @@ def _service_or_404(call):
 def dashboard_key_revoke(request, key_id: int):
     api_key = _service_or_404(lambda: api_key_revoke(user=request.user, key_id=key_id))
     messages.success(request, f"Key {api_key.prefix}… revoked. It stops working immediately.")
-    return redirect("accounts:dashboard")
+    return redirect(_back(request))
 
 
 @login_required
@@ -236,26 +249,31 @@ def dashboard_key_rotate(request, key_id: int):
         )
     except ApiError as error:
         messages.error(request, error.message)
-        return redirect("accounts:dashboard")
-    context = _dashboard_context(
-        request, new_key=rotation.new_key, new_plaintext=rotation.plaintext, rotated_from=rotation.old_key
-    )
-    return render(request, "accounts/dashboard.html", context)
+    else:
+        key_flash_set(
+            request, api_key=rotation.new_key, plaintext=rotation.plaintext, rotated_from=rotation.old_key
+        )
+    return redirect(_back(request))
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def key_reveal(request, token: str):
-    """A one-time link: GET asks for confirmation (link scanners must not burn it), POST shows."""
+    """A one-time link: GET asks for confirmation (link scanners must not burn it); POST reads
+    and wipes the key, then redirects here, where it is shown once in a dialog."""
     reveal = _service_or_404(lambda: key_reveal_get(user=request.user, token=token))
-    if request.method == "GET":
-        return render(request, "accounts/key_reveal.html", {"reveal": reveal, "api_key": reveal.api_key})
-    result = key_reveal_consume(user=request.user, token=token)
-    return render(
-        request,
-        "accounts/key_reveal.html",
-        {"api_key": result.api_key, "plaintext": result.plaintext, "reason": result.reason, "consumed": True},
-    )
+    if request.method == "POST":
+        result = key_reveal_consume(user=request.user, token=token)
+        if result.plaintext:
+            key_flash_set(request, api_key=result.api_key, plaintext=result.plaintext)
+        return redirect(request.path)
+    if reveal.revealed_at:
+        state = "shown"
+    elif reveal.secret is not None and reveal.expires_at > timezone.now() and reveal.api_key.is_usable():
+        state = "ready"
+    else:
+        state = "expired"
+    return render(request, "accounts/key_reveal.html", {"api_key": reveal.api_key, "state": state})
 
 
 @sensitive_post_parameters("key")

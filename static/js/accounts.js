@@ -26,3 +26,13 @@ document.addEventListener("submit", function (event) {
   var message = event.target.getAttribute("data-confirm");
   if (message && !window.confirm(message)) event.preventDefault();
 });
+
+// A dialog rendered open (a new key, shown once) becomes modal: focus stays inside it and
+// Escape closes it. Without JavaScript it simply stays open in the page.
+document.querySelectorAll("dialog[data-modal][open]").forEach(function (dialog) {
+  if (typeof dialog.showModal !== "function") return;
+  dialog.close();
+  dialog.showModal();
+  var first = dialog.querySelector("[autofocus]");
+  if (first) first.focus();
+});

@@ -33,17 +33,20 @@ def test_signup_then_dashboard_then_create_a_key(client):
     assert dashboard.status_code == 200
     assert b"No keys yet" in dashboard.content
 
-    created = client.post("/dashboard/keys/", {"name": "my first key"})
-    assert created.status_code == 200
-    plaintext = (
-        re.search(rb'id="new-key-value">(sk_agentai_[0-9A-Za-z]+)<', created.content).group(1).decode()
-    )
+    created = client.post("/dashboard/keys/", {"name": "my first key", "next": "/dashboard/"})
+    assert created.status_code == 302 and created["Location"] == "/dashboard/"  # Post/Redirect/Get
+    assert b"sk_agentai_" not in created.content and "sk_agentai_" not in created["Location"]
+    shown = client.get("/dashboard/")
+    plaintext = re.search(rb'id="new-key-value">(sk_agentai_[0-9A-Za-z]+)<', shown.content).group(1).decode()
     identity = api_key_identity_get(raw_key=plaintext)
     assert identity.user_id == user.pk
-    assert b"data-copy-target" in created.content
+    assert (
+        b'<dialog id="new-key-dialog"' in shown.content
+        and b'data-copy-target="new-key-value"' in shown.content
+    )
 
-    again = client.get("/dashboard/")
-    assert plaintext.encode() not in again.content  # shown once
+    again = client.get("/dashboard/")  # a reload: shown once, and no second key
+    assert plaintext.encode() not in again.content
     assert ApiKey.objects.get(user=user).prefix.encode() in again.content
 
 
@@ -105,10 +108,21 @@ def test_revoke_and_rotate_from_the_dashboard(client, user, django_capture_on_co
     assert api_key_identity_get(raw_key=revoked_plaintext) is None
 
     rotated = client.post(f"/dashboard/keys/{to_rotate.pk}/rotate/", {"grace_seconds": "3600"})
-    assert rotated.status_code == 200
-    assert b"keeps working until" in rotated.content
+    assert rotated.status_code == 302 and rotated["Location"] == "/dashboard/"
+    page = client.get("/dashboard/")
+    assert b"Your replacement key" in page.content and b"keeps working until" in page.content
+    assert b"Your replacement key" not in client.get("/dashboard/").content
+    assert ApiKey.objects.filter(user=user).count() == 3  # the reload rotated nothing more
     to_rotate.refresh_from_db()
     assert to_rotate.expires_at is not None
+
+
+def test_key_forms_go_back_only_to_a_page_of_this_site(client, user):
+    client.force_login(user)
+    inside = client.post("/dashboard/keys/", {"name": "k", "next": "/docs/"})
+    assert inside["Location"] == "/docs/"
+    outside = client.post("/dashboard/keys/", {"name": "k", "next": "https://evil.example/"})
+    assert outside["Location"] == "/dashboard/"
 
 
 def test_dashboard_actions_on_another_users_key_are_404(client, user, other_user):
@@ -135,9 +149,11 @@ def test_reveal_page_shows_the_key_once_and_only_to_its_owner(client, user, othe
     confirm = client.get(path)
     assert confirm.status_code == 200 and plaintext.encode() not in confirm.content
     shown = client.post(path)
-    assert plaintext.encode() in shown.content
+    assert shown.status_code == 302 and shown["Location"] == path  # Post/Redirect/Get
+    assert plaintext.encode() in client.get(path).content
     assert KeyReveal.objects.get().secret is None
-    assert plaintext.encode() not in client.post(path).content
+    assert plaintext.encode() not in client.get(path).content
+    assert plaintext.encode() not in client.post(path, follow=True).content
 
 
 def test_profile_sets_a_personal_key_and_shows_it_masked(client, user):
