@@ -14,14 +14,8 @@ from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import ResponseStreamEvent
 
 from proxy.translate import TranslationError
-from proxy.translate.anthropic import (
-    ChatToMessagesStream,
-    MessagesToChatStream,
-    chat_to_message,
-    chat_to_messages_request,
-    message_to_chat,
-    messages_to_chat,
-)
+from proxy.translate.anthropic import MessagesToChatStream, chat_to_messages_request, message_to_chat
+from proxy.translate.messages import ChatToMessagesStream, chat_to_message, messages_to_chat
 from proxy.translate.responses import ChatToResponsesStream, chat_to_response, responses_to_chat
 from proxy.translate.sse import SseDecoder, chat_chunks_parse
 
