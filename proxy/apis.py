@@ -7,8 +7,10 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from core.exceptions import ApiError
 from core.schema import ErrorResponseSerializer, error_responses, schema_named
 
+from .call.dialect import stream_translate
 from .call.input import ChatInputSerializer, StrictIntegerField, chat_call_build, json_body, validated
 from .call.upstream import EmailCall, chat_call_run, email_call_run
 from .call.view import ProxyApiView
@@ -16,6 +18,10 @@ from .dbcall import db_call
 from .ratelimit import token_limit_headers
 from .router import provider_chain
 from .selectors import usage_summary_get
+from .translate import TranslationError
+from .translate.anthropic import error_body
+from .translate.messages import ChatToMessagesStream, chat_to_message, messages_to_chat
+from .translate.responses import ChatToResponsesStream, chat_to_response, responses_to_chat
 
 PROVIDER_4XX = {
     "4XX": OpenApiResponse(
@@ -37,15 +43,26 @@ CHAT_RESPONSES = {
 }
 
 
-def _chat_response(result):
-    """A stream as is; a JSON answer with the model that served and OpenAI's token-limit headers."""
+def _chat_response(result, reshape=None):
+    """A stream as is; a JSON answer with the model that served and OpenAI's token-limit headers.
+
+    ``reshape(body) -> body`` turns the chat answer into another API's (Messages, Responses).
+    """
     if not isinstance(result, dict):
         return result
     headers = {
         "x-tollgate-served-model": str(result.get("model") or ""),
         **token_limit_headers(result.get("quota")),
     }
-    return Response(result, headers=headers)
+    return Response(reshape(result) if reshape else result, headers=headers)
+
+
+def _translated(build, body: dict) -> dict:
+    """A chat payload from another API's request; what cannot be carried is a 400 naming it."""
+    try:
+        return build(body)
+    except TranslationError as exc:
+        raise ApiError("invalid_request", exc.message, param=exc.param) from None
 
 
 def _plan_chain(plan) -> list[str]:
@@ -97,6 +114,109 @@ class ChatCompletionsApi(ProxyApiView):
             chain=chain,
         )
         return _chat_response(await chat_call_run(call))
+
+
+class MessagesApi(ProxyApiView):
+    """``POST /api/proxy/v1/messages``: Anthropic's Messages API, for the ``anthropic`` SDK.
+
+    Any routed model serves it (bridged from chat completions, ``proxy.translate.messages``);
+    the key may come in ``x-api-key`` as Anthropic's clients send it. Errors use Anthropic's
+    shape, with Tollgate's ``code`` kept.
+    """
+
+    async def async_dispatch(self, request, *args, **kwargs):
+        api_key = request.META.get("HTTP_X_API_KEY")
+        if api_key and "HTTP_AUTHORIZATION" not in request.META:
+            request.META["HTTP_AUTHORIZATION"] = f"Bearer {api_key}"
+        return await super().async_dispatch(request, *args, **kwargs)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        data = getattr(response, "data", None)
+        if response.status_code >= 400 and isinstance(data, dict) and isinstance(data.get("error"), dict):
+            error = data["error"]
+            response.data = error_body(
+                status=response.status_code, message=str(error.get("message") or ""), code=error.get("code")
+            )
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="proxy_messages",
+        summary="Anthropic Messages API (any routed model)",
+        tags=["proxy"],
+        request=OpenApiTypes.OBJECT,
+        responses={
+            (200, "application/json"): OpenApiResponse(
+                OpenApiTypes.OBJECT, description="An Anthropic Message."
+            ),
+            (200, "text/event-stream"): OpenApiResponse(
+                OpenApiTypes.STR, description="With `stream: true`: Anthropic's message stream events."
+            ),
+            **CHAT_ERRORS,
+        },
+    )
+    async def post(self, request):
+        body = json_body(request)
+        payload = _translated(messages_to_chat, body)
+        if payload.get("stream"):
+            payload["stream_options"] = {"include_usage": True}  # the closing event carries usage
+        call = chat_call_build(
+            self,
+            request,
+            payload,
+            service="router",
+            endpoint="/api/proxy/v1/messages",
+            default_model="gpt-4o-mini",
+            chain=_plan_chain(self.plan),
+        )
+        result = await chat_call_run(call)
+        if not isinstance(result, dict):
+            translator = ChatToMessagesStream(
+                model=call.requested_model, input_tokens_estimate=call.prompt_tokens
+            )
+            return stream_translate(result, translator)
+        return _chat_response(
+            result, lambda chat: {**chat_to_message(chat, model=chat["model"]), "quota": chat["quota"]}
+        )
+
+
+class ResponsesApi(ProxyApiView):
+    """``POST /api/proxy/v1/responses``: OpenAI's Responses API, bridged from chat completions
+    (``proxy.translate.responses`` says what is carried), plain and streamed."""
+
+    @extend_schema(
+        operation_id="proxy_responses",
+        summary="OpenAI Responses API (any routed model)",
+        tags=["proxy"],
+        request=OpenApiTypes.OBJECT,
+        responses={
+            (200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="A Response object."),
+            (200, "text/event-stream"): OpenApiResponse(
+                OpenApiTypes.STR, description="With `stream: true`: `response.*` events."
+            ),
+            **CHAT_ERRORS,
+        },
+    )
+    async def post(self, request):
+        body = json_body(request)
+        payload = _translated(responses_to_chat, body)
+        if payload.get("stream"):
+            payload["stream_options"] = {"include_usage": True}  # response.completed carries usage
+        call = chat_call_build(
+            self,
+            request,
+            payload,
+            service="router",
+            endpoint="/api/proxy/v1/responses",
+            default_model="gpt-4o-mini",
+            chain=_plan_chain(self.plan),
+        )
+        result = await chat_call_run(call)
+        if not isinstance(result, dict):
+            return stream_translate(result, ChatToResponsesStream(body=body, model=call.requested_model))
+        return _chat_response(
+            result,
+            lambda chat: {**chat_to_response(chat, body=body, model=chat["model"]), "quota": chat["quota"]},
+        )
 
 
 @schema_named

@@ -89,7 +89,11 @@ def _quota_exceeded_error(*, user, meter: str, status, upsell: dict | None = Non
 # EndpointCost.unit -> the meter whose units the credit price counts.
 UNIT_METERS = {"tokens": "llm_tokens", "emails": "emails", "requests": "requests"}
 # Aliases priced like the endpoint they wrap.
-COST_ENDPOINT_ALIASES = {"/api/v2/chat": "/api/proxy/v1/chat/completions"}
+COST_ENDPOINT_ALIASES = {
+    "/api/v2/chat": "/api/proxy/v1/chat/completions",
+    "/api/proxy/v1/messages": "/api/proxy/v1/chat/completions",
+    "/api/proxy/v1/responses": "/api/proxy/v1/chat/completions",
+}
 
 
 def _credit_units(cost, meter_amounts: dict[str, int]) -> tuple[str | None, int]:
