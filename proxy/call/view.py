@@ -13,11 +13,11 @@ from adrf.views import APIView as AsyncAPIView
 from django.core.handlers.asgi import ASGIRequest
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import IsAuthenticated
-from rest_framework.renderers import JSONRenderer
 
 from accounts.authentication import ApiKeyAuthentication
 from core.fastio import transient_loop
 from core.lifecycle import shutdown_run
+from core.renderers import JSONRenderer
 
 from ..dbcall import db_call
 from .gate import admission_enter, gate_pass
