@@ -358,6 +358,54 @@ API_FAST_PATH_PREFIXES = env.list("API_FAST_PATH_PREFIXES", default=["/api/proxy
 # Calls per worker between arrival and reserve at one time, first come first admitted
 # (proxy/admission.py); 0: no limit.
 PROXY_ADMISSION_CONCURRENCY = env.int("PROXY_ADMISSION_CONCURRENCY", default=32)
+
+# Browsers calling the proxy directly (CORS), off by default: a key in a web page is a key anyone
+# can copy, so keys belong on servers. An operator who fronts a browser app with short-lived,
+# tightly limited keys lists its origins here; only /api/proxy/ answers cross-origin requests.
+PROXY_CORS_ALLOWED_ORIGINS = env.list("PROXY_CORS_ALLOWED_ORIGINS", default=[])
+CORS_ALLOWED_ORIGINS = PROXY_CORS_ALLOWED_ORIGINS
+CORS_URLS_REGEX = r"^/api/proxy/.*$"
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "x-api-key",
+    "x-request-id",
+    "idempotency-key",
+    "anthropic-version",
+    "anthropic-beta",
+    "anthropic-dangerous-direct-browser-access",
+    "openai-organization",
+    "openai-project",
+    "openai-beta",
+    "x-stainless-arch",
+    "x-stainless-lang",
+    "x-stainless-os",
+    "x-stainless-package-version",
+    "x-stainless-retry-count",
+    "x-stainless-runtime",
+    "x-stainless-runtime-version",
+    "x-stainless-timeout",
+)
+CORS_EXPOSE_HEADERS = (
+    "retry-after",
+    "x-request-id",
+    "x-should-retry",
+    "x-tollgate-served-model",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+)
+CORS_PREFLIGHT_MAX_AGE = 600
+if CORS_ALLOWED_ORIGINS:  # no origin listed: not even a header check on the hot path
+    INSTALLED_APPS.append("corsheaders")
+    MIDDLEWARE.insert(1, "corsheaders.middleware.CorsMiddleware")  # before the proxy's fast path
 # A stopping worker finishes the proxied calls still running (clients gone) for at most this
 # long (core/lifecycle.py); keep it below the server's graceful timeout (gunicorn: 30 s).
 WORKER_SHUTDOWN_DRAIN_SECONDS = env.int("WORKER_SHUTDOWN_DRAIN_SECONDS", default=25)
