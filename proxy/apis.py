@@ -11,6 +11,7 @@ from core.exceptions import ApiError
 from core.schema import ErrorResponseSerializer, error_responses, schema_named
 
 from .call.dialect import stream_translate
+from .call.embeddings import EmbeddingsInputSerializer, embeddings_call_build, embeddings_call_run
 from .call.input import ChatInputSerializer, StrictIntegerField, chat_call_build, json_body, validated
 from .call.upstream import EmailCall, chat_call_run, email_call_run
 from .call.view import ProxyApiView
@@ -313,3 +314,24 @@ class UsageApi(ProxyApiView):
     async def get(self, request):
         data = await db_call(usage_summary_get, user=request.user)
         return Response(self.OutputSerializer(data).data)
+
+
+class EmbeddingsApi(ProxyApiView):
+    """``POST /api/proxy/v1/embeddings``: OpenAI embeddings, routed by the model's exact routes."""
+
+    @extend_schema(
+        operation_id="proxy_embeddings",
+        summary="OpenAI-compatible embeddings",
+        tags=["proxy"],
+        request=EmbeddingsInputSerializer,
+        responses={
+            200: OpenApiResponse(
+                OpenApiTypes.OBJECT, description="OpenAI embeddings list, plus the `quota` block."
+            ),
+            **error_responses(400, 401, 402, 404, 413, 415, 429, 502, 503, 504, negotiated=False),
+            **PROVIDER_4XX,
+        },
+    )
+    async def post(self, request):
+        call = embeddings_call_build(self, request, json_body(request))
+        return _chat_response(await embeddings_call_run(call))

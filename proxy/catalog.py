@@ -27,6 +27,13 @@ DEFAULT_PRICES: list[tuple[str, str, str, str]] = [
     ("openrouter", "anthropic/claude-sonnet-4", "3.00", "15.00"),
     ("openrouter", "meta-llama/llama-3.3-70b-instruct", "0.13", "0.40"),
     ("sandbox", "sandbox-chat", "0", "0"),
+    # Embeddings: input tokens only.
+    ("openai", "text-embedding-3-small", "0.02", "0"),
+    ("openai", "text-embedding-3-large", "0.13", "0"),
+    ("mistral", "mistral-embed", "0.10", "0"),
+    ("google", "gemini-embedding-001", "0.15", "0"),
+    ("openrouter", "openai/text-embedding-3-small", "0.02", "0"),
+    ("sandbox", "sandbox-embed", "0", "0"),
 ]
 
 # (requested model, provider, upstream model); "*" is the provider's default.
@@ -51,6 +58,15 @@ DEFAULT_ROUTES: list[tuple[str, str, str]] = [
     ("*", "anthropic", "claude-3-5-haiku-latest"),
     ("*", "google", "gemini-2.0-flash"),
     ("*", "mistral", "mistral-small-latest"),
+    # Embedding models: served only through these exact routes (proxy.call.embeddings), never a
+    # "*" default; the provider serving the name itself is tried first.
+    ("text-embedding-3-small", "openai", "text-embedding-3-small"),
+    ("text-embedding-3-small", "openrouter", "openai/text-embedding-3-small"),
+    ("openai/text-embedding-3-small", "openrouter", "openai/text-embedding-3-small"),
+    ("text-embedding-3-large", "openai", "text-embedding-3-large"),
+    ("mistral-embed", "mistral", "mistral-embed"),
+    ("gemini-embedding-001", "google", "gemini-embedding-001"),
+    ("sandbox-embed", "sandbox", "sandbox-embed"),
 ]
 
 

@@ -7,8 +7,11 @@ per token, like the OpenAI tokenizer on English) so quotas, rollups and dashboar
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import math
+import struct
 import time
 
 from django.conf import settings
@@ -90,3 +93,58 @@ def sandbox_stream_chunks(*, payload: dict, model: str) -> list[bytes]:
 
 def sandbox_email_send(*, to: str, subject: str) -> str:
     return "msg_sandbox_" + hashlib.sha256(f"{to}|{subject}|{time.time_ns()}".encode()).hexdigest()[:16]
+
+
+# --- Embeddings ----------------------------------------------------------------------------------
+
+EMBED_MODEL = "sandbox-embed"
+# Each model's own default width, so a client sized for the real model gets vectors that fit.
+EMBEDDING_DIMENSIONS = {
+    "sandbox-embed": 256,
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+    "mistral-embed": 1024,
+    "gemini-embedding-001": 3072,
+}
+DEFAULT_EMBEDDING_DIMENSIONS = 1536
+
+
+def _unit_vector(seed: bytes, dimensions: int) -> list[float]:
+    """A deterministic unit vector: the same text always lands on the same point."""
+    digest = hashlib.shake_256(seed).digest(4 * dimensions)
+    raw = [value / 2_147_483_648 - 1.0 for value in struct.unpack(f"<{dimensions}I", digest)]
+    norm = math.sqrt(sum(value * value for value in raw)) or 1.0
+    # Rounded through float32, as the providers' vectors are, so base64 and float agree.
+    return list(struct.unpack(f"<{dimensions}f", struct.pack(f"<{dimensions}f", *(v / norm for v in raw))))
+
+
+def sandbox_embeddings(*, payload: dict, model: str) -> dict:
+    """OpenAI's embeddings answer: one unit vector per input (a hash of its text), ``dimensions``
+    honoured (else the model's own width), ~4 characters per token of usage, and little-endian
+    float32 base64 when ``encoding_format`` asks for it."""
+    inputs = payload.get("input")
+    if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
+        inputs = [inputs]
+    dimensions = payload.get("dimensions") or EMBEDDING_DIMENSIONS.get(
+        model.rsplit("/", 1)[-1], DEFAULT_EMBEDDING_DIMENSIONS
+    )
+    data, tokens = [], 0
+    for index, item in enumerate(inputs or []):
+        if isinstance(item, str):
+            seed = item.encode("utf-8", "surrogatepass")
+            tokens += max(1, len(item) // 4)
+        else:  # token ids: one token each
+            seed = json.dumps(item).encode()
+            tokens += len(item)
+        vector = _unit_vector(seed, dimensions)
+        embedding = vector
+        if payload.get("encoding_format") == "base64":
+            embedding = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": embedding})
+    return {
+        "object": "list",
+        "data": data,
+        "model": EMBED_MODEL,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }

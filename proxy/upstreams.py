@@ -318,6 +318,22 @@ async def chat_complete(*, target: Target, payload: dict) -> dict:
     return body
 
 
+async def embeddings_create(*, target: Target, payload: dict) -> dict:
+    """``POST /embeddings``; returns the provider's JSON (``data``, ``usage.prompt_tokens``) as
+    sent, base64 vectors included. Failures and 4xx are typed as for chat."""
+    if target.is_sandbox:
+        return sandbox.sandbox_embeddings(payload=payload, model=payload.get("model") or sandbox.EMBED_MODEL)
+    status, content, headers = await _post_json(target=target, path="/embeddings", payload=payload)
+    _check_status(status, content, target, headers)
+    try:
+        body = json.loads(content)
+    except ValueError:
+        raise UpstreamFailure("garbage", "Provider answered a body that is not JSON.") from None
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise UpstreamFailure("garbage", "Provider answered JSON without data.")
+    return body
+
+
 def _response_end(response: aiohttp.ClientResponse) -> None:
     """Give the connection back to the pool if the body was read to its end, else close it: a
     half-read connection (a stream cut by the client or the deadline) must not be reused."""

@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/proxy/v1/chat/completions", apis.ChatCompletionsApi.as_view(), name="proxy-chat-completions"),
     path("api/proxy/v1/messages", apis.MessagesApi.as_view(), name="proxy-messages"),
     path("api/proxy/v1/responses", apis.ResponsesApi.as_view(), name="proxy-responses"),
+    path("api/proxy/v1/embeddings", apis.EmbeddingsApi.as_view(), name="proxy-embeddings"),
     path("api/proxy/v1/models", models_api.ModelListApi.as_view(), name="proxy-models"),
     path("api/proxy/v1/models/<path:model>", models_api.ModelRetrieveApi.as_view(), name="proxy-model"),
     path("api/v2/chat", apis.V2ChatApi.as_view(), name="proxy-v2-chat"),

@@ -89,17 +89,18 @@ async def _fail(call: ChatCall, attempts: Attempts, error: ApiError, provider: s
     return error
 
 
-async def chat_call_run(call: ChatCall):
+async def chat_call_run(call: ChatCall, *, complete=None):
     """Serve a chat call; returns a dict (JSON answer) or a StreamingHttpResponse. Raises ApiError.
 
     Runs detached from the request: a client disconnect cannot interrupt it between reserve
-    and settle.
+    and settle. ``complete(target=, payload=)`` is the provider call of a plain attempt
+    (``upstreams.chat_complete`` when None; embeddings pass theirs).
     """
     await chat_model_check(call)  # an unknown model: 404 before anything is held
-    return await call_detached(_chat_call_run(call))
+    return await call_detached(_chat_call_run(call, complete))
 
 
-async def _chat_call_run(call: ChatCall):
+async def _chat_call_run(call: ChatCall, complete=None):
     attempts = Attempts()
     chain = chain_without_cooling(chain=call.chain, cooling=call.cooling)
     while chain:
@@ -129,7 +130,7 @@ async def _chat_call_run(call: ChatCall):
         except ApiError as exc:
             raise await _fail(call, attempts, exc, provider=provider) from None
 
-        outcome = await _attempt(call, attempts, prepared)
+        outcome = await _attempt(call, attempts, prepared, complete)
         if outcome is _STOP:
             break
         if outcome is not _NEXT:
@@ -145,18 +146,18 @@ _NEXT = object()  # this attempt failed over: try the next provider
 _STOP = object()  # the call's deadline passed: no provider is tried any more
 
 
-async def _attempt(call: ChatCall, attempts: Attempts, prepared: PreparedCall):
+async def _attempt(call: ChatCall, attempts: Attempts, prepared: PreparedCall, complete=None):
     """One provider, from its holds to its answer. Every exit that does not hand the holds to a
     settle (an answer, a relay that settles when the stream ends) releases them: a provider
     failure, a timeout, a cancellation or any exception at all."""
     try:
-        return await _attempt_run(call, attempts, prepared)
+        return await _attempt_run(call, attempts, prepared, complete)
     finally:
         if not prepared.closed and not prepared.relayed:
             await asyncio.shield(db_call(proxy_call_abandon, prepared=prepared))
 
 
-async def _attempt_run(call: ChatCall, attempts: Attempts, prepared: PreparedCall):
+async def _attempt_run(call: ChatCall, attempts: Attempts, prepared: PreparedCall, complete=None):
     provider = prepared.provider
     payload = {**call.payload, "model": prepared.upstream_model or call.requested_model}
     try:
@@ -166,7 +167,8 @@ async def _attempt_run(call: ChatCall, attempts: Attempts, prepared: PreparedCal
                 payload["stream_options"] = {**options, "include_usage": True}
                 stream = await upstreams.chat_stream_open(target=prepared.target, payload=payload)
             else:
-                body = await upstreams.chat_complete(target=prepared.target, payload=payload)
+                complete = complete or upstreams.chat_complete
+                body = await complete(target=prepared.target, payload=payload)
     except TimeoutError:
         attempts.failures += 1
         attempts.last_failure = upstreams.UpstreamFailure("timeout", "Call deadline reached.")
@@ -210,7 +212,8 @@ async def _complete(call: ChatCall, attempts: Attempts, prepared: PreparedCall, 
     usage = usage_tokens(body.get("usage"))
     estimated = usage is None
     if usage is None:  # the provider reported nothing: count, and say so
-        usage = (call.prompt_tokens, max(1, _content_chars(body) // 4))
+        # A call that reserves no output (embeddings) produces none.
+        usage = (call.prompt_tokens, max(1, _content_chars(body) // 4) if call.max_tokens else 0)
     record = chat_record(
         call,
         attempts,

@@ -6,12 +6,13 @@ Behaviour is switched per test through ``FakeUpstream.mode``: ``ok``, ``stream``
 answers 302; ``401_echo`` answers 401 quoting the credential it was sent; ``400_model``
 answers OpenAI's 400 ``model_not_found`` (``param: model``, the key quoted); ``retry_after``
 adds a header to 429; ``stream_reset`` starts a stream and resets the connection before its
-first byte. Every request is recorded (path, headers, JSON body) so tests can assert what
-Tollgate forwarded.
+first byte. ``POST …/embeddings`` answers OpenAI's embeddings shape. Every request is recorded
+(path, headers, JSON body) so tests can assert what Tollgate forwarded.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import struct
@@ -84,6 +85,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path.endswith("/emails/send"):
             self._send(200, json.dumps({"id": f"msg_{len(fake.requests)}"}).encode())
+            return
+        if self.path.endswith("/embeddings"):
+            self._send(200, json.dumps(fake.embeddings(payload)).encode())
             return
         if payload.get("stream") and mode == "stream_reset":  # headers, then a reset: no byte
             self.send_response(200)
@@ -198,6 +202,22 @@ class FakeUpstream:
                 "total_tokens": prompt_tokens + self.completion_tokens,
             },
         }
+
+    def embeddings(self, payload: dict) -> dict:
+        """OpenAI's embeddings answer: vector i is [i+1, 0.5, 0.25, …] (``dimensions`` long,
+        default 4), base64 float32 little-endian when asked; usage ``prompt_tokens``."""
+        inputs = payload.get("input")
+        count = len(inputs) if isinstance(inputs, list) and not isinstance(inputs[0], int) else 1
+        dimensions = payload.get("dimensions") or 4
+        data = []
+        for index in range(count):
+            vector = [float(index + 1)] + [0.5**n for n in range(1, dimensions)]
+            embedding = vector
+            if payload.get("encoding_format") == "base64":
+                embedding = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        usage = {"prompt_tokens": self.prompt_tokens, "total_tokens": self.prompt_tokens}
+        return {"object": "list", "data": data, "model": payload.get("model"), "usage": usage}
 
     def __enter__(self) -> FakeUpstream:
         self._thread.start()
