@@ -7,7 +7,7 @@ from dataclasses import dataclass
 class Provider:
     code: str
     name: str
-    base_url: str  # OpenAI-compatible API root; overridable by PROVIDER_<CODE>_BASE_URL
+    base_url: str  # API root (OpenAI-compatible but Anthropic); overridable by PROVIDER_<CODE>_BASE_URL
     kind: str = "llm"  # "llm" or "email"
     auth_header: str = "Authorization"
     auth_scheme: str = "Bearer"
@@ -17,7 +17,10 @@ PROVIDERS: dict[str, Provider] = {
     p.code: p
     for p in (
         Provider("openai", "OpenAI", "https://api.openai.com/v1"),
-        Provider("anthropic", "Anthropic", "https://api.anthropic.com/v1"),
+        # Called natively (``POST {base}/messages``), not through its OpenAI-compatibility layer.
+        Provider(
+            "anthropic", "Anthropic", "https://api.anthropic.com/v1", auth_header="x-api-key", auth_scheme=""
+        ),
         Provider("google", "Google Gemini", "https://generativelanguage.googleapis.com/v1beta/openai"),
         Provider("mistral", "Mistral", "https://api.mistral.ai/v1"),
         Provider("groq", "Groq", "https://api.groq.com/openai/v1"),

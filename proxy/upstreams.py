@@ -1,5 +1,9 @@
 """Upstream adapters: one OpenAI-compatible chat adapter for every LLM provider, and Instantly.
 
+Anthropic is the exception: its chat calls go to its native ``POST /messages`` (its
+OpenAI-compatibility layer is documented as not for production), translated here both ways by
+``proxy.translate.anthropic``, so the rest of the call path only ever sees chat completions.
+
 All calls go through one pooled ``aiohttp.ClientSession`` per event loop, so a slow upstream
 holds a coroutine, not an OS thread (aiohttp rather than httpx for its CPU cost: docs/proxy.md).
 Redirects are never followed, no proxy is taken from the environment, and timeouts are
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -26,6 +31,17 @@ from accounts.providers import provider_get
 from core.redact import secrets_redact
 
 from . import sandbox
+from .translate import TranslationError
+from .translate.anthropic import (
+    ANTHROPIC_VERSION,
+    MessagesToChatStream,
+    UpstreamStreamError,
+    chat_to_messages_request,
+    message_to_chat,
+)
+from .translate.sse import SseDecoder
+
+ANTHROPIC = "anthropic"  # the provider whose chat calls use its native Messages API
 
 
 @dataclass(frozen=True)
@@ -191,7 +207,10 @@ def _json_body(payload: dict) -> bytes:
 
 def _headers(target: Target) -> dict[str, str]:
     value = f"{target.auth_scheme} {target.secret}" if target.auth_scheme else target.secret
-    return {target.auth_header: value, "Content-Type": "application/json", "Accept": "application/json"}
+    headers = {target.auth_header: value, "Content-Type": "application/json", "Accept": "application/json"}
+    if target.provider == ANTHROPIC:
+        headers["anthropic-version"] = ANTHROPIC_VERSION
+    return headers
 
 
 def _error_message(response_body: bytes) -> tuple[str, dict | None]:
@@ -303,16 +322,40 @@ async def _post_json(*, target: Target, path: str, payload: dict) -> tuple[int, 
         raise _wrap_transport_error(exc) from None
 
 
+def _chat_request(target: Target, payload: dict) -> tuple[str, dict]:
+    """The path and body of a chat call: Anthropic's native Messages request, else the payload.
+
+    What the native request cannot carry (``n > 1``) is the client's 400 naming the field,
+    before anything is sent; the call path relays it like a provider's 4xx and charges nothing.
+    """
+    if target.provider != ANTHROPIC:
+        return "/chat/completions", payload
+    try:
+        return "/messages", chat_to_messages_request(payload)
+    except TranslationError as exc:
+        raise UpstreamClientError(400, exc.message, param=exc.param) from None
+
+
 async def chat_complete(*, target: Target, payload: dict) -> dict:
-    """Non-streaming chat completion; returns the provider's JSON (with ``usage`` when reported)."""
+    """Non-streaming chat completion; returns the provider's JSON (with ``usage`` when reported),
+    or Anthropic's native Message translated into one."""
     if target.is_sandbox:
         return sandbox.sandbox_chat(payload=payload, model=payload.get("model", sandbox.MODEL))
-    status, content, headers = await _post_json(target=target, path="/chat/completions", payload=payload)
+    path, request = _chat_request(target, payload)
+    status, content, headers = await _post_json(target=target, path=path, payload=request)
     _check_status(status, content, target, headers)
     try:
         body = json.loads(content)
     except ValueError:
         raise UpstreamFailure("garbage", "Provider answered a body that is not JSON.") from None
+    if target.provider == ANTHROPIC:
+        if (
+            not isinstance(body, dict)
+            or body.get("type") != "message"
+            or not isinstance(body.get("content"), list)
+        ):
+            raise UpstreamFailure("garbage", "Anthropic answered JSON that is not a message.")
+        return message_to_chat(body, created=int(time.time()))
     if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
         raise UpstreamFailure("garbage", "Provider answered JSON without choices.")
     return body
@@ -371,6 +414,43 @@ class ChatStream:
             _response_end(self._response)
 
 
+class AnthropicChatStream(ChatStream):
+    """Anthropic's native SSE events in, chat-completion SSE chunks out (usage chunk last, then
+    ``[DONE]``), so the call path's usage tap and relay read it like any provider's stream.
+
+    An ``error`` event (Anthropic overloaded mid-stream) raises ``UpstreamFailure("protocol")``:
+    the relay then settles what was sent, as for a cut stream, or tries the next provider if
+    nothing was.
+    """
+
+    def __init__(self, *, response: aiohttp.ClientResponse, model: str):
+        super().__init__(response=response)
+        self._decoder = SseDecoder()
+        self._translator = MessagesToChatStream(model=model, created=int(time.time()))
+
+    async def chunks(self):
+        async for raw in super().chunks():
+            out: list[bytes] = []
+            failure: UpstreamFailure | None = None
+            for event, data in self._decoder.feed(raw):
+                try:
+                    parsed = json.loads(data)
+                except ValueError:
+                    continue  # keep-alive or garbage: nothing to translate
+                if not isinstance(parsed, dict):
+                    continue
+                try:
+                    out += self._translator.feed(event, parsed)
+                except UpstreamStreamError as exc:
+                    kind = exc.error_type or "error"
+                    failure = UpstreamFailure("protocol", f"Anthropic sent an error event ({kind}).")
+                    break
+            if out:  # what came before an error event, even in the same read, was answered
+                yield b"".join(out)
+            if failure is not None:
+                raise failure
+
+
 async def _stream_check(response: aiohttp.ClientResponse, target: Target) -> None:
     if response.status != 200:
         try:
@@ -389,10 +469,11 @@ async def chat_stream_open(*, target: Target, payload: dict) -> ChatStream:
         return ChatStream(
             sandbox_chunks=sandbox.sandbox_stream_chunks(payload=payload, model=payload["model"])
         )
+    path, request = _chat_request(target, payload)
     try:
         response = await http_session_get().post(
-            f"{target.base_url}/chat/completions",
-            data=_json_body(payload),
+            f"{target.base_url}{path}",
+            data=_json_body(request),
             headers={**_headers(target), "Accept": "text/event-stream"},
             allow_redirects=False,
             timeout=_timeout(),
@@ -404,6 +485,8 @@ async def chat_stream_open(*, target: Target, payload: dict) -> ChatStream:
     except BaseException:  # a failure, or the caller's deadline: never leak the connection
         _response_end(response)
         raise
+    if target.provider == ANTHROPIC:
+        return AnthropicChatStream(response=response, model=payload["model"])
     return ChatStream(response=response)
 
 

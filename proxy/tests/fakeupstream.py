@@ -6,8 +6,12 @@ Behaviour is switched per test through ``FakeUpstream.mode``: ``ok``, ``stream``
 answers 302; ``401_echo`` answers 401 quoting the credential it was sent; ``400_model``
 answers OpenAI's 400 ``model_not_found`` (``param: model``, the key quoted); ``retry_after``
 adds a header to 429; ``stream_reset`` starts a stream and resets the connection before its
-first byte. ``POST …/embeddings`` answers OpenAI's embeddings shape. Every request is recorded
-(path, headers, JSON body) so tests can assert what Tollgate forwarded.
+first byte. ``POST …/embeddings`` answers OpenAI's embeddings shape.
+``POST …/messages`` answers like Anthropic's native API (a Message with
+``cache_read_input_tokens``, or its event stream with a ping; ``529`` answers
+``overloaded_error``; ``stream_error`` sends an ``error`` event after two text deltas).
+Every request is recorded (path, headers, JSON body) so tests can assert what Tollgate
+forwarded.
 """
 
 from __future__ import annotations
@@ -60,8 +64,13 @@ class _Handler(BaseHTTPRequestHandler):
             body = {"error": {"message": f"Incorrect API key provided: {sent}", "type": "auth"}}
             self._send(401, json.dumps(body).encode())
             return
-        if mode in {"500", "503", "429", "400", "404"}:
-            body = json.dumps({"error": {"message": f"fake upstream {mode}", "type": "fake"}}).encode()
+        if mode in {"500", "503", "429", "400", "404", "529"}:
+            error = {"message": f"fake upstream {mode}", "type": "fake"}
+            if self.path.endswith("/messages"):  # Anthropic's error shape
+                error["type"] = "overloaded_error" if mode == "529" else "invalid_request_error"
+                body = json.dumps({"type": "error", "error": error}).encode()
+            else:
+                body = json.dumps({"error": error}).encode()
             extra = {"Retry-After": fake.retry_after} if mode == "429" and fake.retry_after else None
             self._send(int(mode), body, extra=extra)
             return
@@ -88,6 +97,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path.endswith("/embeddings"):
             self._send(200, json.dumps(fake.embeddings(payload)).encode())
+            return
+        if self.path.endswith("/messages"):  # Anthropic's native Messages API
+            if payload.get("stream"):
+                self._anthropic_stream(payload, error_mid_stream=mode == "stream_error")
+            else:
+                self._send(200, json.dumps(fake.anthropic_message(payload)).encode())
             return
         if payload.get("stream") and mode == "stream_reset":  # headers, then a reset: no byte
             self.send_response(200)
@@ -138,6 +153,63 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             fake.client_went_away = True
 
+    def _anthropic_stream(self, payload: dict, *, error_mid_stream: bool):
+        """Anthropic's event sequence: message_start, a ping, the text (or tool) block's deltas,
+        message_delta with the output tokens, message_stop — or an ``error`` event mid-text."""
+        fake = self.server.fake
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+
+        def send(event: str, data: dict) -> None:
+            self.wfile.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+            self.wfile.flush()
+
+        start = {**fake.anthropic_message(payload), "content": [], "stop_reason": None}
+        start["usage"] = {**start["usage"], "output_tokens": 1}
+        try:
+            send("message_start", {"type": "message_start", "message": start})
+            send("ping", {"type": "ping"})
+            if payload.get("tools"):
+                tool = {
+                    "type": "tool_use",
+                    "id": "toolu_fake",
+                    "name": payload["tools"][0]["name"],
+                    "input": {},
+                }
+                send(
+                    "content_block_start", {"type": "content_block_start", "index": 0, "content_block": tool}
+                )
+                arguments = json.dumps(fake.tool_input)
+                for part in (arguments[:5], arguments[5:]):
+                    delta = {"type": "input_json_delta", "partial_json": part}
+                    send("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+                stop_reason = "tool_use"
+            else:
+                block = {"type": "text", "text": ""}
+                send(
+                    "content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}
+                )
+                for index in range(fake.stream_chunks):
+                    delta = {"type": "text_delta", "text": "word "}
+                    send("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+                    if error_mid_stream and index == 1:
+                        error = {"type": "overloaded_error", "message": "Overloaded"}
+                        send("error", {"type": "error", "error": error})
+                        return
+                    if fake.chunk_delay:
+                        time.sleep(fake.chunk_delay)
+                stop_reason = "end_turn"
+            send("content_block_stop", {"type": "content_block_stop", "index": 0})
+            delta = {"stop_reason": stop_reason, "stop_sequence": None}
+            send(
+                "message_delta",
+                {"type": "message_delta", "delta": delta, "usage": {"output_tokens": fake.stream_chunks}},
+            )
+            send("message_stop", {"type": "message_stop"})
+        except (BrokenPipeError, ConnectionResetError):
+            fake.client_went_away = True
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -158,6 +230,8 @@ class FakeUpstream:
         self.sleep_seconds = 2.0
         self.delay_seconds = 0.0
         self.retry_after = ""  # the Retry-After header of mode "429", when set
+        self.cache_read_tokens = 0  # Anthropic's cache_read_input_tokens (on top of prompt_tokens)
+        self.tool_input = {"city": "Paris"}  # the input of Anthropic's tool_use when tools are sent
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         self.client_went_away = False
@@ -200,6 +274,29 @@ class FakeUpstream:
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": self.completion_tokens,
                 "total_tokens": prompt_tokens + self.completion_tokens,
+            },
+        }
+
+    def anthropic_message(self, payload: dict) -> dict:
+        """Anthropic's native Message: text, or a ``tool_use`` of the first declared tool."""
+        if payload.get("tools"):
+            block = {"type": "tool_use", "id": "toolu_fake", "name": payload["tools"][0]["name"]}
+            content, stop_reason = [{**block, "input": self.tool_input}], "tool_use"
+        else:
+            content, stop_reason = [{"type": "text", "text": "Hello! How can I help?"}], "end_turn"
+        return {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": payload.get("model"),
+            "content": content,
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": self.prompt_tokens,
+                "output_tokens": self.completion_tokens,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": self.cache_read_tokens,
             },
         }
 
