@@ -9,7 +9,7 @@ adds a header to 429; ``stream_reset`` starts a stream and resets the connection
 first byte. ``POST …/embeddings`` answers OpenAI's embeddings shape.
 ``POST …/messages`` answers like Anthropic's native API (a Message with
 ``cache_read_input_tokens``, or its event stream with a ping; ``529`` answers
-``overloaded_error``; ``stream_error`` sends an ``error`` event after two text deltas).
+``overloaded_error``; ``stream_error`` sends an ``error`` event after ``stream_error_after`` text deltas).
 Every request is recorded (path, headers, JSON body) so tests can assert what Tollgate
 forwarded.
 """
@@ -191,12 +191,12 @@ class _Handler(BaseHTTPRequestHandler):
                     "content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}
                 )
                 for index in range(fake.stream_chunks):
-                    delta = {"type": "text_delta", "text": "word "}
-                    send("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
-                    if error_mid_stream and index == 1:
+                    if error_mid_stream and index == fake.stream_error_after:
                         error = {"type": "overloaded_error", "message": "Overloaded"}
                         send("error", {"type": "error", "error": error})
                         return
+                    delta = {"type": "text_delta", "text": "word "}
+                    send("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
                     if fake.chunk_delay:
                         time.sleep(fake.chunk_delay)
                 stop_reason = "end_turn"
@@ -232,6 +232,7 @@ class FakeUpstream:
         self.retry_after = ""  # the Retry-After header of mode "429", when set
         self.cache_read_tokens = 0  # Anthropic's cache_read_input_tokens (on top of prompt_tokens)
         self.tool_input = {"city": "Paris"}  # the input of Anthropic's tool_use when tools are sent
+        self.stream_error_after = 2  # text deltas before mode "stream_error" sends its error event
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         self.client_went_away = False

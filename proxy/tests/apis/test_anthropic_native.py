@@ -235,3 +235,26 @@ def test_anthropics_4xx_keeps_its_message_and_type_and_never_shows_the_key(claud
     assert len(_native_requests(fake)) == 2  # a provider's 4xx is relayed, not retried elsewhere
     counter = _counter(user, 0)
     assert (counter.used, counter.reserved) == (0, 0)
+
+
+def test_an_error_event_before_any_text_tries_the_next_provider_and_costs_nothing(claude):
+    user, _plaintext, client, fake, _url = claude
+    fake.path_modes = {"/anthropic": "stream_error"}
+    fake.stream_error_after = 0
+
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Hello!"}],
+            max_tokens=50,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+
+    assert len(_native_requests(fake)) == 1
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "word " * 5
+    assert chunks[-1].usage.total_tokens == 15  # the fallback's own stream, nothing from Anthropic
+    events = _events(user)
+    assert [(e.provider, e.total_tokens) for e in events] == [("openrouter", 15)]
+    assert _counter(user, 15).used == 15
