@@ -279,13 +279,17 @@ def _check_status(status: int, body: bytes, target: Target, headers=None) -> Non
         raise UpstreamFailure("status", f"Provider answered {status}.", status=status)
     if 400 <= status < 500:
         message, parsed = _error_message(body)
+        code, param = _error_field(parsed, "code", target), _error_field(parsed, "param", target)
+        error_type = _error_field(parsed, "type", target)
+        if code is None and target.provider == ANTHROPIC and error_type == "not_found_error":
+            code, param = "model_not_found", param or "model"  # the only thing /messages can miss
         # Relayed to the client: providers quote the key they were sent.
         raise UpstreamClientError(
             status,
             secrets_redact(message, extra=(target.secret,)),
-            code=_error_field(parsed, "code", target),
-            param=_error_field(parsed, "param", target),
-            error_type=_error_field(parsed, "type", target),
+            code=code,
+            param=param,
+            error_type=error_type,
         )
 
 

@@ -67,7 +67,8 @@ class _Handler(BaseHTTPRequestHandler):
         if mode in {"500", "503", "429", "400", "404", "529"}:
             error = {"message": f"fake upstream {mode}", "type": "fake"}
             if self.path.endswith("/messages"):  # Anthropic's error shape
-                error["type"] = "overloaded_error" if mode == "529" else "invalid_request_error"
+                kinds = {"529": "overloaded_error", "404": "not_found_error"}
+                error["type"] = kinds.get(mode, "invalid_request_error")
                 body = json.dumps({"type": "error", "error": error}).encode()
             else:
                 body = json.dumps({"error": error}).encode()

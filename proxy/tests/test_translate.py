@@ -325,3 +325,21 @@ def test_the_openai_sdk_reads_a_streamed_response_from_our_events():
     assert events[-1][0] == "response.completed"
     assert state._completed_response.output_text == "Bonjour"
     assert final["usage"]["input_tokens"] == 12 and final["usage"]["output_tokens"] == 5
+
+
+@pytest.mark.parametrize(
+    ("response_format", "says"),
+    [
+        ({"type": "json_object"}, "one valid JSON object"),
+        (
+            {"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object"}}},
+            '{"type":"object"}',
+        ),
+    ],
+)
+def test_json_mode_reaches_anthropic_as_an_instruction(response_format, says):
+    request = chat_to_messages_request(
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": response_format}
+    )
+
+    assert says in request["system"]

@@ -147,6 +147,9 @@ def chat_to_messages_request(payload: dict) -> dict:
                 "content": _text_of_chat(message.get("content")),
             }
             _append_turn(turns, "user", [block])
+    instruction = _json_instruction(payload.get("response_format"))
+    if instruction:
+        system.append(instruction)
     request: dict = {
         "model": payload["model"],
         "messages": turns,
@@ -172,6 +175,22 @@ def chat_to_messages_request(payload: dict) -> dict:
             choice["disable_parallel_tool_use"] = True
         request["tool_choice"] = choice
     return request
+
+
+def _json_instruction(response_format) -> str | None:
+    """JSON mode carried as an instruction: Anthropic has no ``response_format``, and dropping it
+    would change the answer a JSON-mode client parses."""
+    if not isinstance(response_format, dict):
+        return None
+    if response_format.get("type") == "json_object":
+        return "Reply with one valid JSON object and nothing else: no prose, no code fences."
+    schema = (response_format.get("json_schema") or {}).get("schema")
+    if response_format.get("type") == "json_schema" and isinstance(schema, dict):
+        return (
+            "Reply with one valid JSON object and nothing else (no prose, no code fences) that "
+            f"matches this JSON schema: {json.dumps(schema, separators=(',', ':'))}"
+        )
+    return None
 
 
 def _text_of_chat(content) -> str:

@@ -258,3 +258,15 @@ def test_an_error_event_before_any_text_tries_the_next_provider_and_costs_nothin
     events = _events(user)
     assert [(e.provider, e.total_tokens) for e in events] == [("openrouter", 15)]
     assert _counter(user, 15).used == 15
+
+
+def test_anthropics_not_found_is_model_not_found_naming_the_model(claude):
+    _user, _plaintext, client, fake, _url = claude
+    fake.path_modes = {"/anthropic": "404"}
+
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=5
+        )
+
+    assert (caught.value.body["code"], caught.value.body["param"]) == ("model_not_found", "model")
