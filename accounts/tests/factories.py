@@ -1,9 +1,14 @@
+"""Users and keys for every app's tests: the one ``UserFactory`` (the other apps' factories
+modules import it from here), staff and superusers, customer API keys and provider keys."""
+
+import uuid
+
 import factory
 
-from accounts.models import ProviderCredential, User
+from accounts.models import ApiKey, ProviderCredential, User
 from accounts.services import api_key_create, provider_credential_set
 
-DEFAULT_PASSWORD = "correct-horse-battery-staple-42"
+DEFAULT_PASSWORD = "correct-horse-battery"
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -23,6 +28,25 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 class StaffUserFactory(UserFactory):
     is_staff = True
+
+
+class SuperuserFactory(StaffUserFactory):
+    """An operator with every admin permission."""
+
+    is_superuser = True
+
+
+class ApiKeyFactory(factory.django.DjangoModelFactory):
+    """A key row written directly (a made-up hash, no plaintext): for data that only needs keys to
+    exist; ``api_key_for`` creates one as production does."""
+
+    class Meta:
+        model = ApiKey
+
+    user = factory.SubFactory(UserFactory)
+    name = factory.Sequence(lambda n: f"key {n}")
+    prefix = factory.Sequence(lambda n: f"sk_agentai_T{n:03d}")
+    key_hash = factory.LazyFunction(lambda: uuid.uuid4().hex + uuid.uuid4().hex)
 
 
 def api_key_for(user=None, *, name="test key"):

@@ -2,16 +2,10 @@ import factory
 from dateutil.relativedelta import relativedelta
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.tests.factories import UserFactory
 from billing.models import Plan, Subscription
 
-
-class UserFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = User
-
-    email = factory.Sequence(lambda n: f"billing-user{n}@example.com")
-    password = factory.django.Password("pw-for-tests-only")
+__all__ = ("SubscriptionFactory", "UserFactory")
 
 
 class SubscriptionFactory(factory.django.DjangoModelFactory):

@@ -1,15 +1,10 @@
 import factory
 
-from accounts.models import User
+from accounts.tests.factories import SuperuserFactory as StaffFactory
+from accounts.tests.factories import UserFactory
 from credits.models import CreditPack, EndpointCost
 
-
-class UserFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = User
-
-    email = factory.Sequence(lambda n: f"credits-user{n}@example.com")
-    password = factory.django.Password("correct-horse-battery-staple-42")
+__all__ = ("CreditPackFactory", "EndpointCostFactory", "StaffFactory", "UserFactory", "seed_catalogue")
 
 
 class CreditPackFactory(factory.django.DjangoModelFactory):
@@ -62,9 +57,3 @@ def seed_catalogue():
         endpoint="/api/proxy/deepseek/chat", per_call=0, per_1000_units=2, unit=EndpointCost.Unit.TOKENS
     )
     return packs
-
-
-class StaffFactory(UserFactory):
-    email = factory.Sequence(lambda n: f"credits-admin{n}@example.com")
-    is_staff = True
-    is_superuser = True

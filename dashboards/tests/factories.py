@@ -5,38 +5,31 @@ import uuid
 from decimal import Decimal
 
 import factory
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from accounts.models import ApiKey
-from billing.models import StripeEvent, Subscription
+from accounts.tests.factories import ApiKeyFactory, UserFactory
+from accounts.tests.factories import SuperuserFactory as StaffFactory
+from billing.models import StripeEvent
+from billing.tests.factories import SubscriptionFactory
 from credits.models import CreditPurchase, LedgerEntry, UpsellEvent
-from organizations.models import Organization, UsageReport
+from organizations.tests.factories import OrganizationFactory, UsageReportFactory
 from proxy.models import DailySpend, UsageDailyRollup, UsageEvent
 
-
-class UserFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = get_user_model()
-
-    email = factory.Sequence(lambda n: f"dash-user-{n}@example.com")
-    password = factory.django.Password("correct-horse-battery")
-
-
-class StaffFactory(UserFactory):
-    email = factory.Sequence(lambda n: f"dash-staff-{n}@example.com")
-    is_staff = True
-    is_superuser = True
-
-
-class ApiKeyFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = ApiKey
-
-    user = factory.SubFactory(UserFactory)
-    name = factory.Sequence(lambda n: f"key {n}")
-    prefix = factory.Sequence(lambda n: f"sk_agentai_T{n:03d}")
-    key_hash = factory.LazyFunction(lambda: uuid.uuid4().hex + uuid.uuid4().hex)
+__all__ = (
+    "ApiKeyFactory",
+    "DailySpendFactory",
+    "OrganizationFactory",
+    "RollupFactory",
+    "StaffFactory",
+    "StripeEventFactory",
+    "SubscriptionFactory",
+    "UsageEventFactory",
+    "UsageReportFactory",
+    "UserFactory",
+    "credit_purchase_create",
+    "invoice_paid_event",
+    "upsell_event_create",
+)
 
 
 class RollupFactory(factory.django.DjangoModelFactory):
@@ -74,16 +67,6 @@ class DailySpendFactory(factory.django.DjangoModelFactory):
 
     day = factory.LazyFunction(lambda: timezone.now().date())
     spent_usd = Decimal("0")
-
-
-class SubscriptionFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Subscription
-
-    user = factory.SubFactory(UserFactory)
-    status = Subscription.Status.ACTIVE
-    stripe_subscription_id = factory.Sequence(lambda n: f"sub_dash_{n}")
-    stripe_customer_id = factory.Sequence(lambda n: f"cus_dash_{n}")
 
 
 class StripeEventFactory(factory.django.DjangoModelFactory):
@@ -133,24 +116,3 @@ def credit_purchase_create(*, user, amount_minor: int, currency: str = "eur", cr
 
 def upsell_event_create(*, user, kind=UpsellEvent.Kind.VIEW):
     return UpsellEvent.objects.create(user=user, kind=kind)
-
-
-class OrganizationFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Organization
-
-    id = factory.LazyFunction(uuid.uuid4)
-    name = factory.Sequence(lambda n: f"Org {n}")
-    instance_url = factory.Sequence(lambda n: f"org{n}.vaultai.eu")
-    first_seen_at = factory.LazyFunction(timezone.now)
-    latest_user_count = 12
-
-
-class UsageReportFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = UsageReport
-
-    organization = factory.SubFactory(OrganizationFactory)
-    report_on = factory.LazyFunction(lambda: timezone.now().date())
-    user_count = 10
-    reported_at = factory.LazyFunction(timezone.now)

@@ -3,22 +3,17 @@ import uuid
 import factory
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.tests.factories import SuperuserFactory as StaffUserFactory
+from accounts.tests.factories import UserFactory
 from organizations.models import Organization, UsageReport
 
-
-class UserFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = User
-
-    email = factory.Sequence(lambda n: f"user{n}@example.com")
-    # Unusable password: tests log in with force_login, and hashing would only slow them down.
-    password = factory.django.Password(None)
-
-
-class StaffUserFactory(UserFactory):
-    is_staff = True
-    is_superuser = True
+__all__ = (
+    "LinkedOrganizationFactory",
+    "OrganizationFactory",
+    "StaffUserFactory",
+    "UsageReportFactory",
+    "UserFactory",
+)
 
 
 class OrganizationFactory(factory.django.DjangoModelFactory):

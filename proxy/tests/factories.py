@@ -1,26 +1,20 @@
-"""Test data for the proxy: users with keys, plans configured per test, provider keys."""
+"""Test data for the proxy: plans configured per test, and users, keys and provider keys made by
+the accounts factories."""
 
 from __future__ import annotations
 
 import uuid
 
-import factory
 from django.core.cache import cache
 
 from accounts.models import ProviderCredential, User
-from accounts.services import api_key_create, provider_credential_set
+from accounts.tests.factories import UserFactory, api_key_for, global_key_for, personal_key_for
 from billing.models import Plan, PlanQuota
 from billing.selectors import CATALOG_VERSION_KEY
 
+__all__ = ("UserFactory", "global_key_set", "key_for", "personal_key_set", "plan_configure")
+
 METER_PERIODS = {"llm_tokens": "month", "emails": "month", "requests": "day"}
-
-
-class UserFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = User
-        skip_postgeneration_save = True
-
-    email = factory.Sequence(lambda n: f"proxy-user{n}@example.com")
 
 
 def plan_configure(
@@ -57,16 +51,15 @@ def plan_configure(
 
 
 def key_for(user: User | None = None) -> tuple[User, str]:
+    """A user and the plaintext of a new key of theirs."""
     user = user or UserFactory()
-    _key, plaintext = api_key_create(user=user, name="proxy test")
+    _key, plaintext = api_key_for(user, name="proxy test")
     return user, plaintext
 
 
 def global_key_set(provider: str, secret: str = "sk-operator-0123456789") -> ProviderCredential:
-    return provider_credential_set(scope=ProviderCredential.Scope.GLOBAL, provider=provider, secret=secret)
+    return global_key_for(provider=provider, secret=secret)
 
 
 def personal_key_set(user: User, provider: str, secret: str = "sk-personal-0123456789") -> ProviderCredential:
-    return provider_credential_set(
-        scope=ProviderCredential.Scope.PERSONAL, provider=provider, secret=secret, user=user
-    )
+    return personal_key_for(user, provider=provider, secret=secret)
