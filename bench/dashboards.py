@@ -69,7 +69,7 @@ def dashboards_bench(bench, *, events: int) -> dict:
     from django.conf import settings
     from django.contrib.auth import get_user_model
 
-    from bench.__main__ import step
+    from bench.environment import step
     from proxy.usage_generator import usage_events_generate
 
     User = get_user_model()

@@ -89,15 +89,6 @@ def plan_get_by_code(*, code: str) -> Plan | None:
     return plan_catalog_get().by_code.get(code)
 
 
-def plan_default_get() -> Plan:
-    plan = plan_get_by_code(code=settings.DEFAULT_PLAN_CODE)
-    if plan is None:
-        raise ImproperlyConfigured(
-            f"The default plan {settings.DEFAULT_PLAN_CODE!r} does not exist: run `manage.py seed_catalog`."
-        )
-    return plan
-
-
 def plan_for_user_get(*, user, now: datetime | None = None) -> Plan:
     """The plan whose quotas and limits apply to ``user`` right now (the free plan by default).
 

@@ -1,5 +1,5 @@
 """The test suite's settings (pytest-django's ``DJANGO_SETTINGS_MODULE``): the product's own,
-plus what keeps tests fast and in one process. Each is still readable from the environment.
+plus what keeps tests fast and in one process.
 
 The servers a test starts (gunicorn or uvicorn in a subprocess, the bench) run
 ``config.settings``, as production does.
@@ -15,8 +15,10 @@ if not env.bool("DATABASE_POOL", default=False):
     DATABASES["default"]["OPTIONS"].pop("pool", None)
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 
-# Tasks run inline, inside the test, with their errors raised there.
-CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
+# Tasks run inline, inside the test, with their errors raised there: REDIS_URL doubles as the
+# broker, and no test may publish to it.
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
 
 # Passwords hashed in microseconds: the suite creates many users.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -13,7 +13,7 @@ from billing.selectors import quota_status_get
 from core.time import isoformat_z
 
 from .call.funding import quota_block
-from .models import ModelPrice, ModelRoute, UsageDailyRollup, UsageEvent
+from .models import ModelPrice, ModelRoute, UsageEvent
 
 RECENT_USAGE_LIMIT = 100
 # Seconds a worker keeps the price and route catalogue before reading it again (an admin edit
@@ -144,11 +144,6 @@ def usage_recent_list(*, user, limit: int = RECENT_USAGE_LIMIT):
             "service", "endpoint", "total_tokens", "emails", "status_code", "created_at", "provider", "model"
         )[:limit]
     )
-
-
-def usage_daily_list(*, user, since):
-    """Daily rollups of a user since a date, for charts (never the raw log)."""
-    return UsageDailyRollup.objects.filter(user=user, day__gte=since).order_by("day", "provider")
 
 
 def usage_summary_get(*, user) -> dict:

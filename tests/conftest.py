@@ -13,15 +13,6 @@ from accounts.tests.factories import StaffUserFactory, UserFactory, api_key_for
 PROVIDERS = ("openai", "anthropic", "google", "mistral", "groq", "openrouter", "deepseek")
 
 
-@pytest.fixture(autouse=True)
-def celery_eager(monkeypatch):
-    """Tasks inline even when REDIS_URL is set (the broker is not part of these tests)."""
-    from config.celery import app
-
-    monkeypatch.setitem(app.conf, "task_always_eager", True)
-    monkeypatch.setitem(app.conf, "task_eager_propagates", True)
-
-
 @pytest.fixture
 def catalog(db):
     """Plans, credit packs/costs and the proxy's model catalogue, as the data migrations seed them

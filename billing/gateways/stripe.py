@@ -157,11 +157,6 @@ def checkout_session_create(*, params: dict, idempotency_key: str) -> dict:
     )
 
 
-def checkout_session_retrieve(*, session_id: str) -> dict:
-    client = _client()
-    return as_dict(_call("checkout session retrieve", client.v1.checkout.sessions.retrieve, session_id))
-
-
 def billing_portal_session_create(*, customer_id: str, return_url: str) -> dict:
     client = _client()
     params = {"customer": customer_id, "return_url": return_url}
@@ -213,11 +208,6 @@ def subscription_cancel(*, subscription_id: str, prorate: bool = True) -> dict:
     client = _client()
     params = {"prorate": prorate, "invoice_now": prorate}
     return as_dict(_call("subscription cancel", client.v1.subscriptions.cancel, subscription_id, params))
-
-
-def charge_retrieve(*, charge_id: str) -> dict:
-    client = _client()
-    return as_dict(_call("charge retrieve", client.v1.charges.retrieve, charge_id))
 
 
 # --- Meter events ------------------------------------------------------------------------------

@@ -6,16 +6,6 @@ from .stripe_events import WEBHOOK_SECRET
 
 
 @pytest.fixture(autouse=True)
-def celery_eager(monkeypatch):
-    """Run tasks inline even when REDIS_URL is set (settings are read before the root
-    conftest sets TOLLGATE_TESTING, so CELERY_TASK_ALWAYS_EAGER may be off)."""
-    from config.celery import app
-
-    monkeypatch.setitem(app.conf, "task_always_eager", True)
-    monkeypatch.setitem(app.conf, "task_eager_propagates", True)
-
-
-@pytest.fixture(autouse=True)
 def catalog(db):
     """The default plans (the data migration's rows do not survive transactional tests)."""
     plan_catalog_seed()

@@ -39,13 +39,3 @@ def fund(admin_user):
 def user_client(api_client, user):
     api_client.force_authenticate(user)
     return api_client
-
-
-@pytest.fixture(autouse=True)
-def _celery_eager(monkeypatch):
-    """Run queued tasks inline. Settings are read before the root conftest marks the run as a
-    test, so with REDIS_URL set the app would otherwise publish to the real broker."""
-    from config.celery import app
-
-    monkeypatch.setitem(app.conf, "task_always_eager", True)
-    monkeypatch.setitem(app.conf, "task_eager_propagates", True)

@@ -5,15 +5,6 @@ from billing.services import plan_catalog_seed
 from .factories import StaffFactory, UserFactory
 
 
-@pytest.fixture(autouse=True)
-def celery_eager(monkeypatch):
-    """Tasks inline even when REDIS_URL is set."""
-    from config.celery import app
-
-    monkeypatch.setitem(app.conf, "task_always_eager", True)
-    monkeypatch.setitem(app.conf, "task_eager_propagates", True)
-
-
 @pytest.fixture
 def catalog(db):
     """The default plans (data-migration rows do not survive transactional tests)."""

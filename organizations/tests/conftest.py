@@ -11,15 +11,6 @@ TOKEN = "test-billing-token-current"
 OLD_TOKEN = "test-billing-token-previous"
 
 
-@pytest.fixture(autouse=True)
-def _celery_eager(monkeypatch):
-    """Tasks run inline: no test may publish to a real broker (REDIS_URL doubles as one)."""
-    from config.celery import app
-
-    monkeypatch.setitem(app.conf, "task_always_eager", True)
-    monkeypatch.setitem(app.conf, "task_eager_propagates", True)
-
-
 @pytest.fixture
 def billing_tokens(settings):
     settings.BILLING_API_TOKEN = [TOKEN, OLD_TOKEN]
