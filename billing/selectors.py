@@ -189,6 +189,13 @@ class QuotaStatus:
         }
 
 
+def quota_block(status: QuotaStatus | None) -> dict:
+    """The original design's quota block for one meter (all None when the meter is not tracked)."""
+    if status is None:
+        return {"used": 0, "limit": None, "remaining": None, "resetDate": None}
+    return status.as_json()
+
+
 def quota_status_build(*, rule: QuotaRule, used: int, reserved: int, reset_at: datetime) -> QuotaStatus:
     remaining = None if rule.limit is None else max(0, rule.limit - used - reserved)
     return QuotaStatus(

@@ -9,10 +9,9 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
-from billing.selectors import quota_status_get
+from billing.selectors import quota_block, quota_status_get
 from core.time import isoformat_z
 
-from .call.funding import quota_block
 from .models import ModelPrice, ModelRoute, UsageEvent
 
 RECENT_USAGE_LIMIT = 100

@@ -23,11 +23,11 @@ from billing.selectors import (
     period_bounds,
     plan_for_user_get,
     plan_quota_get,
+    quota_block,
     quota_status_build,
     quota_status_get,
 )
 from core.exceptions import ApiError, retry_after_seconds
-from core.time import isoformat_z
 from credits import selectors as credit_selectors
 from credits import services as credit_services
 
@@ -53,19 +53,6 @@ class Funding:
     counters: dict[str, tuple[int, int]] = field(
         default_factory=dict
     )  # meter -> (used, reserved) after settle
-
-
-def quota_block(status) -> dict:
-    """The original design's quota block for one meter."""
-    if status is None:
-        return {"used": 0, "limit": None, "remaining": None, "resetDate": None}
-    reset_at = getattr(status, "reset_at", None)
-    return {
-        "used": status.used,
-        "limit": status.limit,
-        "remaining": status.remaining,
-        "resetDate": isoformat_z(reset_at) if reset_at else None,
-    }
 
 
 def _quota_exceeded_error(*, user, meter: str, status, upsell: dict | None = None) -> ApiError:
