@@ -50,18 +50,91 @@ def _completion_tokens(text: str, max_tokens: int) -> int:
     return max(1, min(max_tokens, len(text) // 4 + 1))
 
 
-def sandbox_chat(*, payload: dict, model: str) -> dict:
+def schema_sample(schema, *, depth: int = 0):
+    """A value that satisfies a (simple) JSON schema: the first enum or const, the minimum, or
+    a plain value of the type; objects get their required properties (all, if none are listed)."""
+    if not isinstance(schema, dict) or depth > 8:
+        return None
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return schema_sample(schema[key][0], depth=depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or "properties" in schema:
+        properties = schema.get("properties") or {}
+        names = schema.get("required") or list(properties)
+        return {name: schema_sample(properties.get(name, {}), depth=depth + 1) for name in names}
+    if kind == "array":
+        return [schema_sample(schema.get("items") or {}, depth=depth + 1)] * max(1, schema.get("minItems", 1))
+    if kind == "integer":
+        return int(schema.get("minimum", 1))
+    if kind == "number":
+        return float(schema.get("minimum", 1.0))
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return "sandbox"
+
+
+def _tool_to_call(payload: dict) -> dict | None:
+    """The tool the sandbox calls: the one ``tool_choice`` names, else the first, unless the
+    caller said ``none`` or the last message already answers a call (then it replies)."""
+    tools = [t for t in payload.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function"]
+    choice = payload.get("tool_choice")
     messages = payload.get("messages") or []
-    max_tokens = int(payload.get("max_tokens") or 256)
+    last_role = messages[-1].get("role") if messages and isinstance(messages[-1], dict) else None
+    if not tools or choice == "none" or last_role == "tool":
+        return None
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        tools = [t for t in tools if (t.get("function") or {}).get("name") == name] or tools
+    return tools[0].get("function") or {}
+
+
+def _json_reply(payload: dict, text: str) -> str | None:
+    """JSON mode: an object matching the schema, or ``{"reply": …}`` for ``json_object``."""
+    response_format = payload.get("response_format")
+    if not isinstance(response_format, dict):
+        return None
+    if response_format.get("type") == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema") or {"type": "object"}
+        return json.dumps(schema_sample(schema))
+    if response_format.get("type") == "json_object":
+        return json.dumps({"reply": text})
+    return None
+
+
+def sandbox_chat(*, payload: dict, model: str) -> dict:
+    """A deterministic answer: a tool call matching the declared schema when tools are offered,
+    JSON when JSON mode is asked, else a short text echoing the last message."""
+    messages = payload.get("messages") or []
+    max_tokens = int(payload.get("max_tokens") or payload.get("max_completion_tokens") or 256)
+    digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
     text = _reply_text(messages, max_tokens)
+    function = _tool_to_call(payload)
+    if function is not None:
+        arguments = json.dumps(schema_sample(function.get("parameters") or {"type": "object"}))
+        call = {"id": "call_sandbox_" + digest[:12], "type": "function"}
+        call["function"] = {"name": function.get("name", ""), "arguments": arguments}
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        finish, said = "tool_calls", arguments
+    else:
+        text = _json_reply(payload, text) or text
+        message, finish, said = {"role": "assistant", "content": text}, "stop", text
     prompt = prompt_tokens_count(messages)
-    completion = _completion_tokens(text, max_tokens)
+    completion = _completion_tokens(said, max(max_tokens, 1))
     return {
-        "id": "chatcmpl-sandbox-" + hashlib.sha256(json.dumps(messages).encode()).hexdigest()[:16],
+        "id": "chatcmpl-sandbox-" + digest[:16],
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
         "usage": {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
@@ -73,17 +146,21 @@ def sandbox_chat(*, payload: dict, model: str) -> dict:
 def sandbox_stream_chunks(*, payload: dict, model: str) -> list[bytes]:
     """The SSE byte chunks of a streamed sandbox answer (usage chunk last, then [DONE])."""
     body = sandbox_chat(payload=payload, model=model)
-    text = body["choices"][0]["message"]["content"]
+    choice = body["choices"][0]
     base = {"id": body["id"], "object": "chat.completion.chunk", "created": body["created"], "model": model}
+    deltas: list[dict] = []
+    if choice["message"].get("tool_calls"):
+        calls = [{"index": i, **call} for i, call in enumerate(choice["message"]["tool_calls"])]
+        deltas.append({"role": "assistant", "content": None, "tool_calls": calls})
+    else:
+        words = choice["message"]["content"].split(" ")
+        deltas += [{"content": word if i == 0 else " " + word} for i, word in enumerate(words)]
+        deltas[0]["role"] = "assistant"
     chunks = []
-    words = text.split(" ")
-    for index, word in enumerate(words):
-        delta = {"content": word if index == 0 else " " + word}
-        if index == 0:
-            delta["role"] = "assistant"
+    for delta in deltas:
         event = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
         chunks.append(b"data: " + json.dumps(event).encode() + b"\n\n")
-    final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]}
     chunks.append(b"data: " + json.dumps(final).encode() + b"\n\n")
     usage = {**base, "choices": [], "usage": body["usage"]}
     chunks.append(b"data: " + json.dumps(usage).encode() + b"\n\n")
