@@ -187,6 +187,12 @@ EMBEDDING_DIMENSIONS = {
 DEFAULT_EMBEDDING_DIMENSIONS = 1536
 
 
+def sandbox_model_for(requested_model: str) -> str:
+    """The model name the sandbox serves a call as: an embedding model as itself (its vectors
+    have that model's width), any chat model as ``sandbox-chat``."""
+    return requested_model if requested_model in EMBEDDING_DIMENSIONS else MODEL
+
+
 def _unit_vector(seed: bytes, dimensions: int) -> list[float]:
     """A deterministic unit vector: the same text always lands on the same point."""
     digest = hashlib.shake_256(seed).digest(4 * dimensions)

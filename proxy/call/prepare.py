@@ -81,7 +81,7 @@ def attempt_target(*, source: str, secret: str, provider: str, requested_model: 
     """(Target, upstream model, Price) of one attempt: all from the in-process catalogue."""
     if source == "sandbox":
         target = Target(provider=sandbox.PROVIDER, base_url="", secret="")
-        upstream_model = sandbox.MODEL
+        upstream_model = sandbox.sandbox_model_for(requested_model)
     else:
         secret_remember(secret)  # so no relayed provider text can ever carry it
         target = target_build(provider=provider, secret=secret)

@@ -298,6 +298,8 @@ def test_sandbox_vectors_are_deterministic_unit_vectors_of_the_model_width(sandb
     assert small["usage"] == {"prompt_tokens": 2 + 2 + 1, "total_tokens": 5}  # ~4 characters a token
     assert small["model"] == "sandbox-embed"
     assert _counter(user).used == 5 + 2 + 2
+    served = UsageEvent.objects.filter(user=user).order_by("id").values_list("upstream_model", flat=True)
+    assert list(served) == ["sandbox-embed", "text-embedding-3-small", "text-embedding-3-small"]
 
 
 @pytest.mark.django_db(transaction=True)
