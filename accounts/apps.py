@@ -9,7 +9,8 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import checks, crypto, schema, signals  # noqa: F401  (check E001; key reset; OpenAPI auth; cache)
+        # Imported for what they register: check E001, the key reset, OpenAPI auth, the cache hooks.
+        from . import checks, crypto, schema, signals  # noqa: F401, PLC0415 (they need the app registry ready)
 
         beat_schedule_add(
             "accounts-key-reveals-purge",

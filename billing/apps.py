@@ -2,6 +2,9 @@ from celery.schedules import crontab
 from django.apps import AppConfig
 
 from core.beat import beat_schedule_add
+from core.reconciliation import reconciliation_check_register
+
+from . import registry
 
 
 class BillingConfig(AppConfig):
@@ -10,11 +13,8 @@ class BillingConfig(AppConfig):
 
     def ready(self):
         """Register billing's own checkout kind and its periodic task (code, not admin rows)."""
-        from core.reconciliation import reconciliation_check_register
-
-        from . import registry
-        from .reconciliation import quota_counter_drift_find
-        from .services import PLAN_CHECKOUT_KIND, subscription_activate
+        from .reconciliation import quota_counter_drift_find  # noqa: PLC0415 (models load once the app registry is ready)
+        from .services import PLAN_CHECKOUT_KIND, subscription_activate  # noqa: PLC0415 (models load once the app registry is ready)
 
         registry.checkout_handler_register(PLAN_CHECKOUT_KIND, subscription_activate)
         reconciliation_check_register("billing.quota", quota_counter_drift_find)

@@ -3,6 +3,8 @@ from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
 from .beat import beat_schedule_add
+from .cache_identity import identity_ensure_after_migrate, identity_warm
+from .lifecycle import startup_hook_add
 
 
 class CoreConfig(AppConfig):
@@ -12,9 +14,6 @@ class CoreConfig(AppConfig):
     def ready(self):
         """Schedule the nightly reconciliation (after credits' own 03:20 check); keep the cache
         identity of a created or flushed database in step (``core.cache_identity``)."""
-        from .cache_identity import identity_ensure_after_migrate, identity_warm
-        from .lifecycle import startup_hook_add
-
         beat_schedule_add(
             "core-reconciliation-run",
             task="core.reconciliation_run",

@@ -1,7 +1,9 @@
 from celery.schedules import crontab
 from django.apps import AppConfig
 
+from billing.registry import checkout_handler_register, event_handler_register
 from core.beat import beat_schedule_add
+from core.reconciliation import reconciliation_check_register
 
 
 class CreditsConfig(AppConfig):
@@ -10,11 +12,8 @@ class CreditsConfig(AppConfig):
 
     def ready(self):
         """Register with billing (which never imports credits) and add the periodic tasks."""
-        from billing.registry import checkout_handler_register, event_handler_register
-        from core.reconciliation import reconciliation_check_register
-
-        from . import services
-        from .reconciliation import credit_ledger_drift_find
+        from . import services  # noqa: PLC0415 (models load once the app registry is ready)
+        from .reconciliation import credit_ledger_drift_find  # noqa: PLC0415 (models load once the app registry is ready)
 
         checkout_handler_register(services.CHECKOUT_KIND, services.credit_purchase_fulfil)
         reconciliation_check_register("credits.ledger", credit_ledger_drift_find)

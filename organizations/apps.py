@@ -1,7 +1,9 @@
 from celery.schedules import crontab
 from django.apps import AppConfig
 
+from billing.registry import event_handler_register
 from core.beat import beat_schedule_add
+from core.reconciliation import reconciliation_check_register
 
 SUBSCRIPTION_EVENTS = (
     "customer.subscription.created",
@@ -15,11 +17,8 @@ class OrganizationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from billing.registry import event_handler_register
-        from core.reconciliation import reconciliation_check_register
-
-        from .reconciliation import usage_report_drift_find
-        from .services import organization_subscription_event_handle
+        from .reconciliation import usage_report_drift_find  # noqa: PLC0415 (models load once the app registry is ready)
+        from .services import organization_subscription_event_handle  # noqa: PLC0415 (models load once the app registry is ready)
 
         for event_type in SUBSCRIPTION_EVENTS:
             event_handler_register(event_type, organization_subscription_event_handle)

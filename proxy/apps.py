@@ -2,6 +2,8 @@ from celery.schedules import crontab
 from django.apps import AppConfig
 
 from core.beat import beat_schedule_add
+from core.lifecycle import shutdown_hook_add, startup_hook_add
+from core.reconciliation import reconciliation_check_register
 
 
 class ProxyConfig(AppConfig):
@@ -12,13 +14,11 @@ class ProxyConfig(AppConfig):
         """A starting worker loads the catalogue; a stopping one first finishes the calls whose
         clients already left, then releases its spare quota reservations. Beat sweeps the
         daily-budget holds of calls that died."""
-        from billing.quota_pool import quota_pool_drain
-        from core.lifecycle import shutdown_hook_add, startup_hook_add
-        from core.reconciliation import reconciliation_check_register
+        from billing.quota_pool import quota_pool_drain  # noqa: PLC0415 (models load once the app registry is ready)
 
-        from .call.detached import background_drain
-        from .reconciliation import budget_overshoot_drift_find
-        from .selectors import catalog_warm
+        from .call.detached import background_drain  # noqa: PLC0415 (models load once the app registry is ready)
+        from .reconciliation import budget_overshoot_drift_find  # noqa: PLC0415 (models load once the app registry is ready)
+        from .selectors import catalog_warm  # noqa: PLC0415 (models load once the app registry is ready)
 
         startup_hook_add(catalog_warm)
         shutdown_hook_add(background_drain)
