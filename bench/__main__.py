@@ -201,7 +201,7 @@ def main(argv=None) -> int:
     try:
         bench.prepare()
         if args.dashboards:
-            from bench.dashboards import dashboards_bench
+            from bench.dashboards import dashboards_bench  # noqa: PLC0415 (Django setup must run first: bench.prepare does it)
 
             bench.start()
             results["dashboards"] = dashboards_bench(bench, events=args.events)

@@ -20,6 +20,13 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.conf import settings
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDate
+
+from billing.models import QuotaReservation, UsageCounter
+from proxy.models import DailySpend, UsageDailyRollup, UsageEvent
+
 # Key sources whose calls are paid by the operator (count toward quota and daily spend).
 OPERATOR_SOURCES = ("global", "env")
 
@@ -39,10 +46,6 @@ class AccountingReport:
 
 
 def _open_reservations(user_id: int) -> tuple[int, int]:
-    from django.db.models import Sum
-
-    from billing.models import QuotaReservation, UsageCounter
-
     held = QuotaReservation.objects.filter(user_id=user_id, status=QuotaReservation.Status.HELD).count()
     reserved = UsageCounter.objects.filter(user_id=user_id).aggregate(r=Sum("reserved"))["r"] or 0
     return held, reserved
@@ -55,8 +58,6 @@ def accounting_settle_wait(*, user_id: int, timeout_s: float = 30.0) -> float:
     load stops could see a transient state. A reservation that stays open while nothing moves
     is leaked, not late: the wait ends and the check reports it. Returns the seconds waited.
     """
-    from proxy.models import UsageEvent
-
     began = time.monotonic()
     stable = 0
     last = None
@@ -81,13 +82,6 @@ def accounting_check(
     timeout_s: float = 30.0,
 ) -> AccountingReport:
     """Check every invariant above. ``client_ok_min/max``: successful calls the clients saw."""
-    from django.conf import settings
-    from django.db.models import Count, Q, Sum
-    from django.db.models.functions import TruncDate
-
-    from billing.models import UsageCounter
-    from proxy.models import DailySpend, UsageDailyRollup, UsageEvent
-
     report = AccountingReport()
     if wait:
         report.figures["settle_wait_s"] = round(

@@ -11,6 +11,16 @@ from __future__ import annotations
 import statistics
 import time
 
+import httpx
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.sessions.backends.db import SessionStore
+from django.db.models import Count
+
+from bench.environment import step
+from proxy.models import UsageEvent
+from proxy.usage_generator import GENERATED_MARKER, usage_events_generate
+
 ROUTES = {
     "dashboard_ms": "/dashboard/",
     "admin_dashboard_ms": "/admin/dashboard/",
@@ -21,9 +31,6 @@ SAMPLES = 20
 
 def _session_cookie(user) -> str:
     """A logged-in session for ``user``, created the way ``django.contrib.auth.login`` stores it."""
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-    from django.contrib.sessions.backends.db import SessionStore
-
     session = SessionStore()
     session[SESSION_KEY] = str(user.pk)
     session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
@@ -34,11 +41,6 @@ def _session_cookie(user) -> str:
 
 def _generated_state():
     """(generated event count, the user with the most of them) already in the database."""
-    from django.db.models import Count
-
-    from proxy.models import UsageEvent
-    from proxy.usage_generator import GENERATED_MARKER
-
     generated = UsageEvent.objects.filter(request_id=GENERATED_MARKER)
     total = generated.count()
     top = generated.values("user_id").annotate(n=Count("id")).order_by("-n").first() if total else None
@@ -47,8 +49,6 @@ def _generated_state():
 
 def route_time(*, base_url: str, path: str, cookie_name: str, cookie: str) -> dict:
     """p50 over 20 sequential GETs (after one warm-up); 404 means the route is not there yet."""
-    import httpx
-
     timings, status = [], None
     with httpx.Client(base_url=base_url, cookies={cookie_name: cookie}, timeout=60) as client:
         warm = client.get(path)
@@ -66,12 +66,6 @@ def route_time(*, base_url: str, path: str, cookie_name: str, cookie: str) -> di
 
 
 def dashboards_bench(bench, *, events: int) -> dict:
-    from django.conf import settings
-    from django.contrib.auth import get_user_model
-
-    from bench.environment import step
-    from proxy.usage_generator import usage_events_generate
-
     User = get_user_model()
     total, heavy_user_id = _generated_state()
     if total < events:

@@ -3,10 +3,15 @@ starts (production's, every provider pointed at the fake upstream); its progress
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 from datetime import UTC, datetime
+
+import django
+import psycopg
+import redis
 
 from .processes import ROOT
 
@@ -40,8 +45,6 @@ def bench_env(*, database_url: str, redis_url: str, upstream_port: int) -> dict:
 
 def database_ensure(database_url: str) -> None:
     """Create the bench database if it does not exist (never drops anything)."""
-    import psycopg
-
     base, name = database_url.rsplit("/", 1)
     with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
@@ -56,15 +59,11 @@ def database_vacuum(database_url: str) -> None:
     machine) never prunes the dead versions every call leaves on the counter rows or analyzes
     the tables: later runs would measure that bloat. In production autovacuum does this.
     """
-    import psycopg
-
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE)")
 
 
 def redis_flush(redis_url: str) -> None:
-    import redis
-
     redis.Redis.from_url(redis_url).flushdb()
 
 
@@ -86,10 +85,6 @@ def manage(env: dict, *args: str, timeout: float = 600) -> str:
 
 def django_setup(env: dict) -> None:
     os.environ.update(env)
-    import logging
-
-    import django
-
     django.setup()
     # The bench's own HTTP clients must not log every request (it would cost the measurement).
     logging.getLogger("httpx").setLevel(logging.WARNING)

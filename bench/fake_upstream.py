@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
         await server.serve_forever()
 
     try:
-        import uvloop  # optional: faster still when installed
+        import uvloop  # noqa: PLC0415 (optional: faster still when installed)
 
         uvloop.run(run())
     except ImportError:

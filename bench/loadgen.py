@@ -17,6 +17,9 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
 
 LUA_SCRIPT = Path(__file__).with_name("chat.lua")
 
@@ -293,8 +296,6 @@ async def streams_run_async(*, url: str, count: int, auth: str = "", body: dict 
 
     TTFT is the time from sending the request to the first SSE event of the answer.
     """
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     host, port = parts.hostname, parts.port or 80
     payload = json.dumps(
@@ -335,8 +336,6 @@ async def streams_sustained_run_async(
     spread over ``warmup_s`` (seeded, so runs are alike) and only the streams that start after
     it are measured. Returns (measured, all streams): the second is for the accounting check.
     """
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     host, port = parts.hostname, parts.port or 80
     payload = json.dumps(
@@ -375,8 +374,6 @@ async def calls_run_async(
     *, url: str, total: int, concurrency: int, auth: str = "", body: dict | None = None
 ) -> RunStats:
     """A small closed-loop run with httpx (the smoke test's load when wrk is absent)."""
-    import httpx
-
     headers = {"Authorization": f"Bearer {auth}"} if auth else {}
     latencies: list[float] = []
     stats = RunStats()

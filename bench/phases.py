@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+import psycopg
+
 from . import loadgen, processes
 from .environment import bench_env, database_ensure, database_vacuum, django_setup, manage, redis_flush, step
 from .processes import WORKER_CLASS
@@ -53,7 +55,7 @@ class Bench:
         manage(self.env, "seed_catalog")
         database_vacuum(self.args.database_url)
         django_setup(self.env)
-        from bench.setup import bench_tenant_create
+        from bench.setup import bench_tenant_create  # noqa: PLC0415 (Django setup must run first: the line above)
 
         self.tenant = bench_tenant_create()
         step(f"bench tenant: user {self.tenant.user_id}, key {self.tenant.api_key[:14]}…")
@@ -116,8 +118,6 @@ class Bench:
 
     def db_transactions(self) -> int:
         """Transactions committed or rolled back in the bench database so far (PostgreSQL stats)."""
-        import psycopg
-
         name = self.args.database_url.rsplit("/", 1)[1]
         with psycopg.connect(self.args.database_url, autocommit=True) as conn:
             conn.execute("SELECT pg_stat_clear_snapshot()")
@@ -198,7 +198,7 @@ class Bench:
         return loadgen.wrk_run(url=self.direct_url, connections=connections, duration_s=duration_s)
 
     def check(self, label: str) -> dict:
-        from bench.accounting import accounting_check
+        from bench.accounting import accounting_check  # noqa: PLC0415 (Django setup must run first: prepare does it)
 
         result = accounting_check(
             user_id=self.tenant.user_id, client_ok_min=self.client_ok_min, client_ok_max=self.client_ok_max

@@ -15,6 +15,16 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.services import api_key_create, provider_credential_set, user_register
+from billing.models import Meter, Period, Plan, PlanQuota, Subscription
+from billing.selectors import user_plan_cache_key
+from billing.services import plan_catalog_invalidate
+from proxy.catalog import proxy_catalog_seed
+
 BENCH_PLAN_CODE = "bench"
 # Far beyond what one bench run can use: the bench measures the path, not the limits.
 BENCH_TOKEN_QUOTA = 10**12
@@ -36,11 +46,6 @@ class BenchTenant:
 
 def bench_plan_ensure():
     """Create or refresh the private bench plan, then tell every worker the catalogue changed."""
-    from django.db import transaction
-
-    from billing.models import Meter, Period, Plan, PlanQuota
-    from billing.services import plan_catalog_invalidate
-
     with transaction.atomic():
         plan, _ = Plan.objects.update_or_create(
             code=BENCH_PLAN_CODE,
@@ -68,15 +73,6 @@ def bench_plan_ensure():
 
 def bench_tenant_create(*, email: str | None = None, provider_secret: str | None = None) -> BenchTenant:
     """A fresh user per run, so each run's accounting is checked from zero."""
-    from django.core.cache import cache
-    from django.db import transaction
-    from django.utils import timezone
-
-    from accounts.services import api_key_create, provider_credential_set, user_register
-    from billing.models import Subscription
-    from billing.selectors import user_plan_cache_key
-    from proxy.catalog import proxy_catalog_seed
-
     proxy_catalog_seed()  # prices and model routes (idempotent)
     plan = bench_plan_ensure()
     email = email or f"bench-{uuid.uuid4().hex[:12]}@bench.invalid"

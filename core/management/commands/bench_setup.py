@@ -9,6 +9,8 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError
 
+from bench.setup import bench_tenant_create
+
 
 class Command(BaseCommand):
     help = "Create a bench user on a private unlimited plan, its proxy key and fake operator keys."
@@ -19,7 +21,6 @@ class Command(BaseCommand):
     def handle(self, *args, email=None, **options):
         if os.environ.get("TOLLGATE_BENCH") != "1":
             raise CommandError("bench_setup only runs with TOLLGATE_BENCH=1 (it creates an unlimited plan).")
-        from bench.setup import bench_tenant_create
 
         tenant = bench_tenant_create(email=email)
         self.stdout.write(json.dumps(tenant.as_dict()))
