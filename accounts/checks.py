@@ -1,12 +1,15 @@
 """System checks: provider-key encryption works; production mail is really sent."""
 
+from django.conf import settings
 from django.core.checks import Error, Tags, register
+from django.db import DatabaseError
+
+from .crypto import ProviderKeyDecryptError, crypto_self_test, secret_verify
+from .models import ProviderCredential
 
 
 @register()
 def encryption_roundtrip_check(app_configs, **kwargs):
-    from .crypto import crypto_self_test
-
     problem = crypto_self_test()
     if problem:
         return [Error(f"Provider-key encryption is misconfigured: {problem}", id="accounts.E001")]
@@ -28,10 +31,6 @@ def stored_secrets_decrypt_check(app_configs, databases=None, **kwargs):
     """
     if not databases:
         return []
-    from django.db import DatabaseError
-
-    from .crypto import ProviderKeyDecryptError, secret_verify
-    from .models import ProviderCredential
 
     try:
         rows = list(
@@ -78,8 +77,6 @@ def email_backend_check(app_configs, **kwargs):
     and ``runserver`` run it too, so a production deploy without ``EMAIL_URL`` stops at its first
     step. ``EMAIL_ALLOW_CONSOLE=1`` is the explicit opt-out.
     """
-    from django.conf import settings
-
     if not settings.IS_PRODUCTION or settings.TESTING or settings.EMAIL_ALLOW_CONSOLE:
         return []
     if settings.EMAIL_BACKEND not in MAIL_TO_LOG_BACKENDS:

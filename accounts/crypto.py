@@ -14,9 +14,11 @@ import hashlib
 import hmac
 from functools import lru_cache
 
+from django.apps import apps
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from encrypted_fields.fields import EncryptedFieldMixin, EncryptedTextField
 
 from core.exceptions import ApiError
 
@@ -101,9 +103,6 @@ def encrypted_fields_reset() -> None:
     The library caches its derived keys per field instance for the life of the process; a
     settings change (tests, or a reload) must drop them.
     """
-    from django.apps import apps
-    from encrypted_fields.fields import EncryptedFieldMixin
-
     for model in apps.get_models():
         for field in model._meta.get_fields():
             if isinstance(field, EncryptedFieldMixin):
@@ -119,8 +118,6 @@ def _on_setting_changed(*, setting, **kwargs):
 
 def crypto_self_test() -> str | None:
     """Encrypt and decrypt a known value with the configured keys; a problem text or None."""
-    from encrypted_fields.fields import EncryptedTextField
-
     if not _as_list(settings.SALT_KEY):
         return "SALT_KEY is empty."
     if not settings.SECRET_KEY:

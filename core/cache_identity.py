@@ -33,7 +33,7 @@ _cache_prefix: str | None = None  # key_prefix() + ":<version>:", the prefix cac
 
 def _identity_load() -> str:
     """The row's id; a database without the row (``flush``) gets a new one."""
-    from core.models import DeploymentIdentity
+    from core.models import DeploymentIdentity  # noqa: PLC0415 (imported while apps load (core.apps, the cache key function): models come later)
 
     row = DeploymentIdentity.objects.filter(pk=1).values_list("instance_id", flat=True).first()
     if row is not None:
@@ -109,7 +109,7 @@ def identity_forget() -> None:
 def cache_identity_rotate() -> str:
     """Give this database a new identity (after a restore or a copy to another deployment): every
     entry written under the old one is unreachable from then on. Returns the new id."""
-    from core.models import DeploymentIdentity
+    from core.models import DeploymentIdentity  # noqa: PLC0415 (imported while apps load (core.apps, the cache key function): models come later)
 
     new_id = uuid.uuid4()
     DeploymentIdentity.objects.update_or_create(

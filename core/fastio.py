@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import psycopg
 import redis.asyncio as aioredis
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -215,7 +216,5 @@ def cache_decode(raw: bytes | None):
     if raw is None:
         return None
     if _decode is None:
-        from django.core.cache import cache
-
         _decode = cache.client.decode
     return _decode(raw)

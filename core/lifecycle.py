@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable
 
 from django.conf import settings
 
+from .fastio import fast_lane_close, fast_lane_warm
+
 logger = logging.getLogger("tollgate.core")
 
 # Each hook: ``async def hook(deadline: float)`` (a ``time.monotonic()`` instant); in order.
@@ -38,8 +40,6 @@ def startup_hook_add(hook: Callable[[], Awaitable[None]]) -> None:
 
 async def startup_run() -> None:
     """Open the call path's connections, then run every startup hook; never raises."""
-    from .fastio import fast_lane_warm
-
     hooks = [fast_lane_warm, *_startup_hooks]
     for hook in hooks:
         try:
@@ -58,8 +58,6 @@ def shutdown_hook_add(hook: Callable[[float], Awaitable[None]]) -> None:
 
 async def shutdown_run() -> None:
     """Run every hook, then close the fast lane's pool and Redis client of this loop."""
-    from .fastio import fast_lane_close
-
     deadline = time.monotonic() + settings.WORKER_SHUTDOWN_DRAIN_SECONDS
     for hook in _hooks:
         try:

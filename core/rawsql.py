@@ -12,6 +12,8 @@ import functools
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
+from core import fastio
+
 
 @functools.cache
 def sql_connection():
@@ -68,7 +70,5 @@ def model_rows_get(model, *, where: str, params: list) -> list:
 
 async def model_rows_aget(model, *, where: str, params: list) -> list:
     """``model_rows_get`` on the fast lane's async connection pool (PostgreSQL, no thread)."""
-    from core.fastio import db_fetch
-
     sql, fields = _select_sql(model, where)
-    return _rows_build(model, fields, await db_fetch(sql, params))
+    return _rows_build(model, fields, await fastio.db_fetch(sql, params))

