@@ -91,7 +91,7 @@ def subscription_retire(*, row: Subscription, replaced_by: Subscription, now: da
         extra={"subscription_id": row.pk, "replaced_by": replaced_by.pk, "gateway": row.gateway},
     )
     if row.gateway == Gateway.STRIPE:
-        from .tasks import subscription_stripe_cancel_task
+        from .tasks import subscription_stripe_cancel_task  # noqa: PLC0415 (billing.tasks imports the services: a task is queued lazily to avoid a cycle)
 
         subscription_id = row.pk
         transaction.on_commit(lambda: subscription_stripe_cancel_task.delay(subscription_id=subscription_id))

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from core.exceptions import ApiError
 
+from .apis import ChargilyWebhookApi, StripeWebhookApi
 from .gateways.chargily import chargily_simulated_enabled, chargily_simulated_event_build
 from .gateways.stripe import (
     billing_portal_session_start,
@@ -105,8 +106,6 @@ def checkout_cancel_page(request):
 def _webhook_deliver(*, payload: bytes, signature: str):
     """Hand a signed event to the webhook view function itself, in process (same code path
     as a delivery from Stripe: signature check, store, process)."""
-    from .apis import StripeWebhookApi
-
     webhook_request = RequestFactory().post(
         reverse("billing-api:webhook"),
         data=payload,
@@ -153,8 +152,6 @@ def simulated_checkout_page(request, session_id: str):
 def _chargily_webhook_deliver(*, payload: bytes, signature: str):
     """Hand a signed event to the Chargily webhook view in process (same code path as a
     delivery from Chargily: signature check, store, process)."""
-    from .apis import ChargilyWebhookApi
-
     webhook_request = RequestFactory().post(
         reverse("billing:chargily-webhook"),
         data=payload,

@@ -1,6 +1,8 @@
 """Credits admin: the catalogue is editable; balances, ledger and holds are read-only and
 change only through services (the "grant credits" form, the reconciliation view)."""
 
+import uuid
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
@@ -115,7 +117,6 @@ class CreditAccountAdmin(ReadOnlyAdmin):
         """Grant credits through ``credit_grant`` with the admin as the reference."""
         if not request.user.has_perm("credits.add_ledgerentry") and not request.user.is_superuser:
             raise PermissionDenied
-        import uuid
 
         if request.method == "POST":
             form = GrantForm(request.POST)

@@ -22,6 +22,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from billing.gateways.stripe import StripeServiceError
+from billing.services import checkout_session_start
 from core.exceptions import ApiError
 from core.locks import lock_objects
 
@@ -34,6 +35,7 @@ from .models import (
     LedgerEntry,
     UpsellEvent,
 )
+from .selectors import credit_balance_get
 
 logger = logging.getLogger("tollgate.credits")
 
@@ -119,7 +121,7 @@ def _low_balance_check(*, account: CreditAccount, now=None) -> None:
         low_balance_alerted_at=now or timezone.now()
     )
     if armed:
-        from .tasks import credit_low_balance_email_task
+        from .tasks import credit_low_balance_email_task  # noqa: PLC0415 (credits.tasks imports the services: a task is queued lazily to avoid a cycle)
 
         user_id = account.user_id
         transaction.on_commit(lambda: credit_low_balance_email_task.delay(user_id))
@@ -339,8 +341,6 @@ def credit_pack_checkout_start(
 ) -> dict:
     """Open a checkout (mode payment) for a pack — Stripe, or Chargily Pay at the pack's DZD
     price; fulfilment comes by webhook through the same ``credit_pack`` handler."""
-    from billing.services import checkout_session_start
-
     pack = CreditPack.objects.filter(code=pack_code, is_active=True).first()
     if pack is None:
         raise ApiError("invalid_request", f"Unknown credit pack: {pack_code}", param="packId")
@@ -537,8 +537,6 @@ def upsell_event_record(*, user, kind: str, pack: CreditPack | None = None) -> U
 
 
 def credit_low_balance_email_send(*, user) -> None:
-    from .selectors import credit_balance_get
-
     balance = credit_balance_get(user=user)
     context = {"user": user, "balance": balance, "buy_url": f"{settings.SITE_URL}/credits/"}
     send_mail(

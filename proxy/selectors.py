@@ -12,6 +12,7 @@ from decimal import Decimal
 from billing.selectors import quota_block, quota_status_get
 from core.time import isoformat_z
 
+from .dbcall import db_call
 from .models import ModelPrice, ModelRoute, UsageEvent
 
 RECENT_USAGE_LIMIT = 100
@@ -68,8 +69,6 @@ def catalog_get() -> _Catalog:
 
 async def catalog_warm() -> None:
     """Load the catalogue at worker startup (ASGI lifespan) rather than on the first calls."""
-    from .dbcall import db_call
-
     await db_call(catalog_get)
 
 

@@ -60,7 +60,7 @@ def _quota_alert_check(
     gate = _alert_gate_key(user_id=user_id, meter=meter, period_start=period_start, threshold=crossed[-1])
     if cache.get(gate):
         return
-    from ..tasks import quota_alert_send_task
+    from ..tasks import quota_alert_send_task  # noqa: PLC0415 (billing.tasks imports the services: a task is queued lazily to avoid a cycle)
 
     transaction.on_commit(
         lambda: quota_alert_send_task.delay(user_id=user_id, meter=meter, counter_id=counter_id)
@@ -99,7 +99,7 @@ def _quota_alert_schedule(*, reservation: QuotaReservation, now: datetime, rule=
     )
     if cache.get(gate):
         return
-    from ..tasks import quota_alert_send_task
+    from ..tasks import quota_alert_send_task  # noqa: PLC0415 (billing.tasks imports the services: a task is queued lazily to avoid a cycle)
 
     user_id, meter, counter_id = reservation.user_id, reservation.meter, reservation.counter_id
     transaction.on_commit(

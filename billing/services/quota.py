@@ -18,6 +18,7 @@ from django.db.models import BigIntegerField, F, Value
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
+from core import fastio
 from core.rawsql import table_quoted
 
 from ..models import PeriodAudit, Plan, QuotaReservation, UsageCounter
@@ -321,8 +322,6 @@ async def quota_reserve_many_fast(
     ``quota_reserve_many`` (which creates counters, or raises QuotaExceeded) instead.
     ``copies`` / ``headroom``: as ``_reserve_sql`` (a worker's spares, ``billing.quota_pool``).
     """
-    from core.fastio import db_fetch
-
     meters = {meter: int(amount) for meter, amount in meters.items()}
     if not meters or any(amount < 0 for amount in meters.values()):
         return None
@@ -336,7 +335,7 @@ async def quota_reserve_many_fast(
         copies=copies,
         headroom=headroom,
     )
-    rows = await db_fetch(sql, params)  # a fixed text per number of meters: prepared once
+    rows = await fastio.db_fetch(sql, params)  # a fixed text per number of meters: prepared once
     if len(rows) != len(meters) * copies:
         if rows:
             held = _reservations_from_rows(user_id=user_id, rows=rows, now=now)
@@ -506,12 +505,10 @@ async def quota_release_many_fast(
     *, reservations: list[QuotaReservation], now: datetime, synchronous_commit: bool
 ) -> None:
     """``quota_release_many`` on the fast lane (PostgreSQL, async pool). Runs once."""
-    from core.fastio import db_fetch
-
     if not reservations:
         return
     sql, params = _release_sql(reservations=reservations, now=now, synchronous_commit=synchronous_commit)
-    await db_fetch(sql, params)
+    await fastio.db_fetch(sql, params)
     for reservation in reservations:
         reservation.status = QuotaReservation.Status.RELEASED
         reservation.finished_at = now

@@ -21,6 +21,8 @@ from django.db.models import Exists, F, OuterRef
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.selectors import api_key_active_count
+from accounts.services import api_key_create, api_key_reveal_link_create
 from core.locks import lock_objects
 
 from ..fulfilment import CheckoutEventRejected
@@ -204,7 +206,7 @@ def subscription_invoice_payment_failed(*, invoice: dict, event_created_at: date
         row.stripe_event_at = event_created_at
         row.save()
         _subscription_cache_forget(row.user_id)
-    from ..tasks import subscription_payment_failed_email_task
+    from ..tasks import subscription_payment_failed_email_task  # noqa: PLC0415 (billing.tasks imports the services: a task is queued lazily to avoid a cycle)
 
     subscription_id = row.pk
     transaction.on_commit(
@@ -285,14 +287,11 @@ def subscription_activate(*, session: dict, event_id: str, now: datetime | None 
 def _subscription_welcome(*, row: Subscription, user, now: datetime) -> None:
     """First activation: a key when the user has none (shown once through a link) and the
     'plan active' email, queued after commit."""
-    from accounts.selectors import api_key_active_count
-    from accounts.services import api_key_create, api_key_reveal_link_create
-
     reveal_url = ""
     if api_key_active_count(user=user, now=now) == 0:
         api_key, plaintext = api_key_create(user=user, name="Default key", now=now)
         reveal_url = api_key_reveal_link_create(api_key=api_key, plaintext=plaintext, now=now)
-    from ..tasks import plan_active_email_task
+    from ..tasks import plan_active_email_task  # noqa: PLC0415 (billing.tasks imports the services: a task is queued lazily to avoid a cycle)
 
     subscription_id = row.pk
     transaction.on_commit(

@@ -36,6 +36,6 @@ def organization_is_billable(organization: Organization) -> bool:
 
 def usage_report_send_queue(report_id) -> None:
     """Queue the meter event of a committed report (callers wrap it in ``on_commit``)."""
-    from ..tasks import usage_report_send_task  # here: the tasks module imports this package
+    from ..tasks import usage_report_send_task  # noqa: PLC0415 (organizations.tasks imports this package: queued lazily to avoid a cycle)
 
     usage_report_send_task.delay(str(report_id))
