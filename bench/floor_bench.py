@@ -23,7 +23,7 @@ class FloorBench(Bench):
     ``bare``: ``bench.floor``, a plain ASGI relay, the least any Tollgate on this stack (gunicorn
     + uvicorn workers, aiohttp, these two cores) can add. ``django``: ``bench.floor_django``,
     Tollgate's Django and DRF around the same relay. Against Tollgate's own figures they tell
-    the stack's share of a target from the framework's and from billing's (docs/speed.md).
+    the stack's share of a target from the framework's and from billing's (docs/how-a-call-flows.md).
     """
 
     def __init__(self, args, *, kind: str):

@@ -356,7 +356,7 @@ PROXY_SYNCHRONOUS_COMMIT = env.bool("PROXY_SYNCHRONOUS_COMMIT", default=False)
 # Async API views under these URL prefixes skip the session/CSRF/static middleware stack.
 API_FAST_PATH_PREFIXES = env.list("API_FAST_PATH_PREFIXES", default=["/api/proxy/", "/api/v2/chat"])
 # Calls per worker between arrival and reserve at one time, first come first admitted
-# (proxy/admission.py); 0: no limit.
+# (proxy/call/gate.py); 0: no limit.
 PROXY_ADMISSION_CONCURRENCY = env.int("PROXY_ADMISSION_CONCURRENCY", default=32)
 
 # Browsers calling the proxy directly (CORS), off by default: a key in a web page is a key anyone

@@ -152,7 +152,7 @@ def _sync_commit_off_sql(synchronous_commit: bool) -> str:
     ``set_config(..., true)`` is ``SET LOCAL`` from inside the statement, so it costs no round
     trip. An asynchronous commit keeps every guarantee except durability of the last few hundred
     milliseconds before a server crash (the WAL is replayed as a consistent prefix): see
-    docs/speed.md for what that means for money.
+    docs/how-a-call-flows.md for what that means for money.
     """
     return "" if synchronous_commit else ", _cfg AS (SELECT set_config('synchronous_commit', 'off', true))"
 
