@@ -66,6 +66,28 @@ def _translated(build, body: dict) -> dict:
         raise ApiError("invalid_request", exc.message, param=exc.param) from None
 
 
+async def _bridged_call(view, request, *, to_chat, endpoint: str, streamer, answer):
+    """A call in another API's dialect (Messages, Responses): its request as a chat payload, the
+    one chat call, and the answer — or each streamed chunk — translated back."""
+    body = json_body(request)
+    payload = _translated(to_chat, body)
+    if payload.get("stream"):
+        payload["stream_options"] = {"include_usage": True}  # the closing event carries usage
+    call = chat_call_build(
+        view,
+        request,
+        payload,
+        service="router",
+        endpoint=endpoint,
+        default_model="gpt-4o-mini",
+        chain=_plan_chain(view.plan),
+    )
+    result = await chat_call_run(call)
+    if not isinstance(result, dict):
+        return stream_translate(result, streamer(call, body))
+    return _chat_response(result, lambda chat: {**answer(chat, body), "quota": chat["quota"]})
+
+
 def _plan_chain(plan) -> list[str]:
     return provider_chain(weights=plan.routing_weights or {}, fallback_provider=plan.fallback_provider or "")
 
@@ -156,27 +178,15 @@ class MessagesApi(ProxyApiView):
         },
     )
     async def post(self, request):
-        body = json_body(request)
-        payload = _translated(messages_to_chat, body)
-        if payload.get("stream"):
-            payload["stream_options"] = {"include_usage": True}  # the closing event carries usage
-        call = chat_call_build(
+        return await _bridged_call(
             self,
             request,
-            payload,
-            service="router",
+            to_chat=messages_to_chat,
             endpoint="/api/proxy/v1/messages",
-            default_model="gpt-4o-mini",
-            chain=_plan_chain(self.plan),
-        )
-        result = await chat_call_run(call)
-        if not isinstance(result, dict):
-            translator = ChatToMessagesStream(
+            streamer=lambda call, body: ChatToMessagesStream(
                 model=call.requested_model, input_tokens_estimate=call.prompt_tokens
-            )
-            return stream_translate(result, translator)
-        return _chat_response(
-            result, lambda chat: {**chat_to_message(chat, model=chat["model"]), "quota": chat["quota"]}
+            ),
+            answer=lambda chat, body: chat_to_message(chat, model=chat["model"]),
         )
 
 
@@ -198,25 +208,13 @@ class ResponsesApi(ProxyApiView):
         },
     )
     async def post(self, request):
-        body = json_body(request)
-        payload = _translated(responses_to_chat, body)
-        if payload.get("stream"):
-            payload["stream_options"] = {"include_usage": True}  # response.completed carries usage
-        call = chat_call_build(
+        return await _bridged_call(
             self,
             request,
-            payload,
-            service="router",
+            to_chat=responses_to_chat,
             endpoint="/api/proxy/v1/responses",
-            default_model="gpt-4o-mini",
-            chain=_plan_chain(self.plan),
-        )
-        result = await chat_call_run(call)
-        if not isinstance(result, dict):
-            return stream_translate(result, ChatToResponsesStream(body=body, model=call.requested_model))
-        return _chat_response(
-            result,
-            lambda chat: {**chat_to_response(chat, body=body, model=chat["model"]), "quota": chat["quota"]},
+            streamer=lambda call, body: ChatToResponsesStream(body=body, model=call.requested_model),
+            answer=lambda chat, body: chat_to_response(chat, body=body, model=chat["model"]),
         )
 
 
