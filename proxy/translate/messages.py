@@ -11,7 +11,7 @@ import json
 
 from . import TranslationError
 from .anthropic import FINISH_TO_STOP, _arguments, _new_id, _require, error_body
-from .sse import sse_event
+from .sse import ChatChunkTranslator, sse_event
 
 # --- Client speaks Anthropic: request -----------------------------------------------------------
 
@@ -220,23 +220,18 @@ def chat_to_message(chat: dict, *, model: str) -> dict:
     }
 
 
-class ChatToMessagesStream:
-    """Chat-completion chunks in, Anthropic SSE events out.
-
-    ``feed`` takes each parsed chunk (``None`` for ``[DONE]``); ``finish`` closes the message.
-    The closing ``message_delta`` carries the final usage, which chat streams report last.
-    """
+class ChatToMessagesStream(ChatChunkTranslator):
+    """Chat-completion chunks in, Anthropic SSE events out; ``finish`` closes the message, its
+    ``message_delta`` carrying the final usage."""
 
     def __init__(self, *, model: str, input_tokens_estimate: int = 0):
+        super().__init__()
         self.model = model
         self._started = False
         self._block: tuple[str, int] | None = None  # (kind, index) of the open block
         self._blocks = 0
         self._tool_blocks: dict[int, int] = {}  # chat tool-call index → our block index
-        self._finish: str | None = None
-        self._usage: dict | None = None
         self._estimate = input_tokens_estimate
-        self._done = False
 
     def _start(self) -> list[bytes]:
         if self._started:
@@ -270,35 +265,19 @@ class ChatToMessagesStream:
         out.append(sse_event("content_block_start", event))
         return out
 
-    def feed(self, chunk: dict | None) -> list[bytes]:
-        if self._done:
-            return []
-        out = self._start()
-        if chunk is None:
-            return out
-        if chunk.get("usage"):
-            self._usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if text:
-                if self._block is None or self._block[0] != "text":
-                    out += self._open_block("text", {"type": "text", "text": ""})
-                event = {
-                    "type": "content_block_delta",
-                    "index": self._block[1],
-                    "delta": {"type": "text_delta", "text": text},
-                }
-                out.append(sse_event("content_block_delta", event))
-            for call in delta.get("tool_calls") or []:
-                out += self._tool_delta(call)
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
+    def _text_delta(self, text: str) -> list[bytes]:
+        out = []
+        if self._block is None or self._block[0] != "text":
+            out += self._open_block("text", {"type": "text", "text": ""})
+        event = {
+            "type": "content_block_delta",
+            "index": self._block[1],
+            "delta": {"type": "text_delta", "text": text},
+        }
+        out.append(sse_event("content_block_delta", event))
         return out
 
-    def _tool_delta(self, call: dict) -> list[bytes]:
+    def _call_delta(self, call: dict) -> list[bytes]:
         out: list[bytes] = []
         position = call.get("index", 0)
         function = call.get("function") or {}

@@ -18,7 +18,7 @@ import secrets
 import time
 
 from . import TranslationError
-from .sse import sse_event
+from .sse import ChatChunkTranslator, sse_event
 
 
 def _new_id(prefix: str) -> str:
@@ -290,23 +290,20 @@ def chat_to_response(chat: dict, *, body: dict, model: str) -> dict:
     return response
 
 
-class ChatToResponsesStream:
+class ChatToResponsesStream(ChatChunkTranslator):
     """Chat-completion chunks in, Responses API SSE events out (with ``sequence_number``)."""
 
     def __init__(self, *, body: dict, model: str):
+        super().__init__()
         self._response = _envelope(
             body, response_id=_new_id("resp"), model=model, created_at=int(time.time())
         )
         self._sequence = 0
         self._started = False
         self._text_item: dict | None = None  # {"id", "index", "text"}
-        self._calls: dict[
-            int, dict
-        ] = {}  # chat tool-call index → {"id", "index", "call_id", "name", "arguments"}
+        # chat tool-call index → {"id", "index", "call_id", "name", "arguments"}
+        self._calls: dict[int, dict] = {}
         self._items = 0
-        self._finish: str | None = None
-        self._usage: dict | None = None
-        self._done = False
 
     def _event(self, kind: str, **fields) -> bytes:
         data = {"type": kind, "sequence_number": self._sequence, **fields}
@@ -321,26 +318,6 @@ class ChatToResponsesStream:
             self._event("response.created", response=dict(self._response)),
             self._event("response.in_progress", response=dict(self._response)),
         ]
-
-    def feed(self, chunk: dict | None) -> list[bytes]:
-        if self._done:
-            return []
-        out = self._start()
-        if chunk is None:
-            return out
-        if chunk.get("usage"):
-            self._usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                out += self._text_delta(delta["content"])
-            for call in delta.get("tool_calls") or []:
-                out += self._call_delta(call)
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
-        return out
 
     def _text_delta(self, text: str) -> list[bytes]:
         out = []

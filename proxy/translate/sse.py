@@ -65,3 +65,46 @@ def chat_chunks_parse(decoder: SseDecoder, chunk: bytes) -> list[dict | None]:
         if isinstance(value, dict):
             parsed.append(value)
     return parsed
+
+
+class ChatChunkTranslator:
+    """Base of the stream translators: chat-completion chunks in, another API's events out.
+
+    ``feed`` takes each parsed chunk (``None`` for ``[DONE]``) and hands the first choice's text
+    and tool-call deltas to ``_text_delta`` / ``_call_delta``; it keeps the finish reason and the
+    usage (which chat streams report last) for ``finish`` to close the answer with.
+    """
+
+    def __init__(self) -> None:
+        self._finish: str | None = None
+        self._usage: dict | None = None
+        self._done = False
+
+    def _start(self) -> list[bytes]:
+        raise NotImplementedError
+
+    def _text_delta(self, text: str) -> list[bytes]:
+        raise NotImplementedError
+
+    def _call_delta(self, call: dict) -> list[bytes]:
+        raise NotImplementedError
+
+    def feed(self, chunk: dict | None) -> list[bytes]:
+        if self._done:
+            return []
+        out = self._start()
+        if chunk is None:
+            return out
+        if chunk.get("usage"):
+            self._usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                out += self._text_delta(delta["content"])
+            for call in delta.get("tool_calls") or []:
+                out += self._call_delta(call)
+            if choice.get("finish_reason"):
+                self._finish = choice["finish_reason"]
+        return out
