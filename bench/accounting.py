@@ -5,6 +5,9 @@ Invariants, for the bench user (whose calls all use the operator's global key):
 - successful calls seen by the client = successful usage events (a run cut off by the load
   generator may leave up to ``connections`` calls that finished server-side after the client
   stopped counting, so the client gives a range);
+- the same endpoint by endpoint for the routes given in ``endpoints`` (embeddings, Responses,
+  Messages: their events carry their own endpoint), and each of those events billed exactly the
+  tokens the fake upstream reported for one call of the route (its body is fixed);
 - quota ``used`` of each meter = the sum the events account for (tokens for ``llm_tokens``, one
   per successful call for ``requests``), summed over every period row;
 - no reservation left open (no ``held`` row, no counter with ``reserved > 0``);
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import TruncDate
 
 from billing.models import QuotaReservation, UsageCounter
@@ -78,10 +81,13 @@ def accounting_check(
     user_id: int,
     client_ok_min: int | None = None,
     client_ok_max: int | None = None,
+    endpoints: dict[str, dict] | None = None,
     wait: bool = True,
     timeout_s: float = 30.0,
 ) -> AccountingReport:
-    """Check every invariant above. ``client_ok_min/max``: successful calls the clients saw."""
+    """Check every invariant above. ``client_ok_min/max``: successful calls the clients saw, on
+    every endpoint; ``endpoints``: ``{path: {"ok_min", "ok_max", "usage"}}``, the same for one
+    endpoint, with ``usage`` the fake upstream's usage block for one call (or None)."""
     report = AccountingReport()
     if wait:
         report.figures["settle_wait_s"] = round(
@@ -110,6 +116,8 @@ def accounting_check(
         report.fail(f"{client_ok_min} successful calls seen by clients but only {totals['ok']} usage events")
     if client_ok_max is not None and totals["ok"] > client_ok_max:
         report.fail(f"{totals['ok']} successful usage events but clients saw at most {client_ok_max}")
+    for path, expected in (endpoints or {}).items():
+        _endpoint_check(report, events.filter(success, endpoint=path), path=path, **expected)
     if totals["zero_usage_ok"]:
         report.fail(f"{totals['zero_usage_ok']} successful calls recorded with zero usage")
 
@@ -181,3 +189,36 @@ def accounting_check(
             report.fail(f"daily spend on {day} records {spent} USD but the events cost {expected} USD")
         report.figures[f"spend_{day}"] = str(spent)
     return report
+
+
+def _endpoint_check(
+    report: AccountingReport, ok_events, *, path: str, ok_min: int, ok_max: int, usage
+) -> None:
+    """One endpoint's successful events against its clients' count and the upstream's usage."""
+    found = ok_events.aggregate(
+        ok=Count("id"),
+        tokens=Sum("total_tokens"),
+        prompt=Sum("prompt_tokens"),
+        completion=Sum("completion_tokens"),
+        low=Min("total_tokens"),
+        high=Max("total_tokens"),
+    )
+    count, tokens = found["ok"], found["tokens"] or 0
+    figures = {"ok_events": count, "tokens": tokens, "client_ok_min": ok_min, "client_ok_max": ok_max}
+    report.figures.setdefault("endpoints", {})[path] = figures
+    if count < ok_min:
+        report.fail(f"{ok_min} successful {path} calls seen by clients but only {count} usage events")
+    if count > ok_max:
+        report.fail(f"{count} successful {path} usage events but clients saw at most {ok_max}")
+    if usage is None or not count:
+        return
+    prompt = usage.get("prompt_tokens") or 0
+    completion = usage.get("completion_tokens") or 0
+    figures["tokens_per_call"] = prompt + completion
+    expected = (count * prompt, count * completion)
+    if (found["prompt"], found["completion"]) != expected or found["low"] != found["high"]:
+        report.fail(
+            f"{path}: {count} calls billed {found['prompt']} prompt + {found['completion']} completion "
+            f"tokens ({found['low']}–{found['high']} a call) but the upstream reported {prompt} + "
+            f"{completion} for each, {expected[0]} + {expected[1]} in all"
+        )

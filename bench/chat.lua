@@ -1,11 +1,13 @@
--- wrk script: POST an OpenAI chat-completions body, count non-2xx answers and the answers
--- completed in each wall-clock second, and print the latency distribution as one JSON line so
--- the bench can merge interleaved runs.
+-- wrk script: POST a JSON body (chat completions, or another route's), count non-2xx answers and
+-- the answers completed in each wall-clock second, and print the latency distribution as one JSON
+-- line so the bench can merge interleaved runs.
 --
--- Environment: BENCH_BODY_FILE (request body), BENCH_AUTH (optional bearer key).
+-- Environment: BENCH_BODY_FILE (request body), BENCH_AUTH (optional bearer key), BENCH_HEADERS
+-- (optional extra headers, one "Name: value" a line, e.g. x-api-key and anthropic-version).
 
 local body_file = os.getenv("BENCH_BODY_FILE")
 local auth = os.getenv("BENCH_AUTH")
+local extra_headers = os.getenv("BENCH_HEADERS")
 
 local f = assert(io.open(body_file, "rb"))
 wrk.method = "POST"
@@ -14,6 +16,12 @@ f:close()
 wrk.headers["Content-Type"] = "application/json"
 if auth and auth ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. auth
+end
+if extra_headers and extra_headers ~= "" then
+  for line in extra_headers:gmatch("[^\n]+") do
+    local name, value = line:match("^%s*([^:]+):%s*(.-)%s*$")
+    if name then wrk.headers[name] = value end
+  end
 end
 
 local threads = {}

@@ -8,10 +8,13 @@ Routes (any prefix, so every provider base URL can point here):
 
 - ``POST …/chat/completions`` — JSON completion with a ``usage`` block, or SSE when
   ``"stream": true`` (with a final usage chunk when ``stream_options.include_usage`` is set);
+- ``POST …/embeddings`` — OpenAI's embeddings list (one fixed vector per input, ``dimensions``
+  wide or ``embedding_dimensions``; ``encoding_format`` ``float`` or ``base64``) with
+  ``usage.prompt_tokens``;
 - ``GET …/models`` — a model list;
 - ``POST /_control`` — change latency / token counts at run time (the bench switches between an
   instant and a 2 s upstream without restarting Tollgate);
-- ``GET /_stats`` — requests served, for the bench's sanity checks.
+- ``GET /_stats`` — requests served and the usage of the last answer, for the bench's checks.
 
 Run: ``python -m bench.fake_upstream --port 9100 --latency-ms 0``.
 In tests: ``with FakeUpstream(latency_ms=0) as upstream: upstream.base_url``.
@@ -21,8 +24,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import functools
 import json
+import struct
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -41,6 +47,33 @@ class FakeUpstreamConfig:
     stream_chunks: int = 8  # content chunks in a streamed answer
     chunk_interval_ms: float = 0.0  # delay between streamed chunks
     status: int = 200  # force an error status (outage simulation)
+    embedding_dimensions: int = 1536  # text-embedding-3-small's width, unless the body asks
+
+
+def _embedding_tokens(payload: dict, config: FakeUpstreamConfig) -> int:
+    """~4 characters per token of each text input; a token id counts one."""
+    if config.prompt_tokens is not None:
+        return config.prompt_tokens
+    inputs = payload.get("input")
+    inputs = inputs if isinstance(inputs, list) else [inputs]
+    tokens = 0
+    for item in inputs:
+        if isinstance(item, str):
+            tokens += max(1, len(item) // 4)
+        elif isinstance(item, int):
+            tokens += 1
+        elif isinstance(item, list):
+            tokens += len(item)
+    return max(1, tokens)
+
+
+@functools.lru_cache(maxsize=16)
+def _embedding_json(dimensions: int, encoding: str) -> bytes:
+    """One fixed unit-ish vector, serialised once per width and format: the fake stays cheap."""
+    values = [round(((i * 7919) % 2000 - 1000) / 1000 / (dimensions**0.5), 6) for i in range(dimensions)]
+    if encoding == "base64":
+        return json.dumps(base64.b64encode(struct.pack(f"<{dimensions}f", *values)).decode()).encode()
+    return json.dumps(values, separators=(",", ":")).encode()
 
 
 def _prompt_tokens(payload: dict, config: FakeUpstreamConfig) -> int:
@@ -71,6 +104,8 @@ class FakeUpstreamServer:
         self.requests_served = 0
         self.chat_requests = 0
         self.stream_requests = 0
+        self.embedding_requests = 0
+        self.last_usage: dict | None = None  # the usage block of the last answer sent
         self._counter = 0
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[asyncio.Task] = set()
@@ -153,6 +188,8 @@ class FakeUpstreamServer:
     async def _route(self, method: str, path: str, body: bytes, writer, close: bool) -> None:
         if method == "POST" and path.endswith("/chat/completions"):
             await self._chat(body, writer, close)
+        elif method == "POST" and path.endswith("/embeddings"):
+            await self._embeddings(body, writer, close)
         elif method == "GET" and path.endswith("/models"):
             await self._send_json(writer, 200, self._models(), close)
         elif method == "POST" and path == "/_control":
@@ -171,6 +208,8 @@ class FakeUpstreamServer:
                 "requests_served": self.requests_served,
                 "chat_requests": self.chat_requests,
                 "stream_requests": self.stream_requests,
+                "embedding_requests": self.embedding_requests,
+                "last_usage": self.last_usage,
                 "config": asdict(self.config),
             }
             await self._send_json(writer, 200, stats, close)
@@ -179,7 +218,14 @@ class FakeUpstreamServer:
 
     @staticmethod
     def _models() -> dict:
-        names = ("gpt-4o", "gpt-4o-mini", "deepseek-chat", "llama-3.1-8b-instant", "fake-model")
+        names = (
+            "gpt-4o",
+            "gpt-4o-mini",
+            "deepseek-chat",
+            "llama-3.1-8b-instant",
+            "fake-model",
+            "text-embedding-3-small",
+        )
         return {
             "object": "list",
             "data": [{"id": n, "object": "model", "created": 1700000000, "owned_by": "fake"} for n in names],
@@ -211,6 +257,7 @@ class FakeUpstreamServer:
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         }
+        self.last_usage = usage
         if payload.get("stream"):
             stream_options = payload.get("stream_options") or {}
             include_usage = isinstance(stream_options, dict) and bool(stream_options.get("include_usage"))
@@ -233,6 +280,47 @@ class FakeUpstreamServer:
             "system_fingerprint": "fp_fake",
         }
         await self._send_json(writer, 200, answer, close)
+
+    # --- embeddings -----------------------------------------------------------------------------
+    async def _embeddings(self, body: bytes, writer, close: bool) -> None:
+        self.embedding_requests += 1
+        try:
+            payload = json.loads(body)
+            if not isinstance(payload, dict) or payload.get("input") in (None, "", []):
+                raise ValueError("no input")
+            dimensions = int(payload.get("dimensions") or self.config.embedding_dimensions)
+            encoding = payload.get("encoding_format") or "float"
+            if not 0 < dimensions <= 4096 or encoding not in ("float", "base64"):
+                raise ValueError("bad dimensions or encoding_format")
+        except (ValueError, TypeError):
+            await self._send_json(writer, 400, {"error": {"message": "invalid embeddings body"}}, close)
+            return
+        config = self.config
+        if config.latency_ms > 0:
+            await asyncio.sleep(config.latency_ms / 1000)
+        if config.status != 200:
+            await self._send_json(writer, config.status, {"error": {"message": "fake upstream error"}}, close)
+            return
+        inputs = payload["input"]
+        count = len(inputs) if isinstance(inputs, list) and not isinstance(inputs[0], int) else 1
+        tokens = _embedding_tokens(payload, config)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        self.last_usage = usage
+        vector = _embedding_json(dimensions, encoding)
+        items = b",".join(
+            b'{"object":"embedding","index":%d,"embedding":%s}' % (index, vector) for index in range(count)
+        )
+        answer = b'{"object":"list","data":[%s],"model":%s,"usage":%s}' % (
+            items,
+            json.dumps(payload.get("model") or "fake-embedding").encode(),
+            json.dumps(usage, separators=(",", ":")).encode(),
+        )
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n"
+            % (len(answer), b"Connection: close\r\n" if close else b"")
+            + answer
+        )
+        await writer.drain()
 
     async def _chat_stream(self, writer, completion_id, model, completion_tokens, usage, include_usage):
         """SSE over chunked transfer encoding, as OpenAI sends it; the connection stays reusable."""

@@ -171,17 +171,24 @@ def wrk_run(
     duration_s: float,
     auth: str = "",
     body: dict | None = None,
+    headers: dict[str, str] | None = None,
     threads: int | None = None,
     timeout_s: float = 10.0,
 ) -> RunStats:
-    """One wrk run of POSTs to ``url``. Raises when wrk fails or prints no result."""
+    """One wrk run of POSTs to ``url`` (``headers``: sent beside the bearer ``auth``, e.g. an
+    ``x-api-key``). Raises when wrk fails or prints no result."""
     wrk = wrk_ensure()
     threads = threads or (1 if connections <= 64 else 2)
     threads = max(1, min(threads, connections))
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(body or CHAT_BODY, handle)
         body_file = handle.name
-    env = {**os.environ, "BENCH_BODY_FILE": body_file, "BENCH_AUTH": auth}
+    env = {
+        **os.environ,
+        "BENCH_BODY_FILE": body_file,
+        "BENCH_AUTH": auth,
+        "BENCH_HEADERS": "\n".join(f"{name}: {value}" for name, value in (headers or {}).items()),
+    }
     command = [
         wrk,
         f"-t{threads}",
@@ -371,10 +378,16 @@ def streams_sustained_run(**kwargs) -> tuple[StreamStats, StreamStats]:
 
 
 async def calls_run_async(
-    *, url: str, total: int, concurrency: int, auth: str = "", body: dict | None = None
+    *,
+    url: str,
+    total: int,
+    concurrency: int,
+    auth: str = "",
+    body: dict | None = None,
+    headers: dict[str, str] | None = None,
 ) -> RunStats:
     """A small closed-loop run with httpx (the smoke test's load when wrk is absent)."""
-    headers = {"Authorization": f"Bearer {auth}"} if auth else {}
+    headers = {**({"Authorization": f"Bearer {auth}"} if auth else {}), **(headers or {})}
     latencies: list[float] = []
     stats = RunStats()
     remaining = total
@@ -410,6 +423,14 @@ async def calls_run_async(
 
 
 def calls_run(
-    *, url: str, total: int, concurrency: int, auth: str = "", body: dict | None = None
+    *,
+    url: str,
+    total: int,
+    concurrency: int,
+    auth: str = "",
+    body: dict | None = None,
+    headers: dict[str, str] | None = None,
 ) -> RunStats:
-    return asyncio.run(calls_run_async(url=url, total=total, concurrency=concurrency, auth=auth, body=body))
+    return asyncio.run(
+        calls_run_async(url=url, total=total, concurrency=concurrency, auth=auth, body=body, headers=headers)
+    )

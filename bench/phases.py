@@ -16,6 +16,7 @@ import psycopg
 from . import loadgen, processes
 from .environment import bench_env, database_ensure, database_vacuum, django_setup, manage, redis_flush, step
 from .processes import WORKER_CLASS
+from .routes import ROUTE_LEVELS, ROUTES, Route
 
 PROXY_PATH = "/api/proxy/v1/chat/completions"
 DIRECT_PATH = "/v1/chat/completions"
@@ -37,8 +38,13 @@ class Bench:
         self.tollgate = None
         self.celery = None
         self.tenant = None
-        self.client_ok_min = 0
+        self.client_ok_min = 0  # every endpoint's calls, chat's and the routes' alike
         self.client_ok_max = 0
+        # The API-surface routes (bench.routes), each on its own: [ok min, ok max] by endpoint,
+        # and the usage the fake upstream reported for one call of each (their bodies are fixed).
+        self.route_ok: dict[str, list[int]] = {}
+        self.route_usage: dict[str, dict] = {}
+        self.measure_routes = True  # a floor relay serves chat completions only
         self.accounting_ok = True
         self.accounting_problems: list[str] = []
         self.accounting_runs: list[dict] = []
@@ -126,8 +132,35 @@ class Bench:
             ).fetchone()
         return int(row[0]) if row else 0
 
-    def proxy_run(self, *, connections: int, duration_s: float, timeout_s: float = 10.0):
-        """A wrk run through Tollgate, with the CPU time and peak RSS of its processes."""
+    def route_probe(self, route: Route) -> None:
+        """One call of ``route`` through Tollgate must succeed before it is measured; the usage
+        the fake upstream reported for it is what every later call of the route must be billed."""
+        url = f"http://127.0.0.1:{self.tollgate_port}{route.path}"
+        try:
+            status, body = processes.http_json(
+                url, data=route.body, headers=route.headers(self.tenant.api_key), timeout=15
+            )
+        except Exception as exc:  # urllib raises HTTPError for non-2xx; report what came back
+            status = getattr(exc, "code", -1)
+            body = exc.read() if hasattr(exc, "read") else str(exc)
+        if status != 200:
+            raise RuntimeError(
+                f"a probe call of {route.path} through Tollgate answered {status}: {str(body)[:500]}\n"
+                f"--- Tollgate log ---\n{self.tollgate.log_tail()}"
+            )
+        _, stats = processes.http_json(f"http://127.0.0.1:{self.upstream_port}/_stats")
+        self.route_usage[route.path] = stats["last_usage"]
+        self.client_ok_min += 1
+        self.client_ok_max += 1
+        counted = self.route_ok.setdefault(route.path, [0, 0])
+        counted[0] += 1
+        counted[1] += 1
+
+    def proxy_run(
+        self, *, connections: int, duration_s: float, timeout_s: float = 10.0, route: Route | None = None
+    ):
+        """A wrk run through Tollgate (chat completions, or ``route``), with the CPU time and
+        peak RSS of its processes."""
         pids = self.tollgate.pids()
         self.last_db_transactions = -self.db_transactions()
         services_before = processes.service_cpu_seconds()
@@ -142,11 +175,18 @@ class Bench:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         try:
+            if route is None:
+                url, body, (auth, headers) = self.proxy_url, None, (self.tenant.api_key, None)
+            else:
+                url = f"http://127.0.0.1:{self.tollgate_port}{route.path}"
+                body, (auth, headers) = route.body, route.auth(self.tenant.api_key)
             stats = loadgen.wrk_run(
-                url=self.proxy_url,
+                url=url,
                 connections=connections,
                 duration_s=duration_s,
-                auth=self.tenant.api_key,
+                auth=auth,
+                body=body,
+                headers=headers,
                 timeout_s=timeout_s,
             )
         finally:
@@ -159,6 +199,10 @@ class Bench:
         self.client_ok_min += stats.ok
         # Calls cut off when wrk stops (or timed out client-side) may still succeed server-side.
         self.client_ok_max += stats.ok + connections + stats.timeouts
+        if route is not None:
+            counted = self.route_ok.setdefault(route.path, [0, 0])
+            counted[0] += stats.ok
+            counted[1] += stats.ok + connections + stats.timeouts
         return stats, cpu, peak["rss"]
 
     def profile_start(self, *, duration_s: float) -> None:
@@ -194,14 +238,31 @@ class Bench:
                 )
             print(f"    profiling worker {pid} → {out}.svg / .txt", flush=True)
 
-    def direct_run(self, *, connections: int, duration_s: float) -> loadgen.RunStats:
-        return loadgen.wrk_run(url=self.direct_url, connections=connections, duration_s=duration_s)
+    def direct_run(
+        self, *, connections: int, duration_s: float, route: Route | None = None
+    ) -> loadgen.RunStats:
+        """A wrk run straight at the fake upstream: the call Tollgate makes for chat or ``route``."""
+        if route is None:
+            return loadgen.wrk_run(url=self.direct_url, connections=connections, duration_s=duration_s)
+        return loadgen.wrk_run(
+            url=f"http://127.0.0.1:{self.upstream_port}{route.direct_path}",
+            connections=connections,
+            duration_s=duration_s,
+            body=route.direct_body,
+        )
 
     def check(self, label: str) -> dict:
         from bench.accounting import accounting_check  # noqa: PLC0415 (Django setup must run first: prepare does it)
 
+        endpoints = {
+            path: {"ok_min": low, "ok_max": high, "usage": self.route_usage.get(path)}
+            for path, (low, high) in self.route_ok.items()
+        }
         result = accounting_check(
-            user_id=self.tenant.user_id, client_ok_min=self.client_ok_min, client_ok_max=self.client_ok_max
+            user_id=self.tenant.user_id,
+            client_ok_min=self.client_ok_min,
+            client_ok_max=self.client_ok_max,
+            endpoints=endpoints,
         )
         entry = {"after": label, **result.as_dict()}
         self.accounting_runs.append(entry)
@@ -213,7 +274,12 @@ class Bench:
                 problems.write(json.dumps(entry, default=str) + "\n")
         print(
             f"    accounting after {label}: {'ok' if result.ok else 'WRONG'} "
-            f"({result.figures.get('ok_events')} successful events, {result.figures.get('tokens')} tokens)"
+            f"({result.figures.get('ok_events')} successful events, {result.figures.get('tokens')} tokens"
+            + "".join(
+                f"; {path.rsplit('/', 1)[1]} {figures['ok_events']} events, {figures['tokens']} tokens"
+                for path, figures in result.figures.get("endpoints", {}).items()
+            )
+            + ")"
             + ("" if result.ok else "\n      " + "\n      ".join(result.problems)),
             flush=True,
         )
@@ -226,61 +292,85 @@ class Bench:
             return (2,)
         return tuple(self.args.concurrency)
 
+    def route_levels(self, levels: tuple[int, ...]) -> tuple[int, ...]:
+        """Where the API-surface routes are measured: c=1 and c=64 (``ROUTE_LEVELS``), or the one
+        level of ``--quick``; never through a floor relay (it serves chat completions only)."""
+        if not self.measure_routes:
+            return ()
+        if self.quick and not self.args.concurrency_given:
+            return levels
+        return tuple(level for level in levels if level in ROUTE_LEVELS)
+
     def phase_instant(self) -> list[dict]:
         self.upstream_set(latency_ms=0, chunk_interval_ms=0)
         duration = self.args.duration
         reps = 1 if self.quick else self.args.reps
         levels = self.instant_levels()
+        route_levels = self.route_levels(levels)
         step("warm-up")
         self.direct_run(connections=16, duration_s=1)
         self.proxy_run(connections=16, duration_s=1 if self.quick else 3)
+        for route in ROUTES if route_levels else ():
+            self.route_probe(route)
+            if not self.quick:
+                self.proxy_run(connections=16, duration_s=1, route=route)
         rows = []
         for concurrency in levels:
-            direct_runs, proxy_runs, cpu_total, transactions = [], [], 0.0, 0
-            service_cpu = dict.fromkeys(processes.SERVICES, 0.0)
-            for rep in range(reps):
-                direct_runs.append(self.direct_run(connections=concurrency, duration_s=duration))
-                if rep == 0 and concurrency == self.args.profile:
-                    self.profile_start(duration_s=duration)
-                stats, cpu, _ = self.proxy_run(connections=concurrency, duration_s=duration)
-                proxy_runs.append(stats)
-                cpu_total += cpu
-                transactions += self.last_db_transactions
-                for service, seconds in self.last_service_cpu.items():
-                    service_cpu[service] += seconds
-            direct = loadgen.RunStats.merge(direct_runs)
-            proxy = loadgen.RunStats.merge(proxy_runs)
-            d, p = direct.summary(), proxy.summary()
-            p["cpu_ms_per_request"] = round(cpu_total * 1000 / proxy.requests, 3) if proxy.requests else None
-            # The servers' side of each call (the whole servers: see processes.service_pids).
-            for service, seconds in service_cpu.items():
-                p[f"{service}_cpu_ms_per_request"] = (
-                    round(seconds * 1000 / proxy.requests, 3) if proxy.requests else None
-                )
-            # Each transaction is at least one fsync'ed commit when it writes (≈2.5 ms here).
-            p["db_transactions_per_request"] = (
-                round(transactions / proxy.requests, 2) if proxy.requests else None
-            )
-            p["statuses"] = proxy.statuses
             row = {
                 "concurrency": concurrency,
-                "direct": d,
-                "proxy": p,
-                "added_p50_ms": round(p["p50_ms"] - d["p50_ms"], 3),
-                "added_p99_ms": round(p["p99_ms"] - d["p99_ms"], 3),
+                **self.instant_measure(concurrency, duration=duration, reps=reps),
             }
             rows.append(row)
-            print(
-                f"  c={concurrency:<3} direct p50 {d['p50_ms']:.2f} p99 {d['p99_ms']:.2f} ms "
-                f"{d['rps']:.0f} rps | "
-                f"proxy p50 {p['p50_ms']:.2f} p99 {p['p99_ms']:.2f} ms {p['rps']:.0f} rps, "
-                f"{p['errors']} errors, {p['cpu_ms_per_request']} CPU ms/req "
-                f"(PostgreSQL {p['postgresql_cpu_ms_per_request']}, Redis {p['redis_cpu_ms_per_request']}), "
-                f"{p['db_transactions_per_request']} DB transactions/req",
-                flush=True,
-            )
+            _instant_print(f"c={concurrency:<3}", row)
+            if concurrency in route_levels:
+                row["routes"] = {}
+                for route in ROUTES:
+                    figures = self.instant_measure(
+                        concurrency,
+                        duration=min(duration, 2) if self.quick else duration,
+                        reps=reps,
+                        route=route,
+                    )
+                    row["routes"][route.name] = {"path": route.path, **figures}
+                    _instant_print(f"  {route.name}", figures)
             self.check(f"instant c={concurrency}")
         return rows
+
+    def instant_measure(
+        self, concurrency: int, *, duration: float, reps: int, route: Route | None = None
+    ) -> dict:
+        """``reps`` pairs of runs, direct then through Tollgate (chat, or ``route``), merged per
+        target so that drift hits both: latency, rps, and the CPU and transactions per call."""
+        direct_runs, proxy_runs, cpu_total, transactions = [], [], 0.0, 0
+        service_cpu = dict.fromkeys(processes.SERVICES, 0.0)
+        for rep in range(reps):
+            direct_runs.append(self.direct_run(connections=concurrency, duration_s=duration, route=route))
+            if rep == 0 and route is None and concurrency == self.args.profile:
+                self.profile_start(duration_s=duration)
+            stats, cpu, _ = self.proxy_run(connections=concurrency, duration_s=duration, route=route)
+            proxy_runs.append(stats)
+            cpu_total += cpu
+            transactions += self.last_db_transactions
+            for service, seconds in self.last_service_cpu.items():
+                service_cpu[service] += seconds
+        direct = loadgen.RunStats.merge(direct_runs)
+        proxy = loadgen.RunStats.merge(proxy_runs)
+        d, p = direct.summary(), proxy.summary()
+        p["cpu_ms_per_request"] = round(cpu_total * 1000 / proxy.requests, 3) if proxy.requests else None
+        # The servers' side of each call (the whole servers: see processes.service_pids).
+        for service, seconds in service_cpu.items():
+            p[f"{service}_cpu_ms_per_request"] = (
+                round(seconds * 1000 / proxy.requests, 3) if proxy.requests else None
+            )
+        # Each transaction is at least one fsync'ed commit when it writes (≈2.5 ms here).
+        p["db_transactions_per_request"] = round(transactions / proxy.requests, 2) if proxy.requests else None
+        p["statuses"] = proxy.statuses
+        return {
+            "direct": d,
+            "proxy": p,
+            "added_p50_ms": round(p["p50_ms"] - d["p50_ms"], 3),
+            "added_p99_ms": round(p["p99_ms"] - d["p99_ms"], 3),
+        }
 
     def phase_inflight(self) -> dict:
         latency_s = 0.5 if self.quick else 2.0
@@ -437,6 +527,18 @@ class Bench:
             "errors": proxy.errors,
             "error_statuses": proxy.statuses,
         }
+
+
+def _instant_print(label: str, figures: dict) -> None:
+    d, p = figures["direct"], figures["proxy"]
+    print(
+        f"  {label} direct p50 {d['p50_ms']:.2f} p99 {d['p99_ms']:.2f} ms {d['rps']:.0f} rps | "
+        f"proxy p50 {p['p50_ms']:.2f} p99 {p['p99_ms']:.2f} ms {p['rps']:.0f} rps, "
+        f"{p['errors']} errors, {p['cpu_ms_per_request']} CPU ms/req "
+        f"(PostgreSQL {p['postgresql_cpu_ms_per_request']}, Redis {p['redis_cpu_ms_per_request']}), "
+        f"{p['db_transactions_per_request']} DB transactions/req",
+        flush=True,
+    )
 
 
 def _added_ttft_p99_ms(*, direct: loadgen.StreamStats, proxy: loadgen.StreamStats) -> float | None:

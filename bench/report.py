@@ -44,6 +44,7 @@ def results_markdown(results: dict) -> str:
                 f"| {_fmt(p.get('db_transactions_per_request'))} |"
             )
         lines.append("")
+        lines += routes_markdown(instant)
     inflight = results.get("inflight")
     if inflight:
         lines += [
@@ -110,6 +111,43 @@ def results_markdown(results: dict) -> str:
     for problem in results.get("accounting_problems", [])[:20]:
         lines.append(f"- {problem}")
     return "\n".join(lines) + "\n"
+
+
+def routes_markdown(instant: list[dict]) -> list[str]:
+    """The API-surface routes measured beside chat completions (rows with ``routes``)."""
+    measured = [row for row in instant if row.get("routes")]
+    if not measured:
+        return []
+    lines = [
+        "API-surface routes, measured like chat completions at the same concurrency:",
+        "",
+        "| route | concurrency | direct p50 / p90 / p99 ms | proxy p50 / p90 / p99 ms | added p50 / p99 ms "
+        "| proxy rps | direct rps | errors | CPU ms/req | PostgreSQL / Redis CPU ms/req | DB tx/req |",
+        "|---|---:|---|---|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for row in measured:
+        for name, route in row["routes"].items():
+            d, p = route["direct"], route["proxy"]
+            lines.append(
+                f"| `{route.get('path', name)}` | {row['concurrency']} "
+                f"| {_triple(d)} | {_triple(p)} "
+                f"| {_fmt(route['added_p50_ms'], digits=2)} / {_fmt(route['added_p99_ms'], digits=2)} "
+                f"| {_fmt(p['rps'], digits=0)} | {_fmt(d['rps'], digits=0)} | {p['errors']} "
+                f"| {_fmt(p.get('cpu_ms_per_request'), digits=2)} "
+                f"| {_fmt(p.get('postgresql_cpu_ms_per_request'), digits=2)} / "
+                f"{_fmt(p.get('redis_cpu_ms_per_request'), digits=2)} "
+                f"| {_fmt(p.get('db_transactions_per_request'))} |"
+            )
+    lines += [
+        "",
+        "direct: the call Tollgate makes upstream for the route, straight at the fake upstream "
+        "(`/v1/embeddings`; chat completions for Responses and Messages, which Tollgate bridges "
+        "from chat). Each route's usage events (their own endpoint) are checked against the "
+        "clients' count and the upstream's usage after every phase. The peer comparison "
+        "(`--peer`) measures chat completions only.",
+        "",
+    ]
+    return lines
 
 
 FLOOR_TITLES = {
@@ -195,7 +233,9 @@ def peer_markdown(peer: dict) -> str:
         f"per-key lookup, no quota, no usage log, no spend), so the comparison flatters it; "
         f"Tollgate does all its billing work "
         f"(accounting exact after every phase: "
-        f"**{'yes' if peer.get('accounting_ok') else 'NO'}**). Ratios: bigger is better for Tollgate.",
+        f"**{'yes' if peer.get('accounting_ok') else 'NO'}**). Ratios: bigger is better for Tollgate. "
+        f"Chat completions only: the API-surface routes (embeddings, Responses, Messages) are in "
+        f"`make bench`'s own table.",
         "",
         f"| phase | direct | Tollgate | {name} | ratio |",
         "|---|---:|---:|---:|---:|",

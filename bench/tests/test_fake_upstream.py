@@ -1,5 +1,6 @@
 """The fake upstream answers like an OpenAI-compatible provider (the proxy tests may reuse it)."""
 
+import base64
 import json
 import time
 
@@ -87,3 +88,22 @@ def test_invalid_json_is_a_400_not_a_crash(upstream):
     assert response.status_code == 400
     # The server is still up.
     assert httpx.get(f"{upstream.base_url}/models").status_code == 200
+
+
+def test_embeddings_answer_in_openai_shape_with_usage(upstream):
+    body = {"model": "text-embedding-3-small", "input": ["x" * 40, "y" * 8]}
+    response = httpx.post(f"{upstream.base_url}/embeddings", json=body)
+    assert response.status_code == 200
+    data = response.json()
+    assert data["object"] == "list" and data["model"] == "text-embedding-3-small"
+    assert [item["index"] for item in data["data"]] == [0, 1]
+    assert len(data["data"][0]["embedding"]) == 1536  # text-embedding-3-small's width
+    assert data["usage"] == {"prompt_tokens": 12, "total_tokens": 12}  # ~4 characters a token
+    assert upstream.server.last_usage == data["usage"]
+
+    narrow = httpx.post(
+        f"{upstream.base_url}/embeddings",
+        json={"model": "m", "input": "hi", "dimensions": 8, "encoding_format": "base64"},
+    ).json()
+    assert len(base64.b64decode(narrow["data"][0]["embedding"])) == 8 * 4  # little-endian float32
+    assert httpx.post(f"{upstream.base_url}/embeddings", json={"model": "m"}).status_code == 400

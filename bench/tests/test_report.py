@@ -69,3 +69,22 @@ def test_table_rows_and_verdict():
     assert "Accounting exact in every run: **NO**" in table
     assert "- after streams: 3 reservations still held" in table
     assert "**yes**" in report.results_markdown(_results(accounting_ok=True))
+
+
+def test_routes_get_their_own_rows_beside_chat():
+    results = _results(accounting_ok=True)
+    (row,) = results["instant"]
+    route = {key: row[key] for key in ("direct", "proxy", "added_p50_ms", "added_p99_ms")}
+    row["routes"] = {
+        "embeddings": {"path": "/api/proxy/v1/embeddings", **route, "added_p50_ms": 4.25},
+        "messages": {"path": "/api/proxy/v1/messages", **route},
+    }
+    table = report.results_markdown(results)
+    assert (
+        "| `/api/proxy/v1/embeddings` | 16 | 1.00 / 2.00 / 3.00 | 3.50 / 2.00 / 3.00 | 4.25 / 0.00 |" in table
+    )
+    assert "| `/api/proxy/v1/messages` | 16 |" in table
+    assert "measures chat completions only" in table
+    # A run without the routes (an older results.json, a floor) prints no routes table.
+    del row["routes"]
+    assert "API-surface routes" not in report.results_markdown(results)
