@@ -8,10 +8,18 @@ unless ``TOLLGATE_REQUIRE_SERVICES=1`` (CI sets it), in which case they fail, so
 with them silently skipped.
 """
 
+import logging
 import os
 import shutil
 
 import pytest
+import time_machine
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+import tests.secret_registry  # its REGISTRY is looked up at each use: a test may replace it
 
 
 def _missing_tool(item) -> str | None:
@@ -36,8 +44,6 @@ def pytest_runtest_setup(item):
 @pytest.fixture(autouse=True)
 def _clear_cache():
     """Every test starts with an empty cache (rate limits, counters, cached keys)."""
-    from django.core.cache import cache
-
     cache.clear()
     yield
 
@@ -50,9 +56,6 @@ def midday():
     then again in the code under test): started just before midnight, a month's end or a
     minute's end, it would see two different ones. Put it first among the test's fixtures
     (or in ``usefixtures``) so the rows the other fixtures create are on the same clock."""
-    import time_machine
-    from django.utils import timezone
-
     noon = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
     with time_machine.travel(noon, tick=True):
         yield noon
@@ -60,8 +63,6 @@ def midday():
 
 @pytest.fixture
 def api_client():
-    from rest_framework.test import APIClient
-
     return APIClient()
 
 
@@ -69,10 +70,6 @@ def api_client():
 
 
 def pytest_sessionstart(session):
-    import logging
-
-    from django.conf import settings
-
     if not settings.TESTING:  # e.g. DJANGO_SETTINGS_MODULE exported in the shell wins over pyproject
         pytest.exit(
             f"the suite runs on config.settings_test, not {settings.SETTINGS_MODULE}: "
@@ -80,28 +77,22 @@ def pytest_sessionstart(session):
             returncode=4,
         )
 
-    from tests.secret_registry import LeakCaptureHandler, factories_instrument, settings_secrets_register
-
-    logging.getLogger().addHandler(LeakCaptureHandler(level=logging.DEBUG))
-    factories_instrument()
-    settings_secrets_register()
+    logging.getLogger().addHandler(tests.secret_registry.LeakCaptureHandler(level=logging.DEBUG))
+    tests.secret_registry.factories_instrument()
+    tests.secret_registry.settings_secrets_register()
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
-    from tests.secret_registry import REGISTRY, settings_secrets_register
-
-    REGISTRY.current_test = item.nodeid
+    tests.secret_registry.REGISTRY.current_test = item.nodeid
     try:
         return (yield)
     finally:
-        settings_secrets_register()  # the values the test's ``settings`` overrides set
+        tests.secret_registry.settings_secrets_register()  # the values the test's ``settings`` overrides set
 
 
 def pytest_sessionfinish(session, exitstatus):
-    from tests.secret_registry import REGISTRY
-
-    leaks = REGISTRY.leaks()
+    leaks = tests.secret_registry.REGISTRY.leaks()
     if leaks:
         lines = [f"  {secret[:6]}…{secret[-2:]} logged by {where}" for secret, where in sorted(leaks.items())]
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -114,6 +105,4 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture
 def secret_registry():
     """Register any secret a test creates by hand: ``secret_registry.add(value)``."""
-    from tests.secret_registry import REGISTRY
-
-    return REGISTRY
+    return tests.secret_registry.REGISTRY

@@ -9,7 +9,6 @@ from django.core.management import execute_from_command_line
 
 def main():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-
     execute_from_command_line(sys.argv)
 
 

@@ -9,6 +9,12 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.tests.factories import StaffUserFactory, UserFactory, api_key_for
+from billing.services import plan_catalog_seed
+from credits.models import CreditPack
+from credits.tests.factories import seed_catalogue
+from proxy.catalog import proxy_catalog_seed
+from proxy.selectors import catalog_invalidate
+from proxy.tests.fakeupstream import FakeUpstream
 
 PROVIDERS = ("openai", "anthropic", "google", "mistral", "groq", "openrouter", "deepseek")
 
@@ -17,12 +23,6 @@ PROVIDERS = ("openai", "anthropic", "google", "mistral", "groq", "openrouter", "
 def catalog(db):
     """Plans, credit packs/costs and the proxy's model catalogue, as the data migrations seed them
     (recreated because transactional tests flush them)."""
-    from billing.services import plan_catalog_seed
-    from credits.models import CreditPack
-    from credits.tests.factories import seed_catalogue
-    from proxy.catalog import proxy_catalog_seed
-    from proxy.selectors import catalog_invalidate
-
     plan_catalog_seed()
     if not CreditPack.objects.exists():
         seed_catalogue()
@@ -33,8 +33,6 @@ def catalog(db):
 @pytest.fixture(scope="session")
 def _fake_upstream_server():
     """One fake provider server for the session (stopping one costs half a second)."""
-    from proxy.tests.fakeupstream import FakeUpstream
-
     with FakeUpstream() as fake:
         yield fake
 
@@ -43,8 +41,6 @@ def _fake_upstream_server():
 def fake_upstream(settings, _fake_upstream_server):
     """Every provider's base URL (and Instantly's) points at the local fake; no sandbox.
     The fake starts each test answering "ok" with no recorded requests."""
-    from proxy.selectors import catalog_invalidate
-
     fake = _fake_upstream_server
     with fake.lock:
         fake.__dict__.pop("mode_for", None)  # a test may have replaced the method on the instance

@@ -12,6 +12,11 @@ import logging
 import re
 import threading
 
+from django.conf import settings
+
+import accounts.keys
+import accounts.services
+
 # A full customer key (prefix + 40 body + 6 checksum) is a leak whether registered or not.
 FULL_CUSTOMER_KEY = re.compile(r"sk_agentai_[0-9A-Za-z]{46}")
 _TOKEN = re.compile(r"[A-Za-z0-9_\-.:+/=]{8,}")
@@ -83,17 +88,12 @@ class LeakCaptureHandler(logging.Handler):
 
 
 def settings_secrets_register() -> None:
-    from django.conf import settings
-
     for name in SECRET_SETTINGS:
         REGISTRY.add(getattr(settings, name, None))
 
 
 def factories_instrument() -> None:
     """Register customer keys as generated and provider keys as stored, wherever the test made them."""
-    import accounts.keys
-    import accounts.services
-
     original_generate = accounts.keys.api_key_generate
     original_clean = accounts.services.provider_secret_clean
 

@@ -4,6 +4,7 @@ not answer with that database's cached state (it answered new users with others'
 import pytest
 
 from billing.models import Subscription
+from billing.services import plan_catalog_seed
 from billing.tests.factories import SubscriptionFactory
 from core import cache_identity
 from core.models import DeploymentIdentity
@@ -13,8 +14,6 @@ pytestmark = [pytest.mark.redis, pytest.mark.django_db]
 
 @pytest.fixture(autouse=True)
 def _seeded():
-    from billing.services import plan_catalog_seed
-
     plan_catalog_seed()
     cache_identity.identity_forget()
     yield

@@ -13,9 +13,16 @@ import os
 
 import pytest
 import schemathesis
+from django.test import Client
 from hypothesis import HealthCheck, Phase
 from hypothesis import settings as hypothesis_settings
+from rest_framework.authtoken.models import Token
 from schemathesis.specs.openapi.checks import response_schema_conformance
+
+from accounts.tests.factories import global_key_for
+from config.wsgi import application
+
+from .conftest import bearer_client
 
 EXAMPLES = int(os.environ.get("TOLLGATE_FUZZ_EXAMPLES", "6"))
 USAGE_TOKEN = "vaultai_billing_token_fuzz_0123456789"
@@ -23,8 +30,6 @@ USAGE_TOKEN = "vaultai_billing_token_fuzz_0123456789"
 
 def _schema_load():
     """The served schema, loaded through the WSGI app at collection (the view needs no database)."""
-    from config.wsgi import application
-
     return schemathesis.openapi.from_wsgi("/api/schema/", application)
 
 
@@ -66,13 +71,6 @@ def error_shape(ctx, response, case):
 
 def _identity(persona: str, request) -> dict:
     """Headers and cookies of an ordinary user or of staff."""
-    from django.test import Client
-    from rest_framework.authtoken.models import Token
-
-    from accounts.tests.factories import global_key_for
-
-    from .conftest import bearer_client
-
     user = request.getfixturevalue("staff" if persona == "staff" else "user_a")
     for provider in ("deepseek", "openai"):
         global_key_for(provider=provider, secret=f"sk-operator-{provider}-fuzz-0123456789")

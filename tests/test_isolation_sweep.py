@@ -13,11 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from django.urls import URLPattern, URLResolver, get_resolver
+from django.contrib.auth.tokens import default_token_generator
+from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 from accounts.models import ApiKey, ProviderCredential
 from accounts.services import api_key_reveal_link_create
-from accounts.tests.factories import api_key_for, global_key_for, personal_key_for
+from accounts.tests.factories import StaffUserFactory, api_key_for, global_key_for, personal_key_for
 from billing.models import CheckoutSession
 from credits.models import LedgerEntry
 from credits.services import credit_grant
@@ -81,8 +84,6 @@ def _global_provider(a):
 
 
 def _ledger_entry(a):
-    from accounts.tests.factories import StaffUserFactory
-
     entry = credit_grant(user=a, amount=50, admin_user=StaffUserFactory())
     return {"entry_id": entry.pk}, lambda: LedgerEntry.objects.filter(user=a).count()
 
@@ -95,10 +96,6 @@ def _reveal(a):
 
 
 def _password_reset(a):
-    from django.contrib.auth.tokens import default_token_generator
-    from django.utils.encoding import force_bytes
-    from django.utils.http import urlsafe_base64_encode
-
     # B knows A's uid but not A's token (a valid token is A's mailbox, not a URL to guess).
     uid = urlsafe_base64_encode(force_bytes(a.pk))
     bogus = default_token_generator.make_token(a)[:-3] + "xyz"
@@ -189,8 +186,6 @@ def _call(client, method: str, url: str):
 
 
 def _url(route: str, kwargs: dict) -> str:
-    from django.urls import NoReverseMatch, reverse
-
     pattern = parameter_routes()[route]
     names = []
     # Namespaced name: find the namespace by resolving through reverse with every namespace.

@@ -14,10 +14,12 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import ApiKey, ProviderCredential, User
-from accounts.tests.factories import api_key_for
+from accounts.tests.factories import api_key_for, global_key_for
 from billing.models import CheckoutSession, Plan, Subscription
 from credits.models import CreditAccount, CreditPack, LedgerEntry
+from credits.services import credit_grant
 from organizations.models import Organization
+from proxy.models import UsageEvent
 
 PRIVILEGED = {
     "is_staff": True,
@@ -111,8 +113,6 @@ def test_personal_provider_key_cannot_become_global_or_someone_elses(client_a, u
 
 @pytest.mark.django_db
 def test_credit_consume_charges_the_catalogue_price(client_a, user_a, catalog, staff, hostile):
-    from credits.services import credit_grant
-
     credit_grant(user=user_a, amount=20, admin_user=staff)
 
     response = client_a.post(
@@ -219,9 +219,6 @@ def test_dashboard_forms_ignore_privileged_fields(session_a, user_a, user_b, hos
 
 @pytest.mark.django_db(transaction=True)  # the proxy's database work runs in its own threads
 def test_proxy_call_cannot_bill_someone_else(client_a, user_a, user_b, catalog, fake_upstream, hostile):
-    from accounts.tests.factories import global_key_for
-    from proxy.models import UsageEvent
-
     global_key_for(provider="deepseek", secret="sk-operator-deepseek-0123456789")
     api_key_for(user_b)
 

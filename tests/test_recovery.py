@@ -2,17 +2,44 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import time
+from datetime import timedelta
 from io import StringIO
+from pathlib import Path
 
+import httpx
 import pytest
 import responses
+from django.core.cache import cache
 from django.core.management import CommandError, call_command
+from django.core.management.base import SystemCheckError
+from django.db import OperationalError
+from django.utils import timezone
 
-from billing.models import StripeEvent
-from billing.services import StripeEventProcessingError, stripe_event_process, stripe_event_store
-from credits.models import CreditAccount, LedgerEntry
+from accounts.keys import api_key_generate
+from accounts.tests.factories import global_key_for
+from billing import registry
+from billing.models import QuotaReservation, StripeEvent, UsageCounter
+from billing.services import (
+    StripeEventProcessingError,
+    quota_reservations_release_stale,
+    stripe_event_process,
+    stripe_event_store,
+)
+from config.celery import app
+from core.services import reconciliation_run
+from credits.models import CreditAccount, CreditHold, LedgerEntry
+from credits.services import credit_grant
+from credits.tasks import credit_holds_expire_task
 from credits.tests.services.test_credit_purchase_fulfil import paid_session
+from proxy.call.funding import funding_reserve
+from proxy.tests.factories import plan_configure
+
+from .conftest import bearer_client
 
 EVENTS_URL = "https://api.stripe.com/v1/events"
 
@@ -86,7 +113,6 @@ def test_sync_fetches_missed_events_pages_and_fulfils_once(stripe_settings, cata
 def test_sync_retries_a_failed_event_and_reports_new_failures(stripe_settings, catalog, user_a, monkeypatch):
     event = _event("evt_flaky", "checkout.session.completed", paid_session(user_a, session_id="cs_9"))
     responses.get(EVENTS_URL, json=_page([event], has_more=False))
-    from billing import registry
 
     def broken(**kwargs):
         raise RuntimeError("handler crashed")
@@ -134,8 +160,6 @@ def test_sync_rejects_bad_since(since, settings):
 
 @pytest.mark.django_db
 def test_admin_lists_failed_events_and_reprocesses_them(staff_session, catalog, user_a, monkeypatch):
-    from billing import registry
-
     event = _event("evt_admin", "checkout.session.completed", paid_session(user_a, session_id="cs_admin"))
     row, _ = stripe_event_store(event=event)
     monkeypatch.setitem(registry._checkout_handlers, "credit_pack", lambda **kw: 1 / 0)
@@ -160,11 +184,6 @@ def test_admin_lists_failed_events_and_reprocesses_them(staff_session, catalog, 
 
 @pytest.mark.django_db
 def test_database_down_health_says_so_and_the_api_answers_503(user_a, catalog, client, monkeypatch):
-    from django.core.cache import cache
-    from django.db import OperationalError
-
-    from .conftest import bearer_client
-
     api = bearer_client(user_a)
     cache.clear()  # no cached key identity: the request needs the database
 
@@ -193,12 +212,6 @@ def test_database_down_health_says_so_and_the_api_answers_503(user_a, catalog, c
 
 @pytest.mark.django_db(transaction=True)  # the proxy's database work runs in its own threads
 def test_key_rotation_end_to_end_through_the_proxy(user_a, catalog, fake_upstream, settings):
-    from django.core.management.base import SystemCheckError
-
-    from accounts.tests.factories import global_key_for
-
-    from .conftest import bearer_client
-
     settings.FIELD_FINGERPRINT_KEY = []
     settings.SALT_KEY = ["salt-2025"]
     global_key_for(provider="deepseek", secret="sk-deepseek-operator-rotation-01")
@@ -229,20 +242,6 @@ def test_key_rotation_end_to_end_through_the_proxy(user_a, catalog, fake_upstrea
 @pytest.mark.django_db
 def test_a_worker_killed_between_reserve_and_settle_is_swept(midday, user_a, catalog, staff, settings):
     """The caller reserved quota and credits, then died: the sweepers free both, nothing is charged."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from billing.models import QuotaReservation, UsageCounter
-    from billing.services import quota_reservations_release_stale
-    from config.celery import app
-    from core.services import reconciliation_run
-    from credits.models import CreditHold
-    from credits.services import credit_grant
-    from credits.tasks import credit_holds_expire_task
-    from proxy.call.funding import funding_reserve
-    from proxy.tests.factories import plan_configure
-
     plan_configure(limits={"llm_tokens": 100, "emails": 0, "requests": None})
     credit_grant(user=user_a, amount=50, admin_user=staff)
     quota_paid = funding_reserve(user=user_a, endpoint="/api/proxy/deepseek/chat", meters={"llm_tokens": 80})
@@ -276,16 +275,6 @@ def test_a_worker_killed_between_reserve_and_settle_is_swept(midday, user_a, cat
 def test_real_server_with_the_database_unreachable_answers_503():
     """A real ASGI server process whose PostgreSQL refuses connections: /health and the API say
     503, never 500, and the body carries no connection details."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import httpx
-
-    from accounts.keys import api_key_generate
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -17,7 +17,9 @@ from bench.accounting import accounting_check
 from bench.fake_upstream import FakeUpstream
 from bench.routes import ROUTES
 from bench.setup import LLM_PROVIDERS, bench_tenant_create
-from proxy.models import UsageEvent
+from billing.models import UsageCounter
+from billing.services import plan_catalog_seed
+from proxy.models import UsageDailyRollup, UsageEvent
 from proxy.tests.live import uvicorn_served
 
 PROXY_PATH = "/api/proxy/v1/chat/completions"
@@ -40,8 +42,6 @@ def live_tollgate(transactional_db):
 
 @pytest.fixture
 def tenant(transactional_db):
-    from billing.services import plan_catalog_seed
-
     plan_catalog_seed()
     return bench_tenant_create()
 
@@ -67,8 +67,6 @@ def test_smoke_run_at_concurrency_2_adds_up(upstream, live_tollgate, tenant):
 @pytest.mark.postgres
 @pytest.mark.redis
 def test_accounting_check_catches_tampered_books(upstream, live_tollgate, tenant):
-    from billing.models import UsageCounter
-
     loadgen.calls_run(url=live_tollgate + PROXY_PATH, total=2, concurrency=2, auth=tenant.api_key)
     assert accounting_check(user_id=tenant.user_id, client_ok_min=2, client_ok_max=2, timeout_s=10).ok
 
@@ -87,8 +85,6 @@ def test_accounting_check_catches_tampered_books(upstream, live_tollgate, tenant
 @pytest.mark.postgres
 @pytest.mark.redis
 def test_accounting_check_compares_rollups_with_the_events_day_by_day(upstream, live_tollgate, tenant):
-    from proxy.models import UsageDailyRollup
-
     loadgen.calls_run(url=live_tollgate + PROXY_PATH, total=2, concurrency=2, auth=tenant.api_key)
     assert accounting_check(user_id=tenant.user_id, client_ok_min=2, client_ok_max=2, timeout_s=10).ok
 

@@ -4,9 +4,13 @@ import json
 
 import httpx
 import pytest
+from asgiref.sync import async_to_sync
+from django.test import AsyncClient
 
 from bench import floor, loadgen
+from bench.__main__ import parse_args
 from bench.fake_upstream import FakeUpstream
+from bench.floor_bench import floor_run
 from bench.report import floor_markdown
 from proxy.tests.live import uvicorn_served
 
@@ -107,8 +111,6 @@ def django_floor(settings):
 
 def _django_floor_post(body: dict) -> tuple[int, str, bytes]:
     """One call through Django's ASGI handler to the framework floor, on one event loop."""
-    from asgiref.sync import async_to_sync
-    from django.test import AsyncClient
 
     async def call():
         response = await AsyncClient().post(
@@ -146,9 +148,6 @@ def test_the_django_floor_relays_the_whole_stream(django_floor):
 def test_the_floors_run_end_to_end_under_gunicorn(settings):
     """``python -m bench --floor`` in small: both relays served by gunicorn, wrk and the stream
     client through them, every call answered."""
-    from bench.__main__ import parse_args
-    from bench.floor_bench import floor_run
-
     database = settings.DATABASES["default"]
     args = parse_args(
         [

@@ -12,7 +12,11 @@ import httpx
 import pytest
 
 from bench import loadgen, peer, peer_servers, report, stub_peer
+from bench.__main__ import parse_args, peer_run
+from bench.environment import manage
 from bench.fake_upstream import FakeUpstream
+from bench.phases import Bench
+from bench.setup import BenchTenant
 from proxy.tests.live import uvicorn_served
 
 RATIOS = {
@@ -204,11 +208,6 @@ def test_the_peer_table_prints_the_figures_the_ratios_and_that_the_peer_keeps_no
 def test_peer_mode_runs_end_to_end_against_the_stub(settings):
     """``python -m bench --peer stub --quick`` in small: every target answers every call, the books
     add up after every phase, and the ratios and the table come out."""
-    from bench.__main__ import parse_args, peer_run
-    from bench.environment import manage
-    from bench.phases import Bench
-    from bench.setup import BenchTenant
-
     database = settings.DATABASES["default"]
     args = parse_args(
         [

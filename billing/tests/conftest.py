@@ -2,6 +2,7 @@ import pytest
 
 from billing.services import plan_catalog_seed
 
+from .chargily_events import SECRET
 from .stripe_events import WEBHOOK_SECRET
 
 
@@ -38,8 +39,6 @@ def simulated_settings(settings):
 @pytest.fixture
 def chargily_settings(settings):
     """Simulated Chargily (DEBUG, no API key), signed with the tests' secret."""
-    from .chargily_events import SECRET
-
     settings.DEBUG = True
     settings.CHARGILY_API_KEY = ""
     settings.CHARGILY_SECRET_KEY = SECRET

@@ -2,12 +2,14 @@ import pytest
 from django.core.cache import cache
 
 import billing.tests.stripe_events as se
-from billing.models import Plan, StripeEvent
+from billing.gateways import chargily as chargily_client
+from billing.models import ChargilyEvent, PaymentTransaction, Plan, StripeEvent
 from billing.selectors import CATALOG_VERSION_KEY, plan_for_user_get
 from billing.services import (
     stripe_event_store,
 )
 
+from .chargily_events import SECRET
 from .factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -69,11 +71,6 @@ def test_plan_edit_in_admin_invalidates_the_catalogue(staff_client, django_captu
 
 
 def test_payment_transactions_and_chargily_events_are_listed_read_only(staff_client, settings):
-    from billing.gateways import chargily as chargily_client
-    from billing.models import ChargilyEvent, PaymentTransaction
-
-    from .chargily_events import SECRET
-
     settings.DEBUG = True
     settings.CHARGILY_API_KEY = ""
     settings.CHARGILY_SECRET_KEY = SECRET

@@ -5,6 +5,7 @@ import responses
 from django.core import mail
 
 import billing.tests.stripe_events as se
+from accounts.services import api_key_create
 from billing.models import StripeEvent, Subscription
 
 from .factories import SubscriptionFactory, UserFactory
@@ -202,8 +203,6 @@ def test_subscription_for_a_paying_user(api_client):
 
 
 def test_subscription_works_with_a_proxy_key(api_client):
-    from accounts.services import api_key_create
-
     sub = SubscriptionFactory()
     _, plaintext = api_key_create(user=sub.user, name="k")
     response = api_client.get("/api/billing/subscription", HTTP_AUTHORIZATION=f"Bearer {plaintext}")

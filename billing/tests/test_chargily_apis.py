@@ -5,6 +5,8 @@ import json
 import pytest
 from django.core import mail
 
+from billing.gateways import chargily as chargily_client
+from billing.gateways.chargily import LOCAL_SECRET_KEY
 from billing.models import ChargilyEvent, CheckoutSession, PaymentTransaction, Subscription
 from core.time import isoformat_z
 
@@ -80,8 +82,6 @@ def test_valid_signature_fulfils_and_a_duplicate_does_nothing(
     "body", [b"not json", b"[1, 2]", b'{"type": "checkout.paid"}', b'{"id": 5, "type": "x"}']
 )
 def test_signed_garbage_is_a_400(body, chargily_settings, client):
-    from billing.gateways import chargily as chargily_client
-
     signature = chargily_client.signature_compute(payload=body, secret=ce.SECRET)
     response = ce.post(client, body, signature)
     assert response.status_code == 400 and _code(response) == "invalid_signature"
@@ -104,8 +104,6 @@ def test_processing_failure_is_a_503_and_the_event_stays_for_a_retry(checkout, c
 
 
 def test_local_default_secret_is_refused_outside_debug(chargily_settings, client):
-    from billing.gateways.chargily import LOCAL_SECRET_KEY
-
     chargily_settings.DEBUG = False
     chargily_settings.CHARGILY_SECRET_KEY = LOCAL_SECRET_KEY
     event = {"id": "evt_forged", "type": "checkout.paid", "data": {}}

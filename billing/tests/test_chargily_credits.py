@@ -4,6 +4,8 @@ grants the pack once, through credits' registered ``credit_pack`` handler."""
 import pytest
 
 from billing.models import CheckoutSession, PaymentTransaction
+from credits.models import CreditPack
+from credits.selectors import credit_balance_get
 
 from . import chargily_events as ce
 from .factories import UserFactory
@@ -15,8 +17,6 @@ BUY = "/api/credits/buy"
 
 @pytest.fixture
 def pack():
-    from credits.models import CreditPack
-
     return CreditPack.objects.create(
         code="pack_dz", name="Pack DZ", credits=500, price_minor=2900, price_dzd_minor=250_000
     )
@@ -36,8 +36,6 @@ def _buy(api_client, pack_code, gateway="chargily"):
 
 
 def test_buy_with_chargily_then_paid_grants_the_pack_once(chargily_settings, api_client, client, pack):
-    from credits.selectors import credit_balance_get
-
     user = UserFactory()
     api_client.force_authenticate(user)
     response = _buy(api_client, pack.code)
@@ -55,8 +53,6 @@ def test_buy_with_chargily_then_paid_grants_the_pack_once(chargily_settings, api
 
 
 def test_pack_without_dzd_price_or_unknown_gateway_is_a_400(chargily_settings, api_client, pack):
-    from credits.models import CreditPack
-
     CreditPack.objects.create(code="eur_only", name="EUR only", credits=100, price_minor=1900)
     api_client.force_authenticate(UserFactory())
     response = _buy(api_client, "eur_only")

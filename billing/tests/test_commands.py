@@ -7,6 +7,7 @@ from django.core.management import call_command
 
 import billing.tests.stripe_events as stripe_events
 from billing.models import Plan, PlanQuota, StripeEvent, Subscription
+from config.celery import app
 
 from .factories import UserFactory
 
@@ -41,8 +42,6 @@ def test_seed_catalog_keeps_operator_edits():
 
 
 def test_beat_schedule_has_the_monthly_rollover():
-    from config.celery import app
-
     entry = app.conf.beat_schedule["quota-period-rollover"]
     assert entry["task"] == "billing.tasks.quota_period_rollover"
     assert entry["schedule"].day_of_month == {1}

@@ -19,6 +19,7 @@ from billing.services import (
 )
 from core.money import minor_to_decimal
 
+from . import chargily_events as ce
 from .factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -152,8 +153,6 @@ def test_revenue_counts_paid_dzd_and_eur_in_the_range_once(django_assert_num_que
 
 
 def test_chargily_payment_end_to_end_is_dzd_revenue(chargily_settings, client):
-    from . import chargily_events as ce
-
     user = UserFactory()
     client.force_login(user)
     with time_machine.travel(datetime(2026, 5, 10, 9, tzinfo=UTC), tick=False):

@@ -9,6 +9,7 @@ import time
 import pytest
 from asgiref.sync import ThreadSensitiveContext, async_to_sync
 
+from core import lifecycle
 from core.asgi import application
 
 
@@ -77,8 +78,6 @@ def test_other_paths_keep_djangos_context(contexts):
 
 def _lifespan(hooks, monkeypatch, startup_hooks=()) -> list[str]:
     """Run the lifespan protocol (startup, then shutdown) with these hooks; the messages sent."""
-    from core import lifecycle
-
     monkeypatch.setattr(lifecycle, "_hooks", list(hooks))
     monkeypatch.setattr(lifecycle, "_startup_hooks", list(startup_hooks))
     incoming = [{"type": "lifespan.shutdown"}, {"type": "lifespan.startup"}]

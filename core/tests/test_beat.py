@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from config.celery import app
 from core.beat import beat_schedule
 
 # Every periodic task of the product (name -> task); one an app stops registering fails here.
@@ -27,8 +28,6 @@ EXPECTED = {
 
 
 def test_the_celery_app_schedules_every_registered_task_with_an_expiry():
-    from config.celery import app
-
     schedule = app.conf.beat_schedule
     assert {name: entry["task"] for name, entry in schedule.items()} == EXPECTED
     assert schedule == beat_schedule()

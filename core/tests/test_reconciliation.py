@@ -8,8 +8,10 @@ from django.utils import timezone
 from accounts.tests.factories import StaffUserFactory, UserFactory
 from billing.models import UsageCounter
 from billing.services import quota_release, quota_reserve, quota_settle
+from config.celery import app
 from core import reconciliation, services
 from core.models import ReconciliationDrift
+from core.tasks import reconciliation_run_task
 from credits.models import CreditAccount
 from credits.services import credit_grant, credit_hold
 from organizations.models import UsageReport
@@ -148,9 +150,6 @@ def test_a_failing_check_is_recorded_and_the_others_still_run(plan, monkeypatch)
 
 
 def test_nightly_task_is_scheduled_and_runs(plan):
-    from config.celery import app
-    from core.tasks import reconciliation_run_task
-
     entry = app.conf.beat_schedule["core-reconciliation-run"]
     assert entry["task"] == "core.reconciliation_run"
     assert entry["options"]["expires"] > 0

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import jsonschema
 import pytest
-from drf_spectacular.drainage import GENERATOR_STATS
+from drf_spectacular.drainage import GENERATOR_STATS, warn
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from accounts.tests.factories import StaffUserFactory, UserFactory, api_key_for
 from core.exceptions import ApiError
 from organizations.tests.factories import OrganizationFactory
+from proxy.catalog import proxy_catalog_seed
+from proxy.tests.factories import global_key_set, key_for, plan_configure
 
 
 def _generate() -> tuple[dict, list[str]]:
@@ -76,8 +78,6 @@ def _is_proxy(operation) -> bool:
 
 def test_generation_problems_are_detected():
     """The capture above really sees spectacular's messages (a view it cannot guess)."""
-    from drf_spectacular.drainage import warn
-
     GENERATOR_STATS.reset()
     with GENERATOR_STATS.silence():
         warn("probe from core/tests")
@@ -177,9 +177,6 @@ def test_null_dates_would_not_conform_without_nullable(schema):
 @pytest.mark.django_db(transaction=True)  # the proxy runs its database blocks in its own threads
 def test_proxy_answers_conform_to_the_documented_schema(schema):
     """The proxy's model list, usage, 401 and 415 answers match what its schema documents."""
-    from proxy.catalog import proxy_catalog_seed
-    from proxy.tests.factories import global_key_set, key_for, plan_configure
-
     plan_configure()
     global_key_set("deepseek")  # the model list shows what the plan and the caller's keys reach
     proxy_catalog_seed()

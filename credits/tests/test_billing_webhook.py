@@ -9,6 +9,7 @@ from django.db import connection
 from django.test import Client
 
 from billing.gateways.stripe import webhook_signature_header
+from billing.models import CheckoutFulfilment, CheckoutSession, StripeEvent
 from credits.models import CreditAccount, LedgerEntry
 from credits.tests.factories import UserFactory, seed_catalogue
 
@@ -124,8 +125,6 @@ def test_an_event_naming_another_user_grants_nothing_and_is_stored_failed(catalo
     """A signed event with A's session id whose metadata names B (and 1 000 credits) used to
     grant B the credits and mark A's checkout complete. Fulfilment reads our checkout row: the
     event disagrees with it, so it is stored as failed with the reason and nothing happens."""
-    from billing.models import CheckoutFulfilment, CheckoutSession, StripeEvent
-
     other = UserFactory()
     session = paid_session(user, session_id="cs_test_a", pack="pack_500", credits="500")
     session["metadata"] = {
@@ -158,8 +157,6 @@ def test_an_event_naming_another_user_grants_nothing_and_is_stored_failed(catalo
 
 @pytest.mark.django_db
 def test_an_event_for_a_checkout_we_never_started_grants_nothing(catalogue, user, settings):
-    from billing.models import CheckoutSession, StripeEvent
-
     session = paid_session(user, session_id="cs_test_unknown")
     CheckoutSession.objects.filter(checkout_reference="cs_test_unknown").delete()
 

@@ -1,7 +1,7 @@
 import pytest
 from django.db import IntegrityError, transaction
 
-from credits.models import CreditAccount, EndpointCost, LedgerEntry
+from credits.models import CreditAccount, CreditPack, EndpointCost, LedgerEntry
 
 
 @pytest.mark.parametrize(
@@ -49,8 +49,6 @@ def test_ledger_sign_must_match_kind(user):
 
 @pytest.mark.django_db
 def test_seed_migration_installs_the_catalogue():
-    from credits.models import CreditPack
-
     packs = {
         p.code: (p.credits, p.price_minor, p.currency, p.is_best_value) for p in CreditPack.objects.all()
     }

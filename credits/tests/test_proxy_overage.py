@@ -8,6 +8,9 @@ from rest_framework.test import APIClient
 from credits.models import CreditAccount, CreditHold, EndpointCost, LedgerEntry
 from credits.services import credit_purchase_fulfil
 from credits.tests.factories import seed_catalogue
+from proxy.catalog import proxy_catalog_seed
+from proxy.router import router_reseed
+from proxy.selectors import catalog_invalidate
 
 proxy_factories = pytest.importorskip("proxy.tests.factories")
 fakeupstream = pytest.importorskip("proxy.tests.fakeupstream")
@@ -21,10 +24,6 @@ BODY = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "Hell
 
 @pytest.fixture
 def proxy(settings):
-    from proxy.catalog import proxy_catalog_seed
-    from proxy.router import router_reseed
-    from proxy.selectors import catalog_invalidate
-
     settings.SANDBOX_PROVIDER_ENABLED = False
     settings.PROXY_ROUTER_SEED = 1234
     settings.SITE_URL = "http://testserver"

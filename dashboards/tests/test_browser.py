@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 import responses
 from django.conf import settings as django_settings
+from playwright.sync_api import sync_playwright
 
 from billing.models import Plan
 from billing.services import plan_catalog_seed
 from credits.models import CreditPack
+from credits.services import credit_grant
 from dashboards.tests.factories import OrganizationFactory, StaffFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -31,8 +33,6 @@ PHONE = {"width": 390, "height": 844}
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # ORM calls beside Playwright's event loop
 
@@ -209,8 +209,6 @@ def test_buy_credits_updates_the_badge(page):
 
 
 def test_low_balance_opens_the_upsell_modal(page):
-    from credits.services import credit_grant
-
     user = UserFactory(email="low@example.com")
     credit_grant(user=user, amount=5, admin_user=StaffFactory(), reason="test")
     login(page, "low@example.com")

@@ -9,6 +9,10 @@ import threading
 import time
 from contextlib import contextmanager
 
+import uvicorn
+
+from core.fastio import fast_lane_close
+
 
 @contextmanager
 def uvicorn_served(*, lifespan: str = "off", application=None):
@@ -24,12 +28,8 @@ def uvicorn_served(*, lifespan: str = "off", application=None):
     (``fast_lane_close``, a no-op when the lane was not used) before it ends, so no connection
     outlives the test. Yields ``(base_url, thread)``.
     """
-    import uvicorn
-
-    from core.fastio import fast_lane_close
-
     if application is None:
-        from config.asgi import application
+        from config.asgi import application  # noqa: PLC0415 (built on first use, under the test's settings)
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

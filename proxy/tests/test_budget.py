@@ -1,11 +1,15 @@
 import threading
-from datetime import date
+import time
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 
+from core.fastio import cache_key
 from proxy.budget import (
     budget_holds_sweep,
+    budget_key,
     budget_overshoot_find,
     budget_release,
     budget_reserve,
@@ -81,8 +85,6 @@ def test_the_sweeper_frees_the_holds_of_a_call_that_died(settings):
     assert budget_reserve(day=DAY, amount_micro=4000, hold_id="died") is True
     assert budget_reserve(day=DAY, amount_micro=3000, hold_id="live") is True
 
-    import time
-
     assert budget_holds_sweep(day=DAY, now=time.time() + 60) == (0, 0)  # both still running
     assert budget_holds_sweep(day=DAY, now=time.time() + 601) == (2, 7000)
     assert budget_spent_get(day=DAY) == 0
@@ -93,11 +95,6 @@ def test_the_sweeper_frees_the_holds_of_a_call_that_died(settings):
 
 @pytest.mark.django_db
 def test_a_rebuilt_counter_counts_the_live_holds(settings):
-    from django.core.cache import cache
-
-    from core.fastio import cache_key
-    from proxy.budget import budget_key
-
     settings.DAILY_BUDGET_USD = Decimal("1")
     DailySpend.objects.create(day=DAY, spent_usd=Decimal("0.5"))
     assert budget_reserve(day=DAY, amount_micro=200_000, hold_id="a") is True
@@ -108,8 +105,6 @@ def test_a_rebuilt_counter_counts_the_live_holds(settings):
 
 @pytest.mark.django_db
 def test_a_settle_past_the_cap_is_logged_and_flagged(settings, caplog):
-    from datetime import UTC, datetime
-
     settings.DAILY_BUDGET_USD = Decimal("0.01")
     assert budget_reserve(day=DAY, amount_micro=9000, hold_id="a") is True
 

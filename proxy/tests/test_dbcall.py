@@ -1,3 +1,5 @@
+import threading
+
 import pytest
 from asgiref.sync import async_to_sync
 from django.db import connection, connections
@@ -25,8 +27,6 @@ def test_a_block_gives_its_connection_back_when_it_ends():
 
 @pytest.mark.django_db
 def test_blocks_run_on_the_proxy_pool_not_the_loop_default_executor():
-    import threading
-
     names = [async_to_sync(db_call)(lambda: threading.current_thread().name) for _ in range(3)]
 
     assert all(name.startswith("proxy-db") for name in names), names

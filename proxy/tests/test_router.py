@@ -2,6 +2,7 @@ import random
 from collections import Counter
 
 import pytest
+from django.core.cache import cache
 
 from proxy.router import (
     chain_without_cooling,
@@ -70,9 +71,6 @@ def test_n_failures_in_a_row_put_a_provider_in_cooldown(settings):
 def test_a_failure_count_deleted_under_our_feet_never_raises(monkeypatch, settings):
     """A success deletes the failure counter; a concurrent failure used to hit ``incr`` on the
     missing key after losing the ``add`` race and answer 500."""
-    from django.core.cache import cache
-
-    from proxy.router import provider_failure_record
 
     def vanished(*args, **kwargs):
         raise ValueError("Key not found")

@@ -1,5 +1,6 @@
 import pytest
 from django.db import connection
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey
@@ -122,8 +123,6 @@ def test_rotate_with_invalid_grace_is_400(user_client, user, grace):
 
 
 def test_token_and_session_auth_are_accepted(user, client):
-    from rest_framework.authtoken.models import Token
-
     token = Token.objects.create(user=user)
     token_client = APIClient()
     token_client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")

@@ -1,4 +1,5 @@
 import pytest
+from django.contrib.auth.models import AnonymousUser
 
 from accounts.providers import PROVIDERS
 from accounts.selectors import (
@@ -56,8 +57,6 @@ def test_another_users_personal_key_is_never_used(user, other_user, monkeypatch)
 
 
 def test_anonymous_user_gets_global_only(monkeypatch):
-    from django.contrib.auth.models import AnonymousUser
-
     global_key_for(secret=GLOBAL)
     assert provider_key_get(user=AnonymousUser(), provider="deepseek").secret == GLOBAL
 

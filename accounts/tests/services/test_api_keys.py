@@ -2,10 +2,11 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import connection, connections
 from django.utils import timezone
 
+import accounts.selectors as selectors
 from accounts.keys import api_key_hash, api_key_is_well_formed
 from accounts.models import ApiKey
 from accounts.selectors import API_KEY_REVOKED_MARKER, api_key_cache_key, api_key_identity_get
@@ -200,10 +201,6 @@ def test_revocation_is_seen_by_another_worker_through_redis(
     user, monkeypatch, django_capture_on_commit_callbacks
 ):
     """Two independent Redis clients stand for two worker processes sharing the cache."""
-    from django.core.cache import caches
-
-    import accounts.selectors as selectors
-
     other_worker_cache = caches.create_connection("default")
     api_key, plaintext = api_key_for(user)
     monkeypatch.setattr(selectors, "cache", other_worker_cache)

@@ -1,6 +1,7 @@
 """Chargily services: checkout, events (paid / failed / expired), one-period plans,
 renewal reminders, and the shared fulfilment with Stripe's handlers."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -30,6 +31,8 @@ from billing.services import (
     plan_chargily_checkout_start,
 )
 from core.exceptions import ApiError
+from credits.models import LedgerEntry
+from credits.selectors import credit_balance_get
 
 from .. import chargily_events as ce
 from ..factories import SubscriptionFactory, UserFactory
@@ -101,7 +104,6 @@ def test_live_checkout_sends_whole_dinars_urls_and_our_reference(chargily_live_s
         user=user, plan_code="student", success_url=SUCCESS, failure_url=FAILURE
     )
     assert result["checkout_url"] == "https://pay.chargily.dz/test/checkouts/01hj5mmk0ewa5e8pgzrgsxd8ka/pay"
-    import json
 
     sent = json.loads(responses.calls[0].request.body)
     reference = result["session_id"]
@@ -308,9 +310,6 @@ def test_credit_pack_goes_through_the_registered_handler_once(chargily_settings,
 
 def test_credit_pack_through_the_credits_handler_uses_the_same_key_scheme(chargily_settings, deliver):
     """Integration with the real ``credit_pack`` handler: one ledger entry, ``checkout:<ref>``."""
-    from credits.models import LedgerEntry
-    from credits.selectors import credit_balance_get
-
     user = UserFactory()
     result = checkout_session_start(
         user=user,

@@ -3,7 +3,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from billing.models import PeriodAudit, QuotaReservation, UsageCounter
-from billing.services import quota_period_rollover, quota_reserve, quota_settle
+from billing.services import (
+    quota_period_rollover,
+    quota_reservations_release_stale,
+    quota_reserve,
+    quota_settle,
+)
 
 from ..factories import UserFactory
 
@@ -55,8 +60,6 @@ def test_open_period_is_not_audited():
 
 
 def test_stale_release_frees_a_crashed_callers_hold_after_stale_reservation_seconds(settings):
-    from billing.services import quota_reservations_release_stale
-
     settings.STALE_RESERVATION_SECONDS = 420
     user = UserFactory()
     held = quota_reserve(user=user, meter="llm_tokens", amount=99_000, now=JAN)
@@ -69,8 +72,6 @@ def test_stale_release_frees_a_crashed_callers_hold_after_stale_reservation_seco
 
 
 def test_stale_threshold_follows_the_setting(settings):
-    from billing.services import quota_reservations_release_stale
-
     settings.STALE_RESERVATION_SECONDS = 3600
     held = quota_reserve(user=UserFactory(), meter="llm_tokens", amount=10, now=JAN)
     assert quota_reservations_release_stale(now=JAN + timedelta(minutes=30)) == 0

@@ -10,14 +10,21 @@ import uuid
 from datetime import timedelta
 
 import pytest
+import time_machine
 from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.db import connection
+from django.utils import timezone
 
 from billing import quota_pool
 from billing.models import PlanQuota, QuotaReservation, UsageCounter
 from billing.selectors import CATALOG_VERSION_KEY, plan_for_user_get
-from billing.services import quota_release_many, quota_reserve_many, quota_settle_many
+from billing.services import (
+    quota_release_many,
+    quota_reserve_many,
+    quota_reserve_many_fast,
+    quota_settle_many,
+)
 from core import fastio
 from core.fastio import fast_lane_close
 from core.lifecycle import shutdown_run
@@ -87,8 +94,6 @@ async def _lone(user, plan):
 
 
 async def _take(user, plan, meters=CALL):
-    from django.utils import timezone
-
     return await quota_pool.quota_reserve_pooled(
         user_id=user.pk, meters=meters, plan=plan, now=timezone.now(), synchronous_commit=False
     )
@@ -206,10 +211,6 @@ def test_two_workers_racing_never_pass_the_limit(pooled):
     lock = threading.Lock()
 
     async def one_call():
-        from django.utils import timezone
-
-        from billing.services import quota_reserve_many_fast
-
         held = await _take(user, plan)
         if held is None:
             held = await quota_reserve_many_fast(
@@ -329,9 +330,6 @@ def _counters_create(user) -> None:
 def test_spares_of_yesterday_are_never_handed_out_today(pooled):
     """``requests`` is a daily meter: after midnight UTC a call gets today's counter, even from
     a worker that still holds spares taken a second before midnight."""
-    import time_machine
-    from django.utils import timezone
-
     _limits(llm_tokens=100_000, requests=1_000)
     user = UserFactory()
     late = timezone.now().replace(hour=23, minute=59, second=59, microsecond=0)

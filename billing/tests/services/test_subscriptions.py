@@ -1,11 +1,13 @@
 """One live subscription per customer: a second paid checkout replaces the first, which is
 canceled at Stripe (prorated); the database refuses two live rows whatever the code does."""
 
+import importlib
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
-from django.db import IntegrityError, transaction
+from django.apps import apps
+from django.db import IntegrityError, connection, transaction
 
 import billing.tests.stripe_events as se
 from billing.gateways.stripe import subscriptions_replaced_cancel_pending
@@ -225,11 +227,6 @@ def test_the_sweeper_cancels_what_the_after_commit_task_did_not(stripe_settings)
 def test_the_migration_keeps_the_newest_live_subscription_of_existing_duplicates():
     """Data from before the index (three live rows for one user) must not fail the migration:
     the newest stays, the others are replaced by it and left for the beat task to cancel."""
-    import importlib
-
-    from django.apps import apps
-    from django.db import connection
-
     migration = importlib.import_module("billing.migrations.0007_subscription_one_live")
     with connection.cursor() as cursor:  # rolled back with the test's transaction
         cursor.execute("DROP INDEX subscription_one_live_per_user")

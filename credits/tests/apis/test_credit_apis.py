@@ -7,6 +7,7 @@ from rest_framework.test import APIClient
 
 from accounts.services import api_key_create
 from credits.models import CreditAccount, CreditPack, LedgerEntry, UpsellEvent
+from credits.services import credit_consume, credit_hold
 
 
 @pytest.fixture
@@ -35,8 +36,6 @@ def test_balance_of_a_new_user_is_zero_and_low(user_client, settings):
 
 @pytest.mark.django_db
 def test_balance_with_a_bearer_key_reflects_holds(user, fund, settings):
-    from credits.services import credit_hold
-
     settings.CREDITS_LOW_THRESHOLD = 20
     fund(user, 50)
     credit_hold(user=user, amount=35)
@@ -111,8 +110,6 @@ def test_packs_show_their_dzd_price_when_sold_through_chargily(catalogue):
 def test_transactions_are_the_users_own_newest_first_and_cursor_paginated(
     catalogue, user, other_user, fund, user_client, django_assert_max_num_queries
 ):
-    from credits.services import credit_consume
-
     fund(user, 100)
     fund(other_user, 100)
     for n in range(5):

@@ -7,7 +7,7 @@ from django.db.models import Sum
 
 from core.exceptions import ApiError
 from credits.models import CreditAccount, EndpointCost, LedgerEntry
-from credits.services import InsufficientCredits, credit_consume, credit_purchase_fulfil
+from credits.services import InsufficientCredits, credit_consume, credit_grant, credit_purchase_fulfil
 from credits.tests.factories import EndpointCostFactory, UserFactory, seed_catalogue
 
 
@@ -154,7 +154,6 @@ def test_fifty_threads_consuming_three_from_a_hundred():
     EndpointCostFactory(endpoint="/api/test/three", per_call=3)
     user = UserFactory()
     admin = UserFactory(is_staff=True)
-    from credits.services import credit_grant
 
     credit_grant(user=user, amount=100, admin_user=admin)
     results: list[str] = []
@@ -193,7 +192,6 @@ def test_fifty_threads_consuming_three_from_a_hundred():
 def test_concurrent_replays_of_one_key_charge_once():
     seed_catalogue()
     user = UserFactory()
-    from credits.services import credit_grant
 
     credit_grant(user=user, amount=100, admin_user=UserFactory(is_staff=True))
     results = []

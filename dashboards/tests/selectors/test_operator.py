@@ -7,6 +7,7 @@ import pytest
 
 from accounts.models import InvalidKeyDay
 from billing.models import StripeEvent
+from core.models import ReconciliationDrift
 from dashboards.selectors import operator
 from dashboards.tests.factories import (
     DailySpendFactory,
@@ -19,7 +20,9 @@ from dashboards.tests.factories import (
     upsell_event_create,
 )
 from organizations.models import UsageReport
+from proxy import budget as proxy_budget
 from proxy.models import RateLimitedDay
+from proxy.router import provider_failure_record
 
 pytestmark = pytest.mark.django_db
 
@@ -62,8 +65,6 @@ def test_budget_status_levels(settings, today, spent, percent, level):
 
 def test_budget_counts_reservations_in_flight(settings, today):
     """The live counter (DB spend + reservations) is what the router compares with the cap."""
-    from proxy import budget as proxy_budget
-
     settings.DAILY_BUDGET_USD = Decimal("10")
     DailySpendFactory(day=today, spent_usd=Decimal("2"))
     assert proxy_budget.budget_reserve(day=today, amount_micro=3_000_000, hold_id="in-flight")
@@ -178,8 +179,6 @@ def test_failed_meter_events():
 
 
 def test_providers_in_cooldown_read_the_router_state(settings):
-    from proxy.router import provider_failure_record
-
     settings.PROXY_COOLDOWN_FAILURES = 2
     provider_failure_record(provider="openai")
     assert operator.providers_in_cooldown_list() == []
@@ -215,8 +214,6 @@ def test_no_alerts_when_all_is_well(today):
 
 
 def test_open_drift_counts_per_source(now):
-    from core.models import ReconciliationDrift
-
     def drift(source, subject, resolved=False):
         ReconciliationDrift.objects.create(
             source=source,

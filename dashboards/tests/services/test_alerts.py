@@ -7,6 +7,8 @@ from django.utils import timezone
 from dashboards import services
 from dashboards.tasks import operator_alerts_check_task
 from dashboards.tests.factories import DailySpendFactory, StaffFactory, UserFactory
+from proxy import budget
+from proxy.router import provider_failure_record
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +27,6 @@ def test_budget_alert_once_per_day_at_90_percent(settings, staff_emails):
     now = timezone.now()
     DailySpendFactory(day=now.date(), spent_usd=Decimal("8.99"))
     assert services.budget_alert_send(now=now) is False  # 89.9 %: nothing
-    from proxy import budget
 
     budget.budget_reserve(day=now.date(), amount_micro=10_000, hold_id="in-flight")  # 9.00 USD = 90 %
     assert services.budget_alert_send(now=now) is True
@@ -53,8 +54,6 @@ def test_budget_alert_gate_is_released_when_sending_fails(settings, staff_emails
 
 
 def test_cooldown_alert_once_per_episode(settings, staff_emails):
-    from proxy.router import provider_failure_record
-
     settings.PROXY_COOLDOWN_FAILURES = 1
     assert services.cooldown_alert_send() == []
     provider_failure_record(provider="groq")

@@ -4,6 +4,7 @@ import pytest
 from django.utils import timezone
 
 from billing.models import Plan
+from credits.models import LedgerEntry
 from dashboards.tests.factories import ApiKeyFactory, RollupFactory, SubscriptionFactory, UsageEventFactory
 
 pytestmark = pytest.mark.django_db
@@ -69,8 +70,6 @@ def test_dashboard_filters_calls_by_key_and_status(client, user, other_user):
 
 
 def test_dashboard_credit_spend_chart_for_credit_users(midday, client, user):
-    from credits.models import LedgerEntry
-
     LedgerEntry.objects.create(
         user=user, kind="purchase", amount=100, balance_after=100, idempotency_key="t:p"
     )

@@ -2,6 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import responses
+from django.conf import settings
 from django.utils import timezone
 
 from billing.gateways.stripe import StripeServiceError
@@ -181,7 +182,6 @@ def test_bad_input_is_refused_before_stripe(stripe_http, overrides, param):
 
 def test_missing_price_for_plan_type_is_refused(stripe_http):
     stripe_http_settings = stripe_http  # noqa: F841 - settings come with the fixture
-    from django.conf import settings
 
     settings.STRIPE_PRICE_VAULTAI_SELF_HOSTED = ""
     with pytest.raises(ApiError) as excinfo:

@@ -16,6 +16,7 @@ import pytest
 from django.utils import timezone
 
 from billing.models import QuotaReservation
+from core.redact import secret_remember, secrets_redact
 from credits.models import CreditHold
 from proxy import budget, upstreams
 from proxy.call import settle, upstream
@@ -219,8 +220,6 @@ def test_a_provider_quoting_our_key_never_reaches_the_client(
 
 
 def test_redaction_removes_token_shapes_and_echoed_prefixes():
-    from core.redact import secret_remember, secrets_redact
-
     secret_remember("mistral0123456789abcdefghijkl")
     text = (
         "bad key mistral0123***kl; Bearer abc.def.ghi-123; sk-ant-api03-XYZxyz0123; "

@@ -7,6 +7,8 @@ import time
 import openai
 import pytest
 
+from accounts.selectors import auth_failure_throttle_error
+from billing.models import UsageCounter
 from core.exceptions import retry_after_seconds
 from proxy.ratelimit import RateLimitState, rate_limit_error, token_limit_headers
 
@@ -72,7 +74,6 @@ def test_every_provider_429_answers_upstream_rate_limited_with_retry_after_round
     assert response["Retry-After"] == "2"
     assert response["x-should-retry"] == "true"
     assert len(_chat_requests(fake_upstream)) == 2
-    from billing.models import UsageCounter
 
     assert all(c.reserved == 0 for c in UsageCounter.objects.all())
 
@@ -119,8 +120,6 @@ def test_rate_limit_retry_after_is_rounded_up():
 
 
 def test_auth_failure_throttle_retry_after_is_rounded_up():
-    from accounts.selectors import auth_failure_throttle_error
-
     assert auth_failure_throttle_error(reset_at=120, now=93.2).headers["Retry-After"] == "27"
 
 

@@ -5,6 +5,8 @@ import time
 import pytest
 from django.utils import timezone
 
+from accounts.models import ApiKey
+from accounts.services import api_key_revoke
 from proxy.models import RateLimitedDay, UsageEvent
 
 from ..factories import global_key_set, plan_configure
@@ -30,9 +32,6 @@ def test_missing_malformed_or_unknown_key_is_401(api_client, header, free_plan):
 
 
 def test_revoked_key_is_401_on_next_use(caller, fake_upstream):
-    from accounts.models import ApiKey
-    from accounts.services import api_key_revoke
-
     user, _plaintext, client = caller
     api_key_revoke(user=user, key_id=ApiKey.objects.get(user=user).pk)
 

@@ -1,4 +1,5 @@
 import pytest
+from rest_framework.test import APIClient
 
 from proxy.models import UsageEvent
 
@@ -77,7 +78,6 @@ def test_usage_has_the_original_shape_newest_first_and_only_mine(midday, caller,
     client.post("/api/proxy/deepseek/chat", {"messages": [{"role": "user", "content": "Hi"}]}, format="json")
     client.post(SEND, EMAIL, format="json")
     other, other_key = key_for()
-    from rest_framework.test import APIClient
 
     other_client = APIClient()
     other_client.credentials(HTTP_AUTHORIZATION=f"Bearer {other_key}")

@@ -2,8 +2,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import async_to_sync
 
+from billing.models import UsageCounter
+from billing.selectors import plan_for_user_get
+from core.fastio import transient_loop
+from core.lifecycle import shutdown_run
 from proxy.budget import budget_spent_get, usd_to_micro
+from proxy.call.prepare import proxy_call_aprepare
 from proxy.call.settle import CallRecord, proxy_call_settle
 from proxy.models import DailySpend, UsageDailyRollup, UsageEvent
 
@@ -20,13 +26,6 @@ def user(catalog):
 
 
 def _prepare(user, now=None):
-    from asgiref.sync import async_to_sync
-
-    from billing.selectors import plan_for_user_get
-    from core.fastio import transient_loop
-    from core.lifecycle import shutdown_run
-    from proxy.call.prepare import proxy_call_aprepare
-
     async def prepare():
         token = transient_loop.set(True)
         try:
@@ -70,8 +69,6 @@ def test_rollup_and_daily_spend_accumulate_across_calls(midday, user):
 
 
 def test_prepare_reserves_the_maximum_and_settle_charges_the_actual(user):
-    from billing.models import UsageCounter
-
     prepared = _prepare(user)
     assert prepared.upstream_model == "openai/gpt-4o"
     assert prepared.budget_micro == 525  # 10 × 2.5 + 50 × 10 micro-USD
