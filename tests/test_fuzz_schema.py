@@ -57,14 +57,23 @@ def no_500(ctx, response, case):
     return None
 
 
+# Routes that answer errors in another API's documented shape (Anthropic's, for its SDK).
+ANTHROPIC_SHAPED = {"/api/proxy/v1/messages"}
+
+
 def error_shape(ctx, response, case):
-    """Every 4xx/5xx under /api/ is ``{"error": {message, type, code, param}}``."""
+    """Every 4xx/5xx under /api/ is ``{"error": {message, type, code, param}}``; Anthropic's
+    Messages route answers Anthropic's ``{"type": "error", "error": {type, message, code}}``."""
     if response.status_code < 400 or not case.formatted_path.startswith("/api/"):
         return None
     body = response.json()
     error = body.get("error") if isinstance(body, dict) else None
     assert isinstance(error, dict), f"error body is not the documented shape: {response.text[:200]}"
-    missing = {"message", "type", "code", "param"} - set(error)
+    expected = {"message", "type", "code", "param"}
+    if case.formatted_path in ANTHROPIC_SHAPED:
+        assert body.get("type") == "error", f"not Anthropic's error shape: {response.text[:200]}"
+        expected = {"message", "type", "code"}
+    missing = expected - set(error)
     assert not missing, f"error body misses {missing}: {response.text[:200]}"
     return None
 

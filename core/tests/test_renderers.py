@@ -25,6 +25,6 @@ def test_a_decimal_is_a_plain_number_never_exponent_notation(value, written):
 
 
 def test_text_that_looks_like_the_marker_stays_text():
-    body = JSONRenderer().render({"content": '__decimal_0000000000000000:1', "cost": Decimal("0.5")})
+    body = JSONRenderer().render({"content": "__decimal_0000000000000000:1", "cost": Decimal("0.5")})
 
     assert json.loads(body) == {"content": "__decimal_0000000000000000:1", "cost": 0.5}
