@@ -1,4 +1,5 @@
-"""Dashboards bench: with N usage events in the database, time the three dashboards (p50 of 20).
+"""Dashboards bench: with N usage events in the database, time the three dashboards and the
+admin's big changelists, plain, filtered and searched (p50 of 20).
 
 Runs against its own database (``tollgate_bench_dashboards`` by default) so that a million
 synthetic events never mix with the hot-path runs' accounting. The events come from the proxy's
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import statistics
 import time
+import uuid
+from urllib.parse import quote
 
 import httpx
 from django.conf import settings
@@ -25,6 +28,17 @@ ROUTES = {
     "dashboard_ms": "/dashboard/",
     "admin_dashboard_ms": "/admin/dashboard/",
     "api_admin_dashboard_ms": "/api/admin/dashboard",
+    # The admin's changelists over the big tables (core/admin_lists.py); ``{email}`` is the heavy
+    # user's, ``{request_id}`` an id no event has (the index lookup finds nothing: the worst case).
+    "admin_usage_list_ms": "/admin/proxy/usageevent/",
+    "admin_usage_page_5_ms": "/admin/proxy/usageevent/?p=5",
+    "admin_usage_filtered_ms": "/admin/proxy/usageevent/?provider=deepseek&status=5xx",
+    "admin_usage_search_email_ms": "/admin/proxy/usageevent/?q={email}",
+    "admin_usage_search_request_id_ms": "/admin/proxy/usageevent/?q={request_id}",
+    "admin_rollup_list_ms": "/admin/proxy/usagedailyrollup/",
+    "admin_rollup_search_email_ms": "/admin/proxy/usagedailyrollup/?q={email}",
+    "admin_ledger_list_ms": "/admin/credits/ledgerentry/",
+    "admin_stripe_events_ms": "/admin/billing/stripeevent/",
 }
 SAMPLES = 20
 
@@ -88,7 +102,9 @@ def dashboards_bench(bench, *, events: int) -> dict:
     base_url = f"http://127.0.0.1:{bench.tollgate_port}"
     # The server runs with DEBUG off and HTTPS cookies; a direct 127.0.0.1 client still sends them.
     result = {"events": total}
-    for key, path in ROUTES.items():
+    placeholders = {"email": quote(end_user.email), "request_id": uuid.uuid4().hex}
+    for key, route in ROUTES.items():
+        path = route.format(**placeholders)
         user = end_user if key == "dashboard_ms" else staff
         timing = route_time(
             base_url=base_url,

@@ -3,6 +3,8 @@ counters and audits are read-only; failed events are reprocessed through the ser
 
 from django.contrib import admin, messages
 
+from core.admin_lists import BigTableAdmin, recent_filter
+
 from . import services
 from .models import (
     ChargilyEvent,
@@ -100,11 +102,20 @@ class SubscriptionAdmin(ReadOnlyAdmin):
     list_select_related = ("user", "plan")
 
 
+class _WebhookEventAdmin(BigTableAdmin, ReadOnlyAdmin):
+    """Stored webhook events, newest first on the ``received_at`` index. No filter on ``type``
+    (its choices would be a ``SELECT DISTINCT`` over the table); search an exact event id."""
+
+    list_filter = ("status", recent_filter("received_at"))
+    ordering = ("-received_at",)
+    sortable_by = ("received_at",)
+    user_field = ""
+
+
 @admin.register(StripeEvent)
-class StripeEventAdmin(ReadOnlyAdmin):
+class StripeEventAdmin(_WebhookEventAdmin):
     list_display = ("stripe_event_id", "type", "status", "attempts", "received_at", "processed_at")
-    list_filter = ("status", "type")
-    search_fields = ("stripe_event_id",)
+    exact_search_fields = ("stripe_event_id",)
     readonly_fields = (
         "stripe_event_id",
         "type",
@@ -196,10 +207,9 @@ class PaymentTransactionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ChargilyEvent)
-class ChargilyEventAdmin(ReadOnlyAdmin):
+class ChargilyEventAdmin(_WebhookEventAdmin):
     list_display = ("chargily_event_id", "type", "status", "attempts", "received_at", "processed_at")
-    list_filter = ("status", "type")
-    search_fields = ("chargily_event_id",)
+    exact_search_fields = ("chargily_event_id",)
     readonly_fields = (
         "chargily_event_id",
         "type",

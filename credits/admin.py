@@ -11,6 +11,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from core.admin_lists import BigTableAdmin
 from core.exceptions import ApiError
 
 from .models import (
@@ -73,7 +74,10 @@ class ShortfallFilter(admin.SimpleListFilter):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ReadOnlyAdmin):
+class LedgerEntryAdmin(BigTableAdmin, ReadOnlyAdmin):
+    """Newest first on the primary key (``ledger_user_newest`` when searching an email); search:
+    an email or an exact idempotency key (unique), e.g. ``proxy-call:<call id>``."""
+
     list_display = (
         "id",
         "created_at",
@@ -86,9 +90,10 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         "shortfall",
     )
     list_filter = ("kind", ShortfallFilter, "created_at")
-    search_fields = ("user__email", "reference", "idempotency_key", "endpoint")
+    ordering = ("-id",)
+    sortable_by = ("id",)
+    exact_search_fields = ("idempotency_key",)
     list_select_related = ("user",)
-    date_hierarchy = "created_at"
 
 
 class GrantForm(forms.Form):

@@ -1,8 +1,13 @@
 """Admin: prices and routes are editable (saves go through services so caches refresh);
-the usage log, rollups and daily spend are read-only records."""
+the usage log, rollups and daily spend are read-only records. The log and the rollups are
+``BigTableAdmin`` lists (core/admin_lists.py): index-only at millions of rows."""
 
 from django.contrib import admin
 
+from accounts.providers import PROVIDER_CHOICES
+from core.admin_lists import BigTableAdmin, RecentFilter
+
+from . import sandbox
 from .catalog import model_price_save, model_route_save
 from .models import DailySpend, ModelPrice, ModelRoute, UsageDailyRollup, UsageEvent
 
@@ -38,28 +43,68 @@ class _ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class ProviderFilter(admin.SimpleListFilter):
+    """The known providers, not ``SELECT DISTINCT provider`` over the log."""
+
+    title = "provider"
+    parameter_name = "provider"
+
+    def lookups(self, request, model_admin):
+        return [*PROVIDER_CHOICES, (sandbox.PROVIDER, "Sandbox")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(provider=self.value()) if self.value() else queryset
+
+
+class StatusClassFilter(admin.SimpleListFilter):
+    """HTTP status classes, not ``SELECT DISTINCT status_code`` over the log."""
+
+    title = "status"
+    parameter_name = "status"
+    CLASSES = {
+        "ok": ("Success (2xx)", {"status_code__lt": 300}),
+        "4xx": ("Client error (4xx)", {"status_code__gte": 400, "status_code__lt": 500}),
+        "429": ("Rate limited (429)", {"status_code": 429}),
+        "5xx": ("Server or upstream error (5xx)", {"status_code__gte": 500}),
+    }
+
+    def lookups(self, request, model_admin):
+        return [(code, label) for code, (label, _) in self.CLASSES.items()]
+
+    def queryset(self, request, queryset):
+        chosen = self.CLASSES.get(self.value() or "")
+        return queryset.filter(**chosen[1]) if chosen else queryset
+
+
 @admin.register(UsageEvent)
-class UsageEventAdmin(_ReadOnlyAdmin):
+class UsageEventAdmin(BigTableAdmin, _ReadOnlyAdmin):
+    """Newest first on the ``usage_created`` index; search: an email (``usage_user_recent``),
+    a request id (``usage_request_id``) or a call id (unique)."""
+
     list_display = (
         "created_at", "user", "endpoint", "provider", "model", "total_tokens", "emails", "cost_usd",
         "status_code", "latency_ms", "key_source", "is_fallback", "is_budget_fallback", "is_estimated",
     )  # fmt: skip
     list_filter = (
-        "provider",
-        "status_code",
+        RecentFilter,
+        ProviderFilter,
+        StatusClassFilter,
         "key_source",
         "is_fallback",
         "is_budget_fallback",
         "is_estimated",
     )
-    search_fields = ("user__email", "request_id", "call_id")
-    date_hierarchy = "created_at"
+    ordering = ("-created_at",)
+    sortable_by = ("created_at",)
+    exact_search_fields = ("request_id",)
+    uuid_search_fields = ("call_id",)
     list_select_related = ("user",)
-    show_full_result_count = False  # no COUNT(*) over the whole log
 
 
 @admin.register(UsageDailyRollup)
-class UsageDailyRollupAdmin(_ReadOnlyAdmin):
+class UsageDailyRollupAdmin(BigTableAdmin, _ReadOnlyAdmin):
+    """Newest day first on the ``rollup_day_provider`` index; search: an email."""
+
     list_display = (
         "day",
         "user",
@@ -71,8 +116,9 @@ class UsageDailyRollupAdmin(_ReadOnlyAdmin):
         "errors",
         "fallbacks",
     )
-    list_filter = ("provider", "day")
-    search_fields = ("user__email",)
+    list_filter = (ProviderFilter, "day")
+    ordering = ("-day", "provider")
+    sortable_by = ("day",)
     list_select_related = ("user",)
 
 

@@ -103,6 +103,8 @@ class UsageEvent(models.Model):
         indexes = [
             models.Index(fields=["user", "-created_at"], name="usage_user_recent"),
             models.Index(fields=["created_at"], name="usage_created"),
+            # The admin's search by a customer's X-Request-ID (exact match).
+            models.Index(fields=["request_id"], name="usage_request_id"),
         ]
 
     def __str__(self):
