@@ -1,15 +1,32 @@
-"""Admin for users, customer API keys and provider keys. Writes go through services."""
+"""Admin for users, customer API keys and provider keys. Writes go through services.
+
+A global provider key is checked with the provider before it is saved (``key_checks``): the
+change form has a "Test the key" button (the typed key, not yet saved) and saving refuses a key
+the provider rejects, or one it could not check unless "save anyway" is ticked.
+"""
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.core.exceptions import PermissionDenied
+from django.http import JsonResponse
+from django.urls import path
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_POST
 
 from core.exceptions import ApiError
 
+from .key_checks import (
+    OUTCOME_OK,
+    OUTCOME_REJECTED,
+    OUTCOME_UNAVAILABLE,
+    ProviderKeyCheck,
+    provider_key_check,
+)
 from .models import ApiKey, ProviderCredential, User
+from .providers import provider_get
 from .services import (
     PROVIDER_SECRET_MAX_LENGTH,
     api_key_revoke,
@@ -92,8 +109,15 @@ class ProviderCredentialForm(forms.ModelForm):
         strip=False,
         max_length=PROVIDER_SECRET_MAX_LENGTH * 4,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
-        help_text="Leave empty to keep the current secret.",
+        help_text="Leave empty to keep the current secret. A global key is checked with the provider "
+        "before it is saved.",
     )
+    save_anyway = forms.BooleanField(
+        label="Save even if the provider cannot be reached",
+        required=False,
+        help_text="For a provider that is down or timing out. A key the provider rejects is never saved.",
+    )
+    key_check: ProviderKeyCheck | None = None  # run before the admin's transaction (see the admin)
 
     class Meta:
         model = ProviderCredential
@@ -111,7 +135,30 @@ class ProviderCredentialForm(forms.ModelForm):
             self.add_error("user", "A personal key belongs to a user.")
         if cleaned.get("scope") == ProviderCredential.Scope.GLOBAL and cleaned.get("user"):
             self.add_error("user", "A global key has no user.")
+        check = self.key_check
+        if check is not None and check.outcome == OUTCOME_REJECTED:
+            self.add_error(
+                "new_secret", f"{check.provider} rejected this key ({check.status}): {check.message}"
+            )
+        elif check is not None and check.outcome == OUTCOME_UNAVAILABLE and not cleaned.get("save_anyway"):
+            self.add_error(
+                "new_secret",
+                f"The key could not be checked: {check.message} Retry, or tick "
+                '"Save even if the provider cannot be reached".',
+            )
         return cleaned
+
+
+def _posted_global_key(request, credential: ProviderCredential | None) -> tuple[str, str] | None:
+    """(provider, secret) of a global key the POST would save, or None (nothing to check)."""
+    provider = credential.provider if credential else request.POST.get("provider", "")
+    scope = credential.scope if credential else request.POST.get("scope", "")
+    if scope != ProviderCredential.Scope.GLOBAL or provider_get(provider) is None:
+        return None
+    try:
+        return provider, provider_secret_clean(request.POST.get("new_secret", ""))
+    except ApiError:
+        return None  # the form reports it
 
 
 @admin.register(ProviderCredential)
@@ -125,7 +172,39 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
 
     @method_decorator(sensitive_post_parameters("new_secret"))
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # The provider is asked here, before the admin opens its transaction for the save.
+        request.provider_key_check = None
+        allowed = self.has_change_permission(request) if object_id else self.has_add_permission(request)
+        if request.method == "POST" and allowed:
+            credential = self.get_object(request, object_id) if object_id else None
+            posted = _posted_global_key(request, credential)
+            if posted is not None:
+                request.provider_key_check = provider_key_check(provider=posted[0], secret=posted[1])
         return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.key_check = getattr(request, "provider_key_check", None)
+        return form
+
+    def get_urls(self):
+        test = self.admin_site.admin_view(self.key_test_view)
+        return [path("test-key/", test, name="accounts_providercredential_test_key"), *super().get_urls()]
+
+    @method_decorator(sensitive_post_parameters("new_secret"))
+    @method_decorator(require_POST)
+    def key_test_view(self, request):
+        """The "Test the key" button: the provider's answer to the typed key, as JSON; saves nothing."""
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            raise PermissionDenied
+        provider = request.POST.get("provider", "")
+        if provider_get(provider) is None:
+            return JsonResponse({"outcome": "invalid", "message": "Choose a provider."}, status=400)
+        try:
+            secret = provider_secret_clean(request.POST.get("new_secret", ""))
+        except ApiError as error:
+            return JsonResponse({"outcome": "invalid", "message": error.message}, status=400)
+        return JsonResponse(provider_key_check(provider=provider, secret=secret).as_dict())
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None:  # what a row is for never changes; replace the secret or delete it
@@ -133,7 +212,7 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
         return self.readonly_fields
 
     def get_fields(self, request, obj=None):
-        fields = ["provider", "scope", "user", "new_secret"]
+        fields = ["provider", "scope", "user", "new_secret", "save_anyway"]
         return fields + (["masked", "created_at", "updated_at"] if obj is not None else [])
 
     def save_model(self, request, obj, form, change):
@@ -151,6 +230,10 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
         obj.masked = credential.masked
         obj.created_at = credential.created_at
         obj.updated_at = credential.updated_at
+        check = form.key_check
+        if check is not None:
+            level = messages.SUCCESS if check.outcome == OUTCOME_OK else messages.WARNING
+            self.message_user(request, f"Provider check ({check.outcome}): {check.message}", level)
 
     def delete_model(self, request, obj):
         provider_credential_delete(scope=obj.scope, provider=obj.provider, user=obj.user, actor=request.user)

@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.contrib.auth import authenticate
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
@@ -16,6 +16,7 @@ from .credential_limits import (
     credential_attempt_account_count,
     credential_attempt_address_count,
 )
+from .key_checks import provider_key_verify
 from .models import ProviderCredential
 from .selectors import api_key_list, provider_key_status_list
 from .services import (
@@ -269,6 +270,14 @@ class ProviderKeyOutputSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
+class ProviderKeyCheckSerializer(serializers.Serializer):
+    """What the provider said when a global key was checked (never the key)."""
+
+    outcome = serializers.ChoiceField(choices=["ok", "rejected", "unavailable", "skipped"])
+    status = serializers.IntegerField(allow_null=True)
+    message = serializers.CharField()
+
+
 class ProviderKeyPersonalApi(APIView):
     @extend_schema(
         operation_id="provider_keys_personal_set",
@@ -304,28 +313,49 @@ class ProviderKeyPersonalApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@schema_named
 class ProviderKeyGlobalApi(APIView):
     """Operator keys used by everyone without a personal key. Staff only (others: 403)."""
 
     permission_classes = (IsAdminUser,)
 
+    class InputSerializer(ProviderKeyInputSerializer):
+        skip_check = serializers.BooleanField(required=False, default=False)
+
+    class OutputSerializer(ProviderKeyOutputSerializer):
+        check = ProviderKeyCheckSerializer()
+
     @extend_schema(
         operation_id="admin_provider_keys_global_set",
         summary="Set the operators' key for a provider (staff)",
+        description="The key is first checked with the provider (a read-only request such as "
+        "`GET /models`, a few seconds at most): a key the provider rejects is refused with 400 "
+        "`invalid_provider_key` and the provider's answer; a provider that cannot be reached "
+        'answers 502 `upstream_error`. `skip_check=1` (query) or `"skip_check": true` (body) saves '
+        "without asking the provider. The answer's `check` says what the provider said.",
         tags=["admin"],
-        request=ProviderKeyInputSerializer,
-        responses={200: ProviderKeyOutputSerializer, **error_responses(400, 401, 403, 404, 413, 415)},
+        parameters=[
+            OpenApiParameter(
+                "skip_check", bool, OpenApiParameter.QUERY, description="Save without asking the provider."
+            )
+        ],
+        request=InputSerializer,
+        responses={200: OutputSerializer, **error_responses(400, 401, 403, 404, 413, 415, 502)},
     )
     def put(self, request, provider: str):
-        data = ProviderKeyInputSerializer(data=request.data)
+        data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        skip = data.validated_data["skip_check"] or request.query_params.get("skip_check") in ("1", "true")
+        check = provider_key_verify(provider=provider, secret=data.validated_data["key"], skip=skip)
         credential = provider_credential_set(
             scope=ProviderCredential.Scope.GLOBAL,
             provider=provider,
             secret=data.validated_data["key"],
             actor=request.user,
         )
-        return Response(ProviderKeyOutputSerializer(credential).data)
+        fields = ("provider", "scope", "masked", "updated_at")
+        saved = {name: getattr(credential, name) for name in fields}
+        return Response(self.OutputSerializer({**saved, "check": check}).data)
 
     @extend_schema(
         operation_id="admin_provider_keys_global_delete",

@@ -22,6 +22,7 @@ from core.exceptions import CACHE_UNAVAILABLE_ERRORS, ApiError
 
 from .credential_limits import CredentialDoor, credential_attempt_count
 from .forms import ApiKeyCreateForm, ApiKeyRotateForm, EmailAuthenticationForm, ProviderKeyForm, SignupForm
+from .key_checks import provider_key_verify
 from .key_flash import key_flash_set
 from .models import ProviderCredential
 from .selectors import api_key_list, key_reveal_get, provider_key_status_list
@@ -293,6 +294,8 @@ def profile(request):
                     provider_credential_delete(scope=scope, provider=provider, user=owner, actor=request.user)
                     messages.success(request, f"{scope.title()} {provider} key removed.")
                 else:
+                    if scope == ProviderCredential.Scope.GLOBAL:  # the provider is asked first
+                        provider_key_verify(provider=provider, secret=form.cleaned_data["key"])
                     credential = provider_credential_set(
                         scope=scope,
                         provider=provider,

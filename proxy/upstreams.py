@@ -326,6 +326,24 @@ async def _post_json(*, target: Target, path: str, payload: dict) -> tuple[int, 
         raise _wrap_transport_error(exc) from None
 
 
+async def read_get(*, target: Target, path: str, timeout: float) -> bytes:
+    """GET a read-only path (``/models``) with the target's key, bounded by ``timeout`` seconds
+    in all; returns a 2xx body. Other answers raise as a call's would: ``UpstreamClientError``
+    for a 4xx (message scrubbed), ``UpstreamFailure`` for the rest. Used to check a key."""
+    try:
+        async with http_session_get().get(
+            f"{target.base_url}{path}",
+            headers=_headers(target),
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            status, content, headers = response.status, await response.read(), response.headers
+    except _TRANSPORT_ERRORS as exc:
+        raise _wrap_transport_error(exc) from None
+    _check_status(status, content, target, headers)
+    return content
+
+
 def _chat_request(target: Target, payload: dict) -> tuple[str, dict]:
     """The path and body of a chat call: Anthropic's native Messages request, else the payload.
 

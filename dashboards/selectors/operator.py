@@ -30,6 +30,7 @@ from proxy.router import providers_cooling_get
 
 from .customer import CHART_DAYS
 from .economics import CENT, economics_get, percent_of, provider_stats_list, rounded, usd_from_minor
+from .provider_health import provider_health_list
 
 BUDGET_WARNING_PERCENT = Decimal(75)
 BUDGET_CRITICAL_PERCENT = Decimal(90)
@@ -333,6 +334,7 @@ def operator_dashboard_get(*, now: datetime | None = None) -> dict:
             drift=drift,
         ),
         "providers_in_cooldown": cooling,
+        "provider_health": provider_health_list(now=now),
         "organizations": organizations_block_get(),
         "credits": credits_overview_get(since=window_start),
         "drift": drift,

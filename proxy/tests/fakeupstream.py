@@ -6,7 +6,8 @@ Behaviour is switched per test through ``FakeUpstream.mode``: ``ok``, ``stream``
 answers 302; ``401_echo`` answers 401 quoting the credential it was sent; ``400_model``
 answers OpenAI's 400 ``model_not_found`` (``param: model``, the key quoted); ``retry_after``
 adds a header to 429; ``stream_reset`` starts a stream and resets the connection before its
-first byte. ``POST …/embeddings`` answers OpenAI's embeddings shape.
+first byte. ``POST …/embeddings`` answers OpenAI's embeddings shape; ``GET`` (``/models``, a
+key check) answers a one-model list or, in the failure modes, as a POST would.
 ``POST …/messages`` answers like Anthropic's native API (a Message with
 ``cache_read_input_tokens``, or its event stream with a ping; ``529`` answers
 ``overloaded_error``; ``stream_error`` sends an ``error`` event after ``stream_error_after`` text deltas).
@@ -42,7 +43,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
-        self._send(200, json.dumps({"object": "list", "data": []}).encode())
+        """``GET …/models`` (a key check): ``401_echo``, the status modes, ``timeout`` and
+        ``garbage`` answer as for a POST; otherwise a list of one model."""
+        fake = self.server.fake
+        with fake.lock:
+            fake.requests.append({"path": self.path, "headers": dict(self.headers), "json": None})
+            mode = fake.mode_for(self.path)
+        if mode == "timeout":
+            time.sleep(fake.sleep_seconds)
+        elif mode == "401_echo":
+            sent = self.headers.get("Authorization") or self.headers.get("x-api-key") or ""
+            body = {"error": {"message": f"Incorrect API key provided: {sent}", "type": "auth"}}
+            self._send(401, json.dumps(body).encode())
+            return
+        elif mode in {"500", "503", "429", "400", "403", "404", "529"}:
+            self._send(int(mode), json.dumps({"error": {"message": f"fake upstream {mode}"}}).encode())
+            return
+        elif mode == "garbage":
+            self._send(200, b"<html>not json</html>", content_type="text/html")
+            return
+        model = {"id": "fake-model", "object": "model", "owned_by": "fake"}
+        self._send(200, json.dumps({"object": "list", "data": [model]}).encode())
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
