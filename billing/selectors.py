@@ -20,8 +20,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Prefetch, QuerySet, Sum
 from django.utils import timezone
 
+from accounts.providers import provider_get
 from core import time as periods
 
+from .catalog import DEFAULT_CURRENCY
 from .models import (
     CheckoutSession,
     Gateway,
@@ -397,3 +399,157 @@ def plan_revenue_by_plan_get(*, start: datetime, end: datetime) -> dict[str, dic
         for currency, amount in amounts.items():
             _revenue_add(result, code, currency, amount)
     return result
+
+
+# --- Pricing page ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PricingTier:
+    """One plan at one price: what a ladder lists. ``price_minor`` is in minor units of
+    ``currency`` per ``plan.interval``; ``gateway`` is the checkout that takes that price."""
+
+    plan: Plan
+    currency: str
+    price_minor: int
+    gateway: str
+    is_highlighted: bool = False
+
+    @property
+    def is_paid(self) -> bool:
+        return self.price_minor > 0
+
+
+@dataclass(frozen=True)
+class PricingLadder:
+    """The plans sold in one currency, cheapest first, with at most one highlighted tier."""
+
+    currency: str
+    gateway: str
+    tiers: list[PricingTier]
+
+    @property
+    def highlighted(self) -> PricingTier | None:
+        return next((tier for tier in self.tiers if tier.is_highlighted), None)
+
+
+@dataclass(frozen=True)
+class PlanComparisonRow:
+    """One line of the comparison table. ``kind``: ``quota`` (cells are ``PlanQuota`` or None),
+    ``rate`` (requests per minute), ``max_tokens`` (int or None) or ``providers`` (names)."""
+
+    kind: str
+    label: str
+    cells: list
+
+
+@dataclass(frozen=True)
+class PlanComparison:
+    plans: list[Plan]
+    rows: list[PlanComparisonRow]
+
+
+@dataclass(frozen=True)
+class Pricing:
+    ladders: list[PricingLadder]
+    comparison: PlanComparison
+
+
+def _highlight_index(tiers: list[PricingTier]) -> int | None:
+    """The middle paid tier (the upper one of two middles), or None when fewer than two paid
+    tiers leave nothing to choose between. Plan has no "featured" flag for the operator to set,
+    so the middle of the paid ladder is the suggestion."""
+    paid = [index for index, tier in enumerate(tiers) if tier.is_paid]
+    if len(paid) < 2:
+        return None
+    return paid[len(paid) // 2]
+
+
+def _ladder_build(*, currency: str, gateway: str, entries: list[tuple[Plan, int]]) -> PricingLadder:
+    entries = sorted(entries, key=lambda entry: (entry[1], entry[0].sort_order, entry[0].code))
+    tiers = [
+        PricingTier(plan=plan, currency=currency, price_minor=price, gateway=gateway)
+        for plan, price in entries
+    ]
+    highlight = _highlight_index(tiers)
+    if highlight is not None:
+        tier = tiers[highlight]
+        tiers[highlight] = PricingTier(
+            plan=tier.plan,
+            currency=tier.currency,
+            price_minor=tier.price_minor,
+            gateway=tier.gateway,
+            is_highlighted=True,
+        )
+    return PricingLadder(currency=currency, gateway=gateway, tiers=tiers)
+
+
+def pricing_ladder_list(*, plans: list[Plan]) -> list[PricingLadder]:
+    """One ladder per currency, each sorted by price: the Stripe prices (``price_minor`` in the
+    plan's ``currency``, free plans included) and the Chargily prices in DZD (paid plans that
+    have a ``price_dzd_minor``). The default currency's ladder comes first."""
+    stripe: dict[str, list[tuple[Plan, int]]] = {}
+    dzd: list[tuple[Plan, int]] = []
+    for plan in plans:
+        stripe.setdefault(plan.currency, []).append((plan, plan.price_minor))
+        if plan.is_paid and plan.price_dzd_minor:
+            dzd.append((plan, plan.price_dzd_minor))
+    ladders = [
+        _ladder_build(currency=currency, gateway=Gateway.STRIPE, entries=entries)
+        for currency, entries in sorted(
+            stripe.items(), key=lambda item: (item[0] != DEFAULT_CURRENCY, item[0])
+        )
+    ]
+    if dzd:
+        ladders.append(_ladder_build(currency="dzd", gateway=Gateway.CHARGILY, entries=dzd))
+    return ladders
+
+
+def _plan_providers(plan: Plan) -> list[str]:
+    """Provider names a plan routes to, heaviest weight first, then its fallback."""
+    weights = sorted(
+        ((code, weight) for code, weight in (plan.routing_weights or {}).items() if weight),
+        key=lambda item: (-item[1], item[0]),
+    )
+    codes = [code for code, _ in weights]
+    if plan.fallback_provider and plan.fallback_provider not in codes:
+        codes.append(plan.fallback_provider)
+    return [getattr(provider_get(code), "name", code) for code in codes]
+
+
+def plan_comparison_get(*, plans: list[Plan]) -> PlanComparison:
+    """What each plan includes, one row per meter any plan has a quota for, then the rate limit,
+    the answer-size cap and the providers. Uses the prefetched ``quotas`` (no query)."""
+    quotas = {plan.pk: {quota.meter: quota for quota in plan.quotas.all()} for plan in plans}
+    meters = [meter for meter in Meter if any(meter.value in by_meter for by_meter in quotas.values())]
+    rows = [
+        PlanComparisonRow(
+            kind="quota", label=meter.label, cells=[quotas[plan.pk].get(meter.value) for plan in plans]
+        )
+        for meter in meters
+    ]
+    rows.append(
+        PlanComparisonRow(
+            kind="rate", label="Rate limit", cells=[plan.rate_limit_per_minute for plan in plans]
+        )
+    )
+    rows.append(
+        PlanComparisonRow(
+            kind="max_tokens", label="Longest answer", cells=[plan.max_tokens_cap for plan in plans]
+        )
+    )
+    rows.append(
+        PlanComparisonRow(
+            kind="providers", label="Providers", cells=[_plan_providers(plan) for plan in plans]
+        )
+    )
+    return PlanComparison(plans=plans, rows=rows)
+
+
+def pricing_get() -> Pricing:
+    """Everything the pricing page shows, from one read of the public catalogue (two queries:
+    plans, then their quotas). Comparison columns follow the first ladder's order."""
+    plans = list(plan_list_public())
+    ladders = pricing_ladder_list(plans=plans)
+    ordered = [tier.plan for ladder in ladders if ladder.gateway == Gateway.STRIPE for tier in ladder.tiers]
+    return Pricing(ladders=ladders, comparison=plan_comparison_get(plans=ordered))

@@ -34,7 +34,7 @@ from .gateways.stripe_simulated_portal import (
     simulated_subscription_resume,
 )
 from .models import CheckoutSession, Gateway
-from .selectors import plan_for_user_get, plan_list_public, subscription_get
+from .selectors import plan_for_user_get, pricing_get, subscription_get
 from .services import (
     plan_chargily_checkout_start,
     plan_checkout_start,
@@ -45,12 +45,14 @@ logger = logging.getLogger("tollgate.billing")
 
 
 def pricing_page(request):
+    """One ladder per currency, the comparison table, and the credit packs (rendered by the
+    credits app's ``credit_pack_offers`` tag: billing sits below credits and cannot import it)."""
     current = plan_for_user_get(user=request.user) if request.user.is_authenticated else None
     subscription = subscription_get(user=request.user) if request.user.is_authenticated else None
     return render(
         request,
         "billing/pricing.html",
-        {"plans": list(plan_list_public()), "current_plan": current, "subscription": subscription},
+        {"pricing": pricing_get(), "current_plan": current, "subscription": subscription},
     )
 
 

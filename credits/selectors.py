@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 
 from django.conf import settings
 from django.db.models import Count, QuerySet, Sum
+
+from core.money import minor_to_decimal
 
 from .models import CreditAccount, CreditPack, CreditPurchase, EndpointCost, LedgerEntry, UpsellEvent
 
@@ -40,20 +43,77 @@ def credit_pack_list() -> QuerySet[CreditPack]:
     return CreditPack.objects.filter(is_active=True).order_by("display_order", "credits")
 
 
+def _best_value_codes(packs: list[CreditPack], *, price) -> set[str]:
+    """Per currency, the code of the pack with the lowest price per credit (exact fractions; a
+    tie goes to the bigger pack). ``price(pack)`` gives ``(currency, minor units)`` or None."""
+    best: dict[str, tuple[Fraction, int, str]] = {}
+    for pack in packs:
+        priced = price(pack)
+        if priced is None:
+            continue
+        currency, amount_minor = priced
+        key = (Fraction(amount_minor, pack.credits), -pack.credits, pack.code)
+        if currency not in best or key < best[currency]:
+            best[currency] = key
+    return {code for _, _, code in best.values()}
+
+
+def _price_per_credit(amount_minor: int, currency: str, credits: int) -> Decimal:
+    """Major units per credit, to the tenth of a cent (``0.139``), two decimals when exact."""
+    value = (minor_to_decimal(amount_minor, currency) / credits).quantize(Decimal("0.001"), ROUND_HALF_UP)
+    cents = value.quantize(Decimal("0.01"))
+    return cents if cents == value else value
+
+
+@dataclass(frozen=True)
+class CreditPackOffer:
+    """A pack as the pages sell it. ``is_best_value`` is computed (lowest price per credit in
+    the pack's currency), never read from ``CreditPack.is_best_value``, which an edit could leave
+    on a pack that is no longer the cheapest per credit. The ``*_dzd`` fields: the Chargily price."""
+
+    pack: CreditPack
+    price_per_credit: Decimal  # major units of pack.currency
+    is_best_value: bool
+    price_dzd_per_credit: Decimal | None  # DZD; None when the pack is not sold in DZD
+    is_best_value_dzd: bool
+
+
+def credit_pack_offer_list() -> list[CreditPackOffer]:
+    """Active packs in display order with their price per credit and the computed badges."""
+    packs = list(credit_pack_list())
+    best = _best_value_codes(packs, price=lambda pack: (pack.currency, pack.price_minor))
+    best_dzd = _best_value_codes(
+        packs, price=lambda pack: ("dzd", pack.price_dzd_minor) if pack.price_dzd_minor else None
+    )
+    return [
+        CreditPackOffer(
+            pack=pack,
+            price_per_credit=_price_per_credit(pack.price_minor, pack.currency, pack.credits),
+            is_best_value=pack.code in best,
+            price_dzd_per_credit=(
+                _price_per_credit(pack.price_dzd_minor, "dzd", pack.credits) if pack.price_dzd_minor else None
+            ),
+            is_best_value_dzd=pack.code in best_dzd,
+        )
+        for pack in packs
+    ]
+
+
 def credit_pack_public_list() -> list[dict]:
     """Packs in the public JSON shape (also embedded in 402/429 bodies). ``price_dzd_minor``: the
-    Chargily Pay price in DZD centimes, null when the pack is not sold in DZD."""
+    Chargily Pay price in DZD centimes, null when the pack is not sold in DZD. ``best_value``:
+    the lowest price per credit in the pack's currency (computed, see ``CreditPackOffer``)."""
     return [
         {
-            "id": pack.code,
-            "name": pack.name,
-            "credits": pack.credits,
-            "price_minor": pack.price_minor,
-            "currency": pack.currency,
-            "price_dzd_minor": pack.price_dzd_minor,
-            "best_value": pack.is_best_value,
+            "id": offer.pack.code,
+            "name": offer.pack.name,
+            "credits": offer.pack.credits,
+            "price_minor": offer.pack.price_minor,
+            "currency": offer.pack.currency,
+            "price_dzd_minor": offer.pack.price_dzd_minor,
+            "best_value": offer.is_best_value,
         }
-        for pack in credit_pack_list()
+        for offer in credit_pack_offer_list()
     ]
 
 

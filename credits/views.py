@@ -11,7 +11,7 @@ from core.exceptions import ApiError
 
 from .context_processors import MODAL_DISMISSED_SESSION_KEY, credits_badge_data
 from .models import UpsellEvent
-from .selectors import credit_ledger_list, credit_pack_list
+from .selectors import credit_ledger_list, credit_pack_offer_list
 from .services import credit_pack_checkout_start, upsell_event_record
 
 HISTORY_ROWS = 50
@@ -22,7 +22,7 @@ HISTORY_ROWS = 50
 def credits_page(request):
     upsell_event_record(user=request.user, kind=UpsellEvent.Kind.VIEW)
     context = {
-        "packs": credit_pack_list(),
+        "offers": credit_pack_offer_list(),
         "entries": credit_ledger_list(user=request.user)[:HISTORY_ROWS],
         "purchase_status": request.GET.get("purchase", ""),
         # The page works even before the lead wires the context processor into settings.

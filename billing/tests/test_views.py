@@ -98,7 +98,7 @@ def test_pricing_marks_the_current_plan(client):
     sub = SubscriptionFactory()
     client.force_login(sub.user)
     html = client.get("/pricing/").content.decode()
-    assert re.search(r'data-plan="business">\s*<h2>Business <span class="badge">Current plan', html)
+    assert re.search(r'data-plan="business"[^>]*>\s*<h3>Business <span class="badge">Current plan', html)
     assert "Manage billing" in html
     assert "/billing/upgrade/scale/" not in html  # changes go through the portal
 
@@ -108,7 +108,7 @@ def test_pricing_for_visitors_and_free_users(client):
     client.force_login(UserFactory())
     html = client.get("/pricing/").content.decode()
     assert "/billing/upgrade/business/" in html
-    assert re.search(r'data-plan="free">\s*<h2>Free <span class="badge">Current plan', html)
+    assert re.search(r'data-plan="free"[^>]*>\s*<h3>Free <span class="badge">Current plan', html)
 
 
 def test_upgrade_to_an_unknown_plan_shows_an_error(client, simulated_settings):

@@ -13,20 +13,26 @@ from .factories import UserFactory
 pytestmark = pytest.mark.django_db
 
 
-def _plan_card(html: str, code: str) -> str:
-    return re.search(rf'data-plan="{code}">.*?</div>', html, re.S).group(0)
+def _plan_card(html: str, code: str, *, ladder: str = "eur") -> str:
+    """One plan's card in one currency's ladder ('' when that ladder does not sell it)."""
+    section = re.search(rf'data-ladder="{ladder}".*?</section>', html, re.S).group(0)
+    card = re.search(rf'data-plan="{code}".*?</article>', section, re.S)
+    return card.group(0) if card else ""
 
 
 def test_pricing_shows_dzd_price_and_chargily_button_for_plans_priced_in_dzd(client):
     visitor = client.get("/pricing/").content.decode()
-    assert "or 1,590 DZD for one month" in _plan_card(visitor, "student")
+    student_dzd = _plan_card(visitor, "student", ladder="dzd")
+    assert "1,590.00 DZD" in student_dzd and "per month" in student_dzd
+    assert "DZD" not in _plan_card(visitor, "student")  # the EUR ladder shows euros only
     assert "Pay with Chargily" not in visitor  # visitors sign up first
 
     client.force_login(UserFactory())
     html = client.get("/pricing/").content.decode()
-    student = _plan_card(html, "student")
+    student = _plan_card(html, "student", ladder="dzd")
     assert 'name="gateway" value="chargily"' in student and "Pay with Chargily (DZD)" in student
-    assert "Choose Student" in student
+    assert "Choose Student" in _plan_card(html, "student")
+    assert _plan_card(html, "pro", ladder="dzd") == ""  # no DZD price, not in the DZD ladder
     pro = _plan_card(html, "pro")
     assert "DZD" not in pro and "chargily" not in pro
 
@@ -48,9 +54,10 @@ def test_chargily_button_opens_a_dzd_checkout_and_payment_activates_the_plan(cli
     status = subscription_status_get(user=user)
     assert (status["tier"], status["is_active"], status["gateway"]) == ("student", True, "chargily")
 
-    student = _plan_card(client.get("/pricing/").content.decode(), "student")
+    html = client.get("/pricing/").content.decode()
+    student = _plan_card(html, "student", ladder="dzd")
     assert "Current plan" in student and "Renew with Chargily (DZD)" in student
-    assert "Manage billing" not in student  # no Stripe customer behind a Chargily period
+    assert "Manage billing" not in student + _plan_card(html, "student")  # no Stripe customer behind it
     pro = _plan_card(client.get("/pricing/").content.decode(), "pro")
     assert "Switch in billing portal" not in pro and "Available when your current period ends" in pro
 

@@ -22,8 +22,10 @@ def test_credits_page_shows_packs_best_value_history_and_badge(catalogue, user, 
     assert response.status_code == 200
     assert html.count('class="card credits-pack') == 3
     best = html.split("credits-pack--best", 1)[1].split("</form>", 1)[0]
-    assert "Pack 500" in best and "Best value" in best
+    # The lowest price per credit (0.139 EUR), though the stored flag still sits on Pack 500.
+    assert "Pack 1000" in best and "Best value" in best and "0.139 EUR per credit" in best
     assert html.count("Best value") == 1
+    assert "0.19 EUR per credit" in html and "0.158 EUR per credit" in html
     assert "79.00 EUR" in html and "19.00 EUR" in html
     assert "data-credits-badge" in html and "<strong data-credits-balance>120</strong>" in html
     assert "Grant (admin)" in html and "+120" in html

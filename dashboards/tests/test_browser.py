@@ -148,7 +148,9 @@ def test_pricing_simulated_checkout_shows_plan_and_quota_bars(page):
     login(page, "buyer@example.com")
     page.goto("/pricing/")
     shoot(page, "pricing")
-    page.locator(f'[data-plan="{paid.code}"]').get_by_role("button", name=f"Choose {paid.name}").click()
+    page.locator(f'[data-ladder="eur"] [data-plan="{paid.code}"]').get_by_role(
+        "button", name=f"Choose {paid.name}"
+    ).click()
     page.wait_for_url("**/billing/simulated-checkout/**")
     shoot(page, "simulated-checkout")
     page.locator("button[value=pay]").click()
@@ -171,8 +173,8 @@ def test_pay_a_plan_and_a_pack_in_dzd_with_chargily(page, settings):
     login(page, "dzd@example.com")
 
     page.goto("/pricing/")
-    student = page.locator('[data-plan="student"]')
-    assert "1,590 DZD" in student.inner_text()
+    student = page.locator('[data-ladder="dzd"] [data-plan="student"]')
+    assert "1,590.00 DZD" in student.inner_text()
     student.get_by_role("button", name="Pay with Chargily (DZD)").click()
     page.wait_for_url("**/payment/chargily/simulated-checkout/**")
     shoot(page, "chargily-simulated-checkout")

@@ -79,7 +79,7 @@ def test_packs_are_public_in_display_order(catalogue, django_assert_max_num_quer
             "price_minor": 7900,
             "currency": "eur",
             "price_dzd_minor": None,
-            "best_value": True,
+            "best_value": False,  # the stored flag is here, but 79 € / 500 is not the cheapest per credit
         },
         {
             "id": "pack_1000",
@@ -88,7 +88,7 @@ def test_packs_are_public_in_display_order(catalogue, django_assert_max_num_quer
             "price_minor": 13900,
             "currency": "eur",
             "price_dzd_minor": None,
-            "best_value": False,
+            "best_value": True,  # 0.139 € per credit, the lowest
         },
     ]
 
