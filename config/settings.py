@@ -88,6 +88,7 @@ MIDDLEWARE = [
     "core.middleware.ApiFastPathMiddleware",  # proxy API: skips the rest (see its docstring)
     "django.middleware.security.SecurityMiddleware",
     "core.middleware.StaticFilesMiddleware",  # servestatic: async, like the whole chain
+    "core.compression.PageGZipMiddleware",  # pages only: not the proxy, streams or no-store
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

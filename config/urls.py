@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from accounts import views as accounts_views
@@ -7,6 +9,8 @@ from core import views as core_views
 
 urlpatterns = [
     path("health", core_views.health, name="health"),
+    # Browsers ask for /favicon.ico whatever the page links: send them to the SVG one.
+    path("favicon.ico", RedirectView.as_view(url=static("img/favicon.svg"), permanent=True)),
     # The admin's credential forms, behind the same attempt limits as the site's (accounts).
     path("admin/login/", accounts_views.admin_login),
     path("admin/password_change/", accounts_views.admin_password_change),
