@@ -1,9 +1,12 @@
 """``GET /api/admin/dashboard``: the operator dashboard as JSON, in the original design's shape
-(budget, users, providers, economics, alerts) plus organizations and credits."""
+(budget, users, providers, economics, alerts) plus organizations, credits and the business
+block (MRR, subscriptions, churn, failed payments)."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.permissions import IsAdminUser
@@ -12,7 +15,7 @@ from rest_framework.views import APIView
 
 from core.schema import error_responses, schema_named
 
-from .selectors import operator
+from .selectors import business, operator
 
 
 def _usd(**kwargs):
@@ -75,11 +78,15 @@ class DashboardPlanEconomicsSerializer(serializers.Serializer):
     revenue_usd = _usd()
     costs_usd = _usd()
     profit_usd = _usd()
+    margin_percent = _percent(
+        allow_null=True, help_text="Profit / revenue, in percent; null without revenue."
+    )
 
 
 class DashboardProviderEconomicsSerializer(serializers.Serializer):
     provider = serializers.CharField()
     costs_usd = _usd()
+    requests_count = serializers.IntegerField()
     share_percent = _percent()
 
 
@@ -140,6 +147,70 @@ class DashboardCreditsSerializer(serializers.Serializer):
     webhook_success_rate = _percent(allow_null=True)
 
 
+class DashboardMrrSerializer(serializers.Serializer):
+    by_currency_minor = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Monthly recurring revenue per currency, in minor units."
+    )
+    usd = _usd(help_text="All currencies converted with EXCHANGE_RATES_TO_USD.")
+
+
+class DashboardPlanSubscriptionsSerializer(serializers.Serializer):
+    plan = serializers.CharField()
+    name = serializers.CharField()
+    paid = serializers.IntegerField(help_text="Active or past-due subscriptions.")
+    trials = serializers.IntegerField()
+    mrr = DashboardMrrSerializer()
+    paid_url = serializers.CharField()
+    trials_url = serializers.CharField()
+
+
+class DashboardFailedPaymentsSerializer(serializers.Serializer):
+    transactions = serializers.IntegerField(help_text="Failed payment transactions (either gateway).")
+    invoices = serializers.IntegerField(help_text="Stripe invoice.payment_failed events.")
+    total = serializers.IntegerField()
+    transactions_url = serializers.CharField()
+    invoices_url = serializers.CharField()
+
+
+class DashboardWeekSerializer(serializers.Serializer):
+    week = serializers.DateField(help_text="The ISO week's Monday (UTC).")
+    mrr = DashboardMrrSerializer()
+    paid = serializers.IntegerField()
+    trials = serializers.IntegerField()
+    live_at_start = serializers.IntegerField()
+    churned = serializers.IntegerField()
+    churn_percent = _percent(allow_null=True)
+    churned_url = serializers.CharField()
+    failed_payments = DashboardFailedPaymentsSerializer()
+
+
+class DashboardChurnSerializer(serializers.Serializer):
+    churned = serializers.IntegerField()
+    percent = _percent(allow_null=True)
+    url = serializers.CharField()
+
+
+class DashboardBusinessSerializer(serializers.Serializer):
+    mrr = DashboardMrrSerializer()
+    mrr_url = serializers.CharField()
+    paid = serializers.IntegerField()
+    paid_url = serializers.CharField()
+    trials = serializers.IntegerField()
+    trials_url = serializers.CharField()
+    by_plan = DashboardPlanSubscriptionsSerializer(many=True)
+    churn_this_week = DashboardChurnSerializer()
+    failed_this_week = DashboardFailedPaymentsSerializer()
+    trend = DashboardWeekSerializer(many=True, help_text="The last 12 ISO weeks, oldest first.")
+
+
+class DashboardPeriodSerializer(serializers.Serializer):
+    since = serializers.DateField()
+    until = serializers.DateField()
+    notes = serializers.ListField(
+        child=serializers.CharField(), help_text="Why the asked range was not used."
+    )
+
+
 @schema_named
 class OperatorDashboardApi(APIView):
     # Operators use their admin session (or a DRF token), never a customer proxy key.
@@ -148,6 +219,8 @@ class OperatorDashboardApi(APIView):
 
     class OutputSerializer(serializers.Serializer):
         generated_at = serializers.DateTimeField()
+        period = DashboardPeriodSerializer(help_text="The range of the economics block.")
+        business = DashboardBusinessSerializer()
         budget = DashboardBudgetSerializer()
         users = DashboardUsersSerializer()
         providers = DashboardProvidersSerializer()
@@ -161,10 +234,23 @@ class OperatorDashboardApi(APIView):
         summary="Operator dashboard (staff only)",
         description=(
             "Budget, users, providers (today and last 30 days), economics (last 30 days, USD), "
-            "alerts, organizations and credit funnel. Non-staff callers get 403."
+            "alerts, organizations and credit funnel; business: MRR, subscriptions by plan, trials, "
+            "churn and failed payments with a 12-week trend. `since`/`until` (YYYY-MM-DD) set the "
+            "economics range; bad input gives the last 30 days and a note in `period.notes`. "
+            "Non-staff callers get 403."
         ),
+        parameters=[
+            OpenApiParameter("since", OpenApiTypes.DATE, required=False),
+            OpenApiParameter("until", OpenApiTypes.DATE, required=False),
+        ],
         tags=["admin"],
         responses={200: OutputSerializer, **error_responses(401, 403)},
     )
     def get(self, request):
-        return Response(self.OutputSerializer(operator.operator_dashboard_get()).data)
+        now = timezone.now()
+        period = business.date_range_parse(
+            since=request.query_params.get("since"), until=request.query_params.get("until"), today=now.date()
+        )
+        data = operator.operator_dashboard_get(now=now, since=period.since, until=period.until)
+        data["period"]["notes"] = period.notes
+        return Response(self.OutputSerializer(data).data)

@@ -19,7 +19,7 @@ from billing.selectors import plan_list_public
 from core.exceptions import ERROR_CODES, error_body
 
 from .charts import bar_chart_svg
-from .selectors import customer, operator
+from .selectors import business, customer, operator
 
 ERROR_MEANINGS = {
     "invalid_request": "The body or a parameter is invalid; `param` names the field.",
@@ -145,14 +145,44 @@ def api_guide(request):
 
 
 def operator_dashboard(request):
-    """``/admin/dashboard/``: the operator's view, inside the admin (wrapped by admin_view)."""
-    data = operator.operator_dashboard_get()
+    """``/admin/dashboard/``: the operator's view, inside the admin (wrapped by admin_view).
+    ``?since=&until=`` (YYYY-MM-DD) set the economics range; bad input shows the default."""
+    now = timezone.now()
+    period = business.date_range_parse(
+        since=request.GET.get("since"), until=request.GET.get("until"), today=now.date()
+    )
+    data = operator.operator_dashboard_get(now=now, since=period.since, until=period.until)
     budget = data["budget"]
+    trend = data["business"]["trend"]
     context = {
         **admin.site.each_context(request),
         "title": "Operator dashboard",
         "data": data,
+        "range_notes": period.notes,
         "budget_bar": min(int(budget.percent_used), 100),
+        "trend_charts": {
+            "mrr": bar_chart_svg(
+                [(p["week"], p["mrr"]["usd"]) for p in trend], label="MRR per week (USD)", unit="USD"
+            ),
+            "paid": bar_chart_svg(
+                [(p["week"], p["paid"]) for p in trend],
+                label="Paid subscriptions per week",
+                unit="subscriptions",
+            ),
+            "trials": bar_chart_svg(
+                [(p["week"], p["trials"]) for p in trend], label="Trials per week", unit="trials"
+            ),
+            "churn": bar_chart_svg(
+                [(p["week"], p["churned"]) for p in trend],
+                label="Churned subscriptions per week",
+                unit="churned",
+            ),
+            "failed": bar_chart_svg(
+                [(p["week"], p["failed_payments"]["total"]) for p in trend],
+                label="Failed payments per week",
+                unit="failed",
+            ),
+        },
     }
     return render(request, "admin/dashboard.html", context)
 

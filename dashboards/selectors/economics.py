@@ -149,6 +149,7 @@ def economics_get(*, since: date, until: date, providers: list[dict] | None = No
                 "revenue_usd": plan_revenue,
                 "costs_usd": plan_costs,
                 "profit_usd": plan_revenue - plan_costs,
+                "margin_percent": percent_of(plan_revenue - plan_costs, plan_revenue),
             }
         )
     if providers is None:
@@ -157,6 +158,7 @@ def economics_get(*, since: date, until: date, providers: list[dict] | None = No
         {
             "provider": row["provider"],
             "costs_usd": rounded(row["cost_total"]),
+            "requests_count": row["requests_count"],
             "share_percent": percent_of(row["cost_total"], costs) or Decimal("0.0"),
         }
         for row in sorted(providers, key=lambda r: (-r["cost_total"], r["provider"]))

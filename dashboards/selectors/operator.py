@@ -28,6 +28,7 @@ from proxy import budget as proxy_budget
 from proxy.models import RateLimitedDay, UsageDailyRollup, UsageEvent
 from proxy.router import providers_cooling_get
 
+from .business import business_overview_get, economics_drilldown_get
 from .customer import CHART_DAYS
 from .economics import CENT, economics_get, percent_of, provider_stats_list, rounded, usd_from_minor
 from .provider_health import provider_health_list
@@ -299,11 +300,15 @@ def organizations_block_get() -> dict:
 # =============================================================================================
 
 
-def operator_dashboard_get(*, now: datetime | None = None) -> dict:
-    """Everything the operator dashboard shows (page and JSON), about 20 queries in all."""
+def operator_dashboard_get(
+    *, now: datetime | None = None, since: date | None = None, until: date | None = None
+) -> dict:
+    """Everything the operator dashboard shows (page and JSON), about 25 queries in all.
+    Economics cover [since, until] (validated by the caller; the last 30 days by default)."""
     now = now or timezone.now()
     today = now.date()
     since_30 = today - timedelta(days=CHART_DAYS - 1)
+    since, until = since or since_30, until or today
     budget = budget_status_get(today=today)
     providers_today = provider_stats_list(since=today, until=today)
     providers_30 = provider_stats_list(since=since_30, until=today)
@@ -313,10 +318,14 @@ def operator_dashboard_get(*, now: datetime | None = None) -> dict:
     failed_webhooks = stripe_events_failed_count(since=window_start)
     failed_meter = meter_events_failed_count()
     drift = drift_open_counts_get()
-    economics = economics_get(since=since_30, until=today, providers=providers_30)
+    # The default range is the 30-day provider table's: its rows are reused, not read again.
+    providers_range = providers_30 if (since, until) == (since_30, today) else None
+    economics = economics_get(since=since, until=until, providers=providers_range)
     return {
         "generated_at": now,
-        "period": {"since": since_30, "until": today},
+        "period": {"since": since, "until": until},
+        "business": business_overview_get(now=now),
+        "economics_drilldown": economics_drilldown_get(economics=economics, since=since, until=until),
         "budget": budget,
         "users": {
             "active_today": users_active_today_count(today=today),

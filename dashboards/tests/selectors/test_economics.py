@@ -116,16 +116,23 @@ def test_economics_revenue_costs_margin(settings, today, catalog):
             "revenue_usd": Decimal("8.00"),
             "costs_usd": Decimal("0.00"),
             "profit_usd": Decimal("8.00"),
+            "margin_percent": Decimal("100.0"),
         },
         {
             "plan": plan.code,
             "revenue_usd": Decimal("22.00"),
             "costs_usd": Decimal("6.00"),
             "profit_usd": Decimal("16.00"),
+            "margin_percent": Decimal("72.7"),
         },
     ]
     assert result.by_provider == [
-        {"provider": "openai", "costs_usd": Decimal("6.00"), "share_percent": Decimal("100.0")}
+        {
+            "provider": "openai",
+            "costs_usd": Decimal("6.00"),
+            "requests_count": 1,
+            "share_percent": Decimal("100.0"),
+        }
     ]
 
 

@@ -30,7 +30,7 @@ def test_operator_page_renders_blocks_and_link_buttons(
         name="Production Inc", stripe_subscription_id="sub_p", stripe_customer_id="cus_p", status="active"
     )
     client.force_login(staff)
-    with django_assert_max_num_queries(27):  # 2 of them: provider health
+    with django_assert_max_num_queries(32):  # 2 of them: provider health; 5: business, drill-down
         response = client.get("/admin/dashboard/")
     assert response.status_code == 200
     html = response.content.decode()
