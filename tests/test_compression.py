@@ -85,3 +85,16 @@ def test_a_proxy_url_that_takes_the_full_stack_is_not_gzipped_either():
     )
 
     assert "Content-Encoding" not in response and response.content == body.encode()
+
+
+@pytest.mark.django_db
+def test_api_json_is_never_gzipped(user_a):
+    """BREACH: an API answer can carry a secret shown once (a new key) beside the caller's input."""
+    client = bearer_client(user_a)
+    for n in range(5):  # a body well past gzip's 200-byte floor
+        client.post("/api/keys", {"name": f"server-{n}"}, format="json")
+    response = client.get("/api/keys", headers=GZIP)
+
+    assert response.status_code == 200 and len(response.content) > 500
+    assert "Content-Encoding" not in response
+    assert response.json() is not None
