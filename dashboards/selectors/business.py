@@ -4,7 +4,8 @@ trials, churn and failed payments, now and over the last 12 ISO weeks. Nothing h
 History is read from the subscription rows themselves: a row was live from ``activated_at``
 (set when it first became entitled, trial included) until ``ended_at``; a row that never
 ended counts only while its status is entitled. Rows keep only their current status, so a
-trial that converted counts as paid over its whole history, and a trial is never MRR.
+trial that converted counts as paid over its whole history, a row now trialing is never MRR,
+and an ended row counts as paid while it was live.
 
 Every number carries the admin changelist URL that lists the rows it counts.
 """
@@ -210,7 +211,7 @@ def subscriptions_weekly_get(*, weeks) -> list[dict]:
     for i, (_, start, end) in enumerate(weeks):
         at_end = _live_at(end)
         aggregates |= {
-            f"mrr_{i}": Sum("monthly", filter=at_end & Q(status__in=PAID)),
+            f"mrr_{i}": Sum("monthly", filter=at_end & ~Q(status=Subscription.Status.TRIALING)),
             f"paid_{i}": Count("pk", filter=at_end & ~Q(status=Subscription.Status.TRIALING)),
             f"trials_{i}": Count("pk", filter=at_end & Q(status=Subscription.Status.TRIALING)),
             f"start_{i}": Count("pk", filter=_live_at(start)),
