@@ -50,7 +50,9 @@ def health(request):
 
 
 def home(request):
-    return render(request, "core/home.html")
+    """The landing page. Its plans and providers come from template tags of billing and accounts
+    (core imports no app); the SDK snippet points at this site's OpenAI-compatible route."""
+    return render(request, "core/home.html", {"proxy_base_url": f"{settings.SITE_URL}/api/proxy/v1"})
 
 
 def not_found(request, exception=None):
