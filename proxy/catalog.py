@@ -36,6 +36,18 @@ DEFAULT_PRICES: list[tuple[str, str, str, str]] = [
     ("sandbox", "sandbox-embed", "0", "0"),
 ]
 
+# The embedding models of the routes below: any keyed provider's, whatever the plan's chat mix.
+EMBEDDING_MODELS = frozenset(
+    {
+        "text-embedding-3-small",
+        "openai/text-embedding-3-small",
+        "text-embedding-3-large",
+        "mistral-embed",
+        "gemini-embedding-001",
+        "sandbox-embed",
+    }
+)
+
 # (requested model, provider, upstream model); "*" is the provider's default.
 DEFAULT_ROUTES: list[tuple[str, str, str]] = [
     ("gpt-4o", "groq", "llama-3.3-70b-versatile"),

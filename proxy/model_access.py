@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from accounts.providers import PROVIDERS
 from accounts.selectors import PROVIDER_SOURCE_NONE, provider_key_status_list
 from core.exceptions import ApiError
 
 from . import sandbox
+from .catalog import EMBEDDING_MODELS
 from .dbcall import db_call
 from .selectors import catalog_get, catalog_is_fresh, model_providers_get, models_served_get
 
@@ -59,13 +61,20 @@ async def chat_model_check(call) -> None:
 
 
 def models_reachable_get(*, user, plan) -> dict[str, str]:
-    """Model id → owner provider, for every model the plan's providers serve by name and the
-    caller has a key for (personal, global or environment; any provider with the sandbox on)."""
+    """Model id → owner provider, for every model the caller can call: the chat models the
+    plan's providers serve by name, and the embedding models (exact routes, any provider,
+    whatever the plan's mix) — each through a provider the caller has a key for (personal,
+    global or environment; any provider with the sandbox on)."""
     providers = plan_providers(plan)
+    embedders = list(PROVIDERS) + [sandbox.PROVIDER]
     if not sandbox.sandbox_enabled():
         keyed = {s.provider for s in provider_key_status_list(user=user) if s.source != PROVIDER_SOURCE_NONE}
         providers = [p for p in providers if p in keyed]
-    return models_served_get(providers=providers)
+        embedders = [p for p in embedders if p in keyed]
+    embeddings = models_served_get(providers=embedders)
+    reachable = {m: o for m, o in embeddings.items() if m in EMBEDDING_MODELS}
+    reachable.update(models_served_get(providers=providers))
+    return dict(sorted(reachable.items()))
 
 
 def model_object(model: str, owner: str) -> dict:

@@ -99,3 +99,20 @@ def test_sdk_retrieves_and_lists(caller, fake_upstream, live_asgi):
     assert caught.value.code == "model_not_found"
     assert ids["openai/gpt-4o-mini"] == "openrouter"
     assert fake_upstream.requests == []  # nothing asked of any provider
+
+
+def test_embedding_models_are_listed_through_any_keyed_provider_whatever_the_plan(caller):
+    """Embeddings take exact routes to any provider (not the plan's chat mix): listed when the
+    caller has a key for one of them, and retrievable."""
+    _user, _plaintext, client = caller
+    plan_configure(weights={"groq": 100})
+    global_key_set("groq")
+
+    assert "text-embedding-3-small" not in _listed(client)
+
+    global_key_set("openai")
+    listed = _listed(client)
+
+    assert listed["text-embedding-3-small"] == "openai"
+    assert listed["gpt-4o"] == "groq"  # chat stays the plan's
+    assert client.get("/api/proxy/v1/models/text-embedding-3-small").json()["owned_by"] == "openai"
