@@ -137,6 +137,10 @@ def test_the_phone_navigation_is_one_line_and_opens_from_the_keyboard(browser, l
     _customer()
     page = _open(browser, live_server, PHONE)
     _login(page, "a11y@example.com")
+    page.keyboard.press("Tab")  # the first stop is the skip link, which lands on the content
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
     header = page.locator("header.topbar").bounding_box()
     assert header["height"] < 80, f"the navigation wraps ({header['height']}px high)"
     menu = page.get_by_role("button", name="Menu")
