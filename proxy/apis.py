@@ -44,6 +44,26 @@ CHAT_RESPONSES = {
 }
 
 
+class AnthropicErrorDetailSerializer(serializers.Serializer):
+    type = serializers.CharField(help_text="Anthropic's error type, e.g. `rate_limit_error`.")
+    message = serializers.CharField()
+    code = serializers.CharField(required=False, help_text="Tollgate's code, e.g. `quota_exceeded`.")
+
+
+class AnthropicErrorSerializer(serializers.Serializer):
+    """``{"type": "error", "error": {"type", "message", "code"}}``: Anthropic's shape."""
+
+    type = serializers.ChoiceField(choices=["error"])
+    error = AnthropicErrorDetailSerializer()
+
+
+# /v1/messages answers its errors in Anthropic's shape, for the statuses chat can answer.
+MESSAGES_ERRORS = {
+    status: OpenApiResponse(AnthropicErrorSerializer, description=response.description)
+    for status, response in CHAT_ERRORS.items()
+}
+
+
 def _chat_response(result, reshape=None):
     """A stream as is; a JSON answer with the model that served and OpenAI's token-limit headers.
 
@@ -174,7 +194,7 @@ class MessagesApi(ProxyApiView):
             (200, "text/event-stream"): OpenApiResponse(
                 OpenApiTypes.STR, description="With `stream: true`: Anthropic's message stream events."
             ),
-            **CHAT_ERRORS,
+            **MESSAGES_ERRORS,
         },
     )
     async def post(self, request):
