@@ -31,7 +31,7 @@ def guide(caller, settings, live_asgi):
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_the_guide_example_runs_as_printed(guide, example):
     body, plaintext = guide
-    printed = re.search(rf'<pre id="{example}">(.*?)</pre>', body, re.S)
+    printed = re.search(rf'<pre id="{example}"[^>]*>(.*?)</pre>', body, re.S)
     assert printed, f"{example} is not on the page"
     code = html.unescape(printed.group(1))
     code = re.sub(r'"sk_agentai_[A-Za-z0-9]*…"', f'"{plaintext}"', code)
