@@ -118,16 +118,7 @@ class PeerRunner:
         """A wrk run through the peer, with the CPU time and peak RSS of its processes."""
         pids = self.peer.pids()
         cpu_before = processes.cpu_seconds(pids)
-        peak = {"rss": processes.rss_mb(pids)}
-        stop = threading.Event()
-
-        def sample():
-            while not stop.wait(0.5):
-                peak["rss"] = max(peak["rss"], processes.rss_mb(pids))
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        try:
+        with processes.RssPeak(pids) as peak:
             stats = loadgen.wrk_run(
                 url=self.peer.url,
                 connections=connections,
@@ -135,10 +126,7 @@ class PeerRunner:
                 auth=self.peer.key,
                 timeout_s=timeout_s,
             )
-        finally:
-            stop.set()
-            sampler.join()
-        return stats, processes.cpu_seconds(pids) - cpu_before, peak["rss"]
+        return stats, processes.cpu_seconds(pids) - cpu_before, peak.mb
 
     def _burst(self, target: str, count: int) -> loadgen.StreamStats:
         url, auth = self._target(target)

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -165,16 +164,7 @@ class Bench:
         self.last_db_transactions = -self.db_transactions()
         services_before = processes.service_cpu_seconds()
         cpu_before = processes.cpu_seconds(pids)
-        peak = {"rss": processes.rss_mb(pids)}
-        stop = threading.Event()
-
-        def sample():
-            while not stop.wait(0.5):
-                peak["rss"] = max(peak["rss"], processes.rss_mb(pids))
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        try:
+        with processes.RssPeak(pids) as peak:
             if route is None:
                 url, body, (auth, headers) = self.proxy_url, None, (self.tenant.api_key, None)
             else:
@@ -189,9 +179,6 @@ class Bench:
                 headers=headers,
                 timeout_s=timeout_s,
             )
-        finally:
-            stop.set()
-            sampler.join()
         cpu = processes.cpu_seconds(pids) - cpu_before
         self.last_service_cpu = processes.service_cpu_spent(services_before)
         time.sleep(0.6)  # PostgreSQL flushes backend statistics at most every 0.5 s
@@ -203,7 +190,7 @@ class Bench:
             counted = self.route_ok.setdefault(route.path, [0, 0])
             counted[0] += stats.ok
             counted[1] += stats.ok + connections + stats.timeouts
-        return stats, cpu, peak["rss"]
+        return stats, cpu, peak.mb
 
     def profile_start(self, *, duration_s: float) -> None:
         """Sample every Tollgate worker with py-spy during the next run (flame graphs in the log dir).

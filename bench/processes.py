@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -140,6 +141,29 @@ def rss_mb(pids: list[int]) -> float:
                     total_kb += int(line.split()[1])
                     break
     return total_kb / 1024
+
+
+class RssPeak:
+    """``with RssPeak(pids) as peak:`` — the peak RSS (``peak.mb``) of ``pids`` while the block
+    runs, sampled every half second."""
+
+    def __init__(self, pids: list[int]):
+        self.pids = pids
+        self.mb = rss_mb(pids)
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.5):
+            self.mb = max(self.mb, rss_mb(self.pids))
+
+    def __enter__(self) -> RssPeak:
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._sampler.join()
 
 
 class Managed:

@@ -25,11 +25,8 @@ COUNT_CAP = 10_000
 
 def table_rows_estimate(*, model, using: str = "default") -> int:
     """PostgreSQL's own row estimate for ``model``'s table (``pg_class.reltuples``, kept by
-    autovacuum/ANALYZE); -1 when unknown (never analysed) or on another database."""
-    connection = connections[using]
-    if connection.vendor != "postgresql":
-        return -1
-    with connection.cursor() as cursor:
+    autovacuum/ANALYZE); -1 when unknown (never analysed)."""
+    with connections[using].cursor() as cursor:
         cursor.execute(
             "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
             [model._meta.db_table],

@@ -3,41 +3,18 @@ SDK against a live Tollgate on the fake upstream: the answer, the stream, tools,
 ``overloaded`` and what is refused — and the books for each."""
 
 import json
-import time
 
 import httpx
 import openai
 import pytest
 
-from billing.models import UsageCounter
-from proxy.models import UsageEvent
-
 from ..factories import global_key_set, plan_configure
+from ..settled import token_counter_settled, usage_events_wait
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SECRET = "sk-ant-operator-0123456789"
 MODEL = "claude-sonnet-4"  # the catalogue routes it to anthropic's claude-sonnet-4-20250514
-
-
-def _events(user, count: int = 1, timeout: float = 5.0) -> list[UsageEvent]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events = list(UsageEvent.objects.filter(user=user).order_by("id"))
-        if len(events) >= count:
-            return events
-        time.sleep(0.05)
-    raise AssertionError("no usage event recorded")
-
-
-def _counter(user, expected_used: int, timeout: float = 5.0) -> UsageCounter:
-    """The plan's token counter once the call settled and spare reservations came back."""
-    deadline = time.monotonic() + timeout
-    while True:
-        counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
-        if (counter.used == expected_used and counter.reserved == 0) or time.monotonic() > deadline:
-            return counter
-        time.sleep(0.05)
 
 
 def _native_requests(fake) -> list[dict]:
@@ -82,9 +59,9 @@ def test_a_chat_call_goes_to_the_native_api_and_comes_back_a_chat_completion(cla
     assert sent["json"]["messages"] == [{"role": "user", "content": [{"type": "text", "text": "Hello!"}]}]
     assert sent["json"]["max_tokens"] == 50
     assert not [r for r in fake.requests if r["path"].endswith("/chat/completions")]
-    event = _events(user)[0]
+    event = usage_events_wait(user)[0]
     assert (event.provider, event.prompt_tokens, event.completion_tokens) == ("anthropic", 14, 15)
-    assert _counter(user, 29).used == 29
+    assert token_counter_settled(user, 29).used == 29
 
 
 def test_a_streamed_call_is_translated_from_anthropic_events_with_usage_last(claude):
@@ -107,9 +84,9 @@ def test_a_streamed_call_is_translated_from_anthropic_events_with_usage_last(cla
     [sent] = _native_requests(fake)
     assert sent["json"]["stream"] is True
     assert "stream_options" not in sent["json"]
-    event = _events(user)[0]
+    event = usage_events_wait(user)[0]
     assert (event.prompt_tokens, event.completion_tokens, event.is_estimated) == (10, 5, False)
-    assert _counter(user, 15).used == 15
+    assert token_counter_settled(user, 15).used == 15
 
 
 def test_tool_calls_come_back_with_their_arguments(claude):
@@ -166,9 +143,9 @@ def test_anthropic_overloaded_falls_back_and_the_failed_attempt_costs_nothing(cl
     assert completion.model_extra["provider"] == "openrouter"
     assert completion.model_extra["fallback"] is True
     assert completion.model_extra["quota"]["used"] == 25  # the fallback's 10 + 15, nothing more
-    events = _events(user)
+    events = usage_events_wait(user)
     assert [(e.provider, e.status_code, e.total_tokens) for e in events] == [("openrouter", 200, 25)]
-    assert _counter(user, 25).used == 25
+    assert token_counter_settled(user, 25).used == 25
 
 
 def test_n_greater_than_one_is_a_400_naming_n_and_costs_nothing(claude):
@@ -184,8 +161,8 @@ def test_n_greater_than_one_is_a_400_naming_n_and_costs_nothing(claude):
     assert error["code"] == "invalid_request"
     assert "n must be 1" in error["message"]
     assert not fake.requests  # refused before anything was sent
-    assert _events(user)[0].total_tokens == 0
-    counter = _counter(user, 0)
+    assert usage_events_wait(user)[0].total_tokens == 0
+    counter = token_counter_settled(user, 0)
     assert (counter.used, counter.reserved) == (0, 0)
 
 
@@ -203,10 +180,10 @@ def test_an_error_event_mid_stream_ends_the_stream_and_bills_what_was_sent(claud
     assert response.status_code == 200
     assert response.text.count('"content":"word "') == 2
     assert "[DONE]" not in response.text
-    event = _events(user)[0]
+    event = usage_events_wait(user)[0]
     assert (event.provider, event.error_code, event.is_estimated) == ("anthropic", "stream_interrupted", True)
     assert event.completion_tokens == 3  # "word word " counted: 10 characters ≈ 3 tokens
-    assert _counter(user, event.total_tokens).used == event.total_tokens
+    assert token_counter_settled(user, event.total_tokens).used == event.total_tokens
 
 
 def test_anthropics_4xx_keeps_its_message_and_type_and_never_shows_the_key(claude):
@@ -233,7 +210,7 @@ def test_anthropics_4xx_keeps_its_message_and_type_and_never_shows_the_key(claud
     assert SECRET not in echoed.value.response.text
     assert "Incorrect API key provided" in echoed.value.body["message"]
     assert len(_native_requests(fake)) == 2  # a provider's 4xx is relayed, not retried elsewhere
-    counter = _counter(user, 0)
+    counter = token_counter_settled(user, 0)
     assert (counter.used, counter.reserved) == (0, 0)
 
 
@@ -255,9 +232,9 @@ def test_an_error_event_before_any_text_tries_the_next_provider_and_costs_nothin
     assert len(_native_requests(fake)) == 1
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "word " * 5
     assert chunks[-1].usage.total_tokens == 15  # the fallback's own stream, nothing from Anthropic
-    events = _events(user)
+    events = usage_events_wait(user)
     assert [(e.provider, e.total_tokens) for e in events] == [("openrouter", 15)]
-    assert _counter(user, 15).used == 15
+    assert token_counter_settled(user, 15).used == 15
 
 
 def test_anthropics_not_found_is_model_not_found_naming_the_model(claude):

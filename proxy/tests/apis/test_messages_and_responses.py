@@ -1,42 +1,20 @@
 """``/v1/messages`` with the ``anthropic`` SDK and ``/v1/responses`` with the ``openai`` SDK and
 LangChain, against a live Tollgate on the fake upstream: answers, streams, errors and the books."""
 
-import time
-
 import anthropic
 import openai
 import pytest
 from langchain_openai import ChatOpenAI
 
-from billing.models import UsageCounter
 from credits.models import EndpointCost
 from credits.selectors import credit_balance_get
 from credits.services import credit_grant
 from proxy.models import UsageEvent
 
 from ..factories import UserFactory, global_key_set, plan_configure
+from ..settled import token_counter_settled, usage_events_wait
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _events(user, count: int = 1, timeout: float = 5.0) -> list[UsageEvent]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events = list(UsageEvent.objects.filter(user=user).order_by("id"))
-        if len(events) >= count:
-            return events
-        time.sleep(0.05)
-    raise AssertionError("no usage event recorded")
-
-
-def _tokens_used(user, expected: int, timeout: float = 5.0) -> int:
-    """The plan's token counter once the call settled (spare reservations returned)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
-        if (counter.used == expected and counter.reserved == 0) or time.monotonic() > deadline:
-            return counter.used
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -69,10 +47,10 @@ def test_the_anthropic_sdk_gets_a_message_and_the_call_is_billed_from_reported_u
     sent = fake.requests[-1]
     assert sent["path"] == "/groq/chat/completions"
     assert sent["json"]["messages"][0] == {"role": "system", "content": "Be brief."}
-    [event] = _events(user)
+    [event] = usage_events_wait(user)
     assert event.endpoint == "/api/proxy/v1/messages" and event.status_code == 200
     assert (event.prompt_tokens, event.completion_tokens) == (10, 15)
-    assert _tokens_used(user, 25) == 25
+    assert token_counter_settled(user, 25).used == 25
 
 
 def test_the_anthropic_sdk_streams_a_message_with_usage_at_the_end(claude):
@@ -87,7 +65,7 @@ def test_the_anthropic_sdk_streams_a_message_with_usage_at_the_end(claude):
     assert text == "word " * 5
     assert final.stop_reason == "end_turn"
     assert (final.usage.input_tokens, final.usage.output_tokens) == (10, 5)
-    [event] = _events(user)
+    [event] = usage_events_wait(user)
     assert (event.prompt_tokens, event.completion_tokens, event.is_estimated) == (10, 5, False)
 
 
@@ -154,9 +132,9 @@ def test_the_openai_sdk_gets_a_response_and_it_is_billed(gpt):
     assert response.status == "completed"
     assert (response.usage.input_tokens, response.usage.output_tokens) == (10, 15)
     assert fake.requests[-1]["json"]["max_tokens"] == 40
-    [event] = _events(user)
+    [event] = usage_events_wait(user)
     assert event.endpoint == "/api/proxy/v1/responses"
-    assert _tokens_used(user, 25) == 25
+    assert token_counter_settled(user, 25).used == 25
 
 
 def test_the_openai_sdk_streams_a_response_and_reads_usage_from_response_completed(gpt):
@@ -168,7 +146,7 @@ def test_the_openai_sdk_streams_a_response_and_reads_usage_from_response_complet
 
     assert "".join(deltas) == "word " * 5 == final.output_text
     assert (final.usage.input_tokens, final.usage.output_tokens) == (10, 5)
-    [event] = _events(user)
+    [event] = usage_events_wait(user)
     assert (event.prompt_tokens, event.completion_tokens) == (10, 5)
 
 
@@ -212,6 +190,6 @@ def test_messages_paid_in_credits_cost_what_a_chat_call_costs(claude):
         model="claude-sonnet-4", max_tokens=20, messages=[{"role": "user", "content": "x"}]
     )
 
-    [event] = _events(user)
+    [event] = usage_events_wait(user)
     assert (event.endpoint, event.credits_charged) == ("/api/proxy/v1/messages", 3)
     assert credit_balance_get(user=user).balance == 97

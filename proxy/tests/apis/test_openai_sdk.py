@@ -7,22 +7,11 @@ import openai
 import pytest
 
 from billing.models import UsageCounter
-from proxy.models import UsageEvent
 
 from ..factories import global_key_set, plan_configure
+from ..settled import usage_events_wait
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _wait_for_event(user, count: int = 1, timeout: float = 5.0) -> list[UsageEvent]:
-    """This test's user's events (a call of an earlier test settling late is not this one's)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events = list(UsageEvent.objects.filter(user=user).order_by("id"))
-        if len(events) >= count:
-            return events
-        time.sleep(0.05)
-    raise AssertionError("no usage event recorded")
 
 
 def _spares_returned(user, timeout: float = 5.0):
@@ -74,7 +63,7 @@ def test_stream_with_usage_chunk_settles_from_it(sdk, fake_upstream):
     assert text == "word " * 5
     assert chunks[-1].usage.total_tokens == 15  # 10 prompt + 5 completion, reported by the provider
     assert fake_upstream.requests[-1]["json"]["stream_options"] == {"include_usage": True}
-    event = _wait_for_event(user)[0]
+    event = usage_events_wait(user)[0]
     assert (event.prompt_tokens, event.completion_tokens, event.is_estimated) == (10, 5, False)
     counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
     assert (counter.used, counter.reserved) == (15, 0)
@@ -91,7 +80,7 @@ def test_stream_without_client_usage_request_still_settles_and_hides_the_usage_c
 
     assert all(c.usage is None for c in chunks)
     assert fake_upstream.requests[-1]["json"]["stream_options"] == {"include_usage": True}
-    assert _wait_for_event(user)[0].total_tokens == 15
+    assert usage_events_wait(user)[0].total_tokens == 15
 
 
 def test_stream_without_usage_chunk_records_a_counted_estimate(sdk, fake_upstream):
@@ -104,7 +93,7 @@ def test_stream_without_usage_chunk_records_a_counted_estimate(sdk, fake_upstrea
         )
     )
 
-    event = _wait_for_event(user)[0]
+    event = usage_events_wait(user)[0]
     assert event.is_estimated is True
     assert event.completion_tokens == 7  # 25 characters of content ≈ 7 tokens
     assert event.total_tokens > 0
@@ -142,7 +131,7 @@ def test_a_stream_costs_the_same_whenever_the_client_hangs_up(caller, fake_upstr
             if leave_after is not None and received.count(b"data:") >= leave_after:
                 break  # the client goes away
 
-    event = _wait_for_event(user)[0]
+    event = usage_events_wait(user)[0]
     assert event.is_estimated is False
     assert (event.prompt_tokens, event.completion_tokens) == (fake_upstream.prompt_tokens, 50)
     counter = _spares_returned(user)
@@ -167,7 +156,7 @@ def test_stream_falls_back_when_the_first_provider_fails_before_the_first_byte(
         chunks = list(response.parse())
 
     assert chunks
-    event = _wait_for_event(user)[0]
+    event = usage_events_wait(user)[0]
     assert (event.provider, event.is_fallback, event.total_tokens) == ("groq", True, 15)
     counter = _spares_returned(user)
     assert (counter.used, counter.reserved) == (15, 0)
@@ -199,7 +188,7 @@ def test_a_stream_is_cut_and_settled_at_the_call_deadline(caller, fake_upstream,
 
     assert elapsed < 3.0, elapsed
     assert 0 < body.count(b"data:") < 200
-    event = _wait_for_event(user)[0]
+    event = usage_events_wait(user)[0]
     assert event.error_code == "deadline_exceeded"
     assert event.is_estimated is True and event.completion_tokens > 0
     counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
