@@ -17,7 +17,7 @@ from credits.services import credit_grant
 from proxy.models import UsageEvent
 
 from ..factories import UserFactory, global_key_set, plan_configure
-from .test_openai_sdk import _wait_for_event
+from ..settled import usage_events_wait
 
 URL = "/api/proxy/v1/embeddings"
 ENDPOINT = "/api/proxy/v1/embeddings"
@@ -63,7 +63,7 @@ def test_openai_sdk_string_input_is_served_by_openai_and_decoded_from_base64(sdk
     assert sent["path"] == "/openai/embeddings"
     # The SDK asks for base64 by default and decodes it itself: the bytes went through untouched.
     assert sent["json"] == {"model": "text-embedding-3-small", "input": TEXT, "encoding_format": "base64"}
-    event = _wait_for_event(user)[0]
+    event = usage_events_wait(user)[0]
     assert (event.endpoint, event.provider, event.upstream_model) == (
         ENDPOINT,
         "openai",
