@@ -41,6 +41,17 @@ def pytest_runtest_setup(item):
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Workspace ids start far from user ids: every user gets a personal workspace, so both
+    sequences would otherwise count 1, 2, 3 together and a user id passed where a workspace id
+    belongs would go unnoticed."""
+    from django.db import connection  # noqa: PLC0415 (after pytest-django configured the database)
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("ALTER SEQUENCE accounts_workspace_id_seq RESTART WITH 100001")
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache():
     """Every test starts with an empty cache (rate limits, counters, cached keys)."""

@@ -52,6 +52,110 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.email
 
 
+class Role(models.TextChoices):
+    """What a member may do in a workspace; the table of permissions is ``accounts.roles``."""
+
+    OWNER = "owner", "Owner"
+    ADMIN = "admin", "Admin"
+    BILLING = "billing", "Billing"
+    DEVELOPER = "developer", "Developer"
+
+
+class Workspace(BaseModel):
+    """The billing tenant: it holds the plan and quota periods, the credits, the proxy keys, the
+    bring-your-own provider keys, the usage and the payments. Every user has a personal one
+    (``personal_owner``), created with the account; teams create more and invite members.
+
+    Not to be confused with ``organizations.Organization``: a self-hosted VaultAI instance the
+    operator bills per seat from its usage reports.
+    """
+
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=60, unique=True)
+    # Set for a user's personal workspace only: one each, never shared with a second owner.
+    personal_owner = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="personal_workspace",
+    )
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def personal(self) -> bool:
+        return self.personal_owner_id is not None
+
+
+class Membership(BaseModel):
+    """A user's role in a workspace (one row per pair)."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "workspace"], name="membership_one_per_user")]
+        indexes = [models.Index(fields=["workspace", "role"], name="membership_workspace_role")]
+
+    def __str__(self):
+        return f"{self.user_id} in {self.workspace_id} as {self.role}"
+
+
+class Invitation(BaseModel):
+    """An invitation to join a workspace with a role. Only the SHA-256 of the token is stored;
+    single use (``accepted_at``), revocable, and it expires (7 days by default)."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=16, choices=Role.choices)
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["workspace", "-created_at"], name="invitation_workspace_created")]
+
+    def __str__(self):
+        return f"{self.email} → {self.workspace_id} as {self.role}"
+
+
+class AuditEvent(models.Model):
+    """One change to money, keys or people: append-only (no service updates or deletes it, the
+    admin shows it read-only). ``details`` never holds a secret; ``workspace`` is empty for an
+    operator action that concerns no workspace (a global provider key)."""
+
+    workspace = models.ForeignKey(
+        Workspace, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_email = models.EmailField(blank=True)  # kept when the actor's account is gone
+    action = models.CharField(max_length=64)  # "member.role_changed", "api_key.created", …
+    target = models.CharField(max_length=200, blank=True)  # "user:12", "api_key:7", …
+    details = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["workspace", "-created_at"], name="audit_workspace_created")]
+
+    def __str__(self):
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.action} {self.target}"
+
+
 class ApiKey(BaseModel):
     """A customer proxy key (sk_agentai_…). Only its SHA-256 hash is stored."""
 

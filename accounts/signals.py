@@ -2,6 +2,7 @@
 
 - Saving a user inactive overwrites their keys' cached identities with the revoked marker
   (after commit), so their next call answers 401 from any worker; saving them active drops it.
+- A new account gets its personal workspace (any path: sign-up, admin, createsuperuser).
 - A new password (``set_password`` then ``save``) ends the user's DRF tokens, as it ends sessions.
 - Any provider-key change bumps ``PROVIDER_KEYS_VERSION_KEY``; workers drop decrypted keys.
 
@@ -25,7 +26,7 @@ from .selectors import (
     PROVIDER_KEYS_VERSION_KEY,
     api_key_cache_key,
 )
-from .services import user_tokens_revoke
+from .services import user_tokens_revoke, workspace_personal_create
 
 
 def user_keys_cache_publish(*, user_id: int, is_active: bool) -> None:
@@ -68,3 +69,11 @@ def _user_password_saved(sender, instance: User, created: bool, **kwargs) -> Non
 @receiver(post_delete, sender=ProviderCredential, dispatch_uid="accounts.credential_deleted")
 def _credential_changed(sender, **kwargs) -> None:
     provider_keys_version_bump()
+
+
+@receiver(post_save, sender=User, dispatch_uid="accounts.user_personal_workspace")
+def _user_created(sender, instance: User, created: bool, raw: bool = False, **kwargs) -> None:
+    # Every account has a personal workspace, however it was made (sign-up, the admin,
+    # ``createsuperuser``, a fixture load is ``raw`` and brings its own rows).
+    if created and not raw:
+        workspace_personal_create(user=instance)

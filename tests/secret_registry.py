@@ -95,7 +95,7 @@ def settings_secrets_register() -> None:
 def factories_instrument() -> None:
     """Register customer keys as generated and provider keys as stored, wherever the test made them."""
     original_generate = accounts.keys.api_key_generate
-    original_clean = accounts.services.provider_secret_clean
+    original_clean = accounts.services.provider_keys.provider_secret_clean
 
     def api_key_generate():
         plaintext = original_generate()
@@ -108,5 +108,6 @@ def factories_instrument() -> None:
         return cleaned
 
     accounts.keys.api_key_generate = api_key_generate
-    accounts.services.api_key_generate = api_key_generate
+    accounts.services.keys.api_key_generate = api_key_generate
+    accounts.services.provider_keys.provider_secret_clean = provider_secret_clean
     accounts.services.provider_secret_clean = provider_secret_clean

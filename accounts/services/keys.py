@@ -1,4 +1,4 @@
-"""Writes for accounts: users, customer API keys, one-time reveal links, provider keys."""
+"""Customer API keys (sk_agentai_…) and their one-time reveal links."""
 
 from __future__ import annotations
 
@@ -9,26 +9,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 
 from django.conf import settings
-from django.contrib.auth import password_validation
-from django.contrib.auth.hashers import make_password
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from core.exceptions import ApiError
 from core.locks import lock_objects
 from core.services import cache_counter_incr, counter_row_bump
 
-from .crypto import ProviderKeyDecryptError, secret_fingerprint, secret_mask, secret_verify
-from .keys import api_key_display_prefix, api_key_generate, api_key_hash, api_key_is_well_formed
-from .models import ApiKey, InvalidKeyDay, KeyReveal, ProviderCredential, User
-from .providers import provider_get
-from .selectors import (
+from ..crypto import secret_fingerprint, secret_verify
+from ..keys import api_key_display_prefix, api_key_generate, api_key_hash, api_key_is_well_formed
+from ..models import ApiKey, InvalidKeyDay, KeyReveal, User
+from ..selectors import (
     API_KEY_CACHE_SECONDS,
     API_KEY_REVOKED_MARKER,
     AUTH_FAILURE_WINDOW_SECONDS,
@@ -41,69 +35,12 @@ from .selectors import (
     auth_failure_window,
     key_reveal_get,
 )
+from .users import field_error
 
 logger = logging.getLogger("tollgate.accounts")
 
-PROVIDER_SECRET_MAX_LENGTH = 512
 KEY_REVEAL_TTL = timedelta(hours=24)
 API_KEY_TOUCH_INTERVAL_SECONDS = 60
-
-
-# --- Users ------------------------------------------------------------------------------------
-
-
-def _field_error(field_name: str, message: str) -> ApiError:
-    return ApiError("invalid_request", message, param=field_name, errors={field_name: [message]})
-
-
-def user_register(*, email: str, password: str, name: str = "") -> User:
-    """Create a customer account and its DRF token. Duplicate email / weak password → 400."""
-    email = (email or "").strip().lower()
-    try:
-        validate_email(email)
-    except ValidationError:
-        raise _field_error("email", "Enter a valid email address.")
-    if User.objects.filter(email__iexact=email).exists():
-        raise _field_error("email", "An account with this email already exists.")
-    candidate = User(email=email, name=name)
-    try:
-        password_validation.validate_password(password, user=candidate)
-    except ValidationError as exc:
-        messages = list(exc.messages)
-        raise ApiError("invalid_request", " ".join(messages), param="password", errors={"password": messages})
-    try:
-        with transaction.atomic():
-            user = User.objects.create_user(email=email, password=password, name=name)
-            Token.objects.create(user=user)
-    except IntegrityError:  # a concurrent sign-up with the same email won the race
-        raise _field_error("email", "An account with this email already exists.")
-    logger.info("user registered", extra={"user_id": user.pk})
-    return user
-
-
-def user_token_get_or_create(*, user: User) -> str:
-    token, _ = Token.objects.get_or_create(user=user)
-    return token.key
-
-
-def user_tokens_revoke(*, user_id: int) -> int:
-    """End the user's DRF tokens, as a new password ends their sessions: whoever held the old
-    password (or a token issued under it) must not keep API access. The next
-    ``/api/auth/token`` issues a new one. Customer API keys (sk_agentai_…) are machine
-    credentials managed on their own and are left alone. Returns how many were revoked."""
-    revoked, _ = Token.objects.filter(user_id=user_id).delete()
-    if revoked:
-        logger.info("user tokens revoked", extra={"user_id": user_id, "count": revoked})
-    return revoked
-
-
-def users_bulk_create(*, accounts: list[tuple[str, str]]) -> list[User]:
-    """Create one user per ``(email, name)`` in a single INSERT, each with an unusable password
-    and no token: synthetic accounts for benchmarks and demo data, never a sign-up."""
-    password = make_password(None)
-    return User.objects.bulk_create(
-        [User(email=email.lower(), name=name, password=password) for email, name in accounts]
-    )
 
 
 # --- Customer API keys ------------------------------------------------------------------------
@@ -123,9 +60,9 @@ def _api_key_insert(*, user: User, name: str) -> tuple[ApiKey, str]:
 def _api_key_name_clean(name: str) -> str:
     name = (name or "").strip()
     if not name:
-        raise _field_error("name", "A key name is required.")
+        raise field_error("name", "A key name is required.")
     if len(name) > 100:
-        raise _field_error("name", "A key name has at most 100 characters.")
+        raise field_error("name", "A key name has at most 100 characters.")
     return name
 
 
@@ -213,7 +150,7 @@ def api_key_rotate(*, user: User, key_id, grace_seconds: int = 0, now=None) -> A
     now = now or timezone.now()
     max_grace = settings.API_KEY_ROTATE_MAX_GRACE_SECONDS
     if not isinstance(grace_seconds, int) or not 0 <= grace_seconds <= max_grace:
-        raise _field_error("grace_seconds", f"grace_seconds must be between 0 and {max_grace}.")
+        raise field_error("grace_seconds", f"grace_seconds must be between 0 and {max_grace}.")
     with transaction.atomic():
         lock_objects(User.objects.filter(pk=user.pk))
         old_key = api_key_get(user=user, key_id=key_id)
@@ -340,144 +277,3 @@ def key_reveals_purge(*, now=None) -> int:
     return KeyReveal.objects.filter(expires_at__lte=now, secret__isnull=False).update(
         secret=None, fingerprint="", updated_at=now
     )
-
-
-# --- Provider keys ----------------------------------------------------------------------------
-
-
-def _provider_clean(provider: str) -> str:
-    if provider_get(provider) is None:
-        raise ApiError("not_found", f"Unknown provider '{provider}'.", param="provider")
-    return provider
-
-
-def provider_secret_clean(secret) -> str:
-    """The one rule for provider secrets (API, pages, admin): stripped, 1–512 printable chars."""
-    if not isinstance(secret, str):
-        raise _field_error("key", "The key must be a string.")
-    secret = secret.strip()
-    if not secret:
-        raise _field_error("key", "The key must not be empty.")
-    if len(secret) > PROVIDER_SECRET_MAX_LENGTH:
-        raise _field_error("key", f"The key has at most {PROVIDER_SECRET_MAX_LENGTH} characters.")
-    if any(ch.isspace() or not ch.isprintable() for ch in secret):
-        raise _field_error("key", "The key must not contain spaces or control characters.")
-    return secret
-
-
-def _scope_owner(scope: str, user: User | None) -> User | None:
-    if scope == ProviderCredential.Scope.PERSONAL:
-        if user is None:
-            raise ValueError("a personal provider key needs a user")
-        return user
-    if scope == ProviderCredential.Scope.GLOBAL:
-        return None
-    raise ValueError(f"unknown scope {scope!r}")
-
-
-def provider_credential_set(
-    *, scope: str, provider: str, secret: str, user: User | None = None, actor: User | None = None
-) -> ProviderCredential:
-    """Store (or replace) a provider key, encrypted, with its fingerprint and masked form.
-
-    ``scope="personal"`` needs ``user``; ``scope="global"`` is the operator key (callers check
-    staff). Empty, over-long or multi-line secrets are refused (the library would store "" as
-    NULL).
-    """
-    provider = _provider_clean(provider)
-    secret = provider_secret_clean(secret)
-    owner = _scope_owner(scope, user)
-    values = {"secret": secret, "fingerprint": secret_fingerprint(secret), "masked": secret_mask(secret)}
-    with transaction.atomic():
-        credential, created = ProviderCredential.objects.update_or_create(
-            scope=scope, provider=provider, user=owner, defaults=values
-        )
-    logger.info(
-        "provider key set",
-        extra={
-            "provider": provider,
-            "scope": scope,
-            "user_id": owner.pk if owner else None,
-            "actor_id": actor.pk if actor else None,
-            "masked": credential.masked,
-            "is_new": created,
-        },
-    )
-    return credential
-
-
-def provider_credential_delete(
-    *, scope: str, provider: str, user: User | None = None, actor: User | None = None
-) -> bool:
-    """Remove a provider key (idempotent). Returns whether one existed."""
-    provider = _provider_clean(provider)
-    owner = _scope_owner(scope, user)
-    deleted, _ = ProviderCredential.objects.filter(scope=scope, provider=provider, user=owner).delete()
-    logger.info(
-        "provider key deleted",
-        extra={
-            "provider": provider,
-            "scope": scope,
-            "user_id": owner.pk if owner else None,
-            "actor_id": actor.pk if actor else None,
-            "deleted": bool(deleted),
-        },
-    )
-    return bool(deleted)
-
-
-@dataclass
-class ReencryptReport:
-    reencrypted: int = 0
-    failed: list[str] = field(default_factory=list)  # "ProviderCredential 12 (openai, global)"
-
-
-def provider_secrets_reencrypt() -> ReencryptReport:
-    """Re-encrypt every stored secret under the current (first) key and fingerprint key.
-
-    Each row is decrypted with any configured key, verified against its fingerprint, and
-    written back inside its own transaction; a row that does not verify is reported and left
-    untouched, so the command can be re-run after fixing the keys. Run it after prepending a
-    new SALT_KEY (or moving the old SECRET_KEY to SECRET_KEY_FALLBACKS); then the old value
-    can be dropped.
-    """
-    report = ReencryptReport()
-    for pk in ProviderCredential.objects.order_by("pk").values_list("pk", flat=True):
-        with transaction.atomic():
-            rows = lock_objects(ProviderCredential.objects.filter(pk=pk))
-            if not rows:
-                continue
-            credential = rows[0]
-            try:
-                secret = secret_verify(
-                    credential.secret,
-                    credential.fingerprint,
-                    provider=credential.provider,
-                    scope=credential.scope,
-                    credential_id=credential.pk,
-                )
-            except ProviderKeyDecryptError:
-                report.failed.append(f"ProviderCredential {pk} ({credential.provider}, {credential.scope})")
-                continue
-            ProviderCredential.objects.filter(pk=pk).update(
-                secret=secret, fingerprint=secret_fingerprint(secret)
-            )
-            report.reencrypted += 1
-    for pk in KeyReveal.objects.filter(secret__isnull=False).order_by("pk").values_list("pk", flat=True):
-        with transaction.atomic():
-            rows = lock_objects(KeyReveal.objects.filter(pk=pk))
-            if not rows or rows[0].secret is None:
-                continue
-            reveal = rows[0]
-            try:
-                secret = secret_verify(reveal.secret, reveal.fingerprint, provider="tollgate", scope="reveal")
-            except ProviderKeyDecryptError:
-                report.failed.append(f"KeyReveal {pk}")
-                continue
-            KeyReveal.objects.filter(pk=pk).update(secret=secret, fingerprint=secret_fingerprint(secret))
-            report.reencrypted += 1
-    logger.info(
-        "provider secrets re-encrypted",
-        extra={"reencrypted": report.reencrypted, "failed": len(report.failed)},
-    )
-    return report
