@@ -9,6 +9,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from core.clientaddr import client_address_get
+from core.logging import request_id_var
+
 from ..models import AuditEvent, Membership, Role, User, Workspace
 
 logger = logging.getLogger("tollgate.accounts")
@@ -61,10 +64,8 @@ def audit_record(
 ) -> AuditEvent:
     """Append one audit event. ``details`` must hold no secret (callers pass masked values);
     ``request`` gives the IP and request id when the change came through the site or API."""
-    ip = request_id = None
-    if request is not None:
-        ip = request.META.get("REMOTE_ADDR") or None
-        request_id = getattr(request, "request_id", None) or request.META.get("HTTP_X_REQUEST_ID", "")
+    ip = (client_address_get(request).split("/")[0] or None) if request is not None else None
+    request_id = request_id_var.get()
     return AuditEvent.objects.create(
         workspace=workspace,
         actor=actor if actor is not None and actor.pk else None,
@@ -73,6 +74,6 @@ def audit_record(
         target=target,
         details=details or {},
         ip=ip,
-        request_id=(request_id or "")[:64],
+        request_id="" if request_id == "-" else request_id[:64],
         created_at=now or timezone.now(),
     )
