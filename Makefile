@@ -34,7 +34,7 @@ venv: $(DEV_STAMP)
 ## worker, reloads on code and template changes), Celery tasks inline, sandbox provider,
 ## simulated checkout. SITE_URL follows PORT unless set.
 run: $(RUNTIME_STAMP)
-	PORT=$(PORT) CELERY_TASK_ALWAYS_EAGER=$${CELERY_TASK_ALWAYS_EAGER:-true} \
+	PORT=$(PORT) CELERY_TASK_ALWAYS_EAGER=$${CELERY_TASK_ALWAYS_EAGER:-true} EMAIL_VERIFICATION=$${EMAIL_VERIFICATION:-optional} \
 	  $(DEVSERVERS) $(MAKE) --no-print-directory serve PORT=$(PORT)
 
 # What `make run` runs inside the servers (needs DATABASE_URL and REDIS_URL).

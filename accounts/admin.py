@@ -1,4 +1,4 @@
-"""Admin for users, customer API keys and provider keys. Writes go through services.
+"""Admin for users, workspaces' API keys and provider keys. Writes go through services.
 
 A global provider key is checked with the provider before it is saved (``key_checks``): the
 change form has a "Test the key" button (the typed key, not yet saved) and saving refuses a key
@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from core.exceptions import ApiError
 
+from . import admin_workspaces  # noqa: F401 (registers the workspace, member, invitation and audit admins)
 from .key_checks import (
     OUTCOME_OK,
     OUTCOME_REJECTED,
@@ -66,14 +67,24 @@ class UserAdmin(DjangoUserAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    """Read-only: keys are created by their owners; operators may only revoke."""
+    """Read-only: keys are created by workspace members; operators may only revoke."""
 
-    list_display = ("prefix", "name", "user", "created_at", "last_used_at", "revoked_at", "expires_at")
+    list_display = (
+        "prefix",
+        "name",
+        "workspace",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+        "expires_at",
+    )
     list_filter = ("revoked_at",)
-    search_fields = ("prefix", "name", "user__email")
-    list_select_related = ("user",)
+    search_fields = ("prefix", "name", "created_by__email", "workspace__slug")
+    list_select_related = ("workspace", "created_by")
     readonly_fields = (
-        "user",
+        "workspace",
+        "created_by",
         "name",
         "prefix",
         "key_hash",
@@ -93,9 +104,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke the selected keys")
     def revoke_keys(self, request, queryset):
         count = 0
-        for api_key in queryset.select_related("user"):
+        for api_key in queryset.select_related("workspace"):
             if api_key.revoked_at is None:
-                api_key_revoke(user=api_key.user, key_id=api_key.pk)
+                api_key_revoke(
+                    workspace=api_key.workspace, key_id=api_key.pk, actor=request.user, request=request
+                )
                 count += 1
         self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
 
@@ -121,7 +134,7 @@ class ProviderCredentialForm(forms.ModelForm):
 
     class Meta:
         model = ProviderCredential
-        fields = ("provider", "scope", "user")
+        fields = ("provider", "scope", "workspace")
 
     def clean(self):
         cleaned = super().clean()
@@ -131,10 +144,10 @@ class ProviderCredentialForm(forms.ModelForm):
                 cleaned["new_secret"] = provider_secret_clean(secret or "")
             except ApiError as error:
                 self.add_error("new_secret", error.message)
-        if cleaned.get("scope") == ProviderCredential.Scope.PERSONAL and not cleaned.get("user"):
-            self.add_error("user", "A personal key belongs to a user.")
-        if cleaned.get("scope") == ProviderCredential.Scope.GLOBAL and cleaned.get("user"):
-            self.add_error("user", "A global key has no user.")
+        if cleaned.get("scope") == ProviderCredential.Scope.WORKSPACE and not cleaned.get("workspace"):
+            self.add_error("workspace", "A workspace key belongs to a workspace.")
+        if cleaned.get("scope") == ProviderCredential.Scope.GLOBAL and cleaned.get("workspace"):
+            self.add_error("workspace", "A global key has no workspace.")
         check = self.key_check
         if check is not None and check.outcome == OUTCOME_REJECTED:
             self.add_error(
@@ -164,10 +177,11 @@ def _posted_global_key(request, credential: ProviderCredential | None) -> tuple[
 @admin.register(ProviderCredential)
 class ProviderCredentialAdmin(admin.ModelAdmin):
     form = ProviderCredentialForm
-    list_display = ("provider", "scope", "user", "masked", "updated_at")
+    list_display = ("provider", "scope", "workspace", "masked", "updated_at")
     list_filter = ("scope", "provider")
-    search_fields = ("user__email", "provider")
-    list_select_related = ("user",)
+    search_fields = ("workspace__slug", "workspace__name", "provider")
+    list_select_related = ("workspace",)
+    raw_id_fields = ("workspace",)
     readonly_fields = ("masked", "created_at", "updated_at")
 
     @method_decorator(sensitive_post_parameters("new_secret"))
@@ -208,11 +222,11 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None:  # what a row is for never changes; replace the secret or delete it
-            return ("provider", "scope", "user", *self.readonly_fields)
+            return ("provider", "scope", "workspace", *self.readonly_fields)
         return self.readonly_fields
 
     def get_fields(self, request, obj=None):
-        fields = ["provider", "scope", "user", "new_secret", "save_anyway"]
+        fields = ["provider", "scope", "workspace", "new_secret", "save_anyway"]
         return fields + (["masked", "created_at", "updated_at"] if obj is not None else [])
 
     def save_model(self, request, obj, form, change):
@@ -223,8 +237,9 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
             scope=obj.scope,
             provider=obj.provider,
             secret=secret,
-            user=obj.user if obj.scope == ProviderCredential.Scope.PERSONAL else None,
+            workspace=obj.workspace if obj.scope == ProviderCredential.Scope.WORKSPACE else None,
             actor=request.user,
+            request=request,
         )
         obj.pk = credential.pk
         obj.masked = credential.masked
@@ -236,8 +251,14 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
             self.message_user(request, f"Provider check ({check.outcome}): {check.message}", level)
 
     def delete_model(self, request, obj):
-        provider_credential_delete(scope=obj.scope, provider=obj.provider, user=obj.user, actor=request.user)
+        provider_credential_delete(
+            scope=obj.scope,
+            provider=obj.provider,
+            workspace=obj.workspace,
+            actor=request.user,
+            request=request,
+        )
 
     def delete_queryset(self, request, queryset):
-        for credential in queryset.select_related("user"):
+        for credential in queryset.select_related("workspace"):
             self.delete_model(request, credential)

@@ -1,4 +1,6 @@
-"""Account API: registration, tokens, customer API keys, provider keys. Thin doors to services."""
+"""Account API: registration, tokens, the workspace's API keys and provider keys. Thin doors to
+services; the workspace is the request's (``accounts.tenancy``) and each door names the role
+permission it needs (``accounts.roles``)."""
 
 from django.conf import settings
 from django.contrib.auth import authenticate
@@ -18,7 +20,7 @@ from .credential_limits import (
 )
 from .key_checks import provider_key_verify
 from .models import ProviderCredential
-from .selectors import api_key_list, provider_key_status_list
+from .selectors import api_key_list, api_key_manageable_get, provider_key_status_list
 from .services import (
     PROVIDER_SECRET_MAX_LENGTH,
     api_key_create,
@@ -29,6 +31,7 @@ from .services import (
     user_register,
     user_token_get_or_create,
 )
+from .tenancy import workspace_context_get
 
 
 def _refuse_over_limit(wait: int | None) -> None:
@@ -122,6 +125,8 @@ class ApiKeyOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     prefix = serializers.CharField()
+    # The member who created the key (it acts with their role); null once their account is gone.
+    created_by = serializers.EmailField(source="created_by.email", allow_null=True)
     created_at = serializers.DateTimeField()
     last_used_at = serializers.DateTimeField(allow_null=True)
     revoked_at = serializers.DateTimeField(allow_null=True)
@@ -143,27 +148,40 @@ class ApiKeyListCreateApi(APIView):
 
     @extend_schema(
         operation_id="keys_list",
-        summary="List your API keys",
-        description="Revoked and expired keys included; the plaintext is never returned again.",
+        summary="List the workspace's API keys",
+        description=(
+            "Owners and admins see every key of the workspace, other members the keys they created. "
+            "Revoked and expired keys included; the plaintext is never returned again."
+        ),
         tags=["keys"],
-        responses={200: ApiKeyOutputSerializer(many=True), **error_responses(401)},
+        responses={200: ApiKeyOutputSerializer(many=True), **error_responses(401, 404)},
     )
     def get(self, request):
-        keys = api_key_list(user=request.user)
+        ctx = workspace_context_get(request)
+        ctx.require("keys.read")
+        created_by = None if ctx.can("keys.manage_any") else ctx.user
+        keys = api_key_list(workspace=ctx.workspace, created_by=created_by)
         return Response(ApiKeyOutputSerializer(keys, many=True).data)
 
     @extend_schema(
         operation_id="keys_create",
-        summary="Create an API key",
-        description="`key` is the plaintext, shown in this response only (400 past API_KEYS_PER_USER_LIMIT).",
+        summary="Create an API key in the workspace",
+        description=(
+            "`key` is the plaintext, shown in this response only. The key acts with your role in the "
+            "workspace (400 past API_KEYS_PER_USER_LIMIT of your active keys in it)."
+        ),
         tags=["keys"],
         request=InputSerializer,
-        responses={201: ApiKeyCreatedSerializer, **error_responses(400, 401, 403, 413, 415)},
+        responses={201: ApiKeyCreatedSerializer, **error_responses(400, 401, 403, 404, 413, 415)},
     )
     def post(self, request):
+        ctx = workspace_context_get(request)
+        ctx.require("keys.create")
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        api_key, plaintext = api_key_create(user=request.user, name=data.validated_data["name"])
+        api_key, plaintext = api_key_create(
+            workspace=ctx.workspace, created_by=ctx.user, name=data.validated_data["name"], request=request
+        )
         payload = {
             "id": api_key.pk,
             "name": api_key.name,
@@ -178,13 +196,18 @@ class ApiKeyDeleteApi(APIView):
     @extend_schema(
         operation_id="keys_revoke",
         summary="Revoke an API key",
-        description="Takes effect at once on the proxy. Another user's key id answers 404.",
+        description=(
+            "Takes effect at once on the proxy. Your own keys; any key of the workspace for owners and "
+            "admins (another member's key otherwise answers 403). Another workspace's key id answers 404."
+        ),
         tags=["keys"],
         request=None,
         responses={204: None, **error_responses(401, 403, 404)},
     )
     def delete(self, request, key_id: int):
-        api_key_revoke(user=request.user, key_id=key_id)
+        ctx = workspace_context_get(request)
+        api_key = api_key_manageable_get(context=ctx, key_id=key_id)
+        api_key_revoke(workspace=ctx.workspace, key_id=api_key.pk, actor=ctx.user, request=request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -202,18 +225,25 @@ class ApiKeyRotateApi(APIView):
         operation_id="keys_rotate",
         summary="Rotate an API key",
         description=(
-            "Creates a replacement key (plaintext in this response only); the old key stops at once "
-            "or after `grace_seconds`. A revoked or already rotating key answers 409."
+            "Creates a replacement key (plaintext in this response only), made by the same member; the "
+            "old key stops at once or after `grace_seconds`. Your own keys; any key of the workspace for "
+            "owners and admins (403 otherwise). A revoked or already rotating key answers 409."
         ),
         tags=["keys"],
         request=InputSerializer,
         responses={201: OutputSerializer, **error_responses(400, 401, 403, 404, 409, 413, 415)},
     )
     def post(self, request, key_id: int):
+        ctx = workspace_context_get(request)
+        api_key = api_key_manageable_get(context=ctx, key_id=key_id)
         data = self.InputSerializer(data=request.data or {})
         data.is_valid(raise_exception=True)
         rotation = api_key_rotate(
-            user=request.user, key_id=key_id, grace_seconds=data.validated_data["grace_seconds"]
+            workspace=ctx.workspace,
+            key_id=api_key.pk,
+            actor=ctx.user,
+            grace_seconds=data.validated_data["grace_seconds"],
+            request=request,
         )
         payload = {
             "id": rotation.new_key.pk,
@@ -233,33 +263,38 @@ class ProviderKeyInputSerializer(serializers.Serializer):
     )
 
 
-class ProviderKeyPersonalStatusSerializer(serializers.Serializer):
-    configured = serializers.BooleanField(source="personal_configured")
-    masked = serializers.CharField(source="personal_masked", allow_null=True)
+class ProviderKeyWorkspaceStatusSerializer(serializers.Serializer):
+    configured = serializers.BooleanField(source="workspace_configured")
+    masked = serializers.CharField(source="workspace_masked", allow_null=True)
 
 
 @schema_named
 class ProviderKeyListApi(APIView):
-    PersonalSerializer = ProviderKeyPersonalStatusSerializer
+    WorkspaceSerializer = ProviderKeyWorkspaceStatusSerializer
 
     class OutputSerializer(serializers.Serializer):
         provider = serializers.CharField()
-        personal = serializers.SerializerMethodField()
+        workspace = serializers.SerializerMethodField()
         source = serializers.CharField()
 
-        @extend_schema_field(ProviderKeyPersonalStatusSerializer)
-        def get_personal(self, status_):
-            return ProviderKeyListApi.PersonalSerializer(status_).data
+        @extend_schema_field(ProviderKeyWorkspaceStatusSerializer)
+        def get_workspace(self, status_):
+            return ProviderKeyListApi.WorkspaceSerializer(status_).data
 
     @extend_schema(
         operation_id="provider_keys_list",
-        summary="Provider keys in force for you",
-        description="Per provider: your personal key (masked) and the source the proxy would use.",
+        summary="Provider keys in force for the workspace",
+        description=(
+            "Per provider: the workspace's own key (masked) and the source the proxy would use for "
+            "every member's keys. Owners and admins (others: 403)."
+        ),
         tags=["provider-keys"],
-        responses={200: OutputSerializer(many=True), **error_responses(401)},
+        responses={200: OutputSerializer(many=True), **error_responses(401, 403, 404)},
     )
     def get(self, request):
-        statuses = provider_key_status_list(user=request.user)
+        ctx = workspace_context_get(request)
+        ctx.require("provider_keys.read")
+        statuses = provider_key_status_list(workspace=ctx.workspace)
         return Response(self.OutputSerializer(statuses, many=True).data)
 
 
@@ -278,44 +313,57 @@ class ProviderKeyCheckSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
-class ProviderKeyPersonalApi(APIView):
+class ProviderKeyWorkspaceApi(APIView):
     @extend_schema(
-        operation_id="provider_keys_personal_set",
-        summary="Set your personal key for a provider",
-        description="The key is stored encrypted and only ever shown masked. Unknown provider: 404.",
+        operation_id="provider_keys_workspace_set",
+        summary="Set the workspace's own key for a provider",
+        description=(
+            "Used for every member's keys in place of the operator's. Stored encrypted and only ever "
+            "shown masked. Owners and admins (others: 403). Unknown provider: 404."
+        ),
         tags=["provider-keys"],
         request=ProviderKeyInputSerializer,
         responses={200: ProviderKeyOutputSerializer, **error_responses(400, 401, 403, 404, 413, 415)},
     )
     def put(self, request, provider: str):
+        ctx = workspace_context_get(request)
+        ctx.require("provider_keys.manage")
         data = ProviderKeyInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         credential = provider_credential_set(
-            scope=ProviderCredential.Scope.PERSONAL,
+            scope=ProviderCredential.Scope.WORKSPACE,
             provider=provider,
             secret=data.validated_data["key"],
-            user=request.user,
-            actor=request.user,
+            workspace=ctx.workspace,
+            actor=ctx.user,
+            request=request,
         )
         return Response(ProviderKeyOutputSerializer(credential).data)
 
     @extend_schema(
-        operation_id="provider_keys_personal_delete",
-        summary="Remove your personal key for a provider",
+        operation_id="provider_keys_workspace_delete",
+        summary="Remove the workspace's own key for a provider",
+        description="Owners and admins (others: 403).",
         tags=["provider-keys"],
         request=None,
         responses={204: None, **error_responses(401, 403, 404)},
     )
     def delete(self, request, provider: str):
+        ctx = workspace_context_get(request)
+        ctx.require("provider_keys.manage")
         provider_credential_delete(
-            scope=ProviderCredential.Scope.PERSONAL, provider=provider, user=request.user, actor=request.user
+            scope=ProviderCredential.Scope.WORKSPACE,
+            provider=provider,
+            workspace=ctx.workspace,
+            actor=ctx.user,
+            request=request,
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 @schema_named
 class ProviderKeyGlobalApi(APIView):
-    """Operator keys used by everyone without a personal key. Staff only (others: 403)."""
+    """Operator keys used by every workspace without its own key. Staff only (others: 403)."""
 
     permission_classes = (IsAdminUser,)
 
@@ -352,6 +400,7 @@ class ProviderKeyGlobalApi(APIView):
             provider=provider,
             secret=data.validated_data["key"],
             actor=request.user,
+            request=request,
         )
         fields = ("provider", "scope", "masked", "updated_at")
         saved = {name: getattr(credential, name) for name in fields}
@@ -366,6 +415,6 @@ class ProviderKeyGlobalApi(APIView):
     )
     def delete(self, request, provider: str):
         provider_credential_delete(
-            scope=ProviderCredential.Scope.GLOBAL, provider=provider, actor=request.user
+            scope=ProviderCredential.Scope.GLOBAL, provider=provider, actor=request.user, request=request
         )
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -10,12 +10,15 @@ from core.rawsql import model_rows_get
 from .keys import api_key_is_well_formed
 from .selectors import api_key_identity_get
 from .services import auth_failure_record, invalid_key_refusal_record
+from .services.verification import email_unverified_error, user_email_verified
 
 logger = logging.getLogger("tollgate.accounts")
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
-    """``Authorization: Bearer sk_agentai_…``. Sets ``request.auth`` to the ApiKeyIdentity.
+    """``Authorization: Bearer sk_agentai_…``. Authenticates as the member who created the key,
+    with ``request.auth`` the ApiKeyIdentity (whose ``workspace_id`` is the workspace the call
+    acts on and is billed to: ``accounts.tenancy``).
 
     Refused keys are counted per client address (``AUTH_FAILURES_PER_MINUTE``): past the limit,
     a key the shared cache does not know answers ``429 too_many_failed_authentications`` without
@@ -42,17 +45,19 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         identity = api_key_identity_get(raw_key=raw_key, client_address=address)
         if identity is None:
             self._refused(raw_key, address=address)
-        # Checked on every call so deactivating a user takes effect at once; one precompiled
-        # statement (no queryset compilation on the proxy's hot path).
+        # The key's creator, checked on every call so deactivating them takes effect at once;
+        # one precompiled statement (no queryset compilation on the proxy's hot path).
         users = model_rows_get(get_user_model(), where='"is_active" AND "id" = %s', params=[identity.user_id])
         user = users[0] if users else None
         if user is None:
             self._refused(raw_key, address=address)
+        if not user_email_verified(user):  # EMAIL_VERIFICATION=mandatory: no free quota to farm
+            raise email_unverified_error()
         return user, identity
 
     def _refused(self, raw_key: str, *, address: str):
         """401, after counting the refusal against the address (429 past its limit, with no
-        further work) and against the key's owner (the operator's abuse list)."""
+        further work) and against the key's workspace (the operator's abuse list)."""
         try:
             auth_failure_record(address=address)
         except CACHE_UNAVAILABLE_ERRORS as exc:  # the request is refused either way: say 401

@@ -52,6 +52,6 @@ class ProviderKeyForm(forms.Form):
     ACTION_DELETE = "delete"
 
     provider = forms.ChoiceField(choices=PROVIDER_CHOICES)
-    scope = forms.ChoiceField(choices=[("personal", "personal"), ("global", "global")], initial="personal")
+    scope = forms.ChoiceField(choices=[("workspace", "workspace"), ("global", "global")], initial="workspace")
     action = forms.ChoiceField(choices=[(ACTION_SET, "Save"), (ACTION_DELETE, "Remove")], initial=ACTION_SET)
     key = forms.CharField(required=False, strip=False, widget=forms.PasswordInput(render_value=False))

@@ -1,6 +1,6 @@
 """Checking a global provider key with the provider before it is saved.
 
-A wrong operator key turns every call of every customer without a key of their own into an
+A wrong operator key turns every call of every workspace without a key of its own into an
 error, so the doors that save a global key (admin, operator API, profile page) ask the provider
 first and refuse a key it rejects. Asking is an upstream call, which belongs to ``proxy``;
 ``accounts`` may not import it, so ``proxy`` registers its check here in ``AppConfig.ready()``

@@ -5,7 +5,7 @@ from django.db.models import Q
 from django.utils import timezone
 from encrypted_fields.fields import EncryptedTextField
 
-from core.models import BaseModel, UserDayMinutes
+from core.models import BaseModel, WorkspaceDayMinutes
 
 from .providers import PROVIDER_CHOICES
 
@@ -30,6 +30,7 @@ class UserManager(BaseUserManager):
     def create_superuser(self, email, password=None, **extra_fields):
         extra_fields.setdefault("is_staff", True)
         extra_fields.setdefault("is_superuser", True)
+        extra_fields.setdefault("email_verified_at", timezone.now())  # the operator typed it themselves
         return self._create_user(email, password, **extra_fields)
 
 
@@ -41,6 +42,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
+    # Set when the owner of the address followed the confirmation link (accounts.services.verification).
+    email_verified_at = models.DateTimeField(null=True, blank=True)
 
     objects = UserManager()
 
@@ -157,9 +160,17 @@ class AuditEvent(models.Model):
 
 
 class ApiKey(BaseModel):
-    """A customer proxy key (sk_agentai_…). Only its SHA-256 hash is stored."""
+    """A customer proxy key (sk_agentai_…) of a workspace. Only its SHA-256 hash is stored.
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    The key acts in its workspace with the role of the member who created it (``created_by``);
+    a key whose creator is gone (account deleted) or inactive no longer authenticates, and a
+    member's keys are revoked when they leave the workspace.
+    """
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="api_keys")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="api_keys"
+    )
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=24)  # display only, e.g. "sk_agentai_Ab3d"
     key_hash = models.CharField(max_length=64, unique=True)  # hex SHA-256 of the plaintext
@@ -169,7 +180,7 @@ class ApiKey(BaseModel):
     expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["user", "-created_at"], name="apikey_user_created")]
+        indexes = [models.Index(fields=["workspace", "-created_at"], name="apikey_workspace_created")]
 
     def __str__(self):
         return f"{self.prefix}… ({self.name})"
@@ -182,7 +193,8 @@ class ApiKey(BaseModel):
 
 
 class ProviderCredential(BaseModel):
-    """An upstream provider secret: the operator's (global) or a user's own (personal).
+    """An upstream provider secret: the operator's (global) or a workspace's own (bring your own
+    key, used for every call made with that workspace's proxy keys).
 
     ``secret`` is Fernet-encrypted at rest. ``fingerprint`` is an HMAC-SHA256 of the plaintext,
     checked after decryption, because the encryption library silently returns the ciphertext
@@ -191,12 +203,12 @@ class ProviderCredential(BaseModel):
 
     class Scope(models.TextChoices):
         GLOBAL = "global", "Global (operator)"
-        PERSONAL = "personal", "Personal (user)"
+        WORKSPACE = "workspace", "Workspace (bring your own)"
 
     provider = models.CharField(max_length=32, choices=PROVIDER_CHOICES)
     scope = models.CharField(max_length=16, choices=Scope.choices)
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
+    workspace = models.ForeignKey(
+        Workspace,
         on_delete=models.CASCADE,
         null=True,
         blank=True,
@@ -212,12 +224,14 @@ class ProviderCredential(BaseModel):
                 fields=["provider"], condition=Q(scope="global"), name="providercred_one_global"
             ),
             models.UniqueConstraint(
-                fields=["user", "provider"],
-                condition=Q(scope="personal"),
-                name="providercred_one_personal",
+                fields=["workspace", "provider"],
+                condition=Q(scope="workspace"),
+                name="providercred_one_workspace",
             ),
             models.CheckConstraint(
-                condition=(Q(scope="global", user__isnull=True) | Q(scope="personal", user__isnull=False)),
+                condition=(
+                    Q(scope="global", workspace__isnull=True) | Q(scope="workspace", workspace__isnull=False)
+                ),
                 name="providercred_scope_owner",
             ),
         ]
@@ -244,9 +258,9 @@ class KeyReveal(BaseModel):
         return f"reveal of {self.api_key_id} (expires {self.expires_at:%Y-%m-%d %H:%M})"
 
 
-class InvalidKeyDay(UserDayMinutes):
-    """Minutes of a UTC day in which one of a user's keys that can no longer be used (revoked,
-    expired after a rotation, or its user deactivated) was presented.
+class InvalidKeyDay(WorkspaceDayMinutes):
+    """Minutes of a UTC day in which one of a workspace's keys that can no longer be used
+    (revoked, expired after a rotation, or its creator deactivated) was presented.
 
     Refused before anything is recorded, such calls never reach the usage rollups; this is how
     the operator's abuse list sees a leaked or forgotten key still being tried. Written at the
@@ -255,5 +269,5 @@ class InvalidKeyDay(UserDayMinutes):
     """
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["user", "day"], name="invalid_key_user_day")]
+        constraints = [models.UniqueConstraint(fields=["workspace", "day"], name="invalid_key_workspace_day")]
         indexes = [models.Index(fields=["day", "minutes"], name="invalid_key_day_minutes")]

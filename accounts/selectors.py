@@ -1,4 +1,5 @@
-"""Reads for accounts. User-owned reads take ``user=``."""
+"""Reads for accounts. Tenant-owned reads (keys, provider keys) take ``workspace=``; reads about
+the person (their reveal links, their role) take ``user=``."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from core.rawsql import model_rows_aget, model_rows_get
 
 from .crypto import secret_mask, secret_verify
 from .keys import api_key_hash, api_key_is_well_formed
-from .models import ApiKey, KeyReveal, ProviderCredential
+from .models import ApiKey, KeyReveal, Membership, ProviderCredential, Role, User, Workspace
 from .providers import PROVIDERS, provider_get
 
 API_KEY_CACHE_SECONDS = 300
@@ -31,15 +32,22 @@ PROVIDER_SOURCE_NONE = "none"
 
 @dataclass(frozen=True)
 class ApiKeyIdentity:
-    """What the hot path needs to know about a presented key (cached in the shared cache)."""
+    """What the hot path needs to know about a presented key (cached in the shared cache).
+
+    ``workspace_id`` is the tenant every call is billed to; ``user_id`` the member who created
+    the key (the role it acts with). A key whose creator is gone or inactive has no identity.
+    """
 
     key_id: int
+    workspace_id: int
     user_id: int
     expires_at: datetime | None
 
 
 def api_key_cache_key(key_hash: str) -> str:
-    return f"apikey:{key_hash}"
+    # v2: the identity gained ``workspace_id``; entries cached by the previous release (a user
+    # id where the tenant belongs) must never be read as the new shape.
+    return f"apikey:v2:{key_hash}"
 
 
 def api_key_identity_get(
@@ -67,13 +75,13 @@ def api_key_identity_get(
         if client_address is not None:
             auth_failure_throttle_check(address=client_address, now=now.timestamp())
         row = (
-            ApiKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True, user__is_active=True)
-            .values_list("id", "user_id", "expires_at")
+            ApiKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True, created_by__is_active=True)
+            .values_list("id", "workspace_id", "created_by_id", "expires_at")
             .first()
         )
         if row is None:
             return None
-        identity = ApiKeyIdentity(key_id=row[0], user_id=row[1], expires_at=row[2])
+        identity = ApiKeyIdentity(key_id=row[0], workspace_id=row[1], user_id=row[2], expires_at=row[3])
         # add, not set: a revocation that committed meanwhile has written its marker, which
         # must win over this possibly stale read.
         cache.add(cache_key, identity, API_KEY_CACHE_SECONDS)
@@ -124,33 +132,47 @@ def auth_failure_throttle_check(*, address: str, now: float | None = None) -> No
 # --- Customer API keys (dashboard / account API) ----------------------------------------------
 
 
-def api_key_list(*, user) -> QuerySet[ApiKey]:
-    """The user's keys, newest first (revoked ones included, for the audit trail)."""
-    return ApiKey.objects.filter(user=user).order_by("-created_at", "-id")
+def api_key_list(*, workspace: Workspace, created_by: User | None = None) -> QuerySet[ApiKey]:
+    """The workspace's keys (only those ``created_by`` made, when given), newest first, with
+    their creator; revoked ones included, for the audit trail."""
+    keys = ApiKey.objects.filter(workspace=workspace)
+    if created_by is not None:
+        keys = keys.filter(created_by=created_by)
+    return keys.select_related("created_by").order_by("-created_at", "-id")
 
 
-def api_key_get(*, user, key_id) -> ApiKey:
-    """One of the user's keys; anyone else's id answers 404 exactly like a missing one."""
-    key = ApiKey.objects.filter(user=user, pk=key_id).first()
+def api_key_get(*, workspace: Workspace, key_id) -> ApiKey:
+    """One of the workspace's keys; another workspace's id answers 404 exactly like a missing one."""
+    key = ApiKey.objects.filter(workspace=workspace, pk=key_id).first()
     if key is None:
         raise ApiError("not_found", "No such API key.", param="id")
     return key
 
 
-def api_key_active_count(*, user, now=None) -> int:
+def api_key_manageable_get(*, context, key_id) -> ApiKey:
+    """A key of the context's workspace that its member may revoke or rotate: their own, or
+    any with ``keys.manage_any``. 404 outside the workspace; 403 ``forbidden`` (with the roles
+    that may) for another member's key. ``context``: ``accounts.tenancy.WorkspaceContext``."""
+    key = api_key_get(workspace=context.workspace, key_id=key_id)
+    if key.created_by_id != context.user.pk:
+        context.require("keys.manage_any")
+    return key
+
+
+def api_key_active_count(*, workspace: Workspace, created_by: User | None = None, now=None) -> int:
+    """Usable keys of the workspace (of one member when ``created_by`` is given)."""
     now = now or timezone.now()
-    return (
-        ApiKey.objects.filter(user=user, revoked_at__isnull=True)
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-        .count()
-    )
+    keys = ApiKey.objects.filter(workspace=workspace, revoked_at__isnull=True)
+    if created_by is not None:
+        keys = keys.filter(created_by=created_by)
+    return keys.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now)).count()
 
 
 def key_reveal_get(*, user, token: str) -> KeyReveal:
-    """The reveal behind a URL token, if it belongs to ``user``; else 404."""
+    """The reveal behind a URL token, if ``user`` created its key; else 404."""
     reveal = (
         KeyReveal.objects.select_related("api_key")
-        .filter(token_hash=hashlib.sha256(token.encode()).hexdigest(), api_key__user=user)
+        .filter(token_hash=hashlib.sha256(token.encode()).hexdigest(), api_key__created_by=user)
         .first()
     )
     if reveal is None:
@@ -158,7 +180,31 @@ def key_reveal_get(*, user, token: str) -> KeyReveal:
     return reveal
 
 
-# --- Provider keys: personal > global (database) > environment > none -------------------------
+# --- Workspace members (for billing e-mails and key checks) ------------------------------------
+
+BILLING_CONTACT_ROLES = (Role.OWNER, Role.BILLING)
+
+
+def workspace_billing_emails(*, workspace: Workspace) -> list[str]:
+    """Where mail for "the customer" goes (quota alerts, receipts, renewals, low balance): the
+    e-mails of the workspace's active owners and billing members, sorted, each once."""
+    emails = Membership.objects.filter(
+        workspace=workspace, role__in=BILLING_CONTACT_ROLES, user__is_active=True
+    ).values_list("user__email", flat=True)
+    return sorted(set(emails))
+
+
+def workspace_member_role_get(*, workspace: Workspace, user: User) -> str | None:
+    """``user``'s role in ``workspace``, or None when they are not a member."""
+    if user is None or not user.is_authenticated:
+        return None
+    return Membership.objects.filter(workspace=workspace, user=user).values_list("role", flat=True).first()
+
+
+# --- Provider keys: the workspace's own > global (database) > environment > none ---------------
+
+PROVIDER_SOURCE_WORKSPACE = ProviderCredential.Scope.WORKSPACE.value
+PROVIDER_SOURCE_GLOBAL = ProviderCredential.Scope.GLOBAL.value
 
 
 @dataclass(frozen=True)
@@ -166,7 +212,7 @@ class ProviderSecret:
     """A usable provider secret and where it came from. Never log or serialise ``secret``."""
 
     secret: str
-    source: str  # "personal" | "global" | "env"
+    source: str  # "workspace" | "global" | "env"
 
     def __repr__(self):  # keeps the secret out of tracebacks and debug output
         return f"ProviderSecret(source={self.source!r}, secret={secret_mask(self.secret)!r})"
@@ -177,37 +223,46 @@ def _provider_known(provider: str) -> None:
         raise ApiError("not_found", f"Unknown provider '{provider}'.", param="provider")
 
 
-def _provider_scope_filter(user) -> Q:
-    """The global row plus, for a signed-in user, their personal row."""
+def _tenant_pk(workspace: Workspace | None, workspace_id: int | None) -> int | None:
+    """The workspace asked about, given as an instance (pages, APIs) or an id (the proxy's hot
+    path knows only its key's ``workspace_id``); None: the operator's keys only."""
+    if workspace is not None and workspace_id is not None and workspace.pk != workspace_id:
+        raise ValueError("workspace and workspace_id disagree")
+    return workspace.pk if workspace is not None else workspace_id
+
+
+def _provider_scope_filter(workspace_pk: int | None) -> Q:
+    """The global row plus, for a workspace, its own row."""
     scope_filter = Q(scope=ProviderCredential.Scope.GLOBAL)
-    if user is not None and user.is_authenticated:
-        scope_filter |= Q(scope=ProviderCredential.Scope.PERSONAL, user_id=user.pk)
+    if workspace_pk is not None:
+        scope_filter |= Q(scope=ProviderCredential.Scope.WORKSPACE, workspace_id=workspace_pk)
     return scope_filter
 
 
-def _provider_credentials_query(*, user, provider: str) -> tuple[str, list]:
+def _provider_credentials_query(*, workspace_pk: int | None, provider: str) -> tuple[str, list]:
     # The proxy asks this on every call: one precompiled statement, same rows as
-    # ProviderCredential.objects.filter(_provider_scope_filter(user), provider=provider).
-    if user is not None and user.is_authenticated:
-        where = '"provider" = %s AND ("scope" = %s OR ("scope" = %s AND "user_id" = %s))'
-        return where, [provider, ProviderCredential.Scope.GLOBAL, ProviderCredential.Scope.PERSONAL, user.pk]
+    # ProviderCredential.objects.filter(_provider_scope_filter(workspace_pk), provider=provider).
+    if workspace_pk is not None:
+        where = '"provider" = %s AND ("scope" = %s OR ("scope" = %s AND "workspace_id" = %s))'
+        scopes = [ProviderCredential.Scope.GLOBAL, ProviderCredential.Scope.WORKSPACE]
+        return where, [provider, *scopes, workspace_pk]
     return '"provider" = %s AND "scope" = %s', [provider, ProviderCredential.Scope.GLOBAL]
 
 
-def _personal_and_global(credentials) -> tuple:
-    personal = global_ = None
+def _own_and_global(credentials) -> tuple:
+    own = global_ = None
     for credential in credentials:
-        if credential.scope == ProviderCredential.Scope.PERSONAL:
-            personal = credential
+        if credential.scope == ProviderCredential.Scope.WORKSPACE:
+            own = credential
         else:
             global_ = credential
-    return personal, global_
+    return own, global_
 
 
-def _provider_credentials(*, user, provider: str):
-    """(personal, global) rows for one provider in a single query."""
-    where, params = _provider_credentials_query(user=user, provider=provider)
-    return _personal_and_global(model_rows_get(ProviderCredential, where=where, params=params))
+def _provider_credentials(*, workspace_pk: int | None, provider: str):
+    """(workspace, global) rows for one provider in a single query."""
+    where, params = _provider_credentials_query(workspace_pk=workspace_pk, provider=provider)
+    return _own_and_global(model_rows_get(ProviderCredential, where=where, params=params))
 
 
 def provider_env_secret_get(*, provider: str) -> str:
@@ -226,26 +281,34 @@ def provider_credential_secret(credential: ProviderCredential) -> str:
     )
 
 
-def provider_key_get(*, user, provider: str) -> ProviderSecret | None:
-    """The secret to call ``provider`` with for ``user``: personal > global > env > None.
+def provider_key_get(
+    *, provider: str, workspace: Workspace | None = None, workspace_id: int | None = None
+) -> ProviderSecret | None:
+    """The secret to call ``provider`` with for a workspace (any member's key uses it):
+    the workspace's own > global > env > None. Without a workspace: the operator's keys only.
 
     One query at most (both rows at once); raises ProviderKeyDecryptError (503) when the
     stored secret does not verify, rather than falling back silently to another key.
     """
     _provider_known(provider)
-    return _provider_secret_pick(*_provider_credentials(user=user, provider=provider), provider=provider)
+    rows = _provider_credentials(workspace_pk=_tenant_pk(workspace, workspace_id), provider=provider)
+    return _provider_secret_pick(*rows, provider=provider)
 
 
-async def provider_key_aget(*, user, provider: str) -> ProviderSecret | None:
+async def provider_key_aget(
+    *, provider: str, workspace: Workspace | None = None, workspace_id: int | None = None
+) -> ProviderSecret | None:
     """``provider_key_get`` on the proxy's fast lane (async connection pool, no thread)."""
     _provider_known(provider)
-    where, params = _provider_credentials_query(user=user, provider=provider)
+    where, params = _provider_credentials_query(
+        workspace_pk=_tenant_pk(workspace, workspace_id), provider=provider
+    )
     credentials = await model_rows_aget(ProviderCredential, where=where, params=params)
-    return _provider_secret_pick(*_personal_and_global(credentials), provider=provider)
+    return _provider_secret_pick(*_own_and_global(credentials), provider=provider)
 
 
-def _provider_secret_pick(personal, global_, *, provider: str) -> ProviderSecret | None:
-    for credential in (personal, global_):
+def _provider_secret_pick(own, global_, *, provider: str) -> ProviderSecret | None:
+    for credential in (own, global_):
         if credential is not None:
             return ProviderSecret(secret=provider_credential_secret(credential), source=credential.scope)
     env_secret = provider_env_secret_get(provider=provider)
@@ -254,15 +317,17 @@ def _provider_secret_pick(personal, global_, *, provider: str) -> ProviderSecret
     return None
 
 
-def provider_key_source_get(*, user, provider: str) -> str:
-    """ "personal" | "global" | "env" | "none" — without decrypting anything."""
+def provider_key_source_get(
+    *, provider: str, workspace: Workspace | None = None, workspace_id: int | None = None
+) -> str:
+    """ "workspace" | "global" | "env" | "none" — without decrypting anything."""
     _provider_known(provider)
     scopes = set(
-        ProviderCredential.objects.filter(_provider_scope_filter(user), provider=provider).values_list(
-            "scope", flat=True
-        )
+        ProviderCredential.objects.filter(
+            _provider_scope_filter(_tenant_pk(workspace, workspace_id)), provider=provider
+        ).values_list("scope", flat=True)
     )
-    for scope in (ProviderCredential.Scope.PERSONAL, ProviderCredential.Scope.GLOBAL):
+    for scope in (ProviderCredential.Scope.WORKSPACE, ProviderCredential.Scope.GLOBAL):
         if scope in scopes:
             return str(scope)
     if provider_env_secret_get(provider=provider):
@@ -274,31 +339,33 @@ def provider_key_source_get(*, user, provider: str) -> str:
 class ProviderKeyStatus:
     provider: str
     name: str
-    personal_configured: bool
-    personal_masked: str | None
+    workspace_configured: bool
+    workspace_masked: str | None
     global_configured: bool
     global_masked: str | None  # only shown to staff
     source: str
 
 
-def provider_key_status_list(*, user) -> list[ProviderKeyStatus]:
-    """Every registered provider with the user's personal key (masked) and the effective source.
+def provider_key_status_list(
+    *, workspace: Workspace | None = None, workspace_id: int | None = None
+) -> list[ProviderKeyStatus]:
+    """Every registered provider with the workspace's own key (masked) and the effective source.
 
     One query for all providers; nothing is decrypted.
     """
-    rows = ProviderCredential.objects.filter(_provider_scope_filter(user)).values_list(
-        "provider", "scope", "masked"
-    )
-    personal: dict[str, str] = {}
+    rows = ProviderCredential.objects.filter(
+        _provider_scope_filter(_tenant_pk(workspace, workspace_id))
+    ).values_list("provider", "scope", "masked")
+    own: dict[str, str] = {}
     global_: dict[str, str] = {}
     for provider, scope, masked in rows:
-        (personal if scope == ProviderCredential.Scope.PERSONAL else global_)[provider] = masked
+        (own if scope == ProviderCredential.Scope.WORKSPACE else global_)[provider] = masked
     statuses = []
     for code, info in PROVIDERS.items():
-        if code in personal:
-            source = "personal"
+        if code in own:
+            source = PROVIDER_SOURCE_WORKSPACE
         elif code in global_:
-            source = "global"
+            source = PROVIDER_SOURCE_GLOBAL
         elif provider_env_secret_get(provider=code):
             source = PROVIDER_SOURCE_ENV
         else:
@@ -307,8 +374,8 @@ def provider_key_status_list(*, user) -> list[ProviderKeyStatus]:
             ProviderKeyStatus(
                 provider=code,
                 name=info.name,
-                personal_configured=code in personal,
-                personal_masked=personal.get(code),
+                workspace_configured=code in own,
+                workspace_masked=own.get(code),
                 global_configured=code in global_,
                 global_masked=global_.get(code),
                 source=source,

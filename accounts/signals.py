@@ -1,7 +1,8 @@
 """Keep credentials, and the shared-cache facts the proxy trusts, in step with the database.
 
-- Saving a user inactive overwrites their keys' cached identities with the revoked marker
-  (after commit), so their next call answers 401 from any worker; saving them active drops it.
+- Saving a user inactive overwrites the cached identities of the keys they created with the
+  revoked marker (after commit), so their next call answers 401 from any worker; saving them
+  active drops it.
 - A new account gets its personal workspace (any path: sign-up, admin, createsuperuser).
 - A new password (``set_password`` then ``save``) ends the user's DRF tokens, as it ends sessions.
 - Any provider-key change bumps ``PROVIDER_KEYS_VERSION_KEY``; workers drop decrypted keys.
@@ -30,10 +31,13 @@ from .services import user_tokens_revoke, workspace_personal_create
 
 
 def user_keys_cache_publish(*, user_id: int, is_active: bool) -> None:
-    """After commit: an inactive user's key entries become the revoked marker; an active one's
-    are dropped (the next call re-reads them). Revoked keys keep their own marker."""
+    """After commit: the entries of the keys an inactive user created (in any workspace) become
+    the revoked marker; an active one's are dropped (the next call re-reads them). Revoked keys
+    keep their own marker."""
     hashes = list(
-        ApiKey.objects.filter(user_id=user_id, revoked_at__isnull=True).values_list("key_hash", flat=True)
+        ApiKey.objects.filter(created_by_id=user_id, revoked_at__isnull=True).values_list(
+            "key_hash", flat=True
+        )
     )
     if not hashes:
         return

@@ -15,11 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 
 from core.exceptions import ApiError
 
 from .models import Membership, User, Workspace
-from .roles import role_can, roles_allowed
+from .roles import role_can, role_permissions, roles_allowed
 
 WORKSPACE_HEADER = "HTTP_X_WORKSPACE"
 SESSION_WORKSPACE_KEY = "workspace_id"
@@ -35,6 +36,12 @@ class WorkspaceContext:
 
     def can(self, action: str) -> bool:
         return role_can(self.role, action)
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        """Every action the role may do: templates test ``{% if "keys.manage_any" in perms_ws %}``
+        (they cannot call ``can`` with an argument)."""
+        return frozenset(role_permissions(self.role))
 
     def require(self, action: str) -> None:
         """403 ``forbidden`` (with the roles that may) unless the role may do ``action``."""
@@ -116,3 +123,16 @@ def workspace_context_for(*, user: User, workspace: Workspace) -> WorkspaceConte
     if membership is None:
         raise _not_found()
     return WorkspaceContext(workspace=workspace, user=user, role=membership.role)
+
+
+def page_context_get(request, action: str | None = None) -> WorkspaceContext:
+    """The page flavour of ``workspace_context_get``: a workspace the user does not belong to is
+    the page's 404 (an ``ApiError`` is the API's answer, not a page's); with ``action``, Django's
+    403 page unless the role may do it."""
+    try:
+        context = workspace_context_get(request)
+    except ApiError as error:
+        raise Http404(error.message) from error
+    if action is not None:
+        context.require_page(action)
+    return context

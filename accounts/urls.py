@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import apis, views
+from . import apis, views, workspace_urls
 
 app_name = "accounts"
 
@@ -12,7 +12,7 @@ api_urlpatterns = [
     path("api/keys/<int:key_id>", apis.ApiKeyDeleteApi.as_view(), name="api-key"),
     path("api/keys/<int:key_id>/rotate", apis.ApiKeyRotateApi.as_view(), name="api-key-rotate"),
     path("api/provider-keys", apis.ProviderKeyListApi.as_view(), name="api-provider-keys"),
-    path("api/provider-keys/<str:provider>", apis.ProviderKeyPersonalApi.as_view(), name="api-provider-key"),
+    path("api/provider-keys/<str:provider>", apis.ProviderKeyWorkspaceApi.as_view(), name="api-provider-key"),
     path(
         "api/admin/provider-keys/<str:provider>",
         apis.ProviderKeyGlobalApi.as_view(),
@@ -25,6 +25,8 @@ web_urlpatterns = [
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/profile/", views.profile, name="profile"),
+    path("accounts/verify-email/resend/", views.email_verification_resend, name="email-verify-resend"),
+    path("accounts/verify-email/<str:token>/", views.email_verify, name="email-verify"),
     path(
         "accounts/password-reset/",
         views.PasswordResetView.as_view(),
@@ -52,4 +54,5 @@ web_urlpatterns = [
     path("dashboard/keys/reveal/<str:token>/", views.key_reveal, name="key-reveal"),
 ]
 
-urlpatterns = api_urlpatterns + web_urlpatterns
+# The workspaces' own URLs (members, invitations, audit; ``accounts.workspace_urls``) share the namespace.
+urlpatterns = api_urlpatterns + web_urlpatterns + workspace_urls.urlpatterns

@@ -25,7 +25,8 @@ from .forms import ApiKeyCreateForm, ApiKeyRotateForm, EmailAuthenticationForm, 
 from .key_checks import provider_key_verify
 from .key_flash import key_flash_set
 from .models import ProviderCredential
-from .selectors import api_key_list, key_reveal_get, provider_key_status_list
+from .roles import role_permissions
+from .selectors import api_key_list, api_key_manageable_get, key_reveal_get, provider_key_status_list
 from .services import (
     api_key_create,
     api_key_revoke,
@@ -35,6 +36,9 @@ from .services import (
     provider_credential_set,
     user_register,
 )
+from .services.verification import email_verification_send
+from .services.verification import email_verify as email_verify_service
+from .tenancy import WorkspaceContext, page_context_get
 
 logger = logging.getLogger("tollgate.accounts")
 
@@ -159,8 +163,9 @@ def _apply_api_error(form, error: ApiError) -> None:
 @sensitive_post_parameters("password1", "password2")
 @require_http_methods(["GET", "POST"])
 def signup(request):
+    next_url = _safe_next(request)
     if request.user.is_authenticated:
-        return redirect("accounts:dashboard")
+        return redirect(next_url or "accounts:dashboard")
     if request.method == "POST":
         email = request.POST.get("email")
         refusal = credential_door_refusal(request, door=CredentialDoor.SIGNUP, account=email)
@@ -176,32 +181,42 @@ def signup(request):
                 form.add_error("password1", error.message)
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            if next_url:  # e.g. the invitation that brought them here
+                return redirect(next_url)
             messages.success(request, "Welcome to Tollgate. Create your first API key below.")
             return redirect("accounts:dashboard")
-    return render(request, "registration/signup.html", {"form": form})
+    return render(request, "registration/signup.html", {"form": form, "next": next_url})
 
 
-def _dashboard_context(request, **extra) -> dict:
-    return {
-        "api_keys": api_key_list(user=request.user),
-        **extra,
-    }
+def _workspace_template_context(ctx: WorkspaceContext, **extra) -> dict:
+    """What every workspace page hands its template: the context, and the actions the role may
+    do (``{% if "keys.manage_any" in perms_ws %}``: templates cannot call ``ctx.can``)."""
+    return {"workspace_context": ctx, "perms_ws": set(role_permissions(ctx.role)), **extra}
 
 
 @login_required
 def dashboard(request):
-    return render(request, "accounts/dashboard.html", _dashboard_context(request))
+    ctx = page_context_get(request)
+    ctx.require_page("keys.read")
+    created_by = None if ctx.can("keys.manage_any") else ctx.user
+    keys = api_key_list(workspace=ctx.workspace, created_by=created_by)
+    return render(request, "accounts/dashboard.html", _workspace_template_context(ctx, api_keys=keys))
+
+
+def _safe_next(request) -> str:
+    """The ``next`` of a GET or POST when it stays on this site, else ""."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return ""
 
 
 def _back(request) -> str:
     """The page a key form was posted from (its ``next`` field, same site only), else the
     dashboard: Post/Redirect/Get back to where the user was."""
-    target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return reverse("accounts:dashboard")
+    return _safe_next(request) or reverse("accounts:dashboard")
 
 
 @login_required
@@ -209,10 +224,14 @@ def _back(request) -> str:
 def dashboard_key_create(request):
     """Create a key, then redirect: the page shows it once in a dialog (``accounts.key_flash``),
     so reloading it neither shows it again nor creates a second key."""
+    ctx = page_context_get(request)
+    ctx.require_page("keys.create")
     form = ApiKeyCreateForm(request.POST)
     if form.is_valid():
         try:
-            api_key, plaintext = api_key_create(user=request.user, name=form.cleaned_data["name"])
+            api_key, plaintext = api_key_create(
+                workspace=ctx.workspace, created_by=ctx.user, name=form.cleaned_data["name"], request=request
+            )
         except ApiError as error:
             messages.error(request, error.message)
         else:
@@ -223,18 +242,28 @@ def dashboard_key_create(request):
 
 
 def _service_or_404(call):
+    """A service's 404 is the page's 404, its 403 (a role that may not) the page's 403."""
     try:
         return call()
     except ApiError as error:
         if error.status_code == 404:
             raise Http404(error.message)
+        if error.status_code == 403:
+            raise PermissionDenied(error.message)
         raise
+
+
+def _manageable_key(request, key_id: int):
+    """(context, key) for a revoke or rotate: the member's own key, or any with keys.manage_any."""
+    ctx = page_context_get(request)
+    return ctx, _service_or_404(lambda: api_key_manageable_get(context=ctx, key_id=key_id))
 
 
 @login_required
 @require_POST
 def dashboard_key_revoke(request, key_id: int):
-    api_key = _service_or_404(lambda: api_key_revoke(user=request.user, key_id=key_id))
+    ctx, api_key = _manageable_key(request, key_id)
+    api_key = api_key_revoke(workspace=ctx.workspace, key_id=api_key.pk, actor=ctx.user, request=request)
     messages.success(request, f"Key {api_key.prefix}… revoked. It stops working immediately.")
     return redirect(_back(request))
 
@@ -242,11 +271,12 @@ def dashboard_key_revoke(request, key_id: int):
 @login_required
 @require_POST
 def dashboard_key_rotate(request, key_id: int):
+    ctx, api_key = _manageable_key(request, key_id)
     form = ApiKeyRotateForm(request.POST)
     grace = form.cleaned_data["grace_seconds"] if form.is_valid() else 0
     try:
-        rotation = _service_or_404(
-            lambda: api_key_rotate(user=request.user, key_id=key_id, grace_seconds=grace)
+        rotation = api_key_rotate(
+            workspace=ctx.workspace, key_id=api_key.pk, actor=ctx.user, grace_seconds=grace, request=request
         )
     except ApiError as error:
         messages.error(request, error.message)
@@ -281,36 +311,71 @@ def key_reveal(request, token: str):
 @login_required
 @require_http_methods(["GET", "POST"])
 def profile(request):
+    """The account, the current workspace's own provider keys (owners and admins) and, for
+    staff, the operator's global keys."""
+    ctx = page_context_get(request)
     form = ProviderKeyForm(request.POST or None)
     if request.method == "POST":
         if form.is_valid():
-            scope = form.cleaned_data["scope"]
-            if scope == ProviderCredential.Scope.GLOBAL and not request.user.is_staff:
-                raise PermissionDenied("Only staff can change global provider keys.")
-            owner = request.user if scope == ProviderCredential.Scope.PERSONAL else None
-            provider = form.cleaned_data["provider"]
-            try:
-                if form.cleaned_data["action"] == ProviderKeyForm.ACTION_DELETE:
-                    provider_credential_delete(scope=scope, provider=provider, user=owner, actor=request.user)
-                    messages.success(request, f"{scope.title()} {provider} key removed.")
-                else:
-                    if scope == ProviderCredential.Scope.GLOBAL:  # the provider is asked first
-                        provider_key_verify(provider=provider, secret=form.cleaned_data["key"])
-                    credential = provider_credential_set(
-                        scope=scope,
-                        provider=provider,
-                        secret=form.cleaned_data["key"],
-                        user=owner,
-                        actor=request.user,
-                    )
-                    messages.success(request, f"{scope.title()} {provider} key saved ({credential.masked}).")
-            except ApiError as error:
-                messages.error(request, error.message)
+            _provider_key_change(request, ctx, form)
         else:
             messages.error(request, "Choose a known provider.")
         return redirect(reverse("accounts:profile"))
-    return render(
-        request,
-        "accounts/profile.html",
-        {"statuses": provider_key_status_list(user=request.user), "is_staff": request.user.is_staff},
-    )
+    # The template shows the workspace's keys to roles with provider_keys.read, the global ones
+    # to staff; without that permission nothing of the workspace's is even read.
+    statuses = provider_key_status_list(workspace=ctx.workspace if ctx.can("provider_keys.read") else None)
+    context = _workspace_template_context(ctx, statuses=statuses, is_staff=request.user.is_staff)
+    return render(request, "accounts/profile.html", context)
+
+
+def _provider_key_change(request, ctx: WorkspaceContext, form: ProviderKeyForm) -> None:
+    scope = form.cleaned_data["scope"]
+    if scope == ProviderCredential.Scope.GLOBAL:
+        if not request.user.is_staff:
+            raise PermissionDenied("Only staff can change global provider keys.")
+        owner, label = None, "Global"
+    else:
+        ctx.require_page("provider_keys.manage")
+        owner, label = ctx.workspace, "Workspace"
+    provider = form.cleaned_data["provider"]
+    try:
+        if form.cleaned_data["action"] == ProviderKeyForm.ACTION_DELETE:
+            provider_credential_delete(
+                scope=scope, provider=provider, workspace=owner, actor=request.user, request=request
+            )
+            messages.success(request, f"{label} {provider} key removed.")
+        else:
+            if scope == ProviderCredential.Scope.GLOBAL:  # the provider is asked first
+                provider_key_verify(provider=provider, secret=form.cleaned_data["key"])
+            credential = provider_credential_set(
+                scope=scope,
+                provider=provider,
+                secret=form.cleaned_data["key"],
+                workspace=owner,
+                actor=request.user,
+                request=request,
+            )
+            messages.success(request, f"{label} {provider} key saved ({credential.masked}).")
+    except ApiError as error:
+        messages.error(request, error.message)
+
+
+@never_cache
+def email_verify(request, token: str):
+    """The link from the confirmation email: confirms the address, then on to the dashboard."""
+    try:
+        email_verify_service(token=token)
+    except ApiError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, "Your email address is confirmed.")
+    return redirect("accounts:dashboard" if request.user.is_authenticated else "accounts:login")
+
+
+@login_required
+@require_POST
+def email_verification_resend(request):
+    """Send the confirmation link again (the profile page and the dashboard's reminder)."""
+    email_verification_send(user=request.user)
+    messages.success(request, f"We sent a new confirmation link to {request.user.email}.")
+    return redirect(_back(request))

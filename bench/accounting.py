@@ -1,6 +1,6 @@
 """The accounting check run after every bench run: the database must add up exactly.
 
-Invariants, for the bench user (whose calls all use the operator's global key):
+Invariants, for the bench workspace (whose calls all use the operator's global key):
 
 - successful calls seen by the client = successful usage events (a run cut off by the load
   generator may leave up to ``connections`` calls that finished server-side after the client
@@ -32,6 +32,9 @@ from proxy.models import DailySpend, UsageDailyRollup, UsageEvent
 
 # Key sources whose calls are paid by the operator (count toward quota and daily spend).
 OPERATOR_SOURCES = ("global", "env")
+# The workspace's own provider key (and, in calls logged before workspaces, the user's): its
+# tokens are off the quota.
+BYOK_SOURCES = (UsageEvent.KeySource.WORKSPACE, UsageEvent.KeySource.PERSONAL)
 
 
 @dataclass
@@ -48,13 +51,15 @@ class AccountingReport:
         return {"ok": self.ok, "problems": self.problems, "figures": self.figures}
 
 
-def _open_reservations(user_id: int) -> tuple[int, int]:
-    held = QuotaReservation.objects.filter(user_id=user_id, status=QuotaReservation.Status.HELD).count()
-    reserved = UsageCounter.objects.filter(user_id=user_id).aggregate(r=Sum("reserved"))["r"] or 0
+def _open_reservations(workspace_id: int) -> tuple[int, int]:
+    held = QuotaReservation.objects.filter(
+        workspace_id=workspace_id, status=QuotaReservation.Status.HELD
+    ).count()
+    reserved = UsageCounter.objects.filter(workspace_id=workspace_id).aggregate(r=Sum("reserved"))["r"] or 0
     return held, reserved
 
 
-def accounting_settle_wait(*, user_id: int, timeout_s: float = 30.0) -> float:
+def accounting_settle_wait(*, workspace_id: int, timeout_s: float = 30.0) -> float:
     """Wait until in-flight calls have settled (no open reservation, event count stable).
 
     Settles and usage events may be written off the request path, so a check right after the
@@ -65,8 +70,8 @@ def accounting_settle_wait(*, user_id: int, timeout_s: float = 30.0) -> float:
     stable = 0
     last = None
     while time.monotonic() - began < timeout_s:
-        held, reserved = _open_reservations(user_id)
-        state = (held, reserved, UsageEvent.objects.filter(user_id=user_id).count())
+        held, reserved = _open_reservations(workspace_id)
+        state = (held, reserved, UsageEvent.objects.filter(workspace_id=workspace_id).count())
         stable = stable + 1 if state == last else 0
         # Settled: nothing open and nothing moving; or stuck: open but unchanged for 3 s.
         if (stable >= 3 and not held and not reserved) or stable >= 12:
@@ -78,7 +83,7 @@ def accounting_settle_wait(*, user_id: int, timeout_s: float = 30.0) -> float:
 
 def accounting_check(
     *,
-    user_id: int,
+    workspace_id: int,
     client_ok_min: int | None = None,
     client_ok_max: int | None = None,
     endpoints: dict[str, dict] | None = None,
@@ -91,15 +96,15 @@ def accounting_check(
     report = AccountingReport()
     if wait:
         report.figures["settle_wait_s"] = round(
-            accounting_settle_wait(user_id=user_id, timeout_s=timeout_s), 2
+            accounting_settle_wait(workspace_id=workspace_id, timeout_s=timeout_s), 2
         )
 
-    events = UsageEvent.objects.filter(user_id=user_id)
+    events = UsageEvent.objects.filter(workspace_id=workspace_id)
     success = Q(status_code__gte=200, status_code__lt=300)
     totals = events.aggregate(
         events=Count("id"),
         ok=Count("id", filter=success),
-        tokens=Sum("total_tokens", filter=success & ~Q(key_source="personal")),
+        tokens=Sum("total_tokens", filter=success & ~Q(key_source__in=BYOK_SOURCES)),
         estimated=Count("id", filter=Q(is_estimated=True)),
         zero_usage_ok=Count("id", filter=success & Q(total_tokens=0, emails=0)),
         cost=Sum("cost_usd"),
@@ -124,7 +129,7 @@ def accounting_check(
     # Quota counters, summed over every period (a run may cross midnight UTC).
     counters = {
         row["meter"]: row
-        for row in UsageCounter.objects.filter(user_id=user_id)
+        for row in UsageCounter.objects.filter(workspace_id=workspace_id)
         .values("meter")
         .annotate(used=Sum("used"), reserved=Sum("reserved"))
     }
@@ -142,7 +147,7 @@ def accounting_check(
                 f"quota requests used = {requests_counter['used']} but {totals['ok']} calls succeeded"
             )
 
-    held, reserved = _open_reservations(user_id)
+    held, reserved = _open_reservations(workspace_id)
     report.figures.update(open_reservations=held, reserved_units=reserved)
     if held or reserved:
         report.fail(f"{held} reservations still held ({reserved} units reserved) after the run settled")
@@ -151,7 +156,7 @@ def accounting_check(
     # in every ledger, so a run across midnight must still agree day by day).
     rollups_by_day = {
         row["day"]: (row["requests"], row["tokens"], row["cost"])
-        for row in UsageDailyRollup.objects.filter(user_id=user_id)
+        for row in UsageDailyRollup.objects.filter(workspace_id=workspace_id)
         .values("day")
         .annotate(requests=Sum("requests"), tokens=Sum("tokens"), cost=Sum("cost_usd"))
     }
@@ -171,7 +176,7 @@ def accounting_check(
                 f"but that day's events are {logged[0]} calls, {logged[1]} tokens, {logged[2]} USD"
             )
 
-    # Operator spend per UTC day (every user: the cap is global).
+    # Operator spend per UTC day (every workspace: the cap is global).
     cap = Decimal(settings.DAILY_BUDGET_USD)
     spend_by_day = {
         row["day"]: row["cost"] or Decimal(0)

@@ -3,8 +3,8 @@ admin's big changelists, plain, filtered and searched (p50 of 20).
 
 Runs against its own database (``tollgate_bench_dashboards`` by default) so that a million
 synthetic events never mix with the hot-path runs' accounting. The events come from the proxy's
-usage generator (``proxy.usage_generator``, 500 users over 90 days, the tenant as the heavy user
-with 5 %); they are generated once and reused by later runs while at least N are present.
+usage generator (``proxy.usage_generator``, 500 users' workspaces over 90 days, the tenant's as the
+heavy one with 5 %); they are generated once and reused by later runs while at least N are present.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.sessions.backends.db import SessionStore
 from django.db.models import Count
 
+from accounts.models import Workspace
 from bench.environment import step
 from proxy.models import UsageEvent
 from proxy.usage_generator import GENERATED_MARKER, usage_events_generate
@@ -54,11 +55,11 @@ def _session_cookie(user) -> str:
 
 
 def _generated_state():
-    """(generated event count, the user with the most of them) already in the database."""
+    """(generated event count, the workspace with the most of them) already in the database."""
     generated = UsageEvent.objects.filter(request_id=GENERATED_MARKER)
     total = generated.count()
-    top = generated.values("user_id").annotate(n=Count("id")).order_by("-n").first() if total else None
-    return total, (top["user_id"] if top else None)
+    top = generated.values("workspace_id").annotate(n=Count("id")).order_by("-n").first() if total else None
+    return total, (top["workspace_id"] if top else None)
 
 
 def route_time(*, base_url: str, path: str, cookie_name: str, cookie: str) -> dict:
@@ -81,17 +82,19 @@ def route_time(*, base_url: str, path: str, cookie_name: str, cookie: str) -> di
 
 def dashboards_bench(bench, *, events: int) -> dict:
     User = get_user_model()
-    total, heavy_user_id = _generated_state()
+    total, heavy_workspace_id = _generated_state()
     if total < events:
         step(f"generating {events:,} usage events (+ rollups) in PostgreSQL")
-        heavy = User.objects.get(pk=bench.tenant.user_id)
-        generated = usage_events_generate(count=events, users=500, days=90, heavy_user=heavy)
+        heavy = Workspace.objects.get(pk=bench.tenant.workspace_id)
+        generated = usage_events_generate(count=events, users=500, days=90, heavy_workspace=heavy)
         step(f"generated in {generated.seconds:.1f} s")
-        heavy_user_id = heavy.pk
+        heavy_workspace_id = heavy.pk
         total = total + events
     else:
         step(f"reusing {total:,} generated usage events")
-    end_user = User.objects.get(pk=heavy_user_id)
+    # The heavy workspace is a personal one (the bench tenant's or a generated user's): its owner
+    # opens the dashboard, which shows the personal workspace by default.
+    end_user = User.objects.get(personal_workspace__pk=heavy_workspace_id)
     staff, _ = User.objects.get_or_create(
         email="bench-operator@bench.invalid",
         defaults={"is_staff": True, "is_superuser": True, "name": "Operator"},

@@ -31,7 +31,7 @@ class FloorBench(Bench):
         self.kind = kind
         self.env["FLOOR_UPSTREAM_URL"] = f"http://127.0.0.1:{self.upstream_port}{DIRECT_PATH}"
         self.env["DJANGO_SETTINGS_MODULE"] = FLOORS[kind][1]
-        self.tenant = SimpleNamespace(api_key="sk_agentai_floor", user_id=None)
+        self.tenant = SimpleNamespace(api_key="sk_agentai_floor", workspace_id=None, user_id=None)
         self.measure_routes = False  # the relays serve chat completions only
 
     def prepare(self) -> None:

@@ -63,7 +63,10 @@ class Bench:
         from bench.setup import bench_tenant_create  # noqa: PLC0415 (Django setup must run first: the line above)
 
         self.tenant = bench_tenant_create()
-        step(f"bench tenant: user {self.tenant.user_id}, key {self.tenant.api_key[:14]}…")
+        step(
+            f"bench tenant: workspace {self.tenant.workspace_id} (user {self.tenant.user_id}), "
+            f"key {self.tenant.api_key[:14]}…"
+        )
 
     def start(self) -> None:
         step("fake upstream")
@@ -246,7 +249,7 @@ class Bench:
             for path, (low, high) in self.route_ok.items()
         }
         result = accounting_check(
-            user_id=self.tenant.user_id,
+            workspace_id=self.tenant.workspace_id,
             client_ok_min=self.client_ok_min,
             client_ok_max=self.client_ok_max,
             endpoints=endpoints,

@@ -1,4 +1,5 @@
-"""The bench tenant: a user on a plan with huge quotas and a high rate limit, a proxy key, and
+"""The bench tenant: a user's personal workspace on a plan with huge quotas and a high rate limit,
+a proxy key, and
 operator (global) keys for every LLM provider — so the measured path is the real one (key auth,
 rate limit, quota reserve/settle, budget counter, usage event and rollup writes), never a
 shortcut.
@@ -19,9 +20,9 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.services import api_key_create, provider_credential_set, user_register
+from accounts.services import api_key_create, provider_credential_set, users_bulk_create
 from billing.models import Meter, Period, Plan, PlanQuota, Subscription
-from billing.selectors import user_plan_cache_key
+from billing.selectors import workspace_plan_cache_key
 from billing.services import plan_catalog_invalidate
 from proxy.catalog import proxy_catalog_seed
 
@@ -35,7 +36,8 @@ LLM_PROVIDERS = ("openai", "anthropic", "google", "mistral", "groq", "openrouter
 
 @dataclass(frozen=True)
 class BenchTenant:
-    user_id: int
+    workspace_id: int  # the tenant: every call of the run is billed to it
+    user_id: int  # its owner, who made the key
     email: str
     api_key_id: int
     api_key: str  # plaintext, kept by the bench process only
@@ -72,24 +74,28 @@ def bench_plan_ensure():
 
 
 def bench_tenant_create(*, email: str | None = None, provider_secret: str | None = None) -> BenchTenant:
-    """A fresh user per run, so each run's accounting is checked from zero."""
+    """A fresh user (and personal workspace) per run, so each run's accounting is checked from zero."""
     proxy_catalog_seed()  # prices and model routes (idempotent)
     plan = bench_plan_ensure()
     email = email or f"bench-{uuid.uuid4().hex[:12]}@bench.invalid"
-    user = user_register(email=email, password=secrets.token_urlsafe(24), name="Bench")
+    # A synthetic account (confirmed address, unusable password), as the usage generator makes.
+    (user,) = users_bulk_create(accounts=[(email, "Bench")])
+    workspace = user.personal_workspace
     now = timezone.now()
     with transaction.atomic():
         Subscription.objects.create(
-            user=user,
+            workspace=workspace,
             plan=plan,
             status=Subscription.Status.ACTIVE,
             stripe_subscription_id=f"sub_bench_{uuid.uuid4().hex}",
             current_period_end=now + timedelta(days=30),
             activated_at=now,
         )
-    cache.delete(user_plan_cache_key(user.pk))
+    cache.delete(workspace_plan_cache_key(workspace.pk))
     secret = provider_secret or f"sk-bench-{secrets.token_hex(16)}"
     for provider in LLM_PROVIDERS:
         provider_credential_set(scope="global", provider=provider, secret=secret)
-    api_key, plaintext = api_key_create(user=user, name="bench")
-    return BenchTenant(user_id=user.pk, email=user.email, api_key_id=api_key.pk, api_key=plaintext)
+    api_key, plaintext = api_key_create(workspace=workspace, created_by=user, name="bench")
+    return BenchTenant(
+        workspace_id=workspace.pk, user_id=user.pk, email=user.email, api_key_id=api_key.pk, api_key=plaintext
+    )

@@ -19,6 +19,10 @@ from .models import (
     UsageCounter,
 )
 
+# A workspace by its slug or name, or a personal one by its owner's email (one join each, so a
+# search never multiplies rows the way one through the memberships would).
+WORKSPACE_SEARCH = ("workspace__slug", "workspace__name", "workspace__personal_owner__email")
+
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
@@ -87,7 +91,7 @@ class SubscriptionAdmin(ReadOnlyAdmin):
     """Stripe is the source of truth: change subscriptions in Stripe, the webhook mirrors them."""
 
     list_display = (
-        "user",
+        "workspace",
         "plan",
         "gateway",
         "status",
@@ -98,8 +102,8 @@ class SubscriptionAdmin(ReadOnlyAdmin):
         "stripe_canceled_at",
     )
     list_filter = ("gateway", "status", "plan")
-    search_fields = ("user__email", "stripe_subscription_id", "stripe_customer_id")
-    list_select_related = ("user", "plan")
+    search_fields = (*WORKSPACE_SEARCH, "stripe_subscription_id", "stripe_customer_id")
+    list_select_related = ("workspace", "plan")
 
 
 class _WebhookEventAdmin(BigTableAdmin, ReadOnlyAdmin):
@@ -143,24 +147,25 @@ class StripeEventAdmin(_WebhookEventAdmin):
 
 @admin.register(UsageCounter)
 class UsageCounterAdmin(ReadOnlyAdmin):
-    list_display = ("user", "meter", "period", "period_start", "used", "reserved")
+    list_display = ("workspace", "meter", "period", "period_start", "used", "reserved")
     list_filter = ("meter", "period")
-    search_fields = ("user__email",)
-    list_select_related = ("user",)
+    search_fields = (*WORKSPACE_SEARCH,)
+    list_select_related = ("workspace",)
 
 
 @admin.register(PeriodAudit)
 class PeriodAuditAdmin(ReadOnlyAdmin):
-    list_display = ("user", "meter", "period_start", "used", "limit", "plan_code")
+    list_display = ("workspace", "meter", "period_start", "used", "limit", "plan_code")
     list_filter = ("meter", "plan_code")
-    search_fields = ("user__email",)
-    list_select_related = ("user",)
+    search_fields = (*WORKSPACE_SEARCH,)
+    list_select_related = ("workspace",)
 
 
 @admin.register(CheckoutSession)
 class CheckoutSessionAdmin(ReadOnlyAdmin):
     list_display = (
-        "user",
+        "workspace",
+        "created_by",
         "kind",
         "gateway",
         "mode",
@@ -171,8 +176,8 @@ class CheckoutSessionAdmin(ReadOnlyAdmin):
         "created_at",
     )
     list_filter = ("gateway", "kind", "status", "is_simulated")
-    search_fields = ("user__email", "checkout_reference")
-    list_select_related = ("user",)
+    search_fields = (*WORKSPACE_SEARCH, "checkout_reference")
+    list_select_related = ("workspace", "created_by")
 
 
 @admin.register(CheckoutFulfilment)
@@ -188,7 +193,7 @@ class PaymentTransactionAdmin(ReadOnlyAdmin):
 
     list_display = (
         "created_at",
-        "user",
+        "workspace",
         "gateway",
         "kind",
         "amount",
@@ -197,8 +202,8 @@ class PaymentTransactionAdmin(ReadOnlyAdmin):
         "reference",
     )
     list_filter = ("gateway", "status", "kind", "currency")
-    search_fields = ("user__email", "reference", "gateway_payment_id")
-    list_select_related = ("user",)
+    search_fields = (*WORKSPACE_SEARCH, "reference", "gateway_payment_id")
+    list_select_related = ("workspace",)
     date_hierarchy = "created_at"
 
     @admin.display(description="Amount", ordering="amount_minor")

@@ -1,4 +1,11 @@
-"""Billing API: parse → service/selector → serialize."""
+"""Billing API: parse → service/selector → serialize.
+
+Every endpoint but the public plan list and the webhooks acts on the request's workspace
+(``accounts.tenancy``: a proxy key's own workspace, else the ``X-Workspace`` header, else the
+personal one) and names the action its role needs in ``permission_required``: ``billing.manage``
+to start a checkout or open the portal, ``billing.read`` to read the subscription (403
+``forbidden`` with ``required_role`` otherwise; 404 for a workspace the caller is not in).
+"""
 
 from __future__ import annotations
 
@@ -13,12 +20,13 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.tenancy import WorkspaceContext, workspace_context_get
 from core.schema import error_responses, schema_named
 from core.time import isoformat_z
 
 from .gateways.stripe import billing_portal_session_start
 from .models import Gateway
-from .selectors import plan_for_user_get, plan_list_public, subscription_get, subscription_status_get
+from .selectors import plan_for_workspace_get, plan_list_public, subscription_get, subscription_status_get
 from .services import (
     plan_chargily_checkout_start,
     plan_checkout_start,
@@ -36,6 +44,13 @@ WEBHOOK_RECEIPT = inline_serializer(
         "duplicate": serializers.BooleanField(),
     },
 )
+
+
+def _context_for(request, view) -> WorkspaceContext:
+    """The request's workspace context once its role may do the view's ``permission_required``."""
+    context = workspace_context_get(request)
+    context.require(view.permission_required)
+    return context
 
 
 class PlanOutputSerializer(serializers.Serializer):
@@ -74,6 +89,8 @@ class PlanListApi(APIView):
 
 @schema_named
 class CheckoutStartApi(APIView):
+    permission_required = "billing.manage"
+
     class InputSerializer(serializers.Serializer):
         planId = serializers.CharField(max_length=40)
         successUrl = serializers.CharField(max_length=2000)
@@ -85,22 +102,25 @@ class CheckoutStartApi(APIView):
 
     @extend_schema(
         operation_id="billing_checkout_start",
-        summary="Start a Stripe Checkout for a plan",
+        summary="Start a Stripe Checkout for a plan of the workspace",
         description=(
-            "Redirect URLs must be on CHECKOUT_REDIRECT_HOSTS (400). An existing subscription "
-            "answers 409 (change plans in the portal); Stripe failures 502; no Stripe and no "
-            "simulated checkout 503."
+            "Needs a role with `billing.manage` (403 otherwise). Redirect URLs must be on "
+            "CHECKOUT_REDIRECT_HOSTS (400). An existing subscription of the workspace answers 409 "
+            "(change plans in the portal); Stripe failures 502; no Stripe and no simulated "
+            "checkout 503."
         ),
         tags=["billing"],
         request=InputSerializer,
         responses={200: OutputSerializer, **error_responses(400, 401, 403, 409, 413, 415, 502, 503)},
     )
     def post(self, request):
+        context = _context_for(request, self)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         result = plan_checkout_start(
-            user=request.user,
+            workspace=context.workspace,
+            actor=context.user,
             plan_code=data["planId"],
             success_url=data["successUrl"],
             cancel_url=data["cancelUrl"],
@@ -110,6 +130,8 @@ class CheckoutStartApi(APIView):
 
 @schema_named
 class SubscriptionApi(APIView):
+    permission_required = "billing.read"
+
     class OutputSerializer(serializers.Serializer):
         plan = PlanOutputSerializer()
         status = serializers.CharField()
@@ -121,14 +143,18 @@ class SubscriptionApi(APIView):
 
     @extend_schema(
         operation_id="billing_subscription_get",
-        summary="Your plan and subscription",
-        description="Without a paid subscription: the free plan, `active`, no period end.",
+        summary="The workspace's plan and subscription",
+        description=(
+            "Without a paid subscription: the free plan, `active`, no period end. Needs a role "
+            "with `billing.read`."
+        ),
         tags=["billing"],
-        responses={200: OutputSerializer, **error_responses(401)},
+        responses={200: OutputSerializer, **error_responses(401, 403, 404)},
     )
     def get(self, request):
-        plan = plan_for_user_get(user=request.user)
-        subscription = subscription_get(user=request.user)
+        workspace = _context_for(request, self).workspace
+        plan = plan_for_workspace_get(workspace=workspace)
+        subscription = subscription_get(workspace=workspace)
         if subscription is not None and subscription.plan_id == plan.pk:
             data = {
                 "plan": plan,
@@ -148,6 +174,8 @@ class SubscriptionApi(APIView):
 
 @schema_named
 class PortalApi(APIView):
+    permission_required = "billing.manage"
+
     class InputSerializer(serializers.Serializer):
         returnUrl = serializers.CharField(max_length=2000, required=False)
 
@@ -157,16 +185,20 @@ class PortalApi(APIView):
     @extend_schema(
         operation_id="billing_portal_start",
         summary="Open the Stripe customer portal",
-        description="400 without a billing account or with a returnUrl off CHECKOUT_REDIRECT_HOSTS.",
+        description=(
+            "The workspace's billing account; needs a role with `billing.manage`. 400 without a "
+            "billing account or with a returnUrl off CHECKOUT_REDIRECT_HOSTS."
+        ),
         tags=["billing"],
         request=InputSerializer,
-        responses={200: OutputSerializer, **error_responses(400, 401, 403, 413, 415, 502, 503)},
+        responses={200: OutputSerializer, **error_responses(400, 401, 403, 404, 413, 415, 502, 503)},
     )
     def post(self, request):
+        workspace = _context_for(request, self).workspace
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return_url = serializer.validated_data.get("returnUrl") or f"{settings.SITE_URL}/dashboard/"
-        url = billing_portal_session_start(user=request.user, return_url=return_url)
+        url = billing_portal_session_start(workspace=workspace, return_url=return_url)
         return Response(self.OutputSerializer({"url": url}).data)
 
 
@@ -207,6 +239,8 @@ class StripeWebhookApi(APIView):
 class ChargilySubscribeApi(APIView):
     """``POST /payment/subscribe/{plan_code}``: one period of a plan, paid in DZD."""
 
+    permission_required = "billing.manage"
+
     class InputSerializer(serializers.Serializer):
         # Checked against CHECKOUT_REDIRECT_HOSTS; default to our own outcome pages.
         successUrl = serializers.CharField(max_length=2000, required=False)
@@ -222,19 +256,22 @@ class ChargilySubscribeApi(APIView):
         operation_id="payment_chargily_subscribe",
         summary="Pay one period of a plan in DZD with Chargily Pay",
         description=(
-            "Opens a Chargily checkout (CIB / EDAHABIA) for the plan's DZD price. 400 for an unknown "
-            "plan or one without a DZD price; 409 while another subscription is in force."
+            "Opens a Chargily checkout (CIB / EDAHABIA) for the plan's DZD price, for the workspace; "
+            "needs a role with `billing.manage`. 400 for an unknown plan or one without a DZD "
+            "price; 409 while another subscription is in force."
         ),
         tags=["payment"],
         request=InputSerializer,
-        responses={200: OutputSerializer, **error_responses(400, 401, 403, 409, 413, 415, 502, 503)},
+        responses={200: OutputSerializer, **error_responses(400, 401, 403, 404, 409, 413, 415, 502, 503)},
     )
     def post(self, request, plan_code: str):
+        context = _context_for(request, self)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         result = plan_chargily_checkout_start(
-            user=request.user,
+            workspace=context.workspace,
+            actor=context.user,
             plan_code=plan_code,
             success_url=data.get("successUrl")
             or settings.SITE_URL + reverse("billing:success") + "?session_id={CHECKOUT_SESSION_ID}",
@@ -245,7 +282,9 @@ class ChargilySubscribeApi(APIView):
 
 @schema_named
 class SubscriptionStatusApi(APIView):
-    """``GET /payment/subscription/status``: the plan in force, for either gateway."""
+    """``GET /payment/subscription/status``: the workspace's plan in force, for either gateway."""
+
+    permission_required = "billing.read"
 
     class OutputSerializer(serializers.Serializer):
         tier = serializers.CharField()
@@ -258,12 +297,14 @@ class SubscriptionStatusApi(APIView):
 
     @extend_schema(
         operation_id="payment_subscription_status",
-        summary="The plan in force, for either gateway",
+        summary="The workspace's plan in force, for either gateway",
+        description="Needs a role with `billing.read`.",
         tags=["payment"],
-        responses={200: OutputSerializer, **error_responses(401)},
+        responses={200: OutputSerializer, **error_responses(401, 403, 404)},
     )
     def get(self, request):
-        return Response(self.OutputSerializer(subscription_status_get(user=request.user)).data)
+        workspace = _context_for(request, self).workspace
+        return Response(self.OutputSerializer(subscription_status_get(workspace=workspace)).data)
 
 
 class ChargilyWebhookApi(APIView):

@@ -12,11 +12,17 @@ class BillingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        """Register billing's own checkout kind and its periodic task (code, not admin rows)."""
+        """Register billing's own checkout kind, its guard on workspace deletion and its periodic
+        tasks (code, not admin rows)."""
+        from accounts.registry import workspace_delete_guard_register  # noqa: PLC0415 (models load once the app registry is ready)
+
         from .reconciliation import quota_counter_drift_find  # noqa: PLC0415 (models load once the app registry is ready)
+        from .selectors import workspace_delete_refusal_get  # noqa: PLC0415 (models load once the app registry is ready)
         from .services import PLAN_CHECKOUT_KIND, subscription_activate  # noqa: PLC0415 (models load once the app registry is ready)
 
         registry.checkout_handler_register(PLAN_CHECKOUT_KIND, subscription_activate)
+        # A workspace with a paid plan in force is not deleted: it would keep being billed.
+        workspace_delete_guard_register(workspace_delete_refusal_get)
         reconciliation_check_register("billing.quota", quota_counter_drift_find)
         beat_schedule_add(
             "quota-period-rollover",

@@ -1,12 +1,13 @@
 """What a paid checkout is for comes from our own CheckoutSession row, never from the event.
 
-A signed event is proof that a payment happened; who paid, for what plan or pack and how many
-credits is what we wrote when the checkout started. So fulfilment:
+A signed event is proof that a payment happened; which workspace paid, for what plan or pack and
+how many credits is what we wrote when the checkout started. So fulfilment:
 - finds our row by the session id (no row: not a checkout we started, nothing is granted);
 - compares what the event says with the row — metadata, ``client_reference_id``, mode and
   currency — and rejects the event (stored as ``failed`` with the reason) if they disagree;
-- hands the kind's handler a session whose identity fields (id, user, metadata, currency) are
-  the row's, and only the payment facts (payment status, payment intent, subscription,
+- hands the kind's handler a session whose identity fields (id, workspace — as
+  ``client_reference_id`` and ``metadata.workspace_id`` —, metadata, currency) are the row's,
+  and only the payment facts (payment status, payment intent, subscription,
   customer, amount paid) are the gateway's.
 """
 
@@ -48,7 +49,7 @@ def checkout_for_session_get(*, session: dict) -> CheckoutSession | None:
     if not reference:
         return None
     return (
-        CheckoutSession.objects.select_related("user")
+        CheckoutSession.objects.select_related("workspace")
         .filter(checkout_reference=reference, gateway=Gateway.STRIPE)
         .first()
     )
@@ -72,14 +73,23 @@ def checkout_session_disagreement(*, checkout: CheckoutSession, session: dict) -
                 f"metadata {key!r} is {str(metadata[key])[:80]!r}, our checkout says {ours[key]!r}"
             )
     client_reference = session.get("client_reference_id")
-    if client_reference not in (None, "") and str(client_reference) != str(checkout.user_id):
-        reasons.append(f"client_reference_id {str(client_reference)[:40]!r} is not our checkout's user")
+    if client_reference not in (None, "") and str(client_reference) != _client_reference(checkout):
+        reasons.append(f"client_reference_id {str(client_reference)[:40]!r} is not our checkout's workspace")
     if session.get("mode") not in (None, "") and session["mode"] != checkout.mode:
         reasons.append(f"mode {str(session['mode'])[:40]!r}, our checkout is {checkout.mode!r}")
     currency = str(session.get("currency") or "").lower()
     if currency and currency != checkout.currency:
         reasons.append(f"currency {currency[:10]!r}, our checkout is {checkout.currency!r}")
     return "; ".join(reasons)
+
+
+def _client_reference(checkout: CheckoutSession) -> str:
+    """What the gateway was sent as ``client_reference_id``: the workspace id, or for a
+    checkout opened before workspaces (its metadata names a ``user_id``) that user's id."""
+    metadata = checkout.metadata or {}
+    if "workspace_id" not in metadata and metadata.get("user_id"):
+        return str(metadata["user_id"])
+    return str(checkout.workspace_id)
 
 
 def checkout_session_trusted(*, checkout: CheckoutSession, session: dict) -> dict:
@@ -89,7 +99,7 @@ def checkout_session_trusted(*, checkout: CheckoutSession, session: dict) -> dic
         id=checkout.checkout_reference,
         gateway=checkout.gateway,
         mode=checkout.mode,
-        client_reference_id=str(checkout.user_id),
+        client_reference_id=str(checkout.workspace_id),
         metadata=dict(checkout.metadata or {}),
         currency=checkout.currency,
     )

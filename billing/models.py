@@ -2,10 +2,14 @@
 Stripe objects we act on (events, subscriptions, checkout sessions).
 
 Invariants held by the database, not by Python:
-- one usage counter per (user, meter, period start); ``used`` and ``reserved`` never negative;
+- one usage counter per (workspace, meter, period start); ``used`` and ``reserved`` never
+  negative;
 - one stored event per Stripe event id; one fulfilment per Checkout Session id;
-- at most one live (entitled) subscription per user;
-- one audit row per closed counter; one alert per (user, meter, period, threshold).
+- at most one live (entitled) subscription per workspace;
+- one audit row per closed counter; one alert per (workspace, meter, period, threshold).
+
+The tenant is the workspace (``accounts.Workspace``): every member's calls count against its
+counters, and its plan and payments are the workspace's, whoever paid.
 """
 
 from django.conf import settings
@@ -106,15 +110,15 @@ class PlanQuota(models.Model):
 
 
 class UsageCounter(models.Model):
-    """Usage of one meter by one user in one period. Never zeroed: a new period is a new row.
+    """Usage of one meter by one workspace in one period. Never zeroed: a new period is a new row.
 
     ``reserved`` holds in-flight reservations; reserve is one conditional UPDATE
     (``used + reserved + n <= limit``), so concurrent callers cannot overshoot the limit.
     """
 
     # Indexed by ``usagecounter_one_per_period``, which starts with it.
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    workspace = models.ForeignKey(
+        "accounts.Workspace", on_delete=models.CASCADE, related_name="+", db_index=False
     )
     meter = models.CharField(max_length=32, choices=Meter.choices)
     period = models.CharField(max_length=8, choices=Period.choices)
@@ -127,7 +131,7 @@ class UsageCounter(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["user", "meter", "period_start"], name="usagecounter_one_per_period"
+                fields=["workspace", "meter", "period_start"], name="usagecounter_one_per_period"
             ),
             models.CheckConstraint(condition=Q(used__gte=0), name="usagecounter_used_gte_0"),
             models.CheckConstraint(condition=Q(reserved__gte=0), name="usagecounter_reserved_gte_0"),
@@ -135,7 +139,7 @@ class UsageCounter(models.Model):
         indexes = [models.Index(fields=["period_end"], name="usagecounter_period_end")]
 
     def __str__(self):
-        return f"{self.user_id} {self.meter} {self.period_start:%Y-%m-%d}: {self.used}+{self.reserved}"
+        return f"{self.workspace_id} {self.meter} {self.period_start:%Y-%m-%d}: {self.used}+{self.reserved}"
 
 
 class QuotaReservation(models.Model):
@@ -146,7 +150,7 @@ class QuotaReservation(models.Model):
         SETTLED = "settled", "Settled"
         RELEASED = "released", "Released"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="+")
     meter = models.CharField(max_length=32, choices=Meter.choices)
     counter = models.ForeignKey(UsageCounter, on_delete=models.CASCADE, related_name="reservations")
     amount = models.BigIntegerField()
@@ -171,7 +175,7 @@ class PeriodAudit(models.Model):
     """What a counter ended its period at; written once by the period rollover."""
 
     counter = models.OneToOneField(UsageCounter, on_delete=models.CASCADE, related_name="audit")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="+")
     meter = models.CharField(max_length=32, choices=Meter.choices)
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
@@ -181,10 +185,10 @@ class PeriodAudit(models.Model):
     created_at = models.DateTimeField()
 
     class Meta:
-        ordering = ["-period_start", "user_id", "meter"]
+        ordering = ["-period_start", "workspace_id", "meter"]
 
     def __str__(self):
-        return f"{self.user_id} {self.meter} {self.period_start:%Y-%m-%d}: {self.used}/{self.limit}"
+        return f"{self.workspace_id} {self.meter} {self.period_start:%Y-%m-%d}: {self.used}/{self.limit}"
 
 
 class QuotaAlertSent(models.Model):
@@ -193,7 +197,7 @@ class QuotaAlertSent(models.Model):
     Keyed by the period start, so every new period is re-armed by construction.
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="+")
     meter = models.CharField(max_length=32, choices=Meter.choices)
     period_start = models.DateTimeField()
     threshold = models.PositiveSmallIntegerField()  # percent
@@ -202,16 +206,16 @@ class QuotaAlertSent(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["user", "meter", "period_start", "threshold"], name="quotaalert_once"
+                fields=["workspace", "meter", "period_start", "threshold"], name="quotaalert_once"
             ),
         ]
 
     def __str__(self):
-        return f"{self.user_id} {self.meter} {self.period_start:%Y-%m} {self.threshold}%"
+        return f"{self.workspace_id} {self.meter} {self.period_start:%Y-%m} {self.threshold}%"
 
 
 class Subscription(BaseModel):
-    """Our mirror of one Stripe subscription of a user.
+    """Our mirror of one Stripe subscription of a workspace.
 
     ``stripe_event_at`` is the ``created`` time of the newest Stripe event applied to the row:
     an older event arriving late is discarded instead of overwriting a newer state.
@@ -235,7 +239,9 @@ class Subscription(BaseModel):
     gateway = models.CharField(max_length=10, choices=Gateway.choices, default=Gateway.STRIPE)
     renewal_reminder_sent_at = models.DateTimeField(null=True, blank=True)  # Chargily: once per row
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="subscriptions")
+    workspace = models.ForeignKey(
+        "accounts.Workspace", on_delete=models.PROTECT, related_name="subscriptions"
+    )
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.INCOMPLETE)
     stripe_customer_id = models.CharField(max_length=100, blank=True)
@@ -257,7 +263,7 @@ class Subscription(BaseModel):
 
     class Meta:
         indexes = [
-            models.Index(fields=["user", "status"], name="subscription_user_status"),
+            models.Index(fields=["workspace", "status"], name="subscription_workspace_status"),
             models.Index(
                 fields=["replaced_at"],
                 condition=Q(replaced_at__isnull=False, stripe_canceled_at__isnull=True, gateway="stripe"),
@@ -267,14 +273,14 @@ class Subscription(BaseModel):
         constraints = [
             # One live subscription per customer: a second one would bill twice.
             models.UniqueConstraint(
-                fields=["user"],
+                fields=["workspace"],
                 condition=Q(status__in=["active", "trialing", "past_due"]),
-                name="subscription_one_live_per_user",
+                name="subscription_one_live_per_workspace",
             ),
         ]
 
     def __str__(self):
-        return f"{self.user_id} {self.plan.code} {self.status}"
+        return f"{self.workspace_id} {self.plan.code} {self.status}"
 
 
 class StripeEvent(models.Model):
@@ -305,7 +311,8 @@ class StripeEvent(models.Model):
 
 
 class CheckoutSession(BaseModel):
-    """A checkout we started (Stripe or simulated): who pays for what, and where to return.
+    """A checkout we started (Stripe or simulated): which workspace pays for what, who opened it,
+    and where to return.
 
     For the simulated checkout this row *is* the session: the page at
     ``/billing/simulated-checkout/<checkout_reference>/`` reads it.
@@ -317,8 +324,13 @@ class CheckoutSession(BaseModel):
         CANCELED = "canceled", "Canceled"
         PAYMENT_FAILED = "payment_failed", "Payment failed"
 
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="checkout_sessions"
+    workspace = models.ForeignKey(
+        "accounts.Workspace", on_delete=models.CASCADE, related_name="checkout_sessions"
+    )
+    # The member who opened it (empty for rows from before workspaces, or once they are gone):
+    # a first plan's default key is created in their name, its one-time link emailed to them.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     kind = models.CharField(max_length=40)
     gateway = models.CharField(max_length=10, choices=Gateway.choices, default=Gateway.STRIPE)
@@ -414,8 +426,8 @@ class PaymentTransaction(BaseModel):
         EXPIRED = "expired", "Expired"
         CANCELED = "canceled", "Canceled"
 
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payment_transactions"
+    workspace = models.ForeignKey(
+        "accounts.Workspace", on_delete=models.PROTECT, related_name="payment_transactions"
     )
     gateway = models.CharField(max_length=10, choices=Gateway.choices)
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -433,7 +445,7 @@ class PaymentTransaction(BaseModel):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["status", "completed_at"], name="paymenttx_status_completed"),
-            models.Index(fields=["user", "-created_at"], name="paymenttx_user_created"),
+            models.Index(fields=["workspace", "-created_at"], name="paymenttx_workspace_created"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -5,16 +5,16 @@ provider. One reserve statement per call put a PostgreSQL round trip, and the da
 of the two cores, in front of every upstream call. Here a worker reserves a batch of identical
 reservations in one statement (the same conditional ``UPDATE`` on the counters, so the database
 holds every unit before any call uses it and no concurrency can pass a limit) and hands them to
-its next calls for that user and those meters. Each call still settles or releases its own row,
+its next calls for that workspace and those meters. Each call still settles or releases its own row,
 so the settle, the reservation ledger and the stale-reservation sweeper are unchanged.
 
 The bounds on what spares hold back:
 
-- spares are taken only for a user whose previous call of that size came to this worker within
+- spares are taken only for a workspace whose previous call of that size came to this worker within
   ``PROXY_QUOTA_BATCH_IDLE``: a lone call reserves alone, as without spares;
 - a batch is taken only while ``used + reserved + 4 × batch`` fits the limit; nearer the limit
-  every call reserves alone, as before, and a refused batch is not tried again for that user
-  for ``REFUSAL_MEMORY_SECONDS``;
+  every call reserves alone, as before, and a refused batch is not tried again for that
+  workspace for ``REFUSAL_MEMORY_SECONDS``;
 - a spare is never handed out after ``PROXY_QUOTA_BATCH_MAX_AGE`` seconds, and spares are
   released after ``PROXY_QUOTA_BATCH_IDLE`` seconds without a taker, by the worker's shutdown
   drain, or (a crashed worker) by the stale-reservation sweeper, like a crashed call's hold;
@@ -113,7 +113,7 @@ class _Pools:
 
     def called(self, key: tuple, now: float) -> bool:
         """Note a call of this key; whether the one before came within ``PROXY_QUOTA_BATCH_IDLE``
-        (a user calling less often gets no spares: they would be released unused each time)."""
+        (a workspace calling less often gets no spares: they would be released unused each time)."""
         last = self.last_call.get(key)
         if last is None and len(self.last_call) >= REFUSALS_KEPT_MAX:
             idle = settings.PROXY_QUOTA_BATCH_IDLE
@@ -200,15 +200,15 @@ def _running_loop():
 
 
 async def quota_reserve_pooled(
-    *, user_id: int, meters: dict[str, int], plan, now: datetime, synchronous_commit: bool
+    *, workspace_id: int, meters: dict[str, int], plan, now: datetime, synchronous_commit: bool
 ) -> list[QuotaReservation] | None:
     """One call's reservations (one per meter, each holding at least ``meters[m]``) from this
     worker's spares, reserving a batch when there are none; None: reserve alone instead."""
     if settings.PROXY_QUOTA_BATCH <= 0 or not meters:
         return None
-    rules = _rules_for(user=None, meters=meters, now=now, plan=plan)
+    rules = _rules_for(workspace=None, meters=meters, now=now, plan=plan)
     key = (
-        user_id,
+        workspace_id,
         tuple(sorted((meter, rules[meter][1], size_class(units)) for meter, units in meters.items())),
     )
     pools = _pools_get()
@@ -237,7 +237,7 @@ async def quota_reserve_pooled(
 async def _refill(pools: _Pools, *, key: tuple, plan, now: datetime, synchronous_commit: bool) -> None:
     """Reserve batches for ``key`` while calls wait for it (one statement at a time per key).
     ``now`` is the first waiter's: the batches are in the period the key names."""
-    user_id, shape = key
+    workspace_id, shape = key
     amounts = {meter: units for meter, _start, units in shape}
     waiters: list[asyncio.Future] = []
     try:
@@ -245,7 +245,7 @@ async def _refill(pools: _Pools, *, key: tuple, plan, now: datetime, synchronous
             waiters = pools.waiters.pop(key)
             copies = min(BATCH_MAX, len(waiters) + settings.PROXY_QUOTA_BATCH)
             bundles = await _batch_reserve(
-                user_id=user_id,
+                workspace_id=workspace_id,
                 amounts=amounts,
                 plan=plan,
                 now=now,
@@ -288,11 +288,11 @@ async def _refill(pools: _Pools, *, key: tuple, plan, now: datetime, synchronous
 
 
 async def _batch_reserve(
-    *, user_id: int, amounts: dict[str, int], plan, now: datetime, copies: int, synchronous_commit: bool
+    *, workspace_id: int, amounts: dict[str, int], plan, now: datetime, copies: int, synchronous_commit: bool
 ) -> list[list[QuotaReservation]] | None:
     """``copies`` bundles in one statement, or None (a limit, or a counter not created yet)."""
     held = await quota_reserve_many_fast(
-        user_id=user_id,
+        workspace_id=workspace_id,
         meters=amounts,
         plan=plan,
         now=now,

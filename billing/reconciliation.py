@@ -21,7 +21,7 @@ def quota_counter_drift_find(*, now: datetime) -> list[DriftFinding]:
     """
     since = now - timedelta(days=62)
     counters = UsageCounter.objects.filter(period_end__gte=since).values_list(
-        "pk", "user_id", "meter", "used", "reserved"
+        "pk", "workspace_id", "meter", "used", "reserved"
     )
     recent = QuotaReservation.objects.filter(counter__period_end__gte=since)
     held = dict(
@@ -37,7 +37,7 @@ def quota_counter_drift_find(*, now: datetime) -> list[DriftFinding]:
         .values_list("counter_id", "total")
     )
     findings = []
-    for counter_id, user_id, meter, used, reserved in counters:
+    for counter_id, workspace_id, meter, used, reserved in counters:
         open_holds = held.get(counter_id) or 0
         settled_units = settled.get(counter_id) or 0
         if reserved != open_holds or used > settled_units:
@@ -48,7 +48,7 @@ def quota_counter_drift_find(*, now: datetime) -> list[DriftFinding]:
                     expected=str(settled_units),
                     actual=str(used),
                     detail={
-                        "user_id": user_id,
+                        "workspace_id": workspace_id,
                         "meter": meter,
                         "used": used,
                         "settled_units": settled_units,

@@ -6,12 +6,14 @@ webhook dispatches to them. Billing never imports those apps.
 
 - Checkout handlers are keyed by our CheckoutSession row's ``kind`` (``"plan"`` is billing's
   own, ``"credit_pack"`` is credits'). A handler receives a session dict and the event id, and
-  must be idempotent on the session id. In that dict the id, ``client_reference_id``,
-  ``metadata`` and ``currency`` are our row's (what the checkout was opened for), never the
-  event's; only payment facts (``payment_status``, ``payment_intent``, ``subscription``,
-  ``customer``, ``amount_total``) come from the gateway (see ``billing.fulfilment``).
+  must be idempotent on the session id. In that dict the id, ``client_reference_id`` (the
+  paying workspace's id), ``metadata`` (``workspace_id``; a checkout opened before workspaces
+  carries ``user_id`` instead: ``billing.selectors.workspace_for_metadata_get`` reads both)
+  and ``currency`` are our row's (what the checkout was opened for), never the event's; only
+  payment facts (``payment_status``, ``payment_intent``, ``subscription``, ``customer``,
+  ``amount_total``) come from the gateway (see ``billing.fulfilment``).
 - Event handlers are keyed by Stripe event type and receive the whole event dict. Several may
-  be registered for one type (e.g. ``customer.subscription.updated`` for users' plans and for
+  be registered for one type (e.g. ``customer.subscription.updated`` for workspaces' plans and for
   organizations); each ignores objects that are not its own.
 - Payment gateways are registered by dotted path in ``PAYMENT_GATEWAYS`` (one line per gateway)
   and loaded on first use: the gateway modules use billing's services, so services reach them

@@ -1,10 +1,11 @@
-"""Reads for billing. User-owned reads take ``user=``.
+"""Reads for billing. Tenant-owned reads take ``workspace=`` (an ``accounts.Workspace``, or
+anything with its ``pk``).
 
-``plan_for_user_get`` is on the proxy's hot path. The catalogue (plans + quotas, a handful of
-rows) is cached in process and tagged with a version held in the shared cache; any worker that
-changes a plan bumps the version and every process reloads. Which plan a user is on is cached
-in the shared cache per user and deleted whenever one of their subscriptions changes. Steady
-state: zero queries; cold user entry: one query.
+``plan_for_workspace_get`` is on the proxy's hot path. The catalogue (plans + quotas, a handful
+of rows) is cached in process and tagged with a version held in the shared cache; any worker
+that changes a plan bumps the version and every process reloads. Which plan a workspace is on
+is cached in the shared cache per workspace and deleted whenever one of its subscriptions
+changes. Steady state: zero queries; cold workspace entry: one query.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Prefetch, QuerySet, Sum
 from django.utils import timezone
 
+from accounts.models import Workspace
 from accounts.providers import provider_get
 from core import time as periods
 
@@ -38,11 +40,13 @@ from .models import (
 )
 
 CATALOG_VERSION_KEY = "billing:catalog-version"
-USER_PLAN_CACHE_SECONDS = 3600
+WORKSPACE_PLAN_CACHE_SECONDS = 3600
 
 
-def user_plan_cache_key(user_id: int) -> str:
-    return f"billing:user-plan:{user_id}"
+def workspace_plan_cache_key(workspace_id: int) -> str:
+    """The shared-cache entry of a workspace's plan. The prefix changed with the tenant (it was
+    ``billing:user-plan:``), so an entry written for a user id is never read as a workspace's."""
+    return f"billing:ws-plan:{workspace_id}"
 
 
 @dataclass(frozen=True)
@@ -91,19 +95,20 @@ def plan_get_by_code(*, code: str) -> Plan | None:
     return plan_catalog_get().by_code.get(code)
 
 
-def plan_for_user_get(*, user, now: datetime | None = None) -> Plan:
-    """The plan whose quotas and limits apply to ``user`` right now (the free plan by default).
+def plan_for_workspace_get(*, workspace, now: datetime | None = None) -> Plan:
+    """The plan whose quotas and limits apply to ``workspace`` right now (the free plan by
+    default).
 
     A subscription set to cancel at period end stops counting at ``current_period_end`` even if
     Stripe's ``customer.subscription.deleted`` arrives late.
     """
-    user_key = user_plan_cache_key(user.pk)
-    cached = cache.get_many([CATALOG_VERSION_KEY, user_key])
+    workspace_key = workspace_plan_cache_key(workspace.pk)
+    cached = cache.get_many([CATALOG_VERSION_KEY, workspace_key])
     catalog = _catalog_for(cached.get(CATALOG_VERSION_KEY))
-    entry = cached.get(user_key)
+    entry = cached.get(workspace_key)
     if entry is None:
         row = (
-            Subscription.objects.filter(user_id=user.pk, status__in=Subscription.ENTITLED_STATUSES)
+            Subscription.objects.filter(workspace_id=workspace.pk, status__in=Subscription.ENTITLED_STATUSES)
             .order_by("-created_at", "-pk")
             .values_list("plan_id", "cancel_at_period_end", "current_period_end")
             .first()
@@ -113,13 +118,13 @@ def plan_for_user_get(*, user, now: datetime | None = None) -> Plan:
         else:
             plan_id, cancel_at_period_end, period_end = row
             entry = (plan_id, period_end if cancel_at_period_end else None)
-        cache.set(user_key, entry, USER_PLAN_CACHE_SECONDS)
+        cache.set(workspace_key, entry, WORKSPACE_PLAN_CACHE_SECONDS)
     return _plan_from_entry(catalog, entry, now)
 
 
 def plan_from_cached_get(*, version: str | None, entry, now: datetime | None = None) -> Plan | None:
-    """``plan_for_user_get`` from its two shared-cache values already fetched (the proxy's fast
-    lane reads them in its one Redis round trip). None when that needs a query: the user entry
+    """``plan_for_workspace_get`` from its two shared-cache values already fetched (the proxy's
+    fast lane reads them in its one Redis round trip). None when that needs a query: the entry
     or the version is missing, or this process has not loaded that catalogue version yet."""
     current = _catalog
     if version is None or entry is None or current is None or current.version != version:
@@ -211,16 +216,17 @@ def quota_status_build(*, rule: QuotaRule, used: int, reserved: int, reset_at: d
     )
 
 
-def quota_status_get(*, user, now: datetime | None = None) -> dict[str, QuotaStatus]:
-    """Per meter: used, reserved, limit, remaining and reset time for the current periods."""
+def quota_status_get(*, workspace, now: datetime | None = None) -> dict[str, QuotaStatus]:
+    """Per meter: used, reserved, limit, remaining and reset time for the current periods of the
+    workspace (one counter per meter, shared by every member and key)."""
     now = now or timezone.now()
-    plan = plan_for_user_get(user=user, now=now)
+    plan = plan_for_workspace_get(workspace=workspace, now=now)
     rules = {meter: plan_quota_get(plan=plan, meter=meter) for meter in Meter.values}
     starts = {period_bounds(period=rule.period, now=now)[0] for rule in rules.values()}
     counters = {
         (meter, start): (used, reserved)
         for meter, start, used, reserved in UsageCounter.objects.filter(
-            user_id=user.pk, period_start__in=starts
+            workspace_id=workspace.pk, period_start__in=starts
         ).values_list("meter", "period_start", "used", "reserved")
     }
     result = {}
@@ -231,6 +237,37 @@ def quota_status_get(*, user, now: datetime | None = None) -> dict[str, QuotaSta
     return result
 
 
+def workspace_for_metadata_get(*, metadata: dict, fallback_id: str = "") -> Workspace | None:
+    """The workspace a checkout or subscription's metadata names: ``workspace_id`` first, then
+    the legacy ``user_id`` (objects made before workspaces) as that user's personal workspace,
+    then ``fallback_id`` (a ``client_reference_id``, a workspace id). None when none exists."""
+    metadata = metadata if isinstance(metadata, dict) else {}
+    workspace_id = str(metadata.get("workspace_id") or "")
+    if workspace_id.isdigit():
+        return Workspace.objects.filter(pk=int(workspace_id)).first()
+    user_id = str(metadata.get("user_id") or "")
+    if user_id.isdigit():
+        return Workspace.objects.filter(personal_owner_id=int(user_id)).first()
+    fallback_id = str(fallback_id or "")
+    return Workspace.objects.filter(pk=int(fallback_id)).first() if fallback_id.isdigit() else None
+
+
+def workspace_delete_refusal_get(*, workspace) -> str | None:
+    """Why ``workspace`` may not be deleted, as far as billing knows (registered with accounts'
+    delete guards): a paid plan still in force would keep billing a workspace that is gone; and
+    subscriptions and payments are kept for the accounts (their foreign keys PROTECT the
+    workspace, so deleting it would fail anyway)."""
+    subscription = subscription_get(workspace=workspace)
+    if subscription is not None and subscription.plan.is_paid:
+        return "An active paid subscription"
+    if (
+        Subscription.objects.filter(workspace_id=workspace.pk).exists()
+        or PaymentTransaction.objects.filter(workspace_id=workspace.pk).exists()
+    ):
+        return "Its billing history (past subscriptions and payments are kept for accounting)"
+    return None
+
+
 def plan_list_public() -> QuerySet[Plan]:
     return (
         Plan.objects.filter(is_public=True, is_active=True)
@@ -239,20 +276,21 @@ def plan_list_public() -> QuerySet[Plan]:
     )
 
 
-def subscription_get(*, user) -> Subscription | None:
-    """The user's current entitled subscription, if any (newest first)."""
+def subscription_get(*, workspace) -> Subscription | None:
+    """The workspace's current entitled subscription, if any (newest first)."""
     return (
-        Subscription.objects.filter(user_id=user.pk, status__in=Subscription.ENTITLED_STATUSES)
+        Subscription.objects.filter(workspace_id=workspace.pk, status__in=Subscription.ENTITLED_STATUSES)
         .select_related("plan")
         .order_by("-created_at", "-pk")
         .first()
     )
 
 
-def subscription_billing_customer_get(*, user) -> str | None:
-    """The Stripe customer id of the user's newest subscription (for the customer portal)."""
+def subscription_billing_customer_get(*, workspace) -> str | None:
+    """The Stripe customer id of the workspace's newest subscription (the workspace's billing
+    account: new checkouts reuse it, the customer portal opens it)."""
     return (
-        Subscription.objects.filter(user_id=user.pk)
+        Subscription.objects.filter(workspace_id=workspace.pk)
         .exclude(stripe_customer_id="")
         .order_by("-created_at", "-pk")
         .values_list("stripe_customer_id", flat=True)
@@ -260,13 +298,13 @@ def subscription_billing_customer_get(*, user) -> str | None:
     )
 
 
-def subscription_status_get(*, user, now: datetime | None = None) -> dict:
+def subscription_status_get(*, workspace, now: datetime | None = None) -> dict:
     """``{"tier", "is_active", "expires_at", "gateway"}``: the plan in force, whether a paid
     plan is active, when it stops (None while a Stripe subscription renews itself) and which
     gateway took the payment. The free plan answers ``is_active: false``."""
     now = now or timezone.now()
-    plan = plan_for_user_get(user=user, now=now)
-    subscription = subscription_get(user=user) if plan.is_paid else None
+    plan = plan_for_workspace_get(workspace=workspace, now=now)
+    subscription = subscription_get(workspace=workspace) if plan.is_paid else None
     if subscription is None or subscription.plan_id != plan.pk:
         return {"tier": plan.code, "is_active": False, "expires_at": None, "gateway": None}
     expires_at = subscription.current_period_end if subscription.cancel_at_period_end else None

@@ -21,14 +21,22 @@ def quota_reservations_release_stale_task() -> int:
 
 
 @shared_task(name="billing.tasks.quota_alert_send")
-def quota_alert_send_task(*, user_id: int, meter: str, counter_id: int) -> list[int]:
-    return services.quota_alert_send(user_id=user_id, meter=meter, counter_id=counter_id)
+def quota_alert_send_task(
+    *, meter: str, counter_id: int, workspace_id: int | None = None, user_id: int | None = None
+) -> list[int]:
+    # ``user_id`` only: queued before the tenant became the workspace; the counter (now its
+    # personal workspace's) says whose it is.
+    return services.quota_alert_send(workspace_id=workspace_id, meter=meter, counter_id=counter_id)
 
 
 @shared_task(name="billing.tasks.plan_active_email")
-def plan_active_email_task(*, subscription_id: int, reveal_url: str = "") -> bool:
+def plan_active_email_task(
+    *, subscription_id: int, reveal_url: str = "", reveal_user_id: int | None = None
+) -> bool:
     # Not retried automatically: a second email would carry a link already consumed or expired.
-    return services.plan_active_email_send(subscription_id=subscription_id, reveal_url=reveal_url)
+    return services.plan_active_email_send(
+        subscription_id=subscription_id, reveal_url=reveal_url, reveal_user_id=reveal_user_id
+    )
 
 
 @shared_task(name="billing.tasks.subscription_payment_failed_email")

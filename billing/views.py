@@ -1,4 +1,10 @@
-"""Billing pages: pricing, checkout outcome, and the offline simulated checkout and portal."""
+"""Billing pages: pricing, checkout outcome, and the offline simulated checkout and portal.
+
+Signed-in pages act on the current workspace (``accounts.tenancy``: the switcher's choice, else
+the personal one): choosing a plan and the portal need ``billing.manage``, the portal's
+invoices and receipts ``billing.read`` (Django's 403 page otherwise). The pricing page shows
+every member the plan, and the buttons only to those who may use them (``perms_ws``).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ from django.test import RequestFactory
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts.roles import role_permissions
+from accounts.tenancy import page_context_get
 from core.exceptions import ApiError
 
 from .apis import ChargilyWebhookApi, StripeWebhookApi
@@ -34,7 +42,7 @@ from .gateways.stripe_simulated_portal import (
     simulated_subscription_resume,
 )
 from .models import CheckoutSession, Gateway
-from .selectors import plan_for_user_get, pricing_get, subscription_get
+from .selectors import plan_for_workspace_get, pricing_get, subscription_get
 from .services import (
     plan_chargily_checkout_start,
     plan_checkout_start,
@@ -46,32 +54,47 @@ logger = logging.getLogger("tollgate.billing")
 
 def pricing_page(request):
     """One ladder per currency, the comparison table, and the credit packs (rendered by the
-    credits app's ``credit_pack_offers`` tag: billing sits below credits and cannot import it)."""
-    current = plan_for_user_get(user=request.user) if request.user.is_authenticated else None
-    subscription = subscription_get(user=request.user) if request.user.is_authenticated else None
-    return render(
-        request,
-        "billing/pricing.html",
-        {"pricing": pricing_get(), "current_plan": current, "subscription": subscription},
-    )
+    credits app's ``credit_pack_offers`` tag: billing sits below credits and cannot import it).
+    Signed in: the current workspace's plan is marked, and its subscription (what the buttons
+    depend on) is read for roles that may read billing."""
+    context = {"pricing": pricing_get(), "current_plan": None, "subscription": None}
+    if request.user.is_authenticated:
+        ctx = page_context_get(request)
+        can = set(role_permissions(ctx.role))
+        context.update(
+            workspace_context=ctx,
+            perms_ws=can,
+            current_plan=plan_for_workspace_get(workspace=ctx.workspace),
+            subscription=subscription_get(workspace=ctx.workspace) if "billing.read" in can else None,
+        )
+    return render(request, "billing/pricing.html", context)
 
 
 @login_required
 @require_POST
 def plan_upgrade(request, code: str):
-    """Start a checkout for ``code`` and send the browser to it: Stripe (or simulated), or one
-    period paid in DZD with Chargily Pay when the button says ``gateway=chargily`` (the page
-    door to ``POST /payment/subscribe/{plan_code}``)."""
+    """Start a checkout for ``code`` for the current workspace and send the browser to it:
+    Stripe (or simulated), or one period paid in DZD with Chargily Pay when the button says
+    ``gateway=chargily`` (the page door to ``POST /payment/subscribe/{plan_code}``)."""
+    ctx = page_context_get(request, "billing.manage")
     success_url = settings.SITE_URL + reverse("billing:success") + "?session_id={CHECKOUT_SESSION_ID}"
     cancel_url = settings.SITE_URL + reverse("billing:cancel")
     try:
         if request.POST.get("gateway") == Gateway.CHARGILY:
             result = plan_chargily_checkout_start(
-                user=request.user, plan_code=code, success_url=success_url, failure_url=cancel_url
+                workspace=ctx.workspace,
+                actor=ctx.user,
+                plan_code=code,
+                success_url=success_url,
+                failure_url=cancel_url,
             )
         else:
             result = plan_checkout_start(
-                user=request.user, plan_code=code, success_url=success_url, cancel_url=cancel_url
+                workspace=ctx.workspace,
+                actor=ctx.user,
+                plan_code=code,
+                success_url=success_url,
+                cancel_url=cancel_url,
             )
     except ApiError as exc:
         messages.error(request, exc.message)
@@ -82,9 +105,10 @@ def plan_upgrade(request, code: str):
 @login_required
 @require_POST
 def billing_portal_redirect(request):
+    ctx = page_context_get(request, "billing.manage")
     try:
         url = billing_portal_session_start(
-            user=request.user, return_url=settings.SITE_URL + reverse("billing:pricing")
+            workspace=ctx.workspace, return_url=settings.SITE_URL + reverse("billing:pricing")
         )
     except ApiError as exc:
         messages.error(request, exc.message)
@@ -93,11 +117,21 @@ def billing_portal_redirect(request):
 
 
 def checkout_success_page(request):
+    """The checkout's outcome: found among the checkouts of the workspaces the user belongs to
+    (whichever the switcher shows now), with the plan of the workspace that paid."""
     checkout = None
+    plan = None
     session_id = request.GET.get("session_id", "")
     if request.user.is_authenticated and session_id:
-        checkout = CheckoutSession.objects.filter(user=request.user, checkout_reference=session_id).first()
-    plan = plan_for_user_get(user=request.user) if request.user.is_authenticated else None
+        checkout = (
+            CheckoutSession.objects.select_related("workspace")
+            .filter(checkout_reference=session_id, workspace__memberships__user=request.user)
+            .first()
+        )
+    if checkout is not None:
+        plan = plan_for_workspace_get(workspace=checkout.workspace)
+    elif request.user.is_authenticated:
+        plan = plan_for_workspace_get(workspace=page_context_get(request).workspace)
     return render(request, "billing/success.html", {"checkout": checkout, "plan": plan})
 
 
@@ -124,7 +158,7 @@ def simulated_checkout_page(request, session_id: str):
     if not simulated_checkout_enabled():
         raise Http404("Simulated checkout is disabled.")
     checkout = (
-        CheckoutSession.objects.select_related("user")
+        CheckoutSession.objects.select_related("workspace")
         .filter(checkout_reference=session_id, is_simulated=True)
         .first()
     )
@@ -171,7 +205,7 @@ def chargily_simulated_checkout_page(request, reference: str):
     if not chargily_simulated_enabled():
         raise Http404("Simulated checkout is disabled.")
     checkout = (
-        CheckoutSession.objects.select_related("user")
+        CheckoutSession.objects.select_related("workspace")
         .filter(checkout_reference=reference, gateway=Gateway.CHARGILY, is_simulated=True)
         .first()
     )
@@ -200,31 +234,37 @@ def chargily_simulated_checkout_page(request, reference: str):
 @login_required
 @require_http_methods(["GET", "POST"])
 def simulated_portal_page(request):
-    """Stand-in for Stripe's customer portal (DEBUG only, without Stripe): the signed-in user's
-    own subscription. GET shows it (``?plan=<code>`` adds the proration preview); each POST
-    delivers the events Stripe's portal would cause, then redirects here (Post/Redirect/Get)."""
+    """Stand-in for Stripe's customer portal (DEBUG only, without Stripe): the current
+    workspace's subscription. GET shows it (``?plan=<code>`` adds the proration preview; needs
+    ``billing.read``); each POST (``billing.manage``) delivers the events Stripe's portal would
+    cause, then redirects here (Post/Redirect/Get)."""
     if not stripe_simulated_enabled():
         raise Http404("The simulated billing portal is disabled.")
     if request.method == "POST":
+        ctx = page_context_get(request, "billing.manage")
+        workspace, actor = ctx.workspace, ctx.user
         action = request.POST.get("action")
         try:
             if action == "change":
-                preview = simulated_plan_change(user=request.user, plan_code=request.POST.get("plan", ""))
-                messages.success(request, f"You are now on the {preview.plan.name} plan.")
+                preview = simulated_plan_change(
+                    workspace=workspace, actor=actor, plan_code=request.POST.get("plan", "")
+                )
+                messages.success(request, f"The workspace is now on the {preview.plan.name} plan.")
             elif action == "cancel":
-                row = simulated_subscription_cancel(user=request.user)
+                row = simulated_subscription_cancel(workspace=workspace, actor=actor)
                 messages.success(
-                    request, f"Your plan ends on {row.current_period_end:%Y-%m-%d}; it will not renew."
+                    request, f"The plan ends on {row.current_period_end:%Y-%m-%d}; it will not renew."
                 )
             elif action == "resume":
-                simulated_subscription_resume(user=request.user)
+                simulated_subscription_resume(workspace=workspace, actor=actor)
                 messages.success(request, "Your subscription renews again.")
             else:
                 return HttpResponseBadRequest("Unknown action.")
         except ApiError as exc:
             messages.error(request, exc.message)
         return redirect("billing:simulated-portal")
-    subscription = simulated_portal_subscription_get(user=request.user)
+    ctx = page_context_get(request, "billing.read")
+    subscription = simulated_portal_subscription_get(workspace=ctx.workspace)
     preview = None
     if subscription is not None and request.GET.get("plan"):
         try:
@@ -232,10 +272,12 @@ def simulated_portal_page(request):
         except ApiError as exc:
             messages.error(request, exc.message)
     context = {
+        "workspace_context": ctx,
+        "perms_ws": set(role_permissions(ctx.role)),
         "subscription": subscription,
         "options": plan_change_options(subscription=subscription) if subscription else [],
         "preview": preview,
-        "invoices": simulated_invoices_list(user=request.user),
-        "receipts": receipts_list(user=request.user),
+        "invoices": simulated_invoices_list(workspace=ctx.workspace),
+        "receipts": receipts_list(workspace=ctx.workspace),
     }
     return render(request, "billing/simulated_portal.html", context)

@@ -198,6 +198,11 @@ if env.str("EMAIL_URL", default=""):
     vars().update(env.email_url("EMAIL_URL"))
 EMAIL_ALLOW_CONSOLE = env.bool("EMAIL_ALLOW_CONSOLE", default=False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Tollgate <billing@localhost>")
+# "mandatory": an unconfirmed address signs in but its keys answer 403 email_unverified (an
+# accepted invitation confirms the address it was mailed to); "optional" only reminds (``make run``).
+# accounts.services.verification
+EMAIL_VERIFICATION = env.str("EMAIL_VERIFICATION", default="mandatory")
+EMAIL_VERIFICATION_MAX_AGE_SECONDS = env.int("EMAIL_VERIFICATION_MAX_AGE_SECONDS", default=7 * 24 * 3600)
 
 # --- DRF -------------------------------------------------------------------------------------
 # Reverse proxies in front of the app that append to X-Forwarded-For. 0 (default): the header is
@@ -413,7 +418,7 @@ WORKER_SHUTDOWN_DRAIN_SECONDS = env.int("WORKER_SHUTDOWN_DRAIN_SECONDS", default
 # The call path's async PostgreSQL pool and Redis client (core/fastio.py), per worker process.
 PROXY_FAST_LANE_DB_CONNECTIONS = env.int("PROXY_FAST_LANE_DB_CONNECTIONS", default=8)  # per process
 # Spare quota reservations a fast-lane worker reserves with a call's own, in one statement, for its
-# next calls of that user and size (billing/quota_pool.py); 0: every call reserves alone.
+# next calls of that workspace and size (billing/quota_pool.py); 0: every call reserves alone.
 PROXY_QUOTA_BATCH = env.int("PROXY_QUOTA_BATCH", default=8)
 PROXY_QUOTA_BATCH_IDLE = env.float("PROXY_QUOTA_BATCH_IDLE", default=1.0)  # s without a taker: released
 PROXY_QUOTA_BATCH_MAX_AGE = env.float("PROXY_QUOTA_BATCH_MAX_AGE", default=5.0)  # s: never handed out later
@@ -454,7 +459,8 @@ EXCHANGE_RATES_TO_USD = {
         "EXCHANGE_RATES_TO_USD", default={"usd": "1", "eur": "1.08", "dzd": "0.0074"}
     ).items()
 }
-# A user is flagged abusive when today's calls, failed calls or rate-limited minutes reach these.
+# A workspace is flagged abusive when today's calls, failed calls, rate-limited minutes or
+# minutes with a dead key reach these (its members' keys add up).
 ABUSE_REQUESTS_PER_DAY = env.int("ABUSE_REQUESTS_PER_DAY", default=5000)
 ABUSE_ERRORS_PER_DAY = env.int("ABUSE_ERRORS_PER_DAY", default=200)
 ABUSE_RATE_LIMITED_MINUTES_PER_DAY = env.int("ABUSE_RATE_LIMITED_MINUTES_PER_DAY", default=30)

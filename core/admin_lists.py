@@ -82,7 +82,8 @@ def recent_filter(field: str) -> type[RecentFilter]:
 class BigTableAdmin(admin.ModelAdmin):
     """A changelist that stays index-only at millions of rows.
 
-    Search is exact, never ``icontains``: a term with ``@`` matches the user's email (emails are
+    Search is exact, never ``icontains``: a term with ``@`` matches the email of the user
+    ``user_field`` leads to (by default the owner of the row's personal workspace; emails are
     stored lower-case), any other term matches ``exact_search_fields`` (indexed columns); a UUID
     term also matches ``uuid_search_fields``. Subclasses order by an indexed column and list
     only filters with fixed choices.
@@ -91,7 +92,7 @@ class BigTableAdmin(admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False  # the "N total" count is a second scan
     list_per_page = 50
-    user_field = "user"  # FK searched by email; "" for none
+    user_field = "workspace__personal_owner"  # path to a user searched by email; "" for none
     exact_search_fields: tuple[str, ...] = ()
     uuid_search_fields: tuple[str, ...] = ()
     # Only indexed columns can be sorted on without a full sort; Django's default is all of them.

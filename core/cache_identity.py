@@ -1,8 +1,8 @@
 """Every Redis key carries the identity of the database its value was derived from.
 
-Cached values are keyed by row ids (``plan:user:7``, a key hash → user 7). A fresh or restored
-database on a Redis that served another one would read that one's entries: user 7 there is not
-user 7 here. So every key starts with ``key_prefix()`` = ``<CACHE_KEY_PREFIX>:<instance id>``,
+Cached values are keyed by row ids (``plan:ws:7``, a key hash → workspace 7). A fresh or restored
+database on a Redis that served another one would read that one's entries: workspace 7 there is
+not workspace 7 here. So every key starts with ``key_prefix()`` = ``<CACHE_KEY_PREFIX>:<instance id>``,
 the instance id being ``core.DeploymentIdentity``'s UUID, created with the database.
 
 Every key is built here: Django's cache (and django-ratelimit, which uses it) through

@@ -48,6 +48,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "method_not_allowed": (405, "invalid_request_error"),
     "not_acceptable": (406, "invalid_request_error"),
     "conflict": (409, "invalid_request_error"),
+    "invitation_gone": (410, "invalid_request_error"),  # a workspace invitation used, revoked or expired
+    "email_unverified": (403, "permission_error"),  # EMAIL_VERIFICATION=mandatory, address unconfirmed
     "payload_too_large": (413, "invalid_request_error"),
     "headers_too_large": (431, "invalid_request_error"),  # the server's head bound (core/workers.py)
     "unsupported_media_type": (415, "invalid_request_error"),

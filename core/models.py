@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.db import models
 
 
@@ -12,12 +11,13 @@ class BaseModel(models.Model):
         abstract = True
 
 
-class UserDayMinutes(models.Model):
-    """A per-user, per-UTC-day count of minutes in which a kind of refusal happened, written by
-    ``core.services.counter_row_bump`` (one row per user and day; subclasses name the unique
-    constraint and the (day, minutes) index the abuse list reads through)."""
+class WorkspaceDayMinutes(models.Model):
+    """A per-workspace, per-UTC-day count of minutes in which a kind of refusal happened, written
+    by ``core.services.counter_row_bump`` (one row per workspace and day; subclasses name the
+    unique constraint and the (day, minutes) index the abuse list reads through)."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # A string reference: core sits below every app and imports none of their models.
+    workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="+")
     day = models.DateField()
     minutes = models.PositiveIntegerField(default=0)  # counted per key: two keys refused = 2
 
@@ -25,7 +25,7 @@ class UserDayMinutes(models.Model):
         abstract = True
 
     def __str__(self):
-        return f"{self.user_id} {self.day} {self.minutes}"
+        return f"{self.workspace_id} {self.day} {self.minutes}"
 
 
 class ReconciliationDrift(models.Model):
@@ -39,7 +39,7 @@ class ReconciliationDrift(models.Model):
     """
 
     source = models.CharField(max_length=40)  # "credits.ledger", "billing.quota", "organizations.meter"
-    subject = models.CharField(max_length=200)  # what drifted, e.g. "user:12" or "counter:7"
+    subject = models.CharField(max_length=200)  # what drifted, e.g. "workspace:12" or "counter:7"
     expected = models.CharField(max_length=64)  # the value derived from the source rows
     actual = models.CharField(max_length=64)  # the cached / recorded value
     detail = models.JSONField(default=dict, blank=True)

@@ -1,16 +1,17 @@
 """Credits admin: the catalogue is editable; balances, ledger and holds are read-only and
-change only through services (the "grant credits" form, the reconciliation view)."""
+change only through services (the "grant credits" form, the reconciliation view). Credits
+belong to workspaces; an email in a search box finds the owner's personal workspace."""
 
 import uuid
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from accounts.models import Workspace
 from core.admin_lists import BigTableAdmin
 from core.exceptions import ApiError
 
@@ -75,13 +76,14 @@ class ShortfallFilter(admin.SimpleListFilter):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(BigTableAdmin, ReadOnlyAdmin):
-    """Newest first on the primary key (``ledger_user_newest`` when searching an email); search:
-    an email or an exact idempotency key (unique), e.g. ``proxy-call:<call id>``."""
+    """Newest first on the primary key (``ledger_workspace_newest`` when searching an email);
+    search: the email of a personal workspace's owner or an exact idempotency key (unique),
+    e.g. ``proxy-call:<call id>``."""
 
     list_display = (
         "id",
         "created_at",
-        "user",
+        "workspace",
         "kind",
         "amount",
         "balance_after",
@@ -92,12 +94,13 @@ class LedgerEntryAdmin(BigTableAdmin, ReadOnlyAdmin):
     list_filter = ("kind", ShortfallFilter, "created_at")
     ordering = ("-id",)
     sortable_by = ("id",)
+    user_field = "workspace__personal_owner"
     exact_search_fields = ("idempotency_key",)
-    list_select_related = ("user",)
+    list_select_related = ("workspace",)
 
 
 class GrantForm(forms.Form):
-    user = forms.ModelChoiceField(queryset=get_user_model().objects.order_by("email"))
+    workspace = forms.ModelChoiceField(queryset=Workspace.objects.order_by("name", "pk"))
     amount = forms.IntegerField(min_value=1, max_value=1_000_000)
     reason = forms.CharField(max_length=500, required=False)
     # Generated when the form is shown, so a double submit grants once.
@@ -106,9 +109,16 @@ class GrantForm(forms.Form):
 
 @admin.register(CreditAccount)
 class CreditAccountAdmin(ReadOnlyAdmin):
-    list_display = ("user", "balance", "held", "first_purchase_at", "low_balance_alerted_at", "updated_at")
-    search_fields = ("user__email",)
-    list_select_related = ("user",)
+    list_display = (
+        "workspace",
+        "balance",
+        "held",
+        "first_purchase_at",
+        "low_balance_alerted_at",
+        "updated_at",
+    )
+    search_fields = ("workspace__name", "workspace__slug", "workspace__personal_owner__email")
+    list_select_related = ("workspace",)
     change_list_template = "admin/credits/creditaccount/change_list.html"
 
     def get_urls(self):
@@ -119,7 +129,8 @@ class CreditAccountAdmin(ReadOnlyAdmin):
         return extra + super().get_urls()
 
     def grant_view(self, request):
-        """Grant credits through ``credit_grant`` with the admin as the reference."""
+        """Grant credits to a workspace through ``credit_grant``, with the admin as the
+        reference and the audit event's actor."""
         if not request.user.has_perm("credits.add_ledgerentry") and not request.user.is_superuser:
             raise PermissionDenied
 
@@ -129,24 +140,26 @@ class CreditAccountAdmin(ReadOnlyAdmin):
                 data = form.cleaned_data
                 try:
                     entry = credit_grant(
-                        user=data["user"],
+                        workspace=data["workspace"],
                         amount=data["amount"],
                         admin_user=request.user,
                         reason=data["reason"],
                         idempotency_key=f"grant:{data['idempotency_key'][:64]}",
+                        request=request,
                     )
                 except ApiError as exc:
                     form.add_error(None, exc.message)
                 else:
                     self.message_user(
                         request,
-                        f"Granted {entry.amount} credits to {data['user']} (balance {entry.balance_after}).",
+                        f"Granted {entry.amount} credits to {data['workspace']} "
+                        f"(balance {entry.balance_after}).",
                     )
                     return redirect(reverse("admin:credits_creditaccount_changelist"))
         else:
             initial = {"idempotency_key": uuid.uuid4().hex}
-            if request.GET.get("user"):
-                initial["user"] = request.GET["user"]
+            if request.GET.get("workspace"):
+                initial["workspace"] = request.GET["workspace"]
             form = GrantForm(initial=initial)
         context = {
             **self.admin_site.each_context(request),
@@ -173,17 +186,17 @@ class CreditAccountAdmin(ReadOnlyAdmin):
 
 @admin.register(CreditHold)
 class CreditHoldAdmin(ReadOnlyAdmin):
-    list_display = ("id", "created_at", "user", "amount", "status", "settled_amount", "reference")
+    list_display = ("id", "created_at", "workspace", "amount", "status", "settled_amount", "reference")
     list_filter = ("status",)
-    search_fields = ("user__email", "reference")
-    list_select_related = ("user",)
+    search_fields = ("workspace__personal_owner__email", "workspace__slug", "reference")
+    list_select_related = ("workspace",)
 
 
 @admin.register(CreditPurchase)
 class CreditPurchaseAdmin(ReadOnlyAdmin):
     list_display = (
         "created_at",
-        "user",
+        "workspace",
         "pack",
         "credits",
         "amount_minor",
@@ -192,12 +205,17 @@ class CreditPurchaseAdmin(ReadOnlyAdmin):
         "refund_shortfall",
     )
     list_filter = ("pack", "currency")
-    search_fields = ("user__email", "checkout_reference", "stripe_payment_intent_id")
-    list_select_related = ("user", "pack")
+    search_fields = (
+        "workspace__personal_owner__email",
+        "workspace__slug",
+        "checkout_reference",
+        "stripe_payment_intent_id",
+    )
+    list_select_related = ("workspace", "pack")
 
 
 @admin.register(UpsellEvent)
 class UpsellEventAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "user", "kind", "pack")
+    list_display = ("created_at", "workspace", "kind", "pack")
     list_filter = ("kind", "pack")
-    list_select_related = ("user", "pack")
+    list_select_related = ("workspace", "pack")

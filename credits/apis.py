@@ -1,4 +1,9 @@
-"""Credits API: parse → service/selector → serialize. Session, token or ``Bearer sk_agentai_…``."""
+"""Credits API: parse → service/selector → serialize. Session, token or ``Bearer sk_agentai_…``.
+
+Every endpoint acts on the request's workspace (``accounts.tenancy``: a proxy key's own
+workspace, else the ``X-Workspace`` header, else the personal one) and names the action its
+role needs in ``permission_required`` (403 ``forbidden`` with ``required_role`` otherwise).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.tenancy import workspace_context_get
 from core.exceptions import ApiError
 from core.schema import error_responses, schema_named
 
@@ -25,9 +31,9 @@ from .selectors import (
 from .services import InsufficientCredits, credit_consume, credit_pack_checkout_start
 
 
-def credit_insufficient_error(*, user, cost: int, endpoint: str = "") -> ApiError:
+def credit_insufficient_error(*, workspace, cost: int, endpoint: str = "") -> ApiError:
     """The 402 body: balance, cost, the packs to buy and where to buy them."""
-    upsell = credit_upsell_get(user=user)
+    upsell = credit_upsell_get(workspace=workspace)
     return ApiError(
         "insufficient_credits",
         f"Insufficient credits: this call costs {cost}, {upsell['available']} available.",
@@ -42,8 +48,17 @@ class EndpointInputSerializer(serializers.Serializer):
     units = serializers.IntegerField(min_value=0, max_value=10**9, required=False, default=0)
 
 
+def _workspace_for(request, view):
+    """The request's workspace once its role may do the view's ``permission_required``."""
+    context = workspace_context_get(request)
+    context.require(view.permission_required)
+    return context.workspace
+
+
 @schema_named
 class CreditBalanceApi(APIView):
+    permission_required = "usage.read"
+
     class OutputSerializer(serializers.Serializer):
         balance = serializers.IntegerField()
         available = serializers.IntegerField()
@@ -52,13 +67,16 @@ class CreditBalanceApi(APIView):
 
     @extend_schema(
         operation_id="credits_balance_get",
-        summary="Your credit balance",
-        description="`available` is the balance minus credits held by calls in flight.",
+        summary="The workspace's credit balance",
+        description=(
+            "`available` is the balance minus credits held by calls in flight. Every member of the "
+            "workspace spends the same credits."
+        ),
         tags=["credits"],
-        responses={200: OutputSerializer, **error_responses(401)},
+        responses={200: OutputSerializer, **error_responses(401, 403, 404)},
     )
     def get(self, request):
-        balance = credit_balance_get(user=request.user)
+        balance = credit_balance_get(workspace=_workspace_for(request, self))
         return Response(self.OutputSerializer(balance).data)
 
 
@@ -113,11 +131,12 @@ class LedgerEntryOutputSerializer(serializers.Serializer):
 
 
 class CreditTransactionListApi(APIView):
+    permission_required = "usage.read"
     OutputSerializer = LedgerEntryOutputSerializer
 
     @extend_schema(
         operation_id="credits_transactions_list",
-        summary="Your credit ledger, newest first",
+        summary="The workspace's credit ledger, newest first",
         description="Cursor-paginated: follow `next`. A forged cursor answers 400.",
         tags=["credits"],
         parameters=[
@@ -133,30 +152,32 @@ class CreditTransactionListApi(APIView):
                     "results": LedgerEntryOutputSerializer(many=True),
                 },
             ),
-            **error_responses(400, 401),
+            **error_responses(400, 401, 403, 404),
         },
     )
     def get(self, request):
+        workspace = _workspace_for(request, self)
         paginator = CreditTransactionPagination()
         try:
-            page = paginator.paginate_queryset(credit_ledger_list(user=request.user), request, view=self)
+            page = paginator.paginate_queryset(credit_ledger_list(workspace=workspace), request, view=self)
         except NotFound as exc:  # DRF's answer to a forged cursor; it is bad input, not a 404
             raise ApiError("invalid_request", "Invalid cursor.", param="cursor") from exc
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
 
 class CreditTransactionDetailApi(APIView):
+    permission_required = "usage.read"
     OutputSerializer = LedgerEntryOutputSerializer
 
     @extend_schema(
         operation_id="credits_transactions_get",
-        summary="One entry of your credit ledger",
-        description="Another user's entry answers 404.",
+        summary="One entry of the workspace's credit ledger",
+        description="Another workspace's entry answers 404.",
         tags=["credits"],
-        responses={200: LedgerEntryOutputSerializer, **error_responses(401, 404)},
+        responses={200: LedgerEntryOutputSerializer, **error_responses(401, 403, 404)},
     )
     def get(self, request, entry_id: int):
-        entry = credit_ledger_entry_get(user=request.user, entry_id=entry_id)
+        entry = credit_ledger_entry_get(workspace=_workspace_for(request, self), entry_id=entry_id)
         if entry is None:
             raise ApiError("not_found", "No such transaction.")
         return Response(self.OutputSerializer(entry).data)
@@ -164,6 +185,7 @@ class CreditTransactionDetailApi(APIView):
 
 @schema_named
 class CreditCheckApi(APIView):
+    permission_required = "usage.read"
     InputSerializer = EndpointInputSerializer
 
     class OutputSerializer(serializers.Serializer):
@@ -177,9 +199,10 @@ class CreditCheckApi(APIView):
         description="Charges nothing. 400 for an unknown endpoint; 402 (with packs to buy) when not covered.",
         tags=["credits"],
         request=EndpointInputSerializer,
-        responses={200: OutputSerializer, **error_responses(400, 401, 402, 403, 413, 415)},
+        responses={200: OutputSerializer, **error_responses(400, 401, 402, 403, 404, 413, 415)},
     )
     def post(self, request):
+        workspace = _workspace_for(request, self)
         header = request.headers.get("Idempotency-Key")
         data = self.InputSerializer(data=request.data, context={"idempotency_header": header})
         data.is_valid(raise_exception=True)
@@ -188,9 +211,9 @@ class CreditCheckApi(APIView):
         if cost_row is None:
             raise ApiError("invalid_request", f"Unknown endpoint: {endpoint}", param="endpoint")
         cost = cost_row.cost_for(data.validated_data["units"])
-        balance = credit_balance_get(user=request.user)
+        balance = credit_balance_get(workspace=workspace)
         if balance.available < cost:
-            raise credit_insufficient_error(user=request.user, cost=cost, endpoint=endpoint)
+            raise credit_insufficient_error(workspace=workspace, cost=cost, endpoint=endpoint)
         return Response(
             self.OutputSerializer({"allowed": True, "cost": cost, "balance": balance.balance}).data
         )
@@ -201,6 +224,10 @@ IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9._:\-]{1,100}$"
 
 @schema_named
 class CreditConsumeApi(APIView):
+    # Spending is what a proxy key does: every role may, so the table's every-role action is
+    # named (it has no narrower one). With a key, the key's own workspace pays.
+    permission_required = "usage.read"
+
     class InputSerializer(EndpointInputSerializer):
         """The key comes in the body or in Stripe's ``Idempotency-Key`` header (``context``)."""
 
@@ -236,8 +263,9 @@ class CreditConsumeApi(APIView):
         operation_id="credits_consume",
         summary="Charge the credits of one endpoint call",
         description=(
-            "Idempotent on `idempotencyKey` (or the `Idempotency-Key` header): a replay answers the "
-            "first result with `replayed: true`; "
+            "Charges the workspace's shared credits (a proxy key's own workspace). "
+            "Idempotent on `idempotencyKey` (or the `Idempotency-Key` header) within the workspace: "
+            "a replay answers the first result with `replayed: true`; "
             "the same key for another endpoint answers 409. 402 when the balance does not cover it."
         ),
         tags=["credits"],
@@ -251,28 +279,31 @@ class CreditConsumeApi(APIView):
                 description="Instead of `idempotencyKey` in the body (both: they must match).",
             )
         ],
-        responses={200: OutputSerializer, **error_responses(400, 401, 402, 403, 409, 413, 415)},
+        responses={200: OutputSerializer, **error_responses(400, 401, 402, 403, 404, 409, 413, 415)},
     )
     def post(self, request):
+        workspace = _workspace_for(request, self)
         header = request.headers.get("Idempotency-Key")
         data = self.InputSerializer(data=request.data, context={"idempotency_header": header})
         data.is_valid(raise_exception=True)
         endpoint = data.validated_data["endpoint"]
         try:
             result = credit_consume(
-                user=request.user,
+                workspace=workspace,
                 endpoint=endpoint,
                 idempotency_key=data.validated_data["idempotencyKey"],
                 units=data.validated_data["units"],
                 reference=getattr(request, "request_id", ""),
             )
         except InsufficientCredits as exc:
-            raise credit_insufficient_error(user=request.user, cost=exc.cost, endpoint=endpoint) from exc
+            raise credit_insufficient_error(workspace=workspace, cost=exc.cost, endpoint=endpoint) from exc
         return Response(self.OutputSerializer(result).data)
 
 
 @schema_named
 class CreditBuyApi(APIView):
+    permission_required = "billing.manage"
+
     class InputSerializer(serializers.Serializer):
         packId = serializers.CharField(max_length=40)
         # Checked by billing against CHECKOUT_REDIRECT_HOSTS (no open redirect).
@@ -289,18 +320,22 @@ class CreditBuyApi(APIView):
         operation_id="credits_buy",
         summary="Start a checkout for a credit pack",
         description=(
+            "The credits go to the workspace; its owners, admins and billing members may buy "
+            "(403 `forbidden` with `required_role` otherwise). "
             "`gateway: chargily` pays the pack's DZD price with Chargily Pay (400 when it has none). "
             "Redirect URLs must be on CHECKOUT_REDIRECT_HOSTS."
         ),
         tags=["credits"],
         request=InputSerializer,
-        responses={200: OutputSerializer, **error_responses(400, 401, 403, 413, 415, 502, 503)},
+        responses={200: OutputSerializer, **error_responses(400, 401, 403, 404, 413, 415, 502, 503)},
     )
     def post(self, request):
+        workspace = _workspace_for(request, self)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         session = credit_pack_checkout_start(
-            user=request.user,
+            workspace=workspace,
+            actor=request.user,
             pack_code=data.validated_data["packId"],
             success_url=data.validated_data["successUrl"],
             cancel_url=data.validated_data["cancelUrl"],

@@ -1,7 +1,8 @@
-"""Credits: prepaid packs, a cached balance per user, and the append-only ledger behind it.
+"""Credits: prepaid packs, a cached balance per workspace (the billing tenant), and the
+append-only ledger behind it. Every member of a workspace spends the same credits.
 
 Invariants (enforced by the database where it can):
-- ``CreditAccount.balance == sum(LedgerEntry.amount)`` for the user, and ``0 <= held <= balance``;
+- ``CreditAccount.balance == sum(LedgerEntry.amount)`` for the workspace, and ``0 <= held <= balance``;
 - a ledger entry is written once and never updated or deleted by application code;
 - every entry has a unique idempotency key built from our own ids.
 
@@ -10,7 +11,6 @@ Only ``credits.services`` writes these tables.
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
@@ -44,12 +44,12 @@ class CreditPack(BaseModel):
 
 
 class CreditAccount(BaseModel):
-    """The cached balance of one user. Changed only by ``credits.services`` under a row lock."""
+    """The cached balance of one workspace. Changed only by ``credits.services`` under a row lock."""
 
-    user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_account"
+    workspace = models.OneToOneField(
+        "accounts.Workspace", on_delete=models.CASCADE, related_name="credit_account"
     )
-    balance = models.BigIntegerField(default=0)  # credits; == sum of the user's ledger amounts
+    balance = models.BigIntegerField(default=0)  # credits; == sum of the workspace's ledger amounts
     held = models.BigIntegerField(default=0)  # credits reserved by open holds (in-flight calls)
     # Low-balance alert state: set when the email is sent, cleared (re-armed) by the next purchase.
     low_balance_alerted_at = models.DateTimeField(null=True, blank=True)
@@ -65,7 +65,7 @@ class CreditAccount(BaseModel):
         ]
 
     def __str__(self):
-        return f"{self.user} — {self.balance} credits"
+        return f"{self.workspace} — {self.balance} credits"
 
     @property
     def available(self) -> int:
@@ -82,9 +82,9 @@ class LedgerEntry(models.Model):
         GRANT = "grant", "Grant (admin)"
         ADJUSTMENT = "adjustment", "Adjustment"
 
-    # Indexed by ``ledger_user_newest``, which starts with it.
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_ledger", db_index=False
+    # Indexed by ``ledger_workspace_newest``, which starts with it.
+    workspace = models.ForeignKey(
+        "accounts.Workspace", on_delete=models.CASCADE, related_name="credit_ledger", db_index=False
     )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     amount = models.BigIntegerField()  # signed credits: + purchase/grant, - consume/refund
@@ -101,7 +101,7 @@ class LedgerEntry(models.Model):
     class Meta:
         ordering = ["-id"]
         verbose_name_plural = "ledger entries"
-        indexes = [models.Index(fields=["user", "-id"], name="ledger_user_newest")]
+        indexes = [models.Index(fields=["workspace", "-id"], name="ledger_workspace_newest")]
         constraints = [
             models.CheckConstraint(condition=Q(balance_after__gte=0), name="ledger_balance_after_gte_0"),
             models.CheckConstraint(
@@ -135,7 +135,7 @@ class CreditHold(BaseModel):
         SETTLED = "settled", "Settled"
         RELEASED = "released", "Released"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_holds")
+    workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="credit_holds")
     amount = models.PositiveIntegerField()  # credits reserved
     reference = models.CharField(max_length=255, blank=True)  # e.g. the proxy request id
     endpoint = models.CharField(max_length=200, blank=True)  # what the held call is for
@@ -155,8 +155,8 @@ class CreditHold(BaseModel):
 class CreditPurchase(BaseModel):
     """A paid checkout session for a pack: revenue stats and the anchor for refunds."""
 
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_purchases"
+    workspace = models.ForeignKey(
+        "accounts.Workspace", on_delete=models.CASCADE, related_name="credit_purchases"
     )
     pack = models.ForeignKey(CreditPack, null=True, on_delete=models.SET_NULL, related_name="purchases")
     # Stripe's Checkout Session id, or our Chargily reference (billing.CheckoutSession's key).
@@ -171,7 +171,7 @@ class CreditPurchase(BaseModel):
     ledger_entry = models.OneToOneField(LedgerEntry, on_delete=models.PROTECT, related_name="purchase")
 
     def __str__(self):
-        return f"{self.user} bought {self.credits} credits"
+        return f"{self.workspace} bought {self.credits} credits"
 
 
 class EndpointCost(BaseModel):
@@ -210,7 +210,9 @@ class UpsellEvent(models.Model):
         MODAL_VIEW = "modal_view", "Low-balance modal view"
         CLICK = "click", "Buy click"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="upsell_events")
+    workspace = models.ForeignKey(
+        "accounts.Workspace", on_delete=models.CASCADE, related_name="upsell_events"
+    )
     kind = models.CharField(max_length=12, choices=Kind.choices)
     pack = models.ForeignKey(CreditPack, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -219,4 +221,4 @@ class UpsellEvent(models.Model):
         indexes = [models.Index(fields=["kind", "created_at"], name="upsell_kind_created")]
 
     def __str__(self):
-        return f"{self.kind} by {self.user_id}"
+        return f"{self.kind} in {self.workspace_id}"

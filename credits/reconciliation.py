@@ -14,11 +14,11 @@ def credit_ledger_drift_find(*, now: datetime) -> list[DriftFinding]:
     return [
         DriftFinding(
             source="credits.ledger",
-            subject=f"user:{drift.user_id}",
+            subject=f"workspace:{drift.workspace_id}",
             expected=str(drift.ledger_sum),
             actual=str(drift.balance),
             detail={
-                "user_id": drift.user_id,
+                "workspace_id": drift.workspace_id,
                 "balance": drift.balance,
                 "ledger_sum": drift.ledger_sum,
                 "held": drift.held,

@@ -1,4 +1,4 @@
-"""Reads for credits. User-owned reads take ``user=``."""
+"""Reads for credits. Workspace-owned reads take ``workspace=`` (the billing tenant)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,13 @@ class CreditBalance:
     has_purchased: bool
 
 
-def credit_balance_get(*, user) -> CreditBalance:
-    """The user's balance without creating an account row (one query)."""
-    row = CreditAccount.objects.filter(user=user).values_list("balance", "held", "first_purchase_at").first()
+def credit_balance_get(*, workspace) -> CreditBalance:
+    """The workspace's balance without creating an account row (one query)."""
+    row = (
+        CreditAccount.objects.filter(workspace=workspace)
+        .values_list("balance", "held", "first_purchase_at")
+        .first()
+    )
     balance, held, first_purchase_at = row if row else (0, 0, None)
     available = max(balance - held, 0)
     threshold = settings.CREDITS_LOW_THRESHOLD
@@ -117,13 +121,21 @@ def credit_pack_public_list() -> list[dict]:
     ]
 
 
-def credit_ledger_list(*, user) -> QuerySet[LedgerEntry]:
-    """The user's ledger, newest first."""
-    return LedgerEntry.objects.filter(user=user).order_by("-id")
+def credit_ledger_list(*, workspace) -> QuerySet[LedgerEntry]:
+    """The workspace's ledger, newest first (``ledger_workspace_newest``)."""
+    return LedgerEntry.objects.filter(workspace=workspace).order_by("-id")
 
 
-def credit_ledger_entry_get(*, user, entry_id: int) -> LedgerEntry | None:
-    return LedgerEntry.objects.filter(user=user, pk=entry_id).first()
+def credit_ledger_entry_get(*, workspace, entry_id: int) -> LedgerEntry | None:
+    """One entry of the workspace's ledger; another workspace's entry is None (the API's 404)."""
+    return LedgerEntry.objects.filter(workspace=workspace, pk=entry_id).first()
+
+
+def credit_workspace_delete_guard(*, workspace) -> str | None:
+    """Registered with accounts: a workspace whose balance is above zero cannot be deleted
+    (its members would lose paid credits). None when nothing remains."""
+    balance = CreditAccount.objects.filter(workspace=workspace).values_list("balance", flat=True).first()
+    return f"Credits remain ({balance})" if balance else None
 
 
 def endpoint_cost_get(*, endpoint: str) -> EndpointCost | None:
@@ -134,10 +146,10 @@ def credit_buy_url() -> str:
     return f"{settings.SITE_URL}/credits/"
 
 
-def credit_upsell_get(*, user) -> dict:
+def credit_upsell_get(*, workspace) -> dict:
     """Upsell fields for 402/429 bodies: ``balance``, ``available``, ``hasPurchased``, ``packs``,
-    ``buyUrl`` (the proxy answers 402 rather than 429 once the user has bought credits)."""
-    balance = credit_balance_get(user=user)
+    ``buyUrl`` (the proxy answers 402 rather than 429 once the workspace has bought credits)."""
+    balance = credit_balance_get(workspace=workspace)
     return {
         "balance": balance.balance,
         "available": balance.available,
@@ -151,7 +163,7 @@ def credit_conversion_stats() -> dict:
     """Upsell funnel and revenue for the operator dashboard (amounts in minor units per currency)."""
     views = dict(UpsellEvent.objects.values("kind").annotate(n=Count("id")).values_list("kind", "n"))
     purchases = CreditPurchase.objects.aggregate(
-        count=Count("id"), buyers=Count("user", distinct=True), credits=Sum("credits")
+        count=Count("id"), buyers=Count("workspace", distinct=True), credits=Sum("credits")
     )
     revenue = {
         row["currency"]: row["total"]

@@ -1,18 +1,19 @@
 """Celery tasks for credits: thin doors into services, safe to run twice."""
 
 from celery import shared_task
-from django.contrib.auth import get_user_model
+
+from accounts.models import Workspace
 
 from . import services
 
 
 @shared_task(name="credits.low_balance_email")
-def credit_low_balance_email_task(user_id: int) -> None:
+def credit_low_balance_email_task(workspace_id: int) -> None:
     """Queued once per crossing by the service (the alert flag is set before queueing)."""
-    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
-    if user is None:
+    workspace = Workspace.objects.filter(pk=workspace_id).first()
+    if workspace is None:
         return
-    services.credit_low_balance_email_send(user=user)
+    services.credit_low_balance_email_send(workspace=workspace)
 
 
 @shared_task(name="credits.ledger_reconcile")

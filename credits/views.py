@@ -1,4 +1,8 @@
-"""Credits pages: the /credits/ upsell page, Buy buttons, and the low-balance modal's doors."""
+"""Credits pages: the /credits/ upsell page, Buy buttons, and the low-balance modal's doors.
+
+They act on the workspace chosen in the switcher (``accounts.tenancy``): every member sees its
+balance and history; only roles with ``billing.manage`` see and use the Buy buttons.
+"""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -7,6 +11,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.roles import role_permissions
+from accounts.tenancy import page_context_get
 from core.exceptions import ApiError
 
 from .context_processors import MODAL_DISMISSED_SESSION_KEY, credits_badge_data
@@ -20,13 +26,17 @@ HISTORY_ROWS = 50
 @login_required
 @require_GET
 def credits_page(request):
-    upsell_event_record(user=request.user, kind=UpsellEvent.Kind.VIEW)
+    workspace_context = page_context_get(request)
+    workspace_context.require_page("usage.read")
+    upsell_event_record(workspace=workspace_context.workspace, kind=UpsellEvent.Kind.VIEW)
     context = {
         "offers": credit_pack_offer_list(),
-        "entries": credit_ledger_list(user=request.user)[:HISTORY_ROWS],
+        "entries": credit_ledger_list(workspace=workspace_context.workspace)[:HISTORY_ROWS],
         "purchase_status": request.GET.get("purchase", ""),
         # The page works even before the lead wires the context processor into settings.
         "credits_badge": credits_badge_data(request),
+        "workspace_context": workspace_context,
+        "perms_ws": set(role_permissions(workspace_context.role)),
     }
     return render(request, "credits/credits.html", context)
 
@@ -35,11 +45,15 @@ def credits_page(request):
 @require_POST
 def credit_pack_buy(request, code: str):
     """A Buy button: open the checkout (Stripe, or Chargily Pay in DZD when the button says
-    ``gateway=chargily``) and send the browser there."""
+    ``gateway=chargily``) for the workspace and send the browser there (403 for a role that
+    may not buy)."""
+    workspace_context = page_context_get(request)
+    workspace_context.require_page("billing.manage")
     back = request.build_absolute_uri(reverse("credits:page"))
     try:
         session = credit_pack_checkout_start(
-            user=request.user,
+            workspace=workspace_context.workspace,
+            actor=workspace_context.user,
             pack_code=code,
             success_url=f"{back}?purchase=success",
             cancel_url=f"{back}?purchase=cancelled",
@@ -68,5 +82,5 @@ def credit_modal_seen(request):
     """The modal was shown (posted once per browser session by credits.js)."""
     if request.POST.get("kind") != UpsellEvent.Kind.MODAL_VIEW:
         return HttpResponseBadRequest("unknown kind")
-    upsell_event_record(user=request.user, kind=UpsellEvent.Kind.MODAL_VIEW)
+    upsell_event_record(workspace=page_context_get(request).workspace, kind=UpsellEvent.Kind.MODAL_VIEW)
     return HttpResponse(status=204)

@@ -19,7 +19,11 @@ ADMIN_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "Customers",
         "customers",
         (
+            "accounts.Workspace",
             "accounts.User",
+            "accounts.Membership",
+            "accounts.Invitation",
+            "accounts.AuditEvent",
             "accounts.ApiKey",
             "accounts.ProviderCredential",
             "credits.CreditAccount",

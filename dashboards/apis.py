@@ -1,6 +1,7 @@
 """``GET /api/admin/dashboard``: the operator dashboard as JSON, in the original design's shape
 (budget, users, providers, economics, alerts) plus organizations, credits and the business
-block (MRR, subscriptions, churn, failed payments)."""
+block (MRR, subscriptions, churn, failed payments). The customer is the workspace: the "users"
+block keeps the original design's key names, and each of its numbers counts workspaces."""
 
 from __future__ import annotations
 
@@ -35,16 +36,19 @@ class DashboardBudgetSerializer(serializers.Serializer):
     alert_level = serializers.ChoiceField(choices=["ok", "warning", "critical"])
 
 
-class DashboardAbusiveUserSerializer(serializers.Serializer):
-    user_id = serializers.IntegerField()
-    email = serializers.EmailField()
+class DashboardAbusiveWorkspaceSerializer(serializers.Serializer):
+    workspace_id = serializers.IntegerField()
+    workspace_name = serializers.CharField()
+    owner_email = serializers.CharField(
+        help_text="A contact: the personal workspace's owner, else its earliest owner (empty if none)."
+    )
     requests_today = serializers.IntegerField()
     errors_today = serializers.IntegerField()
     rate_limited_minutes_today = serializers.IntegerField(
-        help_text="Minutes today in which one of the user's keys went past its per-minute rate limit."
+        help_text="Minutes today in which one of the workspace's keys went past its per-minute rate limit."
     )
     invalid_key_minutes_today = serializers.IntegerField(
-        help_text="Minutes today in which one of the user's revoked or expired keys was presented."
+        help_text="Minutes today in which one of the workspace's revoked or expired keys was presented."
     )
     reasons = serializers.ListField(
         child=serializers.ChoiceField(choices=["requests", "errors", "rate_limited", "invalid_keys"])
@@ -52,10 +56,12 @@ class DashboardAbusiveUserSerializer(serializers.Serializer):
 
 
 class DashboardUsersSerializer(serializers.Serializer):
-    active_today = serializers.IntegerField()
-    avg_cost_per_user = _usd()
-    abusive_count = serializers.IntegerField()
-    abusive_users = DashboardAbusiveUserSerializer(many=True)
+    """The customers: workspaces (a team counts once, as it pays once)."""
+
+    active_today = serializers.IntegerField(help_text="Workspaces with at least one call today.")
+    avg_cost_per_user = _usd(help_text="Operator cost today ÷ active workspaces.")
+    abusive_count = serializers.IntegerField(help_text="Workspaces flagged today.")
+    abusive_users = DashboardAbusiveWorkspaceSerializer(many=True, help_text="The flagged workspaces.")
 
 
 class DashboardProviderSerializer(serializers.Serializer):
@@ -143,7 +149,7 @@ class DashboardCreditsSerializer(serializers.Serializer):
     conversion_percent = _percent(allow_null=True)
     average_basket_usd = _usd(allow_null=True)
     revenue_usd = _usd()
-    revenue_per_user_usd = _usd(allow_null=True)
+    revenue_per_user_usd = _usd(allow_null=True, help_text="Credit revenue ÷ workspaces that bought credits.")
     webhook_success_rate = _percent(allow_null=True)
 
 

@@ -14,9 +14,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from accounts.forms import ApiKeyCreateForm, ApiKeyRotateForm
+from accounts.roles import role_permissions
 from accounts.selectors import api_key_list, provider_key_status_list
+from accounts.tenancy import page_context_get, workspace_context_get
 from billing.selectors import plan_list_public
-from core.exceptions import ERROR_CODES, error_body
+from core.exceptions import ERROR_CODES, ApiError, error_body
 
 from .charts import bar_chart_svg
 from .selectors import business, customer, operator
@@ -28,8 +30,9 @@ ERROR_MEANINGS = {
     "not_authenticated": "No credentials were sent.",
     "insufficient_credits": "Your quota is used up and your credit balance cannot pay for the call; "
     "the body lists packs and a buy URL.",
-    "forbidden": "Your key or account may not do this (for example a staff-only endpoint).",
-    "not_found": "No such object — or it belongs to someone else.",
+    "forbidden": "Your role in the workspace may not do this (`required_role` lists the roles that "
+    "may), or the endpoint is staff-only.",
+    "not_found": "No such object — or it belongs to a workspace you are not a member of.",
     "method_not_allowed": "Wrong HTTP method for this endpoint.",
     "not_acceptable": "The Accept header asks for a format we do not serve.",
     "conflict": "The object is not in a state that allows this.",
@@ -72,24 +75,37 @@ def _recent_filters(request, keys) -> tuple[int | None, str | None, list[str]]:
 @login_required
 @require_GET
 def dashboard(request):
-    user = request.user
+    """The current workspace's dashboard (the switcher's choice, else the personal one). Every
+    member sees usage, quotas and keys; billing, credits and provider keys need their role's
+    permission, and the buttons follow ``perms_ws``."""
+    ctx = page_context_get(request)
+    ctx.require_page("usage.read")
+    workspace = ctx.workspace
+    can = set(role_permissions(ctx.role))
     now = timezone.now()
     today = now.date()
-    keys = list(api_key_list(user=user))
+    # Owners and admins see every key of the workspace, other members the keys they created
+    # (as ``GET /api/keys``); the calls table shows every member's calls (usage.read).
+    created_by = None if "keys.manage_any" in can else ctx.user
+    keys = list(api_key_list(workspace=workspace, created_by=created_by))
     key_id, status, notes = _recent_filters(request, keys)
-    series = customer.usage_daily_series_get(user=user, today=today)
-    credit_spend = customer.credit_spend_daily_get(user=user, today=today)
-    providers = customer.usage_provider_totals_get(user=user, today=today)
+    series = customer.usage_daily_series_get(workspace=workspace, today=today)
+    shows_money = "billing.read" in can
+    credit_spend = customer.credit_spend_daily_get(workspace=workspace, today=today) if shows_money else []
+    providers = customer.usage_provider_totals_get(workspace=workspace, today=today)
     peak_provider = max((row["requests"] for row in providers), default=0)
     for row in providers:
         row["percent"] = row["requests"] * 100 // peak_provider if peak_provider else 0
+    shows_provider_keys = "provider_keys.read" in can
     context = {
-        "plan_card": customer.plan_card_get(user=user, now=now),
-        "quota_bars": customer.quota_bars_get(user=user, now=now),
+        "workspace_context": ctx,
+        "perms_ws": can,
+        "plan_card": customer.plan_card_get(workspace=workspace, now=now),
+        "quota_bars": customer.quota_bars_get(workspace=workspace, now=now),
         "api_keys": keys,
         "create_form": ApiKeyCreateForm(),
         "rotate_form": ApiKeyRotateForm(),
-        "provider_keys": provider_key_status_list(user=user),
+        "provider_keys": provider_key_status_list(workspace=workspace) if shows_provider_keys else [],
         "tokens_chart": bar_chart_svg(
             [(d.day, d.tokens) for d in series], label="Tokens per day, last 30 days", unit="tokens"
         ),
@@ -101,7 +117,9 @@ def dashboard(request):
         ),
         "credits_chart": bar_chart_svg(
             credit_spend, label="Credits spent per day", unit="credits", css_class="bars bars--credits"
-        ),
+        )
+        if shows_money
+        else "",
         "totals": {
             "requests": sum(d.requests for d in series),
             "tokens": sum(d.tokens for d in series),
@@ -109,7 +127,9 @@ def dashboard(request):
             "credits": sum(v for _, v in credit_spend),
         },
         "providers": providers,
-        "calls": list(customer.usage_recent_calls_list(user=user, api_key_id=key_id, status=status)),
+        "calls": list(
+            customer.usage_recent_calls_list(workspace=workspace, api_key_id=key_id, status=status)
+        ),
         "filter_key": key_id,
         "filter_status": status or "",
         "filter_notes": notes,
@@ -118,15 +138,27 @@ def dashboard(request):
     return render(request, "dashboards/dashboard.html", context)
 
 
+dashboard.permission_required = {"get": "usage.read"}  # read by the workspace sweep (tests/)
+
+
+def _guide_key_prefix(request) -> str | None:
+    """The prefix of a usable key the visitor created in their current workspace, for the
+    examples; None for a visitor, or when they have none there."""
+    if not request.user.is_authenticated:
+        return None
+    try:
+        ctx = workspace_context_get(request)
+    except ApiError:  # an X-Workspace the visitor does not belong to: a guide without a key
+        return None
+    own = api_key_list(workspace=ctx.workspace, created_by=request.user)
+    usable = next((k for k in own if k.is_usable() and not k.expires_at), None)
+    return usable.prefix if usable else None
+
+
 @require_GET
 def api_guide(request):
     """The human API guide; examples carry the visitor's own key prefix when logged in."""
-    prefix = None
-    if request.user.is_authenticated:
-        active = next(
-            (k for k in api_key_list(user=request.user) if k.is_usable() and not k.expires_at), None
-        )
-        prefix = active.prefix if active else None
+    prefix = _guide_key_prefix(request)
     errors = [
         {"code": code, "status": status, "type": error_type, "meaning": ERROR_MEANINGS.get(code, "")}
         for code, (status, error_type) in ERROR_CODES.items()

@@ -78,11 +78,12 @@ class StatusClassFilter(admin.SimpleListFilter):
 
 @admin.register(UsageEvent)
 class UsageEventAdmin(BigTableAdmin, _ReadOnlyAdmin):
-    """Newest first on the ``usage_created`` index; search: an email (``usage_user_recent``),
-    a request id (``usage_request_id``) or a call id (unique)."""
+    """Newest first on the ``usage_created`` index; search: an email (that user's personal
+    workspace, ``usage_workspace_recent``), a request id (``usage_request_id``) or a call id
+    (unique)."""
 
     list_display = (
-        "created_at", "user", "endpoint", "provider", "model", "total_tokens", "emails", "cost_usd",
+        "created_at", "workspace", "endpoint", "provider", "model", "total_tokens", "emails", "cost_usd",
         "status_code", "latency_ms", "key_source", "is_fallback", "is_budget_fallback", "is_estimated",
     )  # fmt: skip
     list_filter = (
@@ -98,16 +99,18 @@ class UsageEventAdmin(BigTableAdmin, _ReadOnlyAdmin):
     sortable_by = ("created_at",)
     exact_search_fields = ("request_id",)
     uuid_search_fields = ("call_id",)
-    list_select_related = ("user",)
+    user_field = "workspace__personal_owner"
+    list_select_related = ("workspace",)
 
 
 @admin.register(UsageDailyRollup)
 class UsageDailyRollupAdmin(BigTableAdmin, _ReadOnlyAdmin):
-    """Newest day first on the ``rollup_day_provider`` index; search: an email."""
+    """Newest day first on the ``rollup_day_provider`` index; search: an email (that user's
+    personal workspace)."""
 
     list_display = (
         "day",
-        "user",
+        "workspace",
         "provider",
         "requests",
         "tokens",
@@ -119,7 +122,8 @@ class UsageDailyRollupAdmin(BigTableAdmin, _ReadOnlyAdmin):
     list_filter = (ProviderFilter, "day")
     ordering = ("-day", "provider")
     sortable_by = ("day",)
-    list_select_related = ("user",)
+    user_field = "workspace__personal_owner"
+    list_select_related = ("workspace",)
 
 
 @admin.register(DailySpend)

@@ -7,6 +7,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from accounts.tenancy import workspace_context_get
 from core.exceptions import ApiError
 from core.schema import ErrorResponseSerializer, error_responses, schema_named
 
@@ -299,7 +300,7 @@ class InstantlySendApi(ProxyApiView):
     async def post(self, request):
         data = validated(self.InputSerializer(data=json_body(request)))
         call = EmailCall(
-            user=request.user,
+            workspace=self.workspace,
             api_key_id=request.auth.key_id,
             plan=self.plan,
             credentials_version=self.credentials_version,
@@ -316,7 +317,8 @@ class InstantlySendApi(ProxyApiView):
 
 @schema_named
 class UsageApi(ProxyApiView):
-    """``GET /api/proxy/usage``: quota per meter and the last 100 calls, newest first."""
+    """``GET /api/proxy/usage``: the key's workspace's quota per meter and its last 100 calls
+    (every member's), newest first."""
 
     class OutputSerializer(serializers.Serializer):
         success = serializers.BooleanField()
@@ -325,13 +327,20 @@ class UsageApi(ProxyApiView):
 
     @extend_schema(
         operation_id="proxy_usage_get",
-        summary="Quota per meter and your last 100 calls",
+        summary="Quota per meter and your workspace's last 100 calls",
         tags=["proxy"],
         responses={200: OutputSerializer, **error_responses(401, 429, negotiated=False)},
     )
     async def get(self, request):
-        data = await db_call(usage_summary_get, user=request.user)
+        data = await db_call(_usage_summary, request)
         return Response(self.OutputSerializer(data).data)
+
+
+def _usage_summary(request) -> dict:
+    """The usage of the key's workspace, for a member allowed to read it (``usage.read``)."""
+    context = workspace_context_get(request)
+    context.require("usage.read")
+    return usage_summary_get(workspace=context.workspace)
 
 
 class EmbeddingsApi(ProxyApiView):

@@ -60,15 +60,19 @@ async def chat_model_check(call) -> None:
         call.fallback_provider = ""
 
 
-def models_reachable_get(*, user, plan) -> dict[str, str]:
-    """Model id → owner provider, for every model the caller can call: the chat models the
+def models_reachable_get(*, workspace, plan) -> dict[str, str]:
+    """Model id → owner provider, for every model the workspace can call: the chat models the
     plan's providers serve by name, and the embedding models (exact routes, any provider,
-    whatever the plan's mix) — each through a provider the caller has a key for (personal,
+    whatever the plan's mix) — each through a provider it has a key for (the workspace's own,
     global or environment; any provider with the sandbox on)."""
     providers = plan_providers(plan)
     embedders = list(PROVIDERS) + [sandbox.PROVIDER]
     if not sandbox.sandbox_enabled():
-        keyed = {s.provider for s in provider_key_status_list(user=user) if s.source != PROVIDER_SOURCE_NONE}
+        keyed = {
+            s.provider
+            for s in provider_key_status_list(workspace=workspace)
+            if s.source != PROVIDER_SOURCE_NONE
+        }
         providers = [p for p in providers if p in keyed]
         embedders = [p for p in embedders if p in keyed]
     embeddings = models_served_get(providers=embedders)

@@ -6,11 +6,10 @@
 
 import uuid
 
-from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from core.models import BaseModel, UserDayMinutes
+from core.models import BaseModel, WorkspaceDayMinutes
 
 
 class ModelPrice(BaseModel):
@@ -62,7 +61,9 @@ class UsageEvent(models.Model):
     """One proxied call. Append-only; never updated after insert."""
 
     class KeySource(models.TextChoices):
-        PERSONAL = "personal", "Personal (BYOK)"
+        WORKSPACE = "workspace", "Workspace (BYOK)"
+        # Calls logged before workspaces existed (the log is append-only: never rewritten).
+        PERSONAL = "personal", "Personal (BYOK, before workspaces)"
         GLOBAL = "global", "Global (operator)"
         ENV = "env", "Environment (operator)"
         SANDBOX = "sandbox", "Sandbox"
@@ -70,10 +71,12 @@ class UsageEvent(models.Model):
 
     # Server-generated per call; also the idempotency key of the settle (credits, rollup).
     call_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    # Indexed by ``usage_user_recent``, which starts with it (a second index: a write per call).
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    # The tenant. Indexed by ``usage_workspace_recent``, which starts with it (a second index: a
+    # write per call).
+    workspace = models.ForeignKey(
+        "accounts.Workspace", on_delete=models.CASCADE, related_name="+", db_index=False
     )
+    # Which key made the call; its creator is the member the call counts for (per-member usage).
     api_key = models.ForeignKey(
         "accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
     )
@@ -101,7 +104,7 @@ class UsageEvent(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["user", "-created_at"], name="usage_user_recent"),
+            models.Index(fields=["workspace", "-created_at"], name="usage_workspace_recent"),
             models.Index(fields=["created_at"], name="usage_created"),
             # The admin's search by a customer's X-Request-ID (exact match).
             models.Index(fields=["request_id"], name="usage_request_id"),
@@ -110,13 +113,18 @@ class UsageEvent(models.Model):
     def __str__(self):
         return f"{self.endpoint} {self.status_code} ({self.call_id})"
 
+    @property
+    def is_byok(self) -> bool:
+        """Served with the workspace's own provider key (or, before workspaces, the user's)."""
+        return self.key_source in (self.KeySource.WORKSPACE, self.KeySource.PERSONAL)
+
 
 class UsageDailyRollup(models.Model):
-    """Per (user, provider, UTC day) totals, incremented with F()/upsert as calls settle."""
+    """Per (workspace, provider, UTC day) totals, incremented with F()/upsert as calls settle."""
 
-    # Indexed by ``rollup_user_provider_day``, which starts with it.
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    # Indexed by ``rollup_workspace_provider_day``, which starts with it.
+    workspace = models.ForeignKey(
+        "accounts.Workspace", on_delete=models.CASCADE, related_name="+", db_index=False
     )
     provider = models.CharField(max_length=32)
     day = models.DateField()
@@ -129,16 +137,18 @@ class UsageDailyRollup(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["user", "provider", "day"], name="rollup_user_provider_day")
+            models.UniqueConstraint(
+                fields=["workspace", "provider", "day"], name="rollup_workspace_provider_day"
+            )
         ]
         indexes = [models.Index(fields=["day", "provider"], name="rollup_day_provider")]
 
     def __str__(self):
-        return f"{self.user_id} {self.provider} {self.day}"
+        return f"{self.workspace_id} {self.provider} {self.day}"
 
 
-class RateLimitedDay(UserDayMinutes):
-    """Minutes of a UTC day in which one of a user's keys went past its per-minute rate limit.
+class RateLimitedDay(WorkspaceDayMinutes):
+    """Minutes of a UTC day in which one of a workspace's keys went past its per-minute rate limit.
 
     Refused calls are answered before anything is recorded, so they never reach the rollups; this
     is how the operator's abuse list sees them. It is written at the first refusal of each key's
@@ -147,7 +157,9 @@ class RateLimitedDay(UserDayMinutes):
     """
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["user", "day"], name="rate_limited_user_day")]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "day"], name="rate_limited_workspace_day")
+        ]
         indexes = [models.Index(fields=["day", "minutes"], name="rate_limited_day_minutes")]
 
 

@@ -43,7 +43,7 @@ class ModelListApi(ProxyApiView):
         },
     )
     async def get(self, request):
-        models = await db_call(models_reachable_get, user=request.user, plan=self.plan)
+        models = await db_call(models_reachable_get, workspace=self.workspace, plan=self.plan)
         return Response({"object": "list", "data": [model_object(m, o) for m, o in models.items()]})
 
 
@@ -57,7 +57,7 @@ class ModelRetrieveApi(ProxyApiView):
         responses={200: MODEL_SERIALIZER, **error_responses(401, 404, 429, negotiated=False)},
     )
     async def get(self, request, model: str):
-        models = await db_call(models_reachable_get, user=request.user, plan=self.plan)
+        models = await db_call(models_reachable_get, workspace=self.workspace, plan=self.plan)
         owner = models.get(model)
         if owner is None:
             raise model_not_found_error(model)

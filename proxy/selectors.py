@@ -133,10 +133,10 @@ def models_served_get(*, providers) -> dict[str, str]:
     return dict(sorted(owners.items()))
 
 
-def usage_recent_list(*, user, limit: int = RECENT_USAGE_LIMIT):
-    """The user's last calls, newest first (index usage_user_recent)."""
+def usage_recent_list(*, workspace, limit: int = RECENT_USAGE_LIMIT):
+    """The workspace's last calls (every member's), newest first (index usage_workspace_recent)."""
     return (
-        UsageEvent.objects.filter(user=user)
+        UsageEvent.objects.filter(workspace=workspace)
         .order_by("-created_at", "-id")
         .only(
             "service", "endpoint", "total_tokens", "emails", "status_code", "created_at", "provider", "model"
@@ -144,9 +144,9 @@ def usage_recent_list(*, user, limit: int = RECENT_USAGE_LIMIT):
     )
 
 
-def usage_summary_get(*, user) -> dict:
-    """``GET /api/proxy/usage``: the quota per meter and the last calls, newest first."""
-    statuses = quota_status_get(user=user)
+def usage_summary_get(*, workspace) -> dict:
+    """``GET /api/proxy/usage``: the workspace's quota per meter and its last calls, newest first."""
+    statuses = quota_status_get(workspace=workspace)
     tokens = statuses.get("llm_tokens")
     reset_at = getattr(tokens, "reset_at", None)
 
@@ -156,7 +156,7 @@ def usage_summary_get(*, user) -> dict:
 
     requests_block = quota_block(statuses.get("requests"))
     recent = []
-    for event in usage_recent_list(user=user):
+    for event in usage_recent_list(workspace=workspace):
         row = {"service": event.service, "endpoint": event.endpoint}
         if event.service == "instantly":
             row["emailsSent"] = event.emails

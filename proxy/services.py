@@ -17,13 +17,13 @@ from .models import DailySpend, RateLimitedDay, UsageDailyRollup, UsageEvent
 
 
 def rollup_upsert_sql(rows: str) -> str:
-    """Add ``rows`` (a VALUES list or a SELECT of user_id, provider, day, requests, tokens, emails,
-    cost_usd, errors, fallbacks) to the day's rollup rows: one upsert, increments only."""
+    """Add ``rows`` (a VALUES list or a SELECT of workspace_id, provider, day, requests, tokens,
+    emails, cost_usd, errors, fallbacks) to the day's rollup rows: one upsert, increments only."""
     t = table_quoted(UsageDailyRollup)
     return f"""
-        INSERT INTO {t} (user_id, provider, day, requests, tokens, emails, cost_usd, errors, fallbacks)
+        INSERT INTO {t} (workspace_id, provider, day, requests, tokens, emails, cost_usd, errors, fallbacks)
         {rows}
-        ON CONFLICT (user_id, provider, day) DO UPDATE SET
+        ON CONFLICT (workspace_id, provider, day) DO UPDATE SET
             requests = {t}.requests + EXCLUDED.requests,
             tokens = {t}.tokens + EXCLUDED.tokens,
             emails = {t}.emails + EXCLUDED.emails,
@@ -71,7 +71,7 @@ def event_write_sql(
     params = [
         *(quota_part.params if quota_part is not None else []),
         *values,
-        event.user_id,
+        event.workspace_id,
         rollup_provider,
         event.created_at.date(),
         event.total_tokens,
@@ -108,7 +108,7 @@ def settle_batch_sql(*, items: list[tuple[UsageEvent, date | None]], quota_part,
     spends: dict = {}
     for event, spend_day in items:
         totals = rollups.setdefault(
-            (event.user_id, event.provider or "none", event.created_at.date()), [0, 0, 0, 0, 0, 0]
+            (event.workspace_id, event.provider or "none", event.created_at.date()), [0, 0, 0, 0, 0, 0]
         )
         totals[0] += 1
         totals[1] += event.total_tokens
@@ -119,9 +119,9 @@ def settle_batch_sql(*, items: list[tuple[UsageEvent, date | None]], quota_part,
             spends[spend_day] = spends.get(spend_day, 0) + event.cost_usd
     rollup_rows = []
     # Rows in key order: concurrent grouped settles then lock shared rows in the same order.
-    for (user_id, provider, day), totals in sorted(rollups.items()):
+    for (workspace_id, provider, day), totals in sorted(rollups.items()):
         rollup_rows.append("(%s, %s, %s::date, %s, %s, %s, %s::numeric, %s, %s)")
-        params += [user_id, provider, day, *totals]
+        params += [workspace_id, provider, day, *totals]
     sql = f"""
         WITH {quota_part.ctes},
         ev AS ({event_sql} RETURNING id, call_id),
@@ -169,6 +169,6 @@ def event_write(
     return [row[1:] for row in rows if row[1] is not None]
 
 
-def rate_limited_minute_record(*, user_id: int, day: date) -> None:
-    """Count one more rate-limited minute for the user today (the window's first refusal)."""
-    counter_row_bump(RateLimitedDay, field="minutes", user_id=user_id, day=day)
+def rate_limited_minute_record(*, workspace_id: int, day: date) -> None:
+    """Count one more rate-limited minute for the workspace today (a key's window's first refusal)."""
+    counter_row_bump(RateLimitedDay, field="minutes", workspace_id=workspace_id, day=day)

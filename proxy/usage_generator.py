@@ -1,5 +1,6 @@
-"""Synthetic usage history for benchmarks and demos: N usage events over D days and U new users,
-plus the daily rollups and operator spend they imply, as the proxy would have written them.
+"""Synthetic usage history for benchmarks and demos: N usage events over D days and the personal
+workspaces of U new users, plus the daily rollups and operator spend they imply, as the proxy
+would have written them.
 
 PostgreSQL draws the rows itself (``generate_series`` and ``random()`` into a temporary table),
 so a million events take seconds, not minutes of Python; rollups and spend are then added from
@@ -8,8 +9,9 @@ existing rows stay consistent (rollups are incremented, never recomputed).
 
 The mix: providers and models in fixed proportions, priced from ``proxy.catalog.DEFAULT_PRICES``;
 about 2 % upstream errors and 1 % quota refusals (which cost nothing), 2 % fallbacks; one
-"heavy" user gets exactly ``heavy_share`` of the events, so the end-user dashboard has real work.
-Users and their (unusable) keys are created through ``accounts.services``.
+"heavy" workspace gets exactly ``heavy_share`` of the events, so the end-user dashboard has real
+work. Users (with their personal workspaces) and one unusable key per workspace are created
+through ``accounts.services``.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ FALLBACK_SHARE = 0.02
 
 EVENT_COLUMNS = (
     "call_id",
-    "user_id",
+    "workspace_id",
     "api_key_id",
     "service",
     "endpoint",
@@ -70,7 +72,7 @@ EVENT_COLUMNS = (
     "created_at",
 )
 
-# Each random() is drawn once per row: who (user), pick (provider), outcome, sizes, timing.
+# Each random() is drawn once per row: who (workspace), pick (provider), outcome, sizes, timing.
 _DRAW_SQL = """
     CREATE TEMPORARY TABLE usage_generated AS
     WITH mix AS (
@@ -92,12 +94,12 @@ _DRAW_SQL = """
                (20 + floor(draw.a * 400))::int AS prompt,
                (10 + floor(draw.b * 300))::int AS completion,
                CASE WHEN draw.g <= %(heavy_count)s THEN %(heavy_id)s
-                    ELSE (%(pool)s::bigint[])[draw.who] END AS user_id,
+                    ELSE (%(pool)s::bigint[])[draw.who] END AS workspace_id,
                CASE WHEN draw.g <= %(heavy_count)s THEN %(heavy_key)s
                     ELSE (%(pool_keys)s::bigint[])[draw.who] END AS api_key_id
         FROM draw JOIN mix ON mix.idx = draw.idx
     )
-    SELECT gen_random_uuid() AS call_id, user_id, api_key_id, 'router'::text AS service,
+    SELECT gen_random_uuid() AS call_id, workspace_id, api_key_id, 'router'::text AS service,
            '/v1/chat/completions'::text AS endpoint, provider, model, upstream_model,
            CASE WHEN ok THEN prompt ELSE 0 END AS prompt_tokens,
            CASE WHEN ok THEN completion ELSE 0 END AS completion_tokens,
@@ -118,7 +120,7 @@ _DRAW_SQL = """
 """
 
 _ROLLUPS_SQL = """
-    SELECT user_id, provider, (created_at AT TIME ZONE 'UTC')::date, count(*), sum(total_tokens),
+    SELECT workspace_id, provider, (created_at AT TIME ZONE 'UTC')::date, count(*), sum(total_tokens),
            sum(emails), sum(cost_usd), count(*) FILTER (WHERE status_code >= 400),
            count(*) FILTER (WHERE is_fallback)
     FROM usage_generated GROUP BY 1, 2, 3
@@ -133,8 +135,8 @@ _SPEND_SQL = """
 @dataclass(frozen=True)
 class GeneratedUsage:
     events: int
-    users: int
-    heavy_user_id: int
+    workspaces: int
+    heavy_workspace_id: int
     rollups: int
     seconds: float
 
@@ -162,14 +164,15 @@ def usage_events_generate(
     count: int,
     users: int = 200,
     days: int = 30,
-    heavy_user=None,
+    heavy_workspace=None,
     heavy_share: float = 0.05,
     seed: int | None = None,
     now: datetime | None = None,
 ) -> GeneratedUsage:
-    """Append ``count`` usage events spread over ``days`` days and ``users`` new users (plus
-    ``heavy_user``, who gets ``heavy_share`` of them; without one, the first new user does),
-    and add the rollups and daily spend they imply. ``seed`` makes the draw reproducible."""
+    """Append ``count`` usage events spread over ``days`` days and the personal workspaces of
+    ``users`` new users (plus ``heavy_workspace``, which gets ``heavy_share`` of them; without
+    one, the first new user's does), and add the rollups and daily spend they imply. ``seed``
+    makes the draw reproducible."""
     if count < 0 or users < 1 or days < 1:
         raise ValueError("count must be >= 0, users and days >= 1")
     if not 0 <= heavy_share <= 1:
@@ -181,19 +184,19 @@ def usage_events_generate(
     created = users_bulk_create(
         accounts=[(f"usage-{stamp}-{i}@generated.invalid", f"Generated {i}") for i in range(users)]
     )
-    pool = [user.pk for user in created]
-    heavy_user_id = heavy_user.pk if heavy_user is not None else pool[0]
-    key_ids = api_keys_unusable_create(user_ids=sorted({*pool, heavy_user_id}), name="generated")
+    pool = [user.personal_workspace.pk for user in created]  # made with the users, cached on them
+    heavy_id = heavy_workspace.pk if heavy_workspace is not None else pool[0]
+    key_ids = api_keys_unusable_create(workspace_ids=sorted({*pool, heavy_id}), name="generated")
     params = {
         **_mix_params(),
         "count": count,
         "days": days,
         "now": now,
         "pool": pool,
-        "pool_keys": [key_ids[user_id] for user_id in pool],
+        "pool_keys": [key_ids[workspace_id] for workspace_id in pool],
         "pool_size": len(pool),
-        "heavy_id": heavy_user_id,
-        "heavy_key": key_ids[heavy_user_id],
+        "heavy_id": heavy_id,
+        "heavy_key": key_ids[heavy_id],
         "heavy_count": int(count * heavy_share),
         "failure_share": UPSTREAM_ERROR_SHARE + QUOTA_REFUSAL_SHARE,
         "upstream_error_share": UPSTREAM_ERROR_SHARE,
@@ -219,8 +222,8 @@ def usage_events_generate(
         cursor.execute(f"ANALYZE {table_quoted(UsageDailyRollup)}")
     return GeneratedUsage(
         events=count,
-        users=len({*pool, heavy_user_id}),
-        heavy_user_id=heavy_user_id,
+        workspaces=len({*pool, heavy_id}),
+        heavy_workspace_id=heavy_id,
         rollups=rollups,
         seconds=time.monotonic() - began,
     )

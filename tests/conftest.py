@@ -1,6 +1,6 @@
-"""Fixtures for the system tests that span apps: two ordinary users, a staff user, clients
-authenticated every way the API accepts (session, Bearer customer key), the seeded catalogue
-and a local fake upstream for the proxy routes."""
+"""Fixtures for the system tests that span apps: two ordinary users and their personal
+workspaces, a staff user, clients authenticated every way the API accepts (session, Bearer
+customer key), the seeded catalogue and a local fake upstream for the proxy routes."""
 
 from __future__ import annotations
 
@@ -68,13 +68,25 @@ def user_b(db):
 
 
 @pytest.fixture
+def workspace_a(user_a):
+    """A's personal workspace: the tenant of everything A does unless a test names a team."""
+    return user_a.personal_workspace
+
+
+@pytest.fixture
+def workspace_b(user_b):
+    return user_b.personal_workspace
+
+
+@pytest.fixture
 def staff(db):
     return StaffUserFactory(email="operator@example.com", is_superuser=True)
 
 
-def bearer_client(user) -> APIClient:
-    """A client sending a real customer key through the real authentication class."""
-    _key, plaintext = api_key_for(user)
+def bearer_client(user, workspace=None) -> APIClient:
+    """A client sending a real customer key (made by ``user`` in ``workspace``, their personal
+    one by default) through the real authentication class."""
+    _key, plaintext = api_key_for(user, workspace=workspace)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
     client.plaintext = plaintext

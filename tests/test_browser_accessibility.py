@@ -107,9 +107,12 @@ def _check(page, path, shots) -> list[str]:
 
 def _customer():
     user = UserFactory(email="a11y@example.com", password=PASSWORD)
-    ApiKey.objects.create(user=user, name="Production", prefix="sk_agentai_P001", key_hash="a" * 64)
-    UsageEventFactory(user=user, status_code=200, credits_charged=3)
-    UsageEventFactory(user=user, status_code=502, error_code="upstream_error")
+    workspace = user.personal_workspace
+    ApiKey.objects.create(
+        workspace=workspace, created_by=user, name="Production", prefix="sk_agentai_P001", key_hash="a" * 64
+    )
+    UsageEventFactory(workspace=workspace, status_code=200, credits_charged=3)
+    UsageEventFactory(workspace=workspace, status_code=502, error_code="upstream_error")
     return user
 
 
@@ -177,7 +180,7 @@ def test_on_a_phone_the_keys_and_calls_tables_show_status_cost_and_actions(brows
 
 def test_the_low_balance_dialog_traps_focus_closes_on_escape_and_returns_focus(browser, live_server):
     user = _customer()
-    credit_grant(user=user, amount=5, admin_user=StaffUserFactory(), reason="test")
+    credit_grant(workspace=user.personal_workspace, amount=5, admin_user=StaffUserFactory(), reason="test")
     page = _open(browser, live_server, LAPTOP)
     _login(page, "a11y@example.com")
     dialog = page.locator("dialog#credits-low-modal")

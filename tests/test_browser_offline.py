@@ -125,4 +125,4 @@ def test_new_key_is_shown_once_in_a_dialog_with_copy(page):
     page.reload()  # Post/Redirect/Get: a reload neither shows the key again nor makes another
     assert page.locator("dialog#new-key-dialog").count() == 0
     assert key not in page.content()
-    assert ApiKey.objects.filter(user__email="keys@example.com").count() == 1
+    assert ApiKey.objects.filter(created_by__email="keys@example.com").count() == 1

@@ -108,8 +108,8 @@ def test_creating_a_key_shows_progress_and_sends_once(page):
     assert len(held) == 1
     held[0].continue_()
     for _ in range(100):  # the held request reaches the server: one key, not two
-        if ApiKey.objects.filter(user=user).exists():
+        if ApiKey.objects.filter(created_by=user).exists():
             break
         page.wait_for_timeout(100)
     page.wait_for_timeout(300)
-    assert ApiKey.objects.filter(user=user).count() == 1
+    assert ApiKey.objects.filter(workspace=user.personal_workspace, created_by=user).count() == 1

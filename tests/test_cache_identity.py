@@ -21,8 +21,8 @@ def _seeded():
 
 
 def test_a_fresh_database_does_not_read_the_previous_ones_cached_plans(api_client):
-    sub = SubscriptionFactory()  # deployment A: user n pays for business
-    api_client.force_authenticate(sub.user)
+    sub = SubscriptionFactory()  # deployment A: workspace n pays for business
+    api_client.force_authenticate(sub.workspace.personal_owner)
     assert api_client.get("/api/billing/subscription").json()["plan"]["code"] == "business"
 
     # The same row id in another database is another person, on the free plan: remove A's rows

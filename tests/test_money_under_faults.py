@@ -1,6 +1,7 @@
 """Money under concurrency and faults: 100 concurrent callers against a live ASGI server on
 PostgreSQL + Redis, near their quota, credit and budget limits, with upstream failures and
-client disconnects mixed in. Afterwards nothing is overspent, nothing is still held, and every
+client disconnects mixed in. One of the workspaces is a team whose two members' keys draw on the
+same quota and credits at once. Afterwards nothing is overspent, nothing is still held, and every
 cached number equals the sum of the rows it summarises.
 """
 
@@ -15,7 +16,8 @@ import httpx
 import pytest
 from django.db.models import Sum
 
-from accounts.tests.factories import UserFactory
+from accounts.models import Role
+from accounts.tests.factories import UserFactory, api_key_for, member_add, team_workspace
 from billing.models import QuotaReservation, UsageCounter
 from core.models import ReconciliationDrift
 from core.services import reconciliation_run
@@ -24,8 +26,6 @@ from credits.services import credit_grant
 from proxy.models import DailySpend, UsageEvent
 from proxy.tests.factories import global_key_set, plan_configure
 from proxy.tests.live import uvicorn_served
-
-from .conftest import bearer_client
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -93,11 +93,15 @@ def test_hundred_callers_with_faults_never_overspend(
     EndpointCost.objects.update_or_create(
         endpoint=URL, defaults={"per_call": 1, "per_1000_units": 0, "unit": EndpointCost.Unit.TOKENS}
     )
-    users = []
-    for _ in range(4):
-        user = UserFactory()
-        credit_grant(user=user, amount=CREDITS, admin_user=staff)
-        users.append((user, bearer_client(user).plaintext))
+    workspaces = [UserFactory().personal_workspace for _ in range(3)]
+    team = team_workspace(name="Shared quota")
+    workspaces.append(team)
+    keys = []
+    for workspace in workspaces:
+        credit_grant(workspace=workspace, amount=CREDITS, admin_user=staff)
+        for member in [m.user for m in workspace.memberships.select_related("user")]:
+            keys.append(api_key_for(member, workspace=workspace)[1])
+    keys.append(api_key_for(member_add(team, role=Role.DEVELOPER), workspace=team)[1])
     fake_upstream.stream_chunks = 30
     fake_upstream.chunk_delay = 0.01
     rng = random.Random(9)
@@ -116,7 +120,7 @@ def test_hundred_callers_with_faults_never_overspend(
     threads = [
         threading.Thread(
             target=_caller,
-            args=(live_server_url, users[i % len(users)][1], kinds[i % len(kinds)], barrier, results, lock),
+            args=(live_server_url, keys[i % len(keys)], kinds[i % len(kinds)], barrier, results, lock),
         )
         for i in range(CALLERS)
     ]
@@ -135,22 +139,24 @@ def test_hundred_callers_with_faults_never_overspend(
     # Nothing held forever.
     assert not QuotaReservation.objects.filter(status="held").exists()
     assert not CreditHold.objects.filter(status="held").exists()
-    for user, _plaintext in users:
+    for workspace in workspaces:
         # Quota: never past the limit; used == the settled reservations == the usage events.
-        counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
+        counter = UsageCounter.objects.get(workspace=workspace, meter="llm_tokens")
         assert counter.reserved == 0
         assert counter.used <= TOKEN_LIMIT
         settled = QuotaReservation.objects.filter(counter=counter, status="settled").aggregate(
             s=Sum("actual")
         )
         assert counter.used == (settled["s"] or 0)
-        quota_paid = UsageEvent.objects.filter(user=user, credits_charged=0).aggregate(s=Sum("total_tokens"))
+        quota_paid = UsageEvent.objects.filter(workspace=workspace, credits_charged=0).aggregate(
+            s=Sum("total_tokens")
+        )
         assert counter.used == (quota_paid["s"] or 0)
         # Credits: never negative; balance == sum(ledger); charged == what the events say.
-        account = CreditAccount.objects.get(user=user)
-        ledger = LedgerEntry.objects.filter(user=user).aggregate(s=Sum("amount"))["s"]
+        account = CreditAccount.objects.get(workspace=workspace)
+        ledger = LedgerEntry.objects.filter(workspace=workspace).aggregate(s=Sum("amount"))["s"]
         assert 0 <= account.balance == ledger and account.held == 0
-        charged = UsageEvent.objects.filter(user=user).aggregate(s=Sum("credits_charged"))["s"] or 0
+        charged = UsageEvent.objects.filter(workspace=workspace).aggregate(s=Sum("credits_charged"))["s"] or 0
         assert account.balance == CREDITS - charged
     # Budget: never past the cap; the durable row equals the events' cost.
     spent = DailySpend.objects.aggregate(s=Sum("spent_usd"))["s"] or Decimal(0)

@@ -5,21 +5,18 @@ deployed) sharing Redis and PostgreSQL, 200 concurrent calls against a 60/minute
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from accounts.tests.factories import UserFactory
 from proxy.tests.factories import key_for, plan_configure
-from tests.served import free_port, server_env
+from tests.served import gunicorn_served
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
-BASE_DIR = Path(__file__).resolve().parent.parent
 CALLS = 200
 LIMIT = 60
 
@@ -27,47 +24,8 @@ LIMIT = 60
 @pytest.fixture
 def gunicorn_url():
     """gunicorn with 2 uvicorn workers on the test database and the test Redis."""
-    port = free_port()
-    env = server_env()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "config.asgi:application",
-            "-k",
-            "uvicorn.workers.UvicornWorker",
-            "-w",
-            "2",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-        ],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code in (200, 503):
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("gunicorn did not start")
-        yield url, process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with gunicorn_served(workers=2) as served:
+        yield served
 
 
 def _wait_for_fresh_window(seconds_needed: float = 10.0) -> None:

@@ -77,13 +77,19 @@ def _sync(since: str = "5d") -> str:
 
 @pytest.mark.django_db
 @responses.activate
-def test_sync_fetches_missed_events_pages_and_fulfils_once(stripe_settings, catalog, user_a):
+def test_sync_fetches_missed_events_pages_and_fulfils_once(stripe_settings, catalog, workspace_a):
     """Outage longer than Stripe's retry window: two purchases were never delivered, one was."""
-    delivered = _event("evt_delivered", "checkout.session.completed", paid_session(user_a, session_id="cs_1"))
+    delivered = _event(
+        "evt_delivered", "checkout.session.completed", paid_session(workspace_a, session_id="cs_1")
+    )
     row, _ = stripe_event_store(event=delivered)
     stripe_event_process(event=row)
-    missed_1 = _event("evt_missed_1", "checkout.session.completed", paid_session(user_a, session_id="cs_2"))
-    missed_2 = _event("evt_missed_2", "checkout.session.completed", paid_session(user_a, session_id="cs_3"))
+    missed_1 = _event(
+        "evt_missed_1", "checkout.session.completed", paid_session(workspace_a, session_id="cs_2")
+    )
+    missed_2 = _event(
+        "evt_missed_2", "checkout.session.completed", paid_session(workspace_a, session_id="cs_3")
+    )
     unknown = _event("evt_unknown", "radar.early_fraud_warning.created", {"id": "issfr_1"})
     responses.get(EVENTS_URL, json=_page([missed_2, unknown], has_more=True))
     responses.get(EVENTS_URL, json=_page([missed_1, delivered], has_more=False))
@@ -95,7 +101,7 @@ def test_sync_fetches_missed_events_pages_and_fulfils_once(stripe_settings, cata
     assert "created%5Bgte%5D=" in first.url and "starting_after" not in first.url
     assert "starting_after=evt_unknown" in second.url
     assert first.headers["Authorization"] == "Bearer sk_test_hardening_sync_0123456789"
-    assert CreditAccount.objects.get(user=user_a).balance == 1500
+    assert CreditAccount.objects.get(workspace=workspace_a).balance == 1500
     assert LedgerEntry.objects.filter(kind="purchase").count() == 3
     assert StripeEvent.objects.get(stripe_event_id="evt_unknown").status == StripeEvent.Status.IGNORED
 
@@ -104,14 +110,16 @@ def test_sync_fetches_missed_events_pages_and_fulfils_once(stripe_settings, cata
     output = _sync("5d")
 
     assert "4 fetched, 0 new, 0 processed, 4 already done" in output
-    assert CreditAccount.objects.get(user=user_a).balance == 1500
+    assert CreditAccount.objects.get(workspace=workspace_a).balance == 1500
     assert StripeEvent.objects.count() == 4
 
 
 @pytest.mark.django_db
 @responses.activate
-def test_sync_retries_a_failed_event_and_reports_new_failures(stripe_settings, catalog, user_a, monkeypatch):
-    event = _event("evt_flaky", "checkout.session.completed", paid_session(user_a, session_id="cs_9"))
+def test_sync_retries_a_failed_event_and_reports_new_failures(
+    stripe_settings, catalog, workspace_a, monkeypatch
+):
+    event = _event("evt_flaky", "checkout.session.completed", paid_session(workspace_a, session_id="cs_9"))
     responses.get(EVENTS_URL, json=_page([event], has_more=False))
 
     def broken(**kwargs):
@@ -128,7 +136,7 @@ def test_sync_retries_a_failed_event_and_reports_new_failures(stripe_settings, c
     responses.get(EVENTS_URL, json=_page([event], has_more=False))
     assert "1 processed" in _sync("1d")
     assert StripeEvent.objects.get(stripe_event_id="evt_flaky").status == StripeEvent.Status.PROCESSED
-    assert CreditAccount.objects.get(user=user_a).balance == 500
+    assert CreditAccount.objects.get(workspace=workspace_a).balance == 500
 
 
 @pytest.mark.django_db
@@ -159,8 +167,10 @@ def test_sync_rejects_bad_since(since, settings):
 
 
 @pytest.mark.django_db
-def test_admin_lists_failed_events_and_reprocesses_them(staff_session, catalog, user_a, monkeypatch):
-    event = _event("evt_admin", "checkout.session.completed", paid_session(user_a, session_id="cs_admin"))
+def test_admin_lists_failed_events_and_reprocesses_them(staff_session, catalog, workspace_a, monkeypatch):
+    event = _event(
+        "evt_admin", "checkout.session.completed", paid_session(workspace_a, session_id="cs_admin")
+    )
     row, _ = stripe_event_store(event=event)
     monkeypatch.setitem(registry._checkout_handlers, "credit_pack", lambda **kw: 1 / 0)
     with pytest.raises(StripeEventProcessingError):
@@ -176,7 +186,7 @@ def test_admin_lists_failed_events_and_reprocesses_them(staff_session, catalog, 
 
     row.refresh_from_db()
     assert row.status == StripeEvent.Status.PROCESSED
-    assert CreditAccount.objects.get(user=user_a).balance == 500
+    assert CreditAccount.objects.get(workspace=workspace_a).balance == 500
 
 
 # --- Database unavailable ----------------------------------------------------------------------
@@ -240,17 +250,21 @@ def test_key_rotation_end_to_end_through_the_proxy(user_a, catalog, fake_upstrea
 
 
 @pytest.mark.django_db
-def test_a_worker_killed_between_reserve_and_settle_is_swept(midday, user_a, catalog, staff, settings):
+def test_a_worker_killed_between_reserve_and_settle_is_swept(midday, workspace_a, catalog, staff, settings):
     """The caller reserved quota and credits, then died: the sweepers free both, nothing is charged."""
     plan_configure(limits={"llm_tokens": 100, "emails": 0, "requests": None})
-    credit_grant(user=user_a, amount=50, admin_user=staff)
-    quota_paid = funding_reserve(user=user_a, endpoint="/api/proxy/deepseek/chat", meters={"llm_tokens": 80})
-    credit_paid = funding_reserve(user=user_a, endpoint="/api/proxy/deepseek/chat", meters={"llm_tokens": 80})
+    credit_grant(workspace=workspace_a, amount=50, admin_user=staff)
+    quota_paid = funding_reserve(
+        workspace=workspace_a, endpoint="/api/proxy/deepseek/chat", meters={"llm_tokens": 80}
+    )
+    credit_paid = funding_reserve(
+        workspace=workspace_a, endpoint="/api/proxy/deepseek/chat", meters={"llm_tokens": 80}
+    )
     assert quota_paid.reservations and credit_paid.credit_hold is not None
     # ... the worker is killed here: neither funding is ever settled or released.
-    counter = UsageCounter.objects.get(user=user_a, meter="llm_tokens")
+    counter = UsageCounter.objects.get(workspace=workspace_a, meter="llm_tokens")
     assert counter.reserved == 80
-    account = CreditAccount.objects.get(user=user_a)
+    account = CreditAccount.objects.get(workspace=workspace_a)
     assert account.held > 0
 
     every_five_minutes = set(range(0, 60, 5))

@@ -119,6 +119,6 @@ def test_redis_restart_mid_traffic(midday, user_a, catalog, fake_upstream, own_r
     assert spent == UsageEvent.objects.aggregate(s=Sum("cost_usd"))["s"] or Decimal(0)
     # Nothing lost: 8 calls, 8 events, the quota counter equals them.
     assert UsageEvent.objects.filter(status_code=200).count() == 8
-    counter = UsageCounter.objects.get(user=user_a, meter="llm_tokens")
+    counter = UsageCounter.objects.get(workspace=user_a.personal_workspace, meter="llm_tokens")
     assert counter.reserved == 0
     assert counter.used == UsageEvent.objects.aggregate(s=Sum("total_tokens"))["s"]

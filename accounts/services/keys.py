@@ -1,4 +1,7 @@
-"""Customer API keys (sk_agentai_…) and their one-time reveal links."""
+"""Customer API keys (sk_agentai_…) of a workspace and their one-time reveal links.
+
+Every create, revoke and rotation is recorded in the workspace's audit log (never the secret:
+the key's name and display prefix only)."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from core.services import cache_counter_incr, counter_row_bump
 
 from ..crypto import secret_fingerprint, secret_verify
 from ..keys import api_key_display_prefix, api_key_generate, api_key_hash, api_key_is_well_formed
-from ..models import ApiKey, InvalidKeyDay, KeyReveal, User
+from ..models import ApiKey, InvalidKeyDay, KeyReveal, User, Workspace
 from ..selectors import (
     API_KEY_CACHE_SECONDS,
     API_KEY_REVOKED_MARKER,
@@ -35,7 +38,8 @@ from ..selectors import (
     auth_failure_window,
     key_reveal_get,
 )
-from .users import field_error
+from .audit import audit_record
+from .errors import field_error
 
 logger = logging.getLogger("tollgate.accounts")
 
@@ -46,10 +50,11 @@ API_KEY_TOUCH_INTERVAL_SECONDS = 60
 # --- Customer API keys ------------------------------------------------------------------------
 
 
-def _api_key_insert(*, user: User, name: str) -> tuple[ApiKey, str]:
+def _api_key_insert(*, workspace: Workspace, created_by_id: int, name: str) -> tuple[ApiKey, str]:
     plaintext = api_key_generate()
     api_key = ApiKey.objects.create(
-        user=user,
+        workspace=workspace,
+        created_by_id=created_by_id,
         name=name,
         prefix=api_key_display_prefix(plaintext),
         key_hash=api_key_hash(plaintext),
@@ -66,43 +71,78 @@ def _api_key_name_clean(name: str) -> str:
     return name
 
 
-def api_key_create(*, user: User, name: str, now=None) -> tuple[ApiKey, str]:
-    """Create a proxy key; the plaintext is returned here and never again.
+def _api_key_audit(
+    action: str, api_key: ApiKey, *, workspace: Workspace, actor: User | None, request=None, **details
+) -> None:
+    audit_record(
+        action=action,
+        actor=actor,
+        workspace=workspace,
+        target=f"api_key:{api_key.pk}",
+        details={"name": api_key.name, "prefix": api_key.prefix, **details},
+        request=request,
+    )
 
-    The active-key limit is checked under a lock on the user row, so two concurrent creates
-    cannot both pass it.
+
+def api_key_create(
+    *, workspace: Workspace, created_by: User, name: str, now=None, request=None
+) -> tuple[ApiKey, str]:
+    """Create a proxy key of ``workspace`` made by the member ``created_by`` (it acts with their
+    role); the plaintext is returned here and never again.
+
+    ``API_KEYS_PER_USER_LIMIT`` caps each member's active keys in a workspace; it is checked
+    under a lock on the member's user row, so two concurrent creates cannot both pass it.
     """
     name = _api_key_name_clean(name)
     with transaction.atomic():
-        lock_objects(User.objects.filter(pk=user.pk))
+        lock_objects(User.objects.filter(pk=created_by.pk))
         limit = settings.API_KEYS_PER_USER_LIMIT
-        if api_key_active_count(user=user, now=now) >= limit:
+        if api_key_active_count(workspace=workspace, created_by=created_by, now=now) >= limit:
             raise ApiError(
                 "invalid_request",
-                f"You already have {limit} active API keys; revoke one first.",
+                f"You already have {limit} active API keys in this workspace; revoke one first.",
                 param="name",
                 limit=limit,
             )
-        api_key, plaintext = _api_key_insert(user=user, name=name)
-    logger.info("api key created", extra={"user_id": user.pk, "key_id": api_key.pk})
+        api_key, plaintext = _api_key_insert(workspace=workspace, created_by_id=created_by.pk, name=name)
+        _api_key_audit("api_key.created", api_key, workspace=workspace, actor=created_by, request=request)
+    logger.info(
+        "api key created",
+        extra={"workspace_id": workspace.pk, "user_id": created_by.pk, "key_id": api_key.pk},
+    )
     return api_key, plaintext
 
 
-def api_keys_unusable_create(*, user_ids: list[int], name: str) -> dict[int, int]:
-    """One key per user, in a single INSERT, that can never authenticate (a random hash whose
-    plaintext never existed): synthetic usage data needs keys to point at. Returns user id → key id."""
+def api_keys_unusable_create(*, workspace_ids: list[int], name: str) -> dict[int, int]:
+    """One key per workspace, in a single INSERT, that can never authenticate (a random hash
+    whose plaintext never existed), made by the workspace's personal owner: synthetic usage data
+    needs keys to point at. Returns workspace id → key id."""
+    owners = dict(Workspace.objects.filter(pk__in=workspace_ids).values_list("pk", "personal_owner_id"))
     keys = ApiKey.objects.bulk_create(
         [
             ApiKey(
-                user_id=user_id,
+                workspace_id=workspace_id,
+                created_by_id=owners.get(workspace_id),
                 name=name,
                 prefix=f"{settings.PROXY_KEY_PREFIX}gen{i % 10}",
                 key_hash=hashlib.sha256(secrets.token_bytes(32)).hexdigest(),
             )
-            for i, user_id in enumerate(user_ids)
+            for i, workspace_id in enumerate(workspace_ids)
         ]
     )
-    return {key.user_id: key.pk for key in keys}
+    return {key.workspace_id: key.pk for key in keys}
+
+
+def _api_key_identity(api_key: ApiKey) -> ApiKeyIdentity | str:
+    """What the shared cache should hold for the key now: its identity, or the revoked marker."""
+    if api_key.revoked_at is not None or api_key.created_by_id is None:
+        return API_KEY_REVOKED_MARKER
+    return ApiKeyIdentity(
+        key_id=api_key.pk,
+        workspace_id=api_key.workspace_id,
+        user_id=api_key.created_by_id,
+        expires_at=api_key.expires_at,
+    )
 
 
 def _api_key_cache_publish(api_key: ApiKey) -> None:
@@ -112,26 +152,63 @@ def _api_key_cache_publish(api_key: ApiKey) -> None:
     before the commit caches the stale identity afterwards: the selector only ``add``s.
     """
     cache_key = api_key_cache_key(api_key.key_hash)
-    if api_key.revoked_at is not None:
-        value = API_KEY_REVOKED_MARKER
-    else:
-        value = ApiKeyIdentity(key_id=api_key.pk, user_id=api_key.user_id, expires_at=api_key.expires_at)
+    value = _api_key_identity(api_key)
     transaction.on_commit(lambda: cache.set(cache_key, value, API_KEY_CACHE_SECONDS))
 
 
-def api_key_revoke(*, user: User, key_id, now=None) -> ApiKey:
-    """Revoke now (idempotent). The very next use answers 401 from any worker."""
+def api_key_revoke(
+    *, workspace: Workspace, key_id, actor: User | None = None, now=None, request=None
+) -> ApiKey:
+    """Revoke one of the workspace's keys now (idempotent). The very next use answers 401 from
+    any worker. Who may revoke which key is the caller's check (``api_key_manageable_get``)."""
     now = now or timezone.now()
     with transaction.atomic():
-        api_key = api_key_get(user=user, key_id=key_id)
-        if api_key.revoked_at is None:
-            ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
-                revoked_at=now, updated_at=now
-            )
+        api_key = api_key_get(workspace=workspace, key_id=key_id)
+        revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
+            revoked_at=now, updated_at=now
+        )
+        if revoked:
             api_key.revoked_at = now
+            _api_key_audit("api_key.revoked", api_key, workspace=workspace, actor=actor, request=request)
+        else:
+            api_key.refresh_from_db(fields=["revoked_at"])
         _api_key_cache_publish(api_key)
-    logger.info("api key revoked", extra={"user_id": user.pk, "key_id": api_key.pk})
+    logger.info(
+        "api key revoked",
+        extra={"workspace_id": workspace.pk, "user_id": actor.pk if actor else None, "key_id": api_key.pk},
+    )
     return api_key
+
+
+def api_keys_revoke_created_by(
+    *, workspace: Workspace, user: User, now=None, actor: User | None = None, request=None
+) -> list[ApiKey]:
+    """Revoke every key ``user`` created in ``workspace`` that is not revoked yet (a member who
+    leaves or is removed takes no working key along). After commit, each key's cached identity
+    becomes the revoked marker, so its next call answers 401 from any worker. Returns them."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        keys = lock_objects(
+            ApiKey.objects.filter(workspace=workspace, created_by=user, revoked_at__isnull=True)
+        )
+        ApiKey.objects.filter(pk__in=[key.pk for key in keys]).update(revoked_at=now, updated_at=now)
+        for api_key in keys:
+            api_key.revoked_at = api_key.updated_at = now
+            _api_key_audit(
+                "api_key.revoked",
+                api_key,
+                workspace=workspace,
+                actor=actor,
+                request=request,
+                created_by=user.email,
+            )
+            _api_key_cache_publish(api_key)
+    if keys:
+        logger.info(
+            "api keys of a member revoked",
+            extra={"workspace_id": workspace.pk, "user_id": user.pk, "count": len(keys)},
+        )
+    return keys
 
 
 @dataclass
@@ -141,31 +218,55 @@ class ApiKeyRotation:
     old_key: ApiKey
 
 
-def api_key_rotate(*, user: User, key_id, grace_seconds: int = 0, now=None) -> ApiKeyRotation:
+def api_key_rotate(
+    *, workspace: Workspace, key_id, actor: User | None = None, grace_seconds: int = 0, now=None, request=None
+) -> ApiKeyRotation:
     """Replace a key: a new one now; the old one revoked now or expiring after the grace period.
 
+    The replacement keeps the old key's creator (it acts with their role, whoever rotates it).
     Rotation does not count against the active-key limit (it is a replacement). A key already
-    revoked or already on its way out cannot be rotated again.
+    revoked or already on its way out cannot be rotated again (the key's row lock makes that
+    hold for two rotations at once), nor a key whose creator's account is gone.
     """
     now = now or timezone.now()
     max_grace = settings.API_KEY_ROTATE_MAX_GRACE_SECONDS
     if not isinstance(grace_seconds, int) or not 0 <= grace_seconds <= max_grace:
         raise field_error("grace_seconds", f"grace_seconds must be between 0 and {max_grace}.")
     with transaction.atomic():
-        lock_objects(User.objects.filter(pk=user.pk))
-        old_key = api_key_get(user=user, key_id=key_id)
+        old_key = api_key_get(workspace=workspace, key_id=key_id)
+        old_key = lock_objects(ApiKey.objects.filter(pk=old_key.pk))[0]
         if not old_key.is_usable(now=now) or old_key.expires_at is not None:
             raise ApiError("conflict", "This key is revoked or already being rotated.", param="id")
+        if old_key.created_by_id is None:
+            raise ApiError("conflict", "This key's creator has left; create a new key instead.", param="id")
         if grace_seconds:
             old_key.expires_at = now + timedelta(seconds=grace_seconds)
         else:
             old_key.revoked_at = now
         old_key.save(update_fields=["expires_at", "revoked_at", "updated_at"])
-        new_key, plaintext = _api_key_insert(user=user, name=old_key.name)
+        new_key, plaintext = _api_key_insert(
+            workspace=workspace, created_by_id=old_key.created_by_id, name=old_key.name
+        )
+        _api_key_audit(
+            "api_key.rotated",
+            old_key,
+            workspace=workspace,
+            actor=actor,
+            request=request,
+            new_key_id=new_key.pk,
+            new_prefix=new_key.prefix,
+            grace_seconds=grace_seconds,
+        )
         _api_key_cache_publish(old_key)
     logger.info(
         "api key rotated",
-        extra={"user_id": user.pk, "key_id": old_key.pk, "new_key_id": new_key.pk, "grace": grace_seconds},
+        extra={
+            "workspace_id": workspace.pk,
+            "user_id": actor.pk if actor else None,
+            "key_id": old_key.pk,
+            "new_key_id": new_key.pk,
+            "grace": grace_seconds,
+        },
     )
     return ApiKeyRotation(new_key=new_key, plaintext=plaintext, old_key=old_key)
 
@@ -185,7 +286,7 @@ def api_key_touch(*, identity, now=None) -> bool:
 
 
 def invalid_key_refusal_record(*, raw_key: str, now=None) -> bool:
-    """Count a refused key against its owner's day, once per key and minute.
+    """Count a refused key against its workspace's day, once per key and minute.
 
     Called when a well-formed key is refused. A shared-cache gate keeps a flood of refusals to
     one lookup and one row update per key per minute. Returns whether a minute was counted
@@ -197,10 +298,12 @@ def invalid_key_refusal_record(*, raw_key: str, now=None) -> bool:
     key_hash = api_key_hash(raw_key)
     if not cache.add(f"invalid-key:{key_hash}:{int(now.timestamp()) // 60}", 1, 120):
         return False
-    user_id = ApiKey.objects.filter(key_hash=key_hash).values_list("user_id", flat=True).first()
-    if user_id is None:
+    workspace_id = ApiKey.objects.filter(key_hash=key_hash).values_list("workspace_id", flat=True).first()
+    if workspace_id is None:
         return False
-    counter_row_bump(InvalidKeyDay, field="minutes", user_id=user_id, day=now.astimezone(UTC).date())
+    counter_row_bump(
+        InvalidKeyDay, field="minutes", workspace_id=workspace_id, day=now.astimezone(UTC).date()
+    )
     return True
 
 
@@ -230,7 +333,7 @@ def auth_failure_record(*, address: str, now: float | None = None) -> None:
 
 
 def api_key_reveal_link_create(*, api_key: ApiKey, plaintext: str, now=None) -> str:
-    """An absolute, one-time, 24-hour URL that shows ``plaintext`` once to the key's owner."""
+    """An absolute, one-time, 24-hour URL that shows ``plaintext`` once to the key's creator."""
     if api_key_hash(plaintext) != api_key.key_hash:
         raise ValueError("plaintext does not belong to this key")
     now = now or timezone.now()

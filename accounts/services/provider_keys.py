@@ -1,4 +1,6 @@
-"""Bring-your-own and operator provider keys (encrypted at rest)."""
+"""Bring-your-own (a workspace's) and operator (global) provider keys, encrypted at rest.
+
+A workspace key's set and delete are recorded in its audit log with the masked value only."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ from core.exceptions import ApiError
 from core.locks import lock_objects
 
 from ..crypto import ProviderKeyDecryptError, secret_fingerprint, secret_mask, secret_verify
-from ..models import KeyReveal, ProviderCredential, User
+from ..models import KeyReveal, ProviderCredential, User, Workspace
 from ..providers import provider_get
-from .users import field_error
+from .audit import audit_record
+from .errors import field_error
 
 logger = logging.getLogger("tollgate.accounts")
 
@@ -43,39 +46,68 @@ def provider_secret_clean(secret) -> str:
     return secret
 
 
-def _scope_owner(scope: str, user: User | None) -> User | None:
-    if scope == ProviderCredential.Scope.PERSONAL:
-        if user is None:
-            raise ValueError("a personal provider key needs a user")
-        return user
+def _scope_owner(scope: str, workspace: Workspace | None) -> Workspace | None:
+    if scope == ProviderCredential.Scope.WORKSPACE:
+        if workspace is None:
+            raise ValueError("a workspace provider key needs a workspace")
+        return workspace
     if scope == ProviderCredential.Scope.GLOBAL:
+        if workspace is not None:
+            raise ValueError("a global provider key has no workspace")
         return None
     raise ValueError(f"unknown scope {scope!r}")
 
 
+def _provider_key_audit(action: str, *, owner: Workspace | None, provider: str, actor, request, **details):
+    audit_record(
+        action=action,
+        actor=actor,
+        workspace=owner,  # None for the operator's global keys
+        target=f"provider_key:{provider}",
+        details={"provider": provider, "scope": "workspace" if owner else "global", **details},
+        request=request,
+    )
+
+
 def provider_credential_set(
-    *, scope: str, provider: str, secret: str, user: User | None = None, actor: User | None = None
+    *,
+    scope: str,
+    provider: str,
+    secret: str,
+    workspace: Workspace | None = None,
+    actor: User | None = None,
+    request=None,
 ) -> ProviderCredential:
     """Store (or replace) a provider key, encrypted, with its fingerprint and masked form.
 
-    ``scope="personal"`` needs ``user``; ``scope="global"`` is the operator key (callers check
-    staff). Empty, over-long or multi-line secrets are refused (the library would store "" as
-    NULL).
+    ``scope="workspace"`` needs ``workspace`` (its key, used for every member's proxy keys;
+    callers check ``provider_keys.manage``); ``scope="global"`` is the operator key (callers
+    check staff). Empty, over-long or multi-line secrets are refused (the library would store
+    "" as NULL).
     """
     provider = _provider_clean(provider)
     secret = provider_secret_clean(secret)
-    owner = _scope_owner(scope, user)
+    owner = _scope_owner(scope, workspace)
     values = {"secret": secret, "fingerprint": secret_fingerprint(secret), "masked": secret_mask(secret)}
     with transaction.atomic():
         credential, created = ProviderCredential.objects.update_or_create(
-            scope=scope, provider=provider, user=owner, defaults=values
+            scope=scope, provider=provider, workspace=owner, defaults=values
+        )
+        _provider_key_audit(
+            "provider_key.set",
+            owner=owner,
+            provider=provider,
+            actor=actor,
+            request=request,
+            masked=credential.masked,
+            replaced=not created,
         )
     logger.info(
         "provider key set",
         extra={
             "provider": provider,
             "scope": scope,
-            "user_id": owner.pk if owner else None,
+            "workspace_id": owner.pk if owner else None,
             "actor_id": actor.pk if actor else None,
             "masked": credential.masked,
             "is_new": created,
@@ -85,18 +117,30 @@ def provider_credential_set(
 
 
 def provider_credential_delete(
-    *, scope: str, provider: str, user: User | None = None, actor: User | None = None
+    *,
+    scope: str,
+    provider: str,
+    workspace: Workspace | None = None,
+    actor: User | None = None,
+    request=None,
 ) -> bool:
     """Remove a provider key (idempotent). Returns whether one existed."""
     provider = _provider_clean(provider)
-    owner = _scope_owner(scope, user)
-    deleted, _ = ProviderCredential.objects.filter(scope=scope, provider=provider, user=owner).delete()
+    owner = _scope_owner(scope, workspace)
+    with transaction.atomic():
+        deleted, _ = ProviderCredential.objects.filter(
+            scope=scope, provider=provider, workspace=owner
+        ).delete()
+        if deleted:
+            _provider_key_audit(
+                "provider_key.deleted", owner=owner, provider=provider, actor=actor, request=request
+            )
     logger.info(
         "provider key deleted",
         extra={
             "provider": provider,
             "scope": scope,
-            "user_id": owner.pk if owner else None,
+            "workspace_id": owner.pk if owner else None,
             "actor_id": actor.pk if actor else None,
             "deleted": bool(deleted),
         },

@@ -9,12 +9,25 @@ from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from core.exceptions import ApiError
 
 from ..models import User
-from .workspaces import workspaces_personal_bulk_create
+from .errors import field_error  # re-exported: the workspaces module imports it from here
+
+# isort: split
+from .verification import email_verification_send
+from .workspaces import workspaces_personal_bulk_create  # after field_error is bound (see above)
+
+__all__ = [
+    "field_error",
+    "user_register",
+    "user_token_get_or_create",
+    "user_tokens_revoke",
+    "users_bulk_create",
+]
 
 logger = logging.getLogger("tollgate.accounts")
 
@@ -22,12 +35,9 @@ logger = logging.getLogger("tollgate.accounts")
 # --- Users ------------------------------------------------------------------------------------
 
 
-def field_error(field_name: str, message: str) -> ApiError:
-    return ApiError("invalid_request", message, param=field_name, errors={field_name: [message]})
-
-
 def user_register(*, email: str, password: str, name: str = "") -> User:
-    """Create a customer account and its DRF token. Duplicate email / weak password → 400."""
+    """Create a customer account and its DRF token, and mail the link that confirms the address.
+    Duplicate email / weak password → 400."""
     email = (email or "").strip().lower()
     try:
         validate_email(email)
@@ -47,6 +57,7 @@ def user_register(*, email: str, password: str, name: str = "") -> User:
             Token.objects.create(user=user)
     except IntegrityError:  # a concurrent sign-up with the same email won the race
         raise field_error("email", "An account with this email already exists.")
+    transaction.on_commit(lambda: email_verification_send(user=user))
     logger.info("user registered", extra={"user_id": user.pk})
     return user
 
@@ -69,11 +80,15 @@ def user_tokens_revoke(*, user_id: int) -> int:
 
 def users_bulk_create(*, accounts: list[tuple[str, str]]) -> list[User]:
     """Create one user per ``(email, name)`` in a single INSERT, each with an unusable password,
-    no token and a personal workspace: synthetic accounts for benchmarks and demo data, never a sign-up."""
+    no token, a confirmed address and a personal workspace: synthetic accounts for benchmarks and
+    demo data, never a sign-up."""
     password = make_password(None)
     with transaction.atomic():
         users = User.objects.bulk_create(
-            [User(email=email.lower(), name=name, password=password) for email, name in accounts]
+            [
+                User(email=email.lower(), name=name, password=password, email_verified_at=timezone.now())
+                for email, name in accounts
+            ]
         )
         workspaces_personal_bulk_create(users=users)
     return users

@@ -1,6 +1,6 @@
 import pytest
 
-from accounts.models import ApiKey, ProviderCredential
+from accounts.models import ApiKey, AuditEvent, ProviderCredential
 from accounts.selectors import provider_key_get
 from accounts.tests.factories import api_key_for, global_key_for
 
@@ -18,12 +18,12 @@ def test_provider_credential_add_saves_through_the_service(admin_client):
     secret = "sk-admin-entered-secret-55"
     response = admin_client.post(
         "/admin/accounts/providercredential/add/",
-        {"provider": "groq", "scope": "global", "user": "", "new_secret": secret},
+        {"provider": "groq", "scope": "global", "workspace": "", "new_secret": secret},
     )
     assert response.status_code == 302, response.content[:2000]
     credential = ProviderCredential.objects.get()
     assert credential.masked == "sk-ad…55"
-    assert provider_key_get(user=None, provider="groq").secret == secret
+    assert provider_key_get(provider="groq").secret == secret
 
 
 def test_provider_credential_admin_never_renders_the_secret(admin_client):
@@ -39,7 +39,7 @@ def test_provider_credential_admin_never_renders_the_secret(admin_client):
 def test_provider_credential_admin_refuses_an_empty_secret(admin_client):
     response = admin_client.post(
         "/admin/accounts/providercredential/add/",
-        {"provider": "groq", "scope": "global", "user": "", "new_secret": ""},
+        {"provider": "groq", "scope": "global", "workspace": "", "new_secret": ""},
     )
     assert response.status_code == 200
     assert not ProviderCredential.objects.exists()
@@ -54,6 +54,9 @@ def test_api_key_admin_revokes_through_the_service(admin_client, user):
     assert response.status_code == 302
     api_key.refresh_from_db()
     assert api_key.revoked_at is not None
+    event = AuditEvent.objects.get(action="api_key.revoked")
+    assert (event.actor.email, event.workspace) == ("root@example.com", user.personal_workspace)
+    assert admin_client.get("/admin/accounts/apikey/").status_code == 200
     detail = admin_client.get(f"/admin/accounts/apikey/{api_key.pk}/change/")
     assert detail.status_code == 200
     assert ApiKey.objects.count() == 1
@@ -63,12 +66,12 @@ def test_provider_credential_admin_reports_scope_mistakes_as_form_errors(admin_c
     global_key_for(provider="groq")
     duplicate = admin_client.post(
         "/admin/accounts/providercredential/add/",
-        {"provider": "groq", "scope": "global", "user": "", "new_secret": "sk-second-global-key"},
+        {"provider": "groq", "scope": "global", "workspace": "", "new_secret": "sk-second-global-key"},
     )
     ownerless = admin_client.post(
         "/admin/accounts/providercredential/add/",
-        {"provider": "openai", "scope": "personal", "user": "", "new_secret": "sk-personal-no-owner"},
+        {"provider": "openai", "scope": "workspace", "workspace": "", "new_secret": "sk-workspace-no-owner"},
     )
     assert duplicate.status_code == 200 and ownerless.status_code == 200
-    assert b"belongs to a user" in ownerless.content
+    assert b"belongs to a workspace" in ownerless.content
     assert ProviderCredential.objects.count() == 1

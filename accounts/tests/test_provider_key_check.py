@@ -23,7 +23,7 @@ def admin_client(client, django_user_model):
 
 
 def _add(admin_client, **extra):
-    data = {"provider": "deepseek", "scope": "global", "user": "", "new_secret": SECRET, **extra}
+    data = {"provider": "deepseek", "scope": "global", "workspace": "", "new_secret": SECRET, **extra}
     return admin_client.post(ADD, data, follow=True)
 
 
@@ -33,7 +33,7 @@ def _add(admin_client, **extra):
 def test_admin_saves_a_key_the_provider_accepts_and_shows_its_answer(admin_client, provider_fake):
     response = _add(admin_client)
     assert response.redirect_chain, response.content[:2000]
-    assert provider_key_get(user=None, provider="deepseek").secret == SECRET
+    assert provider_key_get(provider="deepseek").secret == SECRET
     assert b"Provider check (ok)" in response.content
     (asked,) = provider_fake.requests
     assert asked["path"] == "/deepseek/models"
@@ -62,7 +62,7 @@ def test_admin_refuses_when_the_provider_is_down_unless_saved_anyway(admin_clien
     saved = _add(admin_client, save_anyway="on")
     assert saved.redirect_chain
     assert b"Provider check (unavailable)" in saved.content
-    assert provider_key_get(user=None, provider="deepseek").secret == SECRET
+    assert provider_key_get(provider="deepseek").secret == SECRET
 
 
 def test_admin_replacing_a_global_key_is_checked_too(admin_client, provider_fake):
@@ -73,12 +73,18 @@ def test_admin_replacing_a_global_key_is_checked_too(admin_client, provider_fake
     )
     assert response.status_code == 200
     assert b"groq rejected this key (401)" in response.content
-    assert provider_key_get(user=None, provider="groq").secret == "sk-old-working-key-0000"
+    assert provider_key_get(provider="groq").secret == "sk-old-working-key-0000"
 
 
-def test_admin_personal_keys_are_not_sent_to_the_provider(admin_client, provider_fake, user):
+def test_admin_workspace_keys_are_not_sent_to_the_provider(admin_client, provider_fake, user):
     response = admin_client.post(
-        ADD, {"provider": "openai", "scope": "personal", "user": user.pk, "new_secret": SECRET}
+        ADD,
+        {
+            "provider": "openai",
+            "scope": "workspace",
+            "workspace": user.personal_workspace.pk,
+            "new_secret": SECRET,
+        },
     )
     assert response.status_code == 302
     assert provider_fake.requests == []
@@ -132,7 +138,7 @@ def test_api_saves_an_accepted_key_with_the_check(staff_client):
         "message": "The provider accepted the key (1 models listed).",
     }
     assert SECRET not in response.content.decode()
-    assert provider_key_get(user=None, provider="deepseek").secret == SECRET
+    assert provider_key_get(provider="deepseek").secret == SECRET
 
 
 def test_api_refuses_a_rejected_key_with_the_providers_message(staff_client, provider_fake):
@@ -160,7 +166,7 @@ def test_api_provider_down_is_502_unless_the_check_is_skipped(staff_client, prov
     by_body = _put(staff_client, skip_check=True)
     assert by_body.status_code == 200
     assert len(provider_fake.requests) == asked  # skipping asks nothing
-    assert provider_key_get(user=None, provider="deepseek").secret == SECRET
+    assert provider_key_get(provider="deepseek").secret == SECRET
 
 
 def test_api_unknown_provider_is_404_without_asking_anyone(staff_client, provider_fake):

@@ -58,7 +58,9 @@ def test_smoke_run_at_concurrency_2_adds_up(upstream, live_tollgate, tenant):
     assert upstream.server.chat_requests == 10  # every call really went upstream
 
     ok = calls.ok + streams.completed
-    report = accounting_check(user_id=tenant.user_id, client_ok_min=ok, client_ok_max=ok, timeout_s=10)
+    report = accounting_check(
+        workspace_id=tenant.workspace_id, client_ok_min=ok, client_ok_max=ok, timeout_s=10
+    )
     assert report.ok, report.problems
     assert report.figures["ok_events"] == 10
     assert report.figures["quota_llm_tokens_used"] == report.figures["tokens"] > 0
@@ -68,15 +70,19 @@ def test_smoke_run_at_concurrency_2_adds_up(upstream, live_tollgate, tenant):
 @pytest.mark.redis
 def test_accounting_check_catches_tampered_books(upstream, live_tollgate, tenant):
     loadgen.calls_run(url=live_tollgate + PROXY_PATH, total=2, concurrency=2, auth=tenant.api_key)
-    assert accounting_check(user_id=tenant.user_id, client_ok_min=2, client_ok_max=2, timeout_s=10).ok
+    assert accounting_check(
+        workspace_id=tenant.workspace_id, client_ok_min=2, client_ok_max=2, timeout_s=10
+    ).ok
 
     # The client saw more successes than were logged.
-    report = accounting_check(user_id=tenant.user_id, client_ok_min=3, wait=False)
+    report = accounting_check(workspace_id=tenant.workspace_id, client_ok_min=3, wait=False)
     assert not report.ok and "usage events" in report.problems[0]
 
     # Quota used drifts from the events, and a reservation is left open.
-    UsageCounter.objects.filter(user_id=tenant.user_id, meter="llm_tokens").update(used=1, reserved=5)
-    report = accounting_check(user_id=tenant.user_id, wait=False)
+    UsageCounter.objects.filter(workspace_id=tenant.workspace_id, meter="llm_tokens").update(
+        used=1, reserved=5
+    )
+    report = accounting_check(workspace_id=tenant.workspace_id, wait=False)
     assert not report.ok
     assert any("quota llm_tokens used = 1" in p for p in report.problems)
     assert any("units reserved" in p for p in report.problems)
@@ -86,13 +92,15 @@ def test_accounting_check_catches_tampered_books(upstream, live_tollgate, tenant
 @pytest.mark.redis
 def test_accounting_check_compares_rollups_with_the_events_day_by_day(upstream, live_tollgate, tenant):
     loadgen.calls_run(url=live_tollgate + PROXY_PATH, total=2, concurrency=2, auth=tenant.api_key)
-    assert accounting_check(user_id=tenant.user_id, client_ok_min=2, client_ok_max=2, timeout_s=10).ok
+    assert accounting_check(
+        workspace_id=tenant.workspace_id, client_ok_min=2, client_ok_max=2, timeout_s=10
+    ).ok
 
     # The same totals, on the wrong day: a settle that dated the rollup differently.
-    rollups = UsageDailyRollup.objects.filter(user_id=tenant.user_id)
+    rollups = UsageDailyRollup.objects.filter(workspace_id=tenant.workspace_id)
     (day,) = set(rollups.values_list("day", flat=True))
     rollups.update(day=day - timedelta(days=1))
-    report = accounting_check(user_id=tenant.user_id, wait=False)
+    report = accounting_check(workspace_id=tenant.workspace_id, wait=False)
     assert not report.ok
     assert any(f"rollups on {day - timedelta(days=1)} count 2 calls" in p for p in report.problems)
     assert any(f"rollups on {day} count 0 calls" in p for p in report.problems)
@@ -125,7 +133,11 @@ def test_api_surface_routes_are_billed_exactly_route_by_route(upstream, live_tol
     assert upstream.server.chat_requests == 8  # Responses and Messages reach the upstream as chat
 
     report = accounting_check(
-        user_id=tenant.user_id, client_ok_min=12, client_ok_max=12, endpoints=endpoints, timeout_s=10
+        workspace_id=tenant.workspace_id,
+        client_ok_min=12,
+        client_ok_max=12,
+        endpoints=endpoints,
+        timeout_s=10,
     )
     assert report.ok, report.problems
     per_route = report.figures["endpoints"]
@@ -136,13 +148,13 @@ def test_api_surface_routes_are_billed_exactly_route_by_route(upstream, live_tol
     assert report.figures["quota_llm_tokens_used"] == sum(f["tokens"] for f in per_route.values())
 
     # One Messages call billed a token short, and clients that saw one more embeddings call.
-    messages = UsageEvent.objects.filter(user_id=tenant.user_id, endpoint="/api/proxy/v1/messages")
+    messages = UsageEvent.objects.filter(workspace_id=tenant.workspace_id, endpoint="/api/proxy/v1/messages")
     short = messages.order_by("id").first()
     messages.filter(pk=short.pk).update(
         prompt_tokens=F("prompt_tokens") - 1, total_tokens=F("total_tokens") - 1
     )
     endpoints["/api/proxy/v1/embeddings"]["ok_min"] = 5
-    report = accounting_check(user_id=tenant.user_id, endpoints=endpoints, wait=False)
+    report = accounting_check(workspace_id=tenant.workspace_id, endpoints=endpoints, wait=False)
     assert not report.ok
     assert any(p.startswith("/api/proxy/v1/messages: 4 calls billed") for p in report.problems), (
         report.problems
@@ -177,6 +189,10 @@ def test_routes_driven_by_wrk_add_up(upstream, live_tollgate, tenant):
         }
         ok_min, ok_max = ok_min + stats.ok, ok_max + high
     report = accounting_check(
-        user_id=tenant.user_id, client_ok_min=ok_min, client_ok_max=ok_max, endpoints=endpoints, timeout_s=10
+        workspace_id=tenant.workspace_id,
+        client_ok_min=ok_min,
+        client_ok_max=ok_max,
+        endpoints=endpoints,
+        timeout_s=10,
     )
     assert report.ok, report.problems

@@ -231,7 +231,7 @@ def test_peer_mode_runs_end_to_end_against_the_stub(settings):
     # with them, must decrypt the provider keys); Bench.prepare would set up Django in this process.
     manage(bench.env, "seed_catalog")
     created = manage(bench.env, "bench_setup")
-    tenant = next(json.loads(line) for line in created.splitlines() if line.startswith('{"user_id"'))
+    tenant = next(json.loads(line) for line in created.splitlines() if line.startswith('{"workspace_id"'))
     bench.tenant = BenchTenant(**tenant)
 
     figures = peer_run(bench)

@@ -239,7 +239,7 @@ def chargily_checkout_open(*, checkout: CheckoutSession) -> dict:
                 metadata={
                     "reference": reference,
                     "kind": checkout.kind,
-                    "user_id": str(checkout.user_id),
+                    "workspace_id": str(checkout.workspace_id),
                 },
             )
         except ChargilyServiceError as exc:
@@ -354,7 +354,7 @@ def chargily_checkout_paid(*, checkout: CheckoutSession, obj: dict, event_id: st
         "payment_status": "paid",
         "amount_total": paid_minor,
         "currency": "dzd",
-        "client_reference_id": str(checkout.user_id),
+        "client_reference_id": str(checkout.workspace_id),
         "customer": None,
         "subscription": None,
         "payment_intent": str(obj.get("id") or ""),

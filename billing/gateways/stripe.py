@@ -26,6 +26,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.selectors import workspace_billing_emails
 from core.exceptions import ApiError
 
 from .. import registry
@@ -321,7 +322,7 @@ def _event_dispatch(*, event: dict, now: datetime) -> bool:
 def checkout_session_fulfil(*, session: dict, event_id: str, now: datetime | None = None) -> bool:
     """Run the kind's handler once per Checkout Session, whichever event gets here first.
 
-    What is fulfilled (user, plan or pack, credits) is read from our own CheckoutSession row;
+    What is fulfilled (workspace, plan or pack, credits) is read from our own CheckoutSession row;
     an event that names a checkout we did not start, or disagrees with ours, is rejected
     (``billing.fulfilment``).
     """
@@ -390,14 +391,17 @@ def stripe_checkout_open(*, checkout: CheckoutSession) -> dict:
             "line_items": [checkout.line_item],
             "success_url": checkout.success_url,
             "cancel_url": checkout.cancel_url,
-            "client_reference_id": str(checkout.user_id),
+            "client_reference_id": str(checkout.workspace_id),
             "metadata": metadata,
         }
-        customer_id = subscription_billing_customer_get(user=checkout.user)
+        # One Stripe customer per workspace: reuse the one its subscriptions have.
+        customer_id = subscription_billing_customer_get(workspace=checkout.workspace)
         if customer_id:
             params["customer"] = customer_id
         else:
-            params["customer_email"] = checkout.user.email
+            email = _checkout_customer_email(checkout)
+            if email:
+                params["customer_email"] = email
         if checkout.mode == "subscription":
             params["subscription_data"] = {"metadata": metadata}
         else:
@@ -427,6 +431,15 @@ def stripe_checkout_open(*, checkout: CheckoutSession) -> dict:
     return {"checkout_url": checkout.checkout_url, "session_id": checkout.checkout_reference}
 
 
+def _checkout_customer_email(checkout: CheckoutSession) -> str:
+    """The email a new Stripe customer gets: the member who opened the checkout, else the
+    workspace's first billing contact."""
+    if checkout.created_by_id is not None:
+        return checkout.created_by.email
+    emails = workspace_billing_emails(workspace=checkout.workspace)
+    return emails[0] if emails else ""
+
+
 def simulated_checkout_event_build(
     *, checkout: CheckoutSession, now: datetime | None = None
 ) -> tuple[bytes, str]:
@@ -442,9 +455,9 @@ def simulated_checkout_event_build(
         "amount_subtotal": checkout.amount_minor,
         "amount_total": checkout.amount_minor,
         "currency": checkout.currency,
-        "client_reference_id": str(checkout.user_id),
-        "customer": f"cus_sim_{checkout.user_id}",
-        "customer_details": {"email": checkout.user.email},
+        "client_reference_id": str(checkout.workspace_id),
+        "customer": f"cus_sim_ws{checkout.workspace_id}",
+        "customer_details": {"email": _checkout_customer_email(checkout)},
         "metadata": checkout.metadata,
         "subscription": f"sub_sim_{secrets.token_hex(12)}" if checkout.mode == "subscription" else None,
         "payment_intent": f"pi_sim_{secrets.token_hex(12)}" if checkout.mode == "payment" else None,
@@ -469,13 +482,15 @@ def simulated_checkout_event_build(
     return payload, header
 
 
-def billing_portal_session_start(*, user, return_url: str) -> str:
-    """The URL of the Stripe customer portal for the user's billing account (the simulated
+def billing_portal_session_start(*, workspace, return_url: str) -> str:
+    """The URL of the Stripe customer portal for the workspace's billing account (the simulated
     portal offline, DEBUG only)."""
     checkout_redirect_url_validate(url=return_url, param="returnUrl")
-    customer_id = subscription_billing_customer_get(user=user)
+    customer_id = subscription_billing_customer_get(workspace=workspace)
     if not customer_id:
-        raise ApiError("invalid_request", "You have no billing account yet: subscribe to a plan first.")
+        raise ApiError(
+            "invalid_request", "This workspace has no billing account yet: subscribe to a plan first."
+        )
     if not stripe_is_configured():
         if stripe_simulated_enabled():  # offline: the local portal drives the same webhook code
             return settings.SITE_URL + reverse("billing:simulated-portal")

@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from dateutil.relativedelta import relativedelta
 from django.utils import timezone
 
+from accounts.selectors import workspace_billing_emails
+from accounts.services import audit_record
 from core.exceptions import ApiError
 
 from ..models import Gateway, PaymentTransaction, Plan, StripeEvent, Subscription
@@ -44,11 +46,11 @@ def _price_id(plan: Plan) -> str:
     return plan.stripe_price_id or f"price_sim_{plan.code}"
 
 
-def simulated_portal_subscription_get(*, user) -> Subscription | None:
-    """The user's live subscription from the simulated checkout, which this portal manages."""
+def simulated_portal_subscription_get(*, workspace) -> Subscription | None:
+    """The workspace's live subscription from the simulated checkout, which this portal manages."""
     if not stripe_simulated_enabled():
         return None
-    row = subscription_get(user=user)
+    row = subscription_get(workspace=workspace)
     if (
         row is None
         or row.gateway != Gateway.STRIPE
@@ -58,11 +60,22 @@ def simulated_portal_subscription_get(*, user) -> Subscription | None:
     return row
 
 
-def _subscription_required(*, user) -> Subscription:
-    row = simulated_portal_subscription_get(user=user)
+def _subscription_required(*, workspace) -> Subscription:
+    row = simulated_portal_subscription_get(workspace=workspace)
     if row is None:
-        raise ApiError("not_found", "You have no subscription to manage here.")
+        raise ApiError("not_found", "This workspace has no subscription to manage here.")
     return row
+
+
+def _portal_audit(*, row: Subscription, action: str, actor, **details) -> None:
+    """Who asked for the change (the mirror's own audit, from the webhook, has no actor)."""
+    audit_record(
+        action=action,
+        actor=actor,
+        workspace=row.workspace,
+        target=f"subscription:{row.pk}",
+        details={"plan": row.plan.code, "gateway": row.gateway, **details},
+    )
 
 
 def _period(row: Subscription, now: datetime) -> tuple[datetime, datetime]:
@@ -202,7 +215,7 @@ def _subscription_object(
         "currency": plan.currency,
         "livemode": False,
         "latest_invoice": latest_invoice,
-        "metadata": {"kind": PLAN_KIND, "user_id": str(row.user_id), "plan_code": plan.code},
+        "metadata": {"kind": PLAN_KIND, "workspace_id": str(row.workspace_id), "plan_code": plan.code},
         "items": {
             "object": "list",
             "data": [
@@ -244,9 +257,9 @@ def _invoice_object(row: Subscription, preview: ProrationPreview, *, now: dateti
     return {
         "id": invoice_id,
         "object": "invoice",
-        "number": f"SIM-{row.user_id:04d}-{_unix(now)}",
+        "number": f"SIM-{row.workspace_id:04d}-{_unix(now)}",
         "customer": row.stripe_customer_id,
-        "customer_email": row.user.email,
+        "customer_email": next(iter(workspace_billing_emails(workspace=row.workspace)), None),
         "billing_reason": "subscription_update",
         "collection_method": "charge_automatically",
         "status": "paid",
@@ -270,7 +283,11 @@ def _invoice_object(row: Subscription, preview: ProrationPreview, *, now: dateti
             "type": "subscription_details",
             "subscription_details": {
                 "subscription": sub_id,
-                "metadata": {"kind": PLAN_KIND, "user_id": str(row.user_id), "plan_code": preview.plan.code},
+                "metadata": {
+                    "kind": PLAN_KIND,
+                    "workspace_id": str(row.workspace_id),
+                    "plan_code": preview.plan.code,
+                },
             },
         },
         "lines": {
@@ -302,15 +319,20 @@ def _invoice_object(row: Subscription, preview: ProrationPreview, *, now: dateti
     }
 
 
-def simulated_plan_change(*, user, plan_code: str, now: datetime | None = None) -> ProrationPreview:
-    """Move the user's subscription to ``plan_code`` and invoice the proration now."""
+def simulated_plan_change(
+    *, workspace, plan_code: str, now: datetime | None = None, actor=None
+) -> ProrationPreview:
+    """Move the workspace's subscription to ``plan_code`` and invoice the proration now."""
     now = now or timezone.now()
-    row = _subscription_required(user=user)
+    row = _subscription_required(workspace=workspace)
     if row.cancel_at_period_end:
         raise ApiError(
             "conflict", "Your subscription ends at the period end: resume it before changing plan."
         )
     preview = proration_preview(subscription=row, plan_code=plan_code, now=now)
+    _portal_audit(
+        row=row, action="subscription.plan_change_requested", actor=actor, to_plan=preview.plan.code
+    )
     invoice = _invoice_object(row, preview, now=now)
     subscription = _subscription_object(
         row,
@@ -335,11 +357,13 @@ def simulated_plan_change(*, user, plan_code: str, now: datetime | None = None) 
     return preview
 
 
-def _cancel_flag_set(*, user, cancel: bool, now: datetime | None) -> Subscription:
+def _cancel_flag_set(*, workspace, cancel: bool, now: datetime | None, actor=None) -> Subscription:
     now = now or timezone.now()
-    row = _subscription_required(user=user)
+    row = _subscription_required(workspace=workspace)
     if row.cancel_at_period_end == cancel:
         return row  # already so: Stripe's portal would show the same state, and send nothing
+    action = "subscription.cancel_requested" if cancel else "subscription.resume_requested"
+    _portal_audit(row=row, action=action, actor=actor)
     start, end = _period(row, now)
     subscription = _subscription_object(
         row, plan=row.plan, period_start=start, period_end=end, cancel_at_period_end=cancel, now=now
@@ -354,14 +378,14 @@ def _cancel_flag_set(*, user, cancel: bool, now: datetime | None) -> Subscriptio
     return row
 
 
-def simulated_subscription_cancel(*, user, now: datetime | None = None) -> Subscription:
+def simulated_subscription_cancel(*, workspace, now: datetime | None = None, actor=None) -> Subscription:
     """Cancel at the end of the period: the plan stays until then."""
-    return _cancel_flag_set(user=user, cancel=True, now=now)
+    return _cancel_flag_set(workspace=workspace, cancel=True, now=now, actor=actor)
 
 
-def simulated_subscription_resume(*, user, now: datetime | None = None) -> Subscription:
+def simulated_subscription_resume(*, workspace, now: datetime | None = None, actor=None) -> Subscription:
     """Undo a cancel at period end: the subscription renews again."""
-    return _cancel_flag_set(user=user, cancel=False, now=now)
+    return _cancel_flag_set(workspace=workspace, cancel=False, now=now, actor=actor)
 
 
 @dataclass(frozen=True)
@@ -376,11 +400,11 @@ class InvoiceRow:
     lines: list[dict]
 
 
-def simulated_invoices_list(*, user, limit: int = 50) -> list[InvoiceRow]:
-    """The paid invoices of the user's subscriptions, newest first, from the stored
+def simulated_invoices_list(*, workspace, limit: int = 50) -> list[InvoiceRow]:
+    """The paid invoices of the workspace's subscriptions, newest first, from the stored
     ``invoice.paid`` events (each invoice once)."""
     sub_ids = list(
-        Subscription.objects.filter(user_id=user.pk, gateway=Gateway.STRIPE).values_list(
+        Subscription.objects.filter(workspace_id=workspace.pk, gateway=Gateway.STRIPE).values_list(
             "stripe_subscription_id", flat=True
         )
     )
@@ -420,10 +444,10 @@ def simulated_invoices_list(*, user, limit: int = 50) -> list[InvoiceRow]:
     return rows[:limit]
 
 
-def receipts_list(*, user, limit: int = 50):
-    """The user's paid checkouts (plans and credit packs, either gateway), newest first."""
+def receipts_list(*, workspace, limit: int = 50):
+    """The workspace's paid checkouts (plans and credit packs, either gateway), newest first."""
     return (
-        PaymentTransaction.objects.filter(user_id=user.pk, status=PaymentTransaction.Status.PAID)
+        PaymentTransaction.objects.filter(workspace_id=workspace.pk, status=PaymentTransaction.Status.PAID)
         .select_related("checkout")
         .order_by("-completed_at", "-pk")[:limit]
     )

@@ -17,8 +17,10 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.selectors import workspace_billing_emails
+
 from ..models import Plan, QuotaAlertSent, QuotaReservation, UsageCounter
-from ..selectors import plan_for_user_get, plan_quota_get
+from ..selectors import plan_for_workspace_get, plan_quota_get
 
 QUOTA_ALERT_THRESHOLDS = (80, 100)  # percent of a monthly limit
 
@@ -42,7 +44,7 @@ def quota_alert_may_be_due(*, rows, plan: Plan) -> bool:
 
 def _quota_alert_check(
     *,
-    user_id: int,
+    workspace_id: int,
     meter: str,
     counter_id: int,
     used: int,
@@ -51,29 +53,34 @@ def _quota_alert_check(
     plan: Plan | None = None,
 ) -> None:
     """``_quota_alert_schedule`` for a settle that already knows the counter (no extra query)."""
-    rule = plan_quota_get(plan=plan or plan_for_user_get(user=_user_ref(user_id), now=now), meter=meter)
+    rule = plan_quota_get(
+        plan=plan or plan_for_workspace_get(workspace=_workspace_ref(workspace_id), now=now), meter=meter
+    )
     if rule.period != "month" or not rule.limit:
         return
     crossed = [t for t in QUOTA_ALERT_THRESHOLDS if used * 100 >= t * rule.limit]
     if not crossed:
         return
-    gate = _alert_gate_key(user_id=user_id, meter=meter, period_start=period_start, threshold=crossed[-1])
+    gate = _alert_gate_key(
+        workspace_id=workspace_id, meter=meter, period_start=period_start, threshold=crossed[-1]
+    )
     if cache.get(gate):
         return
     from ..tasks import quota_alert_send_task  # noqa: PLC0415 (billing.tasks imports the services: a task is queued lazily to avoid a cycle)
 
     transaction.on_commit(
-        lambda: quota_alert_send_task.delay(user_id=user_id, meter=meter, counter_id=counter_id)
+        lambda: quota_alert_send_task.delay(workspace_id=workspace_id, meter=meter, counter_id=counter_id)
     )
 
 
-def _user_ref(user_id: int) -> SimpleNamespace:
-    """What plan_for_user_get needs (the pk), without loading the user row on the hot path."""
-    return SimpleNamespace(pk=user_id)
+def _workspace_ref(workspace_id: int) -> SimpleNamespace:
+    """What plan_for_workspace_get needs (the pk), without loading the row on the hot path."""
+    return SimpleNamespace(pk=workspace_id)
 
 
-def _alert_gate_key(*, user_id: int, meter: str, period_start: datetime, threshold: int) -> str:
-    return f"billing:quota-alert:{user_id}:{meter}:{period_start:%Y%m%d}:{threshold}"
+def _alert_gate_key(*, workspace_id: int, meter: str, period_start: datetime, threshold: int) -> str:
+    # "ws": the tenant changed from user to workspace, so an old user gate is never read here.
+    return f"billing:quota-alert:ws:{workspace_id}:{meter}:{period_start:%Y%m%d}:{threshold}"
 
 
 def _quota_alert_schedule(*, reservation: QuotaReservation, now: datetime, rule=None) -> None:
@@ -84,7 +91,8 @@ def _quota_alert_schedule(*, reservation: QuotaReservation, now: datetime, rule=
     """
     if rule is None:
         rule = plan_quota_get(
-            plan=plan_for_user_get(user=_user_ref(reservation.user_id), now=now), meter=reservation.meter
+            plan=plan_for_workspace_get(workspace=_workspace_ref(reservation.workspace_id), now=now),
+            meter=reservation.meter,
         )
     if rule.period != "month" or not rule.limit:
         return
@@ -95,33 +103,39 @@ def _quota_alert_schedule(*, reservation: QuotaReservation, now: datetime, rule=
     if not crossed:
         return
     gate = _alert_gate_key(
-        user_id=reservation.user_id, meter=reservation.meter, period_start=period_start, threshold=crossed[-1]
+        workspace_id=reservation.workspace_id,
+        meter=reservation.meter,
+        period_start=period_start,
+        threshold=crossed[-1],
     )
     if cache.get(gate):
         return
     from ..tasks import quota_alert_send_task  # noqa: PLC0415 (billing.tasks imports the services: a task is queued lazily to avoid a cycle)
 
-    user_id, meter, counter_id = reservation.user_id, reservation.meter, reservation.counter_id
+    workspace_id, meter, counter_id = reservation.workspace_id, reservation.meter, reservation.counter_id
     transaction.on_commit(
-        lambda: quota_alert_send_task.delay(user_id=user_id, meter=meter, counter_id=counter_id)
+        lambda: quota_alert_send_task.delay(workspace_id=workspace_id, meter=meter, counter_id=counter_id)
     )
 
 
-def quota_alert_send(*, user_id: int, meter: str, counter_id: int, now: datetime | None = None) -> list[int]:
-    """Email the user for each threshold crossed in the counter's period, once each.
+def quota_alert_send(
+    *, workspace_id: int | None, meter: str, counter_id: int, now: datetime | None = None
+) -> list[int]:
+    """Email the workspace's billing contacts for each threshold crossed in the counter's
+    period, once each (``workspace_id`` None: whichever workspace the counter belongs to).
 
     The marker row and the email commit together: if sending fails, the marker is rolled back
     and the next settle (or a task retry) tries again.
     """
     now = now or timezone.now()
-    counter = (
-        UsageCounter.objects.select_related("user")
-        .filter(pk=counter_id, user_id=user_id, meter=meter)
-        .first()
-    )
+    counters = UsageCounter.objects.select_related("workspace").filter(pk=counter_id, meter=meter)
+    if workspace_id is not None:
+        counters = counters.filter(workspace_id=workspace_id)
+    counter = counters.first()
     if counter is None:
         return []
-    rule = plan_quota_get(plan=plan_for_user_get(user=counter.user, now=now), meter=meter)
+    workspace_id = counter.workspace_id
+    rule = plan_quota_get(plan=plan_for_workspace_get(workspace=counter.workspace, now=now), meter=meter)
     if not rule.limit:
         return []
     sent = []
@@ -130,7 +144,7 @@ def quota_alert_send(*, user_id: int, meter: str, counter_id: int, now: datetime
             continue
         with transaction.atomic():
             _, created = QuotaAlertSent.objects.get_or_create(
-                user_id=user_id,
+                workspace_id=workspace_id,
                 meter=meter,
                 period_start=counter.period_start,
                 threshold=threshold,
@@ -140,22 +154,32 @@ def quota_alert_send(*, user_id: int, meter: str, counter_id: int, now: datetime
                 _quota_alert_email(counter=counter, limit=rule.limit, threshold=threshold)
                 sent.append(threshold)
         gate = _alert_gate_key(
-            user_id=user_id, meter=meter, period_start=counter.period_start, threshold=threshold
+            workspace_id=workspace_id, meter=meter, period_start=counter.period_start, threshold=threshold
         )
         cache.set(gate, 1, 40 * 24 * 3600)
     return sent
 
 
 def _quota_alert_email(*, counter: UsageCounter, limit: int, threshold: int) -> None:
+    """To the workspace's owners and billing members; a workspace without any (all left) gets
+    no email, and the marker still says it was due."""
+    recipients = workspace_billing_emails(workspace=counter.workspace)
+    if not recipients:
+        return
     label = counter.get_meter_display()
-    if threshold >= 100:
-        subject = f"Tollgate: your {label} quota is used up"
-        lead = f"You have used all {limit:,} {label.lower()} included in your plan this month."
+    workspace = counter.workspace
+    if workspace.personal:
+        whose, who, plan = "your", "You have", "your plan"
     else:
-        subject = f"Tollgate: {threshold}% of your {label} quota used"
-        lead = f"You have used {counter.used:,} of {limit:,} {label.lower()} this month ({threshold}%)."
+        whose, who, plan = f"{workspace.name}'s", f"{workspace.name} has", "its plan"
+    if threshold >= 100:
+        subject = f"Tollgate: {whose} {label} quota is used up"
+        lead = f"{who} used all {limit:,} {label.lower()} included in {plan} this month."
+    else:
+        subject = f"Tollgate: {threshold}% of {whose} {label} quota used"
+        lead = f"{who} used {counter.used:,} of {limit:,} {label.lower()} this month ({threshold}%)."
     body = (
         f"{lead}\n\nYour quota resets on {counter.period_end:%Y-%m-%d} (00:00 UTC).\n"
         f"Upgrade your plan: {settings.SITE_URL}{reverse('billing:pricing')}\n"
     )
-    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [counter.user.email])
+    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)

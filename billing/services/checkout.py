@@ -52,7 +52,7 @@ def checkout_redirect_url_validate(*, url: str, param: str) -> str:
 
 def checkout_session_start(
     *,
-    user,
+    workspace,
     kind: str,
     line_item: dict,
     metadata: dict,
@@ -61,9 +61,14 @@ def checkout_session_start(
     mode: str,
     description: str = "",
     gateway: str = Gateway.STRIPE,
+    actor=None,
 ) -> dict:
-    """Open a checkout for ``user`` (Stripe, or the simulated one offline) and return
-    ``{"checkout_url", "session_id"}``. ``kind`` selects the registered handler on payment.
+    """Open a checkout for ``workspace`` (Stripe, or the simulated one offline) and return
+    ``{"checkout_url", "session_id"}``. ``kind`` selects the registered handler on payment;
+    ``actor`` is the member who opened it (recorded on the row, and its email is the Stripe
+    customer email when the workspace has no Stripe customer yet).
+
+    The metadata sent to the gateway (and echoed back) names the workspace: ``workspace_id``.
 
     The gateway (``billing.gateways``) writes our CheckoutSession row first, so the Stripe
     idempotency key is built from our id; its call happens outside any transaction.
@@ -80,10 +85,12 @@ def checkout_session_start(
     if mode not in ("subscription", "payment"):
         raise ValueError(f"unsupported checkout mode {mode!r}")
     full_metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
-    full_metadata.update({"kind": kind, "user_id": str(user.pk)})
+    full_metadata.pop("user_id", None)  # the tenant is the workspace; never a user id beside it
+    full_metadata.update({"kind": kind, "workspace_id": str(workspace.pk)})
     price_data = line_item.get("price_data") or {}
     checkout = CheckoutSession(
-        user=user,
+        workspace=workspace,
+        created_by=actor if actor is not None and actor.pk else None,
         kind=kind,
         mode=mode,
         line_item=line_item,
@@ -98,16 +105,16 @@ def checkout_session_start(
     return registry.gateway_get(gateway).checkout_open(checkout=checkout)
 
 
-def plan_checkout_start(*, user, plan_code: str, success_url: str, cancel_url: str) -> dict:
-    """Checkout (mode subscription) for a paid, active plan."""
+def plan_checkout_start(*, workspace, plan_code: str, success_url: str, cancel_url: str, actor=None) -> dict:
+    """Checkout (mode subscription) of a paid, active plan for the workspace."""
     plan = Plan.objects.filter(code=str(plan_code or ""), is_active=True).first()
     if plan is None or not plan.is_paid:
         raise ApiError("invalid_request", f"Unknown or unavailable plan: {plan_code}", param="planId")
-    current = subscription_get(user=user)
+    current = subscription_get(workspace=workspace)
     if current is not None:
         raise ApiError(
             "conflict",
-            f"You already have the {current.plan.name} plan; change plans from the billing portal.",
+            f"This workspace already has the {current.plan.name} plan; change plans from the billing portal.",
             param="planId",
         )
     if plan.stripe_price_id:
@@ -123,7 +130,8 @@ def plan_checkout_start(*, user, plan_code: str, success_url: str, cancel_url: s
             "quantity": 1,
         }
     result = checkout_session_start(
-        user=user,
+        workspace=workspace,
+        actor=actor,
         kind=PLAN_CHECKOUT_KIND,
         line_item=line_item,
         metadata={"plan_code": plan.code},
@@ -143,7 +151,13 @@ def plan_checkout_start(*, user, plan_code: str, success_url: str, cancel_url: s
 
 
 def plan_chargily_checkout_start(
-    *, user, plan_code: str, success_url: str, failure_url: str, now: datetime | None = None
+    *,
+    workspace,
+    plan_code: str,
+    success_url: str,
+    failure_url: str,
+    now: datetime | None = None,
+    actor=None,
 ) -> dict:
     """Pay one period of a plan in DZD. Renewing the same Chargily plan early is allowed (the
     new period starts when the current one ends); any other current paid plan is a conflict."""
@@ -153,18 +167,19 @@ def plan_chargily_checkout_start(
         raise ApiError("invalid_request", f"Unknown or unavailable plan: {plan_code}", param="plan_code")
     if not plan.price_dzd_minor:
         raise ApiError("invalid_request", f"The {plan.name} plan has no DZD price.", param="plan_code")
-    current = subscription_get(user=user)
+    current = subscription_get(workspace=workspace)
     if current is not None and not (
         current.gateway == Gateway.CHARGILY
         and (current.plan_id == plan.pk or (current.current_period_end or now) <= now)
     ):
         raise ApiError(
             "conflict",
-            f"You already have the {current.plan.name} plan until it ends or is canceled.",
+            f"This workspace already has the {current.plan.name} plan until it ends or is canceled.",
             param="plan_code",
         )
     return checkout_session_start(
-        user=user,
+        workspace=workspace,
+        actor=actor,
         kind=PLAN_CHECKOUT_KIND,
         line_item={
             "price_data": {

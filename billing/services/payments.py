@@ -12,6 +12,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from accounts.services import audit_record
 from core.locks import lock_objects
 
 from .. import registry
@@ -30,7 +31,7 @@ def payment_transaction_record(*, checkout: CheckoutSession) -> PaymentTransacti
     row, _ = PaymentTransaction.objects.get_or_create(
         reference=checkout.checkout_reference,
         defaults={
-            "user_id": checkout.user_id,
+            "workspace_id": checkout.workspace_id,
             "gateway": checkout.gateway,
             "kind": _payment_kind(checkout.kind),
             "checkout": checkout,
@@ -55,7 +56,8 @@ def payment_transaction_settle(
 
     Only a pending attempt can fail, expire or be canceled; ``paid`` wins over any outcome but
     itself (money that arrived is revenue), and a paid row never changes again. A payment for
-    a checkout that has no row yet (started before rows were kept) gets one.
+    a checkout that has no row yet (started before rows were kept) gets one. A payment that
+    arrives or fails is written to the workspace's audit log (no actor: the gateway said so).
     """
     now = now or timezone.now()
     allowed = [PaymentTransaction.Status.PENDING]
@@ -72,6 +74,7 @@ def payment_transaction_settle(
         changes["gateway_payment_id"] = gateway_payment_id[:255]
     rows = PaymentTransaction.objects.filter(reference=reference)
     if rows.filter(status__in=allowed).update(**changes):
+        _payment_audit(reference=reference, status=status)
         return True
     if rows.exists():
         return False
@@ -79,7 +82,41 @@ def payment_transaction_settle(
     if checkout is None:
         return False
     row = payment_transaction_record(checkout=checkout)
-    return bool(PaymentTransaction.objects.filter(pk=row.pk, status__in=allowed).update(**changes))
+    if PaymentTransaction.objects.filter(pk=row.pk, status__in=allowed).update(**changes):
+        _payment_audit(reference=reference, status=status)
+        return True
+    return False
+
+
+_AUDITED_OUTCOMES = {
+    PaymentTransaction.Status.PAID: "payment.succeeded",
+    PaymentTransaction.Status.FAILED: "payment.failed",
+}
+
+
+def _payment_audit(*, reference: str, status: str) -> None:
+    action = _AUDITED_OUTCOMES.get(status)
+    if action is None:  # an abandoned or canceled checkout moved no money
+        return
+    row = (
+        PaymentTransaction.objects.select_related("workspace", "checkout").filter(reference=reference).first()
+    )
+    if row is None:
+        return
+    audit_record(
+        action=action,
+        actor=None,
+        workspace=row.workspace,
+        target=f"payment:{row.pk}",
+        details={
+            "gateway": row.gateway,
+            "kind": row.kind,
+            "amount_minor": row.amount_minor,
+            "currency": row.currency,
+            "reference": row.reference,
+            "opened_by": row.checkout.created_by_id if row.checkout is not None else None,
+        },
+    )
 
 
 def checkout_fulfil(

@@ -22,8 +22,8 @@ from core import fastio
 from core.rawsql import table_quoted
 
 from ..models import PeriodAudit, Plan, QuotaReservation, UsageCounter
-from ..selectors import QuotaStatus, period_bounds, plan_for_user_get, plan_quota_get, quota_status_build
-from .alerts import _quota_alert_check, _quota_alert_schedule, _user_ref
+from ..selectors import QuotaStatus, period_bounds, plan_for_workspace_get, plan_quota_get, quota_status_build
+from .alerts import _quota_alert_check, _quota_alert_schedule, _workspace_ref
 
 logger = logging.getLogger("tollgate.billing")
 
@@ -42,13 +42,17 @@ class QuotaExceeded(Exception):
         self.status = status
 
 
-def _counter_id_get(*, user_id: int, meter: str, period: str, start: datetime, end: datetime) -> int:
+def _counter_id_get(*, workspace_id: int, meter: str, period: str, start: datetime, end: datetime) -> int:
     """The counter row of this period, created on first use (lazy rollover, race-free)."""
-    lookup = UsageCounter.objects.filter(user_id=user_id, meter=meter, period_start=start)
+    lookup = UsageCounter.objects.filter(workspace_id=workspace_id, meter=meter, period_start=start)
     counter_id = lookup.values_list("pk", flat=True).first()
     if counter_id is None:
         UsageCounter.objects.bulk_create(
-            [UsageCounter(user_id=user_id, meter=meter, period=period, period_start=start, period_end=end)],
+            [
+                UsageCounter(
+                    workspace_id=workspace_id, meter=meter, period=period, period_start=start, period_end=end
+                )
+            ],
             ignore_conflicts=True,
         )
         counter_id = lookup.values_list("pk", flat=True).get()
@@ -61,8 +65,8 @@ def _quota_exceeded(*, counter_id: int, rule, reset_at: datetime) -> QuotaExceed
     return QuotaExceeded(meter=rule.meter, status=status)
 
 
-def quota_reserve(*, user, meter: str, amount: int, now: datetime | None = None) -> QuotaReservation:
-    """Hold ``amount`` units of ``meter`` for one call, or raise QuotaExceeded.
+def quota_reserve(*, workspace, meter: str, amount: int, now: datetime | None = None) -> QuotaReservation:
+    """Hold ``amount`` units of ``meter`` of the workspace for one call, or raise QuotaExceeded.
 
     One conditional UPDATE decides, so under any concurrency ``used + reserved`` never passes
     the limit (PostgreSQL re-checks the WHERE clause after waiting on the row lock).
@@ -71,10 +75,12 @@ def quota_reserve(*, user, meter: str, amount: int, now: datetime | None = None)
     if amount < 0:
         raise ValueError("amount must be >= 0")
     now = now or timezone.now()
-    plan = plan_for_user_get(user=user, now=now)
+    plan = plan_for_workspace_get(workspace=workspace, now=now)
     rule = plan_quota_get(plan=plan, meter=meter)
     start, end = period_bounds(period=rule.period, now=now)
-    counter_id = _counter_id_get(user_id=user.pk, meter=meter, period=rule.period, start=start, end=end)
+    counter_id = _counter_id_get(
+        workspace_id=workspace.pk, meter=meter, period=rule.period, start=start, end=end
+    )
     with transaction.atomic():
         counter = UsageCounter.objects.filter(pk=counter_id)
         if rule.limit is not None:
@@ -82,7 +88,7 @@ def quota_reserve(*, user, meter: str, amount: int, now: datetime | None = None)
         if not counter.update(reserved=F("reserved") + amount):
             raise _quota_exceeded(counter_id=counter_id, rule=rule, reset_at=end)
         return QuotaReservation.objects.create(
-            user_id=user.pk, meter=meter, counter_id=counter_id, amount=amount, created_at=now
+            workspace_id=workspace.pk, meter=meter, counter_id=counter_id, amount=amount, created_at=now
         )
 
 
@@ -104,7 +110,8 @@ def quota_settle(*, reservation: QuotaReservation, actual: int, now: datetime | 
         rule = None
         if actual > amount:
             rule = plan_quota_get(
-                plan=plan_for_user_get(user=_user_ref(reservation.user_id), now=now), meter=reservation.meter
+                plan=plan_for_workspace_get(workspace=_workspace_ref(reservation.workspace_id), now=now),
+                meter=reservation.meter,
             )
             if rule.limit is not None:
                 headroom = (
@@ -143,7 +150,7 @@ def quota_release(*, reservation: QuotaReservation, now: datetime | None = None)
 
 # Lock order: every statement that moves several counters of a call (reserve, settle, release)
 # first locks them in id order (a ``… ORDER BY id FOR UPDATE`` CTE the update joins), so
-# concurrent calls of one user — and grouped settles of many — never deadlock on each other.
+# concurrent calls of one workspace — and grouped settles of many — never deadlock on each other.
 
 
 def _sync_commit_off_sql(synchronous_commit: bool) -> str:
@@ -157,8 +164,8 @@ def _sync_commit_off_sql(synchronous_commit: bool) -> str:
     return "" if synchronous_commit else ", _cfg AS (SELECT set_config('synchronous_commit', 'off', true))"
 
 
-def _rules_for(*, user, meters, now: datetime, plan: Plan | None = None) -> dict:
-    plan = plan or plan_for_user_get(user=user, now=now)
+def _rules_for(*, workspace, meters, now: datetime, plan: Plan | None = None) -> dict:
+    plan = plan or plan_for_workspace_get(workspace=workspace, now=now)
     rules = {}
     for meter in meters:
         rule = plan_quota_get(plan=plan, meter=meter)
@@ -169,7 +176,7 @@ def _rules_for(*, user, meters, now: datetime, plan: Plan | None = None) -> dict
 
 def quota_reserve_many(
     *,
-    user,
+    workspace,
     meters: dict[str, int],
     now: datetime | None = None,
     synchronous_commit: bool = True,
@@ -183,7 +190,7 @@ def quota_reserve_many(
     the meters that did are released at once, so nothing stays held (the refusal path costs
     two more statements; the hot path none). Counter rows are created on first use.
     Other databases: ``quota_reserve`` per meter inside one transaction. ``plan``: the
-    caller's ``plan_for_user_get`` result, to save its cache round trip.
+    caller's ``plan_for_workspace_get`` result, to save its cache round trip.
     """
     now = now or timezone.now()
     meters = {meter: int(amount) for meter, amount in meters.items()}
@@ -191,25 +198,33 @@ def quota_reserve_many(
         raise ValueError("amounts must be >= 0")
     if not meters:
         return []
-    rules = _rules_for(user=user, meters=meters, now=now, plan=plan)
+    rules = _rules_for(workspace=workspace, meters=meters, now=now, plan=plan)
     for attempt in range(2):
         rows = _reserve_statement(
-            user_id=user.pk, meters=meters, rules=rules, now=now, synchronous_commit=synchronous_commit
+            workspace_id=workspace.pk,
+            meters=meters,
+            rules=rules,
+            now=now,
+            synchronous_commit=synchronous_commit,
         )
         if rows is not None:
-            return _reservations_from_rows(user_id=user.pk, rows=rows, now=now)
+            return _reservations_from_rows(workspace_id=workspace.pk, rows=rows, now=now)
         # Refused: a missing counter (first call of a period) or a limit. Find out which.
         states = {
             meter: (used, reserved)
             for meter, used, reserved in UsageCounter.objects.filter(
-                user_id=user.pk, meter__in=list(meters), period_start__in={s for _, s, _ in rules.values()}
+                workspace_id=workspace.pk,
+                meter__in=list(meters),
+                period_start__in={s for _, s, _ in rules.values()},
             ).values_list("meter", "used", "reserved")
         }
         missing = [meter for meter in meters if meter not in states]
         if missing and attempt == 0:
             for meter in missing:
                 rule, start, end = rules[meter]
-                _counter_id_get(user_id=user.pk, meter=meter, period=rule.period, start=start, end=end)
+                _counter_id_get(
+                    workspace_id=workspace.pk, meter=meter, period=rule.period, start=start, end=end
+                )
             continue
         for meter, amount in meters.items():
             rule, _start, end = rules[meter]
@@ -228,7 +243,7 @@ def quota_reserve_many(
 
 def _reserve_sql(
     *,
-    user_id: int,
+    workspace_id: int,
     meters: dict,
     rules: dict,
     now: datetime,
@@ -250,28 +265,40 @@ def _reserve_sql(
         WITH want(meter, period_start, amount, lim) AS (VALUES {", ".join(values)}){cfg},
         lk AS (
             SELECT c.id FROM {counters} c JOIN want w ON c.meter = w.meter AND c.period_start = w.period_start
-            WHERE c.user_id = %s ORDER BY c.id FOR UPDATE OF c
+            WHERE c.workspace_id = %s ORDER BY c.id FOR UPDATE OF c
         ),
         upd AS (
             UPDATE {counters} c SET reserved = c.reserved + w.amount * %s::bigint
             FROM want w, lk{", _cfg" if cfg else ""}
-            WHERE c.id = lk.id AND c.user_id = %s AND c.meter = w.meter AND c.period_start = w.period_start
+            WHERE c.id = lk.id AND c.workspace_id = %s
+              AND c.meter = w.meter AND c.period_start = w.period_start
               AND (w.lim IS NULL OR c.used + c.reserved + w.amount * %s::bigint <= w.lim)
             RETURNING c.id, c.meter, w.amount
         )
-        INSERT INTO {holds} (user_id, meter, counter_id, amount, status, created_at)
+        INSERT INTO {holds} (workspace_id, meter, counter_id, amount, status, created_at)
         SELECT %s, upd.meter, upd.id, upd.amount, %s, %s FROM upd, generate_series(1, %s::int)
         RETURNING id, meter, counter_id, amount
     """  # noqa: S608 (table names from model meta, values parametrised)
     if copies < 1 or headroom < copies:
         raise ValueError("need 1 <= copies <= headroom")
-    params += [user_id, copies, user_id, headroom, user_id, QuotaReservation.Status.HELD, now, copies]
+    params += [
+        workspace_id,
+        copies,
+        workspace_id,
+        headroom,
+        workspace_id,
+        QuotaReservation.Status.HELD,
+        now,
+        copies,
+    ]
     return sql, params
 
 
-def _reserve_statement(*, user_id: int, meters: dict, rules: dict, now: datetime, synchronous_commit: bool):
+def _reserve_statement(
+    *, workspace_id: int, meters: dict, rules: dict, now: datetime, synchronous_commit: bool
+):
     sql, params = _reserve_sql(
-        user_id=user_id, meters=meters, rules=rules, now=now, synchronous_commit=synchronous_commit
+        workspace_id=workspace_id, meters=meters, rules=rules, now=now, synchronous_commit=synchronous_commit
     )
     with connection.cursor() as cursor:  # one statement: its own transaction unless inside one
         cursor.execute(sql, params)
@@ -290,11 +317,11 @@ def _reserve_statement(*, user_id: int, meters: dict, rules: dict, now: datetime
     return rows
 
 
-def _reservations_from_rows(*, user_id: int, rows, now: datetime) -> list[QuotaReservation]:
+def _reservations_from_rows(*, workspace_id: int, rows, now: datetime) -> list[QuotaReservation]:
     return [
         QuotaReservation(
             pk=pk,
-            user_id=user_id,
+            workspace_id=workspace_id,
             meter=meter,
             counter_id=counter_id,
             amount=amount,
@@ -307,7 +334,7 @@ def _reservations_from_rows(*, user_id: int, rows, now: datetime) -> list[QuotaR
 
 async def quota_reserve_many_fast(
     *,
-    user_id: int,
+    workspace_id: int,
     meters: dict[str, int],
     plan: Plan,
     now: datetime,
@@ -325,9 +352,9 @@ async def quota_reserve_many_fast(
     meters = {meter: int(amount) for meter, amount in meters.items()}
     if not meters or any(amount < 0 for amount in meters.values()):
         return None
-    rules = _rules_for(user=None, meters=meters, now=now, plan=plan)
+    rules = _rules_for(workspace=None, meters=meters, now=now, plan=plan)
     sql, params = _reserve_sql(
-        user_id=user_id,
+        workspace_id=workspace_id,
         meters=meters,
         rules=rules,
         now=now,
@@ -338,10 +365,10 @@ async def quota_reserve_many_fast(
     rows = await fastio.db_fetch(sql, params)  # a fixed text per number of meters: prepared once
     if len(rows) != len(meters) * copies:
         if rows:
-            held = _reservations_from_rows(user_id=user_id, rows=rows, now=now)
+            held = _reservations_from_rows(workspace_id=workspace_id, rows=rows, now=now)
             await quota_release_many_fast(reservations=held, now=now, synchronous_commit=synchronous_commit)
         return None
-    return _reservations_from_rows(user_id=user_id, rows=rows, now=now)
+    return _reservations_from_rows(workspace_id=workspace_id, rows=rows, now=now)
 
 
 def quota_settle_many(
@@ -445,7 +472,7 @@ def quota_settle_finish(
         if charged:
             _quota_alert_check(
                 plan=plan,
-                user_id=reservations[0].user_id,
+                workspace_id=reservations[0].workspace_id,
                 meter=meter,
                 counter_id=counter_id,
                 used=used,
@@ -544,16 +571,16 @@ def quota_period_rollover(*, now: datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
     released = quota_reservations_release_stale(now=now)
     audits = []
-    closed = UsageCounter.objects.filter(period_end__lte=now, reserved=0, audit__isnull=True).select_related(
-        "user"
-    )
+    closed = UsageCounter.objects.filter(period_end__lte=now, reserved=0, audit__isnull=True)
     for counter in closed.iterator(chunk_size=500):
-        plan = plan_for_user_get(user=counter.user, now=counter.period_end - timedelta(seconds=1))
+        plan = plan_for_workspace_get(
+            workspace=_workspace_ref(counter.workspace_id), now=counter.period_end - timedelta(seconds=1)
+        )
         rule = plan_quota_get(plan=plan, meter=counter.meter)
         audits.append(
             PeriodAudit(
                 counter=counter,
-                user_id=counter.user_id,
+                workspace_id=counter.workspace_id,
                 meter=counter.meter,
                 period_start=counter.period_start,
                 period_end=counter.period_end,

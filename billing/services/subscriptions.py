@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 
 from dateutil.relativedelta import relativedelta
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import transaction
@@ -21,14 +20,15 @@ from django.db.models import Exists, F, OuterRef
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.selectors import api_key_active_count
-from accounts.services import api_key_create, api_key_reveal_link_create
+from accounts.models import Membership
+from accounts.selectors import api_key_active_count, workspace_billing_emails
+from accounts.services import api_key_create, api_key_reveal_link_create, audit_record
 from core.locks import lock_objects
 
 from ..fulfilment import CheckoutEventRejected
 from ..models import CheckoutSession, Gateway, Plan, StripeEvent, Subscription
-from ..selectors import user_plan_cache_key
-from ..subscriptions import LIVE_STATUSES, subscription_live_claim, subscription_user_lock
+from ..selectors import workspace_for_metadata_get, workspace_plan_cache_key
+from ..subscriptions import LIVE_STATUSES, subscription_live_claim, subscription_workspace_lock
 
 logger = logging.getLogger("tollgate.billing")
 
@@ -54,8 +54,20 @@ def _id(value) -> str:
     return str(value or "")
 
 
-def _subscription_cache_forget(user_id: int) -> None:
-    transaction.on_commit(lambda: cache.delete(user_plan_cache_key(user_id)))
+def _subscription_cache_forget(workspace_id: int) -> None:
+    transaction.on_commit(lambda: cache.delete(workspace_plan_cache_key(workspace_id)))
+
+
+def _subscription_audit(*, row: Subscription, action: str, actor=None, **details) -> None:
+    """One audit event for a change of the workspace's plan or subscription (``actor`` None:
+    a gateway's webhook or a scheduled task made it)."""
+    audit_record(
+        action=action,
+        actor=actor,
+        workspace=row.workspace,
+        target=f"subscription:{row.pk}",
+        details={"plan": row.plan.code, "status": row.status, "gateway": row.gateway, **details},
+    )
 
 
 # A subscription never comes back from canceled; within one second, the further state wins.
@@ -106,7 +118,9 @@ def subscription_sync(*, stripe_subscription: dict, event_type: str, event_creat
     """Apply a ``customer.subscription.*`` event to our mirror, unless a newer one already was.
 
     Subscriptions we did not start (no ``kind=plan`` metadata and no row) are not ours:
-    another app's handler (organizations) takes them.
+    another app's handler (organizations) takes them. The metadata names the workspace
+    (``workspace_id``; subscriptions started before workspaces carry ``user_id``, which means
+    that user's personal workspace).
     """
     sub_id = _id(stripe_subscription.get("id"))
     metadata = stripe_subscription.get("metadata") or {}
@@ -115,29 +129,34 @@ def subscription_sync(*, stripe_subscription: dict, event_type: str, event_creat
         status = Subscription.Status.CANCELED
     row = Subscription.objects.filter(stripe_subscription_id=sub_id).first() if sub_id else None
     if row is None:
-        if metadata.get("kind") != PLAN_CHECKOUT_KIND or not str(metadata.get("user_id", "")).isdigit():
+        names_tenant = any(str(metadata.get(key, "")).isdigit() for key in ("workspace_id", "user_id"))
+        if metadata.get("kind") != PLAN_CHECKOUT_KIND or not names_tenant:
             return False
-        user = get_user_model().objects.filter(pk=int(metadata["user_id"])).first()
+        workspace = workspace_for_metadata_get(metadata=metadata)
         plan = _subscription_plan(stripe_subscription)
-        if user is None or plan is None:
-            raise ValueError(f"subscription {sub_id}: unknown user or plan in metadata")
-        # The metadata names a user: only believe it if that user opened a plan checkout.
+        if workspace is None or plan is None:
+            raise ValueError(f"subscription {sub_id}: unknown workspace or plan in metadata")
+        # The metadata names a workspace: only believe it if a plan checkout was opened for it.
         if not CheckoutSession.objects.filter(
-            user=user, kind=PLAN_CHECKOUT_KIND, gateway=Gateway.STRIPE, metadata__plan_code=plan.code
+            workspace=workspace,
+            kind=PLAN_CHECKOUT_KIND,
+            gateway=Gateway.STRIPE,
+            metadata__plan_code=plan.code,
         ).exists():
-            raise CheckoutEventRejected(f"subscription {sub_id}: no plan checkout of ours for its user")
-        subscription_user_lock(user_id=user.pk)
+            raise CheckoutEventRejected(f"subscription {sub_id}: no plan checkout of ours for its workspace")
+        subscription_workspace_lock(workspace_id=workspace.pk)
         row, _ = Subscription.objects.get_or_create(
             stripe_subscription_id=sub_id,
             defaults={
-                "user": user,
+                "workspace": workspace,
                 "plan": plan,
                 "stripe_customer_id": _id(stripe_subscription.get("customer")),
             },
         )
     else:
-        subscription_user_lock(user_id=row.user_id)
+        subscription_workspace_lock(workspace_id=row.workspace_id)
     row = lock_objects(Subscription.objects.filter(pk=row.pk))[0]
+    before = (row.status, row.plan_id, row.cancel_at_period_end)
     if not _event_is_current(row=row, event_created_at=event_created_at, status=status):
         logger.info(
             "stale subscription event discarded", extra={"subscription_id": row.pk, "type": event_type}
@@ -155,7 +174,11 @@ def subscription_sync(*, stripe_subscription: dict, event_type: str, event_creat
     row.plan = _subscription_plan(stripe_subscription) or row.plan
     row.stripe_event_at = event_created_at
     row.save()
-    _subscription_cache_forget(row.user_id)
+    _subscription_cache_forget(row.workspace_id)
+    if (row.status, row.plan_id, row.cancel_at_period_end) != before:
+        _subscription_audit(
+            row=row, action="subscription.updated", cancel_at_period_end=row.cancel_at_period_end
+        )
     return True
 
 
@@ -173,7 +196,7 @@ def subscription_invoice_paid(*, invoice: dict, event_created_at: datetime) -> b
     ).first()
     if row is None:
         return False
-    subscription_user_lock(user_id=row.user_id)
+    subscription_workspace_lock(workspace_id=row.workspace_id)
     row = lock_objects(Subscription.objects.filter(pk=row.pk))[0]
     ends = [(line.get("period") or {}).get("end") for line in (invoice.get("lines") or {}).get("data") or []]
     ends = [_ts(end) for end in ends if end]
@@ -187,12 +210,20 @@ def subscription_invoice_paid(*, invoice: dict, event_created_at: datetime) -> b
         row.status = Subscription.Status.ACTIVE
         row.stripe_event_at = event_created_at
     row.save()
-    _subscription_cache_forget(row.user_id)
+    _subscription_cache_forget(row.workspace_id)
+    _subscription_audit(
+        row=row,
+        action="payment.invoice_paid",
+        invoice=_id(invoice.get("id")),
+        amount_paid_minor=int(invoice.get("amount_paid") or 0),
+        currency=str(invoice.get("currency") or "").lower(),
+    )
     return True
 
 
 def subscription_invoice_payment_failed(*, invoice: dict, event_created_at: datetime) -> bool:
-    """A renewal payment failed: past due (the plan stays while Stripe retries); tell the user."""
+    """A renewal payment failed: past due (the plan stays while Stripe retries); tell the
+    workspace's billing contacts."""
     row = Subscription.objects.filter(
         stripe_subscription_id=_invoice_subscription_id(invoice) or None
     ).first()
@@ -205,7 +236,14 @@ def subscription_invoice_payment_failed(*, invoice: dict, event_created_at: date
         row.status = Subscription.Status.PAST_DUE
         row.stripe_event_at = event_created_at
         row.save()
-        _subscription_cache_forget(row.user_id)
+        _subscription_cache_forget(row.workspace_id)
+    _subscription_audit(
+        row=row,
+        action="payment.invoice_failed",
+        invoice=_id(invoice.get("id")),
+        amount_due_minor=int(invoice.get("amount_due") or 0),
+        currency=str(invoice.get("currency") or "").lower(),
+    )
     from ..tasks import subscription_payment_failed_email_task  # noqa: PLC0415 (billing.tasks imports the services: a task is queued lazily to avoid a cycle)
 
     subscription_id = row.pk
@@ -216,38 +254,41 @@ def subscription_invoice_payment_failed(*, invoice: dict, event_created_at: date
 
 
 def subscription_activate(*, session: dict, event_id: str, now: datetime | None = None) -> Subscription:
-    """The ``plan`` checkout handler: the paid session activates the plan.
+    """The ``plan`` checkout handler: the paid session activates the plan of the workspace.
 
-    Called once per session (CheckoutFulfilment), inside the event's transaction; the user and
-    plan are our checkout row's (``billing.fulfilment``). A live subscription of the user from
-    an earlier checkout is replaced (``billing.subscriptions``). On the user's first
-    activation, a key is created if they have none and the "plan active" email carries a
-    one-time reveal link, never the key. A Chargily payment (``session["gateway"]``) activates
-    one period instead: Chargily has no recurring subscriptions.
+    Called once per session (CheckoutFulfilment), inside the event's transaction; the workspace
+    and plan are our checkout row's (``billing.fulfilment``: ``metadata.workspace_id``, or for
+    a checkout opened before workspaces ``metadata.user_id``, that user's personal workspace).
+    A live subscription of the workspace from an earlier checkout is replaced
+    (``billing.subscriptions``). On the workspace's first activation, a key is created if it
+    has none (in the name of the member who opened the checkout) and the "plan active" email
+    carries them a one-time reveal link, never the key. A Chargily payment
+    (``session["gateway"]``) activates one period instead: Chargily has no recurring
+    subscriptions.
     """
     now = now or timezone.now()
     metadata = session.get("metadata") or {}
-    user_id = str(metadata.get("user_id") or session.get("client_reference_id") or "")
-    user = get_user_model().objects.filter(pk=int(user_id)).first() if user_id.isdigit() else None
+    workspace = workspace_for_metadata_get(metadata=metadata, fallback_id=session.get("client_reference_id"))
     plan = Plan.objects.filter(code=metadata.get("plan_code", "")).first()
+    reference = _id(session.get("id"))
     if session.get("gateway") == Gateway.CHARGILY:
-        if user is None or plan is None:
-            raise ValueError(f"chargily checkout {session.get('id')}: missing user or plan")
-        return subscription_period_activate(user=user, plan=plan, reference=_id(session.get("id")), now=now)
+        if workspace is None or plan is None:
+            raise ValueError(f"chargily checkout {session.get('id')}: missing workspace or plan")
+        return subscription_period_activate(workspace=workspace, plan=plan, reference=reference, now=now)
     sub_id = _id(session.get("subscription"))
-    if user is None or plan is None or not sub_id:
-        raise ValueError(f"checkout session {session.get('id')}: missing user, plan or subscription")
+    if workspace is None or plan is None or not sub_id:
+        raise ValueError(f"checkout session {session.get('id')}: missing workspace, plan or subscription")
     event_created_at = (
         StripeEvent.objects.filter(stripe_event_id=event_id)
         .values_list("stripe_created_at", flat=True)
         .first()
         or now
     )
-    subscription_user_lock(user_id=user.pk)
+    subscription_workspace_lock(workspace_id=workspace.pk)
     row, created = Subscription.objects.get_or_create(
         stripe_subscription_id=sub_id,
         defaults={
-            "user": user,
+            "workspace": workspace,
             "plan": plan,
             "status": Subscription.Status.INCOMPLETE,  # live below, once no other one is
             "stripe_customer_id": _id(session.get("customer")),
@@ -256,8 +297,8 @@ def subscription_activate(*, session: dict, event_id: str, now: datetime | None 
         },
     )
     row = lock_objects(Subscription.objects.filter(pk=row.pk))[0]
-    if row.user_id != user.pk:
-        raise ValueError(f"subscription {sub_id} belongs to another user")
+    if row.workspace_id != workspace.pk:
+        raise ValueError(f"subscription {sub_id} belongs to another workspace")
     if (
         row.status == Subscription.Status.INCOMPLETE
         and (
@@ -270,32 +311,61 @@ def subscription_activate(*, session: dict, event_id: str, now: datetime | None 
     ):
         row.status = Subscription.Status.ACTIVE
         row.stripe_event_at = event_created_at
-    row.checkout_reference = _id(session.get("id"))
+    row.checkout_reference = reference
     row.stripe_customer_id = row.stripe_customer_id or _id(session.get("customer"))
     # A session whose subscription already ended (out-of-order delivery) activates nothing.
     first_activation = row.activated_at is None and row.status in Subscription.ENTITLED_STATUSES
     if first_activation:
         row.activated_at = now
     row.save()
-    _subscription_cache_forget(user.pk)
+    _subscription_cache_forget(workspace.pk)
     if first_activation:
-        _subscription_welcome(row=row, user=user, now=now)
+        _subscription_audit(row=row, action="subscription.activated", reference=reference)
+        _subscription_welcome(row=row, workspace=workspace, reference=reference, now=now)
     logger.info("subscription activated", extra={"subscription_id": row.pk, "plan": plan.code})
     return row
 
 
-def _subscription_welcome(*, row: Subscription, user, now: datetime) -> None:
-    """First activation: a key when the user has none (shown once through a link) and the
-    'plan active' email, queued after commit."""
+def _checkout_opener(*, workspace, reference: str):
+    """The member who opened the checkout ``reference``, while still a member; else the owner
+    of a personal workspace (checkouts opened before workspaces recorded nobody); else None."""
+    opener_id = (
+        CheckoutSession.objects.filter(checkout_reference=reference, workspace=workspace)
+        .values_list("created_by_id", flat=True)
+        .first()
+    )
+    if opener_id is not None:
+        membership = (
+            Membership.objects.select_related("user")
+            .filter(workspace=workspace, user_id=opener_id, user__is_active=True)
+            .first()
+        )
+        if membership is not None:
+            return membership.user
+    return workspace.personal_owner if workspace.personal_owner_id else None
+
+
+def _subscription_welcome(*, row: Subscription, workspace, reference: str, now: datetime) -> None:
+    """First activation: a key when the workspace has none, created in the name of the member
+    who opened the checkout (shown once, through a link emailed to them only), and the 'plan
+    active' email, queued after commit."""
     reveal_url = ""
-    if api_key_active_count(user=user, now=now) == 0:
-        api_key, plaintext = api_key_create(user=user, name="Default key", now=now)
-        reveal_url = api_key_reveal_link_create(api_key=api_key, plaintext=plaintext, now=now)
+    opener = None
+    if api_key_active_count(workspace=workspace, now=now) == 0:
+        opener = _checkout_opener(workspace=workspace, reference=reference)
+        if opener is not None:
+            api_key, plaintext = api_key_create(
+                workspace=workspace, created_by=opener, name="Default key", now=now
+            )
+            reveal_url = api_key_reveal_link_create(api_key=api_key, plaintext=plaintext, now=now)
     from ..tasks import plan_active_email_task  # noqa: PLC0415 (billing.tasks imports the services: a task is queued lazily to avoid a cycle)
 
     subscription_id = row.pk
+    reveal_user_id = opener.pk if reveal_url else None
     transaction.on_commit(
-        lambda: plan_active_email_task.delay(subscription_id=subscription_id, reveal_url=reveal_url)
+        lambda: plan_active_email_task.delay(
+            subscription_id=subscription_id, reveal_url=reveal_url, reveal_user_id=reveal_user_id
+        )
     )
 
 
@@ -303,24 +373,24 @@ CHARGILY_SUBSCRIPTION_PREFIX = "chargily:"
 
 
 def subscription_period_activate(
-    *, user, plan: Plan, reference: str, now: datetime | None = None
+    *, workspace, plan: Plan, reference: str, now: datetime | None = None
 ) -> Subscription:
     """A one-period plan paid through Chargily (no recurring billing there).
 
     A first payment is a new row, keyed by the checkout reference (a replay returns it); it
-    replaces any other live subscription of the user. It ends at ``current_period_end`` by
+    replaces any other live subscription of the workspace. It ends at ``current_period_end`` by
     itself (``cancel_at_period_end``); paying the same plan again before then (renewal) extends
     that row by one period, so the new period starts where the current one ends.
     """
     now = now or timezone.now()
     sub_id = f"{CHARGILY_SUBSCRIPTION_PREFIX}{reference}"
-    subscription_user_lock(user_id=user.pk)
+    subscription_workspace_lock(workspace_id=workspace.pk)
     existing = Subscription.objects.filter(stripe_subscription_id=sub_id).first()
     if existing is not None:
         return existing
     current = lock_objects(
         Subscription.objects.filter(
-            user_id=user.pk,
+            workspace_id=workspace.pk,
             plan=plan,
             gateway=Gateway.CHARGILY,
             status__in=Subscription.ENTITLED_STATUSES,
@@ -343,11 +413,17 @@ def subscription_period_activate(
                 "updated_at",
             ]
         )
-        _subscription_cache_forget(user.pk)
+        _subscription_cache_forget(workspace.pk)
+        _subscription_audit(
+            row=row,
+            action="subscription.renewed",
+            reference=reference,
+            current_period_end=row.current_period_end.isoformat(),
+        )
         logger.info("chargily period renewed", extra={"subscription_id": row.pk, "plan": plan.code})
         return row
     row = Subscription.objects.create(
-        user=user,
+        workspace=workspace,
         plan=plan,
         gateway=Gateway.CHARGILY,
         status=Subscription.Status.INCOMPLETE,  # live below, once no other one is
@@ -361,8 +437,9 @@ def subscription_period_activate(
     subscription_live_claim(row=row, now=now)  # the newest row: it always wins
     row.status = Subscription.Status.ACTIVE
     row.save(update_fields=["status", "updated_at"])
-    _subscription_cache_forget(user.pk)
-    _subscription_welcome(row=row, user=user, now=now)
+    _subscription_cache_forget(workspace.pk)
+    _subscription_audit(row=row, action="subscription.activated", reference=reference)
+    _subscription_welcome(row=row, workspace=workspace, reference=reference, now=now)
     logger.info("chargily period activated", extra={"subscription_id": row.pk, "plan": plan.code})
     return row
 
@@ -379,25 +456,27 @@ def chargily_periods_expire(*, now: datetime | None = None) -> int:
     ``current_period_end``; this makes the row say so). Safe to run twice."""
     now = now or timezone.now()
     ended = 0
-    for row_id, user_id in (
-        _chargily_entitled().filter(current_period_end__lte=now).values_list("pk", "user_id")
+    for row_id, workspace_id in (
+        _chargily_entitled().filter(current_period_end__lte=now).values_list("pk", "workspace_id")
     ):
         with transaction.atomic():
             if Subscription.objects.filter(pk=row_id, status__in=Subscription.ENTITLED_STATUSES).update(
                 status=Subscription.Status.CANCELED, ended_at=F("current_period_end"), updated_at=now
             ):
                 ended += 1
-                _subscription_cache_forget(user_id)
+                _subscription_cache_forget(workspace_id)
+                row = Subscription.objects.select_related("workspace", "plan").get(pk=row_id)
+                _subscription_audit(row=row, action="subscription.ended")
     return ended
 
 
 def chargily_renewal_reminders_send(*, now: datetime | None = None) -> int:
     """Email each Chargily plan ending within CHARGILY_RENEWAL_REMINDER_DAYS, once per period;
-    skipped when the user already paid the next period."""
+    skipped when the workspace already paid the next period."""
     now = now or timezone.now()
     horizon = now + timedelta(days=settings.CHARGILY_RENEWAL_REMINDER_DAYS)
     renewed = _chargily_entitled().filter(
-        user_id=OuterRef("user_id"), current_period_end__gt=OuterRef("current_period_end")
+        workspace_id=OuterRef("workspace_id"), current_period_end__gt=OuterRef("current_period_end")
     )
     due = (
         _chargily_entitled()
@@ -411,58 +490,85 @@ def chargily_renewal_reminders_send(*, now: datetime | None = None) -> int:
 
 
 def chargily_renewal_reminder_send(*, subscription_id: int, now: datetime | None = None) -> bool:
-    """One reminder per period: the marker (conditional UPDATE) and the email commit together,
-    so a failed send is retried by the next run and a second run sends nothing."""
+    """One reminder per period, to the workspace's billing contacts: the marker (conditional
+    UPDATE) and the email commit together, so a failed send is retried by the next run and a
+    second run sends nothing."""
     now = now or timezone.now()
     with transaction.atomic():
         if not Subscription.objects.filter(pk=subscription_id, renewal_reminder_sent_at__isnull=True).update(
             renewal_reminder_sent_at=now
         ):
             return False
-        row = Subscription.objects.select_related("user", "plan").get(pk=subscription_id)
-        send_mail(
-            f"Tollgate: your {row.plan.name} plan ends on {row.current_period_end:%Y-%m-%d}",
-            f"Your {row.plan.name} plan, paid with Chargily Pay, ends on "
-            f"{row.current_period_end:%Y-%m-%d %H:%M} UTC and does not renew by itself.\n\n"
-            f"Renew it (the new period starts when this one ends): "
-            f"{settings.SITE_URL}{reverse('billing:pricing')}\n",
-            settings.DEFAULT_FROM_EMAIL,
-            [row.user.email],
-        )
+        row = Subscription.objects.select_related("workspace", "plan").get(pk=subscription_id)
+        recipients = workspace_billing_emails(workspace=row.workspace)
+        if recipients:
+            send_mail(
+                f"Tollgate: your {row.plan.name} plan ends on {row.current_period_end:%Y-%m-%d}",
+                f"The {row.plan.name} plan of {row.workspace.name}, paid with Chargily Pay, ends on "
+                f"{row.current_period_end:%Y-%m-%d %H:%M} UTC and does not renew by itself.\n\n"
+                f"Renew it (the new period starts when this one ends): "
+                f"{settings.SITE_URL}{reverse('billing:pricing')}\n",
+                settings.DEFAULT_FROM_EMAIL,
+                recipients,
+            )
     return True
 
 
-def plan_active_email_send(*, subscription_id: int, reveal_url: str = "") -> bool:
-    """'Your plan is active', with the one-time key link when a key was created for the user."""
-    row = Subscription.objects.select_related("user", "plan").filter(pk=subscription_id).first()
+def plan_active_email_send(
+    *, subscription_id: int, reveal_url: str = "", reveal_user_id: int | None = None
+) -> bool:
+    """'Your plan is active' to the workspace's billing contacts. The one-time key link, when a
+    key was created, goes to the member it was created for (``reveal_user_id``) and nobody else:
+    a link shown to several people would show the key to the first who opens it."""
+    row = Subscription.objects.select_related("workspace", "plan").filter(pk=subscription_id).first()
     if row is None:
         return False
-    lines = [f"Your Tollgate {row.plan.name} plan is active.", ""]
-    if reveal_url:
-        lines += [
-            "We created an API key for you. Open this link within 24 hours to see it, once:",
-            reveal_url,
-            "",
-        ]
-    lines.append(f"Dashboard: {settings.SITE_URL}/dashboard/")
-    send_mail(
-        f"Tollgate: your {row.plan.name} plan is active",
-        "\n".join(lines),
-        settings.DEFAULT_FROM_EMAIL,
-        [row.user.email],
-    )
+    recipients = workspace_billing_emails(workspace=row.workspace)
+    subject = f"Tollgate: your {row.plan.name} plan is active"
+    footer = f"Dashboard: {settings.SITE_URL}/dashboard/"
+    lead = f"The Tollgate {row.plan.name} plan of {row.workspace.name} is active."
+    if row.workspace.personal:
+        lead = f"Your Tollgate {row.plan.name} plan is active."
+    revealed_to = ""
+    if reveal_user_id is None and row.workspace.personal:  # a task queued before workspaces
+        reveal_user_id = row.workspace.personal_owner_id
+    if reveal_url and reveal_user_id is not None:
+        revealed_to = (
+            Membership.objects.filter(workspace=row.workspace, user_id=reveal_user_id)
+            .values_list("user__email", flat=True)
+            .first()
+            or ""
+        )
+    if revealed_to:
+        body = "\n".join(
+            [
+                lead,
+                "",
+                "We created an API key for you. Open this link within 24 hours to see it, once:",
+                reveal_url,
+                "",
+                footer,
+            ]
+        )
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [revealed_to])
+    others = [email for email in recipients if email != revealed_to]
+    if others:
+        send_mail(subject, "\n".join([lead, "", footer]), settings.DEFAULT_FROM_EMAIL, others)
     return True
 
 
 def subscription_payment_failed_email_send(*, subscription_id: int) -> bool:
-    row = Subscription.objects.select_related("user", "plan").filter(pk=subscription_id).first()
+    row = Subscription.objects.select_related("workspace", "plan").filter(pk=subscription_id).first()
     if row is None:
+        return False
+    recipients = workspace_billing_emails(workspace=row.workspace)
+    if not recipients:
         return False
     send_mail(
         "Tollgate: your payment failed",
-        f"We could not charge your {row.plan.name} plan renewal. Stripe will retry; please update "
-        f"your payment method from {settings.SITE_URL}{reverse('billing:pricing')}.",
+        f"We could not charge the {row.plan.name} plan renewal of {row.workspace.name}. Stripe will "
+        f"retry; please update the payment method from {settings.SITE_URL}{reverse('billing:pricing')}.",
         settings.DEFAULT_FROM_EMAIL,
-        [row.user.email],
+        recipients,
     )
     return True

@@ -35,14 +35,23 @@ def event(event_type: str, obj: dict, *, created: int | None = None, event_id: s
 
 
 def checkout_row(
-    *, user, session_id: str, kind: str, mode: str, metadata: dict, amount_minor: int, currency: str = "eur"
+    *,
+    workspace,
+    session_id: str,
+    kind: str,
+    mode: str,
+    metadata: dict,
+    amount_minor: int,
+    currency: str = "eur",
+    created_by=None,
 ) -> CheckoutSession:
-    """Our row for a checkout we started, as ``checkout_session_start`` writes it: fulfilment
-    reads it, not the event's metadata."""
+    """Our row for a checkout we started for ``workspace``, as ``checkout_session_start`` writes
+    it: fulfilment reads it, not the event's metadata."""
     row, _ = CheckoutSession.objects.get_or_create(
         checkout_reference=session_id,
         defaults={
-            "user": user,
+            "workspace": workspace,
+            "created_by": created_by,
             "kind": kind,
             "mode": mode,
             "line_item": {"price_data": {"currency": currency, "unit_amount": amount_minor}, "quantity": 1},
@@ -58,18 +67,31 @@ def checkout_row(
 
 def checkout_session(
     *,
-    user,
+    workspace,
     session_id: str = "cs_test_session_1",
     plan_code: str = "business",
     subscription_id: str = "sub_test_1",
     customer_id: str = "cus_test_1",
     payment_status: str = "paid",
     kind: str = "plan",
+    metadata: dict | None = None,
+    created_by=None,
 ) -> dict:
-    metadata = {"kind": kind, "user_id": str(user.pk), "plan_code": plan_code}
+    """A paid ``checkout.session`` of ours for ``workspace``, opened by ``created_by`` (the
+    personal owner by default). ``metadata``: what the checkout was opened with (a checkout
+    from before workspaces named ``user_id``), echoed by Stripe."""
+    if metadata is None:
+        metadata = {"kind": kind, "workspace_id": str(workspace.pk), "plan_code": plan_code}
     checkout_row(
-        user=user, session_id=session_id, kind=kind, mode="subscription", metadata=metadata, amount_minor=9900
+        workspace=workspace,
+        session_id=session_id,
+        kind=kind,
+        mode="subscription",
+        metadata=metadata,
+        amount_minor=9900,
+        created_by=created_by or workspace.personal_owner,
     )
+    client_reference = metadata.get("workspace_id") or metadata.get("user_id") or str(workspace.pk)
     session = stripe_object("checkout.session")
     session.update(
         id=session_id,
@@ -82,7 +104,7 @@ def checkout_session(
         customer=customer_id,
         subscription=subscription_id,
         payment_intent=None,
-        client_reference_id=str(user.pk),
+        client_reference_id=str(client_reference),
         metadata=dict(metadata),
     )
     return session
@@ -90,7 +112,7 @@ def checkout_session(
 
 def subscription(
     *,
-    user,
+    workspace,
     subscription_id: str = "sub_test_1",
     status: str = "active",
     plan_code: str = "business",
@@ -112,7 +134,7 @@ def subscription(
         ended_at=None,
         metadata=metadata
         if metadata is not None
-        else {"kind": "plan", "user_id": str(user.pk), "plan_code": plan_code},
+        else {"kind": "plan", "workspace_id": str(workspace.pk), "plan_code": plan_code},
     )
     sub.pop("current_period_end", None)
     item = sub["items"]["data"][0]

@@ -4,7 +4,7 @@ from django.core.cache import cache
 import billing.tests.stripe_events as se
 from billing.gateways import chargily as chargily_client
 from billing.models import ChargilyEvent, PaymentTransaction, Plan, StripeEvent
-from billing.selectors import CATALOG_VERSION_KEY, plan_for_user_get
+from billing.selectors import CATALOG_VERSION_KEY, plan_for_workspace_get
 from billing.services import (
     stripe_event_store,
 )
@@ -22,8 +22,10 @@ def staff_client(client):
 
 
 def test_reprocess_action_processes_failed_events(staff_client):
-    user = UserFactory()
-    row, _ = stripe_event_store(event=se.event("checkout.session.completed", se.checkout_session(user=user)))
+    workspace = UserFactory().personal_workspace
+    row, _ = stripe_event_store(
+        event=se.event("checkout.session.completed", se.checkout_session(workspace=workspace))
+    )
     StripeEvent.objects.filter(pk=row.pk).update(status=StripeEvent.Status.FAILED, error="boom")
     response = staff_client.post(
         "/admin/billing/stripeevent/", {"action": "reprocess", "_selected_action": [row.pk]}, follow=True
@@ -31,7 +33,7 @@ def test_reprocess_action_processes_failed_events(staff_client):
     assert response.status_code == 200
     row.refresh_from_db()
     assert (row.status, row.error) == (StripeEvent.Status.PROCESSED, "")
-    assert plan_for_user_get(user=user).code == "business"
+    assert plan_for_workspace_get(workspace=workspace).code == "business"
 
 
 def test_events_are_read_only(staff_client):
@@ -42,7 +44,7 @@ def test_events_are_read_only(staff_client):
 
 
 def test_plan_edit_in_admin_invalidates_the_catalogue(staff_client, django_capture_on_commit_callbacks):
-    plan_for_user_get(user=UserFactory())
+    plan_for_workspace_get(workspace=UserFactory().personal_workspace)
     before = cache.get(CATALOG_VERSION_KEY)
     plan = Plan.objects.get(code="free")
     data = {
@@ -67,7 +69,7 @@ def test_plan_edit_in_admin_invalidates_the_catalogue(staff_client, django_captu
         response = staff_client.post(f"/admin/billing/plan/{plan.pk}/change/", data)
     assert response.status_code == 302
     assert cache.get(CATALOG_VERSION_KEY) != before
-    assert plan_for_user_get(user=UserFactory()).rate_limit_per_minute == 9
+    assert plan_for_workspace_get(workspace=UserFactory().personal_workspace).rate_limit_per_minute == 9
 
 
 def test_payment_transactions_and_chargily_events_are_listed_read_only(staff_client, settings):

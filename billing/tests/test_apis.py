@@ -6,9 +6,9 @@ from django.core import mail
 
 import billing.tests.stripe_events as se
 from accounts.services import api_key_create
-from billing.models import StripeEvent, Subscription
+from billing.models import CheckoutSession, StripeEvent, Subscription
 
-from .factories import SubscriptionFactory, UserFactory
+from .factories import SubscriptionFactory, UserFactory, member_add, team_workspace
 
 pytestmark = pytest.mark.django_db
 
@@ -27,18 +27,18 @@ def _error_code(response) -> str:
 # --- webhook ---------------------------------------------------------------------------------
 
 
-def _checkout_event(user):
-    return se.event("checkout.session.completed", se.checkout_session(user=user))
+def _checkout_event(workspace):
+    return se.event("checkout.session.completed", se.checkout_session(workspace=workspace))
 
 
 def test_webhook_valid_signature_activates(client, webhook_settings, django_capture_on_commit_callbacks):
-    user = UserFactory()
-    payload, signature = se.signed(_checkout_event(user))
+    workspace = UserFactory().personal_workspace
+    payload, signature = se.signed(_checkout_event(workspace))
     with django_capture_on_commit_callbacks(execute=True):
         response = _post_webhook(client, payload, signature)
     assert response.status_code == 200
     assert response.json() == {"received": True, "status": "processed", "duplicate": False}
-    assert Subscription.objects.get(user=user).status == "active"
+    assert Subscription.objects.get(workspace=workspace).status == "active"
 
 
 @pytest.mark.parametrize(
@@ -46,8 +46,7 @@ def test_webhook_valid_signature_activates(client, webhook_settings, django_capt
     ["wrong_secret", "stale", "future", "body_altered", "missing_header", "garbage_header", "not_an_event"],
 )
 def test_webhook_signature_matrix_answers_400_and_stores_nothing(case, client, webhook_settings):
-    user = UserFactory()
-    evt = _checkout_event(user)
+    evt = _checkout_event(UserFactory().personal_workspace)
     now = int(time.time())
     payload, signature = se.signed(evt)
     if case == "wrong_secret":
@@ -81,8 +80,7 @@ def test_webhook_accepts_timestamps_inside_the_window(client, webhook_settings):
 def test_webhook_duplicate_answers_200_and_does_nothing(
     client, webhook_settings, django_capture_on_commit_callbacks
 ):
-    user = UserFactory()
-    payload, signature = se.signed(_checkout_event(user))
+    payload, signature = se.signed(_checkout_event(UserFactory().personal_workspace))
     with django_capture_on_commit_callbacks(execute=True):
         first = _post_webhook(client, payload, signature)
         second = _post_webhook(client, payload, signature)
@@ -100,8 +98,8 @@ def test_webhook_unknown_type_is_200(client, webhook_settings):
 
 
 def test_webhook_processing_failure_is_stored_and_answers_503_for_a_retry(client, webhook_settings):
-    user = UserFactory()
-    evt = se.event("checkout.session.completed", se.checkout_session(user=user, plan_code="gone"))
+    workspace = UserFactory().personal_workspace
+    evt = se.event("checkout.session.completed", se.checkout_session(workspace=workspace, plan_code="gone"))
     payload, signature = se.signed(evt)
     response = _post_webhook(client, payload, signature)
     assert response.status_code == 503
@@ -179,7 +177,7 @@ def test_checkout_malformed_json_is_400(api_client):
 # --- subscription, plans, portal -------------------------------------------------------------
 
 
-def test_subscription_for_a_free_user(api_client):
+def test_subscription_of_a_free_workspace(api_client):
     api_client.force_authenticate(UserFactory())
     body = api_client.get("/api/billing/subscription").json()
     assert body["status"] == "active"
@@ -187,9 +185,9 @@ def test_subscription_for_a_free_user(api_client):
     assert (body["currentPeriodEnd"], body["cancelAtPeriodEnd"]) == (None, False)
 
 
-def test_subscription_for_a_paying_user(api_client):
+def test_subscription_of_a_paying_workspace(api_client):
     sub = SubscriptionFactory(status="past_due", cancel_at_period_end=True)
-    api_client.force_authenticate(sub.user)
+    api_client.force_authenticate(sub.workspace.personal_owner)
     body = api_client.get("/api/billing/subscription").json()
     assert body["plan"]["code"] == "business"
     assert body["plan"]["quotas"] == [
@@ -204,7 +202,7 @@ def test_subscription_for_a_paying_user(api_client):
 
 def test_subscription_works_with_a_proxy_key(api_client):
     sub = SubscriptionFactory()
-    _, plaintext = api_key_create(user=sub.user, name="k")
+    _, plaintext = api_key_create(workspace=sub.workspace, created_by=sub.workspace.personal_owner, name="k")
     response = api_client.get("/api/billing/subscription", HTTP_AUTHORIZATION=f"Bearer {plaintext}")
     assert response.json()["plan"]["code"] == "business"
 
@@ -241,7 +239,7 @@ def test_portal_returns_the_stripe_url(api_client, stripe_settings):
             "url": "https://billing.stripe.com/p/session/x",
         },
     )
-    api_client.force_authenticate(sub.user)
+    api_client.force_authenticate(sub.workspace.personal_owner)
     response = api_client.post(
         "/api/billing/portal", {"returnUrl": "http://localhost/dashboard/"}, format="json"
     )
@@ -260,7 +258,7 @@ def test_portal_without_billing_account_is_400(api_client, stripe_settings):
 
 def test_portal_rejects_foreign_return_url(api_client, stripe_settings):
     sub = SubscriptionFactory()
-    api_client.force_authenticate(sub.user)
+    api_client.force_authenticate(sub.workspace.personal_owner)
     response = api_client.post(
         "/api/billing/portal", {"returnUrl": "https://evil.example.com/"}, format="json"
     )
@@ -271,8 +269,94 @@ def test_portal_rejects_foreign_return_url(api_client, stripe_settings):
 def test_webhook_refuses_the_public_local_secret_outside_debug(client, settings):
     settings.DEBUG = False
     settings.STRIPE_WEBHOOK_SECRET = "whsec_local_simulated_checkout"
-    user = UserFactory()
-    payload, signature = se.signed(_checkout_event(user), secret="whsec_local_simulated_checkout")
+    payload, signature = se.signed(
+        _checkout_event(UserFactory().personal_workspace), secret="whsec_local_simulated_checkout"
+    )
     response = _post_webhook(client, payload, signature)
     assert response.status_code == 503
     assert not StripeEvent.objects.exists()
+
+
+# --- the workspace and its roles ---------------------------------------------------------------
+
+CHECKOUT = {"planId": "business", "successUrl": "http://localhost/ok", "cancelUrl": "http://localhost/no"}
+
+
+def test_a_billing_member_opens_a_checkout_for_the_team_workspace(api_client, simulated_settings):
+    team = team_workspace(name="Acme")
+    member = member_add(team, role="billing")
+    api_client.force_authenticate(member)
+    response = api_client.post(
+        "/api/billing/checkout", CHECKOUT, format="json", HTTP_X_WORKSPACE=str(team.pk)
+    )
+    assert response.status_code == 200
+    checkout = CheckoutSession.objects.get(checkout_reference=response.json()["sessionId"])
+    assert (checkout.workspace_id, checkout.created_by_id) == (team.pk, member.pk)
+    assert checkout.metadata["workspace_id"] == str(team.pk)
+    assert "user_id" not in checkout.metadata
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "action_roles"),
+    [
+        ("post", "/api/billing/checkout", ["owner", "admin", "billing"]),
+        ("post", "/api/billing/portal", ["owner", "admin", "billing"]),
+        ("get", "/api/billing/subscription", ["owner", "admin", "billing"]),
+        ("post", "/payment/subscribe/student", ["owner", "admin", "billing"]),
+        ("get", "/payment/subscription/status", ["owner", "admin", "billing"]),
+    ],
+)
+def test_a_developer_gets_403_with_the_roles_that_may(
+    method, path, action_roles, api_client, simulated_settings
+):
+    team = team_workspace()
+    api_client.force_authenticate(member_add(team, role="developer"))
+    response = getattr(api_client, method)(path, CHECKOUT, format="json", HTTP_X_WORKSPACE=str(team.pk))
+    assert response.status_code == 403
+    error = response.json()["error"]
+    assert (error["code"], error["required_role"]) == ("forbidden", action_roles)
+    assert not CheckoutSession.objects.exists()
+
+
+def test_a_developers_own_personal_workspace_is_theirs_to_pay_for(api_client, simulated_settings):
+    """The role is per workspace: a developer of a team owns their personal workspace."""
+    developer = member_add(team_workspace(), role="developer")
+    api_client.force_authenticate(developer)
+    assert api_client.post("/api/billing/checkout", CHECKOUT, format="json").status_code == 200
+    assert CheckoutSession.objects.get().workspace_id == developer.personal_workspace.pk
+
+
+def test_a_workspace_the_caller_is_not_in_is_404(api_client, simulated_settings):
+    stranger = team_workspace()
+    SubscriptionFactory(workspace=stranger)
+    api_client.force_authenticate(UserFactory())
+    for response in (
+        api_client.get("/api/billing/subscription", HTTP_X_WORKSPACE=str(stranger.pk)),
+        api_client.post("/api/billing/checkout", CHECKOUT, format="json", HTTP_X_WORKSPACE=str(stranger.pk)),
+    ):
+        assert response.status_code == 404
+        assert _error_code(response) == "not_found"
+    assert not CheckoutSession.objects.exists()
+
+
+def test_the_subscription_read_is_the_workspaces_for_every_member_who_may_read_billing(api_client):
+    team = team_workspace()
+    SubscriptionFactory(workspace=team)
+    member = member_add(team, role="billing")
+    api_client.force_authenticate(member)
+    assert api_client.get("/api/billing/subscription").json()["plan"]["code"] == "free"  # personal
+    team_view = api_client.get("/api/billing/subscription", HTTP_X_WORKSPACE=str(team.pk)).json()
+    assert team_view["plan"]["code"] == "business"
+
+
+def test_a_proxy_key_reads_its_own_workspaces_subscription_with_its_creators_role(api_client):
+    team = team_workspace()
+    SubscriptionFactory(workspace=team)
+    developer = member_add(team, role="developer")
+    admin = member_add(team, role="admin")
+    _, developer_key = api_key_create(workspace=team, created_by=developer, name="dev")
+    _, admin_key = api_key_create(workspace=team, created_by=admin, name="admin")
+    refused = api_client.get("/api/billing/subscription", HTTP_AUTHORIZATION=f"Bearer {developer_key}")
+    assert refused.status_code == 403
+    allowed = api_client.get("/api/billing/subscription", HTTP_AUTHORIZATION=f"Bearer {admin_key}")
+    assert allowed.json()["plan"]["code"] == "business"

@@ -73,7 +73,7 @@ def test_valid_signature_fulfils_and_a_duplicate_does_nothing(
         again = ce.post(client, payload, signature)
     assert again.status_code == 200 and again.json() == {"received": True, "duplicate": True}
     assert ChargilyEvent.objects.get().attempts == 1
-    assert Subscription.objects.filter(user=checkout.user).count() == 1
+    assert Subscription.objects.filter(workspace=checkout.workspace).count() == 1
     assert len(mail.outbox) == 1
     assert PaymentTransaction.objects.get().status == "paid"
 
@@ -155,7 +155,7 @@ def test_subscribe_bad_input_is_a_json_error(path, data, status, param, chargily
 
 def test_subscribe_while_on_stripe_is_a_conflict(chargily_settings, api_client):
     sub = SubscriptionFactory()
-    api_client.force_authenticate(sub.user)
+    api_client.force_authenticate(sub.workspace.personal_owner)
     response = api_client.post(SUBSCRIBE, format="json")
     assert response.status_code == 409 and _code(response) == "conflict"
 
@@ -163,21 +163,21 @@ def test_subscribe_while_on_stripe_is_a_conflict(chargily_settings, api_client):
 # --- status ----------------------------------------------------------------------------------
 
 
-def test_status_for_a_free_user(chargily_settings, api_client, django_assert_max_num_queries):
+def test_status_of_a_free_workspace(chargily_settings, api_client, django_assert_max_num_queries):
     api_client.force_authenticate(UserFactory())
-    api_client.get(STATUS)  # warms the in-process catalogue and the user's plan entry
-    with django_assert_max_num_queries(0):
+    api_client.get(STATUS)  # warms the in-process catalogue and the workspace's plan entry
+    with django_assert_max_num_queries(1):  # the workspace and the caller's role in it
         response = api_client.get(STATUS)
     assert response.json() == {"tier": "free", "is_active": False, "expires_at": None, "gateway": None}
 
 
 def test_status_after_a_chargily_payment(checkout, api_client, client, django_assert_max_num_queries):
     ce.post(client, *ce.signed(ce.checkout_event("checkout.paid", checkout)))
-    api_client.force_authenticate(checkout.user)
-    api_client.get(STATUS)  # warms the in-process catalogue and the user's plan entry
-    with django_assert_max_num_queries(1):  # the subscription row
+    api_client.force_authenticate(checkout.created_by)
+    api_client.get(STATUS)  # warms the in-process catalogue and the workspace's plan entry
+    with django_assert_max_num_queries(2):  # the workspace and the caller's role; the subscription
         body = api_client.get(STATUS).json()
-    sub = Subscription.objects.get(user=checkout.user)
+    sub = Subscription.objects.get(workspace=checkout.workspace)
     assert body == {
         "tier": "student",
         "is_active": True,
@@ -188,7 +188,7 @@ def test_status_after_a_chargily_payment(checkout, api_client, client, django_as
 
 def test_status_for_a_stripe_subscriber_has_no_expiry(chargily_settings, api_client):
     sub = SubscriptionFactory()
-    api_client.force_authenticate(sub.user)
+    api_client.force_authenticate(sub.workspace.personal_owner)
     assert api_client.get(STATUS).json() == {
         "tier": "business",
         "is_active": True,

@@ -45,9 +45,9 @@ def _run_threads(count: int, target) -> list:
 
 
 def test_concurrent_deliveries_of_one_payment_fulfil_once(chargily_settings):
-    user = UserFactory()
+    workspace = UserFactory().personal_workspace
     result = plan_chargily_checkout_start(
-        user=user,
+        workspace=workspace,
         plan_code="student",
         success_url="http://testserver/ok",
         failure_url="http://testserver/ko",
@@ -65,10 +65,10 @@ def test_concurrent_deliveries_of_one_payment_fulfil_once(chargily_settings):
 
     statuses = _run_threads(10, deliver)
     assert statuses == [200] * 10
-    assert Subscription.objects.filter(user=user).count() == 1
+    assert Subscription.objects.filter(workspace=workspace).count() == 1
     assert CheckoutFulfilment.objects.get(checkout_reference=result["session_id"]).status == "fulfilled"
     assert PaymentTransaction.objects.get().status == "paid"
     assert ChargilyEvent.objects.count() == 6
     assert set(ChargilyEvent.objects.values_list("status", flat=True)) == {"processed"}
-    assert ApiKey.objects.filter(user=user).count() == 1
+    assert ApiKey.objects.filter(workspace=workspace).count() == 1
     assert len(mail.outbox) == 1

@@ -37,6 +37,7 @@ def _buy(api_client, pack_code, gateway="chargily"):
 
 def test_buy_with_chargily_then_paid_grants_the_pack_once(chargily_settings, api_client, client, pack):
     user = UserFactory()
+    workspace = user.personal_workspace
     api_client.force_authenticate(user)
     response = _buy(api_client, pack.code)
     assert response.status_code == 200, response.content
@@ -47,7 +48,7 @@ def test_buy_with_chargily_then_paid_grants_the_pack_once(chargily_settings, api
     payload, signature = ce.signed(ce.checkout_event("checkout.paid", checkout))
     assert ce.post(client, payload, signature).status_code == 200
     assert ce.post(client, *ce.signed(ce.checkout_event("checkout.paid", checkout))).status_code == 200
-    assert credit_balance_get(user=user).balance == 500
+    assert credit_balance_get(workspace=workspace).balance == 500
     tx = PaymentTransaction.objects.get()
     assert (tx.kind, tx.status, tx.amount_minor, tx.currency) == ("credit_pack", "paid", 250_000, "dzd")
 

@@ -34,7 +34,7 @@ def test_pay_posts_a_signed_event_and_returns_to_the_success_url(
     assert response.status_code == 302
     assert response["Location"] == f"http://testserver/billing/success/?session_id={body['reference']}"
     assert ChargilyEvent.objects.get().type == "checkout.paid"
-    assert Subscription.objects.get(user=checkout.user).gateway == "chargily"
+    assert Subscription.objects.get(workspace=checkout.workspace).gateway == "chargily"
     assert PaymentTransaction.objects.get().status == "paid"
     assert len(mail.outbox) == 1
     again = client.post(body["checkout_url"], {"action": "paid"})  # back button: nothing new

@@ -59,17 +59,17 @@ def test_sync_events_stores_decimal_fields_as_stripe_sent_them(stripe_settings):
     """Real subscription and price events carry ``*_decimal`` strings, which the SDK turns into
     ``Decimal``: the command stored nothing and crashed on the first one. It stores the wire
     JSON and applies the subscription to our mirror."""
-    user = UserFactory()
-    metadata = {"kind": "plan", "user_id": str(user.pk), "plan_code": "pro"}
+    workspace = UserFactory().personal_workspace
+    metadata = {"kind": "plan", "workspace_id": str(workspace.pk), "plan_code": "pro"}
     stripe_events.checkout_row(
-        user=user,
+        workspace=workspace,
         session_id="cs_sync_1",
         kind="plan",
         mode="subscription",
         metadata=metadata,
         amount_minor=2000,
     )
-    sub = stripe_events.subscription(user=user, subscription_id="sub_synced_1", plan_code="pro")
+    sub = stripe_events.subscription(workspace=workspace, subscription_id="sub_synced_1", plan_code="pro")
     price = stripe_events.stripe_object("price")
     sub_event = stripe_events.event("customer.subscription.created", sub, event_id="evt_sync_sub")
     price_event = stripe_events.event("price.updated", price, event_id="evt_sync_price")
@@ -87,4 +87,4 @@ def test_sync_events_stores_decimal_fields_as_stripe_sent_them(stripe_settings):
     assert price_row.payload["data"]["object"]["unit_amount_decimal"] == "2000"
     assert price_row.status == StripeEvent.Status.IGNORED
     row = Subscription.objects.get(stripe_subscription_id="sub_synced_1")
-    assert (row.user, row.plan.code, row.status) == (user, "pro", "active")
+    assert (row.workspace, row.plan.code, row.status) == (workspace, "pro", "active")

@@ -40,7 +40,8 @@ def _run_threads(count: int, target) -> list:
 
 def test_ten_concurrent_deliveries_of_one_session_activate_once(webhook_settings):
     user = UserFactory()
-    session = se.checkout_session(user=user)
+    workspace = user.personal_workspace
+    session = se.checkout_session(workspace=workspace)
     same = se.event("checkout.session.completed", session)
     # half the deliveries are the same event, half are distinct events for the same session
     events = [same] * 5 + [
@@ -67,20 +68,22 @@ def test_ten_concurrent_deliveries_of_one_session_activate_once(webhook_settings
     results = _run_threads(10, deliver)
 
     assert results == [200] * 10
-    assert Subscription.objects.filter(user=user).count() == 1
-    assert ApiKey.objects.filter(user=user).count() == 1
+    assert Subscription.objects.filter(workspace=workspace).count() == 1
+    assert ApiKey.objects.filter(workspace=workspace).count() == 1
     assert CheckoutFulfilment.objects.get().status == CheckoutFulfilment.Status.FULFILLED
     assert StripeEvent.objects.count() == 6
     assert len([m for m in mail.outbox if m.to == [user.email]]) == 1
 
 
 def test_fifty_threads_race_for_the_last_units(midday):
-    user = UserFactory()  # free: 100 000 tokens / month
-    quota_settle(reservation=quota_reserve(user=user, meter="llm_tokens", amount=99_990), actual=99_990)
+    workspace = UserFactory().personal_workspace  # free: 100 000 tokens / month
+    quota_settle(
+        reservation=quota_reserve(workspace=workspace, meter="llm_tokens", amount=99_990), actual=99_990
+    )
 
     def take(_):
         try:
-            reservation = quota_reserve(user=user, meter="llm_tokens", amount=1)
+            reservation = quota_reserve(workspace=workspace, meter="llm_tokens", amount=1)
         except QuotaExceeded:
             return "refused"
         quota_settle(reservation=reservation, actual=1)
@@ -90,14 +93,16 @@ def test_fifty_threads_race_for_the_last_units(midday):
 
     assert results.count("ok") == 10
     assert results.count("refused") == 40
-    counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
+    counter = UsageCounter.objects.get(workspace=workspace, meter="llm_tokens")
     assert (counter.used, counter.reserved) == (100_000, 0)
     assert QuotaReservation.objects.filter(status=QuotaReservation.Status.SETTLED).count() == 11
 
 
 def test_fifty_threads_creating_the_period_counter_share_one_row(midday):
-    user = UserFactory()
-    results = _run_threads(50, lambda _: quota_reserve(user=user, meter="llm_tokens", amount=2_000).amount)
+    workspace = UserFactory().personal_workspace
+    results = _run_threads(
+        50, lambda _: quota_reserve(workspace=workspace, meter="llm_tokens", amount=2_000).amount
+    )
     assert results == [2_000] * 50
-    counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
+    counter = UsageCounter.objects.get(workspace=workspace, meter="llm_tokens")
     assert counter.reserved == 100_000

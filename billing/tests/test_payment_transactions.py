@@ -27,9 +27,12 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def stripe_checkout(simulated_settings, webhook_settings):
-    user = UserFactory()
+    workspace = UserFactory().personal_workspace
     result = plan_checkout_start(
-        user=user, plan_code="business", success_url="http://testserver/ok", cancel_url="http://testserver/ko"
+        workspace=workspace,
+        plan_code="business",
+        success_url="http://testserver/ok",
+        cancel_url="http://testserver/ko",
     )
     return CheckoutSession.objects.get(checkout_reference=result["session_id"])
 
@@ -41,7 +44,7 @@ def _deliver(evt):
 
 def _session(checkout, **extra):
     session = se.checkout_session(
-        user=checkout.user, session_id=checkout.checkout_reference, plan_code="business"
+        workspace=checkout.workspace, session_id=checkout.checkout_reference, plan_code="business"
     )
     session.update(extra)
     return session
@@ -101,9 +104,9 @@ def test_a_paid_checkout_without_a_row_gets_one(stripe_checkout):
 # --- revenue ---------------------------------------------------------------------------------
 
 
-def _tx(user, *, gateway, currency, amount, status="paid", at, kind="plan", plan_code="student"):
+def _tx(workspace, *, gateway, currency, amount, status="paid", at, kind="plan", plan_code="student"):
     checkout = CheckoutSession.objects.create(
-        user=user,
+        workspace=workspace,
         kind=kind,
         gateway=gateway,
         mode="payment",
@@ -116,7 +119,7 @@ def _tx(user, *, gateway, currency, amount, status="paid", at, kind="plan", plan
         checkout_reference=f"ref_{CheckoutSession.objects.count()}",
     )
     return PaymentTransaction.objects.create(
-        user=user,
+        workspace=workspace,
         gateway=gateway,
         kind=kind,
         reference=checkout.checkout_reference,
@@ -129,14 +132,14 @@ def _tx(user, *, gateway, currency, amount, status="paid", at, kind="plan", plan
 
 
 def test_revenue_counts_paid_dzd_and_eur_in_the_range_once(django_assert_num_queries):
-    user = UserFactory()
+    workspace = UserFactory().personal_workspace
     day = datetime(2026, 5, 10, tzinfo=UTC)
-    _tx(user, gateway="chargily", currency="dzd", amount=159_000, at=day)
-    _tx(user, gateway="chargily", currency="dzd", amount=250_000, at=day, kind="credit_pack")
-    _tx(user, gateway="stripe", currency="eur", amount=9900, at=day, plan_code="business")
-    _tx(user, gateway="chargily", currency="dzd", amount=159_000, at=day, status="failed")
-    _tx(user, gateway="chargily", currency="dzd", amount=159_000, at=day, status="pending")
-    _tx(user, gateway="chargily", currency="dzd", amount=159_000, at=day - timedelta(days=40))
+    _tx(workspace, gateway="chargily", currency="dzd", amount=159_000, at=day)
+    _tx(workspace, gateway="chargily", currency="dzd", amount=250_000, at=day, kind="credit_pack")
+    _tx(workspace, gateway="stripe", currency="eur", amount=9900, at=day, plan_code="business")
+    _tx(workspace, gateway="chargily", currency="dzd", amount=159_000, at=day, status="failed")
+    _tx(workspace, gateway="chargily", currency="dzd", amount=159_000, at=day, status="pending")
+    _tx(workspace, gateway="chargily", currency="dzd", amount=159_000, at=day - timedelta(days=40))
     start, end = day - timedelta(days=1), day + timedelta(days=1)
     with django_assert_num_queries(1):
         revenue = payment_revenue_get(start=start, end=end)

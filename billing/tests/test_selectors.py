@@ -5,15 +5,18 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
+from accounts.registry import workspace_delete_blockers
 from billing.models import CheckoutSession, PaymentTransaction, Plan, PlanQuota, StripeEvent, Subscription
 from billing.selectors import (
     invoice_revenue_by_plan_get,
-    plan_for_user_get,
+    plan_for_workspace_get,
     plan_list_public,
     plan_quota_get,
     plan_revenue_by_plan_get,
     quota_status_get,
     subscription_get,
+    workspace_delete_refusal_get,
+    workspace_for_metadata_get,
 )
 from billing.services import (
     plan_catalog_invalidate,
@@ -22,59 +25,61 @@ from billing.services import (
     quota_settle,
 )
 
-from .factories import SubscriptionFactory, UserFactory
+from .factories import SubscriptionFactory, UserFactory, team_workspace
 
 pytestmark = pytest.mark.django_db
 
 
 def test_user_without_subscription_gets_the_free_plan():
-    assert plan_for_user_get(user=UserFactory()).code == "free"
+    assert plan_for_workspace_get(workspace=UserFactory().personal_workspace).code == "free"
 
 
 def test_active_subscription_gives_its_plan_and_past_due_keeps_it():
     sub = SubscriptionFactory()
-    assert plan_for_user_get(user=sub.user).code == "business"
+    assert plan_for_workspace_get(workspace=sub.workspace).code == "business"
     cache.clear()
     Subscription.objects.filter(pk=sub.pk).update(status=Subscription.Status.PAST_DUE)
-    assert plan_for_user_get(user=sub.user).code == "business"
+    assert plan_for_workspace_get(workspace=sub.workspace).code == "business"
     cache.clear()
     Subscription.objects.filter(pk=sub.pk).update(status=Subscription.Status.UNPAID)
-    assert plan_for_user_get(user=sub.user).code == "free"
+    assert plan_for_workspace_get(workspace=sub.workspace).code == "free"
 
 
 def test_cancel_at_period_end_falls_back_to_free_at_period_end():
     end = datetime(2026, 5, 1, tzinfo=UTC)
     sub = SubscriptionFactory(cancel_at_period_end=True, current_period_end=end)
-    assert plan_for_user_get(user=sub.user, now=end - timedelta(seconds=1)).code == "business"
-    assert plan_for_user_get(user=sub.user, now=end).code == "free"
+    assert plan_for_workspace_get(workspace=sub.workspace, now=end - timedelta(seconds=1)).code == "business"
+    assert plan_for_workspace_get(workspace=sub.workspace, now=end).code == "free"
 
 
 def test_hot_path_is_one_query_cold_and_none_warm(django_assert_num_queries):
     sub = SubscriptionFactory()
-    plan_for_user_get(user=UserFactory())  # loads the in-process catalogue
+    plan_for_workspace_get(workspace=UserFactory().personal_workspace)  # loads the in-process catalogue
     with django_assert_num_queries(1):
-        assert plan_for_user_get(user=sub.user).code == "business"
+        assert plan_for_workspace_get(workspace=sub.workspace).code == "business"
     with django_assert_num_queries(0):
-        assert plan_for_user_get(user=sub.user).code == "business"
+        assert plan_for_workspace_get(workspace=sub.workspace).code == "business"
 
 
 def test_catalogue_reloads_when_a_plan_changes(django_capture_on_commit_callbacks):
-    user = UserFactory()
-    assert plan_for_user_get(user=user).rate_limit_per_minute == 5
+    workspace = UserFactory().personal_workspace
+    assert plan_for_workspace_get(workspace=workspace).rate_limit_per_minute == 5
     Plan.objects.filter(code="free").update(rate_limit_per_minute=7)
-    assert plan_for_user_get(user=user).rate_limit_per_minute == 5  # cached in process
+    assert plan_for_workspace_get(workspace=workspace).rate_limit_per_minute == 5  # cached in process
     with django_capture_on_commit_callbacks(execute=True):
         plan_catalog_invalidate()
-    assert plan_for_user_get(user=user).rate_limit_per_minute == 7
+    assert plan_for_workspace_get(workspace=workspace).rate_limit_per_minute == 7
 
 
 def test_quota_status_reports_every_meter():
-    user = UserFactory()
+    workspace = UserFactory().personal_workspace
     now = datetime(2026, 1, 26, 12, tzinfo=UTC)
     quota_settle(
-        reservation=quota_reserve(user=user, meter="llm_tokens", amount=25, now=now), actual=25, now=now
+        reservation=quota_reserve(workspace=workspace, meter="llm_tokens", amount=25, now=now),
+        actual=25,
+        now=now,
     )
-    status = quota_status_get(user=user, now=now)
+    status = quota_status_get(workspace=workspace, now=now)
     assert status["llm_tokens"].as_json() == {
         "used": 25,
         "limit": 100_000,
@@ -86,10 +91,34 @@ def test_quota_status_reports_every_meter():
     assert status["requests"].reset_at == datetime(2026, 1, 27, tzinfo=UTC)
 
 
-def test_quota_status_of_another_user_is_separate():
+def test_quota_status_of_another_workspace_is_separate():
     user, other = UserFactory(), UserFactory()
-    quota_reserve(user=other, meter="llm_tokens", amount=500)
-    assert quota_status_get(user=user)["llm_tokens"].reserved == 0
+    quota_reserve(workspace=other.personal_workspace, meter="llm_tokens", amount=500)
+    assert quota_status_get(workspace=user.personal_workspace)["llm_tokens"].reserved == 0
+
+
+def test_a_workspace_is_not_deleted_while_a_paid_plan_is_in_force():
+    """Billing's guard, registered with accounts in ``BillingConfig.ready``."""
+    sub = SubscriptionFactory()
+    assert "An active paid subscription" in workspace_delete_blockers(workspace=sub.workspace)
+    Subscription.objects.filter(pk=sub.pk).update(status=Subscription.Status.CANCELED)
+    reasons = workspace_delete_blockers(workspace=sub.workspace)
+    assert "An active paid subscription" not in reasons
+    # A past subscription is kept (its foreign key protects the workspace): a refusal, not a 500.
+    assert any(reason.startswith("Its billing history") for reason in reasons)
+    assert workspace_delete_refusal_get(workspace=team_workspace()) is None
+
+
+def test_metadata_names_the_workspace_or_a_legacy_users_personal_one():
+    user = UserFactory()
+    team = team_workspace(owner=user)
+    assert (
+        workspace_for_metadata_get(metadata={"workspace_id": str(team.pk), "user_id": str(user.pk)}) == team
+    )
+    assert workspace_for_metadata_get(metadata={"user_id": str(user.pk)}) == user.personal_workspace
+    assert workspace_for_metadata_get(metadata={}, fallback_id=str(team.pk)) == team
+    assert workspace_for_metadata_get(metadata={"workspace_id": "999999999"}) is None
+    assert workspace_for_metadata_get(metadata={"user_id": "x"}) is None
 
 
 def test_public_plan_list_hides_private_and_inactive_plans():
@@ -101,7 +130,7 @@ def test_public_plan_list_hides_private_and_inactive_plans():
 
 def test_subscription_get_ignores_ended_subscriptions():
     sub = SubscriptionFactory(status=Subscription.Status.CANCELED, ended_at=timezone.now())
-    assert subscription_get(user=sub.user) is None
+    assert subscription_get(workspace=sub.workspace) is None
 
 
 def test_quota_rules_are_kept_only_on_a_plan_whose_quotas_are_prefetched():
@@ -167,7 +196,7 @@ def test_invoice_revenue_by_plan():
         invoice_id="in_bad", subscription="sub_x", amount_paid=500, status=StripeEvent.Status.FAILED
     )
     CheckoutSession.objects.create(
-        user=UserFactory(),
+        workspace=UserFactory().personal_workspace,
         kind="plan",
         mode="subscription",
         line_item={},
@@ -220,12 +249,14 @@ def test_plan_revenue_adds_chargily_periods_once_and_ignores_unpaid_and_old_ones
     paid_user, failed_user = UserFactory(), UserFactory()
     _chargily_pay(
         client,
-        plan_chargily_checkout_start(user=paid_user, plan_code="student", success_url=back, failure_url=back),
+        plan_chargily_checkout_start(
+            workspace=paid_user.personal_workspace, plan_code="student", success_url=back, failure_url=back
+        ),
     )
     _chargily_pay(
         client,
         plan_chargily_checkout_start(
-            user=failed_user, plan_code="student", success_url=back, failure_url=back
+            workspace=failed_user.personal_workspace, plan_code="student", success_url=back, failure_url=back
         ),
         action="failed",
     )

@@ -4,10 +4,11 @@ import pytest
 from django.core import mail
 
 from accounts.models import ApiKey
+from accounts.tenancy import SESSION_WORKSPACE_KEY
 from billing.models import CheckoutSession, StripeEvent, Subscription
-from billing.selectors import plan_for_user_get
+from billing.selectors import plan_for_workspace_get
 
-from .factories import SubscriptionFactory, UserFactory
+from .factories import SubscriptionFactory, UserFactory, member_add, team_workspace
 
 pytestmark = pytest.mark.django_db
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.django_db
 def _start_simulated_checkout(client, user) -> CheckoutSession:
     client.force_login(user)
     response = client.post("/billing/upgrade/business/")
-    checkout = CheckoutSession.objects.get(user=user)
+    checkout = CheckoutSession.objects.get(workspace=user.personal_workspace)
     assert response.status_code == 302
     assert response["Location"] == checkout.checkout_url
     return checkout
@@ -23,6 +24,7 @@ def _start_simulated_checkout(client, user) -> CheckoutSession:
 
 def test_simulated_checkout_end_to_end(client, simulated_settings, django_capture_on_commit_callbacks):
     user = UserFactory()
+    workspace = user.personal_workspace
     checkout = _start_simulated_checkout(client, user)
     client.logout()  # like Stripe's page: the unguessable id is enough
 
@@ -41,10 +43,10 @@ def test_simulated_checkout_end_to_end(client, simulated_settings, django_captur
 
     event = StripeEvent.objects.get()  # went through the signed webhook: stored, then processed
     assert (event.type, event.status) == ("checkout.session.completed", StripeEvent.Status.PROCESSED)
-    sub = Subscription.objects.get(user=user)
+    sub = Subscription.objects.get(workspace=workspace)
     assert (sub.plan.code, sub.status) == ("business", "active")
-    assert plan_for_user_get(user=user).code == "business"
-    assert ApiKey.objects.filter(user=user).count() == 1
+    assert plan_for_workspace_get(workspace=workspace).code == "business"
+    assert ApiKey.objects.filter(workspace=workspace).count() == 1
     assert CheckoutSession.objects.get().status == CheckoutSession.Status.COMPLETE
     body = mail.outbox[0].body
     reveal = re.search(r"http://testserver/dashboard/keys/reveal/\S+", body)
@@ -96,14 +98,14 @@ def test_unknown_simulated_session_is_404(client, simulated_settings):
 
 def test_pricing_marks_the_current_plan(client):
     sub = SubscriptionFactory()
-    client.force_login(sub.user)
+    client.force_login(sub.workspace.personal_owner)
     html = client.get("/pricing/").content.decode()
     assert re.search(r'data-plan="business"[^>]*>\s*<h3>Business <span class="badge">Current plan', html)
     assert "Manage billing" in html
     assert "/billing/upgrade/scale/" not in html  # changes go through the portal
 
 
-def test_pricing_for_visitors_and_free_users(client):
+def test_pricing_for_visitors_and_free_workspaces(client):
     assert "Sign up to choose Business" in client.get("/pricing/").content.decode()
     client.force_login(UserFactory())
     html = client.get("/pricing/").content.decode()
@@ -121,3 +123,64 @@ def test_upgrade_requires_login_and_post(client):
     assert client.post("/billing/upgrade/business/")["Location"].startswith("/accounts/login/")
     client.force_login(UserFactory())
     assert client.get("/billing/upgrade/business/").status_code == 405
+
+
+# --- the workspace chosen in the switcher -------------------------------------------------------
+
+
+def _switch_to(client, workspace) -> None:
+    session = client.session
+    session[SESSION_WORKSPACE_KEY] = workspace.pk
+    session.save()
+
+
+def test_a_billing_member_buys_the_plan_of_the_workspace_chosen_in_the_switcher(
+    client, simulated_settings, django_capture_on_commit_callbacks
+):
+    owner = UserFactory()
+    team = team_workspace(owner=owner, name="Acme")
+    member = member_add(team, role="billing")
+    client.force_login(member)
+    _switch_to(client, team)
+    assert "Plans for the workspace <strong>Acme</strong>" in client.get("/pricing/").content.decode()
+    response = client.post("/billing/upgrade/business/")
+    checkout = CheckoutSession.objects.get()
+    assert (checkout.workspace_id, checkout.created_by_id) == (team.pk, member.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(response["Location"], {"action": "pay"})
+    assert plan_for_workspace_get(workspace=team).code == "business"
+    assert plan_for_workspace_get(workspace=member.personal_workspace).code == "free"
+    assert ApiKey.objects.get(workspace=team).created_by_id == member.pk
+    assert sorted(address for message in mail.outbox for address in message.to) == sorted(
+        [member.email, owner.email]
+    )
+
+
+def test_a_developer_sees_the_plan_but_no_buttons_and_may_not_upgrade(client, simulated_settings):
+    team = team_workspace(name="Acme")
+    SubscriptionFactory(workspace=team)
+    developer = member_add(team, role="developer")
+    client.force_login(developer)
+    _switch_to(client, team)
+    html = client.get("/pricing/").content.decode()
+    assert re.search(r'data-plan="business"[^>]*>\s*<h3>Business <span class="badge">Current plan', html)
+    assert "/billing/upgrade/" not in html
+    assert "Manage billing" not in html
+    assert "data-plan-needs-role" in html
+    assert client.post("/billing/upgrade/scale/").status_code == 403
+    assert client.post("/billing/portal/").status_code == 403
+    assert not CheckoutSession.objects.exists()
+
+
+def test_the_success_page_shows_a_checkout_of_any_of_the_users_workspaces_only(client, simulated_settings):
+    team = team_workspace()
+    member = member_add(team, role="billing")
+    client.force_login(member)
+    _switch_to(client, team)
+    client.post("/billing/upgrade/business/")
+    reference = CheckoutSession.objects.get().checkout_reference
+    _switch_to(client, member.personal_workspace)  # switched away since: still theirs
+    page = client.get(f"/billing/success/?session_id={reference}")
+    assert page.context["checkout"].checkout_reference == reference
+    client.force_login(UserFactory())  # not a member of the team
+    assert client.get(f"/billing/success/?session_id={reference}").context["checkout"] is None

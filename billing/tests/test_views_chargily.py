@@ -39,19 +39,20 @@ def test_pricing_shows_dzd_price_and_chargily_button_for_plans_priced_in_dzd(cli
 
 def test_chargily_button_opens_a_dzd_checkout_and_payment_activates_the_plan(client, chargily_settings):
     user = UserFactory()
+    workspace = user.personal_workspace
     client.force_login(user)
 
     response = client.post("/billing/upgrade/student/", {"gateway": "chargily"})
 
     assert response.status_code == 302
-    checkout = CheckoutSession.objects.get(user=user)
+    checkout = CheckoutSession.objects.get(workspace=workspace)
     assert (checkout.gateway, checkout.currency, checkout.amount_minor) == ("chargily", "dzd", 159_000)
     assert checkout.metadata["plan_code"] == "student"
     assert response["Location"] == checkout.checkout_url
     assert "/payment/chargily/simulated-checkout/" in checkout.checkout_url
     paid = client.post(checkout.checkout_url.removeprefix("http://testserver"), {"action": "paid"})
     assert paid.status_code == 302
-    status = subscription_status_get(user=user)
+    status = subscription_status_get(workspace=workspace)
     assert (status["tier"], status["is_active"], status["gateway"]) == ("student", True, "chargily")
 
     html = client.get("/pricing/").content.decode()
@@ -63,7 +64,7 @@ def test_chargily_button_opens_a_dzd_checkout_and_payment_activates_the_plan(cli
 
     renew = client.post("/billing/upgrade/student/", {"gateway": "chargily"})  # pay the next period early
     assert renew.status_code == 302 and "/payment/chargily/simulated-checkout/" in renew["Location"]
-    assert CheckoutSession.objects.filter(user=user, gateway="chargily").count() == 2
+    assert CheckoutSession.objects.filter(workspace=workspace, gateway="chargily").count() == 2
 
 
 def test_chargily_for_a_plan_without_dzd_price_comes_back_with_a_message(client, chargily_settings):

@@ -30,17 +30,17 @@ def test_every_key_path_carries_the_identity():
     ident = cache_identity.instance_id()
     prefix = cache_identity.key_prefix()
     assert prefix.endswith(f":{ident}")
-    assert cache.make_key("billing:user-plan:7") == f"{prefix}:1:billing:user-plan:7"
-    assert fastio.cache_key("billing:user-plan:7") == cache.make_key("billing:user-plan:7")
+    assert cache.make_key("billing:ws-plan:7") == f"{prefix}:1:billing:ws-plan:7"
+    assert fastio.cache_key("billing:ws-plan:7") == cache.make_key("billing:ws-plan:7")
 
 
 def test_an_entry_written_under_another_identity_is_not_read():
-    cache.set("plan:user:1", "business")
+    cache.set("plan:ws:1", "business")
     DeploymentIdentity.objects.filter(pk=1).update(instance_id=uuid.uuid4())
     cache_identity.identity_forget()  # another process: it reads the database's identity afresh
-    assert cache.get("plan:user:1") is None
-    cache.set("plan:user:1", "free")
-    assert cache.get("plan:user:1") == "free"
+    assert cache.get("plan:ws:1") is None
+    cache.set("plan:ws:1", "free")
+    assert cache.get("plan:ws:1") == "free"
 
 
 def test_a_database_without_its_row_gets_a_new_identity():

@@ -25,13 +25,15 @@ def plan(db):
 
 
 def _traffic(user, admin):
-    """Real reserve/settle/release and credit traffic, so a clean run has something to check."""
-    settled = quota_reserve(user=user, meter="llm_tokens", amount=300)
+    """Real reserve/settle/release and credit traffic in the user's personal workspace, so a
+    clean run has something to check."""
+    workspace = user.personal_workspace
+    settled = quota_reserve(workspace=workspace, meter="llm_tokens", amount=300)
     quota_settle(reservation=settled, actual=120)
-    quota_release(reservation=quota_reserve(user=user, meter="llm_tokens", amount=50))
-    quota_reserve(user=user, meter="llm_tokens", amount=70)  # still in flight
-    credit_grant(user=user, amount=500, admin_user=admin)
-    credit_hold(user=user, amount=40, reference="test")
+    quota_release(reservation=quota_reserve(workspace=workspace, meter="llm_tokens", amount=50))
+    quota_reserve(workspace=workspace, meter="llm_tokens", amount=70)  # still in flight
+    credit_grant(workspace=workspace, amount=500, admin_user=admin)
+    credit_hold(workspace=workspace, amount=40, reference="test")
 
 
 def test_consistent_data_records_no_drift(plan):
@@ -51,21 +53,25 @@ def test_consistent_data_records_no_drift(plan):
 def test_credit_drift_is_recorded_and_not_corrected(plan):
     user, admin = UserFactory(), StaffUserFactory()
     _traffic(user, admin)
-    CreditAccount.objects.filter(user=user).update(balance=999)  # someone wrote around the ledger
+    CreditAccount.objects.filter(workspace=user.personal_workspace).update(
+        balance=999
+    )  # someone wrote around the ledger
 
     drifts = services.reconciliation_run()
 
     assert [(d.source, d.subject, d.expected, d.actual) for d in drifts] == [
-        ("credits.ledger", f"user:{user.pk}", "500", "999")
+        ("credits.ledger", f"workspace:{user.personal_workspace.pk}", "500", "999")
     ]
     assert drifts[0].detail["open_holds"] == 40
-    assert CreditAccount.objects.get(user=user).balance == 999  # never silently corrected
+    assert (
+        CreditAccount.objects.get(workspace=user.personal_workspace).balance == 999
+    )  # never silently corrected
 
 
 def test_quota_counter_drift_is_recorded(midday, plan):
     user, admin = UserFactory(), StaffUserFactory()
     _traffic(user, admin)
-    counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
+    counter = UsageCounter.objects.get(workspace=user.personal_workspace, meter="llm_tokens")
     UsageCounter.objects.filter(pk=counter.pk).update(used=400, reserved=0)
 
     (drift,) = services.reconciliation_run()
@@ -107,10 +113,10 @@ def test_usage_report_drift_kinds(db):
 def test_a_second_run_refreshes_the_open_drift_instead_of_adding_one(plan):
     user, admin = UserFactory(), StaffUserFactory()
     _traffic(user, admin)
-    CreditAccount.objects.filter(user=user).update(balance=999)
+    CreditAccount.objects.filter(workspace=user.personal_workspace).update(balance=999)
     first_at = timezone.now() - timedelta(days=1)
     services.reconciliation_run(now=first_at)
-    CreditAccount.objects.filter(user=user).update(balance=998)
+    CreditAccount.objects.filter(workspace=user.personal_workspace).update(balance=998)
 
     services.reconciliation_run()
 
@@ -123,7 +129,7 @@ def test_a_second_run_refreshes_the_open_drift_instead_of_adding_one(plan):
 def test_resolved_drift_that_comes_back_opens_a_new_record(plan):
     user, admin = UserFactory(), StaffUserFactory()
     _traffic(user, admin)
-    CreditAccount.objects.filter(user=user).update(balance=999)
+    CreditAccount.objects.filter(workspace=user.personal_workspace).update(balance=999)
     (drift,) = services.reconciliation_run()
     assert services.reconciliation_drift_resolve(drift=drift, note="fixed") is True
     assert services.reconciliation_drift_resolve(drift=drift, note="again") is False
@@ -137,7 +143,7 @@ def test_resolved_drift_that_comes_back_opens_a_new_record(plan):
 def test_a_failing_check_is_recorded_and_the_others_still_run(plan, monkeypatch):
     user, admin = UserFactory(), StaffUserFactory()
     _traffic(user, admin)
-    CreditAccount.objects.filter(user=user).update(balance=999)
+    CreditAccount.objects.filter(workspace=user.personal_workspace).update(balance=999)
 
     def broken(*, now):
         raise RuntimeError("boom")
@@ -146,7 +152,10 @@ def test_a_failing_check_is_recorded_and_the_others_still_run(plan, monkeypatch)
 
     drifts = {(d.source, d.subject) for d in services.reconciliation_run()}
 
-    assert drifts == {("credits.ledger", f"user:{user.pk}"), ("billing.quota", "check")}
+    assert drifts == {
+        ("credits.ledger", f"workspace:{user.personal_workspace.pk}"),
+        ("billing.quota", "check"),
+    }
 
 
 def test_nightly_task_is_scheduled_and_runs(plan):
@@ -154,8 +163,8 @@ def test_nightly_task_is_scheduled_and_runs(plan):
     assert entry["task"] == "core.reconciliation_run"
     assert entry["options"]["expires"] > 0
     user = UserFactory()
-    credit_grant(user=user, amount=10, admin_user=StaffUserFactory())
-    CreditAccount.objects.filter(user=user).update(balance=11)
+    credit_grant(workspace=user.personal_workspace, amount=10, admin_user=StaffUserFactory())
+    CreditAccount.objects.filter(workspace=user.personal_workspace).update(balance=11)
 
     assert reconciliation_run_task.delay().get() == 1
 
@@ -163,13 +172,13 @@ def test_nightly_task_is_scheduled_and_runs(plan):
 def test_admin_lists_open_drift_and_resolves_it(plan, client):
     user, admin = UserFactory(), StaffUserFactory(is_superuser=True)
     _traffic(user, admin)
-    CreditAccount.objects.filter(user=user).update(balance=999)
+    CreditAccount.objects.filter(workspace=user.personal_workspace).update(balance=999)
     (drift,) = services.reconciliation_run()
     client.force_login(admin)
 
     page = client.get("/admin/core/reconciliationdrift/?state=open")
     assert page.status_code == 200
-    assert f"user:{user.pk}" in page.content.decode()
+    assert f"workspace:{user.personal_workspace.pk}" in page.content.decode()
 
     response = client.post(
         "/admin/core/reconciliationdrift/",
@@ -179,11 +188,11 @@ def test_admin_lists_open_drift_and_resolves_it(plan, client):
     assert response.status_code == 200
     drift.refresh_from_db()
     assert drift.resolved_at is not None
-    assert CreditAccount.objects.get(user=user).balance == 999
+    assert CreditAccount.objects.get(workspace=user.personal_workspace).balance == 999
 
 
-def test_checks_cost_a_fixed_number_of_queries_however_many_users(plan, django_assert_max_num_queries):
-    """A nightly job over every account: no per-user queries (and nothing to record when clean)."""
+def test_checks_cost_a_fixed_number_of_queries_however_many_workspaces(plan, django_assert_max_num_queries):
+    """A nightly job over every workspace: no per-workspace queries (and nothing to record when clean)."""
     admin = StaffUserFactory()
     for _ in range(6):
         _traffic(UserFactory(), admin)

@@ -169,6 +169,7 @@ def test_null_dates_would_not_conform_without_nullable(schema):
         "id": 1,
         "name": "k",
         "prefix": "sk_agentai_ab",
+        "created_by": None,  # the key's creator is gone
         "created_at": "2026-01-01T00:00:00Z",
         "last_used_at": None,
         "revoked_at": None,

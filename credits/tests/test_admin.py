@@ -1,5 +1,6 @@
 import pytest
 
+from accounts.models import AuditEvent
 from credits.models import CreditAccount, LedgerEntry
 
 
@@ -10,10 +11,10 @@ def admin_client(client, admin_user):
 
 
 @pytest.mark.django_db
-def test_grant_form_goes_through_the_service_with_the_admin_as_reference(admin_client, admin_user, user):
+def test_grant_form_goes_through_the_service_with_the_admin_as_reference(admin_client, admin_user, workspace):
     form = admin_client.get("/admin/credits/creditaccount/grant/")
     key = form.context["form"].initial["idempotency_key"]
-    data = {"user": user.pk, "amount": 40, "reason": "goodwill", "idempotency_key": key}
+    data = {"workspace": workspace.pk, "amount": 40, "reason": "goodwill", "idempotency_key": key}
 
     first = admin_client.post("/admin/credits/creditaccount/grant/", data)
     admin_client.post("/admin/credits/creditaccount/grant/", data)  # double submit
@@ -22,13 +23,21 @@ def test_grant_form_goes_through_the_service_with_the_admin_as_reference(admin_c
     entry = LedgerEntry.objects.get()
     assert (entry.kind, entry.amount, entry.reference) == ("grant", 40, f"admin:{admin_user.pk}")
     assert entry.metadata["reason"] == "goodwill"
-    assert CreditAccount.objects.get(user=user).balance == 40
+    assert CreditAccount.objects.get(workspace=workspace).balance == 40
+    (event,) = AuditEvent.objects.filter(action="credits.granted")  # once, despite the double submit
+    assert (event.workspace_id, event.actor_id, event.target) == (
+        workspace.pk,
+        admin_user.pk,
+        f"ledger_entry:{entry.pk}",
+    )
+    assert event.details == {"amount": 40, "reason": "goodwill", "balance_after": 40}
 
 
 @pytest.mark.django_db
-def test_grant_form_rejects_non_positive_amounts(admin_client, user):
+def test_grant_form_rejects_non_positive_amounts(admin_client, workspace):
     response = admin_client.post(
-        "/admin/credits/creditaccount/grant/", {"user": user.pk, "amount": 0, "idempotency_key": "x"}
+        "/admin/credits/creditaccount/grant/",
+        {"workspace": workspace.pk, "amount": 0, "idempotency_key": "x"},
     )
 
     assert response.status_code == 200
@@ -36,11 +45,13 @@ def test_grant_form_rejects_non_positive_amounts(admin_client, user):
 
 
 @pytest.mark.django_db
-def test_ledger_is_read_only_in_the_admin(admin_client, user, fund):
-    entry = fund(user, 5)
+def test_ledger_is_read_only_in_the_admin(admin_client, user, workspace, fund):
+    entry = fund(workspace, 5)
 
     assert admin_client.get("/admin/credits/ledgerentry/").status_code == 200
     assert admin_client.get("/admin/credits/ledgerentry/?kind=grant&shortfall=yes").status_code == 200
+    found = admin_client.get("/admin/credits/ledgerentry/", {"q": user.email})  # the owner's email
+    assert list(found.context["cl"].result_list) == [entry]
     assert admin_client.get("/admin/credits/ledgerentry/add/").status_code == 403
     admin_client.post(f"/admin/credits/ledgerentry/{entry.pk}/change/", {"amount": 999})
     assert (
@@ -51,17 +62,25 @@ def test_ledger_is_read_only_in_the_admin(admin_client, user, fund):
 
 
 @pytest.mark.django_db
-def test_reconcile_view_reports_drift(admin_client, user, fund):
-    fund(user, 5)
+def test_reconcile_view_reports_drift(admin_client, workspace, fund):
+    fund(workspace, 5)
     assert "No drift" in admin_client.get("/admin/credits/creditaccount/reconcile/").content.decode()
 
-    CreditAccount.objects.filter(user=user).update(balance=9)
+    CreditAccount.objects.filter(workspace=workspace).update(balance=9)
     html = admin_client.get("/admin/credits/creditaccount/reconcile/").content.decode()
-    assert f"<td>{user.pk}</td><td>9</td><td>5</td>" in html
+    assert f"<td>{workspace.pk}</td><td>9</td><td>5</td>" in html
 
 
 @pytest.mark.django_db
-def test_catalogue_admin_pages_render(admin_client, catalogue):
+def test_catalogue_admin_pages_render(admin_client, catalogue, workspace, fund):
+    fund(workspace, 5)
     assert admin_client.get("/admin/credits/creditpack/").status_code == 200
     assert admin_client.get("/admin/credits/endpointcost/").status_code == 200
-    assert admin_client.get("/admin/credits/creditaccount/").status_code == 200
+    for url in (
+        "/admin/credits/creditaccount/",
+        f"/admin/credits/creditaccount/?q={workspace.slug}",
+        "/admin/credits/credithold/?q=x",
+        "/admin/credits/creditpurchase/?q=x",
+        "/admin/credits/upsellevent/",
+    ):
+        assert admin_client.get(url).status_code == 200, url

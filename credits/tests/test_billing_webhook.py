@@ -47,9 +47,9 @@ def deliver(client, event, secret):
 
 
 @pytest.mark.django_db
-def test_completed_duplicate_and_async_events_grant_the_pack_once(catalogue, user, settings):
+def test_completed_duplicate_and_async_events_grant_the_pack_once(catalogue, workspace, settings):
     client = Client()
-    session = paid_session(user, session_id="cs_test_webhook")
+    session = paid_session(workspace, session_id="cs_test_webhook")
     completed = _event("evt_completed", "checkout.session.completed", session)
 
     assert deliver(client, completed, settings.STRIPE_WEBHOOK_SECRET).status_code == 200
@@ -57,14 +57,14 @@ def test_completed_duplicate_and_async_events_grant_the_pack_once(catalogue, use
     async_ok = _event("evt_async", "checkout.session.async_payment_succeeded", session)
     assert deliver(client, async_ok, settings.STRIPE_WEBHOOK_SECRET).status_code == 200
 
-    assert CreditAccount.objects.get(user=user).balance == 500
+    assert CreditAccount.objects.get(workspace=workspace).balance == 500
     assert LedgerEntry.objects.filter(kind="purchase").count() == 1
 
 
 @pytest.mark.django_db
-def test_badly_signed_event_grants_nothing(catalogue, user):
+def test_badly_signed_event_grants_nothing(catalogue, workspace):
     response = deliver(
-        Client(), _event("evt_x", "checkout.session.completed", paid_session(user)), "whsec_wrong"
+        Client(), _event("evt_x", "checkout.session.completed", paid_session(workspace)), "whsec_wrong"
     )
 
     assert response.status_code == 400
@@ -72,11 +72,11 @@ def test_badly_signed_event_grants_nothing(catalogue, user):
 
 
 @pytest.mark.django_db
-def test_charge_refunded_event_reverses_the_pack(catalogue, user, settings):
+def test_charge_refunded_event_reverses_the_pack(catalogue, workspace, settings):
     client = Client()
     deliver(
         client,
-        _event("evt_c", "checkout.session.completed", paid_session(user)),
+        _event("evt_c", "checkout.session.completed", paid_session(workspace)),
         settings.STRIPE_WEBHOOK_SECRET,
     )
     refund = refund_event(amount_refunded=3950)
@@ -86,15 +86,15 @@ def test_charge_refunded_event_reverses_the_pack(catalogue, user, settings):
     )
 
     assert response.status_code == 200
-    assert CreditAccount.objects.get(user=user).balance == 250
+    assert CreditAccount.objects.get(workspace=workspace).balance == 250
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_deliveries_through_the_webhook_grant_once(settings):
     seed_catalogue()
-    user = UserFactory()
-    session = paid_session(user, session_id="cs_test_race")
+    workspace = UserFactory().personal_workspace
+    session = paid_session(workspace, session_id="cs_test_race")
     events = [
         _event("evt_race_a", "checkout.session.completed", session),
         _event("evt_race_b", "checkout.session.async_payment_succeeded", session),
@@ -116,22 +116,24 @@ def test_concurrent_deliveries_through_the_webhook_grant_once(settings):
         thread.join()
 
     assert statuses == [200] * 10
-    assert CreditAccount.objects.get(user=user).balance == 500
+    assert CreditAccount.objects.get(workspace=workspace).balance == 500
     assert LedgerEntry.objects.filter(kind="purchase").count() == 1
 
 
 @pytest.mark.django_db
-def test_an_event_naming_another_user_grants_nothing_and_is_stored_failed(catalogue, user, settings):
-    """A signed event with A's session id whose metadata names B (and 1 000 credits) used to
+def test_an_event_naming_another_workspace_grants_nothing_and_is_stored_failed(
+    catalogue, workspace, settings
+):
+    """A signed event with A's session id whose metadata names workspace B (and 1 000 credits) used to
     grant B the credits and mark A's checkout complete. Fulfilment reads our checkout row: the
     event disagrees with it, so it is stored as failed with the reason and nothing happens."""
-    other = UserFactory()
-    session = paid_session(user, session_id="cs_test_a", pack="pack_500", credits="500")
+    other = UserFactory().personal_workspace
+    session = paid_session(workspace, session_id="cs_test_a", pack="pack_500", credits="500")
     session["metadata"] = {
         "kind": "credit_pack",
         "pack": "pack_500",
         "credits": "1000",
-        "user_id": str(other.pk),
+        "workspace_id": str(other.pk),
     }
     session["client_reference_id"] = str(other.pk)
     forged = _event("evt_forged", "checkout.session.completed", session)
@@ -142,22 +144,24 @@ def test_an_event_naming_another_user_grants_nothing_and_is_stored_failed(catalo
     assert response.json()["status"] == "failed"
     row = StripeEvent.objects.get(stripe_event_id="evt_forged")
     assert row.status == StripeEvent.Status.FAILED
-    assert "user_id" in row.error and "our checkout says" in row.error
+    assert "workspace_id" in row.error and "our checkout says" in row.error
     assert not LedgerEntry.objects.exists()
-    assert not CreditAccount.objects.filter(user__in=[user, other], balance__gt=0).exists()
+    assert not CreditAccount.objects.filter(workspace__in=[workspace, other], balance__gt=0).exists()
     assert CheckoutSession.objects.get(checkout_reference="cs_test_a").status == "open"
     assert not CheckoutFulfilment.objects.exists()
 
     # The genuine event for A's checkout still fulfils it, from our row.
-    genuine = _event("evt_genuine", "checkout.session.completed", paid_session(user, session_id="cs_test_a"))
+    genuine = _event(
+        "evt_genuine", "checkout.session.completed", paid_session(workspace, session_id="cs_test_a")
+    )
     assert deliver(Client(), genuine, settings.STRIPE_WEBHOOK_SECRET).json()["status"] == "processed"
-    assert CreditAccount.objects.get(user=user).balance == 500
-    assert not CreditAccount.objects.filter(user=other, balance__gt=0).exists()
+    assert CreditAccount.objects.get(workspace=workspace).balance == 500
+    assert not CreditAccount.objects.filter(workspace=other, balance__gt=0).exists()
 
 
 @pytest.mark.django_db
-def test_an_event_for_a_checkout_we_never_started_grants_nothing(catalogue, user, settings):
-    session = paid_session(user, session_id="cs_test_unknown")
+def test_an_event_for_a_checkout_we_never_started_grants_nothing(catalogue, workspace, settings):
+    session = paid_session(workspace, session_id="cs_test_unknown")
     CheckoutSession.objects.filter(checkout_reference="cs_test_unknown").delete()
 
     response = deliver(
@@ -171,9 +175,9 @@ def test_an_event_for_a_checkout_we_never_started_grants_nothing(catalogue, user
 
 
 @pytest.mark.django_db
-def test_the_pack_comes_from_our_checkout_when_the_event_omits_metadata(catalogue, user, settings):
+def test_the_pack_comes_from_our_checkout_when_the_event_omits_metadata(catalogue, workspace, settings):
     """Only the payment facts come from the event: metadata it leaves out is not needed."""
-    session = paid_session(user, session_id="cs_test_bare", pack="pack_500", credits="500")
+    session = paid_session(workspace, session_id="cs_test_bare", pack="pack_500", credits="500")
     session["metadata"] = {}
     session["client_reference_id"] = None
 
@@ -182,4 +186,4 @@ def test_the_pack_comes_from_our_checkout_when_the_event_omits_metadata(catalogu
     )
 
     assert response.json()["status"] == "processed"
-    assert CreditAccount.objects.get(user=user).balance == 500
+    assert CreditAccount.objects.get(workspace=workspace).balance == 500

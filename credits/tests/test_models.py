@@ -21,8 +21,8 @@ def test_cost_is_per_call_plus_per_thousand_units_rounded_up(per_call, per_1000,
 
 
 @pytest.mark.django_db
-def test_ledger_entries_cannot_be_edited_or_deleted(user, fund):
-    entry = fund(user, 10)
+def test_ledger_entries_cannot_be_edited_or_deleted(workspace, fund):
+    entry = fund(workspace, 10)
 
     entry.amount = 1000
     with pytest.raises(ValueError, match="append-only"):
@@ -34,17 +34,19 @@ def test_ledger_entries_cannot_be_edited_or_deleted(user, fund):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("change", [{"balance": -1}, {"held": -1}, {"held": 11}])
-def test_database_refuses_negative_balance_and_over_hold(user, fund, change):
-    fund(user, 10)
+def test_database_refuses_negative_balance_and_over_hold(workspace, fund, change):
+    fund(workspace, 10)
 
     with pytest.raises(IntegrityError), transaction.atomic():
-        CreditAccount.objects.filter(user=user).update(**change)
+        CreditAccount.objects.filter(workspace=workspace).update(**change)
 
 
 @pytest.mark.django_db
-def test_ledger_sign_must_match_kind(user):
+def test_ledger_sign_must_match_kind(workspace):
     with pytest.raises(IntegrityError), transaction.atomic():
-        LedgerEntry.objects.create(user=user, kind="consume", amount=5, balance_after=5, idempotency_key="x")
+        LedgerEntry.objects.create(
+            workspace=workspace, kind="consume", amount=5, balance_after=5, idempotency_key="x"
+        )
 
 
 @pytest.mark.django_db

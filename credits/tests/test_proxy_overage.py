@@ -47,30 +47,32 @@ def proxy(settings):
 
 
 def _buyer(credits: int):
+    """A workspace that bought ``credits`` and a client with its owner's proxy key."""
     user, plaintext = proxy_factories.key_for()
+    workspace = user.personal_workspace
     credit_purchase_fulfil(
         session={
-            "id": f"cs_overage_{user.pk}",
+            "id": f"cs_overage_{workspace.pk}",
             "payment_status": "paid",
-            "metadata": {"pack": "pack_100", "credits": str(credits), "user_id": str(user.pk)},
+            "metadata": {"pack": "pack_100", "credits": str(credits), "workspace_id": str(workspace.pk)},
         }
     )
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
-    return user, client
+    return workspace, client
 
 
 def test_quota_then_credits_then_402_with_upsell(proxy):
-    user, client = _buyer(10)
+    workspace, client = _buyer(10)
 
     for _ in range(2):  # inside the plan's quota: no credits used
         assert client.post(URL, BODY, format="json").status_code == 200
-    assert CreditAccount.objects.get(user=user).balance == 10
+    assert CreditAccount.objects.get(workspace=workspace).balance == 10
 
     for expected_balance in (6, 2):  # quota exhausted: paid in credits
         response = client.post(URL, BODY, format="json")
         assert response.status_code == 200, response.content
-        assert CreditAccount.objects.get(user=user).balance == expected_balance
+        assert CreditAccount.objects.get(workspace=workspace).balance == expected_balance
 
     response = client.post(URL, BODY, format="json")
 
@@ -80,14 +82,14 @@ def test_quota_then_credits_then_402_with_upsell(proxy):
     assert (error["balance"], error["cost"]) == (2, 4)
     assert error["buyUrl"] == "http://testserver/credits/"
     assert [p["id"] for p in error["packs"]] == ["pack_100", "pack_500", "pack_1000"]
-    consumed = LedgerEntry.objects.filter(user=user, kind="consume")
+    consumed = LedgerEntry.objects.filter(workspace=workspace, kind="consume")
     assert list(consumed.values_list("amount", "endpoint")) == [(-4, URL), (-4, URL)]
-    account = CreditAccount.objects.get(user=user)
+    account = CreditAccount.objects.get(workspace=workspace)
     assert account.held == 0 and not CreditHold.objects.filter(status="held").exists()
 
 
 def test_upstream_failure_releases_the_credit_hold(proxy):
-    user, client = _buyer(10)
+    workspace, client = _buyer(10)
     for _ in range(2):
         client.post(URL, BODY, format="json")
     proxy.mode = "500"
@@ -95,7 +97,7 @@ def test_upstream_failure_releases_the_credit_hold(proxy):
     response = client.post(URL, BODY, format="json")
 
     assert response.status_code >= 500
-    account = CreditAccount.objects.get(user=user)
+    account = CreditAccount.objects.get(workspace=workspace)
     assert (account.balance, account.held) == (10, 0)
-    assert not LedgerEntry.objects.filter(user=user, kind="consume").exists()
-    assert CreditHold.objects.get(user=user).status == "released"
+    assert not LedgerEntry.objects.filter(workspace=workspace, kind="consume").exists()
+    assert CreditHold.objects.get(workspace=workspace).status == "released"

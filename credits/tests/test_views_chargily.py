@@ -52,27 +52,27 @@ def test_page_shows_the_dzd_price_and_chargily_button_only_for_packs_priced_in_d
 
 
 def test_chargily_button_opens_a_dzd_checkout_whose_payment_grants_the_pack(
-    dzd_pack, user, page_client, chargily_simulated
+    dzd_pack, workspace, page_client, chargily_simulated
 ):
     response = page_client.post(f"/credits/buy/{dzd_pack.code}/", {"gateway": "chargily"})
 
     assert response.status_code == 302
-    checkout = CheckoutSession.objects.get(user=user)
+    checkout = CheckoutSession.objects.get(workspace=workspace)
     assert (checkout.gateway, checkout.currency, checkout.amount_minor) == ("chargily", "dzd", 250_000)
     assert response["Location"] == checkout.checkout_url
     assert "/payment/chargily/simulated-checkout/" in checkout.checkout_url
     paid = page_client.post(checkout.checkout_url.removeprefix("http://testserver"), {"action": "paid"})
     assert paid["Location"] == "http://testserver/credits/?purchase=success"
-    assert credit_balance_get(user=user).balance == dzd_pack.credits
+    assert credit_balance_get(workspace=workspace).balance == dzd_pack.credits
 
 
-def test_stripe_button_still_opens_a_stripe_checkout(dzd_pack, user, page_client, chargily_simulated):
+def test_stripe_button_still_opens_a_stripe_checkout(dzd_pack, workspace, page_client, chargily_simulated):
     chargily_simulated.SIMULATED_CHECKOUT_ENABLED = True
     chargily_simulated.STRIPE_SECRET_KEY = ""
 
     page_client.post(f"/credits/buy/{dzd_pack.code}/")
 
-    checkout = CheckoutSession.objects.get(user=user)
+    checkout = CheckoutSession.objects.get(workspace=workspace)
     assert (checkout.gateway, checkout.currency) == ("stripe", dzd_pack.currency)
 
 

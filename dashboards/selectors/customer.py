@@ -1,8 +1,10 @@
-"""Reads behind the end user's dashboard. Nothing here writes.
+"""Reads behind the customer's dashboard. Nothing here writes.
 
-Usage numbers come from ``proxy.UsageDailyRollup`` (one row per user, provider and UTC day) and
-never from the raw ``UsageEvent`` log, except the "last 100 calls" table, which is an index range
-scan (``usage_user_recent``). Every read takes ``user=``.
+The dashboard shows one workspace (the tenant): its plan, quotas, credits, usage and calls,
+whoever of its members made them. Usage numbers come from ``proxy.UsageDailyRollup`` (one row
+per workspace, provider and UTC day) and never from the raw ``UsageEvent`` log, except the
+"last 100 calls" table, which is a range scan of the workspace's recent-calls index. Every read
+takes ``workspace=`` (required): the caller resolved it with ``accounts.tenancy``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from billing.models import Meter, Plan
-from billing.selectors import plan_for_user_get, quota_status_get, subscription_get
+from billing.selectors import plan_for_workspace_get, quota_status_get, subscription_get
 from core import time as periods
 from core.money import usd
 from credits.models import LedgerEntry
@@ -36,10 +38,10 @@ class PlanCard:
     has_subscription: bool
 
 
-def plan_card_get(*, user, now: datetime | None = None) -> PlanCard:
+def plan_card_get(*, workspace, now: datetime | None = None) -> PlanCard:
     now = now or timezone.now()
-    plan = plan_for_user_get(user=user, now=now)
-    subscription = subscription_get(user=user)
+    plan = plan_for_workspace_get(workspace=workspace, now=now)
+    subscription = subscription_get(workspace=workspace)
     return PlanCard(
         plan=plan,
         status=subscription.status if subscription else "free",
@@ -63,11 +65,11 @@ class QuotaBar:
     reset_at: datetime
 
 
-def quota_bars_get(*, user, now: datetime | None = None) -> list[QuotaBar]:
+def quota_bars_get(*, workspace, now: datetime | None = None) -> list[QuotaBar]:
     """One bar per meter of the plan, from billing's live counters (reservations count as used)."""
     labels = dict(Meter.choices)
     bars = []
-    for meter, status in quota_status_get(user=user, now=now).items():
+    for meter, status in quota_status_get(workspace=workspace, now=now).items():
         consumed = status.used + status.reserved
         if status.limit:
             percent = min(100, consumed * 100 // status.limit)
@@ -105,12 +107,12 @@ class DayUsage:
     cost_usd: Decimal
 
 
-def usage_daily_series_get(*, user, today: date, days: int = CHART_DAYS) -> list[DayUsage]:
+def usage_daily_series_get(*, workspace, today: date, days: int = CHART_DAYS) -> list[DayUsage]:
     """Every day of the window (zeros included, oldest first), summed over providers."""
     since = today - timedelta(days=days - 1)
     rows = {
         row["day"]: row
-        for row in UsageDailyRollup.objects.filter(user=user, day__gte=since, day__lte=today)
+        for row in UsageDailyRollup.objects.filter(workspace=workspace, day__gte=since, day__lte=today)
         .values("day")
         .annotate(
             requests=Sum("requests"), tokens=Sum("tokens"), emails=Sum("emails"), cost_usd=Sum("cost_usd")
@@ -132,23 +134,23 @@ def usage_daily_series_get(*, user, today: date, days: int = CHART_DAYS) -> list
     return series
 
 
-def usage_provider_totals_get(*, user, today: date, days: int = CHART_DAYS) -> list[dict]:
+def usage_provider_totals_get(*, workspace, today: date, days: int = CHART_DAYS) -> list[dict]:
     """Calls, tokens and failures per provider over the window, busiest first."""
     since = today - timedelta(days=days - 1)
     return list(
-        UsageDailyRollup.objects.filter(user=user, day__gte=since, day__lte=today)
+        UsageDailyRollup.objects.filter(workspace=workspace, day__gte=since, day__lte=today)
         .values("provider")
         .annotate(requests=Sum("requests"), tokens=Sum("tokens"), errors=Sum("errors"))
         .order_by("-requests", "provider")
     )
 
 
-def credit_spend_daily_get(*, user, today: date, days: int = CHART_DAYS) -> list[tuple[date, int]]:
-    """Credits consumed per UTC day over the window (zeros included), from the user's ledger."""
+def credit_spend_daily_get(*, workspace, today: date, days: int = CHART_DAYS) -> list[tuple[date, int]]:
+    """Credits consumed per UTC day over the window (zeros included), from the workspace's ledger."""
     since = today - timedelta(days=days - 1)
     start = datetime.combine(since, datetime.min.time(), tzinfo=timezone.get_current_timezone())
     rows = dict(
-        LedgerEntry.objects.filter(user=user, kind=LedgerEntry.Kind.CONSUME, created_at__gte=start)
+        LedgerEntry.objects.filter(workspace=workspace, kind=LedgerEntry.Kind.CONSUME, created_at__gte=start)
         .annotate(day=TruncDate("created_at"))
         .values("day")
         .annotate(spent=Sum("amount"))
@@ -161,13 +163,14 @@ STATUS_FILTERS = ("ok", "error")
 
 
 def usage_recent_calls_list(
-    *, user, api_key_id: int | None = None, status: str | None = None, limit: int = RECENT_CALLS_LIMIT
+    *, workspace, api_key_id: int | None = None, status: str | None = None, limit: int = RECENT_CALLS_LIMIT
 ):
-    """The user's last calls, newest first, optionally for one key and/or ok/error/an HTTP status.
+    """The workspace's last calls (every member's keys), newest first, optionally for one key
+    and/or ok/error/an HTTP status.
 
-    Walks the ``usage_user_recent`` index and stops after ``limit`` rows.
+    Walks the index on (workspace, -created_at) and stops after ``limit`` rows.
     """
-    qs = UsageEvent.objects.filter(user=user)
+    qs = UsageEvent.objects.filter(workspace=workspace)
     if api_key_id is not None:
         qs = qs.filter(api_key_id=api_key_id)
     if status == "ok":

@@ -83,23 +83,25 @@ def costs_usd_get(*, since: date, until: date) -> Decimal:
 
 
 def costs_by_plan_get(*, since: date, until: date) -> dict[str, Decimal]:
-    """Operator cost split by the plan each user is on now (users with no paid plan count
-    under the default plan). Two queries: costs per user, then the users' entitled plans."""
-    per_user = dict(
+    """Operator cost split by the plan each workspace is on now (workspaces with no paid plan
+    count under the default plan). Two queries: costs per workspace, then their entitled plans."""
+    per_workspace = dict(
         UsageDailyRollup.objects.filter(day__gte=since, day__lte=until)
-        .values("user_id")
+        .values("workspace_id")
         .annotate(c=Sum("cost_usd"))
         .filter(c__gt=0)
-        .values_list("user_id", "c")
+        .values_list("workspace_id", "c")
     )
     plans = dict(
-        Subscription.objects.filter(user_id__in=list(per_user), status__in=Subscription.ENTITLED_STATUSES)
-        .order_by("user_id", "created_at", "pk")
-        .values_list("user_id", "plan__code")
+        Subscription.objects.filter(
+            workspace_id__in=list(per_workspace), status__in=Subscription.ENTITLED_STATUSES
+        )
+        .order_by("workspace_id", "created_at", "pk")
+        .values_list("workspace_id", "plan__code")
     )  # ordered so the newest subscription wins in the dict
     result: dict[str, Decimal] = {}
-    for user_id, cost in per_user.items():
-        code = plans.get(user_id, settings.DEFAULT_PLAN_CODE)
+    for workspace_id, cost in per_workspace.items():
+        code = plans.get(workspace_id, settings.DEFAULT_PLAN_CODE)
         result[code] = usd(result.get(code, Decimal(0)) + cost)
     return result
 

@@ -16,10 +16,10 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from accounts.models import InvalidKeyDay
+from accounts.models import InvalidKeyDay, Membership, Role, Workspace
 from accounts.providers import PROVIDERS
 from billing.models import StripeEvent
-from core.models import ReconciliationDrift, UserDayMinutes
+from core.models import ReconciliationDrift, WorkspaceDayMinutes
 from core.money import usd
 from credits.selectors import credit_conversion_stats
 from organizations.models import UsageReport
@@ -77,68 +77,86 @@ def budget_status_get(*, today: date) -> BudgetStatus:
 
 
 # =============================================================================================
-# Operator dashboard — users
+# Operator dashboard — customers (workspaces)
 # =============================================================================================
 
 
-def users_active_today_count(*, today: date) -> int:
-    """Distinct users with at least one call today (any provider, any outcome)."""
-    return UsageDailyRollup.objects.filter(day=today).values("user_id").distinct().count()
+def workspaces_active_today_count(*, today: date) -> int:
+    """Distinct workspaces (the customers) with at least one call today (any provider, any
+    outcome): a team of ten counts once, as it pays once."""
+    return UsageDailyRollup.objects.filter(day=today).values("workspace_id").distinct().count()
 
 
-def users_avg_cost_today_get(*, today: date) -> Decimal:
-    """Operator USD spent today divided by today's active users (0 when nobody called)."""
+def workspaces_avg_cost_today_get(*, today: date) -> Decimal:
+    """Operator USD spent today divided by today's active workspaces (0 when nobody called)."""
     row = UsageDailyRollup.objects.filter(day=today).aggregate(
-        cost=Sum("cost_usd"), users=Count("user_id", distinct=True)
+        cost=Sum("cost_usd"), workspaces=Count("workspace_id", distinct=True)
     )
-    if not row["users"]:
+    if not row["workspaces"]:
         return usd(0)
-    return usd(Decimal(row["cost"] or 0) / row["users"])
+    return usd(Decimal(row["cost"] or 0) / row["workspaces"])
 
 
 def _minutes_today(
-    model: type[UserDayMinutes], *, today: date, at_least: int | None = None, users=None
+    model: type[WorkspaceDayMinutes], *, today: date, at_least: int | None = None, workspaces=None
 ) -> dict[int, int]:
-    """user id -> minutes of a per-day refusal count (``RateLimitedDay``, ``InvalidKeyDay``)."""
+    """workspace id -> minutes of a per-day refusal count (``RateLimitedDay``, ``InvalidKeyDay``)."""
     rows = model.objects.filter(day=today)
     if at_least is not None:
         rows = rows.filter(minutes__gte=at_least)
-    if users is not None:
-        rows = rows.filter(user_id__in=users)
-    return dict(rows.values_list("user_id", "minutes"))
+    if workspaces is not None:
+        rows = rows.filter(workspace_id__in=workspaces)
+    return dict(rows.values_list("workspace_id", "minutes"))
 
 
-def users_abusive_list(*, today: date) -> list[dict]:
-    """Users flagged today: calls reaching ``ABUSE_REQUESTS_PER_DAY``, failed calls reaching
+def _workspace_labels(workspace_ids) -> dict[int, tuple[str, str]]:
+    """workspace id -> (name, contact email): the personal owner's address, else the earliest
+    owner's. Two queries, whatever the number of workspaces."""
+    if not workspace_ids:
+        return {}
+    names = dict(Workspace.objects.filter(pk__in=workspace_ids).values_list("pk", "name"))
+    owners: dict[int, str] = {}
+    for workspace_id, email in (
+        Membership.objects.filter(workspace_id__in=workspace_ids, role=Role.OWNER)
+        .order_by("workspace_id", "created_at", "pk")
+        .values_list("workspace_id", "user__email")
+    ):
+        owners.setdefault(workspace_id, email)
+    return {pk: (name, owners.get(pk, "")) for pk, name in names.items()}
+
+
+def workspaces_abusive_list(*, today: date) -> list[dict]:
+    """Workspaces flagged today: calls reaching ``ABUSE_REQUESTS_PER_DAY``, failed calls reaching
     ``ABUSE_ERRORS_PER_DAY`` (quota refusals included), minutes past the per-minute rate limit
     reaching ``ABUSE_RATE_LIMITED_MINUTES_PER_DAY``, or minutes in which one of their unusable
     keys was presented reaching ``ABUSE_INVALID_KEY_MINUTES_PER_DAY``. Both kinds of refusal are
     answered before a call is recorded; ``RateLimitedDay`` and ``InvalidKeyDay`` count them, per
-    key and minute."""
+    workspace and minute. The workspace is the unit because it is what pays and what the
+    operator suspends: its members' keys add up."""
     limited = _minutes_today(
         RateLimitedDay, today=today, at_least=settings.ABUSE_RATE_LIMITED_MINUTES_PER_DAY
     )
     invalid = _minutes_today(InvalidKeyDay, today=today, at_least=settings.ABUSE_INVALID_KEY_MINUTES_PER_DAY)
     totals = {
-        row["user_id"]: row
+        row["workspace_id"]: row
         for row in UsageDailyRollup.objects.filter(day=today)
-        .values("user_id")
+        .values("workspace_id")
         .annotate(requests=Sum("requests"), errors=Sum("errors"))
         .filter(
             Q(requests__gte=settings.ABUSE_REQUESTS_PER_DAY)
             | Q(errors__gte=settings.ABUSE_ERRORS_PER_DAY)
-            | Q(user_id__in=[*limited, *invalid])
+            | Q(workspace_id__in=[*limited, *invalid])
         )
     }
     flagged = set(totals) | set(limited) | set(invalid)
-    minutes = _minutes_today(RateLimitedDay, today=today, users=flagged)
-    invalid_minutes = _minutes_today(InvalidKeyDay, today=today, users=flagged)
-    emails = dict(get_user_model().objects.filter(pk__in=flagged).values_list("pk", "email"))
+    minutes = _minutes_today(RateLimitedDay, today=today, workspaces=flagged)
+    invalid_minutes = _minutes_today(InvalidKeyDay, today=today, workspaces=flagged)
+    labels = _workspace_labels(flagged)
     result = []
-    for user_id in flagged:
-        requests = totals[user_id]["requests"] if user_id in totals else 0
-        errors = totals[user_id]["errors"] if user_id in totals else 0
-        refused_minutes = minutes.get(user_id, 0)
+    for workspace_id in flagged:
+        requests = totals[workspace_id]["requests"] if workspace_id in totals else 0
+        errors = totals[workspace_id]["errors"] if workspace_id in totals else 0
+        refused_minutes = minutes.get(workspace_id, 0)
         reasons = []
         if requests >= settings.ABUSE_REQUESTS_PER_DAY:
             reasons.append("requests")
@@ -146,20 +164,22 @@ def users_abusive_list(*, today: date) -> list[dict]:
             reasons.append("errors")
         if refused_minutes >= settings.ABUSE_RATE_LIMITED_MINUTES_PER_DAY:
             reasons.append("rate_limited")
-        if invalid_minutes.get(user_id, 0) >= settings.ABUSE_INVALID_KEY_MINUTES_PER_DAY:
+        if invalid_minutes.get(workspace_id, 0) >= settings.ABUSE_INVALID_KEY_MINUTES_PER_DAY:
             reasons.append("invalid_keys")
+        name, owner_email = labels.get(workspace_id, ("", ""))
         result.append(
             {
-                "user_id": user_id,
-                "email": emails.get(user_id, ""),
+                "workspace_id": workspace_id,
+                "workspace_name": name,
+                "owner_email": owner_email,
                 "requests_today": requests,
                 "errors_today": errors,
                 "rate_limited_minutes_today": refused_minutes,
-                "invalid_key_minutes_today": invalid_minutes.get(user_id, 0),
+                "invalid_key_minutes_today": invalid_minutes.get(workspace_id, 0),
                 "reasons": reasons,
             }
         )
-    result.sort(key=lambda row: (-row["requests_today"], row["user_id"]))
+    result.sort(key=lambda row: (-row["requests_today"], row["workspace_id"]))
     return result
 
 
@@ -230,7 +250,7 @@ def operator_alerts_list(
                 "level": "warning",
                 "code": "budget",
                 "message": f"Daily budget at {budget.percent_used}%.",
-                "action": "Watch the spend; abusive users are listed below.",
+                "action": "Watch the spend; flagged workspaces are listed below.",
             }
         )
     if drift:
@@ -312,7 +332,7 @@ def operator_dashboard_get(
     budget = budget_status_get(today=today)
     providers_today = provider_stats_list(since=today, until=today)
     providers_30 = provider_stats_list(since=since_30, until=today)
-    abusive = users_abusive_list(today=today)
+    abusive = workspaces_abusive_list(today=today)
     cooling = providers_in_cooldown_list()
     window_start = now - timedelta(days=CHART_DAYS)
     failed_webhooks = stripe_events_failed_count(since=window_start)
@@ -327,9 +347,10 @@ def operator_dashboard_get(
         "business": business_overview_get(now=now),
         "economics_drilldown": economics_drilldown_get(economics=economics, since=since, until=until),
         "budget": budget,
+        # The original design's "users" block; each number counts workspaces (the customers).
         "users": {
-            "active_today": users_active_today_count(today=today),
-            "avg_cost_per_user": users_avg_cost_today_get(today=today),
+            "active_today": workspaces_active_today_count(today=today),
+            "avg_cost_per_user": workspaces_avg_cost_today_get(today=today),
             "abusive_count": len(abusive),
             "abusive_users": abusive,
         },

@@ -17,8 +17,19 @@ def user(db, catalog):
 
 
 @pytest.fixture
+def workspace(user):
+    """The tenant the dashboards show: ``user``'s personal workspace."""
+    return user.personal_workspace
+
+
+@pytest.fixture
 def other_user(db, catalog):
     return UserFactory()
+
+
+@pytest.fixture
+def other_workspace(other_user):
+    return other_user.personal_workspace
 
 
 @pytest.fixture

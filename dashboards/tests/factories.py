@@ -1,5 +1,6 @@
 """Factories for the dashboards tests. They build other apps' rows directly: fixtures for
-hand-computed expectations, never a code path of the product."""
+hand-computed expectations, never a code path of the product. Tenant rows belong to a
+workspace: a new user's personal one unless the test names another (``team_workspace_create``)."""
 
 import uuid
 from decimal import Decimal
@@ -7,7 +8,8 @@ from decimal import Decimal
 import factory
 from django.utils import timezone
 
-from accounts.tests.factories import ApiKeyFactory, UserFactory
+from accounts.models import Workspace
+from accounts.tests.factories import ApiKeyFactory, UserFactory, member_add, team_workspace
 from accounts.tests.factories import SuperuserFactory as StaffFactory
 from billing.models import StripeEvent
 from billing.tests.factories import SubscriptionFactory
@@ -28,15 +30,30 @@ __all__ = (
     "UserFactory",
     "credit_purchase_create",
     "invoice_paid_event",
+    "personal_workspace_new",
+    "team_workspace_create",
     "upsell_event_create",
 )
+
+
+def personal_workspace_new() -> Workspace:
+    """A new customer: a new user's personal workspace."""
+    return UserFactory().personal_workspace
+
+
+def team_workspace_create(*, owner, members: dict | None = None, name: str = "Acme team") -> Workspace:
+    """A shared workspace: ``owner`` as its owner, ``members`` as ``{user: role}``."""
+    workspace = team_workspace(owner=owner, name=name)
+    for member, role in (members or {}).items():
+        member_add(workspace, role=role, user=member)
+    return workspace
 
 
 class RollupFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = UsageDailyRollup
 
-    user = factory.SubFactory(UserFactory)
+    workspace = factory.LazyFunction(personal_workspace_new)
     provider = "deepseek"
     day = factory.LazyFunction(lambda: timezone.now().date())
     requests = 1
@@ -51,7 +68,7 @@ class UsageEventFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = UsageEvent
 
-    user = factory.SubFactory(UserFactory)
+    workspace = factory.LazyFunction(personal_workspace_new)
     service = "router"
     endpoint = "/v1/chat/completions"
     provider = "deepseek"
@@ -98,14 +115,18 @@ def invoice_paid_event(*, invoice_id: str, subscription: str, amount_paid: int, 
     return StripeEventFactory(type="invoice.paid", payload=payload, **kw)
 
 
-def credit_purchase_create(*, user, amount_minor: int, currency: str = "eur", credits: int = 100):
+def credit_purchase_create(*, workspace, amount_minor: int, currency: str = "eur", credits: int = 100):
     """A paid pack as credits fulfils it: the purchase row and its ledger entry."""
     key = f"test-purchase:{uuid.uuid4().hex}"
     entry = LedgerEntry.objects.create(
-        user=user, kind=LedgerEntry.Kind.PURCHASE, amount=credits, balance_after=credits, idempotency_key=key
+        workspace=workspace,
+        kind=LedgerEntry.Kind.PURCHASE,
+        amount=credits,
+        balance_after=credits,
+        idempotency_key=key,
     )
     return CreditPurchase.objects.create(
-        user=user,
+        workspace=workspace,
         checkout_reference=f"cs_{uuid.uuid4().hex}",
         credits=credits,
         amount_minor=amount_minor,
@@ -114,5 +135,5 @@ def credit_purchase_create(*, user, amount_minor: int, currency: str = "eur", cr
     )
 
 
-def upsell_event_create(*, user, kind=UpsellEvent.Kind.VIEW):
-    return UpsellEvent.objects.create(user=user, kind=kind)
+def upsell_event_create(*, workspace, kind=UpsellEvent.Kind.VIEW):
+    return UpsellEvent.objects.create(workspace=workspace, kind=kind)

@@ -212,7 +212,7 @@ def test_buy_credits_updates_the_badge(page):
 
 def test_low_balance_opens_the_upsell_modal(page):
     user = UserFactory(email="low@example.com")
-    credit_grant(user=user, amount=5, admin_user=StaffFactory(), reason="test")
+    credit_grant(workspace=user.personal_workspace, amount=5, admin_user=StaffFactory(), reason="test")
     login(page, "low@example.com")
     modal = page.locator("#credits-low-modal")
     modal.wait_for(state="visible")

@@ -22,7 +22,7 @@ logger = logging.getLogger("tollgate.organizations")
 def organization_subscription_sync(*, event: dict) -> Organization | None:
     """Apply a ``customer.subscription.*`` event to the organization it belongs to.
 
-    Subscriptions that are not an organization's (users' plans) are ignored. Events older than
+    Subscriptions that are not an organization's (workspaces' plans) are ignored. Events older than
     the last one applied are ignored too: Stripe does not guarantee delivery order.
     """
     subscription = (event.get("data") or {}).get("object") or {}

@@ -119,7 +119,7 @@ def embeddings_call_build(view, request, payload: dict) -> EmbeddingsCall:
     data = validated(EmbeddingsInputSerializer(data=payload))
     plan = view.plan
     return EmbeddingsCall(
-        user=request.user,
+        workspace=view.workspace,
         api_key_id=request.auth.key_id,
         service="router",
         endpoint=EMBEDDINGS_ENDPOINT,

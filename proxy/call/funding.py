@@ -21,7 +21,7 @@ from billing import quota_pool
 from billing import services as billing_services
 from billing.selectors import (
     period_bounds,
-    plan_for_user_get,
+    plan_for_workspace_get,
     plan_quota_get,
     quota_block,
     quota_status_build,
@@ -55,7 +55,7 @@ class Funding:
     )  # meter -> (used, reserved) after settle
 
 
-def _quota_exceeded_error(*, user, meter: str, status, upsell: dict | None = None) -> ApiError:
+def _quota_exceeded_error(*, meter: str, status, upsell: dict | None = None) -> ApiError:
     block = quota_block(status)
     reset_at = getattr(status, "reset_at", None)
     headers = {}
@@ -90,8 +90,9 @@ def _credit_units(cost, meter_amounts: dict[str, int]) -> tuple[str | None, int]
     return meter, meter_amounts.get(meter, 1 if meter == "requests" else 0)
 
 
-def funding_reserve(*, user, endpoint: str, meters: dict[str, int], plan=None) -> Funding:
-    """Reserve ``meters`` (meter -> units) on the plan's quota, else in credits.
+def funding_reserve(*, workspace, endpoint: str, meters: dict[str, int], plan=None) -> Funding:
+    """Reserve ``meters`` (meter -> units) on the workspace's plan quota, else in its credits:
+    every member's calls draw on the same quota and balance.
 
     Every meter is reserved in one statement, all or nothing (``quota_reserve_many``).
     Raises ApiError 429 ``quota_exceeded`` or 402 ``insufficient_credits``; holds nothing then.
@@ -99,30 +100,35 @@ def funding_reserve(*, user, endpoint: str, meters: dict[str, int], plan=None) -
     funding = Funding(endpoint=endpoint, reserved=dict(meters), plan=plan)
     try:
         reservations = billing_services.quota_reserve_many(
-            user=user, meters=meters, synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT, plan=plan
+            workspace=workspace,
+            meters=meters,
+            synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT,
+            plan=plan,
         )
     except billing_services.QuotaExceeded as exc:
-        _credit_hold_or_raise(funding=funding, user=user, meter=exc.meter, status=exc.status, meters=meters)
+        _credit_hold_or_raise(
+            funding=funding, workspace=workspace, meter=exc.meter, status=exc.status, meters=meters
+        )
         return funding
     funding.reservations = {reservation.meter: reservation for reservation in reservations}
     return funding
 
 
-def _credit_hold_or_raise(*, funding: Funding, user, meter: str, status, meters: dict[str, int]) -> None:
+def _credit_hold_or_raise(*, funding: Funding, workspace, meter: str, status, meters: dict[str, int]) -> None:
     endpoint = COST_ENDPOINT_ALIASES.get(funding.endpoint, funding.endpoint)
     cost = credit_selectors.endpoint_cost_get(endpoint=endpoint)
     if cost is None:
-        raise _quota_exceeded_error(user=user, meter=meter, status=status)
+        raise _quota_exceeded_error(meter=meter, status=status)
     units_meter, units = _credit_units(cost, meters)
     amount = cost.cost_for(units)
     if amount <= 0:
-        raise _quota_exceeded_error(user=user, meter=meter, status=status)
+        raise _quota_exceeded_error(meter=meter, status=status)
     try:
         funding.credit_hold = credit_services.credit_hold(
-            user=user, amount=amount, reference=f"proxy:{endpoint}", endpoint=endpoint
+            workspace=workspace, amount=amount, reference=f"proxy:{endpoint}", endpoint=endpoint
         )
     except credit_services.InsufficientCredits as exc:
-        upsell = dict(credit_selectors.credit_upsell_get(user=user))
+        upsell = dict(credit_selectors.credit_upsell_get(workspace=workspace))
         balance = getattr(exc, "balance", 0) or 0
         extra = {
             **upsell,
@@ -138,7 +144,7 @@ def _credit_hold_or_raise(*, funding: Funding, user, meter: str, status, meters:
                 quota=quota_block(status),
                 **{**UPSELL_LINKS, **extra},
             ) from exc
-        raise _quota_exceeded_error(user=user, meter=meter, status=status, upsell=extra) from exc
+        raise _quota_exceeded_error(meter=meter, status=status, upsell=extra) from exc
     funding.credit_cost = cost
     funding.credit_units_meter = units_meter
 
@@ -206,13 +212,13 @@ def funding_release(*, funding: Funding) -> None:
         funding.credit_hold = None
 
 
-def funding_quota_block(*, funding: Funding | None, user, meter: str) -> dict:
+def funding_quota_block(*, funding: Funding | None, workspace, meter: str) -> dict:
     """The quota block to answer with after a settle: from the settle's own RETURNING when the
     call was paid by quota (no query), else read from the counters."""
     counter = funding.counters.get(meter) if funding is not None else None
     if counter is None:
-        return quota_block(quota_status_get(user=user).get(meter))
-    plan = funding.plan or plan_for_user_get(user=user)
+        return quota_block(quota_status_get(workspace=workspace).get(meter))
+    plan = funding.plan or plan_for_workspace_get(workspace=workspace)
     rule = plan_quota_get(plan=plan, meter=meter)
     _start, reset_at = period_bounds(period=rule.period, now=timezone.now())
     used, reserved = counter

@@ -1,11 +1,13 @@
-"""The gate: admission, the key, the caller's plan, the rate limit and providers in cooldown.
+"""The gate: admission, the key, its workspace's plan, the rate limit and providers in cooldown.
 
-A key this process has seen passes in ONE Redis round trip (``GATE_LUA``: the key's cached
-identity or revocation marker, the plan catalogue's version, the user's plan entry, the
-provider-keys version, the cooldown flags, the rate-limit INCR). A key's identity is cached only
-while its user is active (``accounts.signals``). Anything else — a key's first call in this
-process, an entry missing from the cache — takes the ORM gate once in a thread (``gate_orm``),
-which teaches this process the key's owner.
+The tenant of a call is the key's workspace: plan, quota, credits, provider keys and usage are
+keyed by its id; the key's creator (a member) must be active. A key this process has seen passes
+in ONE Redis round trip (``GATE_LUA``: the key's cached identity or revocation marker, the plan
+catalogue's version, the workspace's plan entry, the provider-keys version, the cooldown flags,
+the rate-limit INCR). A key's identity is cached only while its creator is active
+(``accounts.signals``). Anything else — a key's first call in this process, an entry missing
+from the cache — takes the ORM gate once in a thread (``gate_orm``), which teaches this process
+the key's workspace and creator.
 
 Admission: at most ``PROXY_ADMISSION_CONCURRENCY`` calls per worker between arrival and
 reserve, first come first admitted, so a wave of simultaneous arrivals reaches its providers a
@@ -23,9 +25,11 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
 from accounts.keys import api_key_hash, api_key_is_well_formed
+from accounts.models import Workspace
 from accounts.providers import PROVIDERS
 from accounts.selectors import (
     API_KEY_REVOKED_MARKER,
@@ -34,11 +38,12 @@ from accounts.selectors import (
     api_key_cache_key,
 )
 from accounts.services import api_key_touch
+from accounts.services.verification import user_email_verified
 from billing.selectors import (
     CATALOG_VERSION_KEY,
-    plan_for_user_get,
+    plan_for_workspace_get,
     plan_from_cached_get,
-    user_plan_cache_key,
+    workspace_plan_cache_key,
 )
 from core.fastio import cache_decode, cache_key, per_loop, redis_call
 from core.rawsql import model_rows_aget
@@ -99,7 +104,7 @@ def admission_leave() -> None:
 # --- The gate in one Redis script -------------------------------------------------------------
 
 GATE_LUA = """
--- KEYS: api-key entry, plan-catalogue version, user's plan entry, rate-limit counter,
+-- KEYS: api-key entry, plan-catalogue version, workspace's plan entry, rate-limit counter,
 --       provider-keys version, then every provider's cooldown flag
 -- ARGV: the revoked marker as the cache stores it, rate-limit window TTL
 local ident = redis.call('GET', KEYS[1])
@@ -114,7 +119,8 @@ for i = 6, #KEYS do cooling[i - 5] = redis.call('EXISTS', KEYS[i]) end
 return {ident, version, entry, count, redis.call('GET', KEYS[5]), cooling}
 """
 
-_key_owners: dict[str, tuple[int, int]] = {}  # key hash -> (key id, user id): never changes
+# key hash -> (key id, workspace id, creator's user id): never changes for a key
+_key_owners: dict[str, tuple[int, int, int]] = {}
 _PROCESS_CACHE_MAX = 100_000
 
 
@@ -128,10 +134,17 @@ def bearer_key(request) -> str | None:
 
 
 def key_owner_learn(*, raw_key: str, identity: ApiKeyIdentity) -> None:
-    """Remember whose key this is, after the ORM gate authenticated it once in this process."""
+    """Remember the key's workspace and creator, after the ORM gate authenticated it once in
+    this process."""
     if len(_key_owners) >= _PROCESS_CACHE_MAX:
         _key_owners.clear()
-    _key_owners[api_key_hash(raw_key)] = (identity.key_id, identity.user_id)
+    _key_owners[api_key_hash(raw_key)] = (identity.key_id, identity.workspace_id, identity.user_id)
+
+
+def workspace_ref(workspace_id: int) -> Workspace:
+    """The call's workspace as a model instance that holds its id only (any other field would
+    load on first read): the call keys everything by that id, so the gate reads no row for it."""
+    return Workspace.from_db(DEFAULT_DB_ALIAS, ["id"], [workspace_id])
 
 
 _learnings: dict = {}  # event loop -> {key hash -> future done when its ORM gate has ended}
@@ -168,7 +181,8 @@ async def key_learning_wait(raw_key: str) -> bool:
 
 @dataclass(frozen=True)
 class Gate:
-    user: object
+    user: object  # the key's creator
+    workspace: Workspace  # the key's workspace: the tenant (``workspace_ref``)
     identity: ApiKeyIdentity
     plan: object
     rate: RateLimitState
@@ -186,7 +200,7 @@ async def gate_script(*, raw_key: str) -> tuple[Gate | None, int | None]:
     owner = _key_owners.get(key_hash)
     if owner is None:
         return None, None
-    key_id, user_id = owner
+    key_id, workspace_id, user_id = owner
     rl_key, reset_at = rate_limit_window(key_id=key_id)
     reply = await redis_call(
         script_run(
@@ -195,7 +209,7 @@ async def gate_script(*, raw_key: str) -> tuple[Gate | None, int | None]:
             keys=[
                 cache_key(api_key_cache_key(key_hash)),
                 cache_key(CATALOG_VERSION_KEY),
-                cache_key(user_plan_cache_key(user_id)),
+                cache_key(workspace_plan_cache_key(workspace_id)),
                 cache_key(rl_key),
                 cache_key(PROVIDER_KEYS_VERSION_KEY),
                 *_cooldown_keys(),
@@ -212,7 +226,7 @@ async def gate_script(*, raw_key: str) -> tuple[Gate | None, int | None]:
     now = timezone.now()
     if (
         not isinstance(identity, ApiKeyIdentity)
-        or (identity.key_id, identity.user_id) != owner
+        or (identity.key_id, identity.workspace_id, identity.user_id) != owner
         or (identity.expires_at is not None and identity.expires_at <= now)
     ):
         return None, count
@@ -220,11 +234,12 @@ async def gate_script(*, raw_key: str) -> tuple[Gate | None, int | None]:
     if plan is None:
         return None, count
     user = await _user_get(user_id)
-    if user is None:
+    if user is None or not user_email_verified(user):  # the ORM gate re-reads and refuses
         return None, count
     rate = rate_limit_state(limit=plan.rate_limit_per_minute, count=count, reset_at=reset_at)
     gate = Gate(
         user=user,
+        workspace=workspace_ref(workspace_id),
         identity=identity,
         plan=plan,
         rate=rate,
@@ -240,8 +255,8 @@ _GATE_VALUES_MAX = 10_000
 
 
 def _gate_value(raw: bytes | None):
-    """The gate's cached values (a key's identity, the catalogue version, a user's plan entry)
-    are immutable and the same on every call of a key: each distinct value is decoded once."""
+    """The gate's cached values (a key's identity, the catalogue version, a workspace's plan
+    entry) are immutable and the same on every call of a key: each distinct value is decoded once."""
     if raw is None:
         return None
     value = _gate_values.get(raw, _MISSING)
@@ -261,8 +276,8 @@ USER_CACHE_SECONDS = 300
 
 
 async def _user_get(user_id: int):
-    """The caller's User row, kept in process: whether the user is active is decided by the key
-    entry above, so the row only feeds what the call records (its id) and ORM fallbacks."""
+    """The key creator's User row, kept in process (``request.user``): whether they are active
+    is decided by the key entry above; a creator found inactive here takes the ORM gate."""
     now = time.monotonic()
     cached = _users.get(user_id)
     if cached is not None and now - cached[0] < USER_CACHE_SECONDS:
@@ -307,12 +322,14 @@ def _touch_due(key_id: int) -> bool:
 
 def gate_orm(view, request, counted: int | None = None):
     """Auth, plan and rate limit on the ORM path (in a thread): a couple of indexed queries.
+    Sets ``view.workspace``, the key's workspace.
 
     ``counted``: the gate's script already counted this request in its rate-limit window.
     """
     view.initial(request)
     identity = request.auth
-    plan = plan_for_user_get(user=request.user)
+    view.workspace = workspace_ref(identity.workspace_id)
+    plan = plan_for_workspace_get(workspace=view.workspace)
     if counted is None:
         state = rate_limit_hit(key_id=identity.key_id, limit=plan.rate_limit_per_minute)
     else:
@@ -321,7 +338,7 @@ def gate_orm(view, request, counted: int | None = None):
     view._ratelimit_headers = state.headers()
     if state.exceeded:
         if state.first_refusal:
-            rate_limited_minute_record(user_id=identity.user_id, day=timezone.now().date())
+            rate_limited_minute_record(workspace_id=identity.workspace_id, day=timezone.now().date())
         raise rate_limit_error(state)
     if _touch_due(identity.key_id):
         api_key_touch(identity=identity)
@@ -329,8 +346,9 @@ def gate_orm(view, request, counted: int | None = None):
 
 
 async def gate_pass(view, request):
-    """The caller's plan once the gate let the request in (sets ``request.user``/``auth``, the
-    view's rate-limit headers, credentials version and cooldowns); raises its refusal."""
+    """The workspace's plan once the gate let the request in (sets ``request.user``/``auth``,
+    the view's workspace, rate-limit headers, credentials version and cooldowns); raises its
+    refusal."""
     raw_key = bearer_key(request)
     counted = None
     if raw_key is not None:
@@ -340,6 +358,7 @@ async def gate_pass(view, request):
         if passed is not None:
             request.user = passed.user
             request.auth = passed.identity
+            view.workspace = passed.workspace
             view.credentials_version = passed.credentials_version
             view.cooling = passed.cooling
             view.initial(request)  # permissions etc.; authentication is already done
@@ -349,7 +368,7 @@ async def gate_pass(view, request):
                     background_task_start(
                         db_call(
                             rate_limited_minute_record,
-                            user_id=passed.identity.user_id,
+                            workspace_id=passed.identity.workspace_id,
                             day=timezone.now().date(),
                         )
                     )

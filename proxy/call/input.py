@@ -175,9 +175,9 @@ def chat_input_validate(payload: dict) -> dict:
 
 @dataclass
 class ChatCall:
-    """A validated chat request and who makes it."""
+    """A validated chat request and the workspace it is made for (the key's)."""
 
-    user: object
+    workspace: object
     api_key_id: int | None
     service: str  # "deepseek" | "router"
     endpoint: str
@@ -226,7 +226,7 @@ def chat_call_build(
     model = data.get("model") or default_model
     stream_options = data.get("stream_options") or {}
     return ChatCall(
-        user=request.user,
+        workspace=view.workspace,
         api_key_id=request.auth.key_id,
         service=service,
         endpoint=endpoint,

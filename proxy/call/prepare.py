@@ -36,6 +36,7 @@ from .funding import Funding, funding_release, funding_reserve
 from .scripts import script_run
 
 OPERATOR_SOURCES = ("global", "env")
+BYOK_SOURCE = "workspace"  # the workspace's own provider key (``ProviderCredential.Scope``)
 
 
 class NoProviderKey(Exception):
@@ -93,9 +94,10 @@ def attempt_target(*, source: str, secret: str, provider: str, requested_model: 
 
 
 def attempt_meters(*, source: str, meters: dict[str, int]) -> dict[str, int]:
-    """A BYOK call's tokens are the user's own: off the quota unless ``BYOK_COUNTS_AGAINST_QUOTA``."""
+    """A BYOK call's tokens are the workspace's own: off the quota unless
+    ``BYOK_COUNTS_AGAINST_QUOTA``."""
     meters = dict(meters)
-    if source == "personal" and not settings.BYOK_COUNTS_AGAINST_QUOTA:
+    if source == BYOK_SOURCE and not settings.BYOK_COUNTS_AGAINST_QUOTA:
         meters.pop("llm_tokens", None)
     return meters
 
@@ -148,25 +150,25 @@ def attempt_prepared(
 
 # --- Provider key ----------------------------------------------------------------------------
 
-_credentials: dict[tuple[int, str], object] = {}  # (user id, provider) -> ProviderSecret | None
+_credentials: dict[tuple[int, str], object] = {}  # (workspace id, provider) -> ProviderSecret | None
 _credentials_version: bytes | None = None
 _PROCESS_CACHE_MAX = 100_000
 
 
-async def _resolve_key(*, user, provider: str, credentials_version: bytes | None) -> tuple[str, str]:
-    """personal > global > env > sandbox. Decrypted credentials are kept in process while the
-    shared provider-keys version (read by the gate) does not move."""
+async def _resolve_key(*, workspace, provider: str, credentials_version: bytes | None) -> tuple[str, str]:
+    """The workspace's own > global > env > sandbox. Decrypted credentials are kept in process
+    while the shared provider-keys version (read by the gate) does not move."""
     global _credentials_version
     secret = None
     if provider != sandbox.PROVIDER:
         if credentials_version is None or credentials_version != _credentials_version:
             _credentials.clear()
             _credentials_version = credentials_version
-        cache_entry = (user.pk, provider)
+        cache_entry = (workspace.pk, provider)
         if credentials_version is not None and cache_entry in _credentials:
             secret = _credentials[cache_entry]
         else:
-            secret = await provider_key_aget(user=user, provider=provider)
+            secret = await provider_key_aget(workspace=workspace, provider=provider)
             if credentials_version is not None:
                 if len(_credentials) >= _PROCESS_CACHE_MAX:
                     _credentials.clear()
@@ -191,7 +193,7 @@ def _new_version_raw() -> bytes:
 
 async def proxy_call_aprepare(
     *,
-    user,
+    workspace,
     provider: str,
     endpoint: str,
     requested_model: str,
@@ -207,7 +209,9 @@ async def proxy_call_aprepare(
     now = now or timezone.now()
     if not catalog_is_fresh():
         await db_call(catalog_get)
-    source, secret = await _resolve_key(user=user, provider=provider, credentials_version=credentials_version)
+    source, secret = await _resolve_key(
+        workspace=workspace, provider=provider, credentials_version=credentials_version
+    )
     prepared = attempt_prepared(
         source=source,
         secret=secret,
@@ -228,14 +232,14 @@ async def proxy_call_aprepare(
             raise BudgetExhausted(provider)
         try:
             prepared.funding = await _funding_reserve(
-                user=user, endpoint=endpoint, meters=prepared.meters, plan=plan, now=now
+                workspace=workspace, endpoint=endpoint, meters=prepared.meters, plan=plan, now=now
             )
         except BaseException:
             await asyncio.shield(_budget_release(**hold))
             raise
         return prepared
     prepared.funding = await _holds_side_by_side(
-        prepared=prepared, user=user, endpoint=endpoint, plan=plan, now=now
+        prepared=prepared, workspace=workspace, endpoint=endpoint, plan=plan, now=now
     )
     return prepared
 
@@ -249,7 +253,7 @@ def _budget_recently_refused(day) -> bool:
     return refused_at is not None and time.monotonic() - refused_at < BUDGET_REFUSAL_MEMORY_SECONDS
 
 
-async def _holds_side_by_side(*, prepared: PreparedCall, user, endpoint: str, plan, now) -> Funding:
+async def _holds_side_by_side(*, prepared: PreparedCall, workspace, endpoint: str, plan, now) -> Funding:
     """The budget hold (Redis) and the quota reserve (PostgreSQL) in flight together: the call
     waits for the slower of the two round trips, not their sum. Each is undone when the other
     is refused. Once the budget refuses, this process takes the budget first for a while, so a
@@ -259,7 +263,7 @@ async def _holds_side_by_side(*, prepared: PreparedCall, user, endpoint: str, pl
     budget_hold = asyncio.ensure_future(_budget_reserve(**hold))
     try:
         funding = await _funding_reserve(
-            user=user, endpoint=endpoint, meters=prepared.meters, plan=plan, now=now
+            workspace=workspace, endpoint=endpoint, meters=prepared.meters, plan=plan, now=now
         )
     except BaseException as exc:
         try:
@@ -284,11 +288,11 @@ async def _holds_side_by_side(*, prepared: PreparedCall, user, endpoint: str, pl
     return funding
 
 
-async def _funding_reserve(*, user, endpoint: str, meters: dict[str, int], plan, now) -> Funding:
+async def _funding_reserve(*, workspace, endpoint: str, meters: dict[str, int], plan, now) -> Funding:
     """A spare reservation of this worker or the quota reserve statement; when that is
     refused, the ORM path decides (counters, credits)."""
     options = {
-        "user_id": user.pk,
+        "workspace_id": workspace.pk,
         "meters": meters,
         "plan": plan,
         "now": now,
@@ -298,7 +302,9 @@ async def _funding_reserve(*, user, endpoint: str, meters: dict[str, int], plan,
     if reservations is None:
         reservations = await quota_reserve_many_fast(**options)
     if reservations is None:
-        return await db_call(funding_reserve, user=user, endpoint=endpoint, meters=meters, plan=plan)
+        return await db_call(
+            funding_reserve, workspace=workspace, endpoint=endpoint, meters=meters, plan=plan
+        )
     funding = Funding(endpoint=endpoint, reserved=dict(meters), plan=plan)
     funding.reservations = {reservation.meter: reservation for reservation in reservations}
     return funding

@@ -47,7 +47,7 @@ logger = logging.getLogger("tollgate.proxy")
 class CallRecord:
     """What the log needs to know about a finished call."""
 
-    user_id: int
+    workspace_id: int
     api_key_id: int | None
     service: str
     endpoint: str
@@ -78,7 +78,7 @@ def chat_record(
 ) -> CallRecord:
     """The record of a chat call (``input.ChatCall``) after its ``upstream.Attempts``."""
     return CallRecord(
-        user_id=call.user.pk,
+        workspace_id=call.workspace.pk,
         api_key_id=call.api_key_id,
         service=call.service,
         endpoint=call.endpoint,
@@ -108,7 +108,7 @@ def cost_usd_get(*, price: Price | None, prompt_tokens: int, completion_tokens: 
 
 
 def call_cost_get(*, prepared: PreparedCall | None, record: CallRecord) -> Decimal:
-    """What a finished call cost the operator: nothing when it failed or ran on the user's key."""
+    """What a finished call cost the operator: nothing when it failed or ran on the workspace's key."""
     if prepared is None or record.status_code >= 400 or not prepared.is_operator_paid:
         return Decimal("0.000000")
     return cost_usd_get(
@@ -122,7 +122,7 @@ def usage_event_build(*, prepared: PreparedCall | None, record: CallRecord, cost
     total_tokens = record.prompt_tokens + record.completion_tokens
     return UsageEvent(
         call_id=prepared.call_id if prepared is not None else uuid.uuid4(),
-        user_id=record.user_id,
+        workspace_id=record.workspace_id,
         api_key_id=record.api_key_id,
         service=record.service,
         endpoint=record.endpoint,
@@ -207,7 +207,7 @@ def proxy_call_settle(*, prepared: PreparedCall | None, record: CallRecord, now=
     return event
 
 
-def _settle_and_quota(*, prepared, record: CallRecord, user, quota_meter: str | None) -> tuple:
+def _settle_and_quota(*, prepared, record: CallRecord, workspace, quota_meter: str | None) -> tuple:
     """Settle a successful call, mark its provider healthy and read the quota block to show."""
     event = proxy_call_settle(prepared=prepared, record=record)
     if record.status_code < 400:
@@ -215,26 +215,28 @@ def _settle_and_quota(*, prepared, record: CallRecord, user, quota_meter: str | 
     block = None
     if quota_meter:
         block = funding_quota_block(
-            funding=prepared.funding if prepared else None, user=user, meter=quota_meter
+            funding=prepared.funding if prepared else None, workspace=workspace, meter=quota_meter
         )
     return event, block
 
 
-async def settle(*, prepared: PreparedCall, record: CallRecord, user, quota_meter: str | None) -> tuple:
+async def settle(*, prepared: PreparedCall, record: CallRecord, workspace, quota_meter: str | None) -> tuple:
     """(event, quota block) of a finished attempt: one grouped statement for a quota-funded
     success, else one transaction (failures, credits)."""
-    done = await settle_success_fast(prepared=prepared, record=record, user=user, quota_meter=quota_meter)
+    done = await settle_success_fast(
+        prepared=prepared, record=record, workspace=workspace, quota_meter=quota_meter
+    )
     if done is not None:
         return done
     return await db_call(
-        _settle_and_quota, prepared=prepared, record=record, user=user, quota_meter=quota_meter
+        _settle_and_quota, prepared=prepared, record=record, workspace=workspace, quota_meter=quota_meter
     )
 
 
-def settle_email(*, prepared, record, user):
+def settle_email(*, prepared, record, workspace):
     """(event, ``emails`` quota block) of a sent email."""
     event = proxy_call_settle(prepared=prepared, record=record)
-    return event, funding_quota_block(funding=prepared.funding, user=user, meter="emails")
+    return event, funding_quota_block(funding=prepared.funding, workspace=workspace, meter="emails")
 
 
 # --- The grouped settle of quota-funded successes ---------------------------------------------
@@ -379,7 +381,9 @@ async def settle_counters_drain() -> None:
         await counters.flushing
 
 
-async def settle_success_fast(*, prepared: PreparedCall, record: CallRecord, user, quota_meter: str | None):
+async def settle_success_fast(
+    *, prepared: PreparedCall, record: CallRecord, workspace, quota_meter: str | None
+):
     """Settle a quota-funded success in one statement; None when it is not that case (the
     caller then settles in a thread). Returns (event, quota block)."""
     if not settles_in_one_statement(prepared=prepared, record=record):
@@ -413,7 +417,9 @@ async def settle_success_fast(*, prepared: PreparedCall, record: CallRecord, use
     block = None
     if quota_meter:
         if quota_meter in funding.counters:
-            block = funding_quota_block(funding=funding, user=user, meter=quota_meter)
+            block = funding_quota_block(funding=funding, workspace=workspace, meter=quota_meter)
         else:  # not on this call's counters (e.g. BYOK tokens): read it
-            block = await db_call(funding_quota_block, funding=funding, user=user, meter=quota_meter)
+            block = await db_call(
+                funding_quota_block, funding=funding, workspace=workspace, meter=quota_meter
+            )
     return event, block

@@ -194,7 +194,9 @@ class StreamRelay:
             if self.prepared.closed:  # on the books; a later step failed
                 return
             try:
-                await settle(prepared=self.prepared, record=record, user=self.call.user, quota_meter=None)
+                await settle(
+                    prepared=self.prepared, record=record, workspace=self.call.workspace, quota_meter=None
+                )
                 return
             except Exception:
                 if attempt == 0:

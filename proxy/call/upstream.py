@@ -110,7 +110,7 @@ async def _chat_call_run(call: ChatCall, complete=None):
         attempts.tried.append(provider)
         try:
             prepared = await _prepare(
-                user=call.user,
+                workspace=call.workspace,
                 provider=provider,
                 endpoint=call.endpoint,
                 requested_model=call.requested_model,
@@ -223,7 +223,9 @@ async def _complete(call: ChatCall, attempts: Attempts, prepared: PreparedCall, 
         completion=usage[1],
         estimated=estimated,
     )
-    event, block = await settle(prepared=prepared, record=record, user=call.user, quota_meter="llm_tokens")
+    event, block = await settle(
+        prepared=prepared, record=record, workspace=call.workspace, quota_meter="llm_tokens"
+    )
     body = dict(body)
     if call.service == "router":
         body.update(
@@ -246,9 +248,9 @@ EMAIL_ENDPOINT = "/api/proxy/instantly/send"
 
 @dataclass(frozen=True)
 class EmailCall:
-    """A validated email to send and who sends it."""
+    """A validated email to send and the workspace it is sent for (the key's)."""
 
-    user: object
+    workspace: object
     api_key_id: int | None
     plan: object
     credentials_version: bytes | None
@@ -260,7 +262,7 @@ class EmailCall:
 
 def _email_record(call: EmailCall, started: float, status: int, error_code: str = "", emails: int = 0):
     return CallRecord(
-        user_id=call.user.pk,
+        workspace_id=call.workspace.pk,
         api_key_id=call.api_key_id,
         service="instantly",
         endpoint=EMAIL_ENDPOINT,
@@ -285,7 +287,7 @@ async def _email_call_run(call: EmailCall) -> tuple[str, dict]:
     started = time.monotonic()
     try:
         prepared = await proxy_call_aprepare(
-            user=call.user,
+            workspace=call.workspace,
             provider="instantly",
             endpoint=EMAIL_ENDPOINT,
             requested_model="",
@@ -336,7 +338,7 @@ async def _email_call_run(call: EmailCall) -> tuple[str, dict]:
             settle_email,
             prepared=prepared,
             record=_email_record(call, started, 200, emails=1),
-            user=call.user,
+            workspace=call.workspace,
         )
         return message_id, block
     finally:  # any exit that did not settle (a bug, a cancellation) releases the hold

@@ -43,7 +43,8 @@ class JsonOnlyNegotiation(BaseContentNegotiation):
 class ProxyApiView(AsyncAPIView):
     """Base for the proxy: Bearer ``sk_agentai_…`` only, rate-limited per key, JSON only.
 
-    After dispatch's gate: ``self.plan`` (the caller's plan), ``self.credentials_version`` and
+    After dispatch's gate: ``self.workspace`` (the key's workspace: the tenant, id only, see
+    ``gate.workspace_ref``), ``self.plan`` (its plan), ``self.credentials_version`` and
     ``self.cooling`` (read by the gate's script, else None).
     """
 
@@ -71,6 +72,7 @@ class ProxyApiView(AsyncAPIView):
         self.args = args
         self.kwargs = kwargs
         self._ratelimit_headers = {}
+        self.workspace = None
         self.credentials_version = None
         self.cooling = None
         request = self.initialize_request(request, *args, **kwargs)

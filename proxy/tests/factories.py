@@ -1,5 +1,6 @@
-"""Test data for the proxy: plans configured per test, and users, keys and provider keys made by
-the accounts factories."""
+"""Test data for the proxy: plans configured per test, and users, keys and provider keys made
+through ``accounts.services`` (a key belongs to a workspace: its creator's personal one unless
+a test names another)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import uuid
 
 from django.core.cache import cache
 
-from accounts.models import ProviderCredential, User
-from accounts.tests.factories import UserFactory, api_key_for, global_key_for, personal_key_for
+from accounts.models import ProviderCredential, User, Workspace
+from accounts.services import api_key_create, provider_credential_set
+from accounts.tests.factories import UserFactory
 from billing.models import Plan, PlanQuota
 from billing.selectors import CATALOG_VERSION_KEY
 
-__all__ = ("UserFactory", "global_key_set", "key_for", "personal_key_set", "plan_configure")
+__all__ = ("UserFactory", "global_key_set", "key_for", "plan_configure", "workspace_key_set")
 
 METER_PERIODS = {"llm_tokens": "month", "emails": "month", "requests": "day"}
 
@@ -27,7 +29,8 @@ def plan_configure(
     default_max_tokens: int = 100,
     max_tokens_cap: int | None = 4000,
 ) -> Plan:
-    """Create or reshape a plan (``free`` is every user's default) and make every process reload it."""
+    """Create or reshape a plan (``free`` is every workspace's default) and make every process
+    reload it."""
     plan, _ = Plan.objects.update_or_create(
         code=code,
         defaults={
@@ -50,16 +53,24 @@ def plan_configure(
     return plan
 
 
-def key_for(user: User | None = None) -> tuple[User, str]:
-    """A user and the plaintext of a new key of theirs."""
+def key_for(user: User | None = None, *, workspace: Workspace | None = None) -> tuple[User, str]:
+    """A user and the plaintext of a new key they created in ``workspace`` (their personal one
+    by default; a member's key of a team workspace otherwise)."""
     user = user or UserFactory()
-    _key, plaintext = api_key_for(user, name="proxy test")
+    _key, plaintext = api_key_create(
+        workspace=workspace or user.personal_workspace, created_by=user, name="proxy test"
+    )
     return user, plaintext
 
 
 def global_key_set(provider: str, secret: str = "sk-operator-0123456789") -> ProviderCredential:
-    return global_key_for(provider=provider, secret=secret)
+    return provider_credential_set(scope=ProviderCredential.Scope.GLOBAL, provider=provider, secret=secret)
 
 
-def personal_key_set(user: User, provider: str, secret: str = "sk-personal-0123456789") -> ProviderCredential:
-    return personal_key_for(user, provider=provider, secret=secret)
+def workspace_key_set(
+    workspace: Workspace, provider: str, secret: str = "sk-workspace-0123456789"
+) -> ProviderCredential:
+    """The workspace's own provider key (bring your own)."""
+    return provider_credential_set(
+        scope=ProviderCredential.Scope.WORKSPACE, provider=provider, secret=secret, workspace=workspace
+    )

@@ -18,13 +18,14 @@ URL = "/admin/proxy/usageevent/"
 
 
 def _event(user, **fields) -> UsageEvent:
+    """A call in ``user``'s personal workspace."""
     values = {
         "service": "router",
         "endpoint": "/v1/chat/completions",
         "provider": "deepseek",
         "status_code": 200,
     }
-    return UsageEvent.objects.create(user=user, **{**values, **fields})
+    return UsageEvent.objects.create(workspace=user.personal_workspace, **{**values, **fields})
 
 
 @pytest.fixture
@@ -58,10 +59,10 @@ def test_changelist_reads_no_distinct_and_no_full_count(staff_client, query):
     sqls = [q["sql"] for q in ctx.captured_queries]
     assert not [s for s in sqls if "DISTINCT" in s.upper()]
     assert _unbounded_counts(ctx.captured_queries) == []
-    assert len(sqls) <= 10  # session, user, estimate, count, page (users joined), not one per row
+    assert len(sqls) <= 10  # session, user, estimate, count, page (workspaces joined), not one per row
 
 
-def test_changelist_is_newest_first_with_users_joined(staff_client):
+def test_changelist_is_newest_first_with_workspaces_joined(staff_client):
     user = UserFactory()
     older = _event(user, request_id="older")
     newer = _event(user, request_id="newer")
@@ -71,10 +72,10 @@ def test_changelist_is_newest_first_with_users_joined(staff_client):
 
     rows = list(response.context["cl"].result_list)
     assert [e.pk for e in rows] == [newer.pk, older.pk]
-    assert "user" in rows[0]._state.fields_cache  # select_related: no query per row
+    assert "workspace" in rows[0]._state.fields_cache  # select_related: no query per row
 
 
-def test_search_by_email_finds_only_that_users_calls(staff_client):
+def test_search_by_email_finds_only_the_calls_of_that_users_personal_workspace(staff_client):
     alice, bob = UserFactory(email="alice@example.com"), UserFactory(email="bob@example.com")
     mine = _event(alice)
     _event(bob)

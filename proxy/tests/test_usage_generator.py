@@ -20,12 +20,12 @@ pytestmark = pytest.mark.django_db
 
 def _assert_rollups_match_events():
     events = {
-        (row["user_id"], row["provider"], row["created_at__date"]): row
-        for row in UsageEvent.objects.values("user_id", "provider", "created_at__date").annotate(
+        (row["workspace_id"], row["provider"], row["created_at__date"]): row
+        for row in UsageEvent.objects.values("workspace_id", "provider", "created_at__date").annotate(
             n=Count("id"), tokens=Sum("total_tokens"), cost=Sum("cost_usd")
         )
     }
-    rollups = {(r.user_id, r.provider, r.day): r for r in UsageDailyRollup.objects.all()}
+    rollups = {(r.workspace_id, r.provider, r.day): r for r in UsageDailyRollup.objects.all()}
     assert set(events) == set(rollups)
     for key, row in events.items():
         assert (rollups[key].requests, rollups[key].tokens, rollups[key].cost_usd) == (
@@ -38,12 +38,14 @@ def _assert_rollups_match_events():
 
 
 def test_generated_events_and_rollups_agree():
-    heavy = UserFactory()
-    result = usage_events_generate(count=3000, users=5, days=10, heavy_user=heavy, heavy_share=0.2, seed=7)
-    assert result.events == 3000 and result.users == 6
+    heavy = UserFactory().personal_workspace
+    result = usage_events_generate(
+        count=3000, users=5, days=10, heavy_workspace=heavy, heavy_share=0.2, seed=7
+    )
+    assert result.events == 3000 and result.workspaces == 6
     assert result.rollups == UsageDailyRollup.objects.count()
     assert UsageEvent.objects.filter(request_id=GENERATED_MARKER).count() == 3000
-    assert UsageEvent.objects.filter(user=heavy).count() == 600  # exactly 20 %
+    assert UsageEvent.objects.filter(workspace=heavy).count() == 600  # exactly 20 %
     statuses = set(UsageEvent.objects.values_list("status_code", flat=True))
     assert statuses == {200, 429, 502}
     assert (
@@ -65,22 +67,27 @@ def test_events_follow_the_mix_and_the_catalogue_prices():
         assert event.cost_usd == expected.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
 
 
-def test_every_event_points_at_its_users_unusable_key():
-    heavy = UserFactory()
-    usage_events_generate(count=300, users=3, days=2, heavy_user=heavy, seed=3)
-    keys = dict(ApiKey.objects.filter(name="generated").values_list("user_id", "id"))
+def test_every_event_points_at_its_workspaces_unusable_key():
+    heavy = UserFactory().personal_workspace
+    usage_events_generate(count=300, users=3, days=2, heavy_workspace=heavy, seed=3)
+    keys = dict(ApiKey.objects.filter(name="generated").values_list("workspace_id", "id"))
     assert len(keys) == 4
     assert not UsageEvent.objects.exclude(api_key_id__in=keys.values()).exists()
-    for user_id, key_id in UsageEvent.objects.values_list("user_id", "api_key_id").distinct():
-        assert keys[user_id] == key_id
+    for workspace_id, key_id in UsageEvent.objects.values_list("workspace_id", "api_key_id").distinct():
+        assert keys[workspace_id] == key_id
+    # Each generated workspace is a new user's personal one, and that user made its key.
+    owners = dict(
+        ApiKey.objects.filter(name="generated").values_list("workspace_id", "created_by__personal_workspace")
+    )
+    assert all(workspace_id == owned for workspace_id, owned in owners.items())
 
 
 def test_generation_adds_to_existing_rollups():
-    heavy = UserFactory()
-    usage_events_generate(count=200, users=2, days=3, heavy_user=heavy, heavy_share=1.0, seed=1)
-    before = UsageDailyRollup.objects.filter(user=heavy).aggregate(r=Sum("requests"))["r"]
-    usage_events_generate(count=100, users=2, days=3, heavy_user=heavy, heavy_share=1.0, seed=2)
-    assert UsageDailyRollup.objects.filter(user=heavy).aggregate(r=Sum("requests"))["r"] == before + 100
+    heavy = UserFactory().personal_workspace
+    usage_events_generate(count=200, users=2, days=3, heavy_workspace=heavy, heavy_share=1.0, seed=1)
+    before = UsageDailyRollup.objects.filter(workspace=heavy).aggregate(r=Sum("requests"))["r"]
+    usage_events_generate(count=100, users=2, days=3, heavy_workspace=heavy, heavy_share=1.0, seed=2)
+    assert UsageDailyRollup.objects.filter(workspace=heavy).aggregate(r=Sum("requests"))["r"] == before + 100
     _assert_rollups_match_events()
 
 
@@ -93,11 +100,21 @@ def test_command_validates_and_reports(capsys):
         call_command("generate_usage_events", "--users", "0")
 
 
+def test_command_gives_the_heavy_users_personal_workspace_its_share(capsys):
+    heavy = UserFactory(email="heavy@example.com")
+    call_command(
+        "generate_usage_events", "--count", "40", "--users", "2", "--heavy-user", "Heavy@example.com",
+        "--heavy-share", "0.5", "--seed", "4",
+    )  # fmt: skip
+    assert UsageEvent.objects.filter(workspace=heavy.personal_workspace).count() == 20
+    assert f"heavy workspace id {heavy.personal_workspace.pk}" in capsys.readouterr().out
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_larger_batch_commits_consistent_rows():
     """Outside a test transaction (as the bench runs it): the rows commit and still agree."""
-    heavy = UserFactory()
-    result = usage_events_generate(count=20_000, users=10, days=30, heavy_user=heavy, seed=11)
+    heavy = UserFactory().personal_workspace
+    result = usage_events_generate(count=20_000, users=10, days=30, heavy_workspace=heavy, seed=11)
     assert UsageEvent.objects.count() == 20_000 == result.events
-    assert UsageEvent.objects.filter(user=heavy).count() == 1000
+    assert UsageEvent.objects.filter(workspace=heavy).count() == 1000
     _assert_rollups_match_events()

@@ -38,18 +38,28 @@ def test_create_with_a_bad_name_is_400(user_client, payload):
     assert response.json()["error"]["param"] == "name"
 
 
-def test_list_shows_only_own_keys_without_plaintext_in_constant_queries(
+def test_list_shows_only_the_workspaces_keys_without_plaintext_in_constant_queries(
     user_client, user, other_user, django_assert_max_num_queries
 ):
     for i in range(5):
         api_key_for(user, name=f"k{i}")
     api_key_for(other_user, name="not mine")
-    with django_assert_max_num_queries(1):
+    with django_assert_max_num_queries(2):  # the caller's membership, then the keys with their creator
         response = user_client.get("/api/keys")
     assert response.status_code == 200
     keys = response.json()
     assert [k["name"] for k in keys] == [f"k{i}" for i in reversed(range(5))]
-    assert set(keys[0]) == {"id", "name", "prefix", "created_at", "last_used_at", "revoked_at", "expires_at"}
+    assert set(keys[0]) == {
+        "id",
+        "name",
+        "prefix",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+        "expires_at",
+    }
+    assert {k["created_by"] for k in keys} == {user.email}
 
 
 def test_delete_revokes_and_the_key_is_401_on_its_next_use(
@@ -79,7 +89,7 @@ def test_garbage_bearer_key_is_401_without_a_query(django_assert_num_queries):
     assert response.json()["error"]["code"] == "invalid_api_key"
 
 
-def test_cross_user_delete_and_rotate_are_404(user_client, other_user):
+def test_another_workspaces_key_is_404_for_delete_and_rotate(user_client, other_user):
     theirs, _ = api_key_for(other_user)
     assert user_client.delete(f"/api/keys/{theirs.pk}").json()["error"]["code"] == "not_found"
     assert user_client.delete(f"/api/keys/{theirs.pk}").status_code == 404
@@ -119,7 +129,7 @@ def test_rotate_with_invalid_grace_is_400(user_client, user, grace):
     response = user_client.post(f"/api/keys/{old.pk}/rotate", {"grace_seconds": grace}, format="json")
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "grace_seconds"
-    assert ApiKey.objects.filter(user=user).count() == 1
+    assert ApiKey.objects.filter(workspace=user.personal_workspace).count() == 1
 
 
 def test_token_and_session_auth_are_accepted(user, client):

@@ -119,7 +119,7 @@ def test_a_client_looping_on_a_revoked_key_is_throttled_without_a_query(
 ):
     api_key, plaintext = api_key_for(user)
     with django_capture_on_commit_callbacks(execute=True):  # writes the cached "revoked" marker
-        api_key_revoke(user=user, key_id=api_key.pk)
+        api_key_revoke(workspace=user.personal_workspace, key_id=api_key.pk)
 
     assert [_get(plaintext).status_code for _ in range(LIMIT)] == [401] * LIMIT
     with django_assert_num_queries(0):
@@ -127,7 +127,7 @@ def test_a_client_looping_on_a_revoked_key_is_throttled_without_a_query(
 
     for response in responses:
         _assert_throttled(response)
-    [day] = InvalidKeyDay.objects.filter(user=user)
+    [day] = InvalidKeyDay.objects.filter(workspace=user.personal_workspace)
     assert day.minutes == 1  # the owner's abuse count is untouched by the throttle
 
 

@@ -1,5 +1,5 @@
-"""A refused key that is still on the books (revoked, or its user deactivated) counts against
-its owner's day for the operator's abuse list: once per key and minute, however many calls."""
+"""A refused key that is still on the books (revoked, or its creator deactivated) counts against
+its workspace's day for the operator's abuse list: once per key and minute, however many calls."""
 
 from datetime import UTC, date, datetime
 
@@ -8,9 +8,9 @@ import time_machine
 from rest_framework.test import APIClient
 
 from accounts.keys import api_key_generate
-from accounts.models import InvalidKeyDay
+from accounts.models import InvalidKeyDay, Role
 from accounts.services import api_key_revoke
-from accounts.tests.factories import api_key_for
+from accounts.tests.factories import api_key_for, member_add, team_workspace
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +26,7 @@ def _get_with(key: str):
 
 def test_a_revoked_key_counts_one_minute_per_minute_however_many_calls(user):
     api_key, plaintext = api_key_for(user)
-    api_key_revoke(user=user, key_id=api_key.pk)
+    api_key_revoke(workspace=user.personal_workspace, key_id=api_key.pk)
 
     with time_machine.travel(MINUTE, tick=False):
         responses = [_get_with(plaintext) for _ in range(3)]
@@ -35,12 +35,14 @@ def test_a_revoked_key_counts_one_minute_per_minute_however_many_calls(user):
 
     assert [r.status_code for r in responses] == [401] * 4
     assert {r.json()["error"]["code"] for r in responses} == {"invalid_api_key"}
-    [day] = InvalidKeyDay.objects.filter(user=user)
+    [day] = InvalidKeyDay.objects.filter(workspace=user.personal_workspace)
     assert (day.day, day.minutes) == (date(2026, 11, 21), 2)
 
 
-def test_the_key_of_a_deactivated_user_is_counted_against_that_user(user):
-    _api_key, plaintext = api_key_for(user)
+def test_the_key_of_a_deactivated_member_is_counted_against_its_workspace(user):
+    team = team_workspace()
+    member_add(team, role=Role.DEVELOPER, user=user)
+    _api_key, plaintext = api_key_for(user, workspace=team)
     assert _get_with(plaintext).status_code == 200
     user.is_active = False
     user.save()
@@ -48,7 +50,7 @@ def test_the_key_of_a_deactivated_user_is_counted_against_that_user(user):
     with time_machine.travel(MINUTE, tick=False):
         assert _get_with(plaintext).status_code == 401
 
-    assert list(InvalidKeyDay.objects.values_list("user_id", "minutes")) == [(user.pk, 1)]
+    assert list(InvalidKeyDay.objects.values_list("workspace_id", "minutes")) == [(team.pk, 1)]
 
 
 def test_a_key_nobody_was_issued_is_refused_and_counted_against_nobody(user):

@@ -13,29 +13,30 @@ SECRET = "sk-deepseek-0123456789abcdef"
 def test_list_shows_every_provider_masked(user_client, monkeypatch, django_assert_max_num_queries):
     monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
     user_client.put("/api/provider-keys/deepseek", {"key": SECRET}, format="json")
-    with django_assert_max_num_queries(1):
+    with django_assert_max_num_queries(2):  # the caller's membership, then every provider's row
         response = user_client.get("/api/provider-keys")
     assert response.status_code == 200
     rows = {row["provider"]: row for row in response.json()}
     assert set(rows) == set(PROVIDERS)
     assert rows["deepseek"] == {
         "provider": "deepseek",
-        "personal": {"configured": True, "masked": "sk-de…ef"},
-        "source": "personal",
+        "workspace": {"configured": True, "masked": "sk-de…ef"},
+        "source": "workspace",
     }
-    assert rows["openai"]["personal"] == {"configured": False, "masked": None}
+    assert rows["openai"]["workspace"] == {"configured": False, "masked": None}
     assert SECRET not in response.content.decode()
 
 
-def test_put_sets_and_delete_removes_the_personal_key(user_client, user):
+def test_put_sets_and_delete_removes_the_workspaces_key(user_client, user):
     response = user_client.put("/api/provider-keys/deepseek", {"key": SECRET}, format="json")
     assert response.status_code == 200
-    assert response.json()["masked"] == "sk-de…ef" and response.json()["scope"] == "personal"
+    assert response.json()["masked"] == "sk-de…ef" and response.json()["scope"] == "workspace"
     assert SECRET not in response.content.decode()
-    assert ProviderCredential.objects.filter(user=user, provider="deepseek").exists()
+    workspace = user.personal_workspace
+    assert ProviderCredential.objects.filter(workspace=workspace, provider="deepseek").exists()
 
     assert user_client.delete("/api/provider-keys/deepseek").status_code == 204
-    assert not ProviderCredential.objects.filter(user=user).exists()
+    assert not ProviderCredential.objects.filter(workspace=workspace).exists()
 
 
 @pytest.mark.parametrize("payload", [{"key": ""}, {"key": "   "}, {"key": "k" * 513}, {}])
@@ -62,7 +63,7 @@ def test_global_keys_are_staff_only(user_client, staff_client):
 
     ok = staff_client.put("/api/admin/provider-keys/openai", {"key": SECRET}, format="json")
     assert ok.status_code == 200 and ok.json()["scope"] == "global"
-    assert ProviderCredential.objects.get(scope="global").user is None
+    assert ProviderCredential.objects.get(scope="global").workspace is None
     assert staff_client.delete("/api/admin/provider-keys/openai").status_code == 204
     assert not ProviderCredential.objects.exists()
 
@@ -76,5 +77,5 @@ def test_a_global_key_shows_as_source_but_never_its_mask_to_customers(user_clien
     global_key_for(provider="openai", secret="sk-operator-secret-999")
     rows = {row["provider"]: row for row in user_client.get("/api/provider-keys").json()}
     assert rows["openai"]["source"] == "global"
-    assert rows["openai"]["personal"]["configured"] is False
+    assert rows["openai"]["workspace"]["configured"] is False
     assert "sk-op" not in user_client.get("/api/provider-keys").content.decode()

@@ -1,9 +1,10 @@
 import pytest
 
 from accounts.keys import api_key_generate
+from accounts.models import ApiKey, Role
 from accounts.selectors import api_key_get, api_key_identity_get, api_key_list
 from accounts.services import api_key_revoke
-from accounts.tests.factories import api_key_for
+from accounts.tests.factories import api_key_for, member_add, team_workspace
 from core.exceptions import ApiError
 
 pytestmark = pytest.mark.django_db
@@ -42,21 +43,47 @@ def test_known_key_is_cached_after_the_first_lookup(user, django_assert_num_quer
     with django_assert_num_queries(1):
         assert api_key_identity_get(raw_key=plaintext).key_id == api_key.pk
     with django_assert_num_queries(0):
-        assert api_key_identity_get(raw_key=plaintext).user_id == user.pk
+        identity = api_key_identity_get(raw_key=plaintext)
+    assert (identity.workspace_id, identity.user_id) == (user.personal_workspace.pk, user.pk)
+    assert identity.workspace_id != identity.user_id  # the test database keeps the two id ranges apart
 
 
-def test_list_and_get_are_scoped_to_the_user(user, other_user):
+def test_a_key_in_a_team_workspace_acts_on_it_as_its_creator(user):
+    team = team_workspace()
+    member_add(team, role=Role.DEVELOPER, user=user)
+    api_key, plaintext = api_key_for(user, workspace=team)
+    identity = api_key_identity_get(raw_key=plaintext)
+    assert (identity.key_id, identity.workspace_id, identity.user_id) == (api_key.pk, team.pk, user.pk)
+
+
+def test_a_key_whose_creator_is_gone_has_no_identity(user):
+    api_key, plaintext = api_key_for(user)
+    ApiKey.objects.filter(pk=api_key.pk).update(created_by=None)  # the account was deleted
+    assert api_key_identity_get(raw_key=plaintext) is None
+
+
+def test_list_and_get_are_scoped_to_the_workspace(user, other_user):
     mine, _ = api_key_for(user)
     theirs, _ = api_key_for(other_user)
-    assert [k.pk for k in api_key_list(user=user)] == [mine.pk]
-    assert api_key_get(user=user, key_id=mine.pk) == mine
+    workspace = user.personal_workspace
+    assert [k.pk for k in api_key_list(workspace=workspace)] == [mine.pk]
+    assert api_key_get(workspace=workspace, key_id=mine.pk) == mine
     with pytest.raises(ApiError) as exc:
-        api_key_get(user=user, key_id=theirs.pk)
+        api_key_get(workspace=workspace, key_id=theirs.pk)
     assert exc.value.status_code == 404
+
+
+def test_list_of_one_member_keeps_to_the_keys_they_created(user, other_user):
+    team = team_workspace(owner=user)
+    member_add(team, role=Role.DEVELOPER, user=other_user)
+    own, _ = api_key_for(user, workspace=team)
+    theirs, _ = api_key_for(other_user, workspace=team)
+    assert [k.pk for k in api_key_list(workspace=team)] == [theirs.pk, own.pk]
+    assert [k.pk for k in api_key_list(workspace=team, created_by=other_user)] == [theirs.pk]
 
 
 def test_list_includes_revoked_keys_newest_first(user):
     first, _ = api_key_for(user, name="first")
     second, _ = api_key_for(user, name="second")
-    api_key_revoke(user=user, key_id=first.pk)
-    assert [k.name for k in api_key_list(user=user)] == ["second", "first"]
+    api_key_revoke(workspace=user.personal_workspace, key_id=first.pk)
+    assert [k.name for k in api_key_list(workspace=user.personal_workspace)] == ["second", "first"]

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_create_returns_well_formed_plaintext_and_stores_only_its_hash(user):
-    api_key, plaintext = api_key_create(user=user, name="ci")
+    api_key, plaintext = api_key_create(workspace=user.personal_workspace, created_by=user, name="ci")
 
     assert api_key_is_well_formed(plaintext)
     assert plaintext.startswith("sk_agentai_")
@@ -34,30 +34,32 @@ def test_create_returns_well_formed_plaintext_and_stores_only_its_hash(user):
 
 def test_create_refuses_blank_name(user):
     with pytest.raises(ApiError) as exc:
-        api_key_create(user=user, name="   ")
+        api_key_create(workspace=user.personal_workspace, created_by=user, name="   ")
     assert exc.value.status_code == 400 and exc.value.param == "name"
 
 
 def test_create_enforces_the_active_key_limit(user, settings):
     settings.API_KEYS_PER_USER_LIMIT = 2
-    first, _ = api_key_create(user=user, name="a")
-    api_key_create(user=user, name="b")
+    first, _ = api_key_create(workspace=user.personal_workspace, created_by=user, name="a")
+    api_key_create(workspace=user.personal_workspace, created_by=user, name="b")
 
     with pytest.raises(ApiError) as exc:
-        api_key_create(user=user, name="c")
+        api_key_create(workspace=user.personal_workspace, created_by=user, name="c")
     assert exc.value.status_code == 400
     assert exc.value.extra["limit"] == 2
 
-    api_key_revoke(user=user, key_id=first.pk)
-    api_key_create(user=user, name="c")  # a revoked key frees its slot
-    assert ApiKey.objects.filter(user=user).count() == 3
+    api_key_revoke(workspace=user.personal_workspace, key_id=first.pk)
+    api_key_create(
+        workspace=user.personal_workspace, created_by=user, name="c"
+    )  # a revoked key frees its slot
+    assert ApiKey.objects.filter(workspace=user.personal_workspace).count() == 3
 
 
 def test_revoke_is_idempotent_and_keeps_the_first_timestamp(user):
     api_key, _ = api_key_for(user)
-    first = api_key_revoke(user=user, key_id=api_key.pk)
+    first = api_key_revoke(workspace=user.personal_workspace, key_id=api_key.pk)
     later = timezone.now() + timedelta(minutes=5)
-    again = api_key_revoke(user=user, key_id=api_key.pk, now=later)
+    again = api_key_revoke(workspace=user.personal_workspace, key_id=api_key.pk, now=later)
     api_key.refresh_from_db()
     assert api_key.revoked_at == first.revoked_at
     assert again.revoked_at == first.revoked_at
@@ -71,7 +73,7 @@ def test_revoke_overwrites_the_cached_identity_after_commit(
     assert cache.get(api_key_cache_key(api_key.key_hash)) == stale
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        api_key_revoke(user=user, key_id=api_key.pk)
+        api_key_revoke(workspace=user.personal_workspace, key_id=api_key.pk)
     assert len(callbacks) == 1
 
     assert cache.get(api_key_cache_key(api_key.key_hash)) == API_KEY_REVOKED_MARKER
@@ -81,10 +83,10 @@ def test_revoke_overwrites_the_cached_identity_after_commit(
         assert api_key_identity_get(raw_key=plaintext) is None
 
 
-def test_revoke_of_another_users_key_is_404_and_changes_nothing(user, other_user):
+def test_revoke_of_another_workspaces_key_is_404_and_changes_nothing(user, other_user):
     api_key, _ = api_key_for(other_user)
     with pytest.raises(ApiError) as exc:
-        api_key_revoke(user=user, key_id=api_key.pk)
+        api_key_revoke(workspace=user.personal_workspace, key_id=api_key.pk)
     assert exc.value.status_code == 404
     api_key.refresh_from_db()
     assert api_key.revoked_at is None
@@ -95,7 +97,7 @@ def test_rotate_without_grace_revokes_the_old_key_now(user, django_capture_on_co
     api_key_identity_get(raw_key=old_plaintext)  # warm the cache
 
     with django_capture_on_commit_callbacks(execute=True):
-        rotation = api_key_rotate(user=user, key_id=old.pk)
+        rotation = api_key_rotate(workspace=user.personal_workspace, key_id=old.pk)
 
     assert rotation.new_key.name == "prod"
     assert api_key_identity_get(raw_key=old_plaintext) is None
@@ -110,7 +112,9 @@ def test_rotate_with_grace_keeps_both_keys_until_the_grace_ends(user, django_cap
     api_key_identity_get(raw_key=old_plaintext, now=now)  # cached without an expiry
 
     with django_capture_on_commit_callbacks(execute=True):
-        rotation = api_key_rotate(user=user, key_id=old.pk, grace_seconds=3600, now=now)
+        rotation = api_key_rotate(
+            workspace=user.personal_workspace, key_id=old.pk, grace_seconds=3600, now=now
+        )
 
     in_grace = now + timedelta(minutes=59)
     after = now + timedelta(minutes=61)
@@ -124,28 +128,28 @@ def test_rotate_with_grace_keeps_both_keys_until_the_grace_ends(user, django_cap
 def test_rotate_refuses_grace_outside_0_to_48_hours(user, grace):
     old, _ = api_key_for(user)
     with pytest.raises(ApiError) as exc:
-        api_key_rotate(user=user, key_id=old.pk, grace_seconds=grace)
+        api_key_rotate(workspace=user.personal_workspace, key_id=old.pk, grace_seconds=grace)
     assert exc.value.param == "grace_seconds"
-    assert ApiKey.objects.filter(user=user).count() == 1
+    assert ApiKey.objects.filter(workspace=user.personal_workspace).count() == 1
 
 
 def test_rotate_refuses_a_revoked_or_already_rotating_key(user):
     revoked, _ = api_key_for(user)
-    api_key_revoke(user=user, key_id=revoked.pk)
+    api_key_revoke(workspace=user.personal_workspace, key_id=revoked.pk)
     with pytest.raises(ApiError) as exc:
-        api_key_rotate(user=user, key_id=revoked.pk)
+        api_key_rotate(workspace=user.personal_workspace, key_id=revoked.pk)
     assert exc.value.status_code == 409
 
     rotating, _ = api_key_for(user)
-    api_key_rotate(user=user, key_id=rotating.pk, grace_seconds=60)
+    api_key_rotate(workspace=user.personal_workspace, key_id=rotating.pk, grace_seconds=60)
     with pytest.raises(ApiError):
-        api_key_rotate(user=user, key_id=rotating.pk)
+        api_key_rotate(workspace=user.personal_workspace, key_id=rotating.pk)
 
 
 def test_rotate_is_allowed_at_the_key_limit(user, settings):
     settings.API_KEYS_PER_USER_LIMIT = 1
     old, _ = api_key_for(user)
-    rotation = api_key_rotate(user=user, key_id=old.pk, grace_seconds=60)
+    rotation = api_key_rotate(workspace=user.personal_workspace, key_id=old.pk, grace_seconds=60)
     assert rotation.new_key.pk != old.pk
 
 
@@ -179,7 +183,7 @@ def test_concurrent_creates_cannot_pass_the_limit(settings):
     def create(i):
         try:
             barrier.wait()
-            api_key_create(user=user, name=f"k{i}")
+            api_key_create(workspace=user.personal_workspace, created_by=user, name=f"k{i}")
             results.append("ok")
         except ApiError:
             results.append("limit")
@@ -193,7 +197,7 @@ def test_concurrent_creates_cannot_pass_the_limit(settings):
         thread.join()
 
     assert results.count("ok") == 3
-    assert ApiKey.objects.filter(user=user).count() == 3
+    assert ApiKey.objects.filter(workspace=user.personal_workspace).count() == 3
 
 
 @pytest.mark.redis
@@ -208,7 +212,7 @@ def test_revocation_is_seen_by_another_worker_through_redis(
     monkeypatch.undo()
 
     with django_capture_on_commit_callbacks(execute=True):
-        api_key_revoke(user=user, key_id=api_key.pk)
+        api_key_revoke(workspace=user.personal_workspace, key_id=api_key.pk)
 
     monkeypatch.setattr(selectors, "cache", other_worker_cache)
     assert api_key_identity_get(raw_key=plaintext) is None

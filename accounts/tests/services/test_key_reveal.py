@@ -58,7 +58,7 @@ def test_link_expires_after_24_hours(user):
 def test_link_of_a_revoked_key_shows_nothing(user):
     api_key, plaintext = api_key_for(user)
     token = _token(api_key_reveal_link_create(api_key=api_key, plaintext=plaintext))
-    api_key_revoke(user=user, key_id=api_key.pk)
+    api_key_revoke(workspace=user.personal_workspace, key_id=api_key.pk)
     assert key_reveal_consume(user=user, token=token).plaintext is None
 
 

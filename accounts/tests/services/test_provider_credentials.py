@@ -6,7 +6,7 @@ from django.db import connection
 from accounts.crypto import ProviderKeyDecryptError
 from accounts.models import ProviderCredential
 from accounts.selectors import provider_credential_secret
-from accounts.services import provider_credential_delete
+from accounts.services import provider_credential_delete, provider_credential_set
 from accounts.tests.factories import global_key_for, personal_key_for
 from core.exceptions import ApiError
 
@@ -35,10 +35,10 @@ def test_secret_is_encrypted_at_rest_and_masked(user):
     assert provider_credential_secret(stored) == SECRET
 
 
-def test_set_replaces_the_existing_personal_key(user):
+def test_set_replaces_the_workspaces_existing_key(user):
     personal_key_for(user, secret="sk-first-secret-000")
     personal_key_for(user, secret="sk-second-secret-11")
-    rows = ProviderCredential.objects.filter(user=user, provider="deepseek")
+    rows = ProviderCredential.objects.filter(workspace=user.personal_workspace, provider="deepseek")
     assert rows.count() == 1
     assert provider_credential_secret(rows.get()) == "sk-second-secret-11"
 
@@ -70,25 +70,43 @@ def test_unknown_provider_is_404(user):
     assert exc.value.status_code == 404
 
 
-def test_global_and_personal_rows_coexist(user):
+def test_global_and_workspace_rows_coexist(user):
     global_key_for(secret="sk-global-abcdefghij")
     personal_key_for(user, secret="sk-personal-1234567890")
-    assert ProviderCredential.objects.filter(scope="global", user__isnull=True).count() == 1
-    assert ProviderCredential.objects.filter(scope="personal", user=user).count() == 1
+    assert ProviderCredential.objects.filter(scope="global", workspace__isnull=True).count() == 1
+    assert (
+        ProviderCredential.objects.filter(scope="workspace", workspace=user.personal_workspace).count() == 1
+    )
 
 
 def test_delete_removes_only_the_chosen_scope(user):
     global_key_for()
     personal_key_for(user)
-    assert provider_credential_delete(scope="personal", provider="deepseek", user=user) is True
-    assert provider_credential_delete(scope="personal", provider="deepseek", user=user) is False
+    workspace = user.personal_workspace
+    assert provider_credential_delete(scope="workspace", provider="deepseek", workspace=workspace) is True
+    assert provider_credential_delete(scope="workspace", provider="deepseek", workspace=workspace) is False
     assert ProviderCredential.objects.filter(scope="global").exists()
+
+
+def test_a_scope_and_its_owner_must_match(user):
+    with pytest.raises(ValueError):
+        provider_credential_set(scope="workspace", provider="deepseek", secret="sk-no-owner-123456")
+    with pytest.raises(ValueError):
+        provider_credential_set(
+            scope="global",
+            provider="deepseek",
+            secret="sk-two-owners-1234",
+            workspace=user.personal_workspace,
+        )
+    assert not ProviderCredential.objects.exists()
 
 
 def test_logs_never_contain_the_secret(user, caplog):
     caplog.set_level(logging.DEBUG)
     credential = personal_key_for(user, secret=SECRET)
-    provider_credential_delete(scope="personal", provider=credential.provider, user=user)
+    provider_credential_delete(
+        scope="workspace", provider=credential.provider, workspace=user.personal_workspace
+    )
     text = caplog.text + " ".join(str(vars(record)) for record in caplog.records)
     assert "provider key set" in caplog.text
     assert SECRET not in text

@@ -33,7 +33,10 @@ def test_salt_rotation_reencrypts_and_the_old_salt_can_be_dropped(user, settings
         assert new_fingerprint != old_fingerprint  # signed with the new salt's fingerprint key
 
     settings.SALT_KEY = ["new-salt"]  # step 3: drop the old salt
-    assert provider_key_get(user=user, provider="deepseek").secret == "sk-personal-rotate-me-1"
+    assert (
+        provider_key_get(workspace=user.personal_workspace, provider="deepseek").secret
+        == "sk-personal-rotate-me-1"
+    )
     assert (
         provider_credential_secret(ProviderCredential.objects.get(pk=global_.pk)) == "sk-global-rotate-me-22"
     )
@@ -45,11 +48,17 @@ def test_secret_key_rotation_keeps_working_through_fallbacks(user, settings):
 
     settings.SECRET_KEY = "a-brand-new-secret-key-for-django-0123456789"
     settings.SECRET_KEY_FALLBACKS = [old_secret_key]
-    assert provider_key_get(user=user, provider="deepseek").secret == "sk-survives-secret-key-change"
+    assert (
+        provider_key_get(workspace=user.personal_workspace, provider="deepseek").secret
+        == "sk-survives-secret-key-change"
+    )
     call_command("reencrypt_provider_keys")
 
     settings.SECRET_KEY_FALLBACKS = []
-    assert provider_key_get(user=user, provider="deepseek").secret == "sk-survives-secret-key-change"
+    assert (
+        provider_key_get(workspace=user.personal_workspace, provider="deepseek").secret
+        == "sk-survives-secret-key-change"
+    )
 
 
 def test_dropping_the_salt_without_reencrypting_fails_clearly(user, settings):
@@ -58,7 +67,7 @@ def test_dropping_the_salt_without_reencrypting_fails_clearly(user, settings):
     settings.SALT_KEY = ["new-salt"]
     settings.FIELD_FINGERPRINT_KEY = ["stable-fingerprint"]  # isolate the decryption failure
     with pytest.raises(ProviderKeyDecryptError):
-        provider_key_get(user=user, provider="deepseek")
+        provider_key_get(workspace=user.personal_workspace, provider="deepseek")
 
 
 def test_command_reports_rows_it_cannot_decrypt_and_leaves_them(user, settings):

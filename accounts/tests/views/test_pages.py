@@ -39,7 +39,7 @@ def test_signup_then_dashboard_then_create_a_key(client):
     shown = client.get("/dashboard/")
     plaintext = re.search(rb'id="new-key-value">(sk_agentai_[0-9A-Za-z]+)<', shown.content).group(1).decode()
     identity = api_key_identity_get(raw_key=plaintext)
-    assert identity.user_id == user.pk
+    assert (identity.workspace_id, identity.user_id) == (user.personal_workspace.pk, user.pk)
     assert (
         b'<dialog id="new-key-dialog"' in shown.content
         and b'data-copy-target="new-key-value"' in shown.content
@@ -47,7 +47,7 @@ def test_signup_then_dashboard_then_create_a_key(client):
 
     again = client.get("/dashboard/")  # a reload: shown once, and no second key
     assert plaintext.encode() not in again.content
-    assert ApiKey.objects.get(user=user).prefix.encode() in again.content
+    assert ApiKey.objects.get(created_by=user).prefix.encode() in again.content
 
 
 def test_signup_shows_field_errors(client, user):
@@ -112,7 +112,9 @@ def test_revoke_and_rotate_from_the_dashboard(client, user, django_capture_on_co
     page = client.get("/dashboard/")
     assert b"Your replacement key" in page.content and b"keeps working until" in page.content
     assert b"Your replacement key" not in client.get("/dashboard/").content
-    assert ApiKey.objects.filter(user=user).count() == 3  # the reload rotated nothing more
+    assert (
+        ApiKey.objects.filter(workspace=user.personal_workspace).count() == 3
+    )  # the reload rotated nothing more
     to_rotate.refresh_from_db()
     assert to_rotate.expires_at is not None
 
@@ -125,7 +127,7 @@ def test_key_forms_go_back_only_to_a_page_of_this_site(client, user):
     assert outside["Location"] == "/dashboard/"
 
 
-def test_dashboard_actions_on_another_users_key_are_404(client, user, other_user):
+def test_dashboard_actions_on_another_workspaces_key_are_404(client, user, other_user):
     theirs, _ = api_key_for(other_user)
     client.force_login(user)
     assert client.post(f"/dashboard/keys/{theirs.pk}/revoke/").status_code == 404
@@ -156,11 +158,11 @@ def test_reveal_page_shows_the_key_once_and_only_to_its_owner(client, user, othe
     assert plaintext.encode() not in client.post(path, follow=True).content
 
 
-def test_profile_sets_a_personal_key_and_shows_it_masked(client, user):
+def test_profile_sets_the_workspaces_key_and_shows_it_masked(client, user):
     client.force_login(user)
     secret = "sk-deepseek-personal-0099"
     response = client.post(
-        "/accounts/profile/", {"provider": "deepseek", "scope": "personal", "action": "set", "key": secret}
+        "/accounts/profile/", {"provider": "deepseek", "scope": "workspace", "action": "set", "key": secret}
     )
     assert response.status_code == 302
     page = client.get("/accounts/profile/")
@@ -168,14 +170,14 @@ def test_profile_sets_a_personal_key_and_shows_it_masked(client, user):
     assert secret.encode() not in page.content
     assert b"Global API keys (admin)" not in page.content
 
-    client.post("/accounts/profile/", {"provider": "deepseek", "scope": "personal", "action": "delete"})
+    client.post("/accounts/profile/", {"provider": "deepseek", "scope": "workspace", "action": "delete"})
     assert not ProviderCredential.objects.exists()
 
 
 def test_profile_refuses_an_empty_key(client, user):
     client.force_login(user)
     client.post(
-        "/accounts/profile/", {"provider": "deepseek", "scope": "personal", "action": "set", "key": ""}
+        "/accounts/profile/", {"provider": "deepseek", "scope": "workspace", "action": "set", "key": ""}
     )
     assert not ProviderCredential.objects.exists()
 
@@ -199,7 +201,7 @@ def test_profile_global_section_is_staff_only(client, user, staff_user):
     assert ProviderCredential.objects.get(scope="global").masked == "sk-ab…jk"
 
 
-def test_profile_masks_only_and_never_shows_other_users_keys(client, user, other_user, staff_user):
+def test_profile_masks_only_and_never_shows_other_workspaces_keys(client, user, other_user, staff_user):
     personal_key_for(other_user, secret="sk-someone-elses-key-77")
     global_key_for(provider="openai", secret="sk-operator-secret-999")
     client.force_login(user)

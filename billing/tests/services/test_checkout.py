@@ -8,7 +8,7 @@ from billing.models import CheckoutSession, Plan
 from billing.services import checkout_redirect_url_validate, plan_checkout_start
 from core.exceptions import ApiError
 
-from ..factories import SubscriptionFactory, UserFactory
+from ..factories import SubscriptionFactory, UserFactory, member_add, team_workspace
 
 pytestmark = pytest.mark.django_db
 
@@ -48,14 +48,16 @@ def test_allowed_hosts_and_subdomain_wildcards(settings):
 def test_unknown_inactive_or_free_plan_is_400(code, simulated_settings):
     Plan.objects.filter(code="pro").update(code="pro-inactive", is_active=False)
     with pytest.raises(ApiError) as exc_info:
-        plan_checkout_start(user=UserFactory(), plan_code=code, success_url=OK, cancel_url=OK)
+        plan_checkout_start(
+            workspace=UserFactory().personal_workspace, plan_code=code, success_url=OK, cancel_url=OK
+        )
     assert (exc_info.value.status_code, exc_info.value.param) == (400, "planId")
 
 
-def test_already_subscribed_user_is_sent_to_the_portal(simulated_settings):
+def test_an_already_subscribed_workspace_is_sent_to_the_portal(simulated_settings):
     sub = SubscriptionFactory()
     with pytest.raises(ApiError) as exc_info:
-        plan_checkout_start(user=sub.user, plan_code="scale", success_url=OK, cancel_url=OK)
+        plan_checkout_start(workspace=sub.workspace, plan_code="scale", success_url=OK, cancel_url=OK)
     assert exc_info.value.status_code == 409
 
 
@@ -63,25 +65,32 @@ def test_no_stripe_and_no_debug_means_no_payments(settings):
     settings.STRIPE_SECRET_KEY = ""
     settings.DEBUG = False
     with pytest.raises(ApiError) as exc_info:
-        plan_checkout_start(user=UserFactory(), plan_code="business", success_url=OK, cancel_url=OK)
+        plan_checkout_start(
+            workspace=UserFactory().personal_workspace, plan_code="business", success_url=OK, cancel_url=OK
+        )
     assert exc_info.value.status_code == 503
     assert not CheckoutSession.objects.exists()
 
 
 def test_simulated_checkout_returns_a_local_unguessable_url(simulated_settings):
     user = UserFactory()
-    result = plan_checkout_start(user=user, plan_code="business", success_url=OK, cancel_url=OK)
-    checkout = CheckoutSession.objects.get(user=user)
+    workspace = user.personal_workspace
+    result = plan_checkout_start(
+        workspace=workspace, actor=user, plan_code="business", success_url=OK, cancel_url=OK
+    )
+    checkout = CheckoutSession.objects.get(workspace=workspace)
     assert result["session_id"] == checkout.checkout_reference
     assert len(result["session_id"]) >= 48
     assert result["checkout_url"] == f"http://testserver/billing/simulated-checkout/{result['session_id']}/"
     assert (checkout.amount_minor, checkout.currency, checkout.is_simulated) == (9900, "eur", True)
-    assert checkout.metadata == {"plan_code": "business", "kind": "plan", "user_id": str(user.pk)}
+    assert checkout.metadata == {"plan_code": "business", "kind": "plan", "workspace_id": str(workspace.pk)}
+    assert checkout.created_by == user
 
 
 @responses.activate
 def test_stripe_checkout_sends_inline_price_data_and_an_idempotency_key(stripe_settings):
     user = UserFactory()
+    workspace = user.personal_workspace
     responses.post(
         STRIPE_SESSIONS,
         json={
@@ -90,7 +99,7 @@ def test_stripe_checkout_sends_inline_price_data_and_an_idempotency_key(stripe_s
             "url": "https://checkout.stripe.com/c/pay/cs_test_abc",
         },
     )
-    result = plan_checkout_start(user=user, plan_code="business", success_url=OK, cancel_url=OK)
+    result = plan_checkout_start(workspace=workspace, plan_code="business", success_url=OK, cancel_url=OK)
 
     assert result == {
         "checkout_url": "https://checkout.stripe.com/c/pay/cs_test_abc",
@@ -107,8 +116,11 @@ def test_stripe_checkout_sends_inline_price_data_and_an_idempotency_key(stripe_s
     assert sent["line_items[0][price_data][recurring][interval]"] == ["month"]
     assert sent["metadata[kind]"] == ["plan"]
     assert sent["metadata[plan_code]"] == ["business"]
-    assert sent["subscription_data[metadata][user_id]"] == [str(user.pk)]
-    assert sent["customer_email"] == [user.email]
+    assert sent["subscription_data[metadata][workspace_id]"] == [str(workspace.pk)]
+    assert sent["metadata[workspace_id]"] == [str(workspace.pk)]
+    assert sent["client_reference_id"] == [str(workspace.pk)]
+    assert not any("user_id" in key for key in sent)
+    assert sent["customer_email"] == [user.email]  # no actor given: the workspace's billing contact
     assert sent["success_url"] == [OK]
 
 
@@ -116,7 +128,9 @@ def test_stripe_checkout_sends_inline_price_data_and_an_idempotency_key(stripe_s
 def test_stripe_checkout_uses_the_plan_price_id_when_set(stripe_settings):
     Plan.objects.filter(code="pro").update(stripe_price_id="price_pro_monthly")
     responses.post(STRIPE_SESSIONS, json={"id": "cs_test_pro", "url": "https://checkout.stripe.com/x"})
-    plan_checkout_start(user=UserFactory(), plan_code="pro", success_url=OK, cancel_url=OK)
+    plan_checkout_start(
+        workspace=UserFactory().personal_workspace, plan_code="pro", success_url=OK, cancel_url=OK
+    )
     sent = parse_qs(responses.calls[0].request.body)
     assert sent["line_items[0][price]"] == ["price_pro_monthly"]
     assert not any(key.startswith("line_items[0][price_data]") for key in sent)
@@ -130,7 +144,30 @@ def test_stripe_error_becomes_a_502_without_secrets(stripe_settings):
         json={"error": {"type": "invalid_request_error", "message": "No such price: 'price_x'"}},
     )
     with pytest.raises(ApiError) as exc_info:
-        plan_checkout_start(user=UserFactory(), plan_code="business", success_url=OK, cancel_url=OK)
+        plan_checkout_start(
+            workspace=UserFactory().personal_workspace, plan_code="business", success_url=OK, cancel_url=OK
+        )
     assert exc_info.value.status_code == 502
     assert "sk_test" not in json.dumps(exc_info.value.as_dict())
     assert CheckoutSession.objects.get().status == CheckoutSession.Status.CANCELED
+
+
+@responses.activate
+def test_a_team_checkout_reuses_the_workspaces_stripe_customer_and_emails_the_member_who_opened_it(
+    stripe_settings,
+):
+    team = team_workspace()
+    SubscriptionFactory(workspace=team, stripe_customer_id="cus_team", status="canceled")
+    member = member_add(team, role="billing")
+    responses.post(STRIPE_SESSIONS, json={"id": "cs_test_team", "url": "https://checkout.stripe.com/x"})
+    plan_checkout_start(workspace=team, actor=member, plan_code="business", success_url=OK, cancel_url=OK)
+    sent = parse_qs(responses.calls[0].request.body)
+    assert sent["customer"] == ["cus_team"]  # one Stripe customer per workspace
+    assert "customer_email" not in sent
+    responses.calls.reset()
+
+    fresh = team_workspace()
+    opener = member_add(fresh, role="admin")
+    responses.post(STRIPE_SESSIONS, json={"id": "cs_test_fresh", "url": "https://checkout.stripe.com/y"})
+    plan_checkout_start(workspace=fresh, actor=opener, plan_code="business", success_url=OK, cancel_url=OK)
+    assert parse_qs(responses.calls[0].request.body)["customer_email"] == [opener.email]

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from billing import quota_pool
 from billing.models import PlanQuota, QuotaReservation, UsageCounter
-from billing.selectors import CATALOG_VERSION_KEY, plan_for_user_get
+from billing.selectors import CATALOG_VERSION_KEY, plan_for_workspace_get
 from billing.services import (
     quota_release_many,
     quota_reserve_many,
@@ -63,18 +63,18 @@ def statements(monkeypatch):
 
 
 def _limits(**limits):
-    """The free plan (every test user's) with these limits; every process reloads it."""
+    """The free plan (every test workspace's) with these limits; every process reloads it."""
     for meter, limit in limits.items():
         PlanQuota.objects.filter(plan__code="free", meter=meter).update(limit=limit)
     cache.set(CATALOG_VERSION_KEY, uuid.uuid4().hex, None)
 
 
-def _user_with_counters(**limits):
-    """A user whose counters of this period exist (the batch statement never creates them)."""
+def _workspace_with_counters(**limits):
+    """A workspace whose counters of this period exist (the batch statement never creates them)."""
     _limits(**limits)
-    user = UserFactory()
-    quota_release_many(reservations=quota_reserve_many(user=user, meters=CALL))
-    return user, plan_for_user_get(user=user)
+    workspace = UserFactory().personal_workspace
+    quota_release_many(reservations=quota_reserve_many(workspace=workspace, meters=CALL))
+    return workspace, plan_for_workspace_get(workspace=workspace)
 
 
 def _run(main):
@@ -88,23 +88,23 @@ def _run(main):
     return asyncio.run(wrapped())
 
 
-async def _lone(user, plan):
+async def _lone(workspace, plan):
     """A first call: it gets no spares (the caller reserves alone), but the next call will."""
-    assert await _take(user, plan) is None
+    assert await _take(workspace, plan) is None
 
 
-async def _take(user, plan, meters=CALL):
+async def _take(workspace, plan, meters=CALL):
     return await quota_pool.quota_reserve_pooled(
-        user_id=user.pk, meters=meters, plan=plan, now=timezone.now(), synchronous_commit=False
+        workspace_id=workspace.pk, meters=meters, plan=plan, now=timezone.now(), synchronous_commit=False
     )
 
 
-def _counters(user):
-    return {c.meter: (c.used, c.reserved) for c in UsageCounter.objects.filter(user=user)}
+def _counters(workspace):
+    return {c.meter: (c.used, c.reserved) for c in UsageCounter.objects.filter(workspace=workspace)}
 
 
-def _held(user) -> int:
-    return QuotaReservation.objects.filter(user=user, status="held").count()
+def _held(workspace) -> int:
+    return QuotaReservation.objects.filter(workspace=workspace, status="held").count()
 
 
 def _in_thread(read):
@@ -129,16 +129,16 @@ def test_size_classes_cover_a_call_with_at_most_a_quarter_more():
 
 
 def test_one_statement_reserves_the_call_and_spares_for_the_next_calls(pooled, statements):
-    user, plan = _user_with_counters(llm_tokens=100_000, requests=None)
+    workspace, plan = _workspace_with_counters(llm_tokens=100_000, requests=None)
     seen: dict = {}
 
     async def main():
-        await _lone(user, plan)
-        first = await _take(user, plan)
-        seen["after_first"] = (len(statements), await _acounters(user), await _aheld(user))
-        rest = [await _take(user, plan) for _ in range(4)]  # the 4 spares
+        await _lone(workspace, plan)
+        first = await _take(workspace, plan)
+        seen["after_first"] = (len(statements), await _acounters(workspace), await _aheld(workspace))
+        rest = [await _take(workspace, plan) for _ in range(4)]  # the 4 spares
         seen["after_spares"] = len(statements)
-        extra = await _take(user, plan)  # none left: a new batch
+        extra = await _take(workspace, plan)  # none left: a new batch
         seen["after_extra"] = len(statements)
         return [first, *rest, extra]
 
@@ -152,16 +152,16 @@ def test_one_statement_reserves_the_call_and_spares_for_the_next_calls(pooled, s
     assert all({r.meter for r in bundle} == {"requests", "llm_tokens"} for bundle in bundles)
     assert len({r.pk for bundle in bundles for r in bundle}) == 12
     # The drain at the end released the spares the last batch left; the 6 calls still hold theirs.
-    assert _counters(user) == {"requests": (0, 6), "llm_tokens": (0, 6 * 40)}
-    assert _held(user) == 12
+    assert _counters(workspace) == {"requests": (0, 6), "llm_tokens": (0, 6 * 40)}
+    assert _held(workspace) == 12
 
 
 def test_more_calls_waiting_than_one_batch_holds_all_get_reservations(pooled, statements):
-    user, plan = _user_with_counters(llm_tokens=100_000, requests=None)
+    workspace, plan = _workspace_with_counters(llm_tokens=100_000, requests=None)
 
     async def main():
-        await _lone(user, plan)
-        return await asyncio.gather(*(_take(user, plan) for _ in range(quota_pool.BATCH_MAX + 6)))
+        await _lone(workspace, plan)
+        return await asyncio.gather(*(_take(workspace, plan) for _ in range(quota_pool.BATCH_MAX + 6)))
 
     bundles = _run(main)
 
@@ -171,14 +171,14 @@ def test_more_calls_waiting_than_one_batch_holds_all_get_reservations(pooled, st
     assert len(reserves) == 2  # a full batch, then one for the calls it could not serve
 
 
-def test_a_user_calling_less_often_than_the_idle_time_gets_no_spares(pooled, statements):
+def test_a_workspace_calling_less_often_than_the_idle_time_gets_no_spares(pooled, statements):
     pooled.PROXY_QUOTA_BATCH_IDLE = 0.2
-    user, plan = _user_with_counters(llm_tokens=100_000, requests=None)
+    workspace, plan = _workspace_with_counters(llm_tokens=100_000, requests=None)
 
     async def main():
-        await _lone(user, plan)
+        await _lone(workspace, plan)
         await asyncio.sleep(0.3)
-        return await _take(user, plan)
+        return await _take(workspace, plan)
 
     assert _run(main) is None  # reserves alone: its spares would be released before the next call
     assert statements == []
@@ -186,13 +186,13 @@ def test_a_user_calling_less_often_than_the_idle_time_gets_no_spares(pooled, sta
 
 def test_near_the_limit_calls_reserve_alone_and_the_refusal_is_remembered(pooled, statements):
     """A batch may take at most a quarter of what is left: 5 × 40 tokens need 800 free."""
-    user, plan = _user_with_counters(llm_tokens=700, requests=None)
+    workspace, plan = _workspace_with_counters(llm_tokens=700, requests=None)
 
     async def main():
-        await _lone(user, plan)
-        first = await _take(user, plan)
+        await _lone(workspace, plan)
+        first = await _take(workspace, plan)
         after_first = len(statements)
-        second = await _take(user, plan)
+        second = await _take(workspace, plan)
         return first, after_first, second, len(statements)
 
     first, after_first, second, after_second = _run(main)
@@ -200,21 +200,25 @@ def test_near_the_limit_calls_reserve_alone_and_the_refusal_is_remembered(pooled
     assert first is None and second is None  # the caller reserves alone
     assert after_first == 2  # the refused batch, then the release of the meter that fitted
     assert after_second == 2  # not asked again within REFUSAL_MEMORY_SECONDS
-    assert _counters(user) == {"requests": (0, 0), "llm_tokens": (0, 0)}
-    assert _held(user) == 0
+    assert _counters(workspace) == {"requests": (0, 0), "llm_tokens": (0, 0)}
+    assert _held(workspace) == 0
 
 
 def test_two_workers_racing_never_pass_the_limit(pooled):
     """Two event loops (two workers), 80 calls each, quota for 100 calls of 40 tokens."""
-    user, plan = _user_with_counters(llm_tokens=4_000, requests=None)
+    workspace, plan = _workspace_with_counters(llm_tokens=4_000, requests=None)
     admitted: list = []
     lock = threading.Lock()
 
     async def one_call():
-        held = await _take(user, plan)
+        held = await _take(workspace, plan)
         if held is None:
             held = await quota_reserve_many_fast(
-                user_id=user.pk, meters=CALL, plan=plan, now=timezone.now(), synchronous_commit=False
+                workspace_id=workspace.pk,
+                meters=CALL,
+                plan=plan,
+                now=timezone.now(),
+                synchronous_commit=False,
             )
         if held is not None:
             with lock:
@@ -230,23 +234,23 @@ def test_two_workers_racing_never_pass_the_limit(pooled):
         worker.join(timeout=120)
 
     assert 0 < len(admitted) <= 100
-    assert _counters(user) == {"requests": (0, len(admitted)), "llm_tokens": (0, 40 * len(admitted))}
+    assert _counters(workspace) == {"requests": (0, len(admitted)), "llm_tokens": (0, 40 * len(admitted))}
     for held in admitted:
         quota_settle_many(reservations=held, actual={"requests": 1, "llm_tokens": 40})
-    assert _counters(user) == {"requests": (len(admitted), 0), "llm_tokens": (40 * len(admitted), 0)}
-    assert _held(user) == 0
+    assert _counters(workspace) == {"requests": (len(admitted), 0), "llm_tokens": (40 * len(admitted), 0)}
+    assert _held(workspace) == 0
 
 
 def test_idle_spares_are_released(pooled):
     pooled.PROXY_QUOTA_BATCH_IDLE = 0.2
-    user, plan = _user_with_counters(llm_tokens=100_000, requests=None)
+    workspace, plan = _workspace_with_counters(llm_tokens=100_000, requests=None)
 
     async def main():
-        await _lone(user, plan)
-        await _take(user, plan)
-        before = await _acounters(user)
+        await _lone(workspace, plan)
+        await _take(workspace, plan)
+        before = await _acounters(workspace)
         await asyncio.sleep(0.6)
-        return before, await _acounters(user), await _aheld(user)
+        return before, await _acounters(workspace), await _aheld(workspace)
 
     before, after, held = _run(main)
 
@@ -257,27 +261,27 @@ def test_idle_spares_are_released(pooled):
 
 def test_a_spare_is_not_handed_out_after_its_max_age(pooled, statements):
     pooled.PROXY_QUOTA_BATCH_MAX_AGE = 0.2
-    user, plan = _user_with_counters(llm_tokens=100_000, requests=None)
+    workspace, plan = _workspace_with_counters(llm_tokens=100_000, requests=None)
 
     async def main():
-        await _lone(user, plan)
-        await _take(user, plan)
+        await _lone(workspace, plan)
+        await _take(workspace, plan)
         await asyncio.sleep(0.3)
-        await _take(user, plan)
+        await _take(workspace, plan)
         return len(statements)
 
     assert _run(main) == 2  # a new batch, not an old spare
-    assert _counters(user) == {"requests": (0, 2), "llm_tokens": (0, 80)}
-    assert _held(user) == 4
+    assert _counters(workspace) == {"requests": (0, 2), "llm_tokens": (0, 80)}
+    assert _held(workspace) == 4
 
 
 def test_a_call_cancelled_while_waiting_for_a_batch_leaves_nothing_held(pooled):
-    user, plan = _user_with_counters(llm_tokens=100_000, requests=None)
+    workspace, plan = _workspace_with_counters(llm_tokens=100_000, requests=None)
 
     async def main():
-        await _lone(user, plan)
-        kept = asyncio.ensure_future(_take(user, plan))
-        cancelled = asyncio.ensure_future(_take(user, plan))
+        await _lone(workspace, plan)
+        kept = asyncio.ensure_future(_take(workspace, plan))
+        cancelled = asyncio.ensure_future(_take(workspace, plan))
         await asyncio.sleep(0)  # both wait for the same batch
         cancelled.cancel()
         return await kept
@@ -285,26 +289,26 @@ def test_a_call_cancelled_while_waiting_for_a_batch_leaves_nothing_held(pooled):
     kept = _run(main)
 
     assert {r.meter for r in kept} == {"requests", "llm_tokens"}
-    assert _counters(user) == {"requests": (0, 1), "llm_tokens": (0, 40)}
-    assert _held(user) == 2
+    assert _counters(workspace) == {"requests": (0, 1), "llm_tokens": (0, 40)}
+    assert _held(workspace) == 2
 
 
 def test_a_stopping_worker_releases_its_spares(pooled):
-    user, plan = _user_with_counters(llm_tokens=100_000, requests=None)
+    workspace, plan = _workspace_with_counters(llm_tokens=100_000, requests=None)
 
     async def main():
-        await _lone(user, plan)
-        await _take(user, plan)
+        await _lone(workspace, plan)
+        await _take(workspace, plan)
         await shutdown_run()  # the lifespan shutdown: drains, then closes the pool
 
     asyncio.run(main())
 
-    assert _counters(user) == {"requests": (0, 1), "llm_tokens": (0, 40)}
-    assert _held(user) == 2
+    assert _counters(workspace) == {"requests": (0, 1), "llm_tokens": (0, 40)}
+    assert _held(workspace) == 2
 
 
 def test_a_failing_batch_statement_lets_the_call_reserve_alone(pooled, monkeypatch, caplog):
-    user, plan = _user_with_counters(llm_tokens=100_000, requests=None)
+    workspace, plan = _workspace_with_counters(llm_tokens=100_000, requests=None)
     real = fastio.db_fetch
 
     async def failing(sql, params=(), **kwargs):
@@ -315,36 +319,36 @@ def test_a_failing_batch_statement_lets_the_call_reserve_alone(pooled, monkeypat
     monkeypatch.setattr(fastio, "db_fetch", failing)
 
     async def main():
-        await _lone(user, plan)
-        return await _take(user, plan)
+        await _lone(workspace, plan)
+        return await _take(workspace, plan)
 
     assert _run(main) is None  # the caller reserves alone (and meets the error there)
     assert "spare quota reservations not reserved" in caplog.text
-    assert _held(user) == 0
+    assert _held(workspace) == 0
 
 
-def _counters_create(user) -> None:
-    quota_release_many(reservations=quota_reserve_many(user=user, meters=CALL))
+def _counters_create(workspace) -> None:
+    quota_release_many(reservations=quota_reserve_many(workspace=workspace, meters=CALL))
 
 
 def test_spares_of_yesterday_are_never_handed_out_today(pooled):
     """``requests`` is a daily meter: after midnight UTC a call gets today's counter, even from
     a worker that still holds spares taken a second before midnight."""
     _limits(llm_tokens=100_000, requests=1_000)
-    user = UserFactory()
+    workspace = UserFactory().personal_workspace
     late = timezone.now().replace(hour=23, minute=59, second=59, microsecond=0)
     with time_machine.travel(late, tick=True):
-        _counters_create(user)
-        plan = plan_for_user_get(user=user)
+        _counters_create(workspace)
+        plan = plan_for_workspace_get(workspace=workspace)
 
     async def main():
         with time_machine.travel(late, tick=True):
-            await _lone(user, plan)
-            before = await _take(user, plan)
+            await _lone(workspace, plan)
+            before = await _take(workspace, plan)
         with time_machine.travel(late + timedelta(seconds=2), tick=True):
-            await _in_thread(_counters_create)(user)  # today's counters exist
-            await _lone(user, plan)  # today's first call of this size in this worker
-            after = await _take(user, plan)
+            await _in_thread(_counters_create)(workspace)  # today's counters exist
+            await _lone(workspace, plan)  # today's first call of this size in this worker
+            after = await _take(workspace, plan)
         return before, after
 
     before, after = _run(main)
@@ -353,4 +357,4 @@ def test_spares_of_yesterday_are_never_handed_out_today(pooled):
     today = {r.meter: r.counter_id for r in after}
     assert today["requests"] != yesterday["requests"]  # today's counter, not a spare of yesterday
     assert today["llm_tokens"] == yesterday["llm_tokens"]  # the month goes on
-    assert _held(user) == 4  # the two calls' own holds; yesterday's spares were released
+    assert _held(workspace) == 4  # the two calls' own holds; yesterday's spares were released

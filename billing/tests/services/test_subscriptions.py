@@ -1,18 +1,16 @@
 """One live subscription per customer: a second paid checkout replaces the first, which is
 canceled at Stripe (prorated); the database refuses two live rows whatever the code does."""
 
-import importlib
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
-from django.apps import apps
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 
 import billing.tests.stripe_events as se
 from billing.gateways.stripe import subscriptions_replaced_cancel_pending
 from billing.models import CheckoutSession, Subscription
-from billing.selectors import plan_for_user_get, subscription_status_get
+from billing.selectors import plan_for_workspace_get, subscription_status_get
 from billing.services import (
     chargily_event_process,
     chargily_event_store,
@@ -69,22 +67,24 @@ def _cancel_calls() -> dict[str, dict]:
     }
 
 
-def _open_stripe_checkout(user, plan_code: str) -> str:
+def _open_stripe_checkout(workspace, plan_code: str) -> str:
     responses.post(
         STRIPE_SESSIONS, json={"id": f"cs_test_{plan_code}", "url": "https://checkout.stripe.com/x"}
     )
-    return plan_checkout_start(user=user, plan_code=plan_code, success_url=OK, cancel_url=OK)["session_id"]
+    return plan_checkout_start(workspace=workspace, plan_code=plan_code, success_url=OK, cancel_url=OK)[
+        "session_id"
+    ]
 
 
 @responses.activate
 def test_three_checkouts_opened_on_free_and_all_paid_leave_one_live_subscription(both_gateways, deliver):
     """Two tabs (Discovery and Scale on Stripe) and a Chargily checkout, opened while on Free,
     then all paid: each payment replaces the one before, which is canceled at Stripe."""
-    user = UserFactory()
-    discovery = _open_stripe_checkout(user, "discovery")
-    scale = _open_stripe_checkout(user, "scale")
+    workspace = UserFactory().personal_workspace
+    discovery = _open_stripe_checkout(workspace, "discovery")
+    scale = _open_stripe_checkout(workspace, "scale")
     chargily_ref = plan_chargily_checkout_start(
-        user=user, plan_code="student", success_url=OK, failure_url=OK
+        workspace=workspace, plan_code="student", success_url=OK, failure_url=OK
     )["session_id"]
     _stripe_cancel_stub("sub_discovery")
     _stripe_cancel_stub("sub_scale")
@@ -93,28 +93,36 @@ def test_three_checkouts_opened_on_free_and_all_paid_leave_one_live_subscription
         se.event(
             "checkout.session.completed",
             se.checkout_session(
-                user=user, session_id=discovery, plan_code="discovery", subscription_id="sub_discovery"
+                workspace=workspace,
+                session_id=discovery,
+                plan_code="discovery",
+                subscription_id="sub_discovery",
             ),
         )
     )
-    assert plan_for_user_get(user=user).code == "discovery"
+    assert plan_for_workspace_get(workspace=workspace).code == "discovery"
     deliver(
         se.event(
             "checkout.session.completed",
-            se.checkout_session(user=user, session_id=scale, plan_code="scale", subscription_id="sub_scale"),
+            se.checkout_session(
+                workspace=workspace, session_id=scale, plan_code="scale", subscription_id="sub_scale"
+            ),
         )
     )
-    assert plan_for_user_get(user=user).code == "scale"
+    assert plan_for_workspace_get(workspace=workspace).code == "scale"
     deliver(
         ce.checkout_event("checkout.paid", CheckoutSession.objects.get(checkout_reference=chargily_ref)),
         gateway="chargily",
     )
 
-    live = Subscription.objects.filter(user=user, status__in=Subscription.ENTITLED_STATUSES)
+    live = Subscription.objects.filter(workspace=workspace, status__in=Subscription.ENTITLED_STATUSES)
     assert [(s.gateway, s.plan.code) for s in live] == [("chargily", "student")]
-    assert plan_for_user_get(user=user).code == "student"
-    assert subscription_status_get(user=user)["gateway"] == "chargily"
-    old = {s.stripe_subscription_id: s for s in Subscription.objects.filter(user=user, gateway="stripe")}
+    assert plan_for_workspace_get(workspace=workspace).code == "student"
+    assert subscription_status_get(workspace=workspace)["gateway"] == "chargily"
+    old = {
+        s.stripe_subscription_id: s
+        for s in Subscription.objects.filter(workspace=workspace, gateway="stripe")
+    }
     assert {sub_id: s.status for sub_id, s in old.items()} == {
         "sub_discovery": "canceled",
         "sub_scale": "canceled",
@@ -130,22 +138,28 @@ def test_three_checkouts_opened_on_free_and_all_paid_leave_one_live_subscription
 
 @responses.activate
 def test_a_second_stripe_payment_replaces_the_first_even_when_its_events_come_twice(stripe_settings, deliver):
-    user = UserFactory()
+    workspace = UserFactory().personal_workspace
     _stripe_cancel_stub("sub_first")
     first = se.event(
         "checkout.session.completed",
-        se.checkout_session(user=user, session_id="cs_1", subscription_id="sub_first", plan_code="discovery"),
+        se.checkout_session(
+            workspace=workspace, session_id="cs_1", subscription_id="sub_first", plan_code="discovery"
+        ),
     )
     second = se.event(
         "checkout.session.completed",
-        se.checkout_session(user=user, session_id="cs_2", subscription_id="sub_second", plan_code="scale"),
+        se.checkout_session(
+            workspace=workspace, session_id="cs_2", subscription_id="sub_second", plan_code="scale"
+        ),
     )
 
     for evt in (first, second, first, second):
         deliver(evt)
 
     assert list(
-        Subscription.objects.filter(user=user).order_by("pk").values_list("stripe_subscription_id", "status")
+        Subscription.objects.filter(workspace=workspace)
+        .order_by("pk")
+        .values_list("stripe_subscription_id", "status")
     ) == [
         ("sub_first", "canceled"),
         ("sub_second", "active"),
@@ -157,48 +171,53 @@ def test_a_subscription_event_cannot_revive_a_replaced_subscription(
     stripe_settings, deliver, django_capture_on_commit_callbacks
 ):
     """Stripe's late ``updated`` (still active) for the replaced one must not make two live."""
-    user = UserFactory()
-    old = SubscriptionFactory(user=user, stripe_subscription_id="sub_sim_old")
-    new = SubscriptionFactory(user=user, stripe_subscription_id="sub_sim_new", status="incomplete")
+    workspace = UserFactory().personal_workspace
+    old = SubscriptionFactory(workspace=workspace, stripe_subscription_id="sub_sim_old")
+    new = SubscriptionFactory(workspace=workspace, stripe_subscription_id="sub_sim_new", status="incomplete")
     with django_capture_on_commit_callbacks(execute=True):
         subscription_retire(row=old, replaced_by=new, now=old.created_at)
     Subscription.objects.filter(pk=new.pk).update(status="active")
 
     deliver(
-        se.event("customer.subscription.updated", se.subscription(user=user, subscription_id="sub_sim_old"))
+        se.event(
+            "customer.subscription.updated",
+            se.subscription(workspace=workspace, subscription_id="sub_sim_old"),
+        )
     )
 
-    assert Subscription.objects.filter(user=user, status="active").get() == new
+    assert Subscription.objects.filter(workspace=workspace, status="active").get() == new
 
 
 def test_an_unpaid_subscription_paid_late_does_not_displace_a_newer_one(stripe_settings, deliver):
-    user = UserFactory()
-    older = SubscriptionFactory(user=user, stripe_subscription_id="sub_sim_unpaid", status="unpaid")
-    newer = SubscriptionFactory(user=user, stripe_subscription_id="sub_sim_current")
+    workspace = UserFactory().personal_workspace
+    older = SubscriptionFactory(workspace=workspace, stripe_subscription_id="sub_sim_unpaid", status="unpaid")
+    newer = SubscriptionFactory(workspace=workspace, stripe_subscription_id="sub_sim_current")
 
     deliver(se.event("invoice.paid", se.invoice(subscription_id="sub_sim_unpaid", period_end=2_000_000_000)))
 
     older.refresh_from_db()
     assert (older.status, older.replaced_by) == ("canceled", newer)
-    assert Subscription.objects.filter(user=user, status="active").get() == newer
+    assert Subscription.objects.filter(workspace=workspace, status="active").get() == newer
 
 
 def test_the_database_refuses_a_second_live_subscription():
-    user = UserFactory()
-    SubscriptionFactory(user=user)
-    SubscriptionFactory(user=user, status="canceled")
+    workspace = UserFactory().personal_workspace
+    SubscriptionFactory(workspace=workspace)
+    SubscriptionFactory(workspace=workspace, status="canceled")
     with pytest.raises(IntegrityError), transaction.atomic():
-        SubscriptionFactory(user=user, status="past_due")
+        SubscriptionFactory(workspace=workspace, status="past_due")
 
 
 @responses.activate
 def test_the_sweeper_cancels_what_the_after_commit_task_did_not(stripe_settings):
     """A replaced subscription whose cancel never reached Stripe (worker died) is canceled by
     beat; one Stripe already ended counts as done."""
-    user = UserFactory()
-    new = SubscriptionFactory(user=user, status="incomplete")
-    lost = SubscriptionFactory(user=user, stripe_subscription_id="sub_lost", status="canceled")
-    gone = SubscriptionFactory(user=UserFactory(), stripe_subscription_id="sub_gone", status="canceled")
+    workspace = UserFactory().personal_workspace
+    new = SubscriptionFactory(workspace=workspace, status="incomplete")
+    lost = SubscriptionFactory(workspace=workspace, stripe_subscription_id="sub_lost", status="canceled")
+    gone = SubscriptionFactory(
+        workspace=UserFactory().personal_workspace, stripe_subscription_id="sub_gone", status="canceled"
+    )
     for row in (lost, gone):
         subscription_retire(row=row, replaced_by=new, now=row.created_at)  # on-commit task not run
     _stripe_cancel_stub("sub_lost")
@@ -222,22 +241,3 @@ def test_the_sweeper_cancels_what_the_after_commit_task_did_not(stripe_settings)
     assert not Subscription.objects.filter(
         replaced_at__isnull=False, stripe_canceled_at__isnull=True
     ).exists()
-
-
-def test_the_migration_keeps_the_newest_live_subscription_of_existing_duplicates():
-    """Data from before the index (three live rows for one user) must not fail the migration:
-    the newest stays, the others are replaced by it and left for the beat task to cancel."""
-    migration = importlib.import_module("billing.migrations.0007_subscription_one_live")
-    with connection.cursor() as cursor:  # rolled back with the test's transaction
-        cursor.execute("DROP INDEX subscription_one_live_per_user")
-    user, other = UserFactory(), UserFactory()
-    rows = [SubscriptionFactory(user=user, stripe_subscription_id=f"sub_dup_{n}") for n in range(3)]
-    alone = SubscriptionFactory(user=other)
-
-    migration.live_duplicates_replace(apps, None)
-
-    newest = rows[-1]
-    assert list(Subscription.objects.filter(status="active").order_by("pk")) == [newest, alone]
-    for row in rows[:2]:
-        row.refresh_from_db()
-        assert (row.status, row.replaced_by, row.stripe_canceled_at) == ("canceled", newest, None)

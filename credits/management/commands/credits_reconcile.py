@@ -10,7 +10,7 @@ class Command(BaseCommand):
         drifts = credit_ledger_reconcile()
         for drift in drifts:
             self.stdout.write(
-                f"user={drift.user_id} balance={drift.balance} ledger_sum={drift.ledger_sum} "
+                f"workspace={drift.workspace_id} balance={drift.balance} ledger_sum={drift.ledger_sum} "
                 f"held={drift.held} open_holds={drift.open_holds}"
             )
         if drifts:

@@ -35,11 +35,11 @@ def test_balance_of_a_new_user_is_zero_and_low(user_client, settings):
 
 
 @pytest.mark.django_db
-def test_balance_with_a_bearer_key_reflects_holds(user, fund, settings):
+def test_balance_with_a_bearer_key_reflects_holds(user, workspace, fund, settings):
     settings.CREDITS_LOW_THRESHOLD = 20
-    fund(user, 50)
-    credit_hold(user=user, amount=35)
-    _key, plaintext = api_key_create(user=user, name="ci")
+    fund(workspace, 50)
+    credit_hold(workspace=workspace, amount=35)
+    _key, plaintext = api_key_create(workspace=workspace, created_by=user, name="ci")
     client = APIClient()
 
     response = client.get("/api/credits/balance", HTTP_AUTHORIZATION=f"Bearer {plaintext}")
@@ -107,13 +107,13 @@ def test_packs_show_their_dzd_price_when_sold_through_chargily(catalogue):
 
 
 @pytest.mark.django_db
-def test_transactions_are_the_users_own_newest_first_and_cursor_paginated(
-    catalogue, user, other_user, fund, user_client, django_assert_max_num_queries
+def test_transactions_are_the_workspaces_own_newest_first_and_cursor_paginated(
+    catalogue, workspace, other_workspace, fund, user_client, django_assert_max_num_queries
 ):
-    fund(user, 100)
-    fund(other_user, 100)
+    fund(workspace, 100)
+    fund(other_workspace, 100)
     for n in range(5):
-        credit_consume(user=user, endpoint="/api/ai/generate", idempotency_key=f"k{n}")
+        credit_consume(workspace=workspace, endpoint="/api/ai/generate", idempotency_key=f"k{n}")
 
     with django_assert_max_num_queries(3):  # session user + page (+ nothing per row)
         first = user_client.get("/api/credits/transactions?limit=4")
@@ -124,14 +124,14 @@ def test_transactions_are_the_users_own_newest_first_and_cursor_paginated(
     second = user_client.get(body["next"]).json()
     assert [row["balanceAfter"] for row in second["results"]] == [95, 100]
     assert second["next"] is None
-    own_ids = set(LedgerEntry.objects.filter(user=user).values_list("id", flat=True))
+    own_ids = set(LedgerEntry.objects.filter(workspace=workspace).values_list("id", flat=True))
     assert {row["id"] for row in body["results"] + second["results"]} == own_ids
 
 
 @pytest.mark.django_db
-def test_another_users_transaction_is_a_404(user, other_user, fund, user_client):
-    own = fund(user, 5)
-    foreign = fund(other_user, 5)
+def test_another_workspaces_transaction_is_a_404(workspace, other_workspace, fund, user_client):
+    own = fund(workspace, 5)
+    foreign = fund(other_workspace, 5)
 
     assert user_client.get(f"/api/credits/transactions/{own.pk}").json()["amount"] == 5
     response = user_client.get(f"/api/credits/transactions/{foreign.pk}")
@@ -151,20 +151,20 @@ def test_forged_cursor_is_a_400(user_client):
 
 
 @pytest.mark.django_db
-def test_check_allows_when_covered(catalogue, user, fund, user_client):
-    fund(user, 10)
+def test_check_allows_when_covered(catalogue, workspace, fund, user_client):
+    fund(workspace, 10)
 
     response = user_client.post("/api/credits/check", {"endpoint": "/api/ai/generate/hd"}, format="json")
 
     assert response.status_code == 200
     assert response.json() == {"allowed": True, "cost": 10, "balance": 10}
-    assert CreditAccount.objects.get(user=user).balance == 10  # a check charges nothing
+    assert CreditAccount.objects.get(workspace=workspace).balance == 10  # a check charges nothing
 
 
 @pytest.mark.django_db
-def test_check_and_consume_answer_402_with_upsell_fields(catalogue, user, fund, user_client, settings):
+def test_check_and_consume_answer_402_with_upsell_fields(catalogue, workspace, fund, user_client, settings):
     settings.SITE_URL = "https://portal.example"
-    fund(user, 3)
+    fund(workspace, 3)
 
     for url, body in (
         ("/api/credits/check", {"endpoint": "/api/ai/generate"}),
@@ -177,12 +177,12 @@ def test_check_and_consume_answer_402_with_upsell_fields(catalogue, user, fund, 
         assert (error["balance"], error["available"], error["cost"]) == (3, 3, 5)
         assert error["buyUrl"] == "https://portal.example/credits/"
         assert [p["id"] for p in error["packs"]] == ["pack_100", "pack_500", "pack_1000"]
-    assert CreditAccount.objects.get(user=user).balance == 3
+    assert CreditAccount.objects.get(workspace=workspace).balance == 3
 
 
 @pytest.mark.django_db
-def test_consume_then_replay(catalogue, user, fund, user_client):
-    fund(user, 20)
+def test_consume_then_replay(catalogue, workspace, fund, user_client):
+    fund(workspace, 20)
     body = {"endpoint": "/api/3d/render-highres", "idempotencyKey": "render-42"}
 
     first = user_client.post("/api/credits/consume", body, format="json")
@@ -191,12 +191,12 @@ def test_consume_then_replay(catalogue, user, fund, user_client):
     assert first.status_code == replay.status_code == 200
     assert first.json() == {"charged": 8, "balanceAfter": 12, "replayed": False}
     assert replay.json() == {"charged": 8, "balanceAfter": 12, "replayed": True}
-    assert CreditAccount.objects.get(user=user).balance == 12
+    assert CreditAccount.objects.get(workspace=workspace).balance == 12
 
 
 @pytest.mark.django_db
-def test_the_idempotency_key_header_replays_like_the_body_field(catalogue, user, fund, user_client):
-    fund(user, 20)
+def test_the_idempotency_key_header_replays_like_the_body_field(catalogue, workspace, fund, user_client):
+    fund(workspace, 20)
     body = {"endpoint": "/api/3d/render-highres"}
 
     first = user_client.post("/api/credits/consume", body, format="json", HTTP_IDEMPOTENCY_KEY="render-7")
@@ -204,7 +204,7 @@ def test_the_idempotency_key_header_replays_like_the_body_field(catalogue, user,
 
     assert first.status_code == replay.status_code == 200
     assert first.json()["replayed"] is False and replay.json()["replayed"] is True
-    assert CreditAccount.objects.get(user=user).balance == 12
+    assert CreditAccount.objects.get(workspace=workspace).balance == 12
 
 
 @pytest.mark.django_db
@@ -213,9 +213,9 @@ def test_the_idempotency_key_header_replays_like_the_body_field(catalogue, user,
     [("a b", None), ("render-1", "render-2"), ("x" * 101, None)],
 )
 def test_a_bad_or_conflicting_idempotency_header_is_a_400_that_charges_nothing(
-    catalogue, user, fund, user_client, header, body_key
+    catalogue, workspace, fund, user_client, header, body_key
 ):
-    fund(user, 20)
+    fund(workspace, 20)
     body = {"endpoint": "/api/3d/render-highres"}
     if body_key:
         body["idempotencyKey"] = body_key
@@ -224,7 +224,7 @@ def test_a_bad_or_conflicting_idempotency_header_is_a_400_that_charges_nothing(
 
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "idempotencyKey"
-    assert CreditAccount.objects.get(user=user).balance == 20
+    assert CreditAccount.objects.get(workspace=workspace).balance == 20
 
 
 @pytest.mark.django_db
@@ -240,8 +240,8 @@ def test_a_bad_or_conflicting_idempotency_header_is_a_400_that_charges_nothing(
         ("/api/credits/check", ["not", "an", "object"], None),
     ],
 )
-def test_bad_input_is_a_400_in_the_error_shape(catalogue, user, fund, user_client, url, body, param):
-    fund(user, 50)
+def test_bad_input_is_a_400_in_the_error_shape(catalogue, workspace, fund, user_client, url, body, param):
+    fund(workspace, 50)
 
     response = user_client.post(url, body, format="json")
 
@@ -249,7 +249,7 @@ def test_bad_input_is_a_400_in_the_error_shape(catalogue, user, fund, user_clien
     assert response.json()["error"]["code"] == "invalid_request"
     if param:
         assert response.json()["error"]["param"] == param
-    assert CreditAccount.objects.get(user=user).balance == 50
+    assert CreditAccount.objects.get(workspace=workspace).balance == 50
 
 
 @pytest.mark.django_db
@@ -264,7 +264,7 @@ def test_malformed_json_is_a_400(user_client):
 
 
 @pytest.mark.django_db
-def test_buy_opens_a_stripe_payment_checkout_with_inline_price(catalogue, user, user_client, settings):
+def test_buy_opens_a_stripe_payment_checkout_with_inline_price(catalogue, workspace, user_client, settings):
     settings.STRIPE_SECRET_KEY = "sk_test_credits"
     settings.STRIPE_API_BASE = ""
     settings.CHECKOUT_REDIRECT_HOSTS = ["app.example"]
@@ -298,7 +298,8 @@ def test_buy_opens_a_stripe_payment_checkout_with_inline_price(catalogue, user, 
     assert sent["line_items[0][price_data][currency]"] == ["eur"]
     assert sent["metadata[kind]"] == ["credit_pack"]
     assert sent["metadata[pack]"] == ["pack_500"]
-    assert UpsellEvent.objects.filter(user=user, kind="click", pack__code="pack_500").exists()
+    assert sent["metadata[workspace_id]"] == [str(workspace.pk)] and "metadata[user_id]" not in sent
+    assert UpsellEvent.objects.filter(workspace=workspace, kind="click", pack__code="pack_500").exists()
 
 
 @pytest.mark.django_db
@@ -384,18 +385,19 @@ def test_buy_on_the_simulated_checkout_grants_the_pack(catalogue, user, user_cli
 
 
 @pytest.mark.django_db
-def test_consume_hot_path_query_budget(catalogue, user, fund, django_assert_max_num_queries):
-    """User, replay check, cost, savepoint, row lock, re-check under the lock, update, insert,
-    release: the key itself comes from the shared cache after the first call."""
-    fund(user, 50)
-    _key, plaintext = api_key_create(user=user, name="hot")
+def test_consume_hot_path_query_budget(catalogue, user, workspace, fund, django_assert_max_num_queries):
+    """User, the creator's membership of the key's workspace, replay check, cost, savepoint, row
+    lock, re-check under the lock, update, insert, release: the key itself comes from the shared
+    cache after the first call."""
+    fund(workspace, 50)
+    _key, plaintext = api_key_create(workspace=workspace, created_by=user, name="hot")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
     client.post(
         "/api/credits/consume", {"endpoint": "/api/ai/generate", "idempotencyKey": "warm"}, format="json"
     )
 
-    with django_assert_max_num_queries(9):
+    with django_assert_max_num_queries(10):
         response = client.post(
             "/api/credits/consume", {"endpoint": "/api/ai/generate", "idempotencyKey": "hot"}, format="json"
         )

@@ -37,18 +37,18 @@ operations = st.lists(
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=operations)
 def test_balance_always_equals_the_ledger_sum_and_never_goes_negative(ops):
-    user = UserFactory()
+    workspace = UserFactory().personal_workspace
     admin = StaffFactory()
     purchases: list[tuple[str, int]] = []
     holds: list = []
     for step, (op, value) in enumerate(ops):
-        key = f"{user.pk}-{step}"
+        key = f"{workspace.pk}-{step}"
         try:
             if op == "grant":
-                credit_grant(user=user, amount=value, admin_user=admin)
+                credit_grant(workspace=workspace, amount=value, admin_user=admin)
             elif op == "consume":
                 EndpointCostFactory(endpoint=f"/cost/{value}", per_call=value)
-                credit_consume(user=user, endpoint=f"/cost/{value}", idempotency_key=key)
+                credit_consume(workspace=workspace, endpoint=f"/cost/{value}", idempotency_key=key)
             elif op == "purchase":
                 session_id = f"cs_{key}"
                 credit_purchase_fulfil(
@@ -57,7 +57,7 @@ def test_balance_always_equals_the_ledger_sum_and_never_goes_negative(ops):
                         "payment_status": "paid",
                         "payment_intent": f"pi_{key}",
                         "amount_total": value * 100,
-                        "metadata": {"pack": "p", "credits": str(value), "user_id": str(user.pk)},
+                        "metadata": {"pack": "p", "credits": str(value), "workspace_id": str(workspace.pk)},
                     }
                 )
                 purchases.append((f"pi_{key}", value * 100))
@@ -67,7 +67,7 @@ def test_balance_always_equals_the_ledger_sum_and_never_goes_negative(ops):
                 charge["amount_refunded"] = amount * value // 100
                 credit_refund_apply(event={"data": {"object": charge}})
             elif op == "hold":
-                holds.append(credit_hold(user=user, amount=value))
+                holds.append(credit_hold(workspace=workspace, amount=value))
             elif op == "settle" and holds:
                 credit_hold_settle(hold=holds.pop(), actual=value, idempotency_key=f"settle-{key}")
             elif op == "release" and holds:
@@ -75,12 +75,14 @@ def test_balance_always_equals_the_ledger_sum_and_never_goes_negative(ops):
         except InsufficientCredits:
             pass  # refused movements must leave everything unchanged, checked below
 
-        account = CreditAccount.objects.filter(user=user).first()
+        account = CreditAccount.objects.filter(workspace=workspace).first()
         balance = account.balance if account else 0
         held = account.held if account else 0
-        ledger_sum = LedgerEntry.objects.filter(user=user).aggregate(s=Sum("amount"))["s"] or 0
-        open_holds = CreditHold.objects.filter(user=user, status="held").aggregate(s=Sum("amount"))["s"] or 0
+        ledger_sum = LedgerEntry.objects.filter(workspace=workspace).aggregate(s=Sum("amount"))["s"] or 0
+        open_holds = (
+            CreditHold.objects.filter(workspace=workspace, status="held").aggregate(s=Sum("amount"))["s"] or 0
+        )
         assert balance == ledger_sum >= 0
         assert 0 <= held == open_holds <= balance
-        last = LedgerEntry.objects.filter(user=user).order_by("-id").first()
+        last = LedgerEntry.objects.filter(workspace=workspace).order_by("-id").first()
         assert last is None or last.balance_after == balance

@@ -1,5 +1,6 @@
 import pytest
 
+from accounts.models import AuditEvent
 from credits.models import CreditAccount, CreditPurchase, LedgerEntry
 from credits.services import credit_consume, credit_hold, credit_purchase_fulfil, credit_refund_apply
 
@@ -26,13 +27,14 @@ def refund_event(*, amount_refunded, amount=7900, payment_intent="pi_cs_test_1",
 
 
 @pytest.fixture
-def purchased(catalogue, user):
-    credit_purchase_fulfil(session=paid_session(user), event_id="evt_1")
-    return user
+def purchased(catalogue, workspace):
+    """The workspace, after buying pack_500 (500 credits for 79 €)."""
+    credit_purchase_fulfil(session=paid_session(workspace), event_id="evt_1")
+    return workspace
 
 
-def _balance(user):
-    return CreditAccount.objects.get(user=user).balance
+def _balance(workspace):
+    return CreditAccount.objects.get(workspace=workspace).balance
 
 
 @pytest.mark.django_db
@@ -41,6 +43,9 @@ def test_full_refund_reverses_the_pack(purchased):
 
     assert (entry.kind, entry.amount, entry.balance_after, entry.shortfall) == ("refund", -500, 0, 0)
     assert _balance(purchased) == 0
+    (event,) = AuditEvent.objects.filter(action="credits.refunded")
+    assert (event.workspace_id, event.actor_id) == (purchased.pk, None)
+    assert (event.details["credits"], event.details["shortfall"]) == (500, 0)
 
 
 @pytest.mark.django_db
@@ -60,7 +65,7 @@ def test_partial_refunds_are_proportional_and_cumulative(purchased):
 @pytest.mark.django_db
 def test_refund_of_spent_credits_clamps_at_zero_and_flags_the_shortfall(purchased, caplog):
     for n in range(90):  # 450 of the 500 credits spent
-        credit_consume(user=purchased, endpoint="/api/ai/generate", idempotency_key=f"k{n}")
+        credit_consume(workspace=purchased, endpoint="/api/ai/generate", idempotency_key=f"k{n}")
     caplog.set_level("WARNING", logger="tollgate.credits")
 
     entry = credit_refund_apply(event=refund_event(amount_refunded=7900))
@@ -74,11 +79,11 @@ def test_refund_of_spent_credits_clamps_at_zero_and_flags_the_shortfall(purchase
 
 @pytest.mark.django_db
 def test_refund_leaves_credits_held_by_calls_in_flight(purchased):
-    credit_hold(user=purchased, amount=100)
+    credit_hold(workspace=purchased, amount=100)
 
     entry = credit_refund_apply(event=refund_event(amount_refunded=7900))
 
-    account = CreditAccount.objects.get(user=purchased)
+    account = CreditAccount.objects.get(workspace=purchased)
     assert (account.balance, account.held) == (100, 100)
     assert (entry.amount, entry.shortfall) == (-400, 100)
 

@@ -4,6 +4,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from accounts.models import Role
 from dashboards.tests.factories import (
     DailySpendFactory,
     OrganizationFactory,
@@ -11,6 +12,8 @@ from dashboards.tests.factories import (
     StripeEventFactory,
     UserFactory,
     credit_purchase_create,
+    personal_workspace_new,
+    team_workspace_create,
 )
 
 pytestmark = pytest.mark.django_db
@@ -32,9 +35,9 @@ def test_shape_and_values(midday, api_client, staff, settings):
     settings.EXCHANGE_RATES_TO_USD = {"eur": Decimal("1.08"), "usd": Decimal(1)}
     today = timezone.now().date()
     DailySpendFactory(day=today, spent_usd=Decimal("46.15"))
-    customer = UserFactory()
+    customer = personal_workspace_new()
     RollupFactory(
-        user=customer,
+        workspace=customer,
         provider="openrouter",
         day=today,
         requests=30,
@@ -43,8 +46,10 @@ def test_shape_and_values(midday, api_client, staff, settings):
         errors=3,
         fallbacks=2,
     )
-    RollupFactory(user=customer, provider="groq", day=today - timedelta(days=3), requests=150, tokens=1000)
-    credit_purchase_create(user=customer, amount_minor=1900)  # 20.52 USD
+    RollupFactory(
+        workspace=customer, provider="groq", day=today - timedelta(days=3), requests=150, tokens=1000
+    )
+    credit_purchase_create(workspace=customer, amount_minor=1900)  # 20.52 USD
     OrganizationFactory(name="Acme Corp")
     StripeEventFactory(status="failed")
     api_client.force_authenticate(staff)
@@ -97,9 +102,8 @@ def test_shape_and_values(midday, api_client, staff, settings):
 def test_query_count_is_bounded(api_client, staff, django_assert_max_num_queries):
     today = timezone.now().date()
     for i in range(20):
-        user = UserFactory()
         RollupFactory(
-            user=user,
+            workspace=personal_workspace_new(),
             provider=["groq", "openai"][i % 2],
             day=today - timedelta(days=i),
             cost_usd=Decimal("0.5"),
@@ -108,3 +112,28 @@ def test_query_count_is_bounded(api_client, staff, django_assert_max_num_queries
     api_client.force_authenticate(staff)
     with django_assert_max_num_queries(30):  # 5 of them: the business block and its drill-down
         assert api_client.get(URL).status_code == 200
+
+
+def test_flagged_customers_are_workspaces(midday, api_client, staff, settings):
+    settings.ABUSE_REQUESTS_PER_DAY = 10
+    owner, developer = UserFactory(email="owner@example.com"), UserFactory()
+    team = team_workspace_create(owner=owner, members={developer: Role.DEVELOPER}, name="Busy team")
+    RollupFactory(workspace=team, provider="groq", requests=6)
+    RollupFactory(workspace=team, provider="openai", requests=6)  # the members' calls add up
+    api_client.force_authenticate(staff)
+
+    users = api_client.get(URL).json()["users"]
+
+    assert (users["active_today"], users["abusive_count"]) == (1, 1)
+    assert users["abusive_users"] == [
+        {
+            "workspace_id": team.pk,
+            "workspace_name": "Busy team",
+            "owner_email": "owner@example.com",
+            "requests_today": 12,
+            "errors_today": 0,
+            "rate_limited_minutes_today": 0,
+            "invalid_key_minutes_today": 0,
+            "reasons": ["requests"],
+        }
+    ]

@@ -9,7 +9,12 @@ import pytest
 
 from billing.models import Gateway, PaymentTransaction, Plan, Subscription
 from dashboards.selectors import business
-from dashboards.tests.factories import StaffFactory, StripeEventFactory, SubscriptionFactory, UserFactory
+from dashboards.tests.factories import (
+    StaffFactory,
+    StripeEventFactory,
+    SubscriptionFactory,
+    personal_workspace_new,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +48,7 @@ def sub(plan, *, activated_at, status=ACTIVE, ended_at=None, **kw):
 
 def failed_payment(*, completed_at, status=PaymentTransaction.Status.FAILED):
     return PaymentTransaction.objects.create(
-        user=UserFactory(),
+        workspace=personal_workspace_new(),
         gateway=Gateway.CHARGILY,
         kind=PaymentTransaction.Kind.PLAN,
         reference=f"ref-{uuid.uuid4()}",
@@ -121,7 +126,7 @@ def test_churn_of_a_week_counts_a_cancel_but_not_a_replacement(now, plans):
     replacement = sub(yearly, activated_at=midweek)
     replaced = sub(
         monthly,
-        user=replacement.user,
+        workspace=replacement.workspace,
         activated_at=long_ago,
         status=CANCELED,
         ended_at=midweek,
@@ -236,7 +241,7 @@ def test_the_links_list_the_rows_each_number_counts(now, plans, client, catalog)
     replacement = sub(yearly, activated_at=start + timedelta(minutes=30))
     replaced = sub(
         monthly,
-        user=replacement.user,
+        workspace=replacement.workspace,
         activated_at=long_ago,
         status=CANCELED,
         ended_at=start + timedelta(minutes=30),

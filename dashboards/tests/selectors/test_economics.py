@@ -15,9 +15,9 @@ from dashboards.selectors import economics
 from dashboards.tests.factories import (
     RollupFactory,
     SubscriptionFactory,
-    UserFactory,
     credit_purchase_create,
     invoice_paid_event,
+    personal_workspace_new,
 )
 
 pytestmark = pytest.mark.django_db
@@ -38,9 +38,9 @@ def today(now):
 
 
 def test_provider_stats_today_and_window(today):
-    u1, u2 = UserFactory(), UserFactory()
+    w1, w2 = personal_workspace_new(), personal_workspace_new()
     RollupFactory(
-        user=u1,
+        workspace=w1,
         provider="openai",
         day=today,
         requests=8,
@@ -49,9 +49,11 @@ def test_provider_stats_today_and_window(today):
         errors=2,
         fallbacks=1,
     )
-    RollupFactory(user=u2, provider="openai", day=today, requests=2, tokens=200, cost_usd=Decimal("0.1"))
-    RollupFactory(user=u1, provider="groq", day=today - timedelta(days=10), requests=30, tokens=3000)
-    RollupFactory(user=u1, provider="groq", day=today - timedelta(days=40), requests=999)  # outside 30 days
+    RollupFactory(workspace=w2, provider="openai", day=today, requests=2, tokens=200, cost_usd=Decimal("0.1"))
+    RollupFactory(workspace=w1, provider="groq", day=today - timedelta(days=10), requests=30, tokens=3000)
+    RollupFactory(
+        workspace=w1, provider="groq", day=today - timedelta(days=40), requests=999
+    )  # outside 30 days
     assert economics.provider_stats_list(since=today, until=today) == [
         {
             "provider": "openai",
@@ -72,13 +74,13 @@ def test_provider_stats_today_and_window(today):
 
 def test_costs_total_and_by_plan(today, catalog):
     paid_plan = Plan.objects.filter(price_minor__gt=0).order_by("price_minor").first()
-    subscriber, free_user = UserFactory(), UserFactory()
-    SubscriptionFactory(user=subscriber, plan=paid_plan)
-    RollupFactory(user=subscriber, provider="openai", day=today, cost_usd=Decimal("1.25"))
+    subscriber, free_workspace = personal_workspace_new(), personal_workspace_new()
+    SubscriptionFactory(workspace=subscriber, plan=paid_plan)
+    RollupFactory(workspace=subscriber, provider="openai", day=today, cost_usd=Decimal("1.25"))
     RollupFactory(
-        user=subscriber, provider="anthropic", day=today - timedelta(days=3), cost_usd=Decimal("0.75")
+        workspace=subscriber, provider="anthropic", day=today - timedelta(days=3), cost_usd=Decimal("0.75")
     )
-    RollupFactory(user=free_user, provider="deepseek", day=today, cost_usd=Decimal("0.10"))
+    RollupFactory(workspace=free_workspace, provider="deepseek", day=today, cost_usd=Decimal("0.10"))
     since = today - timedelta(days=29)
     assert economics.costs_usd_get(since=since, until=today) == Decimal("2.100000")
     assert economics.costs_by_plan_get(since=since, until=today) == {
@@ -103,8 +105,8 @@ def test_economics_revenue_costs_margin(settings, today, catalog):
     plan = Plan.objects.filter(price_minor__gt=0).order_by("price_minor").first()
     sub = SubscriptionFactory(plan=plan)
     invoice_paid_event(invoice_id="in_e", subscription=sub.stripe_subscription_id, amount_paid=2000)  # 22 USD
-    credit_purchase_create(user=UserFactory(), amount_minor=800, currency="usd")  # 8 USD
-    RollupFactory(user=sub.user, provider="openai", day=today, cost_usd=Decimal("6"))
+    credit_purchase_create(workspace=personal_workspace_new(), amount_minor=800, currency="usd")  # 8 USD
+    RollupFactory(workspace=sub.workspace, provider="openai", day=today, cost_usd=Decimal("6"))
     result = economics.economics_get(since=today - timedelta(days=29), until=today)
     assert result.revenue_usd == Decimal("30.00")
     assert result.costs_usd == Decimal("6.00")
@@ -165,12 +167,12 @@ def test_economics_counts_chargily_plans_once_and_packs_once(
     sub = SubscriptionFactory(plan=pro)
     invoice_paid_event(invoice_id="in_pro", subscription=sub.stripe_subscription_id, amount_paid=4900)
 
-    student_buyer, pack_buyer = UserFactory(), UserFactory()
+    student_buyer, pack_buyer = personal_workspace_new(), personal_workspace_new()
     back = "http://testserver/dashboard/"
     _chargily_pay(
         client,
         plan_chargily_checkout_start(
-            user=student_buyer, plan_code="student", success_url=back, failure_url=back
+            workspace=student_buyer, plan_code="student", success_url=back, failure_url=back
         ),
     )
     pack = CreditPack.objects.create(
@@ -179,7 +181,7 @@ def test_economics_counts_chargily_plans_once_and_packs_once(
     _chargily_pay(
         client,
         credit_pack_checkout_start(
-            user=pack_buyer, pack_code=pack.code, success_url=back, cancel_url=back, gateway="chargily"
+            workspace=pack_buyer, pack_code=pack.code, success_url=back, cancel_url=back, gateway="chargily"
         ),
     )
     paid = PaymentTransaction.objects.filter(status=PaymentTransaction.Status.PAID)

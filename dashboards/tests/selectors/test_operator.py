@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from accounts.models import InvalidKeyDay
+from accounts.models import InvalidKeyDay, Role
 from billing.models import StripeEvent
 from core.models import ReconciliationDrift
 from dashboards.selectors import operator
@@ -17,6 +17,8 @@ from dashboards.tests.factories import (
     UsageReportFactory,
     UserFactory,
     credit_purchase_create,
+    personal_workspace_new,
+    team_workspace_create,
     upsell_event_create,
 )
 from organizations.models import UsageReport
@@ -71,82 +73,112 @@ def test_budget_counts_reservations_in_flight(settings, today):
     assert operator.budget_status_get(today=today).spent_usd == Decimal("5")
 
 
-# --- users ------------------------------------------------------------------------------------
+# --- customers (workspaces) ------------------------------------------------------------------
 
 
-def test_active_users_and_average_cost(today):
-    a, b = UserFactory(), UserFactory()
-    RollupFactory(user=a, provider="groq", day=today, cost_usd=Decimal("0"))
-    RollupFactory(user=a, provider="openai", day=today, cost_usd=Decimal("1.50"))
-    RollupFactory(user=b, provider="openai", day=today, cost_usd=Decimal("0.25"))
-    RollupFactory(user=UserFactory(), provider="openai", day=today - timedelta(days=1), cost_usd=Decimal(9))
-    assert operator.users_active_today_count(today=today) == 2
-    assert operator.users_avg_cost_today_get(today=today) == Decimal("0.875000")
+def test_active_customers_are_workspaces_and_average_cost_is_per_workspace(today):
+    a, b = personal_workspace_new(), personal_workspace_new()
+    RollupFactory(workspace=a, provider="groq", day=today, cost_usd=Decimal("0"))
+    RollupFactory(workspace=a, provider="openai", day=today, cost_usd=Decimal("1.50"))
+    RollupFactory(workspace=b, provider="openai", day=today, cost_usd=Decimal("0.25"))
+    RollupFactory(
+        workspace=personal_workspace_new(), provider="openai", day=today - timedelta(days=1), cost_usd=9
+    )
+    # A team whose two members both called is one customer.
+    team = team_workspace_create(owner=UserFactory(), members={UserFactory(): Role.DEVELOPER})
+    RollupFactory(workspace=team, provider="groq", day=today, cost_usd=Decimal("0.25"))
+    assert operator.workspaces_active_today_count(today=today) == 3
+    assert operator.workspaces_avg_cost_today_get(today=today) == Decimal("0.666667")
 
 
-def test_average_cost_without_users_is_zero(today):
-    assert operator.users_avg_cost_today_get(today=today) == Decimal("0")
+def test_average_cost_without_customers_is_zero(today):
+    assert operator.workspaces_avg_cost_today_get(today=today) == Decimal("0")
 
 
-def test_abusive_users_by_requests_or_errors(settings, today):
+def _flagged(rows, *fields):
+    return [tuple(r[f] for f in ("workspace_id", *fields)) for r in rows]
+
+
+def test_abusive_workspaces_by_requests_or_errors(settings, today):
     settings.ABUSE_REQUESTS_PER_DAY = 100
     settings.ABUSE_ERRORS_PER_DAY = 10
-    loud, failing, fine = UserFactory(), UserFactory(), UserFactory()
-    RollupFactory(user=loud, provider="groq", day=today, requests=60)
-    RollupFactory(user=loud, provider="openai", day=today, requests=40)  # 100 across providers
-    RollupFactory(user=failing, day=today, requests=12, errors=10)
-    RollupFactory(user=fine, day=today, requests=99, errors=9)
-    RollupFactory(user=fine, day=today - timedelta(days=1), requests=500)  # yesterday does not count
-    rows = operator.users_abusive_list(today=today)
-    assert [(r["email"], r["requests_today"], r["errors_today"], r["reasons"]) for r in rows] == [
-        (loud.email, 100, 0, ["requests"]),
-        (failing.email, 12, 10, ["errors"]),
+    loud, failing, fine = personal_workspace_new(), personal_workspace_new(), personal_workspace_new()
+    RollupFactory(workspace=loud, provider="groq", day=today, requests=60)
+    RollupFactory(workspace=loud, provider="openai", day=today, requests=40)  # 100 across providers
+    RollupFactory(workspace=failing, day=today, requests=12, errors=10)
+    RollupFactory(workspace=fine, day=today, requests=99, errors=9)
+    RollupFactory(workspace=fine, day=today - timedelta(days=1), requests=500)  # yesterday does not count
+    rows = operator.workspaces_abusive_list(today=today)
+    assert _flagged(rows, "owner_email", "requests_today", "errors_today", "reasons") == [
+        (loud.pk, loud.personal_owner.email, 100, 0, ["requests"]),
+        (failing.pk, failing.personal_owner.email, 12, 10, ["errors"]),
     ]
 
 
-def test_abusive_users_include_keys_kept_past_their_rate_limit(settings, today):
+def test_a_team_is_flagged_once_with_its_name_and_earliest_owner(settings, today):
+    settings.ABUSE_REQUESTS_PER_DAY = 100
+    founder, cofounder, developer = UserFactory(), UserFactory(), UserFactory()
+    team = team_workspace_create(
+        owner=founder, members={cofounder: Role.OWNER, developer: Role.DEVELOPER}, name="Loud team"
+    )
+    RollupFactory(workspace=team, provider="groq", day=today, requests=150)
+
+    (row,) = operator.workspaces_abusive_list(today=today)
+
+    assert (row["workspace_id"], row["workspace_name"], row["owner_email"]) == (
+        team.pk,
+        "Loud team",
+        founder.email,
+    )
+
+
+def test_abusive_workspaces_include_keys_kept_past_their_rate_limit(settings, today):
     settings.ABUSE_REQUESTS_PER_DAY = 100
     settings.ABUSE_ERRORS_PER_DAY = 10
     settings.ABUSE_RATE_LIMITED_MINUTES_PER_DAY = 30
-    hammering, quiet_but_loud, almost = UserFactory(), UserFactory(), UserFactory()
-    RateLimitedDay.objects.create(user=hammering, day=today, minutes=30)  # refused only: no rollup
-    RollupFactory(user=quiet_but_loud, day=today, requests=150)
-    RateLimitedDay.objects.create(user=quiet_but_loud, day=today, minutes=3)
-    RateLimitedDay.objects.create(user=almost, day=today, minutes=29)
-    RateLimitedDay.objects.create(user=almost, day=today - timedelta(days=1), minutes=500)  # yesterday
+    hammering, quiet_but_loud, almost = (
+        personal_workspace_new(),
+        personal_workspace_new(),
+        personal_workspace_new(),
+    )
+    RateLimitedDay.objects.create(workspace=hammering, day=today, minutes=30)  # refused only: no rollup
+    RollupFactory(workspace=quiet_but_loud, day=today, requests=150)
+    RateLimitedDay.objects.create(workspace=quiet_but_loud, day=today, minutes=3)
+    RateLimitedDay.objects.create(workspace=almost, day=today, minutes=29)
+    RateLimitedDay.objects.create(workspace=almost, day=today - timedelta(days=1), minutes=500)  # yesterday
 
-    rows = operator.users_abusive_list(today=today)
+    rows = operator.workspaces_abusive_list(today=today)
 
-    assert [
-        (r["email"], r["requests_today"], r["errors_today"], r["rate_limited_minutes_today"], r["reasons"])
-        for r in rows
-    ] == [
-        (quiet_but_loud.email, 150, 0, 3, ["requests"]),
-        (hammering.email, 0, 0, 30, ["rate_limited"]),
+    assert _flagged(rows, "requests_today", "errors_today", "rate_limited_minutes_today", "reasons") == [
+        (quiet_but_loud.pk, 150, 0, 3, ["requests"]),
+        (hammering.pk, 0, 0, 30, ["rate_limited"]),
     ]
 
 
-def test_abusive_users_include_owners_of_dead_keys_still_being_tried(settings, today):
+def test_abusive_workspaces_include_dead_keys_still_being_tried(settings, today):
     settings.ABUSE_INVALID_KEY_MINUTES_PER_DAY = 10
-    leaked, almost, also_limited = UserFactory(), UserFactory(), UserFactory()
-    InvalidKeyDay.objects.create(user=leaked, day=today, minutes=10)  # refused only: no rollup
-    InvalidKeyDay.objects.create(user=almost, day=today, minutes=9)
-    InvalidKeyDay.objects.create(user=almost, day=today - timedelta(days=1), minutes=500)  # yesterday
-    InvalidKeyDay.objects.create(user=also_limited, day=today, minutes=12)
+    leaked, almost, also_limited = (
+        personal_workspace_new(),
+        personal_workspace_new(),
+        personal_workspace_new(),
+    )
+    InvalidKeyDay.objects.create(workspace=leaked, day=today, minutes=10)  # refused only: no rollup
+    InvalidKeyDay.objects.create(workspace=almost, day=today, minutes=9)
+    InvalidKeyDay.objects.create(workspace=almost, day=today - timedelta(days=1), minutes=500)  # yesterday
+    InvalidKeyDay.objects.create(workspace=also_limited, day=today, minutes=12)
     RateLimitedDay.objects.create(
-        user=also_limited, day=today, minutes=settings.ABUSE_RATE_LIMITED_MINUTES_PER_DAY
+        workspace=also_limited, day=today, minutes=settings.ABUSE_RATE_LIMITED_MINUTES_PER_DAY
     )
 
-    rows = operator.users_abusive_list(today=today)
+    rows = operator.workspaces_abusive_list(today=today)
 
     assert sorted(
-        (r["email"], r["rate_limited_minutes_today"], r["invalid_key_minutes_today"], r["reasons"])
-        for r in rows
+        _flagged(rows, "rate_limited_minutes_today", "invalid_key_minutes_today", "reasons")
     ) == sorted(
         [
-            (leaked.email, 0, 10, ["invalid_keys"]),
+            (leaked.pk, 0, 10, ["invalid_keys"]),
             (
-                also_limited.email,
+                also_limited.pk,
                 settings.ABUSE_RATE_LIMITED_MINUTES_PER_DAY,
                 12,
                 ["rate_limited", "invalid_keys"],
@@ -226,23 +258,23 @@ def test_open_drift_counts_per_source(now):
         )
 
     assert operator.drift_open_counts_get() == {}
-    drift("credits.ledger", "user:1")
-    drift("credits.ledger", "user:2")
-    drift("credits.ledger", "user:3", resolved=True)
+    drift("credits.ledger", "workspace:1")
+    drift("credits.ledger", "workspace:2")
+    drift("credits.ledger", "workspace:3", resolved=True)
     drift("organizations.meter", "report:9")
     assert operator.drift_open_counts_get() == {"credits.ledger": 2, "organizations.meter": 1}
 
 
 def test_credits_overview(settings, now):
     settings.EXCHANGE_RATES_TO_USD = {"eur": Decimal("1.00")}
-    a, b = UserFactory(), UserFactory()
+    a, b = personal_workspace_new(), personal_workspace_new()
     for _ in range(6):
-        upsell_event_create(user=a)
+        upsell_event_create(workspace=a)
     for _ in range(2):
-        upsell_event_create(user=b, kind="modal_view")
-    upsell_event_create(user=b, kind="click")
-    credit_purchase_create(user=a, amount_minor=1900)
-    credit_purchase_create(user=a, amount_minor=7900)
+        upsell_event_create(workspace=b, kind="modal_view")
+    upsell_event_create(workspace=b, kind="click")
+    credit_purchase_create(workspace=a, amount_minor=1900)
+    credit_purchase_create(workspace=a, amount_minor=7900)
     StripeEventFactory(status=StripeEvent.Status.PROCESSED)
     overview = operator.credits_overview_get(since=now - timedelta(days=30))
     assert overview == {

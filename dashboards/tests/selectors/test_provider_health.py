@@ -74,16 +74,16 @@ def test_failing_calls_show_a_failure_then_a_cooldown(caller, fake):
     assert _row("openai").status == "idle" and not _row("openai").in_cooldown
 
 
-def test_a_rejected_key_counts_as_a_failure_but_a_customers_bad_request_does_not(user):
-    UsageEventFactory(user=user, provider="groq", status_code=400, error_code="provider_error")
+def test_a_rejected_key_counts_as_a_failure_but_a_customers_bad_request_does_not(workspace):
+    UsageEventFactory(workspace=workspace, provider="groq", status_code=400, error_code="provider_error")
     assert _row("groq").last_failure_at is None
-    UsageEventFactory(user=user, provider="groq", status_code=401, error_code="provider_error")
+    UsageEventFactory(workspace=workspace, provider="groq", status_code=401, error_code="provider_error")
     assert _row("groq").last_failure_kind == "key rejected (401)"
 
 
-def test_calls_older_than_the_window_are_not_read(user):
+def test_calls_older_than_the_window_are_not_read(workspace):
     UsageEventFactory(
-        user=user, provider="groq", status_code=200, created_at=timezone.now() - timedelta(days=2)
+        workspace=workspace, provider="groq", status_code=200, created_at=timezone.now() - timedelta(days=2)
     )
     assert _row("groq").status == "idle"
 

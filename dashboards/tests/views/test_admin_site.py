@@ -8,7 +8,7 @@ from dashboards.tests.factories import UserFactory
 pytestmark = pytest.mark.django_db
 
 EXPECTED = {
-    "Customers": {"User", "ApiKey", "ProviderCredential", "CreditAccount"},
+    "Customers": {"Workspace", "User", "ApiKey", "ProviderCredential", "CreditAccount"},
     "Billing": {
         "Plan",
         "Subscription",

@@ -4,7 +4,13 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import InvalidKeyDay
-from dashboards.tests.factories import DailySpendFactory, OrganizationFactory, RollupFactory, UserFactory
+from dashboards.tests.factories import (
+    DailySpendFactory,
+    OrganizationFactory,
+    RollupFactory,
+    UserFactory,
+    team_workspace_create,
+)
 from proxy.models import RateLimitedDay
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +30,7 @@ def test_operator_page_renders_blocks_and_link_buttons(
     settings.DAILY_BUDGET_USD = Decimal("10")
     today = timezone.now().date()
     DailySpendFactory(day=today, spent_usd=Decimal("9.3"))
-    RollupFactory(user=UserFactory(), provider="openai", day=today, requests=4, cost_usd=Decimal("9.3"))
+    RollupFactory(provider="openai", day=today, requests=4, cost_usd=Decimal("9.3"))
     pending = OrganizationFactory(name="Beta SARL")
     OrganizationFactory(
         name="Production Inc", stripe_subscription_id="sub_p", stripe_customer_id="cus_p", status="active"
@@ -61,19 +67,20 @@ def test_admin_index_links_the_dashboard(client, staff):
         ),
     ],
 )
-def test_a_user_refused_before_any_call_is_recorded_is_flagged_on_the_page(
+def test_a_workspace_refused_before_any_call_is_recorded_is_flagged_on_the_page(
     midday, client, staff, settings, model, threshold, cells
 ):
     """Kept past the rate limit, or still trying a revoked key: minutes the rollups never see."""
     setattr(settings, threshold, 5)
-    refused = UserFactory()
-    model.objects.create(user=refused, day=timezone.now().date(), minutes=7)
+    refused = team_workspace_create(owner=UserFactory(email="founder@example.com"), name="Refused team")
+    model.objects.create(workspace=refused, day=timezone.now().date(), minutes=7)
     client.force_login(staff)
 
     html = client.get("/admin/dashboard/").content.decode()
 
     flagged = html[html.index('id="abusive-users"') :]
     flagged = flagged[: flagged.index("</table>")]
-    assert "Flagged users today (1)" in flagged
-    assert refused.email in flagged
+    assert "Flagged workspaces today (1)" in flagged
+    assert f'href="/admin/accounts/workspace/{refused.pk}/change/">Refused team</a>' in flagged
+    assert "founder@example.com" in flagged
     assert cells in flagged

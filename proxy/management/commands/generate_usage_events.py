@@ -12,10 +12,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--count", type=int, default=100_000, help="number of usage events")
-        parser.add_argument("--users", type=int, default=200, help="new users to spread them over")
+        parser.add_argument(
+            "--users", type=int, default=200, help="new users to spread them over (their personal workspaces)"
+        )
         parser.add_argument("--days", type=int, default=30, help="history length in days, ending now")
-        parser.add_argument("--heavy-user", default="", help="email of an existing user who gets a share")
-        parser.add_argument("--heavy-share", type=float, default=0.05, help="that user's share (0..1)")
+        parser.add_argument(
+            "--heavy-user", default="", help="email of an existing user whose personal workspace gets a share"
+        )
+        parser.add_argument("--heavy-share", type=float, default=0.05, help="that workspace's share (0..1)")
         parser.add_argument("--seed", type=int, default=None, help="fixed seed = reproducible data")
 
     def handle(self, *args, **options):
@@ -32,13 +36,13 @@ class Command(BaseCommand):
             count=options["count"],
             users=options["users"],
             days=options["days"],
-            heavy_user=heavy,
+            heavy_workspace=heavy.personal_workspace if heavy is not None else None,
             heavy_share=options["heavy_share"],
             seed=options["seed"],
         )
         self.stdout.write(
             self.style.SUCCESS(
-                f"{result.events:,} usage events, {result.rollups:,} rollup rows for {result.users} users "
-                f"in {result.seconds:.1f} s (heavy user id {result.heavy_user_id})."
+                f"{result.events:,} usage events, {result.rollups:,} rollup rows for {result.workspaces} "
+                f"workspaces in {result.seconds:.1f} s (heavy workspace id {result.heavy_workspace_id})."
             )
         )

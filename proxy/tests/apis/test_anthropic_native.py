@@ -33,6 +33,7 @@ def claude(caller, fake_upstream, live_asgi):
 
 def test_a_chat_call_goes_to_the_native_api_and_comes_back_a_chat_completion(claude):
     user, _plaintext, client, fake, _url = claude
+    workspace = user.personal_workspace
     fake.cache_read_tokens = 4
 
     completion = client.chat.completions.create(
@@ -59,13 +60,14 @@ def test_a_chat_call_goes_to_the_native_api_and_comes_back_a_chat_completion(cla
     assert sent["json"]["messages"] == [{"role": "user", "content": [{"type": "text", "text": "Hello!"}]}]
     assert sent["json"]["max_tokens"] == 50
     assert not [r for r in fake.requests if r["path"].endswith("/chat/completions")]
-    event = usage_events_wait(user)[0]
+    event = usage_events_wait(workspace)[0]
     assert (event.provider, event.prompt_tokens, event.completion_tokens) == ("anthropic", 14, 15)
-    assert token_counter_settled(user, 29).used == 29
+    assert token_counter_settled(workspace, 29).used == 29
 
 
 def test_a_streamed_call_is_translated_from_anthropic_events_with_usage_last(claude):
     user, _plaintext, client, fake, _url = claude
+    workspace = user.personal_workspace
 
     chunks = list(
         client.chat.completions.create(
@@ -84,9 +86,9 @@ def test_a_streamed_call_is_translated_from_anthropic_events_with_usage_last(cla
     [sent] = _native_requests(fake)
     assert sent["json"]["stream"] is True
     assert "stream_options" not in sent["json"]
-    event = usage_events_wait(user)[0]
+    event = usage_events_wait(workspace)[0]
     assert (event.prompt_tokens, event.completion_tokens, event.is_estimated) == (10, 5, False)
-    assert token_counter_settled(user, 15).used == 15
+    assert token_counter_settled(workspace, 15).used == 15
 
 
 def test_tool_calls_come_back_with_their_arguments(claude):
@@ -133,6 +135,7 @@ def test_tool_calls_come_back_with_their_arguments(claude):
 
 def test_anthropic_overloaded_falls_back_and_the_failed_attempt_costs_nothing(claude):
     user, _plaintext, client, fake, _url = claude
+    workspace = user.personal_workspace
     fake.path_modes = {"/anthropic": "529"}
 
     completion = client.chat.completions.create(
@@ -143,13 +146,14 @@ def test_anthropic_overloaded_falls_back_and_the_failed_attempt_costs_nothing(cl
     assert completion.model_extra["provider"] == "openrouter"
     assert completion.model_extra["fallback"] is True
     assert completion.model_extra["quota"]["used"] == 25  # the fallback's 10 + 15, nothing more
-    events = usage_events_wait(user)
+    events = usage_events_wait(workspace)
     assert [(e.provider, e.status_code, e.total_tokens) for e in events] == [("openrouter", 200, 25)]
-    assert token_counter_settled(user, 25).used == 25
+    assert token_counter_settled(workspace, 25).used == 25
 
 
 def test_n_greater_than_one_is_a_400_naming_n_and_costs_nothing(claude):
     user, _plaintext, client, fake, _url = claude
+    workspace = user.personal_workspace
 
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(
@@ -161,13 +165,14 @@ def test_n_greater_than_one_is_a_400_naming_n_and_costs_nothing(claude):
     assert error["code"] == "invalid_request"
     assert "n must be 1" in error["message"]
     assert not fake.requests  # refused before anything was sent
-    assert usage_events_wait(user)[0].total_tokens == 0
-    counter = token_counter_settled(user, 0)
+    assert usage_events_wait(workspace)[0].total_tokens == 0
+    counter = token_counter_settled(workspace, 0)
     assert (counter.used, counter.reserved) == (0, 0)
 
 
 def test_an_error_event_mid_stream_ends_the_stream_and_bills_what_was_sent(claude):
     user, plaintext, _client, fake, url = claude
+    workspace = user.personal_workspace
     fake.mode = "stream_error"
 
     with httpx.Client(timeout=10) as http:
@@ -180,14 +185,15 @@ def test_an_error_event_mid_stream_ends_the_stream_and_bills_what_was_sent(claud
     assert response.status_code == 200
     assert response.text.count('"content":"word "') == 2
     assert "[DONE]" not in response.text
-    event = usage_events_wait(user)[0]
+    event = usage_events_wait(workspace)[0]
     assert (event.provider, event.error_code, event.is_estimated) == ("anthropic", "stream_interrupted", True)
     assert event.completion_tokens == 3  # "word word " counted: 10 characters ≈ 3 tokens
-    assert token_counter_settled(user, event.total_tokens).used == event.total_tokens
+    assert token_counter_settled(workspace, event.total_tokens).used == event.total_tokens
 
 
 def test_anthropics_4xx_keeps_its_message_and_type_and_never_shows_the_key(claude):
     user, _plaintext, client, fake, _url = claude
+    workspace = user.personal_workspace
     fake.path_modes = {"/anthropic": "400"}
 
     with pytest.raises(openai.BadRequestError) as refused:
@@ -210,12 +216,13 @@ def test_anthropics_4xx_keeps_its_message_and_type_and_never_shows_the_key(claud
     assert SECRET not in echoed.value.response.text
     assert "Incorrect API key provided" in echoed.value.body["message"]
     assert len(_native_requests(fake)) == 2  # a provider's 4xx is relayed, not retried elsewhere
-    counter = token_counter_settled(user, 0)
+    counter = token_counter_settled(workspace, 0)
     assert (counter.used, counter.reserved) == (0, 0)
 
 
 def test_an_error_event_before_any_text_tries_the_next_provider_and_costs_nothing(claude):
     user, _plaintext, client, fake, _url = claude
+    workspace = user.personal_workspace
     fake.path_modes = {"/anthropic": "stream_error"}
     fake.stream_error_after = 0
 
@@ -232,9 +239,9 @@ def test_an_error_event_before_any_text_tries_the_next_provider_and_costs_nothin
     assert len(_native_requests(fake)) == 1
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "word " * 5
     assert chunks[-1].usage.total_tokens == 15  # the fallback's own stream, nothing from Anthropic
-    events = usage_events_wait(user)
+    events = usage_events_wait(workspace)
     assert [(e.provider, e.total_tokens) for e in events] == [("openrouter", 15)]
-    assert token_counter_settled(user, 15).used == 15
+    assert token_counter_settled(workspace, 15).used == 15
 
 
 def test_anthropics_not_found_is_model_not_found_naming_the_model(claude):

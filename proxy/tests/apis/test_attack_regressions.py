@@ -23,7 +23,7 @@ from proxy.call import settle, upstream
 from proxy.models import DailySpend, UsageEvent
 
 from ..conftest import PROVIDERS
-from ..factories import global_key_set, personal_key_set, plan_configure
+from ..factories import global_key_set, plan_configure, workspace_key_set
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,11 +36,13 @@ def live(live_asgi):
     return live_asgi
 
 
-def _nothing_held(user) -> None:
-    """No quota, credit or daily-budget hold of this user's calls is left, once they end."""
+def _nothing_held(workspace) -> None:
+    """No quota, credit or daily-budget hold of this workspace's calls is left, once they end."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        quota = QuotaReservation.objects.filter(user=user, status=QuotaReservation.Status.HELD).count()
+        quota = QuotaReservation.objects.filter(
+            workspace=workspace, status=QuotaReservation.Status.HELD
+        ).count()
         credits = CreditHold.objects.filter(status=CreditHold.Status.HELD).count()
         spent = budget.budget_spent_get(day=timezone.now().date())
         settled = sum(e.cost_usd for e in UsageEvent.objects.all())
@@ -91,7 +93,7 @@ def test_bad_input_is_a_400_before_anything_is_held(caller, fake_upstream, live,
         assert error["type"] == "invalid_request_error"
 
     assert fake_upstream.requests == []  # never forwarded
-    _nothing_held(user)
+    _nothing_held(user.personal_workspace)
     assert budget.budget_spent_get(day=timezone.now().date()) == 0
 
 
@@ -165,12 +167,13 @@ def test_a_failure_at_any_step_leaves_nothing_held(caller, fake_upstream, live, 
         if response.status_code >= 500:
             assert response.json()["error"]["code"]  # our JSON shape, not a traceback page
 
-    _nothing_held(user)
+    _nothing_held(user.personal_workspace)
 
 
 def test_a_failure_mid_stream_settles_what_was_sent(caller, fake_upstream, live, monkeypatch):
     """Content reached the client: the call is on the books (counted, flagged estimated)."""
     user, plaintext, _client = caller
+    workspace = user.personal_workspace
     plan_configure(weights={"openai": 100})
     global_key_set("openai")
     fake_upstream.stream_chunks = 20
@@ -181,8 +184,8 @@ def test_a_failure_mid_stream_settles_what_was_sent(caller, fake_upstream, live,
     response = _post(live, plaintext, json.dumps(body).encode())
 
     assert response.status_code == 200
-    _nothing_held(user)
-    event = UsageEvent.objects.get(user=user)
+    _nothing_held(workspace)
+    event = UsageEvent.objects.get(workspace=workspace)
     assert event.is_estimated and event.error_code == "stream_interrupted"
     assert event.completion_tokens > 0
 
@@ -191,17 +194,18 @@ def test_a_failure_mid_stream_settles_what_was_sent(caller, fake_upstream, live,
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-@pytest.mark.parametrize("scope", ["operator", "personal"])
+@pytest.mark.parametrize("scope", ["operator", "workspace"])
 def test_a_provider_quoting_our_key_never_reaches_the_client(
     caller, fake_upstream, live_asgi, caplog, provider, scope
 ):
     user, plaintext, _client = caller
+    workspace = user.personal_workspace
     secret = f"sk-{scope}-{provider}-Zq8vXw3rT5yU7iOp9aSdFgHj"
     plan_configure(weights={provider: 100})
     if scope == "operator":
         global_key_set(provider, secret=secret)
     else:
-        personal_key_set(user, provider, secret=secret)
+        workspace_key_set(workspace, provider, secret=secret)
     fake_upstream.mode = "401_echo"
     caplog.set_level(logging.DEBUG)
 
@@ -261,7 +265,7 @@ def test_fifty_concurrent_large_tool_calls_never_spend_past_the_cap(caller, fake
 
     assert statuses.count(200) >= 1
     assert set(statuses) <= {200, 503}
-    _nothing_held(user)
+    _nothing_held(user.personal_workspace)
     spent = DailySpend.objects.get(day=timezone.now().date()).spent_usd
     assert Decimal(0) < spent <= Decimal("0.2")
     # The provider was paid for every call it served: nothing was served outside the books.
@@ -273,6 +277,7 @@ def test_fifty_concurrent_large_tool_calls_never_spend_past_the_cap(caller, fake
 
 def test_a_stream_cut_before_its_first_byte_falls_back_and_charges_nothing(caller, fake_upstream, live):
     user, plaintext, _client = caller
+    workspace = user.personal_workspace
     plan_configure(weights={"openrouter": 100}, fallback_provider="groq")
     global_key_set("openrouter")
     global_key_set("groq")
@@ -284,13 +289,14 @@ def test_a_stream_cut_before_its_first_byte_falls_back_and_charges_nothing(calle
     assert response.status_code == 200
     assert response.headers["X-Tollgate-Provider"] == "groq"
     assert b"[DONE]" in response.content
-    _nothing_held(user)
-    event = UsageEvent.objects.get(user=user)
+    _nothing_held(workspace)
+    event = UsageEvent.objects.get(workspace=workspace)
     assert (event.provider, event.is_fallback, event.status_code) == ("groq", True, 200)
 
 
 def test_a_stream_cut_before_its_first_byte_is_an_error_the_books_agree_with(caller, fake_upstream, live):
     user, plaintext, _client = caller
+    workspace = user.personal_workspace
     plan_configure(weights={"openrouter": 100})
     global_key_set("openrouter")
     fake_upstream.mode = "stream_reset"
@@ -300,6 +306,6 @@ def test_a_stream_cut_before_its_first_byte_is_an_error_the_books_agree_with(cal
 
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream_error"
-    _nothing_held(user)
-    event = UsageEvent.objects.get(user=user)
+    _nothing_held(workspace)
+    event = UsageEvent.objects.get(workspace=workspace)
     assert (event.status_code, event.total_tokens, event.cost_usd) == (502, 0, 0)

@@ -33,15 +33,16 @@ def test_unknown_and_revoked_keys_meet_the_limit_and_known_keys_pass(
     settings.AUTH_FAILURES_PER_MINUTE = LIMIT
     settings.RATELIMIT_ENABLE = True
     user, plaintext, _client = caller
+    workspace = user.personal_workspace
     plan_configure(weights={"openrouter": 100})
     global_key_set("openrouter")
-    to_revoke, revoked_key = api_key_create(user=user, name="to revoke")
+    to_revoke, revoked_key = api_key_create(workspace=workspace, created_by=user, name="to revoke")
     if time.time() % 60 > 45:  # the window is a calendar minute: do not straddle its end
         time.sleep(60 - time.time() % 60 + 0.1)
     base_url = live_asgi_fast
     # Both keys are learnt by the fast lane (the first call of a key takes the ORM gate).
     assert [_post(base_url, key).status_code for key in (plaintext, revoked_key) * 2] == [200] * 4
-    api_key_revoke(user=user, key_id=to_revoke.pk)
+    api_key_revoke(workspace=workspace, key_id=to_revoke.pk)
 
     refused = [_post(base_url, api_key_generate()) for _ in range(LIMIT)]
     throttled = _post(base_url, api_key_generate())

@@ -7,7 +7,7 @@ import pytest
 from billing.models import UsageCounter
 from proxy.models import UsageEvent
 
-from ..factories import global_key_set, personal_key_set, plan_configure
+from ..factories import global_key_set, plan_configure, workspace_key_set
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -15,8 +15,8 @@ URL = "/api/proxy/v1/chat/completions"
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 50}
 
 
-def _counters(user):
-    return {c.meter: (c.used, c.reserved) for c in UsageCounter.objects.filter(user=user)}
+def _counters(workspace):
+    return {c.meter: (c.used, c.reserved) for c in UsageCounter.objects.filter(workspace=workspace)}
 
 
 def test_routes_gpt4o_on_free_to_groq_llama_and_reports_provider_and_cost(caller, fake_upstream):
@@ -69,6 +69,7 @@ def test_v2_chat_wraps_the_prompt_into_one_user_message(caller, fake_upstream):
 )
 def test_fallback_matrix_all_providers_failing(caller, fake_upstream, settings, mode, status, code):
     user, _plaintext, client = caller
+    workspace = user.personal_workspace
     plan_configure(weights={"openrouter": 100}, fallback_provider="groq")
     global_key_set("openrouter")
     global_key_set("groq")
@@ -96,13 +97,14 @@ def test_fallback_matrix_all_providers_failing(caller, fake_upstream, settings, 
     assert event.status_code == status
     assert event.total_tokens == 0
     assert event.cost_usd == 0
-    counters = _counters(user)
+    counters = _counters(workspace)
     assert all(used == 0 and reserved == 0 for used, reserved in counters.values()), counters
 
 
 @pytest.mark.parametrize("mode", ["timeout", "500", "503", "429", "garbage", "redirect"])
 def test_fallback_to_next_provider_charges_once(caller, fake_upstream, settings, mode):
     user, _plaintext, client = caller
+    workspace = user.personal_workspace
     plan_configure(weights={"openrouter": 100}, fallback_provider="groq")
     global_key_set("openrouter")
     global_key_set("groq")
@@ -117,12 +119,13 @@ def test_fallback_to_next_provider_charges_once(caller, fake_upstream, settings,
     assert (data["provider"], data["fallback"]) == ("groq", True)
     event = UsageEvent.objects.get()
     assert (event.provider, event.is_fallback, event.total_tokens) == ("groq", True, 25)
-    assert _counters(user)["llm_tokens"] == (25, 0)
-    assert _counters(user)["requests"] == (1, 0)
+    assert _counters(workspace)["llm_tokens"] == (25, 0)
+    assert _counters(workspace)["requests"] == (1, 0)
 
 
 def test_provider_4xx_is_relayed_and_charges_nothing(caller, fake_upstream):
     user, _plaintext, client = caller
+    workspace = user.personal_workspace
     plan_configure(weights={"openrouter": 100}, fallback_provider="groq")
     global_key_set("openrouter")
     global_key_set("groq")
@@ -134,21 +137,22 @@ def test_provider_4xx_is_relayed_and_charges_nothing(caller, fake_upstream):
     assert response.json()["error"]["message"] == "fake upstream 400"
     assert len(fake_upstream.requests) == 1  # no fallback on a client error
     assert UsageEvent.objects.get().status_code == 400
-    assert _counters(user)["llm_tokens"] == (0, 0)
+    assert _counters(workspace)["llm_tokens"] == (0, 0)
 
 
 def test_byok_is_not_charged_and_costs_the_operator_nothing(caller, fake_upstream):
     user, _plaintext, client = caller
+    workspace = user.personal_workspace
     plan_configure(weights={"openrouter": 100})
-    personal_key_set(user, "openrouter", "sk-mine-0123456789")
+    workspace_key_set(workspace, "openrouter", "sk-mine-0123456789")
 
     response = client.post(URL, BODY, format="json")
 
     assert response.status_code == 200, response.content
     assert fake_upstream.requests[-1]["headers"]["Authorization"] == "Bearer sk-mine-0123456789"
     event = UsageEvent.objects.get()
-    assert (event.key_source, event.cost_usd, event.total_tokens) == ("personal", Decimal("0"), 25)
-    assert "llm_tokens" not in _counters(user) or _counters(user)["llm_tokens"] == (0, 0)
+    assert (event.key_source, event.cost_usd, event.total_tokens) == ("workspace", Decimal("0"), 25)
+    assert "llm_tokens" not in _counters(workspace) or _counters(workspace)["llm_tokens"] == (0, 0)
     assert response.json()["cost"] == 0
 
 
@@ -221,6 +225,7 @@ def test_call_deadline_ends_a_slow_call_with_504_and_charges_nothing(caller, fak
     """A call never outlives PROXY_CALL_DEADLINE_SECONDS, whatever the per-read timeout and the
     fallback chain, so the stale-reservation sweeper can never free a live call's hold."""
     user, _plaintext, client = caller
+    workspace = user.personal_workspace
     plan_configure(weights={"openrouter": 100}, fallback_provider="groq")
     global_key_set("openrouter")
     global_key_set("groq")
@@ -235,7 +240,7 @@ def test_call_deadline_ends_a_slow_call_with_504_and_charges_nothing(caller, fak
     assert response.json()["error"]["code"] == "upstream_timeout"
     assert [r["path"] for r in fake_upstream.requests] == ["/openrouter/chat/completions"]
     assert UsageEvent.objects.get().total_tokens == 0
-    counters = _counters(user)
+    counters = _counters(workspace)
     assert all(used == 0 and reserved == 0 for used, reserved in counters.values()), counters
 
 

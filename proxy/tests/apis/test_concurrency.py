@@ -45,6 +45,7 @@ def _fire(plaintext: str, count: int) -> list[dict]:
 
 def test_fifty_calls_racing_for_ten_requests_exactly_ten_succeed(midday, caller, fake_upstream):
     user, plaintext, _client = caller
+    workspace = user.personal_workspace
     plan_configure(weights={"groq": 100}, limits={"requests": 10, "llm_tokens": None, "emails": 0})
     global_key_set("groq")
 
@@ -53,7 +54,7 @@ def test_fifty_calls_racing_for_ten_requests_exactly_ten_succeed(midday, caller,
     statuses = sorted(r["status"] for r in results)
     assert statuses.count(200) == 10
     assert statuses.count(429) == 40
-    counter = UsageCounter.objects.get(user=user, meter="requests")
+    counter = UsageCounter.objects.get(workspace=workspace, meter="requests")
     assert counter.used == 10 <= 10 and counter.reserved == 0
     assert UsageEvent.objects.filter(status_code=200).count() == 10
     assert len(fake_upstream.requests) == 10

@@ -15,6 +15,7 @@ BODY = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "Hell
 
 def test_first_call_has_the_original_shape_and_charges_the_reported_tokens(caller, fake_upstream):
     user, _plaintext, client = caller
+    workspace = user.personal_workspace
     global_key_set("deepseek")
 
     response = client.post(URL, BODY, format="json")
@@ -31,15 +32,15 @@ def test_first_call_has_the_original_shape_and_charges_the_reported_tokens(calle
     assert forwarded["path"] == "/deepseek/chat/completions"
     assert forwarded["headers"]["Authorization"] == "Bearer sk-operator-0123456789"
     assert forwarded["json"]["model"] == "deepseek-chat"
-    event = UsageEvent.objects.get(user=user)
+    event = UsageEvent.objects.get(workspace=workspace)
     assert (event.prompt_tokens, event.completion_tokens, event.total_tokens) == (10, 15, 25)
     # 10 × 0.28 + 15 × 0.42 per million tokens.
     assert event.cost_usd == Decimal("0.000009")
     assert event.key_source == "global"
     assert event.status_code == 200
-    counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
+    counter = UsageCounter.objects.get(workspace=workspace, meter="llm_tokens")
     assert (counter.used, counter.reserved) == (25, 0)
-    rollup = UsageDailyRollup.objects.get(user=user, provider="deepseek")
+    rollup = UsageDailyRollup.objects.get(workspace=workspace, provider="deepseek")
     assert (rollup.requests, rollup.tokens, rollup.cost_usd) == (1, 25, Decimal("0.000009"))
     assert DailySpend.objects.get().spent_usd == Decimal("0.000009")
     assert response["X-RateLimit-Limit"] == "1000"

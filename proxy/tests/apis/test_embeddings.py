@@ -42,8 +42,8 @@ def sdk(operator_keys, live_asgi):
     return user, openai.OpenAI(base_url=f"{live_asgi}/api/proxy/v1", api_key=plaintext, max_retries=0)
 
 
-def _counter(user, meter="llm_tokens"):
-    return UsageCounter.objects.get(user=user, meter=meter)
+def _counter(workspace, meter="llm_tokens"):
+    return UsageCounter.objects.get(workspace=workspace, meter=meter)
 
 
 # --- The clients ---------------------------------------------------------------------------------
@@ -52,6 +52,7 @@ def _counter(user, meter="llm_tokens"):
 @pytest.mark.django_db(transaction=True)
 def test_openai_sdk_string_input_is_served_by_openai_and_decoded_from_base64(sdk, fake_upstream):
     user, client = sdk
+    workspace = user.personal_workspace
 
     result = client.embeddings.create(model="text-embedding-3-small", input=TEXT)
 
@@ -63,7 +64,7 @@ def test_openai_sdk_string_input_is_served_by_openai_and_decoded_from_base64(sdk
     assert sent["path"] == "/openai/embeddings"
     # The SDK asks for base64 by default and decodes it itself: the bytes went through untouched.
     assert sent["json"] == {"model": "text-embedding-3-small", "input": TEXT, "encoding_format": "base64"}
-    event = usage_events_wait(user)[0]
+    event = usage_events_wait(workspace)[0]
     assert (event.endpoint, event.provider, event.upstream_model) == (
         ENDPOINT,
         "openai",
@@ -88,6 +89,7 @@ def test_openai_sdk_list_input_with_dimensions_and_float_format(sdk, fake_upstre
 @pytest.mark.django_db(transaction=True)
 def test_openai_sdk_unknown_model_is_not_found(sdk, fake_upstream):
     user, client = sdk
+    workspace = user.personal_workspace
 
     with pytest.raises(openai.NotFoundError) as caught:
         client.embeddings.create(model="no-such-embedder", input="Hello!")
@@ -95,7 +97,7 @@ def test_openai_sdk_unknown_model_is_not_found(sdk, fake_upstream):
     assert caught.value.body["code"] == "model_not_found"
     assert caught.value.body["param"] == "model"
     assert fake_upstream.requests == []
-    assert not UsageEvent.objects.filter(user=user).exists()
+    assert not UsageEvent.objects.filter(workspace=workspace).exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -122,6 +124,7 @@ def test_langchain_openai_embeddings(sdk, live_asgi):
 @pytest.mark.django_db(transaction=True)
 def test_a_failing_provider_falls_back_to_the_next_route(operator_keys, fake_upstream):
     user, _plaintext, client = operator_keys
+    workspace = user.personal_workspace
     fake_upstream.path_modes = {"/openai/": "503"}
 
     response = client.post(URL, {"model": "text-embedding-3-small", "input": TEXT}, format="json")
@@ -131,7 +134,7 @@ def test_a_failing_provider_falls_back_to_the_next_route(operator_keys, fake_ups
     assert (body["provider"], body["fallback"]) == ("openrouter", True)
     assert fake_upstream.requests[-1]["path"] == "/openrouter/embeddings"
     assert fake_upstream.requests[-1]["json"]["model"] == "openai/text-embedding-3-small"
-    assert _counter(user).used == 10
+    assert _counter(workspace).used == 10
 
 
 @pytest.mark.django_db(transaction=True)
@@ -159,15 +162,16 @@ def test_embeddings_never_use_the_chat_defaults(operator_keys, fake_upstream, se
 @pytest.mark.django_db(transaction=True)
 def test_quota_counts_the_reported_prompt_tokens_priced_per_input_token(operator_keys, fake_upstream):
     user, _plaintext, client = operator_keys
+    workspace = user.personal_workspace
     fake_upstream.prompt_tokens = 50_000
 
     response = client.post(URL, {"model": "text-embedding-3-large", "input": ["a" * 160_000]}, format="json")
 
     assert response.status_code == 200, response.content
     assert response.json()["quota"]["used"] == 50_000
-    counter = _counter(user)
+    counter = _counter(workspace)
     assert (counter.used, counter.reserved) == (50_000, 0)
-    event = UsageEvent.objects.get(user=user)
+    event = UsageEvent.objects.get(workspace=workspace)
     assert (event.total_tokens, event.endpoint, event.credits_charged) == (50_000, ENDPOINT, 0)
     assert event.cost_usd == Decimal("0.006500")  # $0.13 per million input tokens
 
@@ -175,27 +179,29 @@ def test_quota_counts_the_reported_prompt_tokens_priced_per_input_token(operator
 @pytest.mark.django_db(transaction=True)
 def test_a_failed_call_charges_nothing(operator_keys, fake_upstream):
     user, _plaintext, client = operator_keys
+    workspace = user.personal_workspace
     fake_upstream.mode = "500"
 
     response = client.post(URL, {"model": "text-embedding-3-small", "input": TEXT}, format="json")
 
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream_error"
-    counter = _counter(user)
+    counter = _counter(workspace)
     assert (counter.used, counter.reserved) == (0, 0)
-    event = UsageEvent.objects.get(user=user)
+    event = UsageEvent.objects.get(workspace=workspace)
     assert (event.status_code, event.total_tokens, str(event.cost_usd)) == (502, 0, "0.000000")
 
 
 @pytest.mark.django_db(transaction=True)
 def test_quota_exhausted_is_paid_in_credits_at_the_endpoint_cost(operator_keys, fake_upstream):
     user, _plaintext, client = operator_keys
+    workspace = user.personal_workspace
     plan_configure(weights={"groq": 100}, limits={"llm_tokens": 5, "requests": None, "emails": 0})
     # What migration credits/0006 seeds (a transactional test's flush removed it).
     EndpointCost.objects.update_or_create(
         endpoint=ENDPOINT, defaults={"per_call": 1, "per_1000_units": 0, "unit": EndpointCost.Unit.REQUESTS}
     )
-    credit_grant(user=user, amount=10, admin_user=UserFactory(is_staff=True))
+    credit_grant(workspace=workspace, amount=10, admin_user=UserFactory(is_staff=True))
 
     paid = client.post(URL, {"model": "text-embedding-3-small", "input": TEXT}, format="json")
     fake_upstream.mode = "500"
@@ -203,11 +209,11 @@ def test_quota_exhausted_is_paid_in_credits_at_the_endpoint_cost(operator_keys, 
 
     assert paid.status_code == 200, paid.content
     assert failed.status_code == 502
-    assert UsageEvent.objects.get(user=user, status_code=200).credits_charged == 1
-    balance = credit_balance_get(user=user)
+    assert UsageEvent.objects.get(workspace=workspace, status_code=200).credits_charged == 1
+    balance = credit_balance_get(workspace=workspace)
     assert (balance.balance, balance.available) == (9, 9)
-    assert _counter(user).used == 0
-    assert CreditAccount.objects.get(user=user).balance == 9
+    assert _counter(workspace).used == 0
+    assert CreditAccount.objects.get(workspace=workspace).balance == 9
 
 
 @pytest.mark.django_db
@@ -245,6 +251,7 @@ def test_the_endpoint_cost_is_seeded():
 @pytest.mark.django_db(transaction=True)
 def test_invalid_bodies_are_400_naming_the_field(operator_keys, fake_upstream, body, param):
     user, _plaintext, client = operator_keys
+    workspace = user.personal_workspace
 
     response = client.post(URL, body, format="json")
 
@@ -252,7 +259,7 @@ def test_invalid_bodies_are_400_naming_the_field(operator_keys, fake_upstream, b
     error = response.json()["error"]
     assert (error["code"], error["param"]) == ("invalid_request", param)
     assert fake_upstream.requests == []
-    assert not UsageEvent.objects.filter(user=user).exists()
+    assert not UsageEvent.objects.filter(workspace=workspace).exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -285,6 +292,7 @@ def _post(client, **body):
 @pytest.mark.django_db(transaction=True)
 def test_sandbox_vectors_are_deterministic_unit_vectors_of_the_model_width(sandboxed):
     user, _plaintext, client = sandboxed
+    workspace = user.personal_workspace
 
     small = _post(client, model="sandbox-embed", input=["hello world", "hello world", "other"])
     openai_named = _post(client, model="text-embedding-3-small", input="hello world")
@@ -297,8 +305,10 @@ def test_sandbox_vectors_are_deterministic_unit_vectors_of_the_model_width(sandb
     assert len(narrowed["data"][0]["embedding"]) == 64
     assert small["usage"] == {"prompt_tokens": 2 + 2 + 1, "total_tokens": 5}  # ~4 characters a token
     assert small["model"] == "sandbox-embed"
-    assert _counter(user).used == 5 + 2 + 2
-    served = UsageEvent.objects.filter(user=user).order_by("id").values_list("upstream_model", flat=True)
+    assert _counter(workspace).used == 5 + 2 + 2
+    served = (
+        UsageEvent.objects.filter(workspace=workspace).order_by("id").values_list("upstream_model", flat=True)
+    )
     assert list(served) == ["sandbox-embed", "text-embedding-3-small", "text-embedding-3-small"]
 
 

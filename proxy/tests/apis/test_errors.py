@@ -33,7 +33,8 @@ def test_missing_malformed_or_unknown_key_is_401(api_client, header, free_plan):
 
 def test_revoked_key_is_401_on_next_use(caller, fake_upstream):
     user, _plaintext, client = caller
-    api_key_revoke(user=user, key_id=ApiKey.objects.get(user=user).pk)
+    workspace = user.personal_workspace
+    api_key_revoke(workspace=workspace, key_id=ApiKey.objects.get(created_by=user).pk)
 
     assert client.get("/api/proxy/v1/models").status_code == 401
 
@@ -137,13 +138,14 @@ def test_a_minute_past_the_rate_limit_is_counted_once_for_the_abuse_list(caller,
     however many calls it refused."""
     plan_configure(weights={"groq": 100}, rate_limit_per_minute=2)
     user, _plaintext, client = caller
+    workspace = user.personal_workspace
     if time.time() % 60 > 50:  # the window is a calendar minute: do not straddle its end
         time.sleep(60 - time.time() % 60 + 0.1)
 
     statuses = [client.get("/api/proxy/v1/models").status_code for _ in range(6)]
 
     assert statuses == [200, 200, 429, 429, 429, 429]
-    [day] = RateLimitedDay.objects.filter(user=user)
+    [day] = RateLimitedDay.objects.filter(workspace=workspace)
     assert (day.day, day.minutes) == (timezone.now().date(), 1)
 
 

@@ -34,7 +34,7 @@ from proxy.call import gate, prepare, settle, stream, upstream, view
 from proxy.models import DailySpend, RateLimitedDay, UsageDailyRollup, UsageEvent
 from proxy.ratelimit import rate_limit_window
 
-from ..factories import global_key_set, personal_key_set, plan_configure
+from ..factories import global_key_set, plan_configure, workspace_key_set
 from ..live import uvicorn_served
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -73,21 +73,23 @@ def _post(base_url: str, key: str, body: dict | None = None) -> httpx.Response:
     )
 
 
-def _counters(user) -> dict[str, tuple[int, int]]:
-    return {c.meter: (c.used, c.reserved) for c in UsageCounter.objects.filter(user=user)}
+def _counters(workspace) -> dict[str, tuple[int, int]]:
+    return {c.meter: (c.used, c.reserved) for c in UsageCounter.objects.filter(workspace=workspace)}
 
 
-def _events(user) -> list[tuple]:
-    return list(UsageEvent.objects.filter(user=user).order_by("pk").values_list(*EVENT_FIELDS))
+def _events(workspace) -> list[tuple]:
+    return list(UsageEvent.objects.filter(workspace=workspace).order_by("pk").values_list(*EVENT_FIELDS))
 
 
-def _held(user) -> list[tuple]:
-    return list(QuotaReservation.objects.filter(user=user, status="held").values_list("meter", "amount"))
-
-
-def _rollups(user) -> list[tuple]:
+def _held(workspace) -> list[tuple]:
     return list(
-        UsageDailyRollup.objects.filter(user=user)
+        QuotaReservation.objects.filter(workspace=workspace, status="held").values_list("meter", "amount")
+    )
+
+
+def _rollups(workspace) -> list[tuple]:
+    return list(
+        UsageDailyRollup.objects.filter(workspace=workspace)
         .order_by("provider")
         .values_list("provider", "requests", "tokens", "cost_usd", "errors", "fallbacks")
     )
@@ -116,8 +118,9 @@ def db_calls(monkeypatch):
 
 @pytest.fixture
 def fast(midday, caller, fake_upstream, live_asgi_fast, monkeypatch, settings):
-    """(user, key, base URL) on a plan routed to openrouter (an operator key, so the daily
-    budget is reserved and settled), with groq as the fallback."""
+    """(workspace, key, base URL): a user's personal workspace and their key, on a plan routed to
+    openrouter (an operator key, so the daily budget is reserved and settled), with groq as the
+    fallback."""
     user, plaintext, _client = caller
     monkeypatch.setattr(prepare, "_budget_refused_at", {})  # no refusal remembered from another test
     # Each call reserves alone: these tests read the books right after a call, before a worker's
@@ -126,14 +129,14 @@ def fast(midday, caller, fake_upstream, live_asgi_fast, monkeypatch, settings):
     plan_configure(weights={"openrouter": 100}, fallback_provider="groq")
     global_key_set("openrouter")
     global_key_set("groq")
-    return user, plaintext, live_asgi_fast
+    return user.personal_workspace, plaintext, live_asgi_fast
 
 
 # --- Books ------------------------------------------------------------------------------------
 
 
 def test_the_steady_call_makes_no_thread_hop(fast, db_calls):
-    user, plaintext, base_url = fast
+    workspace, plaintext, base_url = fast
 
     first = _post(base_url, plaintext)
     learned = list(db_calls)
@@ -144,8 +147,8 @@ def test_the_steady_call_makes_no_thread_hop(fast, db_calls):
     assert "gate_orm" in learned, learned  # the ORM gate learnt the key
     assert [r.status_code for r in steady] == [200, 200, 200]
     assert db_calls == []
-    assert _counters(user) == {"llm_tokens": (4 * TOKENS, 0), "requests": (4, 0)}
-    assert _held(user) == []
+    assert _counters(workspace) == {"llm_tokens": (4 * TOKENS, 0), "requests": (4, 0)}
+    assert _held(workspace) == []
 
 
 def test_steady_calls_take_spare_reservations_and_the_books_stay_exact(fast, settings, monkeypatch):
@@ -153,7 +156,7 @@ def test_steady_calls_take_spare_reservations_and_the_books_stay_exact(fast, set
     caller is told leaves that worker's unused spares out, and idle spares are released."""
     settings.PROXY_QUOTA_BATCH = 4
     settings.PROXY_QUOTA_BATCH_IDLE = 0.5
-    user, plaintext, base_url = fast
+    workspace, plaintext, base_url = fast
     reserves: list[str] = []
     real = fastio.db_fetch
 
@@ -170,37 +173,37 @@ def test_steady_calls_take_spare_reservations_and_the_books_stay_exact(fast, set
     steady = [_post(base_url, plaintext) for _ in range(5)]
 
     assert [r.status_code for r in steady] == [200] * 5
-    # The first steady call reserves alone (this worker had no call of this user in the last
+    # The first steady call reserves alone (this worker had no call of this workspace in the last
     # second); the second takes a batch: its own reservation and four spares for the rest.
     assert len(reserves) == 2
     for calls, response in enumerate(steady, start=2):
         quota = response.json()["quota"]
         assert (quota["used"], quota["remaining"]) == (calls * TOKENS, 1_000_000 - calls * TOKENS)
     deadline = time.monotonic() + 5
-    while _held(user) and time.monotonic() < deadline:
+    while _held(workspace) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _held(user) == []
-    assert _counters(user) == {"llm_tokens": (6 * TOKENS, 0), "requests": (6, 0)}
-    assert len(_events(user)) == 6
+    assert _held(workspace) == []
+    assert _counters(workspace) == {"llm_tokens": (6 * TOKENS, 0), "requests": (6, 0)}
+    assert len(_events(workspace)) == 6
 
 
 def test_a_burst_of_first_calls_learns_the_key_once(fast, db_calls):
     """On a fresh worker the first call of a key takes the ORM gate; the calls that arrive while
     it runs wait for it and then take the fast gate, instead of all queueing for threads."""
-    user, plaintext, base_url = fast
+    workspace, plaintext, base_url = fast
 
     responses = _fire(base_url, plaintext, 12)
 
     assert [r.status_code for r in responses] == [200] * 12
     assert db_calls.count("gate_orm") == 1, db_calls
-    assert _counters(user) == {"llm_tokens": (12 * TOKENS, 0), "requests": (12, 0)}
+    assert _counters(workspace) == {"llm_tokens": (12 * TOKENS, 0), "requests": (12, 0)}
     assert responses[0].headers["X-RateLimit-Limit"] == "1000"
     assert sorted(int(r.headers["X-RateLimit-Remaining"]) for r in responses) == list(range(988, 1000))
 
 
 def test_the_lane_survives_a_redis_that_forgot_its_scripts(fast, db_calls):
     """A Redis restart empties its script cache: the gate and budget scripts are loaded again."""
-    user, plaintext, base_url = fast
+    workspace, plaintext, base_url = fast
     assert _post(base_url, plaintext).status_code == 200
     assert _post(base_url, plaintext).status_code == 200
     cache.client.get_client(write=True).script_flush()
@@ -210,7 +213,7 @@ def test_the_lane_survives_a_redis_that_forgot_its_scripts(fast, db_calls):
 
     assert after.status_code == 200, after.text
     assert db_calls == []  # still the fast lane, not a fallback to the ORM path
-    assert _counters(user) == {"llm_tokens": (3 * TOKENS, 0), "requests": (3, 0)}
+    assert _counters(workspace) == {"llm_tokens": (3 * TOKENS, 0), "requests": (3, 0)}
     assert budget_spent_get(day=DailySpend.objects.get().day) == usd_to_micro(3 * OPENROUTER_COST)
 
 
@@ -218,7 +221,7 @@ def test_a_steady_call_leaves_no_handler_or_database_wrapper_for_the_cyclic_coll
     """Each call used to leave ~75 objects in reference cycles, work for the cyclic collector:
     its tasks (a swallowed RequestAborted), a fresh database wrapper (built to quote a table
     name), and DRF's view, requests and response."""
-    user, plaintext, base_url = fast
+    _workspace, plaintext, base_url = fast
     assert _post(base_url, plaintext).status_code == 200
     gc.collect()
     gc.set_debug(gc.DEBUG_SAVEALL)
@@ -260,7 +263,7 @@ def test_a_starting_worker_opens_its_connections_and_loads_the_catalogue(transac
 
 
 def test_a_stream_settles_with_the_provider_usage(fast, fake_upstream, db_calls):
-    user, plaintext, base_url = fast
+    workspace, plaintext, base_url = fast
     assert _post(base_url, plaintext).status_code == 200
     db_calls.clear()
 
@@ -283,15 +286,15 @@ def test_a_stream_settles_with_the_provider_usage(fast, fake_upstream, db_calls)
     assert fake_upstream.requests[-1]["json"]["stream_options"] == {"include_usage": True}
     assert db_calls == []
     # The body ends only once the call is on the books.
-    stream_event = UsageEvent.objects.filter(user=user).order_by("pk").last()
+    stream_event = UsageEvent.objects.filter(workspace=workspace).order_by("pk").last()
     assert (stream_event.status_code, stream_event.total_tokens, stream_event.is_estimated) == (
         200,
         STREAM_TOKENS,
         False,
     )
     assert stream_event.cost_usd > 0
-    assert _counters(user) == {"llm_tokens": (TOKENS + STREAM_TOKENS, 0), "requests": (2, 0)}
-    assert _held(user) == []
+    assert _counters(workspace) == {"llm_tokens": (TOKENS + STREAM_TOKENS, 0), "requests": (2, 0)}
+    assert _held(workspace) == []
     spend = DailySpend.objects.get()
     assert spend.spent_usd == OPENROUTER_COST + stream_event.cost_usd
     assert budget_spent_get(day=spend.day) == usd_to_micro(spend.spent_usd)
@@ -301,27 +304,29 @@ def test_a_stream_settles_with_the_provider_usage(fast, fake_upstream, db_calls)
 
 
 def test_a_revoked_key_is_refused_on_the_very_next_call(fast, db_calls):
-    user, plaintext, base_url = fast
+    workspace, plaintext, base_url = fast
     assert _post(base_url, plaintext).status_code == 200
     db_calls.clear()
     assert _post(base_url, plaintext).status_code == 200
     assert db_calls == []  # the key is known to the fast gate
 
-    api_key_revoke(user=user, key_id=ApiKey.objects.get(user=user).pk)
+    api_key_revoke(workspace=workspace, key_id=ApiKey.objects.get(workspace=workspace).pk)
     refused = _post(base_url, plaintext)
 
     assert refused.status_code == 401, refused.text
-    assert _counters(user) == {"llm_tokens": (2 * TOKENS, 0), "requests": (2, 0)}
-    assert UsageEvent.objects.filter(user=user).count() == 2
-    # The refusal reaches the operator's abuse list, counted against the key's owner.
-    assert list(InvalidKeyDay.objects.values_list("user_id", "minutes")) == [(user.pk, 1)]
+    assert _counters(workspace) == {"llm_tokens": (2 * TOKENS, 0), "requests": (2, 0)}
+    assert UsageEvent.objects.filter(workspace=workspace).count() == 2
+    # The refusal reaches the operator's abuse list, counted against the key's workspace.
+    assert list(InvalidKeyDay.objects.values_list("workspace_id", "minutes")) == [(workspace.pk, 1)]
 
 
 def test_a_rotated_key_stops_at_the_end_of_its_grace_and_the_new_one_works(fast, db_calls):
-    user, plaintext, base_url = fast
+    workspace, plaintext, base_url = fast
     assert [_post(base_url, plaintext).status_code for _ in range(2)] == [200, 200]
 
-    rotation = api_key_rotate(user=user, key_id=ApiKey.objects.get(user=user).pk, grace_seconds=1)
+    rotation = api_key_rotate(
+        workspace=workspace, key_id=ApiKey.objects.get(workspace=workspace).pk, grace_seconds=1
+    )
     db_calls.clear()
     in_grace = _post(base_url, plaintext)
     in_grace_threaded = list(db_calls)
@@ -333,17 +338,17 @@ def test_a_rotated_key_stops_at_the_end_of_its_grace_and_the_new_one_works(fast,
     assert in_grace_threaded == []  # the fast gate read the new expiry and let the call through
     assert expired.status_code == 401, expired.text
     assert new_key == [200, 200]
-    assert _counters(user) == {"llm_tokens": (5 * TOKENS, 0), "requests": (5, 0)}
+    assert _counters(workspace) == {"llm_tokens": (5 * TOKENS, 0), "requests": (5, 0)}
 
 
 def test_a_deactivated_user_is_refused_on_the_very_next_call(fast, db_calls):
-    user, plaintext, base_url = fast
+    workspace, plaintext, base_url = fast
     assert _post(base_url, plaintext).status_code == 200
     db_calls.clear()
     assert _post(base_url, plaintext).status_code == 200
     assert db_calls == []  # the key is known to the fast gate
 
-    user_admin = admin.site._registry[User]
+    user, user_admin = workspace.personal_owner, admin.site._registry[User]  # the key's creator
     user.is_active = False  # as the admin's change form saves it
     user_admin.save_model(request=None, obj=user, form=None, change=True)
     refused = _post(base_url, plaintext)
@@ -353,39 +358,39 @@ def test_a_deactivated_user_is_refused_on_the_very_next_call(fast, db_calls):
 
     assert refused.status_code == 401, refused.text
     assert back.status_code == 200, back.text
-    assert _counters(user) == {"llm_tokens": (3 * TOKENS, 0), "requests": (3, 0)}
-    assert UsageEvent.objects.filter(user=user).count() == 3
+    assert _counters(workspace) == {"llm_tokens": (3 * TOKENS, 0), "requests": (3, 0)}
+    assert UsageEvent.objects.filter(workspace=workspace).count() == 3
 
 
 def test_a_replaced_or_added_provider_key_is_used_on_the_very_next_call(fast, fake_upstream, db_calls):
     """The fast lane keeps decrypted provider keys in process; a change must reach the next call."""
-    user, plaintext, base_url = fast
+    workspace, plaintext, base_url = fast
     assert [_post(base_url, plaintext).status_code for _ in range(2)] == [200, 200]
     assert fake_upstream.requests[-1]["headers"]["Authorization"] == "Bearer sk-operator-0123456789"
 
     global_key_set("openrouter", "sk-operator-rotated-9876543210")
     rotated = _post(base_url, plaintext)
-    personal_key_set(user, "openrouter", "sk-mine-0123456789")
+    workspace_key_set(workspace, "openrouter", "sk-mine-0123456789")
     db_calls.clear()
-    personal = _post(base_url, plaintext)
+    own_key = _post(base_url, plaintext)
 
     assert rotated.status_code == 200, rotated.text
-    assert personal.status_code == 200, personal.text
+    assert own_key.status_code == 200, own_key.text
     sent = [r["headers"]["Authorization"] for r in fake_upstream.requests[-2:]]
     assert sent == ["Bearer sk-operator-rotated-9876543210", "Bearer sk-mine-0123456789"]
     assert "gate_orm" not in db_calls  # still the fast gate
-    last = UsageEvent.objects.filter(user=user).order_by("pk").last()
-    assert (last.key_source, last.cost_usd) == ("personal", 0)
-    assert _held(user) == []
+    last = UsageEvent.objects.filter(workspace=workspace).order_by("pk").last()
+    assert (last.key_source, last.cost_usd) == ("workspace", 0)
+    assert _held(workspace) == []
 
 
 # --- Limits ----------------------------------------------------------------------------------
 
 
 def test_rate_limit_refuses_call_n_plus_one_and_counts_each_call_once(fast, db_calls):
-    user, plaintext, base_url = fast
+    workspace, plaintext, base_url = fast
     plan_configure(weights={"openrouter": 100}, fallback_provider="groq", rate_limit_per_minute=3)
-    key_id = ApiKey.objects.get(user=user).pk
+    key_id = ApiKey.objects.get(workspace=workspace).pk
     _outside_minute_end()
 
     responses = [_post(base_url, plaintext)]
@@ -402,21 +407,21 @@ def test_rate_limit_refuses_call_n_plus_one_and_counts_each_call_once(fast, db_c
     # the refused minute's record for the abuse list.
     assert db_calls == ["rate_limited_minute_record"]
     assert cache.get(rate_limit_window(key_id=key_id)[0]) == 4  # one count per call
-    assert _counters(user) == {"llm_tokens": (3 * TOKENS, 0), "requests": (3, 0)}
-    assert UsageEvent.objects.filter(user=user).count() == 3
+    assert _counters(workspace) == {"llm_tokens": (3 * TOKENS, 0), "requests": (3, 0)}
+    assert UsageEvent.objects.filter(workspace=workspace).count() == 3
     # The refused minute is recorded for the abuse list, in the background.
     deadline = time.monotonic() + 5
-    while not RateLimitedDay.objects.filter(user=user).exists() and time.monotonic() < deadline:
+    while not RateLimitedDay.objects.filter(workspace=workspace).exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert list(RateLimitedDay.objects.filter(user=user).values_list("minutes", flat=True)) == [1]
+    assert list(RateLimitedDay.objects.filter(workspace=workspace).values_list("minutes", flat=True)) == [1]
 
 
 def test_a_call_the_fast_gate_counted_then_handed_over_is_not_counted_again(fast, db_calls):
     """The fast gate counts the request, then leaves a catalogue version this process has not
     loaded to the ORM gate, which must reuse that count rather than count it a second time."""
-    user, plaintext, base_url = fast
+    workspace, plaintext, base_url = fast
     plan_configure(weights={"openrouter": 100}, fallback_provider="groq", rate_limit_per_minute=3)
-    key_id = ApiKey.objects.get(user=user).pk
+    key_id = ApiKey.objects.get(workspace=workspace).pk
     _outside_minute_end()
 
     responses = [_post(base_url, plaintext) for _ in range(2)]
@@ -433,7 +438,7 @@ def test_a_call_the_fast_gate_counted_then_handed_over_is_not_counted_again(fast
     # The new catalogue is loaded: the fast gate refuses the fourth call (and records the minute).
     assert db_calls == ["rate_limited_minute_record"]
     assert cache.get(rate_limit_window(key_id=key_id)[0]) == 4
-    assert _counters(user)["requests"] == (3, 0)
+    assert _counters(workspace)["requests"] == (3, 0)
 
 
 def _fire(base_url: str, key: str, count: int) -> list[httpx.Response]:
@@ -458,7 +463,7 @@ def _fire(base_url: str, key: str, count: int) -> list[httpx.Response]:
 
 
 def test_concurrent_calls_racing_for_the_last_requests_of_the_quota(fast, fake_upstream, db_calls):
-    user, plaintext, base_url = fast
+    workspace, plaintext, base_url = fast
     quota = 5
     plan_configure(
         weights={"openrouter": 100},
@@ -477,11 +482,14 @@ def test_concurrent_calls_racing_for_the_last_requests_of_the_quota(fast, fake_u
     assert all(error["quota"]["limit"] == quota for error in refused)
     # The winners were reserved on the fast lane; each refused reserve went to the ORM path.
     assert db_calls.count("funding_reserve") == len(refused), db_calls
-    assert UsageEvent.objects.filter(user=user, error_code="quota_exceeded").count() == len(refused)
-    assert _counters(user) == {"requests": (quota, 0), "llm_tokens": (quota * TOKENS, 0)}
-    assert _held(user) == []
-    assert UsageEvent.objects.filter(user=user, status_code=200).count() == quota
-    assert UsageEvent.objects.filter(user=user, status_code=200).exclude(total_tokens=TOKENS).count() == 0
+    assert UsageEvent.objects.filter(workspace=workspace, error_code="quota_exceeded").count() == len(refused)
+    assert _counters(workspace) == {"requests": (quota, 0), "llm_tokens": (quota * TOKENS, 0)}
+    assert _held(workspace) == []
+    assert UsageEvent.objects.filter(workspace=workspace, status_code=200).count() == quota
+    assert (
+        UsageEvent.objects.filter(workspace=workspace, status_code=200).exclude(total_tokens=TOKENS).count()
+        == 0
+    )
     assert len(fake_upstream.requests) == quota
     spend = DailySpend.objects.get()
     assert spend.spent_usd == quota * OPENROUTER_COST
@@ -494,7 +502,7 @@ def test_concurrent_calls_racing_for_the_last_requests_of_the_quota(fast, fake_u
 def test_a_call_todays_budget_cannot_cover_goes_to_the_fallback_provider(
     fast, fake_upstream, settings, db_calls
 ):
-    user, plaintext, base_url = fast
+    workspace, plaintext, base_url = fast
     settings.DAILY_BUDGET_USD = Decimal("0.0001")  # less than one gpt-4o call's maximum
 
     responses = [_post(base_url, plaintext)]
@@ -515,19 +523,19 @@ def test_a_call_todays_budget_cannot_cover_goes_to_the_fallback_provider(
     # ... and the next call asked the budget first: no reserve to give back, no thread.
     assert db_calls == []
     assert [r["path"] for r in fake_upstream.requests] == ["/groq/chat/completions"] * 2
-    events = UsageEvent.objects.filter(user=user).order_by("pk")
+    events = UsageEvent.objects.filter(workspace=workspace).order_by("pk")
     assert [(e.provider, e.is_budget_fallback, e.total_tokens, e.cost_usd) for e in events] == [
         ("groq", True, TOKENS, 0)
     ] * 2
-    assert _counters(user) == {"llm_tokens": (2 * TOKENS, 0), "requests": (2, 0)}
-    assert _held(user) == []
+    assert _counters(workspace) == {"llm_tokens": (2 * TOKENS, 0), "requests": (2, 0)}
+    assert _held(workspace) == []
     assert budget_spent_get(day=timezone.now().date()) == 0  # the refused reservations hold nothing
 
 
 def test_the_budget_hold_and_the_quota_reserve_are_in_flight_together(fast, monkeypatch, db_calls):
     """The call waits for the slower of the two round trips, not their sum: the budget hold
     is still open when the quota reserve starts."""
-    user, plaintext, base_url = fast
+    workspace, plaintext, base_url = fast
     assert _post(base_url, plaintext).status_code == 200  # the key's first call: the ORM gate
     reserve_started = asyncio.Event()
     overlapped = []
@@ -550,7 +558,7 @@ def test_the_budget_hold_and_the_quota_reserve_are_in_flight_together(fast, monk
     assert response.status_code == 200, response.text
     assert overlapped == [True]
     assert db_calls == []
-    assert _counters(user) == {"llm_tokens": (2 * TOKENS, 0), "requests": (2, 0)}
+    assert _counters(workspace) == {"llm_tokens": (2 * TOKENS, 0), "requests": (2, 0)}
     assert budget_spent_get(day=timezone.now().date()) == usd_to_micro(2 * OPENROUTER_COST)
 
 
@@ -559,7 +567,7 @@ def test_a_call_that_crosses_midnight_stays_on_the_day_it_was_admitted(
 ):
     """The grouped settle dates the event, rollup and spend like the budget hold: the day the
     call was admitted, even when the provider answers after midnight."""
-    user, plaintext, base_url = fast
+    workspace, plaintext, base_url = fast
     day = timezone.now().date()
     before_midnight = datetime.combine(day, datetime.max.time(), tzinfo=UTC) - timedelta(seconds=2)
     after_midnight = before_midnight + timedelta(seconds=3)
@@ -577,16 +585,18 @@ def test_a_call_that_crosses_midnight_stays_on_the_day_it_was_admitted(
 
     assert response.status_code == 200, response.text
     assert db_calls == []  # served and settled by the fast lane
-    events = UsageEvent.objects.filter(user=user).order_by("pk")
+    events = UsageEvent.objects.filter(workspace=workspace).order_by("pk")
     assert [e.created_at.date() for e in events] == [day, day]
-    assert list(UsageDailyRollup.objects.filter(user=user).values_list("day", "requests")) == [(day, 2)]
+    assert list(UsageDailyRollup.objects.filter(workspace=workspace).values_list("day", "requests")) == [
+        (day, 2)
+    ]
     assert list(DailySpend.objects.values_list("day", "spent_usd")) == [(day, 2 * OPENROUTER_COST)]
     assert budget_spent_get(day=day) == usd_to_micro(2 * OPENROUTER_COST)
     assert budget_spent_get(day=day + timedelta(days=1)) == 0
 
 
 def test_a_failing_provider_falls_back_and_charges_once(fast, fake_upstream):
-    user, plaintext, base_url = fast
+    workspace, plaintext, base_url = fast
     assert _post(base_url, plaintext).status_code == 200
     fake_upstream.path_modes = {"/openrouter": "500"}
 
@@ -596,18 +606,18 @@ def test_a_failing_provider_falls_back_and_charges_once(fast, fake_upstream):
     data = response.json()
     assert (data["provider"], data["fallback"]) == ("groq", True)
     assert data["quota"]["used"] == 2 * TOKENS
-    last = UsageEvent.objects.filter(user=user).order_by("pk").last()
+    last = UsageEvent.objects.filter(workspace=workspace).order_by("pk").last()
     assert (last.provider, last.is_fallback, last.total_tokens, last.cost_usd) == ("groq", True, TOKENS, 0)
-    assert UsageEvent.objects.filter(user=user).count() == 2
-    assert _counters(user) == {"llm_tokens": (2 * TOKENS, 0), "requests": (2, 0)}
-    assert _held(user) == []
+    assert UsageEvent.objects.filter(workspace=workspace).count() == 2
+    assert _counters(workspace) == {"llm_tokens": (2 * TOKENS, 0), "requests": (2, 0)}
+    assert _held(workspace) == []
     spend = DailySpend.objects.get()
     assert spend.spent_usd == OPENROUTER_COST  # the first call only: the failed attempt costs nothing
     assert budget_spent_get(day=spend.day) == usd_to_micro(OPENROUTER_COST)
 
 
 def test_every_provider_failing_charges_nothing_and_holds_nothing(fast, fake_upstream):
-    user, plaintext, base_url = fast
+    workspace, plaintext, base_url = fast
     assert _post(base_url, plaintext).status_code == 200
     fake_upstream.mode = "500"
 
@@ -620,10 +630,10 @@ def test_every_provider_failing_charges_nothing_and_holds_nothing(fast, fake_ups
         "/openrouter/chat/completions",
         "/groq/chat/completions",
     ]
-    failed = UsageEvent.objects.filter(user=user).order_by("pk").last()
+    failed = UsageEvent.objects.filter(workspace=workspace).order_by("pk").last()
     assert (failed.status_code, failed.total_tokens, failed.cost_usd) == (502, 0, 0)
-    assert _counters(user) == {"llm_tokens": (TOKENS, 0), "requests": (1, 0)}
-    assert _held(user) == []
+    assert _counters(workspace) == {"llm_tokens": (TOKENS, 0), "requests": (1, 0)}
+    assert _held(workspace) == []
     spend = DailySpend.objects.get()
     assert spend.spent_usd == OPENROUTER_COST
     assert budget_spent_get(day=spend.day) == usd_to_micro(OPENROUTER_COST)

@@ -63,6 +63,7 @@ def _encode(body) -> bytes:
 @given(body=bodies)
 def test_no_chat_body_answers_500_or_leaves_a_hold(caller, settings, body):
     user, _plaintext, client = caller
+    workspace = user.personal_workspace
     settings.SANDBOX_PROVIDER_ENABLED = True  # no provider key: the in-process sandbox answers
 
     response = client.generic(
@@ -74,7 +75,9 @@ def test_no_chat_body_answers_500_or_leaves_a_hold(caller, settings, body):
         assert json.loads(response.content)["error"]["code"]
     else:
         b"".join(response) if response.streaming else response.content  # read a stream to its end
-    assert not QuotaReservation.objects.filter(user=user, status=QuotaReservation.Status.HELD).exists()
+    assert not QuotaReservation.objects.filter(
+        workspace=workspace, status=QuotaReservation.Status.HELD
+    ).exists()
     assert budget.budget_spent_get(day=timezone.now().date()) == 0  # the sandbox costs nothing
 
 

@@ -113,7 +113,13 @@ def test_usage_has_the_original_shape_newest_first_and_only_mine(midday, caller,
 def test_usage_lists_at_most_100_calls_in_few_queries(caller, same_thread_db, django_assert_max_num_queries):
     user, _plaintext, client = caller
     UsageEvent.objects.bulk_create(
-        UsageEvent(user=user, service="router", endpoint="/x", status_code=200, total_tokens=i)
+        UsageEvent(
+            workspace=user.personal_workspace,
+            service="router",
+            endpoint="/x",
+            status_code=200,
+            total_tokens=i,
+        )
         for i in range(120)
     )
     client.get("/api/proxy/usage")  # warm the key and plan caches

@@ -33,6 +33,7 @@ def claude(routed):
 
 def test_the_anthropic_sdk_gets_a_message_and_the_call_is_billed_from_reported_usage(claude):
     user, client, fake = claude
+    workspace = user.personal_workspace
 
     message = client.messages.create(
         model="claude-sonnet-4",
@@ -47,14 +48,15 @@ def test_the_anthropic_sdk_gets_a_message_and_the_call_is_billed_from_reported_u
     sent = fake.requests[-1]
     assert sent["path"] == "/groq/chat/completions"
     assert sent["json"]["messages"][0] == {"role": "system", "content": "Be brief."}
-    [event] = usage_events_wait(user)
+    [event] = usage_events_wait(workspace)
     assert event.endpoint == "/api/proxy/v1/messages" and event.status_code == 200
     assert (event.prompt_tokens, event.completion_tokens) == (10, 15)
-    assert token_counter_settled(user, 25).used == 25
+    assert token_counter_settled(workspace, 25).used == 25
 
 
 def test_the_anthropic_sdk_streams_a_message_with_usage_at_the_end(claude):
     user, client, _fake = claude
+    workspace = user.personal_workspace
 
     with client.messages.stream(
         model="claude-sonnet-4", max_tokens=50, messages=[{"role": "user", "content": "Hi"}]
@@ -65,7 +67,7 @@ def test_the_anthropic_sdk_streams_a_message_with_usage_at_the_end(claude):
     assert text == "word " * 5
     assert final.stop_reason == "end_turn"
     assert (final.usage.input_tokens, final.usage.output_tokens) == (10, 5)
-    [event] = usage_events_wait(user)
+    [event] = usage_events_wait(workspace)
     assert (event.prompt_tokens, event.completion_tokens, event.is_estimated) == (10, 5, False)
 
 
@@ -84,6 +86,7 @@ def test_the_key_in_x_api_key_and_errors_in_anthropic_shape(claude, routed):
 
 def test_what_messages_cannot_carry_is_a_400_naming_it_and_charges_nothing(claude):
     user, client, fake = claude
+    workspace = user.personal_workspace
 
     with pytest.raises(anthropic.BadRequestError) as caught:
         client.messages.create(
@@ -95,7 +98,7 @@ def test_what_messages_cannot_carry_is_a_400_naming_it_and_charges_nothing(claud
     assert caught.value.body["error"]["type"] == "invalid_request_error"
     assert "document" in caught.value.body["error"]["message"]
     assert fake.requests == []
-    assert not UsageEvent.objects.filter(user=user, status_code=200).exists()
+    assert not UsageEvent.objects.filter(workspace=workspace, status_code=200).exists()
 
 
 def test_an_unknown_model_on_messages_is_a_404_not_found_error(claude, settings):
@@ -123,6 +126,7 @@ def gpt(routed):
 
 def test_the_openai_sdk_gets_a_response_and_it_is_billed(gpt):
     user, client, fake = gpt
+    workspace = user.personal_workspace
 
     response = client.responses.create(
         model="gpt-4o-mini", instructions="Be brief.", input="Hello!", max_output_tokens=40
@@ -132,13 +136,14 @@ def test_the_openai_sdk_gets_a_response_and_it_is_billed(gpt):
     assert response.status == "completed"
     assert (response.usage.input_tokens, response.usage.output_tokens) == (10, 15)
     assert fake.requests[-1]["json"]["max_tokens"] == 40
-    [event] = usage_events_wait(user)
+    [event] = usage_events_wait(workspace)
     assert event.endpoint == "/api/proxy/v1/responses"
-    assert token_counter_settled(user, 25).used == 25
+    assert token_counter_settled(workspace, 25).used == 25
 
 
 def test_the_openai_sdk_streams_a_response_and_reads_usage_from_response_completed(gpt):
     user, client, _fake = gpt
+    workspace = user.personal_workspace
 
     with client.responses.stream(model="gpt-4o-mini", input="Hi") as stream:
         deltas = [event.delta for event in stream if event.type == "response.output_text.delta"]
@@ -146,7 +151,7 @@ def test_the_openai_sdk_streams_a_response_and_reads_usage_from_response_complet
 
     assert "".join(deltas) == "word " * 5 == final.output_text
     assert (final.usage.input_tokens, final.usage.output_tokens) == (10, 5)
-    [event] = usage_events_wait(user)
+    [event] = usage_events_wait(workspace)
     assert (event.prompt_tokens, event.completion_tokens) == (10, 5)
 
 
@@ -179,17 +184,18 @@ def test_langchain_chat_openai_on_the_responses_api(routed):
 def test_messages_paid_in_credits_cost_what_a_chat_call_costs(claude):
     """Quota exhausted: a Messages call is paid at the chat endpoint's credit price."""
     user, client, _fake = claude
+    workspace = user.personal_workspace
     plan_configure(weights={"groq": 100}, limits={"llm_tokens": 10, "requests": None, "emails": 0})
     EndpointCost.objects.update_or_create(
         endpoint="/api/proxy/v1/chat/completions",
         defaults={"per_call": 3, "per_1000_units": 0, "unit": EndpointCost.Unit.REQUESTS, "is_active": True},
     )
-    credit_grant(user=user, amount=100, admin_user=UserFactory(is_staff=True))
+    credit_grant(workspace=workspace, amount=100, admin_user=UserFactory(is_staff=True))
 
     client.messages.create(
         model="claude-sonnet-4", max_tokens=20, messages=[{"role": "user", "content": "x"}]
     )
 
-    [event] = usage_events_wait(user)
+    [event] = usage_events_wait(workspace)
     assert (event.endpoint, event.credits_charged) == ("/api/proxy/v1/messages", 3)
-    assert credit_balance_get(user=user).balance == 97
+    assert credit_balance_get(workspace=workspace).balance == 97

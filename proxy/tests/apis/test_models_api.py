@@ -4,7 +4,7 @@ reach, in OpenAI's shape, with the provider that owns each model."""
 import openai
 import pytest
 
-from ..factories import global_key_set, personal_key_set, plan_configure
+from ..factories import global_key_set, plan_configure, workspace_key_set
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,6 +20,7 @@ def _listed(client) -> dict[str, str]:
 
 def test_list_is_the_plans_providers_with_a_key(caller):
     user, _plaintext, client = caller
+    workspace = user.personal_workspace
     plan_configure(weights={"groq": 100}, fallback_provider="openrouter")
     global_key_set("groq")
 
@@ -31,7 +32,7 @@ def test_list_is_the_plans_providers_with_a_key(caller):
     assert "deepseek-reasoner" not in listed  # deepseek: not in the plan
     assert "*" not in listed
 
-    personal_key_set(user, "openrouter")
+    workspace_key_set(workspace, "openrouter")
 
     listed = _listed(client)
 

@@ -14,12 +14,12 @@ from ..settled import usage_events_wait
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _spares_returned(user, timeout: float = 5.0):
+def _spares_returned(workspace, timeout: float = 5.0):
     """The tokens counter once the worker gave back the spare reservations it holds for the
-    user's next calls (``PROXY_QUOTA_BATCH_IDLE`` without a taker)."""
+    workspace's next calls (``PROXY_QUOTA_BATCH_IDLE`` without a taker)."""
     deadline = time.monotonic() + timeout
     while True:
-        counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
+        counter = UsageCounter.objects.get(workspace=workspace, meter="llm_tokens")
         if counter.reserved == 0 or time.monotonic() > deadline:
             return counter
         time.sleep(0.05)
@@ -49,6 +49,7 @@ def test_plain_completion(sdk):
 
 def test_stream_with_usage_chunk_settles_from_it(sdk, fake_upstream):
     user, client = sdk
+    workspace = user.personal_workspace
 
     stream = client.chat.completions.create(
         model="gpt-4o",
@@ -63,14 +64,15 @@ def test_stream_with_usage_chunk_settles_from_it(sdk, fake_upstream):
     assert text == "word " * 5
     assert chunks[-1].usage.total_tokens == 15  # 10 prompt + 5 completion, reported by the provider
     assert fake_upstream.requests[-1]["json"]["stream_options"] == {"include_usage": True}
-    event = usage_events_wait(user)[0]
+    event = usage_events_wait(workspace)[0]
     assert (event.prompt_tokens, event.completion_tokens, event.is_estimated) == (10, 5, False)
-    counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
+    counter = UsageCounter.objects.get(workspace=workspace, meter="llm_tokens")
     assert (counter.used, counter.reserved) == (15, 0)
 
 
 def test_stream_without_client_usage_request_still_settles_and_hides_the_usage_chunk(sdk, fake_upstream):
     user, client = sdk
+    workspace = user.personal_workspace
 
     chunks = list(
         client.chat.completions.create(
@@ -80,11 +82,12 @@ def test_stream_without_client_usage_request_still_settles_and_hides_the_usage_c
 
     assert all(c.usage is None for c in chunks)
     assert fake_upstream.requests[-1]["json"]["stream_options"] == {"include_usage": True}
-    assert usage_events_wait(user)[0].total_tokens == 15
+    assert usage_events_wait(workspace)[0].total_tokens == 15
 
 
 def test_stream_without_usage_chunk_records_a_counted_estimate(sdk, fake_upstream):
     user, client = sdk
+    workspace = user.personal_workspace
     fake_upstream.mode = "stream_no_usage"
 
     list(
@@ -93,11 +96,11 @@ def test_stream_without_usage_chunk_records_a_counted_estimate(sdk, fake_upstrea
         )
     )
 
-    event = usage_events_wait(user)[0]
+    event = usage_events_wait(workspace)[0]
     assert event.is_estimated is True
     assert event.completion_tokens == 7  # 25 characters of content ≈ 7 tokens
     assert event.total_tokens > 0
-    counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
+    counter = UsageCounter.objects.get(workspace=workspace, meter="llm_tokens")
     assert counter.used == event.total_tokens and counter.reserved == 0
 
 
@@ -110,6 +113,7 @@ def test_a_stream_costs_the_same_whenever_the_client_hangs_up(caller, fake_upstr
     """Tollgate keeps reading the provider's stream after the client left (bounded by the call's
     deadline), so every stream is billed on the provider's own usage, whatever the timing."""
     user, plaintext, _client = caller
+    workspace = user.personal_workspace
     plan_configure(weights={"groq": 100})
     global_key_set("groq")
     fake_upstream.stream_chunks = 50
@@ -131,10 +135,10 @@ def test_a_stream_costs_the_same_whenever_the_client_hangs_up(caller, fake_upstr
             if leave_after is not None and received.count(b"data:") >= leave_after:
                 break  # the client goes away
 
-    event = usage_events_wait(user)[0]
+    event = usage_events_wait(workspace)[0]
     assert event.is_estimated is False
     assert (event.prompt_tokens, event.completion_tokens) == (fake_upstream.prompt_tokens, 50)
-    counter = _spares_returned(user)
+    counter = _spares_returned(workspace)
     assert counter.reserved == 0 and counter.used == event.total_tokens
 
 
@@ -142,6 +146,7 @@ def test_stream_falls_back_when_the_first_provider_fails_before_the_first_byte(
     midday, caller, fake_upstream, live_asgi
 ):
     user, plaintext, _client = caller
+    workspace = user.personal_workspace
     plan_configure(weights={"openrouter": 100}, fallback_provider="groq")
     global_key_set("openrouter")
     global_key_set("groq")
@@ -156,9 +161,9 @@ def test_stream_falls_back_when_the_first_provider_fails_before_the_first_byte(
         chunks = list(response.parse())
 
     assert chunks
-    event = usage_events_wait(user)[0]
+    event = usage_events_wait(workspace)[0]
     assert (event.provider, event.is_fallback, event.total_tokens) == ("groq", True, 15)
-    counter = _spares_returned(user)
+    counter = _spares_returned(workspace)
     assert (counter.used, counter.reserved) == (15, 0)
 
 
@@ -166,6 +171,7 @@ def test_a_stream_is_cut_and_settled_at_the_call_deadline(caller, fake_upstream,
     """A stream never outlives PROXY_CALL_DEADLINE_SECONDS, so the stale-reservation sweeper
     can never free the hold of a call that is still streaming; what flowed is charged."""
     user, plaintext, _client = caller
+    workspace = user.personal_workspace
     plan_configure(weights={"groq": 100})
     global_key_set("groq")
     settings.PROXY_CALL_DEADLINE_SECONDS = 0.5
@@ -188,8 +194,8 @@ def test_a_stream_is_cut_and_settled_at_the_call_deadline(caller, fake_upstream,
 
     assert elapsed < 3.0, elapsed
     assert 0 < body.count(b"data:") < 200
-    event = usage_events_wait(user)[0]
+    event = usage_events_wait(workspace)[0]
     assert event.error_code == "deadline_exceeded"
     assert event.is_estimated is True and event.completion_tokens > 0
-    counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
+    counter = UsageCounter.objects.get(workspace=workspace, meter="llm_tokens")
     assert counter.reserved == 0 and counter.used == event.total_tokens

@@ -30,7 +30,8 @@ def exhausted(caller, fake_upstream):
 
 def test_call_is_paid_in_credits_when_the_quota_is_exhausted(exhausted):
     user, client = exhausted
-    credit_grant(user=user, amount=100, admin_user=UserFactory(is_staff=True))
+    workspace = user.personal_workspace
+    credit_grant(workspace=workspace, amount=100, admin_user=UserFactory(is_staff=True))
 
     response = client.post(URL, BODY, format="json")
 
@@ -38,20 +39,20 @@ def test_call_is_paid_in_credits_when_the_quota_is_exhausted(exhausted):
     event = UsageEvent.objects.get()
     # 1 per call + ceil(2 × 25 / 1000) for the 25 tokens actually used.
     assert event.credits_charged == 2
-    balance = credit_balance_get(user=user)
+    balance = credit_balance_get(workspace=workspace)
     assert (balance.balance, balance.available) == (98, 98)
-    assert UsageCounter.objects.get(user=user, meter="llm_tokens").used == 0
+    assert UsageCounter.objects.get(workspace=workspace, meter="llm_tokens").used == 0
 
 
 def test_upstream_failure_releases_the_credit_hold(exhausted, fake_upstream):
     user, client = exhausted
-    credit_grant(user=user, amount=100, admin_user=UserFactory(is_staff=True))
+    credit_grant(workspace=user.personal_workspace, amount=100, admin_user=UserFactory(is_staff=True))
     fake_upstream.mode = "500"
 
     response = client.post(URL, BODY, format="json")
 
     assert response.status_code == 502
-    balance = credit_balance_get(user=user)
+    balance = credit_balance_get(workspace=user.personal_workspace)
     assert (balance.balance, balance.available) == (100, 100)
 
 
@@ -69,8 +70,9 @@ def test_no_credits_never_bought_is_429_with_packs(exhausted):
 
 def test_credits_bought_but_too_few_is_402(exhausted):
     user, client = exhausted
-    CreditAccount.objects.get_or_create(user=user)
-    CreditAccount.objects.filter(user=user).update(first_purchase_at="2026-01-01T00:00:00Z")
+    workspace = user.personal_workspace
+    CreditAccount.objects.get_or_create(workspace=workspace)
+    CreditAccount.objects.filter(workspace=workspace).update(first_purchase_at="2026-01-01T00:00:00Z")
 
     response = client.post(URL, BODY, format="json")
 

@@ -54,6 +54,7 @@ def statements_sent(monkeypatch):
 
 def test_one_proxied_call_meets_the_query_budget(warm_client, monkeypatch):
     user, client = warm_client
+    workspace = user.personal_workspace
     with statements_sent(monkeypatch) as sent:
         response = client.post(URL, BODY, format="json")
 
@@ -64,11 +65,11 @@ def test_one_proxied_call_meets_the_query_budget(warm_client, monkeypatch):
     assert len(verbs) <= TARGET, "\n---\n".join(t[:160] for t in sent)
     assert verbs.count("WITH") >= 1, sent
     assert response.json()["quota"]["used"] == 50  # two calls of 25 tokens
-    assert UsageEvent.objects.filter(user=user).count() == 2
-    assert UsageDailyRollup.objects.get(user=user).requests == 2
+    assert UsageEvent.objects.filter(workspace=workspace).count() == 2
+    assert UsageDailyRollup.objects.get(workspace=workspace).requests == 2
     assert DailySpend.objects.get().spent_usd > 0
-    assert not QuotaReservation.objects.filter(user=user, status="held").exists()
-    assert dict(UsageCounter.objects.filter(user=user).values_list("meter", "used")) == {
+    assert not QuotaReservation.objects.filter(workspace=workspace, status="held").exists()
+    assert dict(UsageCounter.objects.filter(workspace=workspace).values_list("meter", "used")) == {
         "llm_tokens": 50,
         "requests": 2,
     }

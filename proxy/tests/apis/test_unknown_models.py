@@ -26,6 +26,7 @@ def strict(settings):
 
 def test_unknown_model_is_404_before_anything_is_held(caller, fake_upstream, strict):
     user, _plaintext, client = caller
+    workspace = user.personal_workspace
     plan_configure(weights={"groq": 100}, fallback_provider="openrouter")
     global_key_set("groq")
     global_key_set("openrouter")
@@ -41,8 +42,8 @@ def test_unknown_model_is_404_before_anything_is_held(caller, fake_upstream, str
     )
     assert response["x-should-retry"] == "false"
     assert fake_upstream.requests == []
-    assert not UsageEvent.objects.filter(user=user).exists()
-    assert all(c.used == 0 and c.reserved == 0 for c in UsageCounter.objects.filter(user=user))
+    assert not UsageEvent.objects.filter(workspace=workspace).exists()
+    assert all(c.used == 0 and c.reserved == 0 for c in UsageCounter.objects.filter(workspace=workspace))
 
 
 def test_only_providers_that_know_the_model_serve_it(caller, fake_upstream, strict):

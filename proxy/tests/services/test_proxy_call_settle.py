@@ -5,7 +5,7 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from billing.models import UsageCounter
-from billing.selectors import plan_for_user_get
+from billing.selectors import plan_for_workspace_get
 from core.fastio import transient_loop
 from core.lifecycle import shutdown_run
 from proxy.budget import budget_spent_get, usd_to_micro
@@ -19,19 +19,19 @@ pytestmark = pytest.mark.django_db(transaction=True)  # the call path uses its o
 
 
 @pytest.fixture
-def user(catalog):
+def workspace(catalog):
     plan_configure(weights={"openrouter": 100})
     global_key_set("openrouter")
-    return UserFactory()
+    return UserFactory().personal_workspace
 
 
-def _prepare(user, now=None):
+def _prepare(workspace, now=None):
     async def prepare():
         token = transient_loop.set(True)
         try:
             return await proxy_call_aprepare(
                 now=now,
-                user=user,
+                workspace=workspace,
                 provider="openrouter",
                 endpoint="/api/proxy/v1/chat/completions",
                 requested_model="gpt-4o",
@@ -44,23 +44,32 @@ def _prepare(user, now=None):
             await shutdown_run()
             transient_loop.reset(token)
 
-    plan = plan_for_user_get(user=user)
+    plan = plan_for_workspace_get(workspace=workspace)
     return async_to_sync(prepare)()
 
 
-def _record(user, status=200, **kwargs):
+def _record(workspace, status=200, **kwargs):
     return CallRecord(
-        user_id=user.pk, api_key_id=None, service="router", endpoint="/e", status_code=status, **kwargs
+        workspace_id=workspace.pk,
+        api_key_id=None,
+        service="router",
+        endpoint="/e",
+        status_code=status,
+        **kwargs,
     )
 
 
-def test_rollup_and_daily_spend_accumulate_across_calls(midday, user):
+def test_rollup_and_daily_spend_accumulate_across_calls(midday, workspace):
     for _ in range(2):
-        prepared = _prepare(user)
-        proxy_call_settle(prepared=prepared, record=_record(user, prompt_tokens=10, completion_tokens=15))
-    proxy_call_settle(prepared=_prepare(user), record=_record(user, status=502, error_code="upstream_error"))
+        prepared = _prepare(workspace)
+        proxy_call_settle(
+            prepared=prepared, record=_record(workspace, prompt_tokens=10, completion_tokens=15)
+        )
+    proxy_call_settle(
+        prepared=_prepare(workspace), record=_record(workspace, status=502, error_code="upstream_error")
+    )
 
-    rollup = UsageDailyRollup.objects.get(user=user, provider="openrouter")
+    rollup = UsageDailyRollup.objects.get(workspace=workspace, provider="openrouter")
     assert (rollup.requests, rollup.tokens, rollup.errors) == (3, 50, 1)
     # 10 × 2.50 + 15 × 10.00 per million = 0.000175 per successful call.
     assert rollup.cost_usd == Decimal("0.000350")
@@ -68,28 +77,28 @@ def test_rollup_and_daily_spend_accumulate_across_calls(midday, user):
     assert UsageEvent.objects.count() == 3
 
 
-def test_prepare_reserves_the_maximum_and_settle_charges_the_actual(user):
-    prepared = _prepare(user)
+def test_prepare_reserves_the_maximum_and_settle_charges_the_actual(workspace):
+    prepared = _prepare(workspace)
     assert prepared.upstream_model == "openai/gpt-4o"
     assert prepared.budget_micro == 525  # 10 × 2.5 + 50 × 10 micro-USD
-    assert UsageCounter.objects.get(user=user, meter="llm_tokens").reserved == 60
+    assert UsageCounter.objects.get(workspace=workspace, meter="llm_tokens").reserved == 60
 
-    proxy_call_settle(prepared=prepared, record=_record(user, prompt_tokens=10, completion_tokens=15))
+    proxy_call_settle(prepared=prepared, record=_record(workspace, prompt_tokens=10, completion_tokens=15))
 
-    counter = UsageCounter.objects.get(user=user, meter="llm_tokens")
+    counter = UsageCounter.objects.get(workspace=workspace, meter="llm_tokens")
     assert (counter.used, counter.reserved) == (25, 0)
 
 
-def test_a_call_that_crosses_midnight_stays_on_the_day_it_was_admitted(user):
+def test_a_call_that_crosses_midnight_stays_on_the_day_it_was_admitted(workspace):
     """Its budget hold was taken on the first day, so its event, rollup and spend are too:
     otherwise each ledger would put the same cost on a different day."""
     admitted = datetime(2026, 11, 21, 23, 59, 59, 900_000, tzinfo=UTC)
     day, next_day = admitted.date(), admitted.date() + timedelta(days=1)
-    prepared = _prepare(user, now=admitted)
+    prepared = _prepare(workspace, now=admitted)
 
     event = proxy_call_settle(
         prepared=prepared,
-        record=_record(user, prompt_tokens=10, completion_tokens=15),
+        record=_record(workspace, prompt_tokens=10, completion_tokens=15),
         now=admitted + timedelta(seconds=2),
     )
 

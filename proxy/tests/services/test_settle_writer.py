@@ -1,7 +1,7 @@
 """The fast lane's grouped settle writer (``proxy.call.settle._SettleWriter``).
 
 Quota-funded successes that settle while a statement is in flight are written together in ONE
-statement (group commit): events, rollups summed per (user, provider, day), the day's spend and
+statement (group commit): events, rollups summed per (workspace, provider, day), the day's spend and
 the quota settle (each hold settled, each counter moved once by the sum). A grouped statement
 that fails is retried call by call, so one bad call cannot fail the others.
 
@@ -20,7 +20,7 @@ import pytest
 from django.utils import timezone
 
 from billing.models import QuotaReservation, UsageCounter
-from billing.selectors import plan_for_user_get
+from billing.selectors import plan_for_workspace_get
 from core.fastio import fast_lane_close
 from proxy.call import prepare, settle
 from proxy.call.settle import CallRecord, cost_usd_get, usage_event_build
@@ -73,9 +73,9 @@ def _run(main):
     return asyncio.run(wrapped())
 
 
-async def _prepare(user, plan):
+async def _prepare(workspace, plan):
     return await prepare.proxy_call_aprepare(
-        user=user,
+        workspace=workspace,
         provider="openrouter",
         endpoint=URL,
         requested_model="gpt-4o",
@@ -86,9 +86,9 @@ async def _prepare(user, plan):
     )
 
 
-def _record(user, *, completion: int, **kwargs) -> CallRecord:
+def _record(workspace, *, completion: int, **kwargs) -> CallRecord:
     return CallRecord(
-        user_id=user.pk,
+        workspace_id=workspace.pk,
         api_key_id=None,
         service="router",
         endpoint=URL,
@@ -101,21 +101,23 @@ def _record(user, *, completion: int, **kwargs) -> CallRecord:
     )
 
 
-async def _settle(prepared, record, user):
-    return await settle.settle_success_fast(prepared=prepared, record=record, user=user, quota_meter=None)
+async def _settle(prepared, record, workspace):
+    return await settle.settle_success_fast(
+        prepared=prepared, record=record, workspace=workspace, quota_meter=None
+    )
 
 
-def _counters(user) -> dict[str, tuple[int, int]]:
-    return {c.meter: (c.used, c.reserved) for c in UsageCounter.objects.filter(user=user)}
+def _counters(workspace) -> dict[str, tuple[int, int]]:
+    return {c.meter: (c.used, c.reserved) for c in UsageCounter.objects.filter(workspace=workspace)}
 
 
-def _held(user) -> list:
-    return list(QuotaReservation.objects.filter(user=user, status=QuotaReservation.Status.HELD))
+def _held(workspace) -> list:
+    return list(QuotaReservation.objects.filter(workspace=workspace, status=QuotaReservation.Status.HELD))
 
 
-def _rollup(user) -> tuple:
+def _rollup(workspace) -> tuple:
     return (
-        UsageDailyRollup.objects.filter(user=user)
+        UsageDailyRollup.objects.filter(workspace=workspace)
         .values_list("provider", "requests", "tokens", "cost_usd", "errors", "fallbacks")
         .get()
     )
@@ -125,13 +127,13 @@ def _cost(prepared, completion: int) -> Decimal:
     return cost_usd_get(price=prepared.price, prompt_tokens=PROMPT_TOKENS, completion_tokens=completion)
 
 
-def _assert_books(user, calls: list[tuple]) -> None:
-    """``calls``: (prepared, completion tokens) of every call of ``user`` that settled."""
+def _assert_books(workspace, calls: list[tuple]) -> None:
+    """``calls``: (prepared, completion tokens) of every call of ``workspace`` that settled."""
     tokens = [PROMPT_TOKENS + completion for _prepared, completion in calls]
     costs = [_cost(prepared, completion) for prepared, completion in calls]
     events = {
         call_id: (total, cost)
-        for call_id, total, cost in UsageEvent.objects.filter(user=user).values_list(
+        for call_id, total, cost in UsageEvent.objects.filter(workspace=workspace).values_list(
             "call_id", "total_tokens", "cost_usd"
         )
     }
@@ -139,22 +141,22 @@ def _assert_books(user, calls: list[tuple]) -> None:
         prepared.call_id: (total, cost)
         for (prepared, _c), total, cost in zip(calls, tokens, costs, strict=True)
     }
-    assert _counters(user) == {"llm_tokens": (sum(tokens), 0), "requests": (len(calls), 0)}
-    assert _held(user) == []
-    assert _rollup(user) == ("openrouter", len(calls), sum(tokens), sum(costs), 0, 0)
+    assert _counters(workspace) == {"llm_tokens": (sum(tokens), 0), "requests": (len(calls), 0)}
+    assert _held(workspace) == []
+    assert _rollup(workspace) == ("openrouter", len(calls), sum(tokens), sum(costs), 0, 0)
 
 
-def test_concurrent_settles_of_one_user_share_statements_and_keep_exact_books(fast_lane, statements):
-    user = UserFactory()
-    plan = plan_for_user_get(user=user)
+def test_concurrent_settles_of_one_workspace_share_statements_and_keep_exact_books(fast_lane, statements):
+    workspace = UserFactory().personal_workspace
+    plan = plan_for_workspace_get(workspace=workspace)
     completions = [i + 1 for i in range(20)]  # every call its own token count
 
     async def main():
-        prepared = [await _prepare(user, plan) for _ in completions]
+        prepared = [await _prepare(workspace, plan) for _ in completions]
         statements.clear()
         results = await asyncio.gather(
             *(
-                _settle(p, _record(user, completion=c), user)
+                _settle(p, _record(workspace, completion=c), workspace)
                 for p, c in zip(prepared, completions, strict=True)
             )
         )
@@ -167,7 +169,7 @@ def test_concurrent_settles_of_one_user_share_statements_and_keep_exact_books(fa
     assert len(statements) < len(completions), statements
     assert max(statements) > 1, statements
     calls = list(zip(prepared, completions, strict=True))
-    _assert_books(user, calls)
+    _assert_books(workspace, calls)
     # Each caller got its own event back, with the id the database gave it.
     assert [event.pk for event, _block in results] == [
         UsageEvent.objects.get(call_id=p.call_id).pk for p in prepared
@@ -175,19 +177,19 @@ def test_concurrent_settles_of_one_user_share_statements_and_keep_exact_books(fa
     assert DailySpend.objects.get().spent_usd == sum(_cost(p, c) for p, c in calls)
 
 
-def test_two_users_in_one_group_each_get_exactly_their_own_calls(fast_lane, statements):
-    alice, bob = UserFactory(), UserFactory()
-    plans = {alice.pk: plan_for_user_get(user=alice), bob.pk: plan_for_user_get(user=bob)}
+def test_two_workspaces_in_one_group_each_get_exactly_their_own_calls(fast_lane, statements):
+    alice, bob = UserFactory().personal_workspace, UserFactory().personal_workspace
+    plans = {ws.pk: plan_for_workspace_get(workspace=ws) for ws in (alice, bob)}
     # Interleaved: alice's calls use 1..8 completion tokens, bob's 31..38.
-    wanted = [(user, base + i) for i in range(1, 9) for user, base in ((alice, 0), (bob, 30))]
+    wanted = [(workspace, base + i) for i in range(1, 9) for workspace, base in ((alice, 0), (bob, 30))]
 
     async def main():
-        prepared = [await _prepare(user, plans[user.pk]) for user, _c in wanted]
+        prepared = [await _prepare(workspace, plans[workspace.pk]) for workspace, _c in wanted]
         statements.clear()
         await asyncio.gather(
             *(
-                _settle(p, _record(user, completion=c), user)
-                for p, (user, c) in zip(prepared, wanted, strict=True)
+                _settle(p, _record(workspace, completion=c), workspace)
+                for p, (workspace, c) in zip(prepared, wanted, strict=True)
             )
         )
         return prepared
@@ -198,23 +200,23 @@ def test_two_users_in_one_group_each_get_exactly_their_own_calls(fast_lane, stat
     assert len(statements) < len(wanted), statements
     assert max(statements) > 1, statements
     calls = list(zip(prepared, wanted, strict=True))
-    for user in (alice, bob):
-        _assert_books(user, [(p, c) for p, (owner, c) in calls if owner == user])
+    for workspace in (alice, bob):
+        _assert_books(workspace, [(p, c) for p, (owner, c) in calls if owner == workspace])
     assert DailySpend.objects.get().spent_usd == sum(_cost(p, c) for p, (_u, c) in calls)
 
 
 def test_one_bad_call_does_not_fail_the_others_in_its_group(fast_lane, statements, caplog):
-    user = UserFactory()
-    plan = plan_for_user_get(user=user)
+    workspace = UserFactory().personal_workspace
+    plan = plan_for_workspace_get(workspace=workspace)
     completions = [i + 1 for i in range(6)]
     bad = 2  # its event has a negative latency: PostgreSQL refuses it (latency_ms >= 0)
 
     async def main():
-        prepared = [await _prepare(user, plan) for _ in completions]
+        prepared = [await _prepare(workspace, plan) for _ in completions]
         statements.clear()
         results = await asyncio.gather(
             *(
-                _settle(p, _record(user, completion=c, latency_ms=-1 if i == bad else 5), user)
+                _settle(p, _record(workspace, completion=c, latency_ms=-1 if i == bad else 5), workspace)
                 for i, (p, c) in enumerate(zip(prepared, completions, strict=True))
             ),
             return_exceptions=True,
@@ -234,34 +236,34 @@ def test_one_bad_call_does_not_fail_the_others_in_its_group(fast_lane, statement
     ]
     good = [(p, c) for i, (p, c) in enumerate(zip(prepared, completions, strict=True)) if i != bad]
     tokens = sum(PROMPT_TOKENS + c for _p, c in good)
-    assert _counters(user) == {
+    assert _counters(workspace) == {
         "llm_tokens": (tokens, PROMPT_TOKENS + MAX_TOKENS),  # the bad call's hold is still held
         "requests": (len(good), 1),
     }
-    assert {r.pk for r in _held(user)} == {r.pk for r in prepared[bad].funding.reservations.values()}
-    assert set(UsageEvent.objects.filter(user=user).values_list("call_id", flat=True)) == {
+    assert {r.pk for r in _held(workspace)} == {r.pk for r in prepared[bad].funding.reservations.values()}
+    assert set(UsageEvent.objects.filter(workspace=workspace).values_list("call_id", flat=True)) == {
         p.call_id for p, _c in good
     }
     costs = sum(_cost(p, c) for p, c in good)
-    assert _rollup(user) == ("openrouter", len(good), tokens, costs, 0, 0)
+    assert _rollup(workspace) == ("openrouter", len(good), tokens, costs, 0, 0)
     assert DailySpend.objects.get().spent_usd == costs
 
 
 def test_a_call_settled_twice_is_charged_once(fast_lane, statements):
-    user = UserFactory()
-    plan = plan_for_user_get(user=user)
+    workspace = UserFactory().personal_workspace
+    plan = plan_for_workspace_get(workspace=workspace)
 
     async def main():
-        prepared = await _prepare(user, plan)
+        prepared = await _prepare(workspace, plan)
         statements.clear()
         # Twice in one group, then once more after it committed.
         together = await asyncio.gather(
-            _settle(prepared, _record(user, completion=7), user),
-            _settle(prepared, _record(user, completion=7), user),
+            _settle(prepared, _record(workspace, completion=7), workspace),
+            _settle(prepared, _record(workspace, completion=7), workspace),
             return_exceptions=True,
         )
         try:
-            await _settle(prepared, _record(user, completion=7), user)
+            await _settle(prepared, _record(workspace, completion=7), workspace)
         except psycopg.errors.UniqueViolation as exc:
             again = exc
         else:
@@ -274,7 +276,7 @@ def test_a_call_settled_twice_is_charged_once(fast_lane, statements):
     assert again is not None  # the event's call_id is the settle's idempotency key
     # Grouped (refused), each alone (first commits, second refused), then the late one (refused).
     assert statements == [-1, 1, -1, -1]
-    _assert_books(user, [(prepared, 7)])
+    _assert_books(workspace, [(prepared, 7)])
     assert DailySpend.objects.get().spent_usd == _cost(prepared, 7)
 
 
@@ -282,17 +284,20 @@ def test_holds_written_twice_move_the_counters_once(fast_lane, statements):
     """The quota side alone: writes (each with its own event) carrying the same holds settle each
     hold once, whether they share a statement or one comes after the other committed: ``used``
     is charged once and ``reserved`` never goes below 0."""
-    user = UserFactory()
-    plan = plan_for_user_get(user=user)
+    workspace = UserFactory().personal_workspace
+    plan = plan_for_workspace_get(workspace=workspace)
 
     async def main():
-        prepared = await _prepare(user, plan)
+        prepared = await _prepare(workspace, plan)
         writer = settle._settle_writer_get()
         pairs = [(r, 1 if r.meter == "requests" else 30) for r in prepared.funding.reservations.values()]
 
         def write():
             event = usage_event_build(
-                prepared=prepared, record=_record(user, completion=20), cost=Decimal(0), now=timezone.now()
+                prepared=prepared,
+                record=_record(workspace, completion=20),
+                cost=Decimal(0),
+                now=timezone.now(),
             )
             event.call_id = uuid.uuid4()
             return writer.write(event=event, spend_day=None, pairs=pairs)
@@ -307,5 +312,5 @@ def test_holds_written_twice_move_the_counters_once(fast_lane, statements):
     assert statements == [2, 1]
     assert sorted(len(counters) for _event_id, counters in grouped) == [2, 2]  # both see the move
     assert later[1] == []  # nothing was held any more: no counter moved
-    assert _counters(user) == {"llm_tokens": (30, 0), "requests": (1, 0)}
-    assert _held(user) == []
+    assert _counters(workspace) == {"llm_tokens": (30, 0), "requests": (1, 0)}
+    assert _held(workspace) == []

@@ -1,0 +1,66 @@
+"""``{% workspace_switcher %}``: the navigation's workspace menu (signed-in pages only).
+
+One query (the user's memberships with their workspaces). The workspace shown as current is the
+page's own (``workspace_context``, which pages pass), else the one chosen in the session, else
+the personal one: the same order ``accounts.tenancy`` resolves pages with.
+"""
+
+from django import template
+from django.urls import NoReverseMatch, reverse
+
+from ..services.verification import email_verification_required
+from ..tenancy import SESSION_WORKSPACE_KEY
+from ..workspace_selectors import workspace_memberships_for_user
+
+register = template.Library()
+
+
+def _current_id(context, request, workspaces: list[dict]) -> int | None:
+    ids = {ws["id"] for ws in workspaces}
+    page_context = context.get("workspace_context")
+    page_workspace = getattr(page_context, "workspace", None)
+    if page_workspace is not None and page_workspace.pk in ids:
+        return page_workspace.pk
+    chosen = request.session.get(SESSION_WORKSPACE_KEY) if hasattr(request, "session") else None
+    if chosen is not None and str(chosen).isdigit() and int(chosen) in ids:
+        return int(chosen)
+    personal = next((ws["id"] for ws in workspaces if ws["personal"]), None)
+    return personal if personal is not None else next(iter(ids), None)
+
+
+@register.inclusion_tag("accounts/workspaces/_switcher.html", takes_context=True)
+def workspace_switcher(context) -> dict:
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"switcher": None}
+    workspaces = [
+        {"id": m.workspace_id, "name": m.workspace.name, "personal": m.workspace.personal_owner_id == user.pk}
+        for m in workspace_memberships_for_user(user=user)
+    ]
+    current = _current_id(context, request, workspaces)
+    try:
+        switch_url = reverse("accounts:workspace-switch")
+        members_url = reverse("accounts:workspace-members", kwargs={"workspace_id": current})
+    except NoReverseMatch:  # the workspace URLs are not wired (or no workspace): no menu
+        return {"switcher": None}
+    return {
+        "switcher": {
+            "workspaces": workspaces,
+            "current_id": current,
+            "switch_url": switch_url,
+            "members_url": members_url,
+            "next": request.get_full_path(),
+        }
+    }
+
+
+@register.inclusion_tag("accounts/_email_unconfirmed.html", takes_context=True)
+def email_unconfirmed_notice(context) -> dict:
+    """The reminder to confirm the address, on every signed-in page until it is confirmed; with
+    ``EMAIL_VERIFICATION=mandatory`` it says the keys wait for it."""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated or user.email_verified_at is not None:
+        return {"notice": None}
+    return {"notice": {"email": user.email, "required": email_verification_required()}, "request": request}

@@ -1,0 +1,34 @@
+"""Writes for credits, the only code that changes a balance. One module per concern:
+
+- ``ledger``: the locked balance and its append-only ledger; grants and consumption;
+- ``holds``: reserve → settle → release around a metered call (the proxy's overage seam);
+- ``purchases``: pack checkouts, their fulfilment and refunds (billing's webhooks);
+- ``alerts``: upsell events, the low-balance email, the ledger reconciliation.
+
+The credits belong to a workspace (the billing tenant): every member spends the same balance,
+under one row lock per workspace. Callers import from ``credits.services``.
+"""
+
+from .alerts import Drift, credit_ledger_reconcile, credit_low_balance_email_send, upsell_event_record
+from .holds import credit_hold, credit_hold_release, credit_hold_settle, credit_holds_expire
+from .ledger import ConsumeResult, InsufficientCredits, credit_consume, credit_grant
+from .purchases import CHECKOUT_KIND, credit_pack_checkout_start, credit_purchase_fulfil, credit_refund_apply
+
+__all__ = [
+    "CHECKOUT_KIND",
+    "ConsumeResult",
+    "Drift",
+    "InsufficientCredits",
+    "credit_consume",
+    "credit_grant",
+    "credit_hold",
+    "credit_hold_release",
+    "credit_hold_settle",
+    "credit_holds_expire",
+    "credit_ledger_reconcile",
+    "credit_low_balance_email_send",
+    "credit_pack_checkout_start",
+    "credit_purchase_fulfil",
+    "credit_refund_apply",
+    "upsell_event_record",
+]
