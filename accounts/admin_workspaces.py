@@ -14,10 +14,13 @@ from django.db.models import Count, Q
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
 from core.exceptions import ApiError
 
 from .models import AuditEvent, Invitation, Membership, Role, Workspace
+from .registry import workspace_summary_lines
 from .services.workspaces import (
     membership_create,
     membership_remove,
@@ -78,8 +81,8 @@ class WorkspaceAdmin(admin.ModelAdmin):
     )
     search_fields = ("name", "slug", "personal_owner__email", "memberships__user__email")
     list_select_related = ("personal_owner",)
-    fields = ("name", "slug", "personal_owner", "created_at", "updated_at")
-    readonly_fields = ("slug", "personal_owner", "created_at", "updated_at")
+    fields = ("name", "slug", "personal_owner", "summary", "created_at", "updated_at")
+    readonly_fields = ("slug", "personal_owner", "summary", "created_at", "updated_at")
     inlines = (MembershipInline,)
     show_full_result_count = False
 
@@ -98,6 +101,15 @@ class WorkspaceAdmin(admin.ModelAdmin):
                 pending_total=Count("invitations", filter=pending, distinct=True),
             )
         )
+
+    @admin.display(description="Plan, credits and keys")
+    def summary(self, obj):
+        """What other apps say about the workspace (``accounts.registry``), and its live keys."""
+        if obj.pk is None:
+            return "—"
+        live_keys = obj.api_keys.filter(revoked_at__isnull=True).count()
+        lines = [*workspace_summary_lines(workspace=obj), ("Live API keys", str(live_keys))]
+        return format_html_join(mark_safe("<br>"), "{}: {}", lines)
 
     @admin.display(description="Members", ordering="member_total")
     def member_count(self, obj):

@@ -49,3 +49,26 @@ def workspace_delete_blockers(*, workspace: Workspace) -> list[str]:
         if reason:
             reasons.append(str(reason))
     return reasons
+
+
+# --- What the admin shows about a workspace ------------------------------------------------
+# The operator's workspace page lists the workspace's plan, balance and keys, which live in
+# apps above accounts. Each registers a *summary*: ``fn(*, workspace) -> list[tuple[str, str]]``
+# of (label, value) lines, shown in registration order.
+
+WorkspaceSummary = Callable[..., "list[tuple[str, str]]"]
+
+_summaries: list[WorkspaceSummary] = []
+
+
+def workspace_summary_register(fn: WorkspaceSummary) -> WorkspaceSummary:
+    if fn not in _summaries:
+        _summaries.append(fn)
+    return fn
+
+
+def workspace_summary_lines(*, workspace: Workspace) -> list[tuple[str, str]]:
+    lines: list[tuple[str, str]] = []
+    for summary in list(_summaries):
+        lines.extend(summary(workspace=workspace))
+    return lines

@@ -199,3 +199,9 @@ def credit_revenue_minor_get(*, start: datetime | None = None, end: datetime | N
         row["currency"]: row["total"] or 0
         for row in purchases.values("currency").annotate(total=Sum("amount_minor")).order_by("currency")
     }
+
+
+def credit_balance_summary(*, workspace) -> list[tuple[str, str]]:
+    """The admin's line about the workspace's credits (``accounts.registry`` summary)."""
+    balance = credit_balance_get(workspace=workspace)
+    return [("Credits", f"{balance.balance} ({balance.available} available)")]

@@ -8,6 +8,8 @@ import pytest
 from accounts.models import AuditEvent, Membership, Role, Workspace
 from accounts.services.workspaces import audit_record, invitation_create
 from accounts.tests.factories import SuperuserFactory, UserFactory, api_key_for
+from billing.services import plan_catalog_seed
+from credits.services import credit_grant
 
 pytestmark = pytest.mark.django_db
 
@@ -179,3 +181,16 @@ def test_invitations_are_read_only(operator, team):
         operator.post(f"/admin/accounts/invitation/{invitation.pk}/delete/", {"post": "yes"}).status_code
         == 403
     )
+
+
+def test_the_change_page_shows_the_plan_the_credits_and_the_live_keys(operator, team):
+    plan_catalog_seed()
+    workspace = team.workspace
+    credit_grant(workspace=workspace, amount=120, reason="test", admin_user=operator.staff)
+    api_key_for(team.owner, workspace=workspace)
+
+    html = operator.get(_change_url(workspace)).content.decode()
+
+    assert "Plan: Free (no paid subscription)" in html
+    assert "Credits: 120 (120 available)" in html
+    assert "Live API keys: 1" in html
