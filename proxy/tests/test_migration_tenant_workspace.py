@@ -83,7 +83,10 @@ def test_rows_follow_their_users_personal_workspace_and_the_keys_are_validated()
     assert "rollup_workspace_provider_day" in _constraints("proxy_usagedailyrollup")
     assert "rate_limited_workspace_day" in _constraints("proxy_ratelimitedday")
     assert "usage_workspace_recent" in _constraints("proxy_usageevent")
-    assert not {c for c in _constraints("proxy_usageevent") if "user" in c}
+    # PostgreSQL 18 names NOT NULL constraints (``<table>_<column>_not_null``) and keeps the name
+    # when the column is renamed; such a name carries no rule of ours, so it is not counted.
+    leftovers = {c for c in _constraints("proxy_usageevent") if "user" in c and not c.endswith("_not_null")}
+    assert not leftovers
 
 
 def test_backwards_the_rows_go_back_to_the_personal_workspaces_owner():
