@@ -20,10 +20,17 @@ from .credential_limits import (
 )
 from .key_checks import provider_key_verify
 from .models import ProviderCredential
-from .selectors import api_key_list, api_key_manageable_get, provider_key_status_list
+from .selectors import (
+    api_key_get,
+    api_key_limits_usage_get,
+    api_key_list,
+    api_key_manageable_get,
+    provider_key_status_list,
+)
 from .services import (
     PROVIDER_SECRET_MAX_LENGTH,
     api_key_create,
+    api_key_limits_set,
     api_key_revoke,
     api_key_rotate,
     provider_credential_delete,
@@ -121,6 +128,14 @@ class TokenApi(APIView):
         return Response(self.OutputSerializer({"token": user_token_get_or_create(user=user)}).data)
 
 
+class ApiKeyLimitUsageSerializer(serializers.Serializer):
+    unit = serializers.ChoiceField(choices=["requests", "tokens"])
+    window = serializers.ChoiceField(choices=["day", "month", "total"])
+    amount = serializers.IntegerField()
+    used = serializers.IntegerField(allow_null=True)  # settled + held by calls in flight
+    resets_at = serializers.DateTimeField(allow_null=True)  # null: a ``total`` limit never resets
+
+
 class ApiKeyOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
@@ -131,6 +146,17 @@ class ApiKeyOutputSerializer(serializers.Serializer):
     last_used_at = serializers.DateTimeField(allow_null=True)
     revoked_at = serializers.DateTimeField(allow_null=True)
     expires_at = serializers.DateTimeField(allow_null=True)  # set while a rotation's grace runs
+    # The key's own limits, each with its ``used`` (settled + in flight) in the current window
+    # and ``resets_at`` (null for ``total``); and the models it may call (empty: all).
+    limits = serializers.SerializerMethodField()
+    allowed_models = serializers.ListField(child=serializers.CharField())
+
+    @extend_schema_field(ApiKeyLimitUsageSerializer(many=True))
+    def get_limits(self, api_key) -> list[dict]:
+        usage = (self.context.get("limits_usage") or {}).get(api_key.pk)
+        if usage is None:
+            usage = api_key_limits_usage_get(api_keys=[api_key]).get(api_key.pk, [])
+        return ApiKeyLimitUsageSerializer(usage, many=True).data
 
 
 class ApiKeyCreatedSerializer(serializers.Serializer):
@@ -160,8 +186,9 @@ class ApiKeyListCreateApi(APIView):
         ctx = workspace_context_get(request)
         ctx.require("keys.read")
         created_by = None if ctx.can("keys.manage_any") else ctx.user
-        keys = api_key_list(workspace=ctx.workspace, created_by=created_by)
-        return Response(ApiKeyOutputSerializer(keys, many=True).data)
+        keys = list(api_key_list(workspace=ctx.workspace, created_by=created_by))
+        usage = api_key_limits_usage_get(api_keys=keys)
+        return Response(ApiKeyOutputSerializer(keys, many=True, context={"limits_usage": usage}).data)
 
     @extend_schema(
         operation_id="keys_create",
@@ -192,7 +219,48 @@ class ApiKeyListCreateApi(APIView):
         return Response(ApiKeyCreatedSerializer(payload).data, status=status.HTTP_201_CREATED)
 
 
+@schema_named
 class ApiKeyDeleteApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        limits = serializers.ListField(
+            required=False
+        )  # items: ``LimitSerializer`` (validated by the service)
+        allowed_models = serializers.ListField(child=serializers.CharField(max_length=128), required=False)
+
+    @extend_schema(
+        operation_id="keys_limits_set",
+        summary="Set an API key's limits and model allow-list",
+        description=(
+            "`limits`: `[{unit: requests|tokens, window: day|month|total, amount}]`, at most one per unit "
+            "and window (replaces the key's limits; `[]` removes them). `allowed_models`: the model ids "
+            "the key may call (`[]`: all). Owners and admins for any key of the workspace, any member for "
+            "their own key (403 otherwise). Enforced by the proxy from the key's next call: 429 "
+            "`key_limit_exceeded`, 403 `model_not_allowed`. Money/credit limits are not supported yet (400)."
+        ),
+        tags=["keys"],
+        request=InputSerializer,
+        responses={200: ApiKeyOutputSerializer, **error_responses(400, 401, 403, 404, 413, 415)},
+    )
+    def patch(self, request, key_id: int):
+        ctx = workspace_context_get(request)
+        api_key = api_key_get(workspace=ctx.workspace, key_id=key_id)
+        if api_key.created_by_id != ctx.user.pk:
+            ctx.require("limits.manage")
+        if not isinstance(request.data, dict):
+            raise ApiError("invalid_request", "The body must be a JSON object.")
+        unknown = set(request.data) - {"limits", "allowed_models"}
+        if unknown:
+            raise ApiError(
+                "invalid_request", f"Unknown field: {sorted(unknown)[0]}.", param=sorted(unknown)[0]
+            )
+        changes = {name: request.data[name] for name in ("limits", "allowed_models") if name in request.data}
+        if not changes:
+            raise ApiError("invalid_request", "Give limits and/or allowed_models.", param="limits")
+        api_key = api_key_limits_set(
+            workspace=ctx.workspace, key_id=api_key.pk, actor=ctx.user, request=request, **changes
+        )
+        return Response(ApiKeyOutputSerializer(api_key).data)
+
     @extend_schema(
         operation_id="keys_revoke",
         summary="Revoke an API key",

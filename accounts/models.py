@@ -178,6 +178,11 @@ class ApiKey(BaseModel):
     revoked_at = models.DateTimeField(null=True, blank=True)
     # Set on rotation: the key keeps working until then, and is revoked from then on.
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Spend controls (``api_key_limits_set``): [{"unit": "requests"|"tokens", "window":
+    # "day"|"month"|"total", "amount": int > 0}], at most one per unit and window; and the
+    # models the key may call (empty: every model). Enforced by the proxy, exactly.
+    limits = models.JSONField(default=list, blank=True)
+    allowed_models = models.JSONField(default=list, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["workspace", "-created_at"], name="apikey_workspace_created")]

@@ -35,6 +35,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "billing.read": frozenset({OWNER, ADMIN, BILLING}),
     "billing.manage": frozenset({OWNER, ADMIN, BILLING}),
     "usage.read": EVERYONE,
+    # Outgoing webhooks (notifications): endpoints, their secrets and delivery logs.
+    "webhooks.read": frozenset({OWNER, ADMIN}),
+    "webhooks.manage": frozenset({OWNER, ADMIN}),
 }
 
 # Roles from most to least powerful, for display and for "who may assign whom".

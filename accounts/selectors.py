@@ -42,12 +42,53 @@ class ApiKeyIdentity:
     workspace_id: int
     user_id: int
     expires_at: datetime | None
+    # The key's spend controls, so the proxy enforces them with no query of its own:
+    # ((unit, window, amount), …) and the model ids it may call (empty: every model).
+    limits: tuple[tuple[str, str, int], ...] = ()
+    allowed_models: tuple[str, ...] = ()
+
+
+def api_key_limits_tuple(limits) -> tuple[tuple[str, str, int], ...]:
+    """``ApiKey.limits`` (a JSON list) as the identity carries it."""
+    return tuple((item["unit"], item["window"], int(item["amount"])) for item in limits or ())
+
+
+def api_key_identity_build(*, key_id, workspace_id, user_id, expires_at, limits, allowed_models):
+    return ApiKeyIdentity(
+        key_id=key_id,
+        workspace_id=workspace_id,
+        user_id=user_id,
+        expires_at=expires_at,
+        limits=api_key_limits_tuple(limits),
+        allowed_models=tuple(allowed_models or ()),
+    )
+
+
+_key_limits_usage_reader = None  # billing's ``key_limits_usage_get``, registered by billing
+
+
+def api_key_limits_usage_reader_register(fn) -> None:
+    """Billing registers how to read the keys' limit usage (accounts never imports billing)."""
+    global _key_limits_usage_reader
+    _key_limits_usage_reader = fn
+
+
+def api_key_limits_usage_get(*, api_keys) -> dict[int, list[dict]]:
+    """Key id -> its limits with ``used`` and ``resets_at`` (``[]`` entries without a reader)."""
+    api_keys = [api_key for api_key in api_keys if api_key.limits]
+    if not api_keys:
+        return {}
+    if _key_limits_usage_reader is None:
+        return {
+            key.pk: [{**item, "used": None, "resets_at": None} for item in key.limits] for key in api_keys
+        }
+    return _key_limits_usage_reader(api_keys=api_keys)
 
 
 def api_key_cache_key(key_hash: str) -> str:
-    # v2: the identity gained ``workspace_id``; entries cached by the previous release (a user
-    # id where the tenant belongs) must never be read as the new shape.
-    return f"apikey:v2:{key_hash}"
+    # v3: the identity gained ``limits`` and ``allowed_models``; entries cached by a previous
+    # release (v2: without them) must never be read as the new shape.
+    return f"apikey:v3:{key_hash}"
 
 
 def api_key_identity_get(
@@ -76,12 +117,19 @@ def api_key_identity_get(
             auth_failure_throttle_check(address=client_address, now=now.timestamp())
         row = (
             ApiKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True, created_by__is_active=True)
-            .values_list("id", "workspace_id", "created_by_id", "expires_at")
+            .values_list("id", "workspace_id", "created_by_id", "expires_at", "limits", "allowed_models")
             .first()
         )
         if row is None:
             return None
-        identity = ApiKeyIdentity(key_id=row[0], workspace_id=row[1], user_id=row[2], expires_at=row[3])
+        identity = api_key_identity_build(
+            key_id=row[0],
+            workspace_id=row[1],
+            user_id=row[2],
+            expires_at=row[3],
+            limits=row[4],
+            allowed_models=row[5],
+        )
         # add, not set: a revocation that committed meanwhile has written its marker, which
         # must win over this possibly stale read.
         cache.add(cache_key, identity, API_KEY_CACHE_SECONDS)

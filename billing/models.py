@@ -171,6 +171,67 @@ class QuotaReservation(models.Model):
         return f"{self.meter} {self.amount} ({self.status})"
 
 
+class KeyUsageCounter(models.Model):
+    """Usage of one API key's limit (unit × window) in one period: the key's own spend control,
+    besides the workspace's plan quota. ``period_start`` is the UTC day or month start, or the
+    epoch for the ``total`` window (one row forever). Reserved and settled like ``UsageCounter``
+    (``billing.services.key_limits``), so concurrent calls can never pass the limit."""
+
+    class Unit(models.TextChoices):
+        REQUESTS = "requests", "Requests"
+        TOKENS = "tokens", "Tokens"
+
+    class Window(models.TextChoices):
+        DAY = "day", "Day (UTC)"
+        MONTH = "month", "Month (UTC)"
+        TOTAL = "total", "Total (never resets)"
+
+    api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.CASCADE, related_name="+", db_index=False)
+    unit = models.CharField(max_length=16, choices=Unit.choices)
+    window = models.CharField(max_length=8, choices=Window.choices)
+    period_start = models.DateTimeField()
+    used = models.BigIntegerField(default=0)
+    reserved = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["api_key", "unit", "window", "period_start"], name="keyusagecounter_one_per_period"
+            ),
+            models.CheckConstraint(condition=Q(used__gte=0), name="keyusagecounter_used_gte_0"),
+            models.CheckConstraint(condition=Q(reserved__gte=0), name="keyusagecounter_reserved_gte_0"),
+        ]
+
+    def __str__(self):
+        return f"key {self.api_key_id} {self.unit}/{self.window}: {self.used}+{self.reserved}"
+
+
+class KeyUsageHold(models.Model):
+    """Units held on a key counter for one in-flight call, until settled or released (once);
+    holds older than ``STALE_RESERVATION_SECONDS`` are released by the sweep."""
+
+    Status = QuotaReservation.Status
+
+    counter = models.ForeignKey(KeyUsageCounter, on_delete=models.CASCADE, related_name="holds")
+    amount = models.BigIntegerField()
+    actual = models.BigIntegerField(null=True, blank=True)
+    status = models.CharField(
+        max_length=10, choices=QuotaReservation.Status.choices, default=QuotaReservation.Status.HELD
+    )
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(amount__gte=0), name="keyusagehold_amount_gte_0")]
+        indexes = [
+            models.Index(fields=["created_at"], condition=Q(status="held"), name="keyusagehold_held_age")
+        ]
+
+    def __str__(self):
+        return f"key hold {self.amount} ({self.status})"
+
+
 class PeriodAudit(models.Model):
     """What a counter ended its period at; written once by the period rollover."""
 

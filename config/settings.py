@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "core",
     "accounts",
     "billing",
+    "notifications",
     "credits",
     "proxy",
     "organizations",
@@ -425,6 +426,10 @@ PROXY_QUOTA_BATCH_MAX_AGE = env.float("PROXY_QUOTA_BATCH_MAX_AGE", default=5.0) 
 
 # Credits.
 CREDITS_LOW_THRESHOLD = env.int("CREDITS_LOW_THRESHOLD", default=20)
+
+# Outgoing webhooks (notifications): true lets endpoints target private, loopback and link-local
+# addresses (local development and tests only; an SSRF hole in production).
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
 
 # Organizations (self-hosted VaultAI instances).
 BILLING_API_TOKEN = env.list("BILLING_API_TOKEN", default=[])

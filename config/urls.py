@@ -23,6 +23,7 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("billing.urls")),
     path("", include("credits.urls")),
+    path("", include("notifications.urls")),
     path("", include("proxy.urls")),
     path("", include("organizations.urls")),
     path("", include("core.urls")),

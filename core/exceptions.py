@@ -57,6 +57,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "rate_limit_exceeded": (429, "rate_limit_error"),
     "upstream_rate_limited": (429, "rate_limit_error"),
     "quota_exceeded": (429, "quota_exceeded"),
+    "key_limit_exceeded": (429, "key_limit_exceeded"),  # the API key's own limit (not the plan's)
+    "model_not_allowed": (403, "permission_error"),  # not on the API key's model allow-list
     "too_many_failed_authentications": (429, "rate_limit_error"),
     "server_error": (500, "server_error"),
     "upstream_error": (502, "upstream_error"),

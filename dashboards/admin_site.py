@@ -77,6 +77,15 @@ ADMIN_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "django_celery_beat.SolarSchedule",
         ),
     ),
+    (
+        "Webhooks",
+        "webhooks",
+        (
+            "notifications.WebhookEndpoint",
+            "notifications.WebhookEvent",
+            "notifications.WebhookDelivery",
+        ),
+    ),
 )
 
 

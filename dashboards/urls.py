@@ -1,11 +1,14 @@
 from django.urls import path
 
-from . import apis, views
+from . import activity_views, apis, views
 
 app_name = "dashboards"
 
 urlpatterns = [
     path("dashboard/", views.dashboard, name="dashboard"),
+    path("activity/", activity_views.activity, name="activity"),
+    path("activity/export.csv", activity_views.activity_export, name="activity-export"),
+    path("activity/<uuid:call_id>/", activity_views.activity_detail, name="activity-detail"),
     path("docs/", views.api_guide, name="docs"),
     path("metrics", views.metrics, name="metrics"),
     path("api/admin/dashboard", apis.OperatorDashboardApi.as_view(), name="api-admin-dashboard"),

@@ -84,8 +84,8 @@ def dashboard(request):
     can = set(role_permissions(ctx.role))
     now = timezone.now()
     today = now.date()
-    # Owners and admins see every key of the workspace, other members the keys they created
-    # (as ``GET /api/keys``); the calls table shows every member's calls (usage.read).
+    # Owners and admins see every key of the workspace and every call, other members the keys
+    # they created (as ``GET /api/keys``) and those keys' calls (as the Activity page).
     created_by = None if "keys.manage_any" in can else ctx.user
     keys = list(api_key_list(workspace=workspace, created_by=created_by))
     key_id, status, notes = _recent_filters(request, keys)
@@ -128,7 +128,9 @@ def dashboard(request):
         },
         "providers": providers,
         "calls": list(
-            customer.usage_recent_calls_list(workspace=workspace, api_key_id=key_id, status=status)
+            customer.usage_recent_calls_list(
+                workspace=workspace, created_by=created_by, api_key_id=key_id, status=status
+            )
         ),
         "filter_key": key_id,
         "filter_status": status or "",

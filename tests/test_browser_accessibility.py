@@ -26,7 +26,7 @@ PASSWORD = "correct-horse-battery"
 LAPTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
 ANONYMOUS_PAGES = ("/", "/pricing/", "/docs/", "/accounts/login/", "/accounts/signup/")
-SIGNED_IN_PAGES = ("/", "/dashboard/", "/accounts/profile/", "/credits/")
+SIGNED_IN_PAGES = ("/", "/dashboard/", "/activity/", "/accounts/profile/", "/credits/")
 AXE = Axe()
 
 

@@ -25,7 +25,9 @@ from accounts.services.workspaces import invitation_create, membership_create, w
 from accounts.tests.factories import StaffUserFactory, UserFactory
 from billing.models import CheckoutSession
 from credits.services import credit_grant
+from notifications.services import webhook_endpoint_create
 from organizations.tests.factories import OrganizationFactory
+from proxy.models import UsageEvent
 
 from . import sweep
 from .conftest import bearer_client, session_client
@@ -75,7 +77,11 @@ def _alice(a) -> Alice:
     )
     reveal_url = api_key_reveal_link_create(api_key=key, plaintext=plaintext)
     organization = OrganizationFactory()
+    webhook, _secret = webhook_endpoint_create(
+        workspace=personal, actor=a, url="https://93.184.215.14/alice-hook", events=["credits.low"]
+    )
     kwargs = {
+        "endpoint_id": webhook.pk,
         "key_id": key.pk,
         "provider": "deepseek",
         "entry_id": entry.pk,
@@ -89,6 +95,9 @@ def _alice(a) -> Alice:
         "code": "pro",
         "plan_code": "pro",
         "model": "gpt-4o-mini",
+        "call_id": UsageEvent.objects.create(
+            workspace=personal, api_key=key, service="router", endpoint="/v1/chat", status_code=200
+        ).call_id,
     }
 
     def snapshot():
@@ -160,6 +169,7 @@ ROUTES: dict[str, Case] = {
     "dashboard/keys/<int:key_id>/revoke/": Case("owned", auth="session"),
     "dashboard/keys/<int:key_id>/rotate/": Case("owned", auth="session"),
     "dashboard/keys/reveal/<str:token>/": Case("owned", auth="session"),
+    "activity/<uuid:call_id>/": Case("owned", auth="session"),  # one of A's calls
     "accounts/reset/<uidb64>/<token>/": Case("token", auth="session"),
     "accounts/verify-email/<str:token>/": Case("token", auth="session"),
     # A's team, named in the URL: B is not a member.
@@ -169,6 +179,15 @@ ROUTES: dict[str, Case] = {
     "api/workspaces/<int:workspace_id>/invitations": Case("owned"),
     "api/workspaces/<int:workspace_id>/invitations/<int:invitation_id>": Case("owned"),
     "api/workspaces/<int:workspace_id>/audit": Case("owned"),
+    # A's webhook endpoints (notifications): B's own workspace does not hold them.
+    "api/webhooks/<int:endpoint_id>": Case("owned"),
+    "api/webhooks/<int:endpoint_id>/rotate": Case("owned"),
+    "api/webhooks/<int:endpoint_id>/test": Case("owned"),
+    "api/webhooks/<int:endpoint_id>/deliveries": Case("owned"),
+    "webhooks/<int:endpoint_id>/test/": Case("owned", auth="session"),
+    "webhooks/<int:endpoint_id>/rotate/": Case("owned", auth="session"),
+    "webhooks/<int:endpoint_id>/toggle/": Case("owned", auth="session"),
+    "webhooks/<int:endpoint_id>/delete/": Case("owned", auth="session"),
     "workspaces/<int:workspace_id>/members/": Case("owned", auth="session"),
     "workspaces/<int:workspace_id>/audit/": Case("owned", auth="session"),
     "workspaces/<int:workspace_id>/members/invite/": Case("owned", auth="session"),

@@ -28,6 +28,7 @@ from accounts.services import api_key_create, provider_credential_set
 from accounts.services.workspaces import invitation_create, membership_create, workspace_create
 from accounts.tests.factories import UserFactory
 from credits.services import credit_grant
+from notifications.services import webhook_endpoint_create
 
 from . import sweep
 from .conftest import bearer_client
@@ -88,7 +89,8 @@ ENDPOINTS: dict[str, str | dict[str, str]] = {
     "api/proxy/v1/models/<path:model>": KEY,
     "api/v2/chat": KEY,
     "api/keys": {"get": "keys.read", "post": "keys.create"},
-    "api/keys/<int:key_id>": {"delete": "keys.manage_any"},  # one's own key: keys.create
+    # one's own key: keys.create (delete), any member (patch: its limits)
+    "api/keys/<int:key_id>": {"delete": "keys.manage_any", "patch": "limits.manage"},
     "api/keys/<int:key_id>/rotate": {"post": "keys.manage_any"},
     "dashboard/keys/": {"post": "keys.create"},
     "dashboard/keys/<int:key_id>/revoke/": {"post": "keys.manage_any"},
@@ -163,7 +165,11 @@ def team(db, catalog, staff, simulated) -> Team:
     invitation, _url = invitation_create(
         workspace=workspace, actor=owner, email="invitee@victim.example", role=Role.DEVELOPER
     )
+    webhook, _secret = webhook_endpoint_create(
+        workspace=workspace, actor=owner, url="https://93.184.215.14/victim-hook", events=["credits.low"]
+    )
     params = {
+        "endpoint_id": webhook.pk,
         "workspace_id": workspace.pk,
         "key_id": key.pk,
         "provider": "deepseek",
@@ -179,6 +185,7 @@ def team(db, catalog, staff, simulated) -> Team:
         "session_id": "cs_sim_" + "0" * 32,
         "reference": "chg_" + "0" * 32,
         "organization_id": str(uuid.uuid4()),
+        "call_id": str(uuid.uuid4()),  # a call of nobody's: a member gets 404, not a 403 or 500
     }
     return Team(workspace=workspace, owner=owner, members=members, params=params)
 
@@ -324,7 +331,8 @@ def test_a_role_that_may_not_act_gets_403_and_one_that_may_is_let_through(route,
             response = _request(_member_client(team.members[role]), route, method, team, **header)
             if not _answered(response):
                 break
-            where = (role, method.upper(), route, response.status_code, response.content[:300])
+            body = b"(streamed)" if response.streaming else response.content[:300]  # a CSV export
+            where = (role, method.upper(), route, response.status_code, body)
             assert response.status_code != 500, where
             refused_anyway = response.status_code == 403 and (
                 not api or response.json()["error"]["code"] == "forbidden"

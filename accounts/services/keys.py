@@ -33,6 +33,7 @@ from ..selectors import (
     api_key_active_count,
     api_key_cache_key,
     api_key_get,
+    api_key_identity_build,
     auth_failure_limit,
     auth_failure_throttle_error,
     auth_failure_window,
@@ -137,11 +138,13 @@ def _api_key_identity(api_key: ApiKey) -> ApiKeyIdentity | str:
     """What the shared cache should hold for the key now: its identity, or the revoked marker."""
     if api_key.revoked_at is not None or api_key.created_by_id is None:
         return API_KEY_REVOKED_MARKER
-    return ApiKeyIdentity(
+    return api_key_identity_build(
         key_id=api_key.pk,
         workspace_id=api_key.workspace_id,
         user_id=api_key.created_by_id,
         expires_at=api_key.expires_at,
+        limits=api_key.limits,
+        allowed_models=api_key.allowed_models,
     )
 
 
@@ -154,6 +157,95 @@ def _api_key_cache_publish(api_key: ApiKey) -> None:
     cache_key = api_key_cache_key(api_key.key_hash)
     value = _api_key_identity(api_key)
     transaction.on_commit(lambda: cache.set(cache_key, value, API_KEY_CACHE_SECONDS))
+
+
+KEY_LIMIT_UNITS = ("requests", "tokens")
+KEY_LIMIT_WINDOWS = ("day", "month", "total")
+KEY_LIMIT_UNITS_LATER = ("credits", "money", "usd", "cost", "spend")  # refused: not supported yet
+KEY_ALLOWED_MODELS_MAX = 50
+KEY_MODEL_ID_MAX = 128
+
+
+def api_key_limits_clean(limits) -> list[dict]:
+    """``limits`` validated (400 ``invalid_request`` with ``param``): a list of
+    ``{"unit", "window", "amount"}``, at most one per unit and window."""
+    if not isinstance(limits, list):
+        raise field_error("limits", "limits must be a list.")
+    cleaned, seen = [], set()
+    for index, item in enumerate(limits):
+        param = f"limits[{index}]"
+        if not isinstance(item, dict) or set(item) != {"unit", "window", "amount"}:
+            raise field_error(param, 'Each limit is {"unit", "window", "amount"}.')
+        unit, window, amount = item["unit"], item["window"], item["amount"]
+        if unit in KEY_LIMIT_UNITS_LATER:
+            raise field_error(f"{param}.unit", f"Limits in {unit} are not supported yet.")
+        if unit not in KEY_LIMIT_UNITS:
+            raise field_error(f"{param}.unit", f"unit must be one of {', '.join(KEY_LIMIT_UNITS)}.")
+        if window not in KEY_LIMIT_WINDOWS:
+            raise field_error(f"{param}.window", f"window must be one of {', '.join(KEY_LIMIT_WINDOWS)}.")
+        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= 2**62:
+            raise field_error(f"{param}.amount", "amount must be a positive integer.")
+        if (unit, window) in seen:
+            raise field_error(param, f"There is already a {unit} limit per {window}.")
+        seen.add((unit, window))
+        cleaned.append({"unit": unit, "window": window, "amount": amount})
+    return cleaned
+
+
+def api_key_allowed_models_clean(models) -> list[str]:
+    if not isinstance(models, list):
+        raise field_error("allowed_models", "allowed_models must be a list of model ids.")
+    if len(models) > KEY_ALLOWED_MODELS_MAX:
+        raise field_error("allowed_models", f"At most {KEY_ALLOWED_MODELS_MAX} models.")
+    cleaned = []
+    for model in models:
+        if not isinstance(model, str) or not model.strip() or len(model) > KEY_MODEL_ID_MAX:
+            raise field_error(
+                "allowed_models", f"Each model id is a string of 1 to {KEY_MODEL_ID_MAX} characters."
+            )
+        if model not in cleaned:
+            cleaned.append(model)
+    return cleaned
+
+
+_UNSET = object()
+
+
+def api_key_limits_set(
+    *,
+    workspace: Workspace,
+    key_id,
+    limits=_UNSET,
+    allowed_models=_UNSET,
+    actor: User | None = None,
+    request=None,
+) -> ApiKey:
+    """Set a key's request/token limits and/or its model allow-list (each left as is when not
+    given). The cached identity is re-published after commit, so the proxy enforces the new
+    controls from the key's very next call on any worker."""
+    changes = {}
+    if limits is not _UNSET:
+        changes["limits"] = api_key_limits_clean(limits)
+    if allowed_models is not _UNSET:
+        changes["allowed_models"] = api_key_allowed_models_clean(allowed_models)
+    with transaction.atomic():
+        api_key = api_key_get(workspace=workspace, key_id=key_id)
+        api_key = lock_objects(ApiKey.objects.filter(pk=api_key.pk))[0]
+        before = {field: getattr(api_key, field) for field in changes}
+        for field_name, value in changes.items():
+            setattr(api_key, field_name, value)
+        api_key.save(update_fields=[*changes, "updated_at"])
+        _api_key_audit(
+            "api_key.limits_changed",
+            api_key,
+            workspace=workspace,
+            actor=actor,
+            request=request,
+            before=before,
+            after=changes,
+        )
+        _api_key_cache_publish(api_key)
+    return api_key
 
 
 def api_key_revoke(

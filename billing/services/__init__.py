@@ -34,6 +34,14 @@ from .checkout import (
     plan_checkout_start,
     simulated_checkout_cancel,
 )
+from .key_limits import (
+    KeyLimitExceeded,
+    key_holds_release,
+    key_holds_release_stale,
+    key_holds_settle,
+    key_limits_reserve,
+    key_limits_usage_get,
+)
 from .payments import (
     checkout_fulfil,
     checkout_session_expire,
@@ -88,6 +96,12 @@ from .webhooks import (
 )
 
 __all__ = [
+    "KeyLimitExceeded",
+    "key_holds_release",
+    "key_holds_release_stale",
+    "key_holds_settle",
+    "key_limits_reserve",
+    "key_limits_usage_get",
     "plan_catalog_invalidate",
     "plan_catalog_seed",
     "QuotaExceeded",

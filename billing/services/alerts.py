@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.selectors import workspace_billing_emails
+from notifications.services import event_emit
 
 from ..models import Plan, QuotaAlertSent, QuotaReservation, UsageCounter
 from ..selectors import plan_for_workspace_get, plan_quota_get
@@ -153,6 +154,11 @@ def quota_alert_send(
             if created:
                 _quota_alert_email(counter=counter, limit=rule.limit, threshold=threshold)
                 sent.append(threshold)
+                event_emit(
+                    workspace=workspace_id,
+                    type="quota.threshold_reached",
+                    data={"meter": meter, "threshold": threshold, "used": counter.used, "limit": rule.limit},
+                )
         gate = _alert_gate_key(
             workspace_id=workspace_id, meter=meter, period_start=counter.period_start, threshold=threshold
         )

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from accounts.services import audit_record
 from core.locks import lock_objects
+from notifications.services import event_emit
 
 from .. import registry
 from ..fulfilment import _id
@@ -115,6 +116,16 @@ def _payment_audit(*, reference: str, status: str) -> None:
             "currency": row.currency,
             "reference": row.reference,
             "opened_by": row.checkout.created_by_id if row.checkout is not None else None,
+        },
+    )
+    event_emit(
+        workspace=row.workspace,
+        type=action,
+        data={
+            "kind": row.kind,
+            "amount_minor": row.amount_minor,
+            "currency": row.currency,
+            "reference": row.reference,
         },
     )
 

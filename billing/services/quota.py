@@ -24,6 +24,7 @@ from core.rawsql import table_quoted
 from ..models import PeriodAudit, Plan, QuotaReservation, UsageCounter
 from ..selectors import QuotaStatus, period_bounds, plan_for_workspace_get, plan_quota_get, quota_status_build
 from .alerts import _quota_alert_check, _quota_alert_schedule, _workspace_ref
+from .key_limits import key_holds_release_stale
 
 logger = logging.getLogger("tollgate.billing")
 
@@ -556,6 +557,7 @@ def quota_reservations_release_stale(*, now: datetime | None = None) -> int:
         released += 1
     if released:
         logger.warning("released stale quota reservations", extra={"count": released})
+    key_holds_release_stale(now=now)  # an API key's own limits (``key_limits``) likewise
     return released
 
 

@@ -24,6 +24,7 @@ from accounts.models import Membership
 from accounts.selectors import api_key_active_count, workspace_billing_emails
 from accounts.services import api_key_create, api_key_reveal_link_create, audit_record
 from core.locks import lock_objects
+from notifications.services import event_emit
 
 from ..fulfilment import CheckoutEventRejected
 from ..models import CheckoutSession, Gateway, Plan, StripeEvent, Subscription
@@ -178,6 +179,15 @@ def subscription_sync(*, stripe_subscription: dict, event_type: str, event_creat
     if (row.status, row.plan_id, row.cancel_at_period_end) != before:
         _subscription_audit(
             row=row, action="subscription.updated", cancel_at_period_end=row.cancel_at_period_end
+        )
+        event_emit(
+            workspace=row.workspace_id,
+            type="subscription.updated",
+            data={
+                "plan": row.plan.code,
+                "status": row.status,
+                "cancel_at_period_end": row.cancel_at_period_end,
+            },
         )
     return True
 

@@ -13,6 +13,7 @@ from core.beat import beat_schedule
 # Every periodic task of the product (name -> task); one an app stops registering fails here.
 EXPECTED = {
     "accounts-key-reveals-purge": "accounts.key_reveals_purge",
+    "notifications-deliveries-sweep": "notifications.deliveries_sweep",
     "quota-period-rollover": "billing.tasks.quota_period_rollover",
     "quota-reservations-release-stale": "billing.tasks.quota_reservations_release_stale",
     "subscriptions-replaced-cancel-pending": "billing.tasks.subscriptions_replaced_cancel_pending",

@@ -174,6 +174,8 @@ def test_null_dates_would_not_conform_without_nullable(schema):
         "last_used_at": None,
         "revoked_at": None,
         "expires_at": None,
+        "limits": [],
+        "allowed_models": [],
     }
     jsonschema.validate([row], _response_schema(schema, "/api/keys", "get", 200))
     with pytest.raises(jsonschema.ValidationError):

@@ -21,6 +21,7 @@ from accounts.models import Workspace
 from accounts.services import audit_record
 from core.exceptions import ApiError
 from core.locks import lock_objects
+from notifications.services import event_emit
 
 from ..models import CreditAccount, EndpointCost, LedgerEntry
 
@@ -85,6 +86,8 @@ def _apply(
         raise InsufficientCredits(balance=account.balance, available=account.available, cost=-amount)
     account.balance += amount
     account.held -= release_held
+    if amount < 0 and account.balance == 0:  # this movement spent the last credit
+        event_emit(workspace=account.workspace_id, type="credits.depleted", data={"balance": 0})
     return LedgerEntry.objects.create(
         workspace_id=account.workspace_id,
         kind=kind,
@@ -110,6 +113,7 @@ def _low_balance_check(*, account: CreditAccount, now=None) -> None:
 
         workspace_id = account.workspace_id
         transaction.on_commit(lambda: credit_low_balance_email_task.delay(workspace_id))
+        event_emit(workspace=workspace_id, type="credits.low", data={"available": account.available})
 
 
 def _rearm_low_balance(*, account: CreditAccount) -> None:
@@ -157,6 +161,11 @@ def credit_grant(
             target=f"ledger_entry:{entry.pk}",
             details={"amount": amount, "reason": reason[:500], "balance_after": entry.balance_after},
             request=request,
+        )
+        event_emit(
+            workspace=workspace,
+            type="credits.granted",
+            data={"amount": amount, "balance": entry.balance_after},
         )
     logger.info(
         "credit grant", extra={"workspace_id": workspace.pk, "amount": amount, "admin_id": admin_user.pk}

@@ -3,7 +3,8 @@
 The dashboard shows one workspace (the tenant): its plan, quotas, credits, usage and calls,
 whoever of its members made them. Usage numbers come from ``proxy.UsageDailyRollup`` (one row
 per workspace, provider and UTC day) and never from the raw ``UsageEvent`` log, except the
-"last 100 calls" table, which is a range scan of the workspace's recent-calls index. Every read
+"last 10 calls" table, which is a range scan of the workspace's recent-calls index (the whole
+log is the Activity page's, ``selectors/activity.py``). Every read
 takes ``workspace=`` (required): the caller resolved it with ``accounts.tenancy``.
 """
 
@@ -25,7 +26,7 @@ from credits.models import LedgerEntry
 from proxy.models import UsageDailyRollup, UsageEvent
 
 CHART_DAYS = 30
-RECENT_CALLS_LIMIT = 100
+RECENT_CALLS_LIMIT = 10
 
 
 @dataclass(frozen=True)
@@ -163,14 +164,22 @@ STATUS_FILTERS = ("ok", "error")
 
 
 def usage_recent_calls_list(
-    *, workspace, api_key_id: int | None = None, status: str | None = None, limit: int = RECENT_CALLS_LIMIT
+    *,
+    workspace,
+    created_by=None,
+    api_key_id: int | None = None,
+    status: str | None = None,
+    limit: int = RECENT_CALLS_LIMIT,
 ):
-    """The workspace's last calls (every member's keys), newest first, optionally for one key
+    """The workspace's last calls, newest first: every member's, or with ``created_by`` only
+    those of the keys that member created (the Activity page's rule); optionally for one key
     and/or ok/error/an HTTP status.
 
     Walks the index on (workspace, -created_at) and stops after ``limit`` rows.
     """
     qs = UsageEvent.objects.filter(workspace=workspace)
+    if created_by is not None:
+        qs = qs.filter(api_key__created_by=created_by)
     if api_key_id is not None:
         qs = qs.filter(api_key_id=api_key_id)
     if status == "ok":

@@ -132,6 +132,8 @@ def embeddings_call_build(view, request, payload: dict) -> EmbeddingsCall:
         credentials_version=view.credentials_version,
         cooling=view.cooling,
         inputs=data["input"],
+        key_limits=request.auth.limits,
+        allowed_models=request.auth.allowed_models,
     )
 
 

@@ -53,6 +53,7 @@ class Funding:
     counters: dict[str, tuple[int, int]] = field(
         default_factory=dict
     )  # meter -> (used, reserved) after settle
+    key_holds: list = field(default_factory=list)  # billing KeyUsageHold: the key's own limits
 
 
 def _quota_exceeded_error(*, meter: str, status, upsell: dict | None = None) -> ApiError:
@@ -161,6 +162,7 @@ def funding_settle(*, funding: Funding, actual: dict[str, int], idempotency_key:
             synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT,
             plan=funding.plan,
         )
+    funding_key_settle(funding=funding, actual=actual)
     if funding.credit_hold is not None:
         meter = funding.credit_units_meter
         units = min(actual.get(meter, 0), funding.reserved.get(meter, 0)) if meter else 0
@@ -199,8 +201,20 @@ def funding_settle_finish(*, funding: Funding, rows, now) -> None:
     )
 
 
+def funding_key_settle(*, funding: Funding, actual: dict[str, int]) -> None:
+    """Charge the key's own limits what the call used (``actual``: meter -> units), once."""
+    if funding.key_holds:
+        holds, funding.key_holds = funding.key_holds, []
+        billing_services.key_holds_settle(
+            holds=holds, meters=actual, synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT
+        )
+
+
 def funding_release(*, funding: Funding) -> None:
     """Give everything back (failed call). Safe to call once per funding."""
+    if funding.key_holds:
+        holds, funding.key_holds = funding.key_holds, []
+        billing_services.key_holds_release(holds=holds, synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT)
     if funding.reservations:
         billing_services.quota_release_many(
             reservations=list(funding.reservations.values()),

@@ -193,6 +193,10 @@ class ChatCall:
     credentials_version: bytes | None = None  # read by the gate (provider-key cache tag)
     cooling: frozenset[str] | None = None  # providers in cooldown, when the gate read them
     prompt_tokens: int = field(default=0)
+    # The key's own spend controls, from its cached identity (no query): limits to reserve on
+    # and the models it may call (empty: all).
+    key_limits: tuple = ()
+    allowed_models: tuple = ()
 
     def __post_init__(self):
         self.prompt_tokens = prompt_tokens_estimate(self.payload)
@@ -241,4 +245,6 @@ def chat_call_build(
         plan=plan,
         credentials_version=view.credentials_version,
         cooling=view.cooling,
+        key_limits=request.auth.limits,
+        allowed_models=request.auth.allowed_models,
     )

@@ -33,6 +33,7 @@ from ..router import provider_failure_record
 from ..selectors import Price, catalog_get, catalog_is_fresh, model_price_get, upstream_model_get
 from ..upstreams import Target, target_build
 from .funding import Funding, funding_release, funding_reserve
+from .key_limits import key_holds_arelease, key_limits_areserve
 from .scripts import script_run
 
 OPERATOR_SOURCES = ("global", "env")
@@ -203,10 +204,62 @@ async def proxy_call_aprepare(
     plan,
     credentials_version: bytes | None = None,
     now=None,
+    api_key_id: int | None = None,
+    key_limits=(),
 ) -> PreparedCall:
-    """Resolve the provider key, price the attempt, and hold its maximum: the daily budget
-    (Redis) and the quota, or credits for overage (PostgreSQL). Holds nothing when it raises."""
+    """Resolve the provider key, price the attempt, and hold its maximum: the key's own limits
+    (only a key that has some: ``key_limits``), the daily budget (Redis) and the quota, or
+    credits for overage (PostgreSQL). Holds nothing when it raises."""
     now = now or timezone.now()
+    if not key_limits:
+        return await _aprepare(
+            workspace=workspace,
+            provider=provider,
+            endpoint=endpoint,
+            requested_model=requested_model,
+            prompt_tokens=prompt_tokens,
+            max_tokens=max_tokens,
+            meters=meters,
+            plan=plan,
+            credentials_version=credentials_version,
+            now=now,
+        )
+    key_holds = await key_limits_areserve(
+        api_key_id=api_key_id, key_limits=key_limits, meters=meters, now=now
+    )
+    try:
+        prepared = await _aprepare(
+            workspace=workspace,
+            provider=provider,
+            endpoint=endpoint,
+            requested_model=requested_model,
+            prompt_tokens=prompt_tokens,
+            max_tokens=max_tokens,
+            meters=meters,
+            plan=plan,
+            credentials_version=credentials_version,
+            now=now,
+        )
+    except BaseException:
+        await asyncio.shield(key_holds_arelease(key_holds))
+        raise
+    prepared.funding.key_holds = key_holds
+    return prepared
+
+
+async def _aprepare(
+    *,
+    workspace,
+    provider: str,
+    endpoint: str,
+    requested_model: str,
+    prompt_tokens: int,
+    max_tokens: int,
+    meters: dict[str, int],
+    plan,
+    credentials_version: bytes | None,
+    now,
+) -> PreparedCall:
     if not catalog_is_fresh():
         await db_call(catalog_get)
     source, secret = await _resolve_key(

@@ -31,6 +31,7 @@ from ..router import failures_key, provider_success_record
 from ..selectors import Price
 from ..services import event_write, settle_batch_sql
 from .funding import (
+    funding_key_settle,
     funding_quota_block,
     funding_release,
     funding_settle,
@@ -196,6 +197,7 @@ def proxy_call_settle(*, prepared: PreparedCall | None, record: CallRecord, now=
         )
         if quota_part is not None:
             funding_settle_finish(funding=prepared.funding, rows=counter_rows, now=now)
+            funding_key_settle(funding=prepared.funding, actual=actual)
     if prepared is not None:
         prepared.closed = True
         budget.budget_settle(
@@ -392,15 +394,19 @@ async def settle_success_fast(
     cost = call_cost_get(prepared=prepared, record=record)
     total_tokens = record.prompt_tokens + record.completion_tokens
     funding = prepared.funding
-    pairs = funding_settle_pairs(
-        funding=funding, actual={"requests": 1, "llm_tokens": total_tokens, "emails": record.emails}
-    )
+    actual = {"requests": 1, "llm_tokens": total_tokens, "emails": record.emails}
+    pairs = funding_settle_pairs(funding=funding, actual=actual)
     event = usage_event_build(prepared=prepared, record=record, cost=cost, now=now)
     event.pk, counter_rows = await _settle_writer_get().write(
         event=event, spend_day=prepared.budget_day if cost > 0 else None, pairs=pairs
     )
     event._state.adding = False
     prepared.closed = True  # on the books: nothing of this call may be released any more
+    if funding.key_holds:  # only a key with limits of its own: one more statement
+        try:
+            await db_call(funding_key_settle, funding=funding, actual=actual)
+        except Exception:  # the call is on the books: its key holds wait for the stale sweep
+            logger.warning("key limit settle failed", exc_info=True)
     if quota_alert_may_be_due(rows=counter_rows, plan=funding.plan):
         await db_call(funding_settle_finish, funding=funding, rows=counter_rows, now=now)
     else:  # nothing to queue: pure bookkeeping

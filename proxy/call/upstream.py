@@ -25,6 +25,7 @@ from ..router import chain_without_cooling
 from .detached import call_detached
 from .gate import admission_leave
 from .input import ChatCall
+from .key_limits import model_not_allowed_error
 from .prepare import (
     BudgetExhausted,
     NoProviderKey,
@@ -97,6 +98,8 @@ async def chat_call_run(call: ChatCall, *, complete=None):
     (``upstreams.chat_complete`` when None; embeddings pass theirs).
     """
     await chat_model_check(call)  # an unknown model: 404 before anything is held
+    if call.allowed_models and call.requested_model not in call.allowed_models:
+        raise model_not_allowed_error(call.requested_model)  # 403, before anything is held
     return await call_detached(_chat_call_run(call, complete))
 
 
@@ -119,6 +122,8 @@ async def _chat_call_run(call: ChatCall, complete=None):
                 meters={"requests": 1, "llm_tokens": call.reserve_tokens},
                 plan=call.plan,
                 credentials_version=call.credentials_version,
+                api_key_id=call.api_key_id,
+                key_limits=call.key_limits,
             )
         except NoProviderKey:
             continue

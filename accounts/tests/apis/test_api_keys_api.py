@@ -58,6 +58,8 @@ def test_list_shows_only_the_workspaces_keys_without_plaintext_in_constant_queri
         "last_used_at",
         "revoked_at",
         "expires_at",
+        "limits",
+        "allowed_models",
     }
     assert {k["created_by"] for k in keys} == {user.email}
 

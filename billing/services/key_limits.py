@@ -1,0 +1,278 @@
+"""An API key's own limits (requests and tokens per day, month or in total): reserve → settle or
+release, like the plan quota, so concurrent calls of one key can never pass its limit.
+
+Only a key that has limits pays for them: the proxy reads them from the key's cached identity
+and calls ``key_limits_reserve`` only when there are some. One statement decides, all or
+nothing: every counter of the key is locked in id order, and its holds are inserted only when
+``used + reserved + amount <= limit`` holds for every one of them (re-checked under the row
+locks). Counter rows are created on first use of a period (lazy rollover, race-free).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from core import time as periods
+from core.rawsql import table_quoted
+
+from ..models import KeyUsageCounter, KeyUsageHold
+
+logger = logging.getLogger("tollgate.billing")
+
+TOTAL_PERIOD_START = datetime(1970, 1, 1, tzinfo=UTC)  # the ``total`` window's one period
+# What one call of a chat/embeddings endpoint counts, per limit unit, from its quota meters.
+UNIT_METERS = {"requests": "requests", "tokens": "llm_tokens"}
+
+
+def key_limit_period(*, window: str, now: datetime) -> tuple[datetime, datetime | None]:
+    """(period start, reset time) of a window; ``total`` never resets (None)."""
+    if window == KeyUsageCounter.Window.DAY:
+        return periods.day_start(now), periods.next_day_start(now)
+    if window == KeyUsageCounter.Window.MONTH:
+        return periods.month_start(now), periods.next_month_start(now)
+    return TOTAL_PERIOD_START, None
+
+
+@dataclass(frozen=True)
+class KeyLimitStatus:
+    unit: str
+    window: str
+    limit: int
+    used: int  # settled, plus what calls in flight hold
+    resets_at: datetime | None
+
+
+class KeyLimitExceeded(Exception):
+    def __init__(self, status: KeyLimitStatus):
+        super().__init__(f"key limit exceeded: {status.unit} per {status.window}")
+        self.status = status
+
+
+def _sync_commit_off_sql(synchronous_commit: bool) -> str:
+    return "" if synchronous_commit else ", _cfg AS (SELECT set_config('synchronous_commit', 'off', true))"
+
+
+def _reserve_sql(*, api_key_id: int, wants: list, now: datetime, synchronous_commit: bool):
+    counters, holds = table_quoted(KeyUsageCounter), table_quoted(KeyUsageHold)
+    values, params = [], []
+    for unit, window, start, amount, limit in wants:
+        values.append("(%s, %s, %s::timestamptz, %s::bigint, %s::bigint)")
+        params += [unit, window, start, amount, limit]
+    cfg = _sync_commit_off_sql(synchronous_commit)
+    sql = f"""
+        WITH want(unit, win, period_start, amount, lim) AS (VALUES {", ".join(values)}){cfg},
+        lk AS (
+            SELECT c.id, w.amount, (c.used + c.reserved + w.amount <= w.lim) AS fits
+            FROM {counters} c JOIN want w
+              ON c.unit = w.unit AND c."window" = w.win AND c.period_start = w.period_start
+            WHERE c.api_key_id = %s ORDER BY c.id FOR UPDATE OF c
+        ),
+        ok AS (SELECT COUNT(*) FILTER (WHERE fits) = %s AS ok FROM lk),
+        upd AS (
+            UPDATE {counters} c SET reserved = c.reserved + lk.amount
+            FROM lk, ok{", _cfg" if cfg else ""}
+            WHERE c.id = lk.id AND ok.ok
+            RETURNING c.id, lk.amount
+        )
+        INSERT INTO {holds} (counter_id, amount, status, created_at)
+        SELECT upd.id, upd.amount, %s, %s FROM upd
+        RETURNING id, counter_id, amount
+    """  # noqa: S608 (table names from model meta, values parametrised)
+    params += [api_key_id, len(wants), KeyUsageHold.Status.HELD, now]
+    return sql, params
+
+
+def key_limits_reserve(
+    *,
+    api_key_id: int,
+    limits,
+    meters: dict[str, int],
+    now: datetime | None = None,
+    synchronous_commit: bool = True,
+) -> list[KeyUsageHold]:
+    """Hold one call's units on every limit of the key, all or nothing, or raise KeyLimitExceeded.
+
+    ``limits``: ((unit, window, amount), …) as the key's identity carries them; ``meters``: the
+    call's quota meters (``requests``, ``llm_tokens``), which say what it counts per unit.
+    """
+    now = now or timezone.now()
+    wants = []
+    for unit, window, limit in limits:
+        start, _end = key_limit_period(window=window, now=now)
+        amount = max(0, int(meters.get(UNIT_METERS.get(unit, unit), 0)))
+        wants.append((unit, window, start, amount, int(limit)))
+    if not wants:
+        return []
+    sql, params = _reserve_sql(
+        api_key_id=api_key_id, wants=wants, now=now, synchronous_commit=synchronous_commit
+    )
+    for attempt in range(2):
+        with connection.cursor() as cursor:  # one statement: its own transaction unless inside one
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        if rows:
+            return [
+                KeyUsageHold(
+                    pk=pk,
+                    counter_id=counter_id,
+                    amount=amount,
+                    status=KeyUsageHold.Status.HELD,
+                    created_at=now,
+                )
+                for pk, counter_id, amount in rows
+            ]
+        states = {
+            (unit, window): (used, reserved)
+            for unit, window, used, reserved in KeyUsageCounter.objects.filter(
+                api_key_id=api_key_id, period_start__in={want[2] for want in wants}
+            ).values_list("unit", "window", "used", "reserved")
+        }
+        missing = [want for want in wants if (want[0], want[1]) not in states]
+        if missing and attempt == 0:
+            KeyUsageCounter.objects.bulk_create(
+                [
+                    KeyUsageCounter(api_key_id=api_key_id, unit=unit, window=window, period_start=start)
+                    for unit, window, start, _amount, _limit in missing
+                ],
+                ignore_conflicts=True,
+            )
+            continue
+        break
+    refused = wants[0]
+    for want in wants:
+        used, reserved = states.get((want[0], want[1]), (0, 0))
+        if used + reserved + want[3] > want[4]:
+            refused = want
+            break
+    unit, window, _start, _amount, limit = refused
+    used, reserved = states.get((unit, window), (0, 0))
+    _start, resets_at = key_limit_period(window=window, now=now)
+    raise KeyLimitExceeded(
+        KeyLimitStatus(unit=unit, window=window, limit=limit, used=used + reserved, resets_at=resets_at)
+    )
+
+
+def _finish_sql(*, holds: list[KeyUsageHold], actual: dict[str, int] | None, now, synchronous_commit: bool):
+    """Settle (``actual``: unit -> units) or release (None) holds, once: the hold's status moves
+    from held, then its counter moves by it (counters locked in id order)."""
+    counters, hold_table = table_quoted(KeyUsageCounter), table_quoted(KeyUsageHold)
+    values, params = [], []
+    for hold in holds:
+        values.append("(%s::bigint, %s::bigint)")
+        params.append(hold.pk)
+        params.append(None if actual is None else 0)
+    cfg = _sync_commit_off_sql(synchronous_commit)
+    settling = actual is not None
+    sql = f"""
+        WITH act(id, actual) AS (VALUES {", ".join(values)}){cfg},
+        units(unit, n) AS (VALUES ('requests', %s::bigint), ('tokens', %s::bigint)),
+        r AS (
+            UPDATE {hold_table} h SET status = %s, finished_at = %s,
+                actual = CASE WHEN %s THEN LEAST(u.n, h.amount) ELSE NULL END
+            FROM act, {counters} c0, units u{", _cfg" if cfg else ""}
+            WHERE h.id = act.id AND h.status = %s AND c0.id = h.counter_id AND u.unit = c0.unit
+            RETURNING h.counter_id, h.amount, COALESCE(h.actual, 0) AS charged
+        ),
+        agg AS (
+            SELECT counter_id, SUM(amount)::bigint AS amount, SUM(charged)::bigint AS charged
+            FROM r GROUP BY counter_id
+        ),
+        lk AS (
+            SELECT c.id FROM {counters} c WHERE c.id IN (SELECT counter_id FROM agg) ORDER BY c.id FOR UPDATE
+        )
+        UPDATE {counters} c SET used = c.used + agg.charged, reserved = c.reserved - agg.amount
+        FROM agg, lk WHERE c.id = agg.counter_id AND lk.id = c.id
+    """  # noqa: S608 (table names from model meta, values parametrised)
+    units = actual or {}
+    params += [
+        max(0, int(units.get("requests", 0))),
+        max(0, int(units.get("tokens", 0))),
+        KeyUsageHold.Status.SETTLED if settling else KeyUsageHold.Status.RELEASED,
+        now,
+        settling,
+        KeyUsageHold.Status.HELD,
+    ]
+    return sql, params
+
+
+def key_holds_settle(
+    *,
+    holds: list[KeyUsageHold],
+    meters: dict[str, int],
+    now: datetime | None = None,
+    synchronous_commit: bool = True,
+) -> None:
+    """Charge what the call used (``meters``: its quota meters' actual units; each hold is
+    charged at most its amount) and free the holds. Runs once."""
+    if not holds:
+        return
+    now = now or timezone.now()
+    actual = {unit: int(meters.get(meter, 0)) for unit, meter in UNIT_METERS.items()}
+    sql, params = _finish_sql(holds=holds, actual=actual, now=now, synchronous_commit=synchronous_commit)
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def key_holds_release(
+    *, holds: list[KeyUsageHold], now: datetime | None = None, synchronous_commit: bool = True
+) -> None:
+    """Give the held units back (failed or refused call). Runs once."""
+    if not holds:
+        return
+    now = now or timezone.now()
+    sql, params = _finish_sql(holds=holds, actual=None, now=now, synchronous_commit=synchronous_commit)
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def key_holds_release_stale(*, now: datetime | None = None) -> int:
+    """Release key holds older than ``STALE_RESERVATION_SECONDS`` (their caller died)."""
+    now = now or timezone.now()
+    older_than = now - timedelta(seconds=settings.STALE_RESERVATION_SECONDS)
+    stale = list(
+        KeyUsageHold.objects.filter(status=KeyUsageHold.Status.HELD, created_at__lt=older_than).only("pk")[
+            :5000
+        ]
+    )
+    for start in range(0, len(stale), 500):
+        key_holds_release(holds=stale[start : start + 500], now=now)
+    if stale:
+        logger.warning("released stale key-limit holds", extra={"count": len(stale)})
+    return len(stale)
+
+
+def key_limits_usage_get(*, api_keys, now: datetime | None = None) -> dict[int, list[dict]]:
+    """Key id -> its limits, each with ``used`` (settled + in flight) in the current period and
+    ``resets_at`` (None for ``total``): one query for all the keys."""
+    now = now or timezone.now()
+    wanted, starts = {}, set()
+    for api_key in api_keys:
+        for item in api_key.limits or ():
+            start, resets_at = key_limit_period(window=item["window"], now=now)
+            wanted.setdefault(api_key.pk, []).append((item, start, resets_at))
+            starts.add(start)
+    used = {}
+    if wanted:
+        for key_id, unit, window, start, n_used, n_reserved in KeyUsageCounter.objects.filter(
+            api_key_id__in=list(wanted), period_start__in=starts
+        ).values_list("api_key_id", "unit", "window", "period_start", "used", "reserved"):
+            used[(key_id, unit, window, start)] = n_used + n_reserved
+    return {
+        key_id: [
+            {
+                "unit": item["unit"],
+                "window": item["window"],
+                "amount": item["amount"],
+                "used": used.get((key_id, item["unit"], item["window"], start), 0),
+                "resets_at": resets_at,
+            }
+            for item, start, resets_at in items
+        ]
+        for key_id, items in wanted.items()
+    }

@@ -1,0 +1,130 @@
+"""The /webhooks/ page (owners and admins): endpoints, add one (its secret shown once after the
+redirect), each endpoint's delivery log, and the test, rotate, enable/disable and delete buttons.
+Every form posts to its own URL and redirects (Post/Redirect/Get)."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponseNotAllowed
+from django.shortcuts import redirect, render
+
+from accounts.roles import role_permissions
+from accounts.tenancy import page_context_get
+from core.exceptions import ApiError
+
+from .selectors import webhook_delivery_list, webhook_endpoint_get, webhook_endpoint_list
+from .services import (
+    EVENT_TYPES,
+    webhook_endpoint_create,
+    webhook_endpoint_delete,
+    webhook_endpoint_rotate,
+    webhook_endpoint_test,
+    webhook_endpoint_update,
+)
+
+SECRET_SESSION_KEY = "notifications.new_secret"
+SUBSCRIBABLE = [event for event in EVENT_TYPES if event != "webhook.test"]
+
+
+def webhook_page(**methods: str):
+    """A webhooks page: the method's action (``accounts.roles``) is required in the chosen
+    workspace; the view gets the ``WorkspaceContext``. Declared for the permission sweeps."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(request, **kwargs):
+            method = request.method.lower()
+            if method not in methods:
+                return HttpResponseNotAllowed([name.upper() for name in methods])
+            ctx = page_context_get(request, methods[method])
+            try:
+                return view(request, ctx, **kwargs)
+            except ApiError as error:
+                if error.status_code == 404:
+                    raise Http404(error.message) from None
+                messages.error(request, error.message)
+                return redirect("notifications:page")
+
+        guarded = login_required(wrapper)
+        guarded.permission_required = dict(methods)
+        return guarded
+
+    return decorate
+
+
+def _flash_secret(request, endpoint, secret: str, *, rotated: bool) -> None:
+    request.session[SECRET_SESSION_KEY] = {
+        "id": endpoint.pk,
+        "url": endpoint.url,
+        "secret": secret,
+        "rotated": rotated,
+    }
+
+
+@webhook_page(get="webhooks.read", post="webhooks.manage")
+def webhooks_page(request, ctx):
+    if request.method == "POST":
+        events = request.POST.getlist("events")
+        endpoint, secret = webhook_endpoint_create(
+            workspace=ctx.workspace,
+            actor=ctx.user,
+            url=request.POST.get("url", "").strip(),
+            events=events,
+            description=request.POST.get("description", "").strip(),
+            request=request,
+        )
+        _flash_secret(request, endpoint, secret, rotated=False)
+        return redirect("notifications:page")
+    endpoints = list(webhook_endpoint_list(workspace=ctx.workspace))
+    selected = request.GET.get("endpoint")
+    current = None
+    deliveries = []
+    if selected and selected.isdigit():
+        current = webhook_endpoint_get(workspace=ctx.workspace, endpoint_id=int(selected))
+        deliveries = webhook_delivery_list(workspace=ctx.workspace, endpoint_id=current.pk)
+    context = {
+        "workspace_context": ctx,
+        "perms_ws": set(role_permissions(ctx.role)),
+        "endpoints": endpoints,
+        "current": current,
+        "deliveries": deliveries,
+        "event_types": SUBSCRIBABLE,
+        "new_secret": request.session.pop(SECRET_SESSION_KEY, None),
+    }
+    return render(request, "notifications/webhooks.html", context)
+
+
+@webhook_page(post="webhooks.manage")
+def webhook_test(request, ctx, endpoint_id: int):
+    webhook_endpoint_test(workspace=ctx.workspace, endpoint_id=endpoint_id, actor=ctx.user)
+    messages.success(request, "Test event queued: see the delivery log.")
+    return redirect(f"/webhooks/?endpoint={endpoint_id}")
+
+
+@webhook_page(post="webhooks.manage")
+def webhook_rotate(request, ctx, endpoint_id: int):
+    endpoint, secret = webhook_endpoint_rotate(
+        workspace=ctx.workspace, endpoint_id=endpoint_id, actor=ctx.user, request=request
+    )
+    _flash_secret(request, endpoint, secret, rotated=True)
+    return redirect("notifications:page")
+
+
+@webhook_page(post="webhooks.manage")
+def webhook_toggle(request, ctx, endpoint_id: int):
+    enabled = request.POST.get("enabled") == "1"
+    webhook_endpoint_update(
+        workspace=ctx.workspace, endpoint_id=endpoint_id, actor=ctx.user, enabled=enabled, request=request
+    )
+    messages.success(request, "Endpoint enabled." if enabled else "Endpoint disabled.")
+    return redirect("notifications:page")
+
+
+@webhook_page(post="webhooks.manage")
+def webhook_delete(request, ctx, endpoint_id: int):
+    webhook_endpoint_delete(workspace=ctx.workspace, endpoint_id=endpoint_id, actor=ctx.user, request=request)
+    messages.success(request, "Endpoint deleted.")
+    return redirect("notifications:page")

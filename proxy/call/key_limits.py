@@ -1,0 +1,70 @@
+"""An API key's own spend controls on the call path: its model allow-list and its request and
+token limits (``billing.services.key_limits``).
+
+Both come with the key's cached identity, so a key without them costs nothing here: no query,
+no round trip. A key with limits reserves on them (one statement, exact under concurrency)
+before its quota and budget holds; the holds settle or release with the call's funding.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.utils import timezone
+
+from billing.services import KeyLimitExceeded, key_holds_release, key_limits_reserve
+from core.exceptions import ApiError, retry_after_seconds
+from core.time import isoformat_z
+
+from ..dbcall import db_call
+
+
+def model_not_allowed_error(model: str) -> ApiError:
+    return ApiError(
+        "model_not_allowed",
+        f"This API key may not call the model '{model}'.",
+        param="model",
+    )
+
+
+def key_limit_error(status) -> ApiError:
+    """429 ``key_limit_exceeded``: ``Retry-After`` until the window resets; a ``total`` limit
+    never resets (no ``Retry-After``, ``x-should-retry: false``)."""
+    headers = {"x-should-retry": "false"}
+    if status.resets_at is not None:
+        headers["Retry-After"] = str(retry_after_seconds((status.resets_at - timezone.now()).total_seconds()))
+    per = "in total" if status.window == "total" else f"per {status.window}"
+    return ApiError(
+        "key_limit_exceeded",
+        f"This API key's limit of {status.limit} {status.unit} {per} is reached.",
+        headers=headers,
+        limit=status.limit,
+        used=status.used,
+        resets_at=isoformat_z(status.resets_at) if status.resets_at is not None else None,
+        unit=status.unit,
+        window=status.window,
+    )
+
+
+def _reserve(*, api_key_id: int, key_limits, meters: dict[str, int], now):
+    try:
+        return key_limits_reserve(
+            api_key_id=api_key_id,
+            limits=key_limits,
+            meters=meters,
+            now=now,
+            synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT,
+        )
+    except KeyLimitExceeded as exc:
+        raise key_limit_error(exc.status) from None
+
+
+async def key_limits_areserve(*, api_key_id: int | None, key_limits, meters: dict[str, int], now) -> list:
+    """The key's holds for one attempt ([] for a key without limits: no round trip), or 429."""
+    if not key_limits or api_key_id is None:
+        return []
+    return await db_call(_reserve, api_key_id=api_key_id, key_limits=key_limits, meters=meters, now=now)
+
+
+async def key_holds_arelease(holds: list) -> None:
+    if holds:
+        await db_call(key_holds_release, holds=holds, synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT)
