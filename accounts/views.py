@@ -13,19 +13,19 @@ from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.encoding import force_str
-from django.utils.http import url_has_allowed_host_and_scheme, urlsafe_base64_decode
+from django.utils.http import urlsafe_base64_decode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.exceptions import CACHE_UNAVAILABLE_ERRORS, ApiError
+from core.redirects import safe_next_url
 
 from .credential_limits import CredentialDoor, credential_attempt_count
 from .forms import ApiKeyCreateForm, ApiKeyRotateForm, EmailAuthenticationForm, ProviderKeyForm, SignupForm
 from .key_checks import provider_key_verify
 from .key_flash import key_flash_set
 from .models import ProviderCredential
-from .roles import role_permissions
 from .selectors import api_key_list, api_key_manageable_get, key_reveal_get, provider_key_status_list
 from .services import (
     api_key_create,
@@ -191,7 +191,7 @@ def signup(request):
 def _workspace_template_context(ctx: WorkspaceContext, **extra) -> dict:
     """What every workspace page hands its template: the context, and the actions the role may
     do (``{% if "keys.manage_any" in perms_ws %}``: templates cannot call ``ctx.can``)."""
-    return {"workspace_context": ctx, "perms_ws": set(role_permissions(ctx.role)), **extra}
+    return {"workspace_context": ctx, "perms_ws": ctx.permissions, **extra}
 
 
 @login_required
@@ -205,12 +205,7 @@ def dashboard(request):
 
 def _safe_next(request) -> str:
     """The ``next`` of a GET or POST when it stays on this site, else ""."""
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return ""
+    return safe_next_url(request, request.POST.get("next") or request.GET.get("next") or "")
 
 
 def _back(request) -> str:

@@ -18,14 +18,15 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.urls import Resolver404, resolve, reverse
-from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.exceptions import ApiError
+from core.redirects import safe_next_url
 
 from .models import Role
-from .roles import ROLE_ORDER, role_permissions
+from .roles import ROLE_ORDER
 from .services.workspaces import (
     WORKSPACE_NAME_MAX_LENGTH,
     invitation_accept,
@@ -149,7 +150,7 @@ def _assignable_roles(ctx: WorkspaceContext) -> list[tuple[str, str]]:
 @workspace_page(get="members.read")
 def workspace_members(request, ctx: WorkspaceContext):
     members = list(membership_list(workspace=ctx.workspace))
-    perms_ws = set(role_permissions(ctx.role))
+    perms_ws = ctx.permissions
     invitations = []
     if "invitations.manage" in perms_ws:
         invitations = [
@@ -291,19 +292,11 @@ def workspace_new(request):
     return render(request, "accounts/workspaces/new.html", {"form": form})
 
 
-def _safe_next(request, target: str) -> str | None:
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return None
-
-
 def _back_after_switch(request, workspace_id: int) -> str:
     """Back where the switcher was used; a page of the previous workspace becomes the new
     workspace's members page (the same page of another workspace may not exist)."""
-    target = _safe_next(request, request.POST.get("next", ""))
-    if target is None:
+    target = safe_next_url(request, request.POST.get("next", ""))
+    if not target:
         return reverse("accounts:dashboard")
     try:
         match = resolve(target.split("?", 1)[0])

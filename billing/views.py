@@ -19,7 +19,6 @@ from django.test import RequestFactory
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.roles import role_permissions
 from accounts.tenancy import page_context_get
 from core.exceptions import ApiError
 
@@ -60,7 +59,7 @@ def pricing_page(request):
     context = {"pricing": pricing_get(), "current_plan": None, "subscription": None}
     if request.user.is_authenticated:
         ctx = page_context_get(request)
-        can = set(role_permissions(ctx.role))
+        can = ctx.permissions
         context.update(
             workspace_context=ctx,
             perms_ws=can,
@@ -273,7 +272,7 @@ def simulated_portal_page(request):
             messages.error(request, exc.message)
     context = {
         "workspace_context": ctx,
-        "perms_ws": set(role_permissions(ctx.role)),
+        "perms_ws": ctx.permissions,
         "subscription": subscription,
         "options": plan_change_options(subscription=subscription) if subscription else [],
         "preview": preview,

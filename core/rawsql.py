@@ -26,6 +26,18 @@ def sql_connection():
     return connections.create_connection(DEFAULT_DB_ALIAS)
 
 
+def synchronous_commit_off_cte(synchronous_commit: bool) -> str:
+    """A CTE term that makes this transaction's commit asynchronous (PostgreSQL), or "" to keep it
+    synchronous.
+
+    ``set_config(..., true)`` is ``SET LOCAL`` from inside the statement, so it costs no round
+    trip. An asynchronous commit keeps every guarantee except durability of the last few hundred
+    milliseconds before a server crash (the WAL is replayed as a consistent prefix): see
+    docs/how-a-call-flows.md for what that means for money.
+    """
+    return "" if synchronous_commit else ", _cfg AS (SELECT set_config('synchronous_commit', 'off', true))"
+
+
 @functools.cache
 def table_quoted(model) -> str:
     """``model``'s table name, quoted for the database (built once)."""

@@ -11,7 +11,6 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.roles import role_permissions
 from accounts.tenancy import page_context_get
 from core.exceptions import ApiError
 
@@ -36,7 +35,7 @@ def credits_page(request):
         # The page works even before the lead wires the context processor into settings.
         "credits_badge": credits_badge_data(request),
         "workspace_context": workspace_context,
-        "perms_ws": set(role_permissions(workspace_context.role)),
+        "perms_ws": workspace_context.permissions,
     }
     return render(request, "credits/credits.html", context)
 

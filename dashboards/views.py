@@ -14,7 +14,6 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from accounts.forms import ApiKeyCreateForm, ApiKeyRotateForm
-from accounts.roles import role_permissions
 from accounts.selectors import api_key_list, provider_key_status_list
 from accounts.tenancy import page_context_get, workspace_context_get
 from billing.selectors import plan_list_public
@@ -81,7 +80,7 @@ def dashboard(request):
     ctx = page_context_get(request)
     ctx.require_page("usage.read")
     workspace = ctx.workspace
-    can = set(role_permissions(ctx.role))
+    can = ctx.permissions
     now = timezone.now()
     today = now.date()
     # Owners and admins see every key of the workspace and every call, other members the keys

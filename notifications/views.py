@@ -11,7 +11,6 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 
-from accounts.roles import role_permissions
 from accounts.tenancy import page_context_get
 from core.exceptions import ApiError
 
@@ -87,7 +86,7 @@ def webhooks_page(request, ctx):
         deliveries = webhook_delivery_list(workspace=ctx.workspace, endpoint_id=current.pk)
     context = {
         "workspace_context": ctx,
-        "perms_ws": set(role_permissions(ctx.role)),
+        "perms_ws": ctx.permissions,
         "endpoints": endpoints,
         "current": current,
         "deliveries": deliveries,

@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core import time as periods
-from core.rawsql import table_quoted
+from core.rawsql import synchronous_commit_off_cte, table_quoted
 
 from ..models import KeyUsageCounter, KeyUsageHold
 
@@ -54,17 +54,13 @@ class KeyLimitExceeded(Exception):
         self.status = status
 
 
-def _sync_commit_off_sql(synchronous_commit: bool) -> str:
-    return "" if synchronous_commit else ", _cfg AS (SELECT set_config('synchronous_commit', 'off', true))"
-
-
 def _reserve_sql(*, api_key_id: int, wants: list, now: datetime, synchronous_commit: bool):
     counters, holds = table_quoted(KeyUsageCounter), table_quoted(KeyUsageHold)
     values, params = [], []
     for unit, window, start, amount, limit in wants:
         values.append("(%s, %s, %s::timestamptz, %s::bigint, %s::bigint)")
         params += [unit, window, start, amount, limit]
-    cfg = _sync_commit_off_sql(synchronous_commit)
+    cfg = synchronous_commit_off_cte(synchronous_commit)
     sql = f"""
         WITH want(unit, win, period_start, amount, lim) AS (VALUES {", ".join(values)}){cfg},
         lk AS (
@@ -167,7 +163,7 @@ def _finish_sql(*, holds: list[KeyUsageHold], actual: dict[str, int] | None, now
         values.append("(%s::bigint, %s::bigint)")
         params.append(hold.pk)
         params.append(None if actual is None else 0)
-    cfg = _sync_commit_off_sql(synchronous_commit)
+    cfg = synchronous_commit_off_cte(synchronous_commit)
     settling = actual is not None
     sql = f"""
         WITH act(id, actual) AS (VALUES {", ".join(values)}){cfg},

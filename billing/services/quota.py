@@ -19,7 +19,7 @@ from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
 from core import fastio
-from core.rawsql import table_quoted
+from core.rawsql import synchronous_commit_off_cte, table_quoted
 
 from ..models import PeriodAudit, Plan, QuotaReservation, UsageCounter
 from ..selectors import QuotaStatus, period_bounds, plan_for_workspace_get, plan_quota_get, quota_status_build
@@ -154,17 +154,6 @@ def quota_release(*, reservation: QuotaReservation, now: datetime | None = None)
 # concurrent calls of one workspace — and grouped settles of many — never deadlock on each other.
 
 
-def _sync_commit_off_sql(synchronous_commit: bool) -> str:
-    """A CTE term that makes this transaction's commit asynchronous (PostgreSQL).
-
-    ``set_config(..., true)`` is ``SET LOCAL`` from inside the statement, so it costs no round
-    trip. An asynchronous commit keeps every guarantee except durability of the last few hundred
-    milliseconds before a server crash (the WAL is replayed as a consistent prefix): see
-    docs/how-a-call-flows.md for what that means for money.
-    """
-    return "" if synchronous_commit else ", _cfg AS (SELECT set_config('synchronous_commit', 'off', true))"
-
-
 def _rules_for(*, workspace, meters, now: datetime, plan: Plan | None = None) -> dict:
     plan = plan or plan_for_workspace_get(workspace=workspace, now=now)
     rules = {}
@@ -261,7 +250,7 @@ def _reserve_sql(
         rule, start, _end = rules[meter]
         values.append("(%s, %s::timestamptz, %s::bigint, %s::bigint)")
         params += [meter, start, amount, rule.limit]
-    cfg = _sync_commit_off_sql(synchronous_commit)
+    cfg = synchronous_commit_off_cte(synchronous_commit)
     sql = f"""
         WITH want(meter, period_start, amount, lim) AS (VALUES {", ".join(values)}){cfg},
         lk AS (
@@ -437,7 +426,7 @@ def quota_settle_pairs_sql(
     for reservation, actual in pairs:
         values.append("(%s::bigint, %s::bigint)")
         params += [reservation.pk, max(0, int(actual))]
-    cfg = _sync_commit_off_sql(synchronous_commit)
+    cfg = synchronous_commit_off_cte(synchronous_commit)
     ctes = f"""
         qs_act(id, actual) AS (VALUES {", ".join(values)}){cfg},
         qs_r AS (
@@ -503,7 +492,7 @@ def quota_release_many(
 
 def _release_sql(*, reservations: list[QuotaReservation], now: datetime, synchronous_commit: bool):
     counters, holds = table_quoted(UsageCounter), table_quoted(QuotaReservation)
-    cfg = _sync_commit_off_sql(synchronous_commit)
+    cfg = synchronous_commit_off_cte(synchronous_commit)
     sql = f"""
         WITH ids(id) AS (SELECT unnest(%s::bigint[])){cfg},
         r AS (
