@@ -54,8 +54,12 @@ def django_db_setup(django_db_setup, django_db_blocker):
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
-    """Every test starts with an empty cache (rate limits, counters, cached keys)."""
+    """Every test starts with an empty cache (rate limits, counters, cached keys) and no
+    in-process charge rates (a test's endpoint costs are not the next test's)."""
+    from proxy.call.charge import charge_rates_invalidate  # noqa: PLC0415 (apps load first)
+
     cache.clear()
+    charge_rates_invalidate()
     yield
 
 

@@ -129,11 +129,13 @@ class TokenApi(APIView):
 
 
 class ApiKeyLimitUsageSerializer(serializers.Serializer):
-    unit = serializers.ChoiceField(choices=["requests", "tokens"])
+    unit = serializers.ChoiceField(choices=["requests", "tokens", "credits", "money"])
     window = serializers.ChoiceField(choices=["day", "month", "total"])
-    amount = serializers.IntegerField()
+    amount = serializers.IntegerField()  # money: minor units (cents) of ``currency``
     used = serializers.IntegerField(allow_null=True)  # settled + held by calls in flight
     resets_at = serializers.DateTimeField(allow_null=True)  # null: a ``total`` limit never resets
+    # Money limits: the workspace plan's currency (ISO 4217, lower case); null for other units.
+    currency = serializers.CharField(allow_null=True, required=False, default=None)
 
 
 class ApiKeyOutputSerializer(serializers.Serializer):
@@ -231,11 +233,13 @@ class ApiKeyDeleteApi(APIView):
         operation_id="keys_limits_set",
         summary="Set an API key's limits and model allow-list",
         description=(
-            "`limits`: `[{unit: requests|tokens, window: day|month|total, amount}]`, at most one per unit "
-            "and window (replaces the key's limits; `[]` removes them). `allowed_models`: the model ids "
+            "`limits`: `[{unit: requests|tokens|credits|money, window: day|month|total, amount}]`, at most "
+            "one per unit and window (replaces the key's limits; `[]` removes them). `money` amounts are "
+            "minor units (cents) of the workspace plan's currency; `credits` and `money` count each "
+            "call's charge. `allowed_models`: the model ids "
             "the key may call (`[]`: all). Owners and admins for any key of the workspace, any member for "
             "their own key (403 otherwise). Enforced by the proxy from the key's next call: 429 "
-            "`key_limit_exceeded`, 403 `model_not_allowed`. Money/credit limits are not supported yet (400)."
+            "`key_limit_exceeded`, 403 `model_not_allowed`."
         ),
         tags=["keys"],
         request=InputSerializer,

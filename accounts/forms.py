@@ -3,6 +3,8 @@
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
+from core.timezones import time_zone_names, validate_time_zone
+
 from .providers import PROVIDER_CHOICES
 
 ROTATE_GRACE_CHOICES = [
@@ -55,3 +57,22 @@ class ProviderKeyForm(forms.Form):
     scope = forms.ChoiceField(choices=[("workspace", "workspace"), ("global", "global")], initial="workspace")
     action = forms.ChoiceField(choices=[(ACTION_SET, "Save"), (ACTION_DELETE, "Remove")], initial=ACTION_SET)
     key = forms.CharField(required=False, strip=False, widget=forms.PasswordInput(render_value=False))
+
+
+def _time_zone_choices() -> list[tuple[str, str]]:
+    return [("", "Browser default")] + [(name, name.replace("_", " ")) for name in sorted(time_zone_names())]
+
+
+class TimeZoneForm(forms.Form):
+    """The profile's time zone. A plain field with a select (not a ``ChoiceField``): an unknown
+    name gets the validator's message, which says what to pick, rather than Django's generic one."""
+
+    FORM_NAME = "time_zone"  # the profile page's hidden ``form`` field for this form
+
+    time_zone = forms.CharField(
+        label="Time zone",
+        required=False,
+        validators=[validate_time_zone],
+        widget=forms.Select(choices=_time_zone_choices),
+        help_text="Pages show dates and times in this zone. Browser default: the zone your browser reports.",
+    )

@@ -6,6 +6,7 @@ from django.utils import timezone
 from encrypted_fields.fields import EncryptedTextField
 
 from core.models import BaseModel, WorkspaceDayMinutes
+from core.timezones import TIME_ZONE_MAX_LENGTH, validate_time_zone
 
 from .providers import PROVIDER_CHOICES
 
@@ -44,6 +45,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     date_joined = models.DateTimeField(default=timezone.now)
     # Set when the owner of the address followed the confirmation link (accounts.services.verification).
     email_verified_at = models.DateTimeField(null=True, blank=True)
+    # IANA name pages show times in (core.timezones); blank: the browser's zone, else UTC.
+    time_zone = models.CharField(
+        max_length=TIME_ZONE_MAX_LENGTH, blank=True, default="", validators=[validate_time_zone]
+    )
 
     objects = UserManager()
 

@@ -22,11 +22,24 @@ from core.exceptions import CACHE_UNAVAILABLE_ERRORS, ApiError
 from core.redirects import safe_next_url
 
 from .credential_limits import CredentialDoor, credential_attempt_count
-from .forms import ApiKeyCreateForm, ApiKeyRotateForm, EmailAuthenticationForm, ProviderKeyForm, SignupForm
+from .forms import (
+    ApiKeyCreateForm,
+    ApiKeyRotateForm,
+    EmailAuthenticationForm,
+    ProviderKeyForm,
+    SignupForm,
+    TimeZoneForm,
+)
 from .key_checks import provider_key_verify
 from .key_flash import key_flash_set
 from .models import ProviderCredential
-from .selectors import api_key_list, api_key_manageable_get, key_reveal_get, provider_key_status_list
+from .selectors import (
+    api_key_limits_usage_get,
+    api_key_list,
+    api_key_manageable_get,
+    key_reveal_get,
+    provider_key_status_list,
+)
 from .services import (
     api_key_create,
     api_key_revoke,
@@ -199,7 +212,10 @@ def dashboard(request):
     ctx = page_context_get(request)
     ctx.require_page("keys.read")
     created_by = None if ctx.can("keys.manage_any") else ctx.user
-    keys = api_key_list(workspace=ctx.workspace, created_by=created_by)
+    keys = list(api_key_list(workspace=ctx.workspace, created_by=created_by))
+    usage = api_key_limits_usage_get(api_keys=keys)
+    for key in keys:
+        key.limits_usage = usage.get(key.pk, [])
     return render(request, "accounts/dashboard.html", _workspace_template_context(ctx, api_keys=keys))
 
 
@@ -306,11 +322,17 @@ def key_reveal(request, token: str):
 @login_required
 @require_http_methods(["GET", "POST"])
 def profile(request):
-    """The account, the current workspace's own provider keys (owners and admins) and, for
-    staff, the operator's global keys."""
+    """The account (time zone), the current workspace's own provider keys (owners and admins)
+    and, for staff, the operator's global keys."""
     ctx = page_context_get(request)
-    form = ProviderKeyForm(request.POST or None)
-    if request.method == "POST":
+    time_zone_form = TimeZoneForm(initial={"time_zone": request.user.time_zone})
+    if request.method == "POST" and request.POST.get("form") == TimeZoneForm.FORM_NAME:
+        time_zone_form = TimeZoneForm(request.POST)
+        if time_zone_form.is_valid():
+            _time_zone_save(request, time_zone_form.cleaned_data["time_zone"])
+            return redirect(reverse("accounts:profile"))
+    elif request.method == "POST":
+        form = ProviderKeyForm(request.POST)
         if form.is_valid():
             _provider_key_change(request, ctx, form)
         else:
@@ -319,8 +341,21 @@ def profile(request):
     # The template shows the workspace's keys to roles with provider_keys.read, the global ones
     # to staff; without that permission nothing of the workspace's is even read.
     statuses = provider_key_status_list(workspace=ctx.workspace if ctx.can("provider_keys.read") else None)
-    context = _workspace_template_context(ctx, statuses=statuses, is_staff=request.user.is_staff)
-    return render(request, "accounts/profile.html", context)
+    context = _workspace_template_context(
+        ctx, statuses=statuses, is_staff=request.user.is_staff, time_zone_form=time_zone_form
+    )
+    status = 400 if time_zone_form.is_bound else 200  # bound here only when it did not validate
+    return render(request, "accounts/profile.html", context, status=status)
+
+
+def _time_zone_save(request, time_zone: str) -> None:
+    """Store the profile's zone (one column: nothing else of the user is written back)."""
+    request.user.time_zone = time_zone
+    request.user.save(update_fields=["time_zone"])
+    if time_zone:
+        messages.success(request, f"Times are now shown in {time_zone}.")
+    else:
+        messages.success(request, "Times now follow your browser's time zone.")
 
 
 def _provider_key_change(request, ctx: WorkspaceContext, form: ProviderKeyForm) -> None:

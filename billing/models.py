@@ -67,6 +67,14 @@ class Plan(BaseModel):
     default_max_tokens = models.PositiveIntegerField(default=1024)
     max_tokens_cap = models.PositiveIntegerField(null=True, blank=True)
     sort_order = models.PositiveIntegerField(default=0)
+    # What one credit is worth to a customer on this plan, in millionths of the major unit of
+    # ``currency`` (0.01 EUR = 10 000): the money side of every call's customer-facing charge
+    # (credits at the endpoint's ``EndpointCost`` rate × this), so operators set their markup
+    # here. 0 = the list price per credit of the smallest active credit pack in ``currency``
+    # (what a customer pays for credits without a volume discount: the price a pay-as-you-go
+    # customer recognises, and the highest per-credit price, so money limits err on the safe
+    # side); no such pack: calls are charged in credits only (0 money).
+    credit_price_micros = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         ordering = ["sort_order", "price_minor", "code"]
@@ -173,13 +181,17 @@ class QuotaReservation(models.Model):
 
 class KeyUsageCounter(models.Model):
     """Usage of one API key's limit (unit × window) in one period: the key's own spend control,
-    besides the workspace's plan quota. ``period_start`` is the UTC day or month start, or the
-    epoch for the ``total`` window (one row forever). Reserved and settled like ``UsageCounter``
+    besides the workspace's plan quota. ``money`` counts micros (millionths of the major unit of
+    the workspace plan's currency; the key's limit is set in minor units and converted).
+    ``period_start`` is the UTC day or month start, or the epoch for the ``total`` window (one
+    row forever). Reserved and settled like ``UsageCounter``
     (``billing.services.key_limits``), so concurrent calls can never pass the limit."""
 
     class Unit(models.TextChoices):
         REQUESTS = "requests", "Requests"
         TOKENS = "tokens", "Tokens"
+        CREDITS = "credits", "Credits"  # the calls' charge in credits
+        MONEY = "money", "Money"  # the calls' charge, in millionths of the plan currency's major unit
 
     class Window(models.TextChoices):
         DAY = "day", "Day (UTC)"
@@ -192,6 +204,9 @@ class KeyUsageCounter(models.Model):
     period_start = models.DateTimeField()
     used = models.BigIntegerField(default=0)
     reserved = models.BigIntegerField(default=0)
+    # The limit the last reservation was checked against, in the counter's units (money: micros),
+    # so a settle can say how close the key is to it without reading the key.
+    limit_amount = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

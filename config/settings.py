@@ -86,6 +86,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.middleware.RequestIdMiddleware",
+    "core.request_metrics.RequestMetricsMiddleware",  # request latency histograms (/metrics)
     "core.middleware.ApiFastPathMiddleware",  # proxy API: skips the rest (see its docstring)
     "django.middleware.security.SecurityMiddleware",
     "core.middleware.StaticFilesMiddleware",  # servestatic: async, like the whole chain
@@ -94,6 +95,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "core.timezones.TimeZoneMiddleware",  # pages in the viewer's zone; APIs stay UTC
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -184,6 +186,12 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# The one date format of the pages ("6 Dec 2026", "6 Dec 2026, 14:05"), in the viewer's zone
+# (core.timezones). Printed through {{ value|when }} (core/templatetags/when.py), which reads
+# these settings directly: Django's own |date would prefer the active language's formats.
+DATE_FORMAT = "j M Y"
+DATETIME_FORMAT = "j M Y, H:i"
+SHORT_DATETIME_FORMAT = "j M Y, H:i"
 
 # --- Static ----------------------------------------------------------------------------------
 STATIC_URL = "/static/"

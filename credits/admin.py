@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 
 from accounts.models import Workspace
 from core.admin_lists import BigTableAdmin
@@ -18,6 +19,7 @@ from core.exceptions import ApiError
 from .models import (
     CreditAccount,
     CreditHold,
+    CreditLot,
     CreditPack,
     CreditPurchase,
     EndpointCost,
@@ -47,7 +49,6 @@ class CreditPackAdmin(admin.ModelAdmin):
         "credits",
         "price_minor",
         "currency",
-        "is_best_value",
         "is_active",
         "display_order",
     )
@@ -99,12 +100,36 @@ class LedgerEntryAdmin(BigTableAdmin, ReadOnlyAdmin):
     list_select_related = ("workspace",)
 
 
-class GrantForm(forms.Form):
-    workspace = forms.ModelChoiceField(queryset=Workspace.objects.order_by("name", "pk"))
+class PromotionalGrantFields(forms.Form):
+    """What a grant of promotional credits says: how many, until when, why."""
+
     amount = forms.IntegerField(min_value=1, max_value=1_000_000)
+    expires_at = forms.DateTimeField(
+        required=False, help_text="Empty: the credits never expire. YYYY-MM-DD HH:MM, in UTC."
+    )
     reason = forms.CharField(max_length=500, required=False)
     # Generated when the form is shown, so a double submit grants once.
     idempotency_key = forms.CharField(widget=forms.HiddenInput)
+
+    def clean_expires_at(self):
+        expires_at = self.cleaned_data.get("expires_at")
+        if expires_at is not None and expires_at <= timezone.now():
+            raise forms.ValidationError("The expiry must be in the future.")
+        return expires_at
+
+
+class GrantForm(PromotionalGrantFields):
+    workspace = forms.ModelChoiceField(queryset=Workspace.objects.order_by("name", "pk"))
+    field_order = ["workspace", "amount", "expires_at", "reason"]
+
+
+class GrantActionForm(PromotionalGrantFields):
+    """The "Grant promotional credits" action's own page; the hidden fields carry the selection
+    back to the changelist's action dispatch."""
+
+    action = forms.CharField(widget=forms.HiddenInput, initial="grant_promotional_credits")
+    _selected_action = forms.Field(widget=forms.MultipleHiddenInput)
+    apply = forms.CharField(widget=forms.HiddenInput, initial="1")
 
 
 @admin.register(CreditAccount)
@@ -120,6 +145,51 @@ class CreditAccountAdmin(ReadOnlyAdmin):
     search_fields = ("workspace__name", "workspace__slug", "workspace__personal_owner__email")
     list_select_related = ("workspace",)
     change_list_template = "admin/credits/creditaccount/change_list.html"
+    actions = ["grant_promotional_credits"]
+
+    def has_grant_permission(self, request) -> bool:
+        return request.user.is_superuser or request.user.has_perm("credits.add_ledgerentry")
+
+    @admin.action(description="Grant promotional credits", permissions=["grant"])
+    def grant_promotional_credits(self, request, queryset):
+        """Grant the same promotional credits (amount, expiry, reason) to each selected
+        workspace through ``credit_grant``; one idempotency key per form and workspace, so a
+        double submit grants once."""
+        if "apply" not in request.POST:
+            form = GrantActionForm(
+                initial={
+                    "idempotency_key": uuid.uuid4().hex,
+                    "_selected_action": [str(pk) for pk in queryset.values_list("pk", flat=True)],
+                }
+            )
+        else:
+            form = GrantActionForm(request.POST)
+            if form.is_valid():
+                data = form.cleaned_data
+                accounts = list(queryset.select_related("workspace").order_by("pk"))
+                for account in accounts:
+                    credit_grant(
+                        workspace=account.workspace,
+                        amount=data["amount"],
+                        admin_user=request.user,
+                        reason=data["reason"],
+                        expires_at=data["expires_at"],
+                        idempotency_key=f"grant:{data['idempotency_key'][:64]}:{account.workspace_id}",
+                        request=request,
+                    )
+                until = f" until {data['expires_at']:%Y-%m-%d %H:%M}" if data["expires_at"] else ""
+                self.message_user(
+                    request,
+                    f"Granted {data['amount']} promotional credits{until} to {len(accounts)} workspace(s).",
+                )
+                return None
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": f"Grant promotional credits to {queryset.count()} workspace(s)",
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/credits/grant.html", context)
 
     def get_urls(self):
         extra = [
@@ -129,8 +199,8 @@ class CreditAccountAdmin(ReadOnlyAdmin):
         return extra + super().get_urls()
 
     def grant_view(self, request):
-        """Grant credits to a workspace through ``credit_grant``, with the admin as the
-        reference and the audit event's actor."""
+        """Grant promotional credits (optionally expiring) to a workspace through
+        ``credit_grant``, with the admin as the reference and the audit event's actor."""
         if not request.user.has_perm("credits.add_ledgerentry") and not request.user.is_superuser:
             raise PermissionDenied
 
@@ -144,6 +214,7 @@ class CreditAccountAdmin(ReadOnlyAdmin):
                         amount=data["amount"],
                         admin_user=request.user,
                         reason=data["reason"],
+                        expires_at=data["expires_at"],
                         idempotency_key=f"grant:{data['idempotency_key'][:64]}",
                         request=request,
                     )
@@ -189,6 +260,27 @@ class CreditHoldAdmin(ReadOnlyAdmin):
     list_display = ("id", "created_at", "workspace", "amount", "status", "settled_amount", "reference")
     list_filter = ("status",)
     search_fields = ("workspace__personal_owner__email", "workspace__slug", "reference")
+    list_select_related = ("workspace",)
+
+
+@admin.register(CreditLot)
+class CreditLotAdmin(ReadOnlyAdmin):
+    """Where each workspace's credits came from and when they expire (read-only: lots move
+    only with the ledger)."""
+
+    list_display = (
+        "id",
+        "created_at",
+        "workspace",
+        "kind",
+        "amount",
+        "remaining",
+        "expires_at",
+        "expired_at",
+        "reason",
+    )
+    list_filter = ("kind", "expires_at")
+    search_fields = ("workspace__personal_owner__email", "workspace__slug", "reason")
     list_select_related = ("workspace",)
 
 

@@ -103,6 +103,9 @@ class CreditPackListApi(APIView):
                     "currency": serializers.CharField(),
                     # Chargily Pay price in DZD centimes; null when not sold in DZD
                     "price_dzd_minor": serializers.IntegerField(allow_null=True),
+                    # major units of `currency` per credit, e.g. "0.19" or "0.139"
+                    "price_per_credit": serializers.DecimalField(max_digits=12, decimal_places=3),
+                    # the lowest price per credit in its currency (none when it is the only pack)
                     "best_value": serializers.BooleanField(),
                 },
             ),

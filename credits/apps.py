@@ -34,3 +34,9 @@ class CreditsConfig(AppConfig):
             schedule=crontab(minute="*/5"),  # with STALE_RESERVATION_SECONDS: freed within minutes
             expires=4 * 60,
         )
+        beat_schedule_add(  # lots past their expiry leave the balance within minutes
+            "credits-lots-expire",
+            task="credits.lots_expire",
+            schedule=crontab(minute="*/5"),
+            expires=4 * 60,
+        )

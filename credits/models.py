@@ -2,7 +2,8 @@
 append-only ledger behind it. Every member of a workspace spends the same credits.
 
 Invariants (enforced by the database where it can):
-- ``CreditAccount.balance == sum(LedgerEntry.amount)`` for the workspace, and ``0 <= held <= balance``;
+- ``CreditAccount.balance == sum(LedgerEntry.amount) == sum(CreditLot.remaining)`` for the
+  workspace, and ``0 <= held <= balance``;
 - a ledger entry is written once and never updated or deleted by application code;
 - every entry has a unique idempotency key built from our own ids.
 
@@ -30,8 +31,9 @@ class CreditPack(BaseModel):
     # Optional: without it, checkout sends inline price_data built from price_minor/currency.
     stripe_price_id = models.CharField(max_length=100, blank=True)
     is_active = models.BooleanField(default=True)
-    is_best_value = models.BooleanField(default=False)
     display_order = models.PositiveSmallIntegerField(default=0)
+    # Purchased credits expire this many days after payment; empty = they never expire.
+    expires_after_days = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["display_order", "credits"]
@@ -81,13 +83,14 @@ class LedgerEntry(models.Model):
         REFUND = "refund", "Refund"
         GRANT = "grant", "Grant (admin)"
         ADJUSTMENT = "adjustment", "Adjustment"
+        EXPIRY = "expiry", "Expiry"
 
     # Indexed by ``ledger_workspace_newest``, which starts with it.
     workspace = models.ForeignKey(
         "accounts.Workspace", on_delete=models.CASCADE, related_name="credit_ledger", db_index=False
     )
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    amount = models.BigIntegerField()  # signed credits: + purchase/grant, - consume/refund
+    amount = models.BigIntegerField()  # signed credits: + purchase/grant, - consume/refund/expiry
     balance_after = models.BigIntegerField()
     idempotency_key = models.CharField(max_length=200, unique=True)
     # What caused it: "cs_…" checkout session, "ch_…" charge, request id, "admin:<id>".
@@ -107,7 +110,7 @@ class LedgerEntry(models.Model):
             models.CheckConstraint(
                 condition=(
                     Q(kind__in=["purchase", "grant"], amount__gt=0)
-                    | Q(kind__in=["consume", "refund"], amount__lte=0)
+                    | Q(kind__in=["consume", "refund", "expiry"], amount__lte=0)
                     | Q(kind="adjustment")
                 ),
                 name="ledger_amount_sign_matches_kind",
@@ -125,6 +128,57 @@ class LedgerEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("Ledger entries are append-only and cannot be deleted.")
+
+
+class CreditLot(BaseModel):
+    """A parcel of credits with its own origin and expiry: every positive movement (a purchase,
+    an operator's grant) opens one, every negative one draws from lots in burn order.
+
+    ``sum(remaining)`` over a workspace's lots equals its balance. Lots change only under the
+    workspace's ``CreditAccount`` row lock, in the same transaction as the ledger entry that
+    moves them; the burn order is promotional lots (earliest expiry first), then paid lots
+    (earliest expiry first, then oldest).
+    """
+
+    class Kind(models.TextChoices):
+        PROMOTIONAL = "promotional", "Promotional"
+        PAID = "paid", "Paid"
+
+    workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="credit_lots")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    amount = models.BigIntegerField()  # credits the lot opened with
+    remaining = models.BigIntegerField()  # credits not yet spent, refunded or expired
+    expires_at = models.DateTimeField(null=True, blank=True)  # empty: never expires
+    expired_at = models.DateTimeField(null=True, blank=True)  # when expiry took its last credit
+    reason = models.CharField(max_length=500, blank=True)
+    # The purchase or grant entry that opened it; empty for lots opened from a pre-lot balance.
+    source_entry = models.OneToOneField(
+        LedgerEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="lot"
+    )
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["workspace", "kind", "expires_at", "id"],
+                name="creditlot_open_burn_order",
+                condition=Q(remaining__gt=0),
+            ),
+            models.Index(
+                fields=["expires_at"],
+                name="creditlot_open_expiring",
+                condition=Q(remaining__gt=0, expires_at__isnull=False),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="creditlot_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(remaining__gte=0, remaining__lte=F("amount")),
+                name="creditlot_remaining_within_amount",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} lot {self.remaining}/{self.amount}"
 
 
 class CreditHold(BaseModel):

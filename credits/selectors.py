@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -10,7 +11,10 @@ from fractions import Fraction
 from django.conf import settings
 from django.db.models import Count, QuerySet, Sum
 
-from core.money import minor_to_decimal
+from billing.gateways.chargily import chargily_simulated_enabled
+from billing.gateways.stripe import simulated_checkout_enabled
+from billing.models import CheckoutSession, Gateway
+from core.money import ZERO_DECIMAL_CURRENCIES, format_minor, minor_to_decimal
 
 from .models import CreditAccount, CreditPack, CreditPurchase, EndpointCost, LedgerEntry, UpsellEvent
 
@@ -49,17 +53,20 @@ def credit_pack_list() -> QuerySet[CreditPack]:
 
 def _best_value_codes(packs: list[CreditPack], *, price) -> set[str]:
     """Per currency, the code of the pack with the lowest price per credit (exact fractions; a
-    tie goes to the bigger pack). ``price(pack)`` gives ``(currency, minor units)`` or None."""
+    tie goes to the bigger pack). A currency with a single pack has no badge: there is nothing
+    to be the better value than. ``price(pack)`` gives ``(currency, minor units)`` or None."""
     best: dict[str, tuple[Fraction, int, str]] = {}
+    priced: dict[str, int] = {}
     for pack in packs:
-        priced = price(pack)
-        if priced is None:
+        price_of_pack = price(pack)
+        if price_of_pack is None:
             continue
-        currency, amount_minor = priced
+        currency, amount_minor = price_of_pack
+        priced[currency] = priced.get(currency, 0) + 1
         key = (Fraction(amount_minor, pack.credits), -pack.credits, pack.code)
         if currency not in best or key < best[currency]:
             best[currency] = key
-    return {code for _, _, code in best.values()}
+    return {code for currency, (_, _, code) in best.items() if priced[currency] > 1}
 
 
 def _price_per_credit(amount_minor: int, currency: str, credits: int) -> Decimal:
@@ -69,17 +76,37 @@ def _price_per_credit(amount_minor: int, currency: str, credits: int) -> Decimal
     return cents if cents == value else value
 
 
+def _price_per_credit_text(value: Decimal, currency: str) -> str:
+    """A price per credit as ``core.money`` writes money (``0.10 EUR``). A price with a tenth of
+    a cent (``0.139``) keeps its third decimal: rounded to the cent, two packs could read the
+    same while the badge says one is cheaper."""
+    minor = value if currency.lower() in ZERO_DECIMAL_CURRENCIES else value.scaleb(2)
+    if minor == minor.to_integral_value():
+        return format_minor(int(minor), currency)
+    return f"{value:,.3f} {currency.upper()}"
+
+
 @dataclass(frozen=True)
 class CreditPackOffer:
     """A pack as the pages sell it. ``is_best_value`` is computed (lowest price per credit in
-    the pack's currency), never read from ``CreditPack.is_best_value``, which an edit could leave
-    on a pack that is no longer the cheapest per credit. The ``*_dzd`` fields: the Chargily price."""
+    the pack's currency), never stored, so no price edit can leave the badge on a pack that is
+    no longer the cheapest per credit. The ``*_dzd`` fields: the Chargily price."""
 
     pack: CreditPack
     price_per_credit: Decimal  # major units of pack.currency
     is_best_value: bool
     price_dzd_per_credit: Decimal | None  # DZD; None when the pack is not sold in DZD
     is_best_value_dzd: bool
+
+    @property
+    def price_per_credit_text(self) -> str:
+        return _price_per_credit_text(self.price_per_credit, self.pack.currency)
+
+    @property
+    def price_dzd_per_credit_text(self) -> str:
+        if self.price_dzd_per_credit is None:
+            return ""
+        return _price_per_credit_text(self.price_dzd_per_credit, "dzd")
 
 
 def credit_pack_offer_list() -> list[CreditPackOffer]:
@@ -105,8 +132,10 @@ def credit_pack_offer_list() -> list[CreditPackOffer]:
 
 def credit_pack_public_list() -> list[dict]:
     """Packs in the public JSON shape (also embedded in 402/429 bodies). ``price_dzd_minor``: the
-    Chargily Pay price in DZD centimes, null when the pack is not sold in DZD. ``best_value``:
-    the lowest price per credit in the pack's currency (computed, see ``CreditPackOffer``)."""
+    Chargily Pay price in DZD centimes, null when the pack is not sold in DZD.
+    ``price_per_credit``: major units of ``currency`` per credit as a decimal string (``"0.19"``,
+    ``"0.139"``: to the tenth of a cent). ``best_value``: the lowest price per credit in the pack's
+    currency, computed (see ``CreditPackOffer``)."""
     return [
         {
             "id": offer.pack.code,
@@ -115,6 +144,7 @@ def credit_pack_public_list() -> list[dict]:
             "price_minor": offer.pack.price_minor,
             "currency": offer.pack.currency,
             "price_dzd_minor": offer.pack.price_dzd_minor,
+            "price_per_credit": str(offer.price_per_credit),
             "best_value": offer.is_best_value,
         }
         for offer in credit_pack_offer_list()
@@ -140,6 +170,132 @@ def credit_workspace_delete_guard(*, workspace) -> str | None:
 
 def endpoint_cost_get(*, endpoint: str) -> EndpointCost | None:
     return EndpointCost.objects.filter(endpoint=endpoint, is_active=True).first()
+
+
+# Singular and plural of what one unit of an endpoint's ``unit`` is.
+_UNIT_NOUNS = {
+    EndpointCost.Unit.NONE: ("call", "calls"),
+    EndpointCost.Unit.TOKENS: ("token", "tokens"),
+    EndpointCost.Unit.EMAILS: ("email", "emails"),
+    EndpointCost.Unit.REQUESTS: ("request", "requests"),
+}
+# The description's ", per 1 000 tokens" style suffix: the price column says it already.
+_PRICE_SUFFIX = re.compile(r",\s*per\s.*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class EndpointPrice:
+    """One row of "what a credit buys": an endpoint's price and what ``budget`` credits buy.
+
+    ``per_call`` is charged per ``call_noun`` (a call, or the email / request the call is),
+    ``per_1000_units`` per 1 000 ``unit_plural``. ``buys`` is how many ``buys_noun`` the budget
+    pays for (None: the endpoint is free); ``buys_is_approximate`` when each call rounds its
+    unit cost up, so many small calls buy a little less; ``buys_in_one_call`` when a per-call fee
+    comes on top, so the figure holds for a single call."""
+
+    endpoint: str
+    name: str
+    per_call: int
+    per_1000_units: int
+    call_noun: str
+    unit_plural: str
+    budget: int
+    buys: int | None
+    buys_noun: str
+    buys_is_approximate: bool
+    buys_in_one_call: bool
+
+    @property
+    def is_free(self) -> bool:
+        return self.buys is None
+
+
+def _endpoint_price(cost: EndpointCost, *, budget: int) -> EndpointPrice:
+    singular, plural = _UNIT_NOUNS.get(cost.unit, ("unit", "units"))
+    # A per-call price on an email or request endpoint is a price per email / request.
+    per_item = cost.unit != EndpointCost.Unit.TOKENS and not cost.per_1000_units
+    call_noun, calls_noun = (singular, plural) if per_item else ("call", "calls")
+    name = _PRICE_SUFFIX.sub("", cost.description).strip() or cost.endpoint
+    buys: int | None = None
+    buys_noun, approximate, in_one_call = plural, False, False
+    if cost.per_1000_units:
+        buys = max(budget - cost.per_call, 0) * 1000 // cost.per_1000_units
+        approximate, in_one_call = True, cost.per_call > 0
+        buys_noun = singular if buys == 1 else plural
+    elif cost.per_call:
+        buys = budget // cost.per_call
+        buys_noun = call_noun if buys == 1 else calls_noun
+    return EndpointPrice(
+        endpoint=cost.endpoint,
+        name=name,
+        per_call=cost.per_call,
+        per_1000_units=cost.per_1000_units,
+        call_noun=call_noun,
+        unit_plural=plural,
+        budget=budget,
+        buys=buys,
+        buys_noun=buys_noun,
+        buys_is_approximate=approximate,
+        buys_in_one_call=in_one_call,
+    )
+
+
+def endpoint_price_list(*, budget: int = 100) -> list[EndpointPrice]:
+    """The active endpoint costs as the credits page explains them (one query). Read on the
+    credits page only, so not cached: an edit in the admin shows on the next view."""
+    return [_endpoint_price(cost, budget=budget) for cost in EndpointCost.objects.filter(is_active=True)]
+
+
+@dataclass(frozen=True)
+class CreditReceipt:
+    """Where the customer sees a paid pack: the gateway's page for that payment."""
+
+    url: str
+    gateway: str  # billing.models.Gateway
+    is_simulated: bool
+
+
+@dataclass(frozen=True)
+class CreditHistoryRow:
+    entry: LedgerEntry
+    receipt: CreditReceipt | None  # purchases only, when a page for the payment is known
+
+
+def _receipt_for(checkout: dict) -> CreditReceipt | None:
+    """Chargily: its payment page (``checkout_url``), which shows the payment once paid.
+    Stripe: the checkout URL is not a receipt (Stripe closes it once paid) and the charge's
+    ``receipt_url`` is not stored, so only the simulated checkout (which shows the completed
+    payment, DEBUG only) has a page. Simulated pages only while their simulator is on."""
+    url, gateway, simulated = checkout["checkout_url"], checkout["gateway"], checkout["is_simulated"]
+    if not url:
+        return None
+    if gateway == Gateway.CHARGILY and (not simulated or chargily_simulated_enabled()):
+        return CreditReceipt(url=url, gateway=gateway, is_simulated=simulated)
+    if gateway == Gateway.STRIPE and simulated and simulated_checkout_enabled():
+        return CreditReceipt(url=url, gateway=gateway, is_simulated=True)
+    return None
+
+
+def credit_history_list(*, workspace, limit: int = 50) -> list[CreditHistoryRow]:
+    """The workspace's newest ledger entries, each purchase with its receipt link: one query,
+    two more when the page holds purchases (their checkout references, then the checkouts)."""
+    entries = list(credit_ledger_list(workspace=workspace)[:limit])
+    purchase_ids = [entry.pk for entry in entries if entry.kind == LedgerEntry.Kind.PURCHASE]
+    receipts: dict[int, CreditReceipt] = {}
+    if purchase_ids:
+        references = dict(
+            CreditPurchase.objects.filter(workspace=workspace, ledger_entry_id__in=purchase_ids).values_list(
+                "checkout_reference", "ledger_entry_id"
+            )
+        )
+        checkouts = CheckoutSession.objects.filter(
+            workspace=workspace, checkout_reference__in=list(references)
+        ).values("checkout_reference", "checkout_url", "gateway", "is_simulated")
+        for checkout in checkouts:
+            receipt = _receipt_for(checkout)
+            if receipt is not None:
+                receipts[references[checkout["checkout_reference"]]] = receipt
+    return [CreditHistoryRow(entry=entry, receipt=receipts.get(entry.pk)) for entry in entries]
 
 
 def credit_buy_url() -> str:

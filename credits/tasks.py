@@ -26,3 +26,9 @@ def credit_ledger_reconcile_task() -> int:
 def credit_holds_expire_task() -> int:
     """Release holds older than STALE_RESERVATION_SECONDS (a worker died between reserve and settle)."""
     return services.credit_holds_expire()
+
+
+@shared_task(name="credits.lots_expire")
+def credit_lots_expire_task() -> int:
+    """Expire the credit lots whose expiry has passed (one ``expiry`` entry each; idempotent)."""
+    return services.credit_lots_expire()

@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from . import apis, views
+from . import apis, grant_apis, views
 
 api_patterns = [
     path("balance", apis.CreditBalanceApi.as_view(), name="balance"),
@@ -10,6 +10,8 @@ api_patterns = [
     path("check", apis.CreditCheckApi.as_view(), name="check"),
     path("consume", apis.CreditConsumeApi.as_view(), name="consume"),
     path("buy", apis.CreditBuyApi.as_view(), name="buy"),
+    path("grants", grant_apis.CreditGrantCreateApi.as_view(), name="grants"),
+    path("lots", grant_apis.CreditLotListApi.as_view(), name="lots"),
 ]
 
 page_patterns = [

@@ -16,10 +16,11 @@ from core.exceptions import ApiError
 
 from .context_processors import MODAL_DISMISSED_SESSION_KEY, credits_badge_data
 from .models import UpsellEvent
-from .selectors import credit_ledger_list, credit_pack_offer_list
-from .services import credit_pack_checkout_start, upsell_event_record
+from .selectors import credit_history_list, credit_pack_offer_list, endpoint_price_list
+from .services import credit_lots_get, credit_pack_checkout_start, upsell_event_record
 
 HISTORY_ROWS = 50
+CREDITS_EXPLAINED = 100  # "what 100 credits buy"
 
 
 @login_required
@@ -30,7 +31,9 @@ def credits_page(request):
     upsell_event_record(workspace=workspace_context.workspace, kind=UpsellEvent.Kind.VIEW)
     context = {
         "offers": credit_pack_offer_list(),
-        "entries": credit_ledger_list(workspace=workspace_context.workspace)[:HISTORY_ROWS],
+        "endpoint_prices": endpoint_price_list(budget=CREDITS_EXPLAINED),
+        "history": credit_history_list(workspace=workspace_context.workspace, limit=HISTORY_ROWS),
+        "lots": credit_lots_get(workspace=workspace_context.workspace),
         "purchase_status": request.GET.get("purchase", ""),
         # The page works even before the lead wires the context processor into settings.
         "credits_badge": credits_badge_data(request),

@@ -18,6 +18,7 @@ from accounts.selectors import api_key_list, provider_key_status_list
 from accounts.tenancy import page_context_get, workspace_context_get
 from billing.selectors import plan_list_public
 from core.exceptions import ERROR_CODES, ApiError, error_body
+from core.metrics import metrics_exposition_get
 
 from .charts import bar_chart_svg
 from .selectors import business, customer, operator
@@ -238,7 +239,8 @@ def _label(value: str) -> str:
 
 @require_GET
 def metrics(request):
-    """Prometheus text format, computed at scrape time from the rollups and the budget counter."""
+    """Prometheus text format: gauges computed at scrape time from the rollups and the budget
+    counter, then the request and upstream latency histograms (``core.metrics``)."""
     if not _metrics_allowed(request):
         return JsonResponse(error_body("forbidden", "Metrics need the bearer token."), status=403)
     snapshot = operator.metrics_snapshot_get()
@@ -289,4 +291,5 @@ def metrics(request):
         "# TYPE tollgate_budget_percent_used gauge",
         f"tollgate_budget_percent_used {budget.percent_used}",
     ]
-    return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4; charset=utf-8")
+    body = "\n".join(lines) + "\n" + metrics_exposition_get()  # + the latency histograms, all workers
+    return HttpResponse(body, content_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,9 +1,9 @@
-"""Webhooks in the admin: read-only (endpoints are the customer's; changes go through the API
-or the page, which audit them). The secret is never shown."""
+"""Webhooks and alert thresholds in the admin: read-only (they are the customer's; changes go
+through the API or the pages, which audit them). The secret is never shown."""
 
 from django.contrib import admin
 
-from .models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from .models import NotificationSettings, ThresholdState, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -44,3 +44,21 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
         "next_attempt_at",
     )
     list_filter = ("status",)
+
+
+@admin.register(NotificationSettings)
+class NotificationSettingsAdmin(ReadOnlyAdmin):
+    list_display = (
+        "workspace",
+        "quota_thresholds",
+        "limit_thresholds",
+        "credits_low_balance",
+        "email_enabled",
+    )
+    search_fields = ("workspace__name", "workspace__slug")
+
+
+@admin.register(ThresholdState)
+class ThresholdStateAdmin(ReadOnlyAdmin):
+    list_display = ("workspace", "subject", "threshold", "period_start", "reached_at", "resolved_at")
+    search_fields = ("subject", "workspace__name", "workspace__slug")

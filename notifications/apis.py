@@ -1,6 +1,7 @@
-"""Webhooks API: parse → service/selector → serialize. Acts on the request's workspace
+"""Webhooks and alert-thresholds API: parse → service/selector → serialize. Acts on the request's workspace
 (``accounts.tenancy``); ``permission_required`` names the action of each method (owners and
-admins). Secrets appear only in the create and rotate answers."""
+admins for webhooks; billing readers and managers for the thresholds). Secrets appear only in
+the create and rotate answers."""
 
 from __future__ import annotations
 
@@ -10,11 +11,20 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.tenancy import workspace_context_get
-from core.schema import error_responses
+from core.exceptions import ApiError
+from core.schema import error_responses, schema_named
 
-from .selectors import webhook_delivery_list, webhook_endpoint_get, webhook_endpoint_list
+from .selectors import (
+    notification_settings_from_row,
+    notification_settings_get,
+    webhook_delivery_list,
+    webhook_endpoint_get,
+    webhook_endpoint_list,
+)
 from .services import (
     EVENT_TYPES,
+    MAX_THRESHOLDS,
+    notification_settings_update,
     webhook_endpoint_create,
     webhook_endpoint_delete,
     webhook_endpoint_rotate,
@@ -215,3 +225,96 @@ class WebhookDeliveryListApi(APIView):
         context = _context(request, self)
         deliveries = webhook_delivery_list(workspace=context.workspace, endpoint_id=endpoint_id)
         return Response(DeliveryOutputSerializer(deliveries, many=True).data)
+
+
+# --- alert thresholds ---------------------------------------------------------------------------
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer as JSON sends it: "80", 80.0 and true are refused, not coerced."""
+
+    default_error_messages = {"invalid": "A whole number is required."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    default_error_messages = {"invalid": "true or false is required."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class PercentsField(serializers.ListField):
+    def __init__(self, **kwargs):
+        super().__init__(
+            child=StrictIntegerField(min_value=1, max_value=100),
+            allow_empty=False,
+            max_length=MAX_THRESHOLDS,
+            **kwargs,
+        )
+
+
+class NotificationSettingsOutputSerializer(serializers.Serializer):
+    quota_thresholds = serializers.ListField(
+        child=serializers.IntegerField(), source="quota", help_text="Percents of each plan quota."
+    )
+    limit_thresholds = serializers.ListField(
+        child=serializers.IntegerField(), source="limits", help_text="Percents of each key and member limit."
+    )
+    credits_low_balance = serializers.IntegerField(
+        help_text="credits.low below this many credits (0: never)."
+    )
+    credits_low_balance_is_default = serializers.BooleanField()
+    email_enabled = serializers.BooleanField(
+        help_text="Reached alerts are also emailed to the billing contacts."
+    )
+
+
+@schema_named
+class NotificationSettingsApi(APIView):
+    permission_required = {"get": "billing.read", "patch": "billing.manage"}
+
+    class InputSerializer(serializers.Serializer):
+        quota_thresholds = PercentsField(required=False)
+        limit_thresholds = PercentsField(required=False)
+        credits_low_balance = StrictIntegerField(
+            required=False, allow_null=True, min_value=0, help_text="null: the operator's default."
+        )
+        email_enabled = StrictBooleanField(required=False)
+
+    @extend_schema(
+        operation_id="notifications_settings_get",
+        summary="The workspace's alert thresholds (defaults until changed)",
+        tags=["notifications"],
+        responses={200: NotificationSettingsOutputSerializer, **error_responses(401, 403, 404)},
+    )
+    def get(self, request):
+        context = _context(request, self)
+        thresholds = notification_settings_get(workspace_id=context.workspace.pk)
+        return Response(NotificationSettingsOutputSerializer(thresholds).data)
+
+    @extend_schema(
+        operation_id="notifications_settings_update",
+        summary="Change the alert thresholds: percents 1-100 (at most 5, each once), a balance >= 0",
+        tags=["notifications"],
+        request=InputSerializer,
+        responses={
+            200: NotificationSettingsOutputSerializer,
+            **error_responses(400, 401, 403, 404, 413, 415),
+        },
+    )
+    def patch(self, request):
+        context = _context(request, self)
+        if not isinstance(request.data, dict):
+            raise ApiError("invalid_request", "The body is a JSON object.")
+        data = _valid(self.InputSerializer, request)
+        row = notification_settings_update(
+            workspace=context.workspace, actor=context.user, request=request, **data
+        )
+        return Response(NotificationSettingsOutputSerializer(notification_settings_from_row(row)).data)

@@ -98,3 +98,62 @@ class WebhookDelivery(BaseModel):
 
     def __str__(self):
         return f"{self.event_id} → {self.endpoint_id}: {self.status}"
+
+
+def _default_percents() -> list[int]:
+    return [80, 100]
+
+
+class NotificationSettings(BaseModel):
+    """A workspace's alert thresholds, created on the first change (until then the defaults
+    apply). Read on the call path when usage may cross a threshold, so it is served from the
+    shared cache (``notifications.selectors.notification_settings_get``), dropped on save."""
+
+    workspace = models.OneToOneField(
+        "accounts.Workspace", on_delete=models.CASCADE, related_name="notification_settings"
+    )
+    # Percents (1..100, at most 5, ascending) of each plan quota, and of each key and member limit.
+    quota_thresholds = models.JSONField(default=_default_percents)
+    limit_thresholds = models.JSONField(default=_default_percents)
+    # Credits: "low" once the available balance falls below this many credits (0: never low).
+    # None follows the operator's CREDITS_LOW_THRESHOLD.
+    credits_low_balance = models.PositiveIntegerField(null=True, blank=True)
+    email_enabled = models.BooleanField(default=True)  # reached alerts also go to the billing contacts
+
+    def __str__(self):
+        return f"notification settings of {self.workspace_id}"
+
+
+class ThresholdState(models.Model):
+    """That a threshold was reached in a period, and whether it still holds.
+
+    One row per (workspace, subject, threshold, period start): inserting it is what makes an
+    alert fire once per period, whoever crosses first. ``resolved_at`` is set when it stops
+    holding (a raised limit, a top-up); reaching it again in the same period re-opens the row
+    and fires again. ``subject`` names what is measured: ``quota:<meter>``,
+    ``key:<id>:<unit>:<window>``, ``member:<user id>:<unit>:<window>``, ``credits:low``,
+    ``credits:depleted``. ``threshold`` is a percent, or credits for ``credits:low``."""
+
+    workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="+")
+    subject = models.CharField(max_length=120)
+    threshold = models.PositiveIntegerField()
+    period_start = models.DateTimeField()  # the epoch for what has no period (credits, "total")
+    reached_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "subject", "threshold", "period_start"], name="thresholdstate_once"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["workspace", "subject"],
+                condition=Q(resolved_at__isnull=True),
+                name="thresholdstate_open",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.workspace_id} {self.subject} {self.threshold} {self.period_start:%Y-%m-%d}"

@@ -20,8 +20,8 @@ from accounts.services import audit_record
 from core.exceptions import ApiError
 
 from .delivery import webhook_endpoint_disable
-from .models import WebhookDelivery, WebhookEndpoint, WebhookEvent
-from .selectors import webhook_endpoint_get
+from .models import NotificationSettings, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from .selectors import notification_settings_forget, webhook_endpoint_get
 from .signing import webhook_secret_generate
 from .ssrf import webhook_url_validate
 from .tasks import webhook_deliver_task
@@ -30,9 +30,13 @@ EVENT_TYPES = (
     "quota.threshold_reached",
     "quota.threshold_resolved",
     "key.limit_reached",
+    "key.limit_resolved",
     "member.limit_reached",
+    "member.limit_resolved",
     "credits.low",
+    "credits.low_resolved",
     "credits.depleted",
+    "credits.depleted_resolved",
     "credits.granted",
     "subscription.updated",
     "payment.succeeded",
@@ -235,3 +239,83 @@ def event_emit(
         )
         _deliveries_queue([delivery.pk for delivery in deliveries])
     return event
+
+
+# --- alert thresholds ---------------------------------------------------------------------------
+
+MAX_THRESHOLDS = 5
+
+
+def _percents_clean(value, *, param: str) -> list[int]:
+    """1..100, integers (not booleans), unique, at most five; stored ascending."""
+    if not isinstance(value, list) or not value:
+        raise ApiError("invalid_request", "Give a list of 1 to 5 percents.", param=param)
+    if any(isinstance(item, bool) or not isinstance(item, int) for item in value):
+        raise ApiError("invalid_request", "Percents are whole numbers.", param=param)
+    if len(value) > MAX_THRESHOLDS:
+        raise ApiError("invalid_request", f"At most {MAX_THRESHOLDS} thresholds.", param=param)
+    if len(set(value)) != len(value):
+        raise ApiError("invalid_request", "Each threshold once.", param=param)
+    if any(not 1 <= item <= 100 for item in value):
+        raise ApiError("invalid_request", "Percents go from 1 to 100.", param=param)
+    return sorted(value)
+
+
+def _balance_clean(value) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ApiError(
+            "invalid_request",
+            "The low-balance threshold is a whole number of credits, 0 or more.",
+            param="credits_low_balance",
+        )
+    return value
+
+
+def notification_settings_update(
+    *,
+    workspace: Workspace,
+    actor: User,
+    quota_thresholds=_UNSET,
+    limit_thresholds=_UNSET,
+    credits_low_balance=_UNSET,
+    email_enabled=_UNSET,
+    request=None,
+) -> NotificationSettings:
+    """Change what is given (the row is created on the first change). ``credits_low_balance``
+    None goes back to the operator's default; 0 turns the low-balance alert off. Every check
+    runs before anything is written, so a bad field changes nothing."""
+    changes: dict = {}
+    if quota_thresholds is not _UNSET:
+        changes["quota_thresholds"] = _percents_clean(quota_thresholds, param="quota_thresholds")
+    if limit_thresholds is not _UNSET:
+        changes["limit_thresholds"] = _percents_clean(limit_thresholds, param="limit_thresholds")
+    if credits_low_balance is not _UNSET:
+        changes["credits_low_balance"] = _balance_clean(credits_low_balance)
+    if email_enabled is not _UNSET:
+        if not isinstance(email_enabled, bool):
+            raise ApiError("invalid_request", "email_enabled is true or false.", param="email_enabled")
+        changes["email_enabled"] = email_enabled
+    with transaction.atomic():
+        NotificationSettings.objects.get_or_create(workspace=workspace)  # survives a concurrent create
+        row = NotificationSettings.objects.select_for_update().get(workspace=workspace)
+        changed = {field: value for field, value in changes.items() if getattr(row, field) != value}
+        if changed:
+            for field, value in changed.items():
+                setattr(row, field, value)
+            row.save(update_fields=[*changed, "updated_at"])
+            audit_record(
+                action="notifications.settings_updated",
+                actor=actor,
+                workspace=workspace,
+                target=f"notification_settings:{row.pk}",
+                details=changed,
+                request=request,
+            )
+            # Now (this request reads its own change) and after commit (a reader in between
+            # may have cached the old row again).
+            workspace_id = workspace.pk
+            notification_settings_forget(workspace_id=workspace_id)
+            transaction.on_commit(lambda: notification_settings_forget(workspace_id=workspace_id))
+    return row

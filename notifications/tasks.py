@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from .delivery import deliveries_due_ids, webhook_delivery_attempt
+from .emails import threshold_email_send
 
 
 @shared_task(name="notifications.deliver")
@@ -19,3 +20,10 @@ def webhook_deliveries_sweep_task() -> int:
     for delivery_id in due:
         webhook_deliver_task.delay(delivery_id)
     return len(due)
+
+
+@shared_task(name="notifications.threshold_email")
+def threshold_email_task(*, workspace_id: int, event: str, data: dict) -> bool:
+    """The email of a reached threshold, queued once by the call that reached it. Not retried:
+    a second attempt could send it twice."""
+    return threshold_email_send(workspace_id=workspace_id, event=event, data=data)

@@ -1,4 +1,5 @@
-"""Webhook URLs: the API under /api/webhooks, the page under /webhooks/."""
+"""Webhook and alert URLs: the APIs under /api/webhooks and /api/notifications, the pages
+under /webhooks/ and /notifications/."""
 
 from django.urls import path
 
@@ -22,6 +23,8 @@ urlpatterns = [
         apis.WebhookDeliveryListApi.as_view(),
         name="api-webhook-deliveries",
     ),
+    path("api/notifications/settings", apis.NotificationSettingsApi.as_view(), name="api-settings"),
+    path("notifications/", views.notifications_page, name="settings-page"),
     path("webhooks/", views.webhooks_page, name="page"),
     path("webhooks/<int:endpoint_id>/test/", views.webhook_test, name="test"),
     path("webhooks/<int:endpoint_id>/rotate/", views.webhook_rotate, name="rotate"),

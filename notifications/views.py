@@ -1,6 +1,8 @@
-"""The /webhooks/ page (owners and admins): endpoints, add one (its secret shown once after the
-redirect), each endpoint's delivery log, and the test, rotate, enable/disable and delete buttons.
-Every form posts to its own URL and redirects (Post/Redirect/Get)."""
+"""The /notifications/ page (billing readers; billing managers change it): the alert
+thresholds, the alerts that hold now, and a link to the webhook endpoints. The /webhooks/ page
+(owners and admins): endpoints, add one (its secret shown once after the redirect), each
+endpoint's delivery log, and the test, rotate, enable/disable and delete buttons. Every form
+posts to its own URL and redirects (Post/Redirect/Get)."""
 
 from __future__ import annotations
 
@@ -14,9 +16,16 @@ from django.shortcuts import redirect, render
 from accounts.tenancy import page_context_get
 from core.exceptions import ApiError
 
-from .selectors import webhook_delivery_list, webhook_endpoint_get, webhook_endpoint_list
+from .selectors import (
+    notification_settings_get,
+    threshold_state_open_list,
+    webhook_delivery_list,
+    webhook_endpoint_get,
+    webhook_endpoint_list,
+)
 from .services import (
     EVENT_TYPES,
+    notification_settings_update,
     webhook_endpoint_create,
     webhook_endpoint_delete,
     webhook_endpoint_rotate,
@@ -28,9 +37,10 @@ SECRET_SESSION_KEY = "notifications.new_secret"
 SUBSCRIBABLE = [event for event in EVENT_TYPES if event != "webhook.test"]
 
 
-def webhook_page(**methods: str):
-    """A webhooks page: the method's action (``accounts.roles``) is required in the chosen
-    workspace; the view gets the ``WorkspaceContext``. Declared for the permission sweeps."""
+def webhook_page(back: str = "notifications:page", **methods: str):
+    """A webhooks or notifications page: the method's action (``accounts.roles``) is required
+    in the chosen workspace; the view gets the ``WorkspaceContext``; a refused change is a
+    message on ``back``. Declared for the permission sweeps."""
 
     def decorate(view):
         @wraps(view)
@@ -45,7 +55,7 @@ def webhook_page(**methods: str):
                 if error.status_code == 404:
                     raise Http404(error.message) from None
                 messages.error(request, error.message)
-                return redirect("notifications:page")
+                return redirect(back)
 
         guarded = login_required(wrapper)
         guarded.permission_required = dict(methods)
@@ -127,3 +137,47 @@ def webhook_delete(request, ctx, endpoint_id: int):
     webhook_endpoint_delete(workspace=ctx.workspace, endpoint_id=endpoint_id, actor=ctx.user, request=request)
     messages.success(request, "Endpoint deleted.")
     return redirect("notifications:page")
+
+
+def _percents_parse(text: str, *, param: str) -> list[int]:
+    parts = [part.strip().rstrip("%").strip() for part in text.split(",") if part.strip()]
+    if not all(part.isdigit() for part in parts):
+        raise ApiError("invalid_request", "Percents are whole numbers separated by commas.", param=param)
+    return [int(part) for part in parts]
+
+
+@webhook_page(back="notifications:settings-page", get="billing.read", post="billing.manage")
+def notifications_page(request, ctx):
+    if request.method == "POST":
+        low = request.POST.get("credits_low_balance", "").strip()
+        if low and not low.isdigit():
+            raise ApiError(
+                "invalid_request",
+                "The low-balance threshold is a whole number of credits.",
+                param="credits_low_balance",
+            )
+        notification_settings_update(
+            workspace=ctx.workspace,
+            actor=ctx.user,
+            quota_thresholds=_percents_parse(
+                request.POST.get("quota_thresholds", ""), param="quota_thresholds"
+            ),
+            limit_thresholds=_percents_parse(
+                request.POST.get("limit_thresholds", ""), param="limit_thresholds"
+            ),
+            credits_low_balance=int(low) if low else None,
+            email_enabled=request.POST.get("email_enabled") == "on",
+            request=request,
+        )
+        messages.success(request, "Alert thresholds saved.")
+        return redirect("notifications:settings-page")
+    can_see_webhooks = ctx.can("webhooks.read")
+    context = {
+        "workspace_context": ctx,
+        "perms_ws": ctx.permissions,
+        "thresholds": notification_settings_get(workspace_id=ctx.workspace.pk),
+        "open_states": threshold_state_open_list(workspace=ctx.workspace),
+        "endpoints": list(webhook_endpoint_list(workspace=ctx.workspace)) if can_see_webhooks else None,
+        "event_types": SUBSCRIBABLE,
+    }
+    return render(request, "notifications/notifications.html", context)

@@ -5,6 +5,7 @@
 """
 
 import uuid
+from decimal import Decimal
 
 from django.db import models
 from django.utils import timezone
@@ -92,6 +93,14 @@ class UsageEvent(models.Model):
     # Operator cost of this call in USD (0 for BYOK, sandbox and free providers).
     cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
     credits_charged = models.PositiveIntegerField(default=0)  # credit units, when paid by overage
+    # The customer-facing charge, whether plan quota or credits paid it (0 for a failed call):
+    # credits at the endpoint's ``EndpointCost`` rate, and that in money at the plan's price per
+    # credit (``billing.Plan.credit_price_micros``), in millionths of the major unit of
+    # ``charge_currency`` (ISO 4217, lower case; empty when the call has no money charge).
+    # ``db_default``: raw inserts that predate the charge (bench, generators) stay valid.
+    charge_credits = models.PositiveIntegerField(default=0, db_default=0)
+    charge_micros = models.PositiveBigIntegerField(default=0, db_default=0)
+    charge_currency = models.CharField(max_length=3, blank=True, default="", db_default="")
     status_code = models.PositiveSmallIntegerField()
     error_code = models.CharField(max_length=32, blank=True)
     latency_ms = models.PositiveIntegerField(default=0)
@@ -112,6 +121,16 @@ class UsageEvent(models.Model):
 
     def __str__(self):
         return f"{self.endpoint} {self.status_code} ({self.call_id})"
+
+    @property
+    def charge_display(self) -> str:
+        """The charge in money (``0.075 EUR``: two decimals at least, to the micro at most), or
+        "" when there is none (a failed call, a plan without a price per credit, an old row)."""
+        if not self.charge_micros or not self.charge_currency:
+            return ""
+        value = (Decimal(self.charge_micros) / 1_000_000).normalize()
+        places = max(2, -value.as_tuple().exponent)
+        return f"{value:,.{places}f} {self.charge_currency.upper()}"
 
     @property
     def is_byok(self) -> bool:

@@ -62,6 +62,7 @@ ENDPOINTS: dict[str, str | dict[str, str]] = {
     "payment/webhook/chargily": SIGNED,
     "api/usage-report": SIGNED,
     "api/admin/dashboard": STAFF,
+    "api/credits/grants": STAFF,
     "api/admin/provider-keys/<str:provider>": STAFF,
     "api/admin/organizations": STAFF,
     "api/admin/organizations/<str:organization_id>/link": STAFF,

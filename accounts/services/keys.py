@@ -159,9 +159,10 @@ def _api_key_cache_publish(api_key: ApiKey) -> None:
     transaction.on_commit(lambda: cache.set(cache_key, value, API_KEY_CACHE_SECONDS))
 
 
-KEY_LIMIT_UNITS = ("requests", "tokens")
+# ``money``: minor units (cents) of the workspace plan's currency; ``credits``: credits. Both
+# count each call's customer-facing charge (``UsageEvent.charge_*``).
+KEY_LIMIT_UNITS = ("requests", "tokens", "credits", "money")
 KEY_LIMIT_WINDOWS = ("day", "month", "total")
-KEY_LIMIT_UNITS_LATER = ("credits", "money", "usd", "cost", "spend")  # refused: not supported yet
 KEY_ALLOWED_MODELS_MAX = 50
 KEY_MODEL_ID_MAX = 128
 
@@ -177,8 +178,6 @@ def api_key_limits_clean(limits) -> list[dict]:
         if not isinstance(item, dict) or set(item) != {"unit", "window", "amount"}:
             raise field_error(param, 'Each limit is {"unit", "window", "amount"}.')
         unit, window, amount = item["unit"], item["window"], item["amount"]
-        if unit in KEY_LIMIT_UNITS_LATER:
-            raise field_error(f"{param}.unit", f"Limits in {unit} are not supported yet.")
         if unit not in KEY_LIMIT_UNITS:
             raise field_error(f"{param}.unit", f"unit must be one of {', '.join(KEY_LIMIT_UNITS)}.")
         if window not in KEY_LIMIT_WINDOWS:
@@ -220,7 +219,7 @@ def api_key_limits_set(
     actor: User | None = None,
     request=None,
 ) -> ApiKey:
-    """Set a key's request/token limits and/or its model allow-list (each left as is when not
+    """Set a key's request/token/credit/money limits and/or its model allow-list (each left as is when not
     given). The cached identity is re-published after commit, so the proxy enforces the new
     controls from the key's very next call on any worker."""
     changes = {}

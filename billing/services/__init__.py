@@ -22,6 +22,7 @@ from .alerts import (
     QUOTA_ALERT_THRESHOLDS,
     quota_alert_may_be_due,
     quota_alert_send,
+    quota_thresholds_reevaluate,
 )
 from .catalog import (
     plan_catalog_invalidate,
@@ -36,11 +37,13 @@ from .checkout import (
 )
 from .key_limits import (
     KeyLimitExceeded,
+    KeyLimitReading,
     key_holds_release,
     key_holds_release_stale,
     key_holds_settle,
     key_limits_reserve,
     key_limits_usage_get,
+    money_micros_per_minor,
 )
 from .payments import (
     checkout_fulfil,
@@ -97,11 +100,13 @@ from .webhooks import (
 
 __all__ = [
     "KeyLimitExceeded",
+    "KeyLimitReading",
     "key_holds_release",
     "key_holds_release_stale",
     "key_holds_settle",
     "key_limits_reserve",
     "key_limits_usage_get",
+    "money_micros_per_minor",
     "plan_catalog_invalidate",
     "plan_catalog_seed",
     "QuotaExceeded",
@@ -123,6 +128,7 @@ __all__ = [
     "QUOTA_ALERT_THRESHOLDS",
     "quota_alert_may_be_due",
     "quota_alert_send",
+    "quota_thresholds_reevaluate",
     "PLAN_CHECKOUT_KIND",
     "checkout_redirect_url_validate",
     "checkout_session_start",

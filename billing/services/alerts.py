@@ -1,29 +1,30 @@
-"""Quota alerts: which thresholds of a monthly limit a settle crossed, the once-per-period gate,
-the Celery task that sends, and the email itself.
+"""Quota alerts: which of the workspace's thresholds (percents of a monthly limit, in its
+notification settings) a settle reached, fired once per period through
+``notifications.thresholds``, and resolved when a plan change lifts usage back under them.
 
-A settle only queues work here (after commit); the email goes out of the request path. Quota
-code imports this module, never the other way round.
+A settle stays cheap: ``quota_alert_may_be_due`` is pure (this process's copy of the
+thresholds), and past a threshold one shared-cache read says it already fired; only the call
+that reaches a threshold first writes (the state row, the webhook event) and queues the email.
+A new period is a new ``period_start``, so every threshold may fire again with nothing to reset.
+Quota code imports this module, never the other way round.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from types import SimpleNamespace
 
-from django.conf import settings
-from django.core.cache import cache
-from django.core.mail import send_mail
-from django.db import transaction
-from django.urls import reverse
 from django.utils import timezone
 
-from accounts.selectors import workspace_billing_emails
-from notifications.services import event_emit
+from notifications.selectors import notification_settings_cached, notification_settings_get
+from notifications.thresholds import threshold_levels_observe, threshold_reached, threshold_resolved
 
-from ..models import Plan, QuotaAlertSent, QuotaReservation, UsageCounter
-from ..selectors import plan_for_workspace_get, plan_quota_get
+from ..models import Meter, Plan, QuotaReservation, UsageCounter
+from ..selectors import period_bounds, plan_for_workspace_get, plan_quota_get
 
-QUOTA_ALERT_THRESHOLDS = (80, 100)  # percent of a monthly limit
+QUOTA_ALERT_THRESHOLDS = (80, 100)  # the defaults (notifications.selectors.DEFAULT_PERCENTS)
+LOWEST_PERCENT = 1  # the lowest threshold a workspace may set
 
 
 # =============================================================================================
@@ -31,16 +32,36 @@ QUOTA_ALERT_THRESHOLDS = (80, 100)  # percent of a monthly limit
 # =============================================================================================
 
 
-def quota_alert_may_be_due(*, rows, plan: Plan) -> bool:
-    """Whether a settle's counter rows cross an alert threshold (then ``quota_settle_finish``
-    must run where it may touch the cache and queue a task; otherwise it is pure)."""
+def quota_alert_may_be_due(*, rows, plan: Plan, workspace_id: int | None = None) -> bool:
+    """Whether a settle's counter rows may reach an alert threshold (then ``quota_settle_finish``
+    must run where it may touch the cache and the database; otherwise it is pure). Without
+    ``workspace_id``, or before this process read the workspace's thresholds, the lowest
+    threshold a workspace may set stands in for them."""
+    thresholds = notification_settings_cached(workspace_id=workspace_id) if workspace_id is not None else None
+    lowest = min(thresholds.quota) if thresholds is not None else LOWEST_PERCENT
     for _counter_id, meter, used, _reserved, _period_start, charged in rows:
         if not charged:
             continue
         rule = plan_quota_get(plan=plan, meter=meter)
-        if rule.period == "month" and rule.limit and used * 100 >= min(QUOTA_ALERT_THRESHOLDS) * rule.limit:
+        if rule.period == "month" and rule.limit and used * 100 >= lowest * rule.limit:
             return True
     return False
+
+
+def _meter_label(meter: str) -> str:
+    return Meter(meter).label if meter in Meter.values else meter
+
+
+def _quota_data(*, meter: str, used: int, limit: int | None, period_start: datetime) -> dict:
+    _start, resets_at = period_bounds(period="month", now=period_start)
+    return {
+        "meter": meter,
+        "label": _meter_label(meter),
+        "used": used,
+        "limit": limit,
+        "period_start": period_start.isoformat(),
+        "resets_at": resets_at.isoformat(),
+    }
 
 
 def _quota_alert_check(
@@ -53,25 +74,43 @@ def _quota_alert_check(
     now: datetime,
     plan: Plan | None = None,
 ) -> None:
-    """``_quota_alert_schedule`` for a settle that already knows the counter (no extra query)."""
+    """After a settle that knows its counter (no query): fire the workspace's quota thresholds
+    that ``used`` reached first in the period (after the caller commits)."""
     rule = plan_quota_get(
         plan=plan or plan_for_workspace_get(workspace=_workspace_ref(workspace_id), now=now), meter=meter
     )
     if rule.period != "month" or not rule.limit:
         return
-    crossed = [t for t in QUOTA_ALERT_THRESHOLDS if used * 100 >= t * rule.limit]
-    if not crossed:
+    held = notification_settings_cached(workspace_id=workspace_id, stale_ok=True)
+    if used * 100 < (min(held.quota) if held is not None else LOWEST_PERCENT) * rule.limit:
+        return  # what ``quota_alert_may_be_due`` decided: no I/O
+    if _in_event_loop():
+        # A settle finished on the event loop (``quota_alert_may_be_due`` said nothing was due,
+        # from a copy another thread has since replaced): no blocking I/O here; the next
+        # settle past the threshold fires it (reached, not crossed, is what fires).
         return
-    gate = _alert_gate_key(
-        workspace_id=workspace_id, meter=meter, period_start=period_start, threshold=crossed[-1]
+    levels = notification_settings_get(workspace_id=workspace_id).quota
+    if used * 100 < min(levels) * rule.limit:
+        return
+    limit = rule.limit
+    base = _quota_data(meter=meter, used=used, limit=limit, period_start=period_start)
+    threshold_levels_observe(
+        workspace_id=workspace_id,
+        subject=f"quota:{meter}",
+        period_start=period_start,
+        levels=levels,
+        reached=lambda percent: used * 100 >= percent * limit,
+        event="quota.threshold_reached",
+        data=lambda percent: {**base, "threshold": percent},
     )
-    if cache.get(gate):
-        return
-    from ..tasks import quota_alert_send_task  # noqa: PLC0415 (billing.tasks imports the services: a task is queued lazily to avoid a cycle)
 
-    transaction.on_commit(
-        lambda: quota_alert_send_task.delay(workspace_id=workspace_id, meter=meter, counter_id=counter_id)
-    )
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _workspace_ref(workspace_id: int) -> SimpleNamespace:
@@ -79,17 +118,8 @@ def _workspace_ref(workspace_id: int) -> SimpleNamespace:
     return SimpleNamespace(pk=workspace_id)
 
 
-def _alert_gate_key(*, workspace_id: int, meter: str, period_start: datetime, threshold: int) -> str:
-    # "ws": the tenant changed from user to workspace, so an old user gate is never read here.
-    return f"billing:quota-alert:ws:{workspace_id}:{meter}:{period_start:%Y%m%d}:{threshold}"
-
-
 def _quota_alert_schedule(*, reservation: QuotaReservation, now: datetime, rule=None) -> None:
-    """After a settle on a monthly meter, queue the alert task when a threshold is crossed.
-
-    The shared-cache gate only saves queueing the task again; the unique QuotaAlertSent row
-    is what guarantees one email per threshold per period.
-    """
+    """``_quota_alert_check`` for a settle that does not know its counter's state (one query)."""
     if rule is None:
         rule = plan_quota_get(
             plan=plan_for_workspace_get(workspace=_workspace_ref(reservation.workspace_id), now=now),
@@ -100,92 +130,82 @@ def _quota_alert_schedule(*, reservation: QuotaReservation, now: datetime, rule=
     used, period_start = (
         UsageCounter.objects.filter(pk=reservation.counter_id).values_list("used", "period_start").get()
     )
-    crossed = [t for t in QUOTA_ALERT_THRESHOLDS if used * 100 >= t * rule.limit]
-    if not crossed:
-        return
-    gate = _alert_gate_key(
+    _quota_alert_check(
         workspace_id=reservation.workspace_id,
         meter=reservation.meter,
+        counter_id=reservation.counter_id,
+        used=used,
         period_start=period_start,
-        threshold=crossed[-1],
-    )
-    if cache.get(gate):
-        return
-    from ..tasks import quota_alert_send_task  # noqa: PLC0415 (billing.tasks imports the services: a task is queued lazily to avoid a cycle)
-
-    workspace_id, meter, counter_id = reservation.workspace_id, reservation.meter, reservation.counter_id
-    transaction.on_commit(
-        lambda: quota_alert_send_task.delay(workspace_id=workspace_id, meter=meter, counter_id=counter_id)
+        now=now,
     )
 
 
 def quota_alert_send(
     *, workspace_id: int | None, meter: str, counter_id: int, now: datetime | None = None
 ) -> list[int]:
-    """Email the workspace's billing contacts for each threshold crossed in the counter's
-    period, once each (``workspace_id`` None: whichever workspace the counter belongs to).
-
-    The marker row and the email commit together: if sending fails, the marker is rolled back
-    and the next settle (or a task retry) tries again.
-    """
+    """Fire each of the workspace's thresholds the counter reached in its period that has not
+    fired yet (``workspace_id`` None: whichever workspace the counter belongs to). Returns the
+    thresholds this call fired. The door of ``billing.tasks.quota_alert_send`` (tasks queued
+    before alerts fired on the call itself)."""
     now = now or timezone.now()
-    counters = UsageCounter.objects.select_related("workspace").filter(pk=counter_id, meter=meter)
+    counters = UsageCounter.objects.filter(pk=counter_id, meter=meter)
     if workspace_id is not None:
         counters = counters.filter(workspace_id=workspace_id)
     counter = counters.first()
     if counter is None:
         return []
     workspace_id = counter.workspace_id
-    rule = plan_quota_get(plan=plan_for_workspace_get(workspace=counter.workspace, now=now), meter=meter)
-    if not rule.limit:
-        return []
-    sent = []
-    for threshold in QUOTA_ALERT_THRESHOLDS:
-        if counter.used * 100 < threshold * rule.limit:
-            continue
-        with transaction.atomic():
-            _, created = QuotaAlertSent.objects.get_or_create(
-                workspace_id=workspace_id,
-                meter=meter,
-                period_start=counter.period_start,
-                threshold=threshold,
-                defaults={"sent_at": now},
-            )
-            if created:
-                _quota_alert_email(counter=counter, limit=rule.limit, threshold=threshold)
-                sent.append(threshold)
-                event_emit(
-                    workspace=workspace_id,
-                    type="quota.threshold_reached",
-                    data={"meter": meter, "threshold": threshold, "used": counter.used, "limit": rule.limit},
-                )
-        gate = _alert_gate_key(
-            workspace_id=workspace_id, meter=meter, period_start=counter.period_start, threshold=threshold
-        )
-        cache.set(gate, 1, 40 * 24 * 3600)
-    return sent
-
-
-def _quota_alert_email(*, counter: UsageCounter, limit: int, threshold: int) -> None:
-    """To the workspace's owners and billing members; a workspace without any (all left) gets
-    no email, and the marker still says it was due."""
-    recipients = workspace_billing_emails(workspace=counter.workspace)
-    if not recipients:
-        return
-    label = counter.get_meter_display()
-    workspace = counter.workspace
-    if workspace.personal:
-        whose, who, plan = "your", "You have", "your plan"
-    else:
-        whose, who, plan = f"{workspace.name}'s", f"{workspace.name} has", "its plan"
-    if threshold >= 100:
-        subject = f"Tollgate: {whose} {label} quota is used up"
-        lead = f"{who} used all {limit:,} {label.lower()} included in {plan} this month."
-    else:
-        subject = f"Tollgate: {threshold}% of {whose} {label} quota used"
-        lead = f"{who} used {counter.used:,} of {limit:,} {label.lower()} this month ({threshold}%)."
-    body = (
-        f"{lead}\n\nYour quota resets on {counter.period_end:%Y-%m-%d} (00:00 UTC).\n"
-        f"Upgrade your plan: {settings.SITE_URL}{reverse('billing:pricing')}\n"
+    rule = plan_quota_get(
+        plan=plan_for_workspace_get(workspace=_workspace_ref(workspace_id), now=now), meter=meter
     )
-    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+    if rule.period != "month" or not rule.limit:
+        return []
+    base = _quota_data(meter=meter, used=counter.used, limit=rule.limit, period_start=counter.period_start)
+    return [
+        threshold
+        for threshold in notification_settings_get(workspace_id=workspace_id).quota
+        if counter.used * 100 >= threshold * rule.limit
+        and threshold_reached(
+            workspace_id=workspace_id,
+            subject=f"quota:{meter}",
+            threshold=threshold,
+            period_start=counter.period_start,
+            event="quota.threshold_reached",
+            data={**base, "threshold": threshold},
+            now=now,
+        )
+    ]
+
+
+def quota_thresholds_reevaluate(*, workspace_id: int, now: datetime | None = None) -> dict[str, list[int]]:
+    """After the workspace's plan changed: resolve the quota thresholds reached in the current
+    period that its new limits no longer hold (an upgrade), with ``quota.threshold_resolved``.
+    Returns meter -> the thresholds resolved. A threshold reached under the new limits fires on
+    the next call that settles."""
+    now = now or timezone.now()
+    period_start, _end = period_bounds(period="month", now=now)
+    plan = plan_for_workspace_get(workspace=_workspace_ref(workspace_id), now=now)
+    used_by_meter = dict(
+        UsageCounter.objects.filter(workspace_id=workspace_id, period_start=period_start).values_list(
+            "meter", "used"
+        )
+    )
+    resolved = {}
+    for meter in Meter.values:
+        rule = plan_quota_get(plan=plan, meter=meter)
+        used = used_by_meter.get(meter, 0)
+        limit = rule.limit if rule.period == "month" else None
+        levels = notification_settings_get(workspace_id=workspace_id).quota
+        holding = [t for t in levels if limit and used * 100 >= t * limit]
+        gone = threshold_resolved(
+            workspace_id=workspace_id,
+            subject=f"quota:{meter}",
+            period_start=period_start,
+            event="quota.threshold_resolved",
+            data=_quota_data(meter=meter, used=used, limit=limit, period_start=period_start),
+            thresholds=None if not holding else [t for t in range(1, 101) if t not in holding],
+            now=now,
+        )
+        if gone:
+            resolved[meter] = gone
+    return resolved

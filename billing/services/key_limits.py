@@ -1,5 +1,11 @@
-"""An API key's own limits (requests and tokens per day, month or in total): reserve → settle or
-release, like the plan quota, so concurrent calls of one key can never pass its limit.
+"""An API key's own limits (requests, tokens, credits or money per day, month or in total):
+reserve → settle or release, like the plan quota, so concurrent calls of one key can never pass
+its limit.
+
+``credits`` and ``money`` count the call's customer-facing charge (``UsageEvent.charge_credits``
+and ``charge_micros``): the caller reserves the most the call can be charged and settles to what
+it was. A money limit is set in minor units of the workspace plan's currency and counted in
+micros (millionths of the major unit), so calls worth a fraction of a cent add up exactly.
 
 Only a key that has limits pays for them: the proxy reads them from the key's cached identity
 and calls ``key_limits_reserve`` only when there are some. One statement decides, all or
@@ -19,15 +25,43 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core import time as periods
+from core.money import ZERO_DECIMAL_CURRENCIES, format_minor
 from core.rawsql import synchronous_commit_off_cte, table_quoted
 
 from ..models import KeyUsageCounter, KeyUsageHold
+from ..selectors import plan_for_workspace_get
 
 logger = logging.getLogger("tollgate.billing")
 
 TOTAL_PERIOD_START = datetime(1970, 1, 1, tzinfo=UTC)  # the ``total`` window's one period
-# What one call of a chat/embeddings endpoint counts, per limit unit, from its quota meters.
-UNIT_METERS = {"requests": "requests", "tokens": "llm_tokens"}
+# What one call counts per limit unit: its quota meters, and its charge (which the proxy adds
+# to the meters it passes: ``charge_credits`` in credits, ``charge_micros`` in micros).
+UNIT_METERS = {
+    "requests": "requests",
+    "tokens": "llm_tokens",
+    "credits": "charge_credits",
+    "money": "charge_micros",
+}
+MONEY = KeyUsageCounter.Unit.MONEY
+
+
+def money_micros_per_minor(currency: str) -> int:
+    """Millionths of the major unit in one minor unit (1 cent = 10 000; 1 yen = 1 000 000)."""
+    return 1_000_000 if (currency or "").lower() in ZERO_DECIMAL_CURRENCIES else 10_000
+
+
+def _to_counter_units(unit: str, amount: int, currency: str) -> int:
+    """A limit as the key sets it (money: minor units) in the counter's units (money: micros)."""
+    return amount * money_micros_per_minor(currency) if unit == MONEY else amount
+
+
+def _to_limit_units(unit: str, amount: int, currency: str) -> int:
+    """A counter's figure in the units the key's limit is set in; money rounds up to the minor
+    unit, so what is shown used never reads below what was counted."""
+    if unit != MONEY:
+        return amount
+    per_minor = money_micros_per_minor(currency)
+    return -(-amount // per_minor)
 
 
 def key_limit_period(*, window: str, now: datetime) -> tuple[datetime, datetime | None]:
@@ -43,9 +77,24 @@ def key_limit_period(*, window: str, now: datetime) -> tuple[datetime, datetime 
 class KeyLimitStatus:
     unit: str
     window: str
-    limit: int
-    used: int  # settled, plus what calls in flight hold
+    limit: int  # as the key sets it (money: minor units of ``currency``)
+    used: int  # settled, plus what calls in flight hold (money: minor units, rounded up)
     resets_at: datetime | None
+    currency: str = ""  # money limits only
+
+
+@dataclass(frozen=True)
+class KeyLimitReading:
+    """Where one limit of a key stands after a settle (``key_holds_settle``), for threshold
+    alerts: ``used`` (settled) and ``limit`` in the units the limit is set in (money: minor
+    units of ``currency``); ``limit`` None for a counter that predates it being recorded."""
+
+    unit: str
+    window: str
+    period_start: datetime
+    used: int
+    limit: int | None
+    currency: str = ""
 
 
 class KeyLimitExceeded(Exception):
@@ -64,14 +113,14 @@ def _reserve_sql(*, api_key_id: int, wants: list, now: datetime, synchronous_com
     sql = f"""
         WITH want(unit, win, period_start, amount, lim) AS (VALUES {", ".join(values)}){cfg},
         lk AS (
-            SELECT c.id, w.amount, (c.used + c.reserved + w.amount <= w.lim) AS fits
+            SELECT c.id, w.amount, w.lim, (c.used + c.reserved + w.amount <= w.lim) AS fits
             FROM {counters} c JOIN want w
               ON c.unit = w.unit AND c."window" = w.win AND c.period_start = w.period_start
             WHERE c.api_key_id = %s ORDER BY c.id FOR UPDATE OF c
         ),
         ok AS (SELECT COUNT(*) FILTER (WHERE fits) = %s AS ok FROM lk),
         upd AS (
-            UPDATE {counters} c SET reserved = c.reserved + lk.amount
+            UPDATE {counters} c SET reserved = c.reserved + lk.amount, limit_amount = lk.lim
             FROM lk, ok{", _cfg" if cfg else ""}
             WHERE c.id = lk.id AND ok.ok
             RETURNING c.id, lk.amount
@@ -89,20 +138,23 @@ def key_limits_reserve(
     api_key_id: int,
     limits,
     meters: dict[str, int],
+    currency: str = "",
     now: datetime | None = None,
     synchronous_commit: bool = True,
 ) -> list[KeyUsageHold]:
     """Hold one call's units on every limit of the key, all or nothing, or raise KeyLimitExceeded.
 
     ``limits``: ((unit, window, amount), …) as the key's identity carries them; ``meters``: the
-    call's quota meters (``requests``, ``llm_tokens``), which say what it counts per unit.
+    call's quota meters (``requests``, ``llm_tokens``) and its maximum charge
+    (``charge_credits``, ``charge_micros``), which say what it counts per unit; ``currency``:
+    the workspace plan's, in whose minor units a money limit is set.
     """
     now = now or timezone.now()
     wants = []
     for unit, window, limit in limits:
         start, _end = key_limit_period(window=window, now=now)
         amount = max(0, int(meters.get(UNIT_METERS.get(unit, unit), 0)))
-        wants.append((unit, window, start, amount, int(limit)))
+        wants.append((unit, window, start, amount, _to_counter_units(unit, int(limit), currency)))
     if not wants:
         return []
     sql, params = _reserve_sql(
@@ -150,13 +202,21 @@ def key_limits_reserve(
     used, reserved = states.get((unit, window), (0, 0))
     _start, resets_at = key_limit_period(window=window, now=now)
     raise KeyLimitExceeded(
-        KeyLimitStatus(unit=unit, window=window, limit=limit, used=used + reserved, resets_at=resets_at)
+        KeyLimitStatus(
+            unit=unit,
+            window=window,
+            limit=_to_limit_units(unit, limit, currency),
+            used=_to_limit_units(unit, used + reserved, currency),
+            resets_at=resets_at,
+            currency=currency if unit == MONEY else "",
+        )
     )
 
 
 def _finish_sql(*, holds: list[KeyUsageHold], actual: dict[str, int] | None, now, synchronous_commit: bool):
     """Settle (``actual``: unit -> units) or release (None) holds, once: the hold's status moves
-    from held, then its counter moves by it (counters locked in id order)."""
+    from held, then its counter moves by it (counters locked in id order). Returns each moved
+    counter's (unit, window, period_start, used, limit_amount)."""
     counters, hold_table = table_quoted(KeyUsageCounter), table_quoted(KeyUsageHold)
     values, params = [], []
     for hold in holds:
@@ -167,7 +227,10 @@ def _finish_sql(*, holds: list[KeyUsageHold], actual: dict[str, int] | None, now
     settling = actual is not None
     sql = f"""
         WITH act(id, actual) AS (VALUES {", ".join(values)}){cfg},
-        units(unit, n) AS (VALUES ('requests', %s::bigint), ('tokens', %s::bigint)),
+        units(unit, n) AS (
+            VALUES ('requests', %s::bigint), ('tokens', %s::bigint),
+                   ('credits', %s::bigint), ('money', %s::bigint)
+        ),
         r AS (
             UPDATE {hold_table} h SET status = %s, finished_at = %s,
                 actual = CASE WHEN %s THEN LEAST(u.n, h.amount) ELSE NULL END
@@ -184,11 +247,14 @@ def _finish_sql(*, holds: list[KeyUsageHold], actual: dict[str, int] | None, now
         )
         UPDATE {counters} c SET used = c.used + agg.charged, reserved = c.reserved - agg.amount
         FROM agg, lk WHERE c.id = agg.counter_id AND lk.id = c.id
+        RETURNING c.unit, c."window", c.period_start, c.used, c.limit_amount
     """  # noqa: S608 (table names from model meta, values parametrised)
     units = actual or {}
     params += [
         max(0, int(units.get("requests", 0))),
         max(0, int(units.get("tokens", 0))),
+        max(0, int(units.get("credits", 0))),
+        max(0, int(units.get("money", 0))),
         KeyUsageHold.Status.SETTLED if settling else KeyUsageHold.Status.RELEASED,
         now,
         settling,
@@ -201,18 +267,35 @@ def key_holds_settle(
     *,
     holds: list[KeyUsageHold],
     meters: dict[str, int],
+    currency: str = "",
     now: datetime | None = None,
     synchronous_commit: bool = True,
-) -> None:
-    """Charge what the call used (``meters``: its quota meters' actual units; each hold is
-    charged at most its amount) and free the holds. Runs once."""
+) -> list[KeyLimitReading]:
+    """Charge what the call used (``meters``: its quota meters' actual units and its actual
+    charge, as ``key_limits_reserve`` takes them; each hold is charged at most its amount) and
+    free the holds. Runs once: a second settle moves nothing and returns [].
+
+    Returns where each settled limit stands now (from the statement itself, no query): what
+    "this key has used 80 % / 100 % of its limit" alerts are decided from."""
     if not holds:
-        return
+        return []
     now = now or timezone.now()
     actual = {unit: int(meters.get(meter, 0)) for unit, meter in UNIT_METERS.items()}
     sql, params = _finish_sql(holds=holds, actual=actual, now=now, synchronous_commit=synchronous_commit)
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [
+        KeyLimitReading(
+            unit=unit,
+            window=window,
+            period_start=period_start,
+            used=_to_limit_units(unit, used, currency),
+            limit=None if limit is None else _to_limit_units(unit, limit, currency),
+            currency=currency if unit == MONEY else "",
+        )
+        for unit, window, period_start, used, limit in rows
+    ]
 
 
 def key_holds_release(
@@ -244,11 +327,20 @@ def key_holds_release_stale(*, now: datetime | None = None) -> int:
 
 
 def key_limits_usage_get(*, api_keys, now: datetime | None = None) -> dict[int, list[dict]]:
-    """Key id -> its limits, each with ``used`` (settled + in flight) in the current period and
-    ``resets_at`` (None for ``total``): one query for all the keys."""
+    """Key id -> its limits, each with ``used`` (settled + in flight) in the current period,
+    ``resets_at`` (None for ``total``) and ``currency`` (money limits: the workspace plan's, in
+    whose minor units ``amount`` and ``used`` are; else None): one query for all the keys, and
+    the workspace's plan (cached) when a key has a money limit."""
     now = now or timezone.now()
-    wanted, starts = {}, set()
+    currencies = {}
     for api_key in api_keys:
+        has_money = any(item["unit"] == MONEY for item in api_key.limits or ())
+        if has_money and api_key.workspace_id not in currencies:
+            plan = plan_for_workspace_get(workspace=api_key.workspace, now=now)
+            currencies[api_key.workspace_id] = (plan.currency or "").lower()
+    wanted, starts, workspaces = {}, set(), {}
+    for api_key in api_keys:
+        workspaces[api_key.pk] = api_key.workspace_id
         for item in api_key.limits or ():
             start, resets_at = key_limit_period(window=item["window"], now=now)
             wanted.setdefault(api_key.pk, []).append((item, start, resets_at))
@@ -259,16 +351,37 @@ def key_limits_usage_get(*, api_keys, now: datetime | None = None) -> dict[int, 
             api_key_id__in=list(wanted), period_start__in=starts
         ).values_list("api_key_id", "unit", "window", "period_start", "used", "reserved"):
             used[(key_id, unit, window, start)] = n_used + n_reserved
-    return {
-        key_id: [
-            {
-                "unit": item["unit"],
-                "window": item["window"],
-                "amount": item["amount"],
-                "used": used.get((key_id, item["unit"], item["window"], start), 0),
-                "resets_at": resets_at,
-            }
+    result = {}
+    for key_id, items in wanted.items():
+        currency = currencies.get(workspaces[key_id], "")
+        result[key_id] = [
+            _usage_item(
+                item,
+                used=_to_limit_units(
+                    item["unit"], used.get((key_id, item["unit"], item["window"], start), 0), currency
+                ),
+                resets_at=resets_at,
+                currency=currency,
+            )
             for item, start, resets_at in items
         ]
-        for key_id, items in wanted.items()
+    return result
+
+
+def _usage_item(item: dict, *, used: int, resets_at, currency: str) -> dict:
+    """One limit as the key list shows it; ``*_display``: money as money (``12.50 EUR``)."""
+    unit, amount = item["unit"], item["amount"]
+
+    def shown(n: int) -> str:
+        return format_minor(n, currency or "eur") if unit == MONEY else f"{n:,} {unit}"
+
+    return {
+        "unit": unit,
+        "window": item["window"],
+        "amount": amount,
+        "used": used,
+        "resets_at": resets_at,
+        "currency": currency if unit == MONEY else None,
+        "amount_display": shown(amount),
+        "used_display": shown(used),
     }

@@ -30,6 +30,7 @@ from ..fulfilment import CheckoutEventRejected
 from ..models import CheckoutSession, Gateway, Plan, StripeEvent, Subscription
 from ..selectors import workspace_for_metadata_get, workspace_plan_cache_key
 from ..subscriptions import LIVE_STATUSES, subscription_live_claim, subscription_workspace_lock
+from .alerts import quota_thresholds_reevaluate
 
 logger = logging.getLogger("tollgate.billing")
 
@@ -56,7 +57,10 @@ def _id(value) -> str:
 
 
 def _subscription_cache_forget(workspace_id: int) -> None:
+    """After the plan changes: forget the cached plan, then resolve the quota alerts the new
+    limits no longer hold (an upgrade)."""
     transaction.on_commit(lambda: cache.delete(workspace_plan_cache_key(workspace_id)))
+    transaction.on_commit(lambda: quota_thresholds_reevaluate(workspace_id=workspace_id), robust=True)
 
 
 def _subscription_audit(*, row: Subscription, action: str, actor=None, **details) -> None:

@@ -61,6 +61,7 @@ def test_plan_edit_in_admin_invalidates_the_catalogue(staff_client, django_captu
         "default_max_tokens": 1024,
         "max_tokens_cap": "",
         "sort_order": 0,
+        "credit_price_micros": 12_500,
         "stripe_price_id": "",
         "quotas-TOTAL_FORMS": 0,
         "quotas-INITIAL_FORMS": 0,
@@ -69,7 +70,8 @@ def test_plan_edit_in_admin_invalidates_the_catalogue(staff_client, django_captu
         response = staff_client.post(f"/admin/billing/plan/{plan.pk}/change/", data)
     assert response.status_code == 302
     assert cache.get(CATALOG_VERSION_KEY) != before
-    assert plan_for_workspace_get(workspace=UserFactory().personal_workspace).rate_limit_per_minute == 9
+    reloaded = plan_for_workspace_get(workspace=UserFactory().personal_workspace)
+    assert (reloaded.rate_limit_per_minute, reloaded.credit_price_micros) == (9, 12_500)
 
 
 def test_payment_transactions_and_chargily_events_are_listed_read_only(staff_client, settings):

@@ -10,6 +10,7 @@ from accounts.tests.factories import api_key_for
 from billing.models import KeyUsageCounter, KeyUsageHold
 from billing.services import (
     KeyLimitExceeded,
+    KeyLimitReading,
     key_holds_release,
     key_holds_settle,
     key_limits_reserve,
@@ -110,3 +111,40 @@ def test_the_stale_sweep_releases_a_dead_callers_key_holds(api_key):
     quota_reservations_release_stale(now=NOON + timedelta(seconds=settings.STALE_RESERVATION_SECONDS + 1))
     assert _state(api_key) == {("requests", "day"): (0, 0), ("tokens", "month"): (0, 0)}
     assert set(KeyUsageHold.objects.values_list("status", flat=True)) == {"released"}
+
+
+def test_credit_and_money_limits_count_the_charge_and_settle_says_where_each_limit_stands(api_key):
+    limits = (("credits", "day", 10), ("money", "month", 5))  # money: 5 cents
+    meters = {"requests": 1, "llm_tokens": 40, "charge_credits": 4, "charge_micros": 40_000}
+    holds = key_limits_reserve(api_key_id=api_key.pk, limits=limits, meters=meters, currency="eur", now=NOON)
+    assert _state(api_key) == {("credits", "day"): (0, 4), ("money", "month"): (0, 40_000)}
+
+    readings = key_holds_settle(
+        holds=holds,
+        meters={"requests": 1, "llm_tokens": 15, "charge_credits": 2, "charge_micros": 20_000},
+        currency="eur",
+        now=NOON,
+    )
+
+    assert _state(api_key) == {("credits", "day"): (2, 0), ("money", "month"): (20_000, 0)}
+    day, month = datetime(2026, 3, 14, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)
+    assert sorted(readings, key=lambda r: r.unit) == [
+        KeyLimitReading(unit="credits", window="day", period_start=day, used=2, limit=10),
+        KeyLimitReading(unit="money", window="month", period_start=month, used=2, limit=5, currency="eur"),
+    ]
+    assert key_holds_settle(holds=holds, meters={}, currency="eur", now=NOON) == []  # once
+
+    with pytest.raises(KeyLimitExceeded) as refused:  # 2 + 4 cents would pass 5
+        key_limits_reserve(api_key_id=api_key.pk, limits=limits, meters=meters, currency="eur", now=NOON)
+    status = refused.value.status
+    assert (status.unit, status.limit, status.used, status.currency) == ("money", 5, 2, "eur")
+
+
+def test_a_money_limit_in_a_zero_decimal_currency(api_key):
+    limits = (("money", "total", 3),)  # 3 yen
+    meters = {"charge_micros": 1_500_000}  # 1.5 yen
+    key_limits_reserve(api_key_id=api_key.pk, limits=limits, meters=meters, currency="jpy", now=NOON)
+    key_limits_reserve(api_key_id=api_key.pk, limits=limits, meters=meters, currency="jpy", now=NOON)
+    with pytest.raises(KeyLimitExceeded) as refused:
+        key_limits_reserve(api_key_id=api_key.pk, limits=limits, meters=meters, currency="jpy", now=NOON)
+    assert (refused.value.status.limit, refused.value.status.used) == (3, 3)

@@ -85,7 +85,7 @@ def test_comparison_lists_quotas_rate_limit_and_providers_per_plan():
 def test_pricing_page_shows_both_ladders_the_table_and_the_packs(client, django_assert_max_num_queries):
     seed_catalogue()
 
-    with django_assert_max_num_queries(4):  # plans, quotas, packs (+ session-less visitor)
+    with django_assert_max_num_queries(5):  # plans, quotas, packs, endpoint costs (+ session-less visitor)
         response = client.get("/pricing/")
 
     html = response.content.decode()
@@ -121,3 +121,15 @@ def test_pricing_page_shows_both_ladders_the_table_and_the_packs(client, django_
     best = re.search(r'class="card credits-pack credits-pack--best" data-pack="([\w-]+)"', packs).group(1)
     assert best == "pack_1000" and packs.count("Best value") == 1
     assert "0.139 EUR per credit" in packs and "0.19 EUR per credit" in packs
+
+
+def test_pricing_page_says_what_a_credit_buys_from_the_endpoint_costs(client):
+    seed_catalogue()
+
+    html = client.get("/pricing/").content.decode()
+
+    table = re.search(r'<table class="credit-buys.*?</table>', html, re.S).group(0)
+    row = re.search(r'data-endpoint="/api/proxy/deepseek/chat".*?</tr>', table, re.S).group(0)
+    # 2 credits per 1 000 tokens: 100 credits buy about 50 000 tokens.
+    assert "2 credits per 1,000 tokens" in row and "50,000 tokens" in row
+    assert "/api/proxy/deepseek/chat</code>" not in table  # the compact table leaves the paths out

@@ -73,7 +73,9 @@ def test_cancel_at_period_end_then_resume(client, subscriber):
     assert len(_events("customer.subscription.updated")) == 2
 
 
-def test_preview_then_change_plan_invoices_the_previewed_proration(client, subscriber):
+def test_preview_then_change_plan_invoices_the_previewed_proration(
+    client, subscriber, django_capture_on_commit_callbacks
+):
     row = Subscription.objects.get(workspace=subscriber.personal_workspace)
     # Halfway through the period: the upgrade costs about half the price difference.
     now = timezone.now()
@@ -85,7 +87,8 @@ def test_preview_then_change_plan_invoices_the_previewed_proration(client, subsc
     assert 0 < due < 29900 - 9900
     assert "Charged now" in preview.content.decode()
 
-    response = client.post(PORTAL, {"action": "change", "plan": "scale"})
+    with django_capture_on_commit_callbacks(execute=True):  # the request commits: the cached plan goes
+        response = client.post(PORTAL, {"action": "change", "plan": "scale"})
     assert response.status_code == 302 and response["Location"] == PORTAL
     row.refresh_from_db()
     assert row.plan.code == "scale" and row.status == "active"
@@ -104,8 +107,11 @@ def test_preview_then_change_plan_invoices_the_previewed_proration(client, subsc
     assert invoice["number"] in page and "Plan change (prorated)" in page
 
 
-def test_downgrade_leaves_a_credit_used_by_the_next_upgrade(client, subscriber):
-    client.post(PORTAL, {"action": "change", "plan": "pro"})
+def test_downgrade_leaves_a_credit_used_by_the_next_upgrade(
+    client, subscriber, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):  # the request commits: the cached plan goes
+        client.post(PORTAL, {"action": "change", "plan": "pro"})
     credit = _events("invoice.paid")[-1].payload["data"]["object"]
     assert credit["amount_paid"] == 0 and credit["ending_balance"] < 0
     assert plan_for_workspace_get(workspace=subscriber.personal_workspace).code == "pro"

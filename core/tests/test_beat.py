@@ -22,6 +22,7 @@ EXPECTED = {
     "core-reconciliation-run": "core.reconciliation_run",
     "credits-ledger-reconcile": "credits.ledger_reconcile",
     "credits-holds-expire": "credits.holds_expire",
+    "credits-lots-expire": "credits.lots_expire",
     "dashboards-operator-alerts": "dashboards.operator_alerts_check",
     "organizations-meter-events-retry": "organizations.usage_reports_retry_due",
     "budget-holds-sweep": "proxy.tasks.budget_holds_sweep",

@@ -1,6 +1,8 @@
 """Writes for credits, the only code that changes a balance. One module per concern:
 
 - ``ledger``: the locked balance and its append-only ledger; grants and consumption;
+- ``lots``: where credits came from and the order they are spent in (burn order);
+- ``expiry``: lots past their expiry leave the balance through an ``expiry`` entry;
 - ``holds``: reserve → settle → release around a metered call (the proxy's overage seam);
 - ``purchases``: pack checkouts, their fulfilment and refunds (billing's webhooks);
 - ``alerts``: upsell events, the low-balance email, the ledger reconciliation.
@@ -10,8 +12,10 @@ under one row lock per workspace. Callers import from ``credits.services``.
 """
 
 from .alerts import Drift, credit_ledger_reconcile, credit_low_balance_email_send, upsell_event_record
+from .expiry import credit_lot_expire, credit_lots_expire
 from .holds import credit_hold, credit_hold_release, credit_hold_settle, credit_holds_expire
 from .ledger import ConsumeResult, InsufficientCredits, credit_consume, credit_grant
+from .lots import LotsShortfall, credit_lots_get, credit_lots_reconcile
 from .purchases import CHECKOUT_KIND, credit_pack_checkout_start, credit_purchase_fulfil, credit_refund_apply
 
 __all__ = [
@@ -19,6 +23,7 @@ __all__ = [
     "ConsumeResult",
     "Drift",
     "InsufficientCredits",
+    "LotsShortfall",
     "credit_consume",
     "credit_grant",
     "credit_hold",
@@ -26,6 +31,10 @@ __all__ = [
     "credit_hold_settle",
     "credit_holds_expire",
     "credit_ledger_reconcile",
+    "credit_lot_expire",
+    "credit_lots_expire",
+    "credit_lots_get",
+    "credit_lots_reconcile",
     "credit_low_balance_email_send",
     "credit_pack_checkout_start",
     "credit_purchase_fulfil",

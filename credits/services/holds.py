@@ -15,7 +15,7 @@ from accounts.models import Workspace
 from core.locks import lock_objects
 
 from ..models import CreditAccount, CreditHold, LedgerEntry
-from .ledger import InsufficientCredits, _account_locked, _apply, _low_balance_check
+from .ledger import InsufficientCredits, _account_locked, _burn
 
 logger = logging.getLogger("tollgate.credits")
 
@@ -42,8 +42,9 @@ def credit_hold_settle(
 ) -> LedgerEntry | None:
     """Charge what the call really used (at most the held amount) and release the rest.
 
-    Safe to call twice: a settled hold returns its entry. ``actual == 0`` releases the hold
-    and returns None.
+    The charge is drawn from the workspace's lots in burn order (one ledger row per lot; the
+    first one, keyed ``idempotency_key``, is returned and linked to the hold). Safe to call
+    twice: a settled hold returns its entry. ``actual == 0`` releases the hold and returns None.
     """
     actual = max(int(actual), 0)
     with transaction.atomic():
@@ -66,15 +67,16 @@ def credit_hold_settle(
         if charge:
             entry = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
             if entry is None:
-                entry = _apply(
+                entry = _burn(
                     account=account,
                     kind=LedgerEntry.Kind.CONSUME,
-                    amount=-charge,
+                    amount=charge,
                     idempotency_key=idempotency_key,
                     reference=hold.reference,
                     endpoint=endpoint,
                     metadata={"hold_id": hold.pk, "held": hold.amount},
                     release_held=hold.amount,
+                    now=now,
                 )
             else:
                 _release_held(account=account, amount=hold.amount)
@@ -87,8 +89,6 @@ def credit_hold_settle(
             resolved_at=now,
             updated_at=now,
         )
-        if entry is not None:
-            _low_balance_check(account=account, now=now)
     if entry is not None:
         logger.info(
             "credit usage",
@@ -96,7 +96,7 @@ def credit_hold_settle(
                 "workspace_id": hold.workspace_id,
                 "endpoint": endpoint,
                 "cost": charge,
-                "balance_after": entry.balance_after,
+                "balance_after": account.balance,
             },
         )
     return entry

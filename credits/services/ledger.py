@@ -3,7 +3,9 @@ payment (operator grants, consumption of a priced endpoint).
 
 Every movement runs inside one transaction that first locks the workspace's ``CreditAccount`` row
 (``core.locks.lock_objects``), then changes the balance with a conditional ``UPDATE … F()``
-and appends exactly one ``LedgerEntry`` whose unique idempotency key makes replays no-ops.
+and moves its lots (``lots``): credits added append one ``LedgerEntry`` and open one lot,
+credits taken append one entry per lot drawn from. The unique idempotency key of the (first)
+entry makes replays no-ops.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -23,7 +24,9 @@ from core.exceptions import ApiError
 from core.locks import lock_objects
 from notifications.services import event_emit
 
-from ..models import CreditAccount, EndpointCost, LedgerEntry
+from ..models import CreditAccount, CreditLot, EndpointCost, LedgerEntry
+from .alerts import credit_balance_alerts_check, credit_balance_alerts_resolve
+from .lots import _lot_open, _lots_burn
 
 logger = logging.getLogger("tollgate.credits")
 
@@ -58,19 +61,8 @@ def _account_locked(*, workspace_id: int) -> CreditAccount:
     return lock_objects(CreditAccount.objects.filter(workspace_id=workspace_id))[0]
 
 
-def _apply(
-    *,
-    account: CreditAccount,
-    kind: str,
-    amount: int,
-    idempotency_key: str,
-    reference: str = "",
-    endpoint: str = "",
-    shortfall: int = 0,
-    metadata: dict | None = None,
-    release_held: int = 0,
-) -> LedgerEntry:
-    """Move ``amount`` (signed) on a locked account and append its ledger entry.
+def _balance_move(*, account: CreditAccount, amount: int, release_held: int = 0) -> None:
+    """Move the locked account's balance by ``amount`` (signed) and release ``release_held``.
 
     The UPDATE is conditional, so even a caller that forgot the lock could never drop the
     balance below what is held: ``balance + amount >= held - release_held``.
@@ -86,39 +78,93 @@ def _apply(
         raise InsufficientCredits(balance=account.balance, available=account.available, cost=-amount)
     account.balance += amount
     account.held -= release_held
-    if amount < 0 and account.balance == 0:  # this movement spent the last credit
-        event_emit(workspace=account.workspace_id, type="credits.depleted", data={"balance": 0})
-    return LedgerEntry.objects.create(
+    # The workspace's balance thresholds (credits.low / credits.depleted, and their resolved
+    # events after a top-up): fired after commit, once until resolved.
+    if amount < 0:
+        credit_balance_alerts_check(
+            workspace_id=account.workspace_id, balance=account.balance, available=account.available
+        )
+    elif amount > 0:
+        credit_balance_alerts_resolve(
+            workspace_id=account.workspace_id, balance=account.balance, available=account.available
+        )
+
+
+def _apply(
+    *,
+    account: CreditAccount,
+    kind: str,
+    amount: int,
+    idempotency_key: str,
+    reference: str = "",
+    shortfall: int = 0,
+    metadata: dict | None = None,
+    lot_kind: str = CreditLot.Kind.PAID,
+    expires_at=None,
+    lot_reason: str = "",
+) -> LedgerEntry:
+    """Add ``amount`` (>= 0) credits to a locked account: one ledger entry, and the lot it
+    opens (``lot_kind``, ``expires_at``). Zero (a refund that could take nothing back) writes
+    the entry alone."""
+    if amount < 0:
+        raise ValueError("_apply adds credits; _burn takes them.")
+    _balance_move(account=account, amount=amount)
+    entry = LedgerEntry.objects.create(
         workspace_id=account.workspace_id,
         kind=kind,
         amount=amount,
         balance_after=account.balance,
         idempotency_key=idempotency_key,
         reference=reference[:255],
-        endpoint=endpoint,
         shortfall=shortfall,
         metadata=metadata or {},
     )
+    if amount:
+        _lot_open(entry=entry, kind=lot_kind, expires_at=expires_at, reason=lot_reason)
+    return entry
 
 
-def _low_balance_check(*, account: CreditAccount, now=None) -> None:
-    """Send the low-balance email once per crossing; the next purchase re-arms it."""
-    if account.available >= settings.CREDITS_LOW_THRESHOLD:
-        return
-    armed = CreditAccount.objects.filter(pk=account.pk, low_balance_alerted_at__isnull=True).update(
-        low_balance_alerted_at=now or timezone.now()
+def _burn(
+    *,
+    account: CreditAccount,
+    kind: str,
+    amount: int,
+    idempotency_key: str,
+    reference: str = "",
+    endpoint: str = "",
+    shortfall: int = 0,
+    metadata: dict | None = None,
+    release_held: int = 0,
+    first_lot_id: int | None = None,
+    only_lot_id: int | None = None,
+    now=None,
+) -> LedgerEntry:
+    """Take ``amount`` (> 0) credits from a locked account, drawn from its lots in burn order:
+    one ledger row per lot drawn from (``_lots_burn``). Returns the first row, which carries
+    ``idempotency_key`` itself; a split burn's first row also records its ``burn_total``."""
+    balance_before = account.balance
+    _balance_move(account=account, amount=-amount, release_held=release_held)
+    entries = _lots_burn(  # raises LotsShortfall (rolling the balance move back) on drift
+        workspace_id=account.workspace_id,
+        amount=amount,
+        balance_before=balance_before,
+        kind=kind,
+        idempotency_key=idempotency_key,
+        reference=reference,
+        endpoint=endpoint,
+        shortfall=shortfall,
+        metadata=metadata,
+        first_lot_id=first_lot_id,
+        only_lot_id=only_lot_id,
+        now=now,
     )
-    if armed:
-        from ..tasks import credit_low_balance_email_task  # noqa: PLC0415 (credits.tasks imports the services: a task is queued lazily to avoid a cycle)
-
-        workspace_id = account.workspace_id
-        transaction.on_commit(lambda: credit_low_balance_email_task.delay(workspace_id))
-        event_emit(workspace=workspace_id, type="credits.low", data={"available": account.available})
+    return entries[0]
 
 
-def _rearm_low_balance(*, account: CreditAccount) -> None:
-    if account.available >= settings.CREDITS_LOW_THRESHOLD:
-        CreditAccount.objects.filter(pk=account.pk).update(low_balance_alerted_at=None)
+def _burn_total(entry: LedgerEntry) -> tuple[int, int]:
+    """(credits taken, balance after) of the whole burn whose first row is ``entry``."""
+    taken = int(entry.metadata.get("burn_total", -entry.amount))
+    return taken, entry.balance_after - taken - entry.amount
 
 
 # --- grants, consumption -----------------------------------------------------------------------
@@ -130,13 +176,19 @@ def credit_grant(
     amount: int,
     admin_user,
     reason: str = "",
+    expires_at=None,
     idempotency_key: str | None = None,
     request=None,
+    now=None,
 ) -> LedgerEntry:
-    """An operator gives credits to a workspace. The admin user is the entry's reference and the
-    audit event's actor (recorded once: a replayed key returns the first entry)."""
+    """An operator gives promotional credits to a workspace, optionally expiring at
+    ``expires_at`` (they are spent before paid credits, the earliest expiry first). The admin
+    user is the entry's reference and the audit event's actor (recorded once: a replayed key
+    returns the first entry); the entry's ``lot`` is the promotional lot it opened."""
     if amount <= 0:
         raise ApiError("invalid_request", "A grant must be a positive number of credits.", param="amount")
+    if expires_at is not None and expires_at <= (now or timezone.now()):
+        raise ApiError("invalid_request", "A grant's expiry must be in the future.", param="expires_at")
     key = idempotency_key or f"grant:{uuid.uuid4().hex}"
     with transaction.atomic():
         account = _account_locked(workspace_id=workspace.pk)
@@ -149,23 +201,33 @@ def credit_grant(
             amount=amount,
             idempotency_key=key,
             reference=f"admin:{admin_user.pk}",
-            metadata={"reason": reason[:500], "admin_email": admin_user.email}
-            if reason
-            else {"admin_email": admin_user.email},
+            metadata={
+                **({"reason": reason[:500]} if reason else {}),
+                "admin_email": admin_user.email,
+                **({"expires_at": expires_at.isoformat()} if expires_at else {}),
+            },
+            lot_kind=CreditLot.Kind.PROMOTIONAL,
+            expires_at=expires_at,
+            lot_reason=reason,
         )
-        _rearm_low_balance(account=account)
+        expiry = {"expires_at": expires_at.isoformat()} if expires_at else {}
         audit_record(
             action="credits.granted",
             actor=admin_user,
             workspace=workspace,
             target=f"ledger_entry:{entry.pk}",
-            details={"amount": amount, "reason": reason[:500], "balance_after": entry.balance_after},
+            details={
+                "amount": amount,
+                "reason": reason[:500],
+                "balance_after": entry.balance_after,
+                **expiry,
+            },
             request=request,
         )
         event_emit(
             workspace=workspace,
             type="credits.granted",
-            data={"amount": amount, "balance": entry.balance_after},
+            data={"amount": amount, "balance": entry.balance_after, **expiry},
         )
     logger.info(
         "credit grant", extra={"workspace_id": workspace.pk, "amount": amount, "admin_id": admin_user.pk}
@@ -203,26 +265,39 @@ def credit_consume(
             return _replay(first, endpoint)
         if account.available < cost:
             raise InsufficientCredits(balance=account.balance, available=account.available, cost=cost)
-        entry = _apply(
-            account=account,
-            kind=LedgerEntry.Kind.CONSUME,
-            amount=-cost,
-            idempotency_key=key,
-            reference=reference or idempotency_key,
-            endpoint=endpoint,
-            metadata={"units": units} if units else {},
-        )
-        _low_balance_check(account=account, now=now)
+        if cost == 0:  # a free call: nothing to draw from any lot
+            entry = LedgerEntry.objects.create(
+                workspace_id=workspace.pk,
+                kind=LedgerEntry.Kind.CONSUME,
+                amount=0,
+                balance_after=account.balance,
+                idempotency_key=key,
+                reference=(reference or idempotency_key)[:255],
+                endpoint=endpoint,
+                metadata={"units": units} if units else {},
+            )
+        else:
+            entry = _burn(
+                account=account,
+                kind=LedgerEntry.Kind.CONSUME,
+                amount=cost,
+                idempotency_key=key,
+                reference=reference or idempotency_key,
+                endpoint=endpoint,
+                metadata={"units": units} if units else {},
+                now=now,
+            )
+        balance_after = account.balance
     logger.info(
         "credit usage",
         extra={
             "workspace_id": workspace.pk,
             "endpoint": endpoint,
             "cost": cost,
-            "balance_after": entry.balance_after,
+            "balance_after": balance_after,
         },
     )
-    return ConsumeResult(charged=cost, balance_after=entry.balance_after, entry=entry, replayed=False)
+    return ConsumeResult(charged=cost, balance_after=balance_after, entry=entry, replayed=False)
 
 
 def _replay(entry: LedgerEntry, endpoint: str) -> ConsumeResult:
@@ -232,4 +307,5 @@ def _replay(entry: LedgerEntry, endpoint: str) -> ConsumeResult:
             "This idempotencyKey was already used for another endpoint.",
             param="idempotencyKey",
         )
-    return ConsumeResult(charged=-entry.amount, balance_after=entry.balance_after, entry=entry, replayed=True)
+    charged, balance_after = _burn_total(entry)
+    return ConsumeResult(charged=charged, balance_after=balance_after, entry=entry, replayed=True)

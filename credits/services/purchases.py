@@ -4,6 +4,7 @@ ledger's transactions; fulfilment and refunds arrive by webhook through billing'
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -16,8 +17,8 @@ from billing.services import checkout_session_start
 from core.exceptions import ApiError
 from core.locks import lock_objects
 
-from ..models import CreditAccount, CreditPack, CreditPurchase, LedgerEntry, UpsellEvent
-from .ledger import _account_locked, _apply
+from ..models import CreditAccount, CreditLot, CreditPack, CreditPurchase, LedgerEntry, UpsellEvent
+from .ledger import _account_locked, _apply, _burn
 
 logger = logging.getLogger("tollgate.credits")
 
@@ -75,6 +76,9 @@ def credit_pack_checkout_start(
                 "pack": pack.code,
                 "credits": str(pack.credits),
                 "workspace_id": str(workspace.pk),
+                # The expiry the buyer was offered, kept like the credits (a later edit of the
+                # pack does not change a purchase already started).
+                **({"expires_after_days": str(pack.expires_after_days)} if pack.expires_after_days else {}),
             },
             success_url=success_url,
             cancel_url=cancel_url,
@@ -125,6 +129,7 @@ def credit_purchase_fulfil(*, session: dict, event_id: str = "") -> LedgerEntry 
         )
         return None
     key = f"checkout:{session_id}"
+    expires_after_days = _expires_after_days(metadata=metadata)
     amount_minor = int(session.get("amount_total") or (pack.price_minor if pack else 0))
     currency = (session.get("currency") or (pack.currency if pack else "eur")).lower()
     try:
@@ -133,6 +138,7 @@ def credit_purchase_fulfil(*, session: dict, event_id: str = "") -> LedgerEntry 
             existing = LedgerEntry.objects.filter(idempotency_key=key).first()
             if existing is not None:
                 return existing
+            now = timezone.now()
             entry = _apply(
                 account=account,
                 kind=LedgerEntry.Kind.PURCHASE,
@@ -140,6 +146,9 @@ def credit_purchase_fulfil(*, session: dict, event_id: str = "") -> LedgerEntry 
                 idempotency_key=key,
                 reference=session_id,
                 metadata={"pack": metadata.get("pack", ""), "event_id": event_id},
+                lot_kind=CreditLot.Kind.PAID,
+                expires_at=now + timedelta(days=expires_after_days) if expires_after_days else None,
+                lot_reason=f"purchase of {metadata.get('pack', '') or 'a pack'}",
             )
             purchase = CreditPurchase.objects.create(
                 workspace=workspace,
@@ -151,8 +160,6 @@ def credit_purchase_fulfil(*, session: dict, event_id: str = "") -> LedgerEntry 
                 currency=currency,
                 ledger_entry=entry,
             )
-            now = timezone.now()
-            CreditAccount.objects.filter(pk=account.pk).update(low_balance_alerted_at=None)
             CreditAccount.objects.filter(pk=account.pk, first_purchase_at__isnull=True).update(
                 first_purchase_at=now
             )
@@ -186,12 +193,20 @@ def credit_purchase_fulfil(*, session: dict, event_id: str = "") -> LedgerEntry 
     return entry
 
 
+def _expires_after_days(*, metadata: dict) -> int | None:
+    """Days until the purchased credits expire, as the checkout offered them (a checkout without
+    it, like one started before packs could expire, buys credits that never expire)."""
+    text = str(metadata.get("expires_after_days") or "")
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
 def credit_refund_apply(*, event: dict) -> LedgerEntry | None:
     """Take back credits in proportion to what was refunded (``charge.refunded`` handler).
 
     ``amount_refunded`` is cumulative, so each event reverses only the part not yet reversed.
     Never below zero: what is already spent (or held) is clamped and recorded as a shortfall on
-    the entry and the purchase for the operator.
+    the entry and the purchase for the operator. The credits come back from the purchase's own
+    lot first, then from the other lots in burn order (one refund row per lot).
     """
     charge = ((event.get("data") or {}).get("object")) or {}
     charge_id = charge.get("id") or ""
@@ -221,20 +236,35 @@ def credit_refund_apply(*, event: dict) -> LedgerEntry | None:
             return None
         taken = min(wanted, max(account.available, 0))
         shortfall = wanted - taken
-        entry = _apply(
-            account=account,
-            kind=LedgerEntry.Kind.REFUND,
-            amount=-taken,
-            idempotency_key=key,
-            reference=charge_id,
-            shortfall=shortfall,
-            metadata={
-                "checkout_session_id": purchase.checkout_reference,
-                "amount_refunded_minor": amount_refunded,
-                "charge_amount_minor": charge_amount,
-                "requested": wanted,
-            },
-        )
+        metadata = {
+            "checkout_session_id": purchase.checkout_reference,
+            "amount_refunded_minor": amount_refunded,
+            "charge_amount_minor": charge_amount,
+            "requested": wanted,
+        }
+        if taken:
+            entry = _burn(
+                account=account,
+                kind=LedgerEntry.Kind.REFUND,
+                amount=taken,
+                idempotency_key=key,
+                reference=charge_id,
+                shortfall=shortfall,
+                metadata=metadata,
+                first_lot_id=CreditLot.objects.filter(source_entry_id=purchase.ledger_entry_id)
+                .values_list("pk", flat=True)
+                .first(),
+            )
+        else:  # everything was spent: the entry records the shortfall alone
+            entry = _apply(
+                account=account,
+                kind=LedgerEntry.Kind.REFUND,
+                amount=0,
+                idempotency_key=key,
+                reference=charge_id,
+                shortfall=shortfall,
+                metadata=metadata,
+            )
         CreditPurchase.objects.filter(pk=purchase.pk).update(
             refunded_credits=F("refunded_credits") + wanted,
             refund_shortfall=F("refund_shortfall") + shortfall,

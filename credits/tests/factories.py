@@ -42,7 +42,6 @@ def seed_catalogue():
             name="Pack 500",
             credits=500,
             price_minor=7900,
-            is_best_value=True,
             display_order=20,
         ),
         CreditPackFactory(

@@ -51,11 +51,9 @@ def test_ledger_sign_must_match_kind(workspace):
 
 @pytest.mark.django_db
 def test_seed_migration_installs_the_catalogue():
-    packs = {
-        p.code: (p.credits, p.price_minor, p.currency, p.is_best_value) for p in CreditPack.objects.all()
-    }
-    assert packs["pack_100"] == (100, 1900, "eur", False)
-    assert packs["pack_500"] == (500, 7900, "eur", True)
-    assert packs["pack_1000"] == (1000, 13900, "eur", False)
+    packs = {p.code: (p.credits, p.price_minor, p.currency) for p in CreditPack.objects.all()}
+    assert packs["pack_100"] == (100, 1900, "eur")
+    assert packs["pack_500"] == (500, 7900, "eur")
+    assert packs["pack_1000"] == (1000, 13900, "eur")
     costs = dict(EndpointCost.objects.values_list("endpoint", "per_call"))
     assert costs["/api/ai/generate"] == 5 and costs["/api/ar/convert-2d-to-3d"] == 15

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from django.conf import settings
 from django.core import signing
@@ -45,6 +46,9 @@ _PAGE_FIELDS = (
     "error_code",
     "latency_ms",
     "credits_charged",
+    "charge_credits",
+    "charge_micros",
+    "charge_currency",
     "key_source",
     "is_fallback",
     "is_budget_fallback",
@@ -240,6 +244,9 @@ EXPORT_HEADER = (
     "charged_with",
     "charged_amount",
     "charged_unit",
+    "charge_credits",
+    "charge_amount",  # the charge in money: major units of charge_currency, to the micro
+    "charge_currency",
     "is_fallback",
     "is_budget_fallback",
     "is_estimated",
@@ -263,6 +270,9 @@ _EXPORT_FIELDS = (
     "error_code",
     "latency_ms",
     "credits_charged",
+    "charge_credits",
+    "charge_micros",
+    "charge_currency",
     "key_source",
     "is_fallback",
     "is_budget_fallback",
@@ -312,6 +322,9 @@ def _export_row(row: tuple) -> tuple:
         error_code,
         latency_ms,
         credits_charged,
+        charge_credits,
+        charge_micros,
+        charge_currency,
         key_source,
         is_fallback,
         is_budget_fallback,
@@ -346,6 +359,9 @@ def _export_row(row: tuple) -> tuple:
         charge.kind,
         charge.amount,
         charge.unit,
+        charge_credits,
+        str((Decimal(charge_micros) / 1_000_000).quantize(Decimal("0.000001"))) if charge_currency else "",
+        charge_currency.upper(),
         is_fallback,
         is_budget_fallback,
         is_estimated,

@@ -13,7 +13,7 @@ Every number carries the admin changelist URL that lists the rows it counts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from urllib.parse import urlencode
 
@@ -193,7 +193,7 @@ def subscriptions_live_get() -> dict:
 def weeks_list(*, now: datetime, count: int = TREND_WEEKS) -> list[tuple[date, datetime, datetime]]:
     """The last ``count`` ISO weeks, oldest first, as (Monday, start, end); the current week
     ends ``now``. Weeks are UTC, like every other day boundary of the dashboards."""
-    tz = timezone.get_current_timezone()
+    tz = UTC
     monday = now.date() - timedelta(days=now.date().weekday())
     weeks = []
     for back in range(count - 1, -1, -1):
@@ -329,7 +329,7 @@ def economics_drilldown_get(*, economics, since: date, until: date) -> dict:
     plan's subscriptions (the credit-pack row: the range's paid pack payments), a provider's
     daily rollups; and the range's paid payments behind the revenue. One query (plan codes to
     ids: the admin filters plans by id)."""
-    tz = timezone.get_current_timezone()
+    tz = UTC
     start = datetime.combine(since, time.min, tzinfo=tz)
     end = datetime.combine(until + timedelta(days=1), time.min, tzinfo=tz)
     paid = {

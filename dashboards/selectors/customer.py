@@ -11,7 +11,7 @@ takes ``workspace=`` (required): the caller resolved it with ``accounts.tenancy`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Sum
@@ -149,10 +149,10 @@ def usage_provider_totals_get(*, workspace, today: date, days: int = CHART_DAYS)
 def credit_spend_daily_get(*, workspace, today: date, days: int = CHART_DAYS) -> list[tuple[date, int]]:
     """Credits consumed per UTC day over the window (zeros included), from the workspace's ledger."""
     since = today - timedelta(days=days - 1)
-    start = datetime.combine(since, datetime.min.time(), tzinfo=timezone.get_current_timezone())
+    start = datetime.combine(since, datetime.min.time(), tzinfo=UTC)
     rows = dict(
         LedgerEntry.objects.filter(workspace=workspace, kind=LedgerEntry.Kind.CONSUME, created_at__gte=start)
-        .annotate(day=TruncDate("created_at"))
+        .annotate(day=TruncDate("created_at", tzinfo=UTC))
         .values("day")
         .annotate(spent=Sum("amount"))
         .values_list("day", "spent")

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db.models import Sum
-from django.utils import timezone
 
 from billing.models import Subscription
 from billing.selectors import plan_revenue_by_plan_get
@@ -42,7 +41,7 @@ def percent_of(part, whole, quant: Decimal = TENTH) -> Decimal | None:
 
 def period_bounds_get(*, since: date, until: date) -> tuple[datetime, datetime]:
     """The instants [start, end) covering the days ``since`` through ``until`` (UTC)."""
-    tz = timezone.get_current_timezone()
+    tz = UTC
     start = datetime.combine(since, datetime.min.time(), tzinfo=tz)
     end = datetime.combine(until + timedelta(days=1), datetime.min.time(), tzinfo=tz)
     return start, end

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from accounts.tests.factories import UserFactory, member_add, team_workspace
 from billing.services import plan_catalog_seed
+from notifications.selectors import notification_settings_local_clear
 from notifications.services import webhook_endpoint_create
 
 
@@ -86,3 +87,12 @@ def endpoint_for(secret_registry):
         return endpoint, secret
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _fresh_thresholds():
+    """Each test reads the thresholds it wrote (the shared cache is emptied per test; this
+    process's copy is emptied here)."""
+    notification_settings_local_clear()
+    yield
+    notification_settings_local_clear()

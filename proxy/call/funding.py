@@ -30,8 +30,10 @@ from billing.selectors import (
 from core.exceptions import ApiError, retry_after_seconds
 from credits import selectors as credit_selectors
 from credits import services as credit_services
+from notifications.thresholds import key_limit_usage_observed
 
 from ..ratelimit import token_limit_headers
+from .charge import COST_ENDPOINT_ALIASES, COST_UNIT_METERS, Charge, charge_meters
 
 logger = logging.getLogger("tollgate.proxy")
 
@@ -54,6 +56,14 @@ class Funding:
         default_factory=dict
     )  # meter -> (used, reserved) after settle
     key_holds: list = field(default_factory=list)  # billing KeyUsageHold: the key's own limits
+    key_currency: str = ""  # the currency of the key's money limits (the plan's)
+    # What the call's charge is computed at (``charge.ChargeRate``), captured when it was admitted.
+    charge_rate: object | None = None
+    # What the key's limits stood at after its settle (``billing.KeyLimitReading``, for alerts).
+    key_limit_readings: list = field(default_factory=list)
+    # The key and workspace the limits belong to (threshold alerts name them).
+    key_id: int | None = None
+    workspace_id: int | None = None
 
 
 def _quota_exceeded_error(*, meter: str, status, upsell: dict | None = None) -> ApiError:
@@ -75,13 +85,7 @@ def _quota_exceeded_error(*, meter: str, status, upsell: dict | None = None) -> 
 
 
 # EndpointCost.unit -> the meter whose units the credit price counts.
-UNIT_METERS = {"tokens": "llm_tokens", "emails": "emails", "requests": "requests"}
-# Aliases priced like the endpoint they wrap.
-COST_ENDPOINT_ALIASES = {
-    "/api/v2/chat": "/api/proxy/v1/chat/completions",
-    "/api/proxy/v1/messages": "/api/proxy/v1/chat/completions",
-    "/api/proxy/v1/responses": "/api/proxy/v1/chat/completions",
-}
+UNIT_METERS = COST_UNIT_METERS
 
 
 def _credit_units(cost, meter_amounts: dict[str, int]) -> tuple[str | None, int]:
@@ -201,13 +205,52 @@ def funding_settle_finish(*, funding: Funding, rows, now) -> None:
     )
 
 
+def funding_charge(*, funding: Funding | None, actual: dict[str, int]) -> Charge:
+    """The call's customer-facing charge for ``actual`` (meter -> units): credits at the
+    endpoint's rate on the units the call was funded for (as a credit-funded settle charges
+    them, so a call paid in credits is charged exactly what was debited), and their worth in
+    the plan's currency. No query: the rate was captured when the call was admitted."""
+    rate = funding.charge_rate if funding is not None else None
+    if rate is None:
+        return Charge()
+    units = {meter: min(int(actual.get(meter, 0)), funding.reserved.get(meter, 0)) for meter in actual}
+    return rate.charge_for(rate.credits_for(units, cost=funding.credit_cost))
+
+
 def funding_key_settle(*, funding: Funding, actual: dict[str, int]) -> None:
-    """Charge the key's own limits what the call used (``actual``: meter -> units), once."""
+    """Charge the key's own limits what the call used (``actual``: meter -> units, plus its
+    charge), once; ``funding.key_limit_readings`` says where the limits stand after it."""
     if funding.key_holds:
         holds, funding.key_holds = funding.key_holds, []
-        billing_services.key_holds_settle(
-            holds=holds, meters=actual, synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT
+        funding.key_limit_readings = billing_services.key_holds_settle(
+            holds=holds,
+            meters=charge_meters(meters=actual, charge=funding_charge(funding=funding, actual=actual)),
+            currency=funding.key_currency,
+            synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT,
         )
+        _key_limit_thresholds_observe(funding=funding)
+
+
+def _key_limit_thresholds_observe(*, funding: Funding) -> None:
+    """``key.limit_reached`` / ``key.limit_resolved`` for the thresholds this settle crossed
+    (fired after commit, once per period; one shared-cache read while nothing changes)."""
+    if funding.key_id is None or funding.workspace_id is None:
+        return
+    for reading in funding.key_limit_readings:
+        if not reading.limit:
+            continue
+        try:
+            key_limit_usage_observed(
+                workspace_id=funding.workspace_id,
+                api_key_id=funding.key_id,
+                unit=reading.unit,
+                window=reading.window,
+                period_start=reading.period_start,
+                used=reading.used,
+                limit=reading.limit,
+            )
+        except Exception:  # an alert never fails a call that is already on the books
+            logger.warning("key limit alert not evaluated", exc_info=True)
 
 
 def funding_release(*, funding: Funding) -> None:

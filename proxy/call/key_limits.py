@@ -1,5 +1,5 @@
-"""An API key's own spend controls on the call path: its model allow-list and its request and
-token limits (``billing.services.key_limits``).
+"""An API key's own spend controls on the call path: its model allow-list and its request,
+token, credit and money limits (``billing.services.key_limits``).
 
 Both come with the key's cached identity, so a key without them costs nothing here: no query,
 no round trip. A key with limits reserves on them (one statement, exact under concurrency)
@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from billing.services import KeyLimitExceeded, key_holds_release, key_limits_reserve
 from core.exceptions import ApiError, retry_after_seconds
+from core.money import format_minor
 from core.time import isoformat_z
 
 from ..dbcall import db_call
@@ -26,16 +27,35 @@ def model_not_allowed_error(model: str) -> ApiError:
     )
 
 
+class KeyLimitError(ApiError):
+    """An ``ApiError`` whose response carries no ``x-should-retry`` when the limit resets: the
+    client waits ``Retry-After`` and may try again (``ApiError`` otherwise sends ``false`` for
+    every code that is not retryable at once)."""
+
+    def as_response(self):
+        response = super().as_response()
+        if "Retry-After" in self.headers:
+            del response.headers["x-should-retry"]
+        return response
+
+
 def key_limit_error(status) -> ApiError:
-    """429 ``key_limit_exceeded``: ``Retry-After`` until the window resets; a ``total`` limit
-    never resets (no ``Retry-After``, ``x-should-retry: false``)."""
-    headers = {"x-should-retry": "false"}
-    if status.resets_at is not None:
-        headers["Retry-After"] = str(retry_after_seconds((status.resets_at - timezone.now()).total_seconds()))
+    """429 ``key_limit_exceeded``: ``Retry-After`` until a day or month window resets (and no
+    ``x-should-retry``); a ``total`` limit never resets (no ``Retry-After``,
+    ``x-should-retry: false``)."""
+    if status.resets_at is None:
+        headers = {"x-should-retry": "false"}
+    else:
+        wait = retry_after_seconds((status.resets_at - timezone.now()).total_seconds())
+        headers = {"Retry-After": str(wait)}
     per = "in total" if status.window == "total" else f"per {status.window}"
-    return ApiError(
+    if status.unit == "money":
+        amount = format_minor(status.limit, status.currency or "eur")
+    else:
+        amount = f"{status.limit} {status.unit}"
+    return KeyLimitError(
         "key_limit_exceeded",
-        f"This API key's limit of {status.limit} {status.unit} {per} is reached.",
+        f"This API key's limit of {amount} {per} is reached.",
         headers=headers,
         limit=status.limit,
         used=status.used,
@@ -45,12 +65,13 @@ def key_limit_error(status) -> ApiError:
     )
 
 
-def _reserve(*, api_key_id: int, key_limits, meters: dict[str, int], now):
+def _reserve(*, api_key_id: int, key_limits, meters: dict[str, int], currency: str, now):
     try:
         return key_limits_reserve(
             api_key_id=api_key_id,
             limits=key_limits,
             meters=meters,
+            currency=currency,
             now=now,
             synchronous_commit=settings.PROXY_SYNCHRONOUS_COMMIT,
         )
@@ -58,11 +79,17 @@ def _reserve(*, api_key_id: int, key_limits, meters: dict[str, int], now):
         raise key_limit_error(exc.status) from None
 
 
-async def key_limits_areserve(*, api_key_id: int | None, key_limits, meters: dict[str, int], now) -> list:
-    """The key's holds for one attempt ([] for a key without limits: no round trip), or 429."""
+async def key_limits_areserve(
+    *, api_key_id: int | None, key_limits, meters: dict[str, int], currency: str = "", now
+) -> list:
+    """The key's holds for one attempt ([] for a key without limits: no round trip), or 429.
+    ``meters``: the call's quota meters and its maximum charge (``charge.charge_meters``);
+    ``currency``: the plan's, in whose minor units money limits are set."""
     if not key_limits or api_key_id is None:
         return []
-    return await db_call(_reserve, api_key_id=api_key_id, key_limits=key_limits, meters=meters, now=now)
+    return await db_call(
+        _reserve, api_key_id=api_key_id, key_limits=key_limits, meters=meters, currency=currency, now=now
+    )
 
 
 async def key_holds_arelease(holds: list) -> None:

@@ -32,6 +32,7 @@ from ..dbcall import db_call
 from ..router import provider_failure_record
 from ..selectors import Price, catalog_get, catalog_is_fresh, model_price_get, upstream_model_get
 from ..upstreams import Target, target_build
+from .charge import charge_meters, charge_rate_aget
 from .funding import Funding, funding_release, funding_reserve
 from .key_limits import key_holds_arelease, key_limits_areserve
 from .scripts import script_run
@@ -209,10 +210,14 @@ async def proxy_call_aprepare(
 ) -> PreparedCall:
     """Resolve the provider key, price the attempt, and hold its maximum: the key's own limits
     (only a key that has some: ``key_limits``), the daily budget (Redis) and the quota, or
-    credits for overage (PostgreSQL). Holds nothing when it raises."""
+    credits for overage (PostgreSQL). Holds nothing when it raises.
+
+    The call's charge rate (``charge``: in process, no I/O while fresh) is captured on its
+    funding; a key with credit or money limits holds the most the call can be charged."""
     now = now or timezone.now()
+    rate = await charge_rate_aget(endpoint=endpoint, plan=plan)
     if not key_limits:
-        return await _aprepare(
+        prepared = await _aprepare(
             workspace=workspace,
             provider=provider,
             endpoint=endpoint,
@@ -224,8 +229,15 @@ async def proxy_call_aprepare(
             credentials_version=credentials_version,
             now=now,
         )
+        prepared.funding.charge_rate = rate
+        return prepared
+    most = rate.charge_for(rate.credits_for(meters))
     key_holds = await key_limits_areserve(
-        api_key_id=api_key_id, key_limits=key_limits, meters=meters, now=now
+        api_key_id=api_key_id,
+        key_limits=key_limits,
+        meters=charge_meters(meters=meters, charge=most),
+        currency=rate.currency,
+        now=now,
     )
     try:
         prepared = await _aprepare(
@@ -244,6 +256,10 @@ async def proxy_call_aprepare(
         await asyncio.shield(key_holds_arelease(key_holds))
         raise
     prepared.funding.key_holds = key_holds
+    prepared.funding.key_id = api_key_id
+    prepared.funding.workspace_id = workspace.pk
+    prepared.funding.key_currency = rate.currency
+    prepared.funding.charge_rate = rate
     return prepared
 
 

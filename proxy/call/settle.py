@@ -31,6 +31,7 @@ from ..router import failures_key, provider_success_record
 from ..selectors import Price
 from ..services import event_write, settle_batch_sql
 from .funding import (
+    funding_charge,
     funding_key_settle,
     funding_quota_block,
     funding_release,
@@ -117,10 +118,22 @@ def call_cost_get(*, prepared: PreparedCall | None, record: CallRecord) -> Decim
     )
 
 
+def call_actual_meters(record: CallRecord) -> dict[str, int]:
+    """What a successful call counts on each quota meter."""
+    return {
+        "requests": 1,
+        "llm_tokens": record.prompt_tokens + record.completion_tokens,
+        "emails": record.emails,
+    }
+
+
 def usage_event_build(*, prepared: PreparedCall | None, record: CallRecord, cost: Decimal, now) -> UsageEvent:
-    """The (unsaved) UsageEvent of a finished call; a failed call records no usage."""
+    """The (unsaved) UsageEvent of a finished call; a failed call records no usage and no charge."""
     succeeded = record.status_code < 400
     total_tokens = record.prompt_tokens + record.completion_tokens
+    funding = prepared.funding if prepared is not None else None
+    charge = funding_charge(funding=funding, actual=call_actual_meters(record)) if succeeded else None
+    rate = funding.charge_rate if funding is not None else None
     return UsageEvent(
         call_id=prepared.call_id if prepared is not None else uuid.uuid4(),
         workspace_id=record.workspace_id,
@@ -136,6 +149,9 @@ def usage_event_build(*, prepared: PreparedCall | None, record: CallRecord, cost
         emails=record.emails if succeeded else 0,
         cost_usd=cost,
         credits_charged=prepared.funding.credits_charged if prepared else 0,
+        charge_credits=charge.credits if charge is not None else 0,
+        charge_micros=charge.micros if charge is not None else 0,
+        charge_currency=rate.currency if rate is not None else "",
         status_code=record.status_code,
         error_code=record.error_code[:32],
         latency_ms=record.latency_ms,
@@ -170,12 +186,11 @@ def proxy_call_settle(*, prepared: PreparedCall | None, record: CallRecord, now=
     """
     now = now or timezone.now()
     succeeded = record.status_code < 400
-    total_tokens = record.prompt_tokens + record.completion_tokens
     cost = call_cost_get(prepared=prepared, record=record)
     actual_micro = budget.usd_to_micro(cost)
     one_statement = settles_in_one_statement(prepared=prepared, record=record)
     quota_part = None
-    actual = {"requests": 1, "llm_tokens": total_tokens, "emails": record.emails}
+    actual = call_actual_meters(record)
     with nullcontext() if one_statement else transaction.atomic():
         if one_statement:
             quota_part = funding_settle_sql(funding=prepared.funding, actual=actual, now=now)
@@ -392,9 +407,8 @@ async def settle_success_fast(
         return None
     now = timezone.now()
     cost = call_cost_get(prepared=prepared, record=record)
-    total_tokens = record.prompt_tokens + record.completion_tokens
     funding = prepared.funding
-    actual = {"requests": 1, "llm_tokens": total_tokens, "emails": record.emails}
+    actual = call_actual_meters(record)
     pairs = funding_settle_pairs(funding=funding, actual=actual)
     event = usage_event_build(prepared=prepared, record=record, cost=cost, now=now)
     event.pk, counter_rows = await _settle_writer_get().write(
@@ -407,7 +421,7 @@ async def settle_success_fast(
             await db_call(funding_key_settle, funding=funding, actual=actual)
         except Exception:  # the call is on the books: its key holds wait for the stale sweep
             logger.warning("key limit settle failed", exc_info=True)
-    if quota_alert_may_be_due(rows=counter_rows, plan=funding.plan):
+    if quota_alert_may_be_due(rows=counter_rows, plan=funding.plan, workspace_id=workspace.pk):
         await db_call(funding_settle_finish, funding=funding, rows=counter_rows, now=now)
     else:  # nothing to queue: pure bookkeeping
         funding_settle_finish(funding=funding, rows=counter_rows, now=now)

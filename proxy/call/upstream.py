@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from core.exceptions import ApiError
+from core.metrics import upstream_call_timed
 
 from .. import upstreams
 from ..dbcall import db_call
@@ -166,7 +167,10 @@ async def _attempt_run(call: ChatCall, attempts: Attempts, prepared: PreparedCal
     provider = prepared.provider
     payload = {**call.payload, "model": prepared.upstream_model or call.requested_model}
     try:
-        async with asyncio.timeout_at(attempts.deadline):
+        async with (
+            upstream_call_timed(provider=provider, endpoint=call.endpoint),
+            asyncio.timeout_at(attempts.deadline),
+        ):
             if call.stream:
                 options = payload.get("stream_options") or {}
                 payload["stream_options"] = {**options, "include_usage": True}

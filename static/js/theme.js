@@ -26,3 +26,16 @@
   if (systemDark && systemDark.addEventListener) systemDark.addEventListener("change", show);
   show();
 })();
+
+// The browser's time zone, for pages to show times in it (core/timezones.py reads the "tz"
+// cookie when the profile names no zone). Written only when it changed; the server ignores a
+// name it does not know. The first page ever seen is in UTC; the next ones use the zone.
+(function () {
+  var zone;
+  try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (e) { return; }
+  if (!zone || !/^[A-Za-z0-9_+\-\/]{1,64}$/.test(zone)) return;
+  var current = document.cookie.match(/(?:^|;\s*)tz=([^;]*)/);
+  if (current && current[1] === zone) return;
+  var secure = location.protocol === "https:" ? "; Secure" : "";
+  document.cookie = "tz=" + zone + "; path=/; max-age=31536000; SameSite=Lax" + secure;
+})();

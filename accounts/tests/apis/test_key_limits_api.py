@@ -94,7 +94,7 @@ def test_another_workspaces_key_is_404(team, user):
         ({"limits": [{"unit": "requests", "window": "day"}]}, "limits[0]"),
         ({"limits": [{"unit": "requests", "window": "week", "amount": 5}]}, "limits[0].window"),
         ({"limits": [{"unit": "calls", "window": "day", "amount": 5}]}, "limits[0].unit"),
-        ({"limits": [{"unit": "credits", "window": "day", "amount": 5}]}, "limits[0].unit"),
+        ({"limits": [{"unit": "money", "window": "day", "amount": "12.50"}]}, "limits[0].amount"),
         ({"limits": [{"unit": "requests", "window": "day", "amount": 0}]}, "limits[0].amount"),
         ({"limits": [{"unit": "requests", "window": "day", "amount": 1.5}]}, "limits[0].amount"),
         ({"limits": [{"unit": "requests", "window": "day", "amount": True}]}, "limits[0].amount"),
@@ -118,12 +118,35 @@ def test_invalid_limits_are_400_and_change_nothing(team, user, body, param):
     assert not AuditEvent.objects.filter(action="api_key.limits_changed").exists()
 
 
-def test_credit_limits_are_not_supported_yet(team, user):
+def test_credit_and_money_limits_are_accepted_and_listed_with_their_currency(team, user):
     api_key, _ = api_key_for(user, workspace=team)
-    body = {"limits": [{"unit": "credits", "window": "month", "amount": 500}]}
+    limits = [
+        {"unit": "credits", "window": "month", "amount": 500},
+        {"unit": "money", "window": "day", "amount": 1250},
+    ]
+    client = _client(user, team)
+    response = client.patch(f"/api/keys/{api_key.pk}", {"limits": limits}, format="json")
+    assert response.status_code == 200, response.json()
+    api_key.refresh_from_db()
+    assert api_key.limits == limits
+    start, _ = key_limit_period(window="day", now=api_key.created_at)
+    # Money is counted in millionths of a euro: 12.345 EUR used reads as 1235 cents (rounded up).
+    KeyUsageCounter.objects.create(
+        api_key=api_key, unit="money", window="day", period_start=start, used=12_345_000
+    )
+
+    entry = next(item for item in client.get("/api/keys").json() if item["id"] == api_key.pk)
+
+    listed = {(item["unit"], item["amount"], item["used"], item["currency"]) for item in entry["limits"]}
+    assert listed == {("credits", 500, 0, None), ("money", 1250, 1235, "eur")}
+
+
+def test_an_unknown_limit_unit_is_400(team, user):
+    api_key, _ = api_key_for(user, workspace=team)
+    body = {"limits": [{"unit": "usd", "window": "month", "amount": 500}]}
     response = _client(user, team).patch(f"/api/keys/{api_key.pk}", body, format="json")
     assert response.status_code == 400
-    assert "not supported yet" in response.json()["error"]["message"]
+    assert response.json()["error"]["param"] == "limits[0].unit"
 
 
 def test_the_key_list_shows_each_limits_use_in_its_window(team, user):

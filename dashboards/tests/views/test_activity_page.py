@@ -3,6 +3,7 @@ and only what the member may see."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
@@ -73,14 +74,17 @@ def test_a_row_shows_time_key_models_provider_tokens_latency_status_and_charge(c
         error_code="upstream_error",
         created_at=at - timedelta(1),
     )
+    user.time_zone = "Africa/Algiers"  # UTC+1: the viewer reads the time in their own zone
+    user.save(update_fields=["time_zone"])
     client.force_login(user)
 
     html = _page(client)
 
     assert call_ids(html)[0] == str(paid.call_id)
-    assert (
-        f'<a href="/activity/{paid.call_id}/"><time datetime="2026-03-04T05:06:07+00:00">'
-        "2026-03-04 05:06:07</time>" in html
+    assert re.search(
+        rf'<a href="/activity/{paid.call_id}/">'
+        r'<time datetime="2026-03-04T05:06:07Z"[^>]*>4 Mar 2026, 06:06</time>',
+        html,
     )
     assert "backend" in html and key.prefix in html
     assert "gpt-4o-mini → llama-3.1-8b-instant" in html and "groq" in html

@@ -2,6 +2,7 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
 
 from accounts.models import Role
 from accounts.tenancy import SESSION_WORKSPACE_KEY
@@ -82,3 +83,27 @@ def test_docs_page_with_a_foreign_workspace_header_shows_no_key(client, user, ot
     response = client.get("/docs/", HTTP_X_WORKSPACE=str(other_workspace.pk))
 
     assert response.status_code == 200 and "sk_agentai_N0pe" not in response.content.decode()
+
+
+def test_metrics_include_the_latency_histograms_beside_the_gauges(client, settings):
+    settings.METRICS_ALLOWED_IPS = ["127.0.0.1"]
+    client.get("/docs/")
+    client.get("/no-such-page-3f9a")
+
+    response = client.get("/metrics")
+
+    body = response.content.decode()
+    assert response["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    families = {family.name: family for family in text_string_to_metric_families(body)}
+    assert families["tollgate_budget_limit_usd"].type == "gauge"  # the database gauges are still there
+    histogram = families["tollgate_request_duration_seconds"]
+    assert histogram.type == "histogram"
+    routes = {sample.labels["route"] for sample in histogram.samples}
+    assert {"/docs/", "unmatched"} <= routes and not any("no-such-page" in route for route in routes)
+    [docs] = [
+        sample.value
+        for sample in histogram.samples
+        if sample.name.endswith("_count")
+        and sample.labels == {"route": "/docs/", "method": "GET", "status_class": "2xx"}
+    ]
+    assert docs >= 1

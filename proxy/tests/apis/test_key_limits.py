@@ -14,6 +14,7 @@ from accounts.models import ApiKey
 from accounts.services import api_key_limits_set
 from billing.models import KeyUsageCounter, KeyUsageHold, QuotaReservation, UsageCounter
 from core.time import isoformat_z
+from notifications.models import ThresholdState, WebhookEndpoint, WebhookEvent
 from proxy.call import prepare
 
 from ..factories import global_key_set, plan_configure
@@ -85,6 +86,7 @@ def test_fifty_calls_racing_for_five_requests_a_day_exactly_five_succeed(
     error = refused[0].json()["error"]
     assert (error["limit"], error["unit"], error["window"]) == (5, "requests", "day")
     assert 0 < int(refused[0].headers["Retry-After"]) <= 12 * 3600 + 1
+    assert "x-should-retry" not in refused[0].headers  # a day limit resets: the client may retry
     assert _counter(api_key, "requests", "day") == (5, 0)
     assert not KeyUsageHold.objects.filter(status="held").exists()
     assert len(fake_upstream.requests) == 5
@@ -194,3 +196,35 @@ def test_a_stream_settles_the_token_limit_to_the_provider_usage(routed):
     assert response.status_code == 200, body
     assert _counter(api_key, "tokens", "day") == (15, 0)  # the fake provider's streamed usage
     assert not KeyUsageHold.objects.filter(status="held").exists()
+
+
+def test_the_call_that_crosses_eighty_percent_of_a_key_limit_fires_the_alert_once(routed):
+    _user, plaintext, client = routed
+    api_key = _limit(plaintext, limits=[{"unit": "requests", "window": "day", "amount": 5}])
+    WebhookEndpoint.objects.create(
+        workspace=api_key.workspace,
+        url="https://hooks.example.com/t",
+        events=["key.limit_reached"],
+        secret="whsec_x",
+    )
+
+    for _ in range(3):
+        assert client.post(URL, BODY, format="json").status_code == 200
+    assert not ThresholdState.objects.filter(subject__startswith=f"key:{api_key.pk}:").exists()
+
+    assert client.post(URL, BODY, format="json").status_code == 200  # 4 of 5: 80 %
+    assert client.post(URL, BODY, format="json").status_code == 200  # 5 of 5: 100 %
+
+    reached = list(
+        ThresholdState.objects.filter(subject=f"key:{api_key.pk}:requests:day").values_list(
+            "threshold", flat=True
+        )
+    )
+    assert sorted(reached) == [80, 100]
+    events = [
+        event.data for event in WebhookEvent.objects.filter(type="key.limit_reached").order_by("created_at")
+    ]
+    assert [(event["threshold"], event["used"], event["limit"]) for event in events] == [
+        (80, 4, 5),
+        (100, 5, 5),
+    ]
