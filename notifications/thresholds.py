@@ -217,6 +217,33 @@ def _percent_reached(*, used: int, limit: int) -> Callable[[int], bool]:
     return lambda percent: limit > 0 and used * 100 >= percent * limit
 
 
+def _limit_usage_observed(
+    *, workspace_id: int, owner: tuple[str, str, int], unit: str, window: str, period_start, used, limit
+) -> None:
+    """``<kind>.limit_reached`` for each of the workspace's limit thresholds (percents) that
+    ``used`` reached first in this period, ``<kind>.limit_resolved`` for one that fired and no
+    longer holds (the limit was raised). ``owner``: (kind, id field, id). At most one
+    shared-cache round trip while nothing changes; no database."""
+    kind, id_field, owner_id = owner
+    threshold_levels_observe(
+        workspace_id=workspace_id,
+        subject=f"{kind}:{owner_id}:{unit}:{window}",
+        period_start=period_start,
+        levels=notification_settings_get(workspace_id=workspace_id).limits,
+        reached=_percent_reached(used=used, limit=limit),
+        event=f"{kind}.limit_reached",
+        data=lambda level: {
+            id_field: owner_id,
+            "unit": unit,
+            "window": window,
+            "threshold": level,
+            "used": used,
+            "limit": limit,
+            "period_start": period_start.isoformat(),
+        },
+    )
+
+
 def key_limit_usage_observed(
     *,
     workspace_id: int,
@@ -227,27 +254,15 @@ def key_limit_usage_observed(
     used: int,
     limit: int,
 ) -> None:
-    """After a key-limit settle: ``key.limit_reached`` for each of the workspace's limit
-    thresholds (percents) that ``used`` reached first in this period, ``key.limit_resolved``
-    for one that fired and no longer holds (the limit was raised). At most one shared-cache
-    round trip while nothing changes; no database."""
-    thresholds = notification_settings_get(workspace_id=workspace_id)
-    threshold_levels_observe(
+    """After a key-limit settle: ``key.limit_reached`` / ``key.limit_resolved``."""
+    _limit_usage_observed(
         workspace_id=workspace_id,
-        subject=f"key:{api_key_id}:{unit}:{window}",
+        owner=("key", "api_key_id", api_key_id),
+        unit=unit,
+        window=window,
         period_start=period_start,
-        levels=thresholds.limits,
-        reached=_percent_reached(used=used, limit=limit),
-        event="key.limit_reached",
-        data=lambda level: {
-            "api_key_id": api_key_id,
-            "unit": unit,
-            "window": window,
-            "threshold": level,
-            "used": used,
-            "limit": limit,
-            "period_start": period_start.isoformat(),
-        },
+        used=used,
+        limit=limit,
     )
 
 
@@ -261,23 +276,14 @@ def member_limit_usage_observed(
     used: int,
     limit: int,
 ) -> None:
-    """``key_limit_usage_observed`` for a member's cap (all the keys the member created):
-    ``member.limit_reached`` / ``member.limit_resolved``."""
-    thresholds = notification_settings_get(workspace_id=workspace_id)
-    threshold_levels_observe(
+    """For a member's cap (all the keys the member created): ``member.limit_reached`` /
+    ``member.limit_resolved``."""
+    _limit_usage_observed(
         workspace_id=workspace_id,
-        subject=f"member:{user_id}:{unit}:{window}",
+        owner=("member", "user_id", user_id),
+        unit=unit,
+        window=window,
         period_start=period_start,
-        levels=thresholds.limits,
-        reached=_percent_reached(used=used, limit=limit),
-        event="member.limit_reached",
-        data=lambda level: {
-            "user_id": user_id,
-            "unit": unit,
-            "window": window,
-            "threshold": level,
-            "used": used,
-            "limit": limit,
-            "period_start": period_start.isoformat(),
-        },
+        used=used,
+        limit=limit,
     )

@@ -216,29 +216,16 @@ async def proxy_call_aprepare(
     funding; a key with credit or money limits holds the most the call can be charged."""
     now = now or timezone.now()
     rate = await charge_rate_aget(endpoint=endpoint, plan=plan)
-    if not key_limits:
-        prepared = await _aprepare(
-            workspace=workspace,
-            provider=provider,
-            endpoint=endpoint,
-            requested_model=requested_model,
-            prompt_tokens=prompt_tokens,
-            max_tokens=max_tokens,
-            meters=meters,
-            plan=plan,
-            credentials_version=credentials_version,
+    key_holds = []
+    if key_limits:
+        most = rate.charge_for(rate.credits_for(meters))
+        key_holds = await key_limits_areserve(
+            api_key_id=api_key_id,
+            key_limits=key_limits,
+            meters=charge_meters(meters=meters, charge=most),
+            currency=rate.currency,
             now=now,
         )
-        prepared.funding.charge_rate = rate
-        return prepared
-    most = rate.charge_for(rate.credits_for(meters))
-    key_holds = await key_limits_areserve(
-        api_key_id=api_key_id,
-        key_limits=key_limits,
-        meters=charge_meters(meters=meters, charge=most),
-        currency=rate.currency,
-        now=now,
-    )
     try:
         prepared = await _aprepare(
             workspace=workspace,
@@ -253,12 +240,14 @@ async def proxy_call_aprepare(
             now=now,
         )
     except BaseException:
-        await asyncio.shield(key_holds_arelease(key_holds))
+        if key_holds:
+            await asyncio.shield(key_holds_arelease(key_holds))
         raise
-    prepared.funding.key_holds = key_holds
-    prepared.funding.key_id = api_key_id
-    prepared.funding.workspace_id = workspace.pk
-    prepared.funding.key_currency = rate.currency
+    if key_holds:
+        prepared.funding.key_holds = key_holds
+        prepared.funding.key_id = api_key_id
+        prepared.funding.workspace_id = workspace.pk
+        prepared.funding.key_currency = rate.currency
     prepared.funding.charge_rate = rate
     return prepared
 
