@@ -13,7 +13,7 @@ PORT ?= 8000
 # The code uvicorn watches: every top-level package, and the templates.
 RELOAD_DIRS := $(patsubst %/__init__.py,%,$(wildcard */__init__.py)) templates
 
-.PHONY: run serve test lint format bench bench-peer fuzz migrate venv clean
+.PHONY: run serve test lint format bench bench-peer fuzz migrate messages venv clean
 
 # `make run` installs the runtime only; the test, lint and benchmark tools come with `make test`.
 $(RUNTIME_STAMP): requirements.txt
@@ -53,6 +53,14 @@ test: $(DEV_STAMP)
 
 migrate: $(RUNTIME_STAMP)
 	$(DEVSERVERS) $(BIN)/python manage.py migrate --noinput
+
+## Refresh the French catalogue (locale/fr) from the templates and code, then compile it: fill
+## the new empty msgstr entries in locale/fr/LC_MESSAGES/django.po between the two steps
+## (docs/development.md, Translations). Needs Debian's gettext.
+messages: $(DEV_STAMP)
+	$(DEVSERVERS) $(BIN)/python manage.py makemessages -l fr --add-location file --no-obsolete \
+	  -i .venv -i .local -i staticfiles -i static -i bench -i test-artifacts -i node_modules -i tests
+	$(DEVSERVERS) $(BIN)/python manage.py compilemessages -l fr -i .venv
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

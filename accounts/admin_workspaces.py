@@ -14,7 +14,7 @@ from django.db.models import Count, Q
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from core.exceptions import ApiError
@@ -77,12 +77,35 @@ class WorkspaceAdmin(admin.ModelAdmin):
         "personal_owner",
         "member_count",
         "pending_invitation_count",
+        "suspended_at",
         "created_at",
+        "customer_page",
     )
     search_fields = ("name", "slug", "personal_owner__email", "memberships__user__email")
     list_select_related = ("personal_owner",)
-    fields = ("name", "slug", "personal_owner", "summary", "created_at", "updated_at")
-    readonly_fields = ("slug", "personal_owner", "summary", "created_at", "updated_at")
+    fields = (
+        "name",
+        "slug",
+        "personal_owner",
+        "customer_page",
+        "summary",
+        "suspended_at",
+        "suspension_reason",
+        "created_at",
+        "updated_at",
+    )
+    # Suspension goes through ``workspace_suspend`` / ``workspace_reinstate`` (the customer page),
+    # which re-publish the keys' cached identities: never edited in this form.
+    readonly_fields = (
+        "slug",
+        "personal_owner",
+        "customer_page",
+        "summary",
+        "suspended_at",
+        "suspension_reason",
+        "created_at",
+        "updated_at",
+    )
     inlines = (MembershipInline,)
     show_full_result_count = False
 
@@ -110,6 +133,13 @@ class WorkspaceAdmin(admin.ModelAdmin):
         live_keys = obj.api_keys.filter(revoked_at__isnull=True).count()
         lines = [*workspace_summary_lines(workspace=obj), ("Live API keys", str(live_keys))]
         return format_html_join(mark_safe("<br>"), "{}: {}", lines)
+
+    @admin.display(description="Customer page")
+    def customer_page(self, obj):
+        """The operator's page for this workspace (``dashboards.workspace_admin``)."""
+        if obj.pk is None:
+            return "—"
+        return format_html('<a href="{}">Customer page</a>', reverse("admin:workspace-360", args=[obj.pk]))
 
     @admin.display(description="Members", ordering="member_total")
     def member_count(self, obj):

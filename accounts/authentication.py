@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from rest_framework import authentication, exceptions
 
 from core.clientaddr import client_address_get
-from core.exceptions import CACHE_UNAVAILABLE_ERRORS
+from core.exceptions import CACHE_UNAVAILABLE_ERRORS, ApiError
 from core.rawsql import model_rows_get
 
 from .keys import api_key_is_well_formed
@@ -45,6 +45,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         identity = api_key_identity_get(raw_key=raw_key, client_address=address)
         if identity is None:
             self._refused(raw_key, address=address)
+        if identity.suspended:
+            raise workspace_suspended_error()
         # The key's creator, checked on every call so deactivating them takes effect at once;
         # one precompiled statement (no queryset compilation on the proxy's hot path).
         users = model_rows_get(get_user_model(), where='"is_active" AND "id" = %s', params=[identity.user_id])
@@ -70,3 +72,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return 'Bearer realm="api"'
+
+
+def workspace_suspended_error() -> ApiError:
+    return ApiError(
+        "workspace_suspended",
+        "This workspace is suspended: its API keys are refused until the operator reinstates it."
+        " Contact support.",
+    )

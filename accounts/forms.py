@@ -2,26 +2,30 @@
 
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from core.timezones import time_zone_names, validate_time_zone
 
 from .providers import PROVIDER_CHOICES
 
 ROTATE_GRACE_CHOICES = [
-    (0, "Revoke the old key now"),
-    (3600, "Keep the old key working for 1 hour"),
-    (86400, "Keep the old key working for 24 hours"),
-    (172800, "Keep the old key working for 48 hours"),
+    (0, _("Revoke the old key now")),
+    (3600, _("Keep the old key working for 1 hour")),
+    (86400, _("Keep the old key working for 24 hours")),
+    (172800, _("Keep the old key working for 48 hours")),
 ]
 
 
 class SignupForm(forms.Form):
-    email = forms.EmailField(max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+    email = forms.EmailField(
+        label=_("Email"), max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email"})
+    )
     password1 = forms.CharField(
-        label="Password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+        label=_("Password"), strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
     )
     password2 = forms.CharField(
-        label="Password (again)",
+        label=_("Password (again)"),
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
@@ -29,18 +33,18 @@ class SignupForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
         if cleaned.get("password1") and cleaned.get("password1") != cleaned.get("password2"):
-            self.add_error("password2", "The two passwords do not match.")
+            self.add_error("password2", gettext("The two passwords do not match."))
         return cleaned
 
 
 class EmailAuthenticationForm(AuthenticationForm):
     username = forms.EmailField(
-        label="Email", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"})
+        label=_("Email"), widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"})
     )
 
 
 class ApiKeyCreateForm(forms.Form):
-    name = forms.CharField(max_length=100, initial="Default")
+    name = forms.CharField(max_length=100, initial=_("Default"))
 
 
 class ApiKeyRotateForm(forms.Form):
@@ -60,7 +64,9 @@ class ProviderKeyForm(forms.Form):
 
 
 def _time_zone_choices() -> list[tuple[str, str]]:
-    return [("", "Browser default")] + [(name, name.replace("_", " ")) for name in sorted(time_zone_names())]
+    return [("", gettext("Browser default"))] + [
+        (name, name.replace("_", " ")) for name in sorted(time_zone_names())
+    ]
 
 
 class TimeZoneForm(forms.Form):
@@ -70,9 +76,11 @@ class TimeZoneForm(forms.Form):
     FORM_NAME = "time_zone"  # the profile page's hidden ``form`` field for this form
 
     time_zone = forms.CharField(
-        label="Time zone",
+        label=_("Time zone"),
         required=False,
         validators=[validate_time_zone],
         widget=forms.Select(choices=_time_zone_choices),
-        help_text="Pages show dates and times in this zone. Browser default: the zone your browser reports.",
+        help_text=_(
+            "Pages show dates and times in this zone. Browser default: the zone your browser reports."
+        ),
     )

@@ -88,6 +88,10 @@ class Workspace(BaseModel):
         on_delete=models.CASCADE,
         related_name="personal_workspace",
     )
+    # Set by an operator (``workspace_suspend``): its keys answer 403 ``workspace_suspended``
+    # until reinstated; members still see their pages. Empty: not suspended.
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    suspension_reason = models.CharField(max_length=500, blank=True)
 
     def __str__(self):
         return self.name
@@ -103,6 +107,10 @@ class Membership(BaseModel):
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices)
+    # The member's monthly spend caps across every key they created in the workspace:
+    # ``[{"unit": "money"|"credits", "window": "month", "amount"}]`` (money in minor units of the
+    # plan's currency), enforced in the same reservation as the keys' own limits.
+    limits = models.JSONField(default=list, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "workspace"], name="membership_one_per_user")]

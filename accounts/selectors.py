@@ -11,7 +11,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from core.exceptions import ApiError, retry_after_seconds
@@ -46,6 +46,11 @@ class ApiKeyIdentity:
     # ((unit, window, amount), …) and the model ids it may call (empty: every model).
     limits: tuple[tuple[str, str, int], ...] = ()
     allowed_models: tuple[str, ...] = ()
+    # The creator's membership and its monthly caps over all their keys (same shape as ``limits``).
+    member_id: int | None = None
+    member_limits: tuple[tuple[str, str, int], ...] = ()
+    # The operator suspended the workspace: its keys answer 403 ``workspace_suspended``.
+    suspended: bool = False
 
 
 def api_key_limits_tuple(limits) -> tuple[tuple[str, str, int], ...]:
@@ -53,7 +58,18 @@ def api_key_limits_tuple(limits) -> tuple[tuple[str, str, int], ...]:
     return tuple((item["unit"], item["window"], int(item["amount"])) for item in limits or ())
 
 
-def api_key_identity_build(*, key_id, workspace_id, user_id, expires_at, limits, allowed_models):
+def api_key_identity_build(
+    *,
+    key_id,
+    workspace_id,
+    user_id,
+    expires_at,
+    limits,
+    allowed_models,
+    member_id=None,
+    member_limits=(),
+    suspended=False,
+):
     return ApiKeyIdentity(
         key_id=key_id,
         workspace_id=workspace_id,
@@ -61,7 +77,64 @@ def api_key_identity_build(*, key_id, workspace_id, user_id, expires_at, limits,
         expires_at=expires_at,
         limits=api_key_limits_tuple(limits),
         allowed_models=tuple(allowed_models or ()),
+        member_id=member_id,
+        member_limits=api_key_limits_tuple(member_limits) if member_id is not None else (),
+        suspended=bool(suspended),
     )
+
+
+# What an identity is built from (``api_key_identity_rows``), in this order.
+_IDENTITY_COLUMNS = (
+    "id",
+    "workspace_id",
+    "created_by_id",
+    "expires_at",
+    "limits",
+    "allowed_models",
+    "member_id",
+    "member_limits",
+    "suspended",
+)
+
+
+def api_key_identity_rows(keys: QuerySet[ApiKey]) -> list[tuple]:
+    """``keys`` as identity rows: the key's columns and its creator's membership (id and caps)
+    in the same query."""
+    memberships = Membership.objects.filter(
+        workspace_id=OuterRef("workspace_id"), user_id=OuterRef("created_by_id")
+    )
+    return list(
+        keys.annotate(
+            member_id=Subquery(memberships.values("id")[:1]),
+            member_limits=Subquery(memberships.values("limits")[:1]),
+            suspended=Q(workspace__suspended_at__isnull=False),
+        ).values_list(*_IDENTITY_COLUMNS)
+    )
+
+
+def api_key_identity_from_row(row: tuple) -> ApiKeyIdentity:
+    return api_key_identity_build(
+        **dict(zip(("key_id", "workspace_id", "user_id", *_IDENTITY_COLUMNS[3:]), row, strict=True))
+    )
+
+
+_member_limits_usage_reader = None  # billing's ``member_limits_usage_get``, registered by billing
+
+
+def member_limits_usage_reader_register(fn) -> None:
+    """Billing registers how to read the members' cap usage (accounts never imports billing)."""
+    global _member_limits_usage_reader
+    _member_limits_usage_reader = fn
+
+
+def member_limits_usage_get(*, memberships) -> dict[int, list[dict]]:
+    """Membership id -> its caps with ``used`` and ``resets_at`` (``None`` without a reader)."""
+    memberships = [membership for membership in memberships if membership.limits]
+    if not memberships:
+        return {}
+    if _member_limits_usage_reader is None:
+        return {m.pk: [{**item, "used": None, "resets_at": None} for item in m.limits] for m in memberships}
+    return _member_limits_usage_reader(memberships=memberships)
 
 
 _key_limits_usage_reader = None  # billing's ``key_limits_usage_get``, registered by billing
@@ -86,9 +159,9 @@ def api_key_limits_usage_get(*, api_keys) -> dict[int, list[dict]]:
 
 
 def api_key_cache_key(key_hash: str) -> str:
-    # v3: the identity gained ``limits`` and ``allowed_models``; entries cached by a previous
-    # release (v2: without them) must never be read as the new shape.
-    return f"apikey:v3:{key_hash}"
+    # v4: the identity gained the member's caps (v3: ``limits`` and ``allowed_models``); entries
+    # cached by a previous release must never be read as the new shape.
+    return f"apikey:v4:{key_hash}"
 
 
 def api_key_identity_get(
@@ -115,21 +188,12 @@ def api_key_identity_get(
     if identity is None:
         if client_address is not None:
             auth_failure_throttle_check(address=client_address, now=now.timestamp())
-        row = (
+        rows = api_key_identity_rows(
             ApiKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True, created_by__is_active=True)
-            .values_list("id", "workspace_id", "created_by_id", "expires_at", "limits", "allowed_models")
-            .first()
         )
-        if row is None:
+        if not rows:
             return None
-        identity = api_key_identity_build(
-            key_id=row[0],
-            workspace_id=row[1],
-            user_id=row[2],
-            expires_at=row[3],
-            limits=row[4],
-            allowed_models=row[5],
-        )
+        identity = api_key_identity_from_row(rows[0])
         # add, not set: a revocation that committed meanwhile has written its marker, which
         # must win over this possibly stale read.
         cache.add(cache_key, identity, API_KEY_CACHE_SECONDS)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.encoding import force_str
 from django.utils.http import urlsafe_base64_decode
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
@@ -196,7 +197,7 @@ def signup(request):
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             if next_url:  # e.g. the invitation that brought them here
                 return redirect(next_url)
-            messages.success(request, "Welcome to Tollgate. Create your first API key below.")
+            messages.success(request, _("Welcome to Tollgate. Create your first API key below."))
             return redirect("accounts:dashboard")
     return render(request, "registration/signup.html", {"form": form, "next": next_url})
 
@@ -248,7 +249,7 @@ def dashboard_key_create(request):
         else:
             key_flash_set(request, api_key=api_key, plaintext=plaintext)
     else:
-        messages.error(request, "Give the key a name (up to 100 characters).")
+        messages.error(request, _("Give the key a name (up to 100 characters)."))
     return redirect(_back(request))
 
 
@@ -275,7 +276,9 @@ def _manageable_key(request, key_id: int):
 def dashboard_key_revoke(request, key_id: int):
     ctx, api_key = _manageable_key(request, key_id)
     api_key = api_key_revoke(workspace=ctx.workspace, key_id=api_key.pk, actor=ctx.user, request=request)
-    messages.success(request, f"Key {api_key.prefix}… revoked. It stops working immediately.")
+    messages.success(
+        request, _("Key %(prefix)s… revoked. It stops working immediately.") % {"prefix": api_key.prefix}
+    )
     return redirect(_back(request))
 
 
@@ -336,7 +339,7 @@ def profile(request):
         if form.is_valid():
             _provider_key_change(request, ctx, form)
         else:
-            messages.error(request, "Choose a known provider.")
+            messages.error(request, _("Choose a known provider."))
         return redirect(reverse("accounts:profile"))
     # The template shows the workspace's keys to roles with provider_keys.read, the global ones
     # to staff; without that permission nothing of the workspace's is even read.
@@ -353,9 +356,9 @@ def _time_zone_save(request, time_zone: str) -> None:
     request.user.time_zone = time_zone
     request.user.save(update_fields=["time_zone"])
     if time_zone:
-        messages.success(request, f"Times are now shown in {time_zone}.")
+        messages.success(request, _("Times are now shown in %(zone)s.") % {"zone": time_zone})
     else:
-        messages.success(request, "Times now follow your browser's time zone.")
+        messages.success(request, _("Times now follow your browser's time zone."))
 
 
 def _provider_key_change(request, ctx: WorkspaceContext, form: ProviderKeyForm) -> None:
@@ -363,17 +366,25 @@ def _provider_key_change(request, ctx: WorkspaceContext, form: ProviderKeyForm) 
     if scope == ProviderCredential.Scope.GLOBAL:
         if not request.user.is_staff:
             raise PermissionDenied("Only staff can change global provider keys.")
-        owner, label = None, "Global"
+        owner = None
+        removed, saved = (
+            _("Global %(provider)s key removed."),
+            _("Global %(provider)s key saved (%(masked)s)."),
+        )
     else:
         ctx.require_page("provider_keys.manage")
-        owner, label = ctx.workspace, "Workspace"
+        owner = ctx.workspace
+        removed, saved = (
+            _("Workspace %(provider)s key removed."),
+            _("Workspace %(provider)s key saved (%(masked)s)."),
+        )
     provider = form.cleaned_data["provider"]
     try:
         if form.cleaned_data["action"] == ProviderKeyForm.ACTION_DELETE:
             provider_credential_delete(
                 scope=scope, provider=provider, workspace=owner, actor=request.user, request=request
             )
-            messages.success(request, f"{label} {provider} key removed.")
+            messages.success(request, removed % {"provider": provider})
         else:
             if scope == ProviderCredential.Scope.GLOBAL:  # the provider is asked first
                 provider_key_verify(provider=provider, secret=form.cleaned_data["key"])
@@ -385,7 +396,7 @@ def _provider_key_change(request, ctx: WorkspaceContext, form: ProviderKeyForm) 
                 actor=request.user,
                 request=request,
             )
-            messages.success(request, f"{label} {provider} key saved ({credential.masked}).")
+            messages.success(request, saved % {"provider": provider, "masked": credential.masked})
     except ApiError as error:
         messages.error(request, error.message)
 
@@ -398,7 +409,7 @@ def email_verify(request, token: str):
     except ApiError as error:
         messages.error(request, error.message)
     else:
-        messages.success(request, "Your email address is confirmed.")
+        messages.success(request, _("Your email address is confirmed."))
     return redirect("accounts:dashboard" if request.user.is_authenticated else "accounts:login")
 
 
@@ -407,5 +418,7 @@ def email_verify(request, token: str):
 def email_verification_resend(request):
     """Send the confirmation link again (the profile page and the dashboard's reminder)."""
     email_verification_send(user=request.user)
-    messages.success(request, f"We sent a new confirmation link to {request.user.email}.")
+    messages.success(
+        request, _("We sent a new confirmation link to %(email)s.") % {"email": request.user.email}
+    )
     return redirect(_back(request))

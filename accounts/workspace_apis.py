@@ -13,17 +13,21 @@ from __future__ import annotations
 from typing import ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import ResolvedComponent
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.exceptions import ApiError
 from core.schema import ErrorResponseSerializer, error_responses, schema_named
 
 from .models import Role
+from .selectors import member_limits_usage_get
+from .services.member_limits import membership_limits_set
 from .services.workspaces import (
     WORKSPACE_NAME_MAX_LENGTH,
     invitation_accept,
@@ -228,11 +232,29 @@ class WorkspaceDetailApi(WorkspaceApi):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class MemberLimitUsageSerializer(serializers.Serializer):
+    unit = serializers.ChoiceField(choices=["money", "credits"])
+    window = serializers.ChoiceField(choices=["month"])
+    amount = serializers.IntegerField()  # money: minor units (cents) of ``currency``
+    used = serializers.IntegerField(allow_null=True)  # by all the member's keys, settled + in flight
+    resets_at = serializers.DateTimeField(allow_null=True)
+    currency = serializers.CharField(allow_null=True, required=False, default=None)
+
+
 class MemberOutputSerializer(serializers.Serializer):
     user_id = serializers.IntegerField()
     email = serializers.EmailField(source="user.email")
     role = RoleField()
     joined_at = serializers.DateTimeField(source="created_at")
+    # The member's monthly spend caps over every key they created here, with this month's use.
+    limits = serializers.SerializerMethodField()
+
+    @extend_schema_field(MemberLimitUsageSerializer(many=True))
+    def get_limits(self, membership) -> list[dict]:
+        usage = (self.context.get("limits_usage") or {}).get(membership.pk)
+        if usage is None:
+            usage = member_limits_usage_get(memberships=[membership]).get(membership.pk, [])
+        return MemberLimitUsageSerializer(usage, many=True).data
 
 
 @schema_named
@@ -247,7 +269,9 @@ class MemberListApi(WorkspaceApi):
         responses={200: MemberOutputSerializer(many=True), **error_responses(401, 404)},
     )
     def get(self, request, workspace_id: int):
-        return Response(MemberOutputSerializer(membership_list(workspace=self.ctx.workspace), many=True).data)
+        memberships = list(membership_list(workspace=self.ctx.workspace))
+        usage = member_limits_usage_get(memberships=memberships)
+        return Response(MemberOutputSerializer(memberships, many=True, context={"limits_usage": usage}).data)
 
 
 class RevokedKeySerializer(serializers.Serializer):
@@ -262,30 +286,53 @@ class MemberDetailApi(WorkspaceApi):
     self_service: ClassVar[dict[str, str]] = {"delete": "user_id"}  # anyone may leave
 
     class InputSerializer(serializers.Serializer):
-        role = RoleField()
+        role = RoleField(required=False)
+        limits = serializers.ListField(required=False)  # items validated by the service
 
     class RemovedSerializer(serializers.Serializer):
         revoked_keys = RevokedKeySerializer(many=True)
 
     @extend_schema(
         operation_id="workspace_members_update",
-        summary="Change a member's role",
-        description="Owners and admins; only an owner changes an owner's role or makes an owner (else 403). "
-        "The last owner cannot be demoted (409 `last_owner`). A personal workspace has one owner (409).",
+        summary="Change a member's role or monthly spend caps",
+        description="Owners and admins; only an owner changes an owner's role or caps, or makes an owner "
+        "(else 403). The last owner cannot be demoted (409 `last_owner`). A personal workspace has one "
+        "owner (409). `limits`: `[{unit: money|credits, amount}]` (window `month`; money in minor units "
+        "of the plan's currency; `[]` lifts them): what all the keys the member created may spend "
+        "together each month. Enforced by the proxy from the next call: 429 `member_limit_exceeded`.",
         tags=["workspaces"],
         request=InputSerializer,
         responses={200: MemberOutputSerializer, **error_responses(400, 401, 403, 404, 409, 413, 415)},
     )
     def patch(self, request, workspace_id: int, user_id: int):
-        data = self.InputSerializer(data=request.data)
+        if not isinstance(request.data, dict):
+            raise ApiError("invalid_request", "The body must be a JSON object.")
+        unknown = set(request.data) - {"role", "limits"}
+        if unknown:
+            raise ApiError(
+                "invalid_request", f"Unknown field: {sorted(unknown)[0]}.", param=sorted(unknown)[0]
+            )
+        if not request.data:
+            raise ApiError("invalid_request", "Give role and/or limits.", param="role")
+        data = self.InputSerializer(data={"role": request.data["role"]} if "role" in request.data else {})
         data.is_valid(raise_exception=True)
-        membership = membership_role_change(
-            workspace=self.ctx.workspace,
-            actor=request.user,
-            user_id=user_id,
-            role=data.validated_data["role"],
-            request=request,
-        )
+        with transaction.atomic():
+            if "role" in request.data:
+                membership = membership_role_change(
+                    workspace=self.ctx.workspace,
+                    actor=request.user,
+                    user_id=user_id,
+                    role=data.validated_data["role"],
+                    request=request,
+                )
+            if "limits" in request.data:
+                membership = membership_limits_set(
+                    workspace=self.ctx.workspace,
+                    actor=request.user,
+                    user_id=user_id,
+                    limits=request.data["limits"],
+                    request=request,
+                )
         return Response(MemberOutputSerializer(membership).data)
 
     @extend_schema(

@@ -50,6 +50,11 @@ web_urlpatterns = [
         name="workspace-member-role",
     ),
     path(
+        "workspaces/<int:workspace_id>/members/<int:user_id>/limits/",
+        views.workspace_member_limits,
+        name="workspace-member-limits",
+    ),
+    path(
         "workspaces/<int:workspace_id>/members/<int:user_id>/remove/",
         views.workspace_member_remove,
         name="workspace-member-remove",

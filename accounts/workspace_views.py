@@ -10,6 +10,7 @@ services refuse them anyway.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import wraps
 
 from django import forms
@@ -19,6 +20,8 @@ from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.urls import Resolver404, resolve, reverse
 from django.utils.http import urlencode
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext, pgettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -27,6 +30,8 @@ from core.redirects import safe_next_url
 
 from .models import Role
 from .roles import ROLE_ORDER
+from .selectors import member_limits_usage_get
+from .services.member_limits import membership_limits_set
 from .services.workspaces import (
     WORKSPACE_NAME_MAX_LENGTH,
     invitation_accept,
@@ -45,7 +50,14 @@ from .workspace_selectors import (
     workspace_member_context_get,
 )
 
-ROLE_LABELS = dict(Role.choices)
+# The roles as pages name them: the model's labels, translated (APIs keep the codes).
+ROLE_LABELS = {
+    Role.OWNER: pgettext_lazy("workspace role", "Owner"),
+    Role.ADMIN: pgettext_lazy("workspace role", "Admin"),
+    Role.BILLING: pgettext_lazy("workspace role", "Billing"),
+    Role.DEVELOPER: pgettext_lazy("workspace role", "Developer"),
+}
+ROLE_CHOICES = list(ROLE_LABELS.items())
 
 
 def declares(**methods: str | None):
@@ -105,16 +117,44 @@ def _refused(request, error: ApiError):
 
 
 class InviteForm(forms.Form):
-    email = forms.EmailField(label="Email address", max_length=254)
-    role = forms.ChoiceField(label="Role", choices=Role.choices)
+    email = forms.EmailField(label=gettext_lazy("Email address"), max_length=254)
+    role = forms.ChoiceField(label=gettext_lazy("Role"), choices=ROLE_CHOICES)
 
 
 class RoleForm(forms.Form):
-    role = forms.ChoiceField(label="Role", choices=Role.choices)
+    role = forms.ChoiceField(label=gettext_lazy("Role"), choices=ROLE_CHOICES)
+
+
+class MemberCapForm(forms.Form):
+    """A member's monthly cap as the page takes it: money in the plan's currency (``12.50``) or
+    credits; "none" lifts it."""
+
+    unit = forms.ChoiceField(
+        choices=[
+            ("none", gettext_lazy("No cap")),
+            ("money", gettext_lazy("Money")),
+            ("credits", gettext_lazy("Credits")),
+        ]
+    )
+    amount = forms.DecimalField(required=False, min_value=Decimal("0.01"), max_digits=14, decimal_places=2)
+
+    def limits(self) -> list[dict]:
+        unit, amount = self.cleaned_data["unit"], self.cleaned_data["amount"]
+        if unit == "none":
+            return []
+        if amount is None:
+            raise forms.ValidationError(_("Give the cap's amount."))
+        if unit == "credits":
+            if amount != amount.to_integral_value():
+                raise forms.ValidationError(_("Credits are whole numbers."))
+            return [{"unit": "credits", "amount": int(amount)}]
+        return [{"unit": "money", "amount": int(amount * 100)}]  # minor units (cents, centimes)
 
 
 class WorkspaceCreateForm(forms.Form):
-    name = forms.CharField(label="Workspace name", max_length=WORKSPACE_NAME_MAX_LENGTH, strip=True)
+    name = forms.CharField(
+        label=gettext_lazy("Workspace name"), max_length=WORKSPACE_NAME_MAX_LENGTH, strip=True
+    )
 
 
 def _member_rows(ctx: WorkspaceContext, members) -> list[dict]:
@@ -122,6 +162,7 @@ def _member_rows(ctx: WorkspaceContext, members) -> list[dict]:
     is_owner = ctx.role == Role.OWNER
     manage = ctx.can("members.manage")
     owners = sum(1 for member in members if member.role == Role.OWNER)
+    caps = member_limits_usage_get(memberships=members)  # one query for every capped member
     rows = []
     for member in members:
         is_self = member.user_id == ctx.user.pk
@@ -133,7 +174,9 @@ def _member_rows(ctx: WorkspaceContext, members) -> list[dict]:
                 "is_self": is_self,
                 "role_label": ROLE_LABELS.get(member.role, member.role),
                 "can_change": may_touch and not last_owner,
+                "can_cap": may_touch,
                 "can_remove": (is_self or may_touch) and not last_owner,
+                "limits": caps.get(member.pk, []),
             }
         )
     return rows
@@ -202,7 +245,7 @@ def workspace_audit(request, ctx: WorkspaceContext):
 def workspace_invite(request, ctx: WorkspaceContext):
     form = InviteForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Enter an email address and choose a role.")
+        messages.error(request, _("Enter an email address and choose a role."))
         return redirect(_members_url(ctx.workspace.pk))
     try:
         invitation, _accept_url = invitation_create(
@@ -213,7 +256,9 @@ def workspace_invite(request, ctx: WorkspaceContext):
     else:
         label = ROLE_LABELS[invitation.role]
         messages.success(
-            request, f"Invitation sent to {invitation.email} ({label}). The link is valid 7 days."
+            request,
+            _("Invitation sent to %(email)s (%(role)s). The link is valid 7 days.")
+            % {"email": invitation.email, "role": label},
         )
     return redirect(_members_url(ctx.workspace.pk))
 
@@ -223,7 +268,7 @@ def workspace_invite(request, ctx: WorkspaceContext):
 def workspace_member_role(request, ctx: WorkspaceContext, user_id: int):
     form = RoleForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose a role.")
+        messages.error(request, _("Choose a role."))
         return redirect(_members_url(ctx.workspace.pk))
     try:
         membership = membership_role_change(
@@ -236,7 +281,38 @@ def workspace_member_role(request, ctx: WorkspaceContext, user_id: int):
     except ApiError as error:
         _refused(request, error)
     else:
-        messages.success(request, f"{membership.user.email} is now {ROLE_LABELS[membership.role]}.")
+        messages.success(
+            request,
+            _("%(email)s is now %(role)s.")
+            % {"email": membership.user.email, "role": ROLE_LABELS[membership.role]},
+        )
+    return redirect(_members_url(ctx.workspace.pk))
+
+
+@require_POST
+@workspace_page(post="members.manage")
+def workspace_member_limits(request, ctx: WorkspaceContext, user_id: int):
+    """Set or lift a member's monthly spend cap (all the keys they created here)."""
+    form = MemberCapForm(request.POST)
+    try:
+        limits = form.limits() if form.is_valid() else None
+    except forms.ValidationError as error:
+        form.add_error(None, error)
+        limits = None
+    if limits is None:
+        messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
+        return redirect(_members_url(ctx.workspace.pk))
+    try:
+        membership = membership_limits_set(
+            workspace=ctx.workspace, actor=request.user, user_id=user_id, limits=limits, request=request
+        )
+    except ApiError as error:
+        _refused(request, error)
+    else:
+        done = (
+            _("%(email)s now has a monthly cap.") if limits else _("%(email)s has no monthly cap any more.")
+        )
+        messages.success(request, done % {"email": membership.user.email})
     return redirect(_members_url(ctx.workspace.pk))
 
 
@@ -251,13 +327,19 @@ def workspace_member_remove(request, ctx: WorkspaceContext, user_id: int):
     except ApiError as error:
         _refused(request, error)
         return redirect(_members_url(ctx.workspace.pk))
-    keys = f" {len(revoked)} API key{'s' if len(revoked) != 1 else ''} revoked." if revoked else ""
+    keys = (
+        " "
+        + ngettext("%(count)d API key revoked.", "%(count)d API keys revoked.", len(revoked))
+        % {"count": len(revoked)}
+        if revoked
+        else ""
+    )
     if leaving:
         if str(request.session.get(SESSION_WORKSPACE_KEY)) == str(ctx.workspace.pk):
             request.session.pop(SESSION_WORKSPACE_KEY, None)
-        messages.success(request, f"You left {ctx.workspace.name}.{keys}")
+        messages.success(request, _("You left %(name)s.") % {"name": ctx.workspace.name} + keys)
         return redirect("accounts:dashboard")
-    messages.success(request, f"Member removed.{keys}")
+    messages.success(request, _("Member removed.") + keys)
     return redirect(_members_url(ctx.workspace.pk))
 
 
@@ -271,7 +353,7 @@ def workspace_invitation_revoke(request, ctx: WorkspaceContext, invitation_id: i
     except ApiError as error:
         _refused(request, error)
     else:
-        messages.success(request, f"Invitation to {invitation.email} revoked.")
+        messages.success(request, _("Invitation to %(email)s revoked.") % {"email": invitation.email})
     return redirect(_members_url(ctx.workspace.pk))
 
 
@@ -287,7 +369,9 @@ def workspace_new(request):
             form.add_error("name", error.message)
         else:
             request.session[SESSION_WORKSPACE_KEY] = workspace.pk
-            messages.success(request, f"Workspace {workspace.name} created. Invite your team below.")
+            messages.success(
+                request, _("Workspace %(name)s created. Invite your team below.") % {"name": workspace.name}
+            )
             return redirect(_members_url(workspace.pk))
     return render(request, "accounts/workspaces/new.html", {"form": form})
 
@@ -341,7 +425,11 @@ def invitation_accept_page(request, token: str):
             return redirect(request.path)
         request.session[SESSION_WORKSPACE_KEY] = membership.workspace_id
         label = ROLE_LABELS[membership.role]
-        messages.success(request, f"Welcome to {membership.workspace.name}. You joined as {label}.")
+        messages.success(
+            request,
+            _("Welcome to %(name)s. You joined as %(role)s.")
+            % {"name": membership.workspace.name, "role": label},
+        )
         return redirect("accounts:dashboard")
     invitation = found.invitation
     addressed = user.is_authenticated and invitation.email.lower() == user.email.lower()

@@ -15,14 +15,23 @@ class BillingConfig(AppConfig):
         """Register billing's own checkout kind, its guard on workspace deletion and its periodic
         tasks (code, not admin rows)."""
         from accounts.registry import workspace_delete_guard_register, workspace_summary_register  # noqa: PLC0415 (models load once the app registry is ready)
-        from accounts.selectors import api_key_limits_usage_reader_register  # noqa: PLC0415 (models load once the app registry is ready)
+        from accounts.selectors import (  # noqa: PLC0415 (models load once the app registry is ready)
+            api_key_limits_usage_reader_register,
+            member_limits_usage_reader_register,
+        )
 
         from .reconciliation import quota_counter_drift_find  # noqa: PLC0415 (models load once the app registry is ready)
         from .selectors import workspace_delete_refusal_get  # noqa: PLC0415 (models load once the app registry is ready)
-        from .services import PLAN_CHECKOUT_KIND, key_limits_usage_get, subscription_activate  # noqa: PLC0415 (models load once the app registry is ready)
+        from .services import (  # noqa: PLC0415 (models load once the app registry is ready)
+            PLAN_CHECKOUT_KIND,
+            key_limits_usage_get,
+            member_limits_usage_get,
+            subscription_activate,
+        )
         from .workspace_hooks import workspace_plan_summary  # noqa: PLC0415 (models load once the app registry is ready)
 
         api_key_limits_usage_reader_register(key_limits_usage_get)  # the key list's ``used``
+        member_limits_usage_reader_register(member_limits_usage_get)  # the members page's
         registry.checkout_handler_register(PLAN_CHECKOUT_KIND, subscription_activate)
         # A workspace with a paid plan in force is not deleted: it would keep being billed.
         workspace_delete_guard_register(workspace_delete_refusal_get)

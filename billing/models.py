@@ -181,7 +181,8 @@ class QuotaReservation(models.Model):
 
 class KeyUsageCounter(models.Model):
     """Usage of one API key's limit (unit × window) in one period: the key's own spend control,
-    besides the workspace's plan quota. ``money`` counts micros (millionths of the major unit of
+    besides the workspace's plan quota — or, with ``membership`` instead of ``api_key``, of a
+    member's monthly cap over every key they created. ``money`` counts micros (millionths of the major unit of
     the workspace plan's currency; the key's limit is set in minor units and converted).
     ``period_start`` is the UTC day or month start, or the epoch for the ``total`` window (one
     row forever). Reserved and settled like ``UsageCounter``
@@ -198,7 +199,18 @@ class KeyUsageCounter(models.Model):
         MONTH = "month", "Month (UTC)"
         TOTAL = "total", "Total (never resets)"
 
-    api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.CASCADE, related_name="+", db_index=False)
+    # The owner: a key (its own limits) or a membership (the member's cap over all their keys).
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", on_delete=models.CASCADE, related_name="+", db_index=False, null=True, blank=True
+    )
+    membership = models.ForeignKey(
+        "accounts.Membership",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        null=True,
+        blank=True,
+    )
     unit = models.CharField(max_length=16, choices=Unit.choices)
     window = models.CharField(max_length=8, choices=Window.choices)
     period_start = models.DateTimeField()
@@ -212,14 +224,27 @@ class KeyUsageCounter(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["api_key", "unit", "window", "period_start"], name="keyusagecounter_one_per_period"
+                fields=["api_key", "unit", "window", "period_start"],
+                condition=Q(api_key__isnull=False),
+                name="keyusagecounter_one_per_period",
+            ),
+            models.UniqueConstraint(
+                fields=["membership", "unit", "window", "period_start"],
+                condition=Q(membership__isnull=False),
+                name="keyusagecounter_member_one_per_period",
+            ),
+            models.CheckConstraint(
+                condition=Q(api_key__isnull=False, membership__isnull=True)
+                | Q(api_key__isnull=True, membership__isnull=False),
+                name="keyusagecounter_one_owner",
             ),
             models.CheckConstraint(condition=Q(used__gte=0), name="keyusagecounter_used_gte_0"),
             models.CheckConstraint(condition=Q(reserved__gte=0), name="keyusagecounter_reserved_gte_0"),
         ]
 
     def __str__(self):
-        return f"key {self.api_key_id} {self.unit}/{self.window}: {self.used}+{self.reserved}"
+        owner = f"key {self.api_key_id}" if self.api_key_id else f"member {self.membership_id}"
+        return f"{owner} {self.unit}/{self.window}: {self.used}+{self.reserved}"
 
 
 class KeyUsageHold(models.Model):
@@ -516,6 +541,8 @@ class PaymentTransaction(BaseModel):
     currency = models.CharField(max_length=3)  # ISO 4217, lower case
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     completed_at = models.DateTimeField(null=True, blank=True)  # when it became paid/failed/expired
+    # The gateway's receipt for a paid row (Stripe: the charge's ``receipt_url``), when known.
+    receipt_url = models.URLField(max_length=500, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -17,6 +17,7 @@ from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.test import RequestFactory
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.tenancy import page_context_get
@@ -248,15 +249,19 @@ def simulated_portal_page(request):
                 preview = simulated_plan_change(
                     workspace=workspace, actor=actor, plan_code=request.POST.get("plan", "")
                 )
-                messages.success(request, f"The workspace is now on the {preview.plan.name} plan.")
+                messages.success(
+                    request, _("The workspace is now on the %(plan)s plan.") % {"plan": preview.plan.name}
+                )
             elif action == "cancel":
                 row = simulated_subscription_cancel(workspace=workspace, actor=actor)
                 messages.success(
-                    request, f"The plan ends on {row.current_period_end:%Y-%m-%d}; it will not renew."
+                    request,
+                    _("The plan ends on %(day)s; it will not renew.")
+                    % {"day": f"{row.current_period_end:%Y-%m-%d}"},
                 )
             elif action == "resume":
                 simulated_subscription_resume(workspace=workspace, actor=actor)
-                messages.success(request, "Your subscription renews again.")
+                messages.success(request, _("Your subscription renews again."))
             else:
                 return HttpResponseBadRequest("Unknown action.")
         except ApiError as exc:

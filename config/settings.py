@@ -92,6 +92,8 @@ MIDDLEWARE = [
     "core.middleware.StaticFilesMiddleware",  # servestatic: async, like the whole chain
     "core.compression.PageGZipMiddleware",  # pages only: not the proxy, streams or no-store
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's LocaleMiddleware, for pages only: APIs and the proxy stay in English (core/i18n.py).
+    "core.i18n.PageLocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -182,7 +184,12 @@ LOGIN_REDIRECT_URL = "/dashboard/"
 LOGOUT_REDIRECT_URL = "/"
 
 # --- i18n / time -----------------------------------------------------------------------------
-LANGUAGE_CODE = "en-us"
+# Pages in English or French (core/i18n.py picks: the switcher's cookie, else Accept-Language,
+# else English); no language prefix in URLs. The catalogue: locale/ (docs/development.md,
+# "Translations"). APIs and the proxy always answer in English.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("fr", "Français")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -15,6 +15,8 @@ urlpatterns = [
     path("admin/login/", accounts_views.admin_login),
     path("admin/password_change/", accounts_views.admin_password_change),
     path("admin/", admin.site.urls),
+    # The language switcher's form (base.html) posts to set_language: it sets the language cookie.
+    path("i18n/", include("django.conf.urls.i18n")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),

@@ -58,6 +58,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "upstream_rate_limited": (429, "rate_limit_error"),
     "quota_exceeded": (429, "quota_exceeded"),
     "key_limit_exceeded": (429, "key_limit_exceeded"),  # the API key's own limit (not the plan's)
+    "member_limit_exceeded": (429, "member_limit_exceeded"),  # the key creator's monthly cap
+    "workspace_suspended": (403, "permission_error"),  # the operator suspended the workspace
     "model_not_allowed": (403, "permission_error"),  # not on the API key's model allow-list
     "too_many_failed_authentications": (429, "rate_limit_error"),
     "server_error": (500, "server_error"),

@@ -17,6 +17,8 @@ from core.admin_lists import BigTableAdmin
 from core.exceptions import ApiError
 
 from .models import (
+    AutoTopUp,
+    AutoTopUpAttempt,
     CreditAccount,
     CreditHold,
     CreditLot,
@@ -281,6 +283,43 @@ class CreditLotAdmin(ReadOnlyAdmin):
     )
     list_filter = ("kind", "expires_at")
     search_fields = ("workspace__personal_owner__email", "workspace__slug", "reason")
+    list_select_related = ("workspace",)
+
+
+@admin.register(AutoTopUp)
+class AutoTopUpAdmin(ReadOnlyAdmin):
+    """Each workspace's auto top-up, as its owners set it (read-only: changes go through
+    ``auto_top_up_update``, which keeps the account's trigger threshold in step)."""
+
+    list_display = (
+        "workspace",
+        "is_enabled",
+        "threshold_credits",
+        "pack",
+        "max_per_month",
+        "disabled_reason",
+        "last_failure_at",
+    )
+    list_filter = ("is_enabled",)
+    search_fields = ("workspace__personal_owner__email", "workspace__slug")
+    list_select_related = ("workspace", "pack")
+
+
+@admin.register(AutoTopUpAttempt)
+class AutoTopUpAttemptAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "workspace",
+        "number",
+        "status",
+        "credits",
+        "amount_minor",
+        "currency",
+        "error_code",
+        "stripe_payment_intent_id",
+    )
+    list_filter = ("status",)
+    search_fields = ("workspace__personal_owner__email", "workspace__slug", "stripe_payment_intent_id")
     list_select_related = ("workspace",)
 
 

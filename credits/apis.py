@@ -21,6 +21,7 @@ from core.exceptions import ApiError
 from core.schema import error_responses, schema_named
 
 from .selectors import (
+    auto_top_up_get,
     credit_balance_get,
     credit_ledger_entry_get,
     credit_ledger_list,
@@ -28,7 +29,7 @@ from .selectors import (
     credit_upsell_get,
     endpoint_cost_get,
 )
-from .services import InsufficientCredits, credit_consume, credit_pack_checkout_start
+from .services import InsufficientCredits, auto_top_up_update, credit_consume, credit_pack_checkout_start
 
 
 def credit_insufficient_error(*, workspace, cost: int, endpoint: str = "") -> ApiError:
@@ -345,3 +346,95 @@ class CreditBuyApi(APIView):
             gateway=data.validated_data["gateway"],
         )
         return Response(self.OutputSerializer(session).data)
+
+
+class _StrictIntegerField(serializers.IntegerField):
+    """An integer, not a string or a float that looks like one."""
+
+    default_error_messages = {"invalid": "A whole number is required."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class _StrictBooleanField(serializers.BooleanField):
+    default_error_messages = {"invalid": "true or false is required."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+@schema_named
+class CreditAutoTopUpApi(APIView):
+    """The workspace's auto top-up: read with ``billing.read``, change with ``billing.manage``."""
+
+    permission_required = {"get": "billing.read", "patch": "billing.manage"}
+
+    class InputSerializer(serializers.Serializer):
+        enabled = _StrictBooleanField(required=False)
+        packId = serializers.CharField(max_length=40, required=False)
+        thresholdCredits = _StrictIntegerField(required=False, min_value=1, max_value=10**12)
+        maxPerMonth = _StrictIntegerField(required=False, min_value=1, max_value=31)
+
+    class OutputSerializer(serializers.Serializer):
+        enabled = serializers.BooleanField(source="is_enabled")
+        packId = serializers.CharField(source="pack_code", allow_null=True)
+        thresholdCredits = serializers.IntegerField(source="threshold_credits", allow_null=True)
+        maxPerMonth = serializers.IntegerField(source="max_per_month")
+        usedThisMonth = serializers.IntegerField(source="used_this_month")
+        disabledReason = serializers.CharField(source="disabled_reason")
+        lastFailureAt = serializers.DateTimeField(source="last_failure_at", allow_null=True)
+        hasSavedCard = serializers.BooleanField(source="has_saved_card")
+
+    @extend_schema(
+        operation_id="credits_auto_top_up_get",
+        summary="The workspace's auto top-up",
+        tags=["credits"],
+        responses={200: OutputSerializer, **error_responses(401, 403, 404)},
+    )
+    def get(self, request):
+        context = workspace_context_get(request)
+        context.require(self.permission_required["get"])
+        return Response(self.OutputSerializer(auto_top_up_get(workspace=context.workspace)).data)
+
+    @extend_schema(
+        operation_id="credits_auto_top_up_update",
+        summary="Change the workspace's auto top-up",
+        description=(
+            "When the available balance falls below `thresholdCredits`, buy `packId` with the card "
+            "saved by the last pack bought by card, at most `maxPerMonth` times a UTC month. Turning "
+            "it on needs such a purchase (400 `param: enabled`). A declined charge turns it off "
+            "(`disabledReason`) and emails the billing contacts. Owners, admins and billing members "
+            "may change it (403 `forbidden` otherwise); unknown fields are a 400."
+        ),
+        tags=["credits"],
+        request=InputSerializer,
+        responses={200: OutputSerializer, **error_responses(400, 401, 403, 404, 413, 415)},
+    )
+    def patch(self, request):
+        context = workspace_context_get(request)
+        context.require(self.permission_required["patch"])
+        if not isinstance(request.data, dict):
+            raise ApiError("invalid_request", "The body must be a JSON object.")
+        unknown = set(request.data) - set(self.InputSerializer().fields)
+        if unknown:
+            raise ApiError(
+                "invalid_request", f"Unknown field: {sorted(unknown)[0]}.", param=sorted(unknown)[0]
+            )
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        auto_top_up_update(
+            workspace=context.workspace,
+            actor=context.user,
+            is_enabled=values.get("enabled"),
+            pack_code=values.get("packId"),
+            threshold_credits=values.get("thresholdCredits"),
+            max_per_month=values.get("maxPerMonth"),
+            request=request,
+        )
+        return Response(self.OutputSerializer(auto_top_up_get(workspace=context.workspace)).data)

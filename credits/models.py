@@ -56,6 +56,9 @@ class CreditAccount(BaseModel):
     # Low-balance alert state: set when the email is sent, cleared (re-armed) by the next purchase.
     low_balance_alerted_at = models.DateTimeField(null=True, blank=True)
     first_purchase_at = models.DateTimeField(null=True, blank=True)
+    # A copy of the enabled ``AutoTopUp.threshold_credits`` (NULL while auto top-up is off), so a
+    # debit, which holds this row locked anyway, knows without another query whether to buy more.
+    auto_top_up_below = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -276,3 +279,80 @@ class UpsellEvent(models.Model):
 
     def __str__(self):
         return f"{self.kind} in {self.workspace_id}"
+
+
+class AutoTopUp(BaseModel):
+    """A workspace's opt-in to buy ``pack`` off-session when its available balance falls below
+    ``threshold_credits``, at most ``max_per_month`` times a calendar month (UTC). A failed
+    payment turns it off (``disabled_reason``) until a member turns it on again.
+
+    Changed only by ``credits.services.auto_top_up``, which keeps
+    ``CreditAccount.auto_top_up_below`` in step under the account's row lock.
+    """
+
+    workspace = models.OneToOneField(
+        "accounts.Workspace", on_delete=models.CASCADE, related_name="auto_top_up"
+    )
+    is_enabled = models.BooleanField(default=False)
+    threshold_credits = models.PositiveBigIntegerField(default=0)  # credits, not money
+    pack = models.ForeignKey(CreditPack, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    max_per_month = models.PositiveSmallIntegerField(default=3)
+    # The card saved by a Stripe pack checkout (``setup_future_usage=off_session``), found from
+    # that purchase's PaymentIntent on the first top-up; cleared when auto top-up is turned on
+    # again so the newest card is used.
+    stripe_customer_id = models.CharField(max_length=255, blank=True)
+    stripe_payment_method_id = models.CharField(max_length=255, blank=True)
+    disabled_reason = models.CharField(max_length=500, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    updated_by = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(max_per_month__gte=1), name="autotopup_max_per_month_gte_1"),
+            models.CheckConstraint(
+                condition=Q(is_enabled=False) | Q(pack__isnull=False), name="autotopup_enabled_has_pack"
+            ),
+        ]
+
+    def __str__(self):
+        state = "on" if self.is_enabled else "off"
+        return f"auto top-up {state} for {self.workspace_id} below {self.threshold_credits}"
+
+
+class AutoTopUpAttempt(BaseModel):
+    """One off-session purchase attempt. ``(workspace, month, number)`` is unique and numbers
+    count up from 1 within a UTC month, so the attempts of a month are counted in the database
+    (under the ``AutoTopUp`` row lock) and each has its own Stripe idempotency key: a retried
+    task resumes its pending attempt and buys at most once."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="+")
+    month = models.DateField()  # the first day of the UTC month
+    number = models.PositiveSmallIntegerField()
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    pack = models.ForeignKey(CreditPack, null=True, on_delete=models.SET_NULL, related_name="+")
+    credits = models.PositiveIntegerField()
+    amount_minor = models.PositiveIntegerField()  # minor units of `currency`
+    currency = models.CharField(max_length=3)
+    payment_reference = models.CharField(max_length=255, blank=True)  # billing's PaymentTransaction
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True)
+    error_code = models.CharField(max_length=100, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "month", "number"], name="autotopupattempt_one_number"
+            ),
+        ]
+
+    def __str__(self):
+        return f"auto top-up {self.workspace_id} {self.month:%Y-%m} #{self.number} ({self.status})"

@@ -10,13 +10,23 @@ from fractions import Fraction
 
 from django.conf import settings
 from django.db.models import Count, QuerySet, Sum
+from django.utils import timezone
 
 from billing.gateways.chargily import chargily_simulated_enabled
 from billing.gateways.stripe import simulated_checkout_enabled
-from billing.models import CheckoutSession, Gateway
+from billing.models import Gateway, PaymentTransaction
 from core.money import ZERO_DECIMAL_CURRENCIES, format_minor, minor_to_decimal
 
-from .models import CreditAccount, CreditPack, CreditPurchase, EndpointCost, LedgerEntry, UpsellEvent
+from .models import (
+    AutoTopUp,
+    AutoTopUpAttempt,
+    CreditAccount,
+    CreditPack,
+    CreditPurchase,
+    EndpointCost,
+    LedgerEntry,
+    UpsellEvent,
+)
 
 
 @dataclass(frozen=True)
@@ -261,12 +271,27 @@ class CreditHistoryRow:
     receipt: CreditReceipt | None  # purchases only, when a page for the payment is known
 
 
-def _receipt_for(checkout: dict) -> CreditReceipt | None:
-    """Chargily: its payment page (``checkout_url``), which shows the payment once paid.
-    Stripe: the checkout URL is not a receipt (Stripe closes it once paid) and the charge's
-    ``receipt_url`` is not stored, so only the simulated checkout (which shows the completed
-    payment, DEBUG only) has a page. Simulated pages only while their simulator is on."""
-    url, gateway, simulated = checkout["checkout_url"], checkout["gateway"], checkout["is_simulated"]
+@dataclass(frozen=True)
+class AutoTopUpSettings:
+    is_enabled: bool
+    pack_code: str | None
+    threshold_credits: int | None
+    max_per_month: int
+    used_this_month: int  # top-ups bought (or in flight) this UTC month
+    disabled_reason: str  # why a failure turned it off ("" otherwise)
+    last_failure_at: datetime | None
+    has_saved_card: bool  # a pack was bought by card through Stripe (needed to turn it on)
+
+
+def _receipt_for(payment: dict) -> CreditReceipt | None:
+    """Stripe: the charge's receipt page (``receipt_url``, from its charge events or the
+    off-session charge), else only the simulated checkout's page (it shows the completed
+    payment; DEBUG only). Chargily: its payment page (``checkout_url``), which shows the payment
+    once paid. Simulated pages only while their simulator is on."""
+    gateway, simulated = payment["gateway"], bool(payment["checkout__is_simulated"])
+    url = payment["checkout__checkout_url"] or ""
+    if gateway == Gateway.STRIPE and payment["receipt_url"]:
+        return CreditReceipt(url=payment["receipt_url"], gateway=gateway, is_simulated=False)
     if not url:
         return None
     if gateway == Gateway.CHARGILY and (not simulated or chargily_simulated_enabled()):
@@ -278,7 +303,7 @@ def _receipt_for(checkout: dict) -> CreditReceipt | None:
 
 def credit_history_list(*, workspace, limit: int = 50) -> list[CreditHistoryRow]:
     """The workspace's newest ledger entries, each purchase with its receipt link: one query,
-    two more when the page holds purchases (their checkout references, then the checkouts)."""
+    two more when the page holds purchases (their checkout references, then the payments)."""
     entries = list(credit_ledger_list(workspace=workspace)[:limit])
     purchase_ids = [entry.pk for entry in entries if entry.kind == LedgerEntry.Kind.PURCHASE]
     receipts: dict[int, CreditReceipt] = {}
@@ -288,14 +313,60 @@ def credit_history_list(*, workspace, limit: int = 50) -> list[CreditHistoryRow]
                 "checkout_reference", "ledger_entry_id"
             )
         )
-        checkouts = CheckoutSession.objects.filter(
-            workspace=workspace, checkout_reference__in=list(references)
-        ).values("checkout_reference", "checkout_url", "gateway", "is_simulated")
-        for checkout in checkouts:
-            receipt = _receipt_for(checkout)
+        payments = PaymentTransaction.objects.filter(
+            workspace=workspace, reference__in=list(references)
+        ).values(
+            "reference",
+            "gateway",
+            "receipt_url",
+            "checkout__workspace_id",
+            "checkout__checkout_url",
+            "checkout__is_simulated",
+        )
+        for payment in payments:
+            if payment["checkout__workspace_id"] not in (None, workspace.pk):
+                continue  # a checkout of another workspace's is never linked from this page
+            receipt = _receipt_for(payment)
             if receipt is not None:
-                receipts[references[checkout["checkout_reference"]]] = receipt
+                receipts[references[payment["reference"]]] = receipt
     return [CreditHistoryRow(entry=entry, receipt=receipts.get(entry.pk)) for entry in entries]
+
+
+def auto_top_up_get(*, workspace) -> AutoTopUpSettings:
+    """The workspace's auto top-up as the page and the API show it (defaults when never set)."""
+    row = AutoTopUp.objects.select_related("pack").filter(workspace=workspace).first()
+    month_start = timezone.now().date().replace(day=1)
+    used = (
+        AutoTopUpAttempt.objects.filter(workspace=workspace, month=month_start)
+        .exclude(status=AutoTopUpAttempt.Status.FAILED)
+        .count()
+        if row is not None
+        else 0
+    )
+    has_card = CreditPurchase.objects.filter(
+        workspace=workspace, stripe_payment_intent_id__startswith="pi_"
+    ).exists()
+    if row is None:
+        return AutoTopUpSettings(
+            is_enabled=False,
+            pack_code=None,
+            threshold_credits=None,
+            max_per_month=3,
+            used_this_month=0,
+            disabled_reason="",
+            last_failure_at=None,
+            has_saved_card=has_card,
+        )
+    return AutoTopUpSettings(
+        is_enabled=row.is_enabled,
+        pack_code=row.pack.code if row.pack_id else None,
+        threshold_credits=row.threshold_credits or None,
+        max_per_month=row.max_per_month,
+        used_this_month=used,
+        disabled_reason=row.disabled_reason,
+        last_failure_at=row.last_failure_at,
+        has_saved_card=has_card,
+    )
 
 
 def credit_buy_url() -> str:

@@ -10,6 +10,7 @@ api_patterns = [
     path("check", apis.CreditCheckApi.as_view(), name="check"),
     path("consume", apis.CreditConsumeApi.as_view(), name="consume"),
     path("buy", apis.CreditBuyApi.as_view(), name="buy"),
+    path("auto-top-up", apis.CreditAutoTopUpApi.as_view(), name="auto-top-up"),
     path("grants", grant_apis.CreditGrantCreateApi.as_view(), name="grants"),
     path("lots", grant_apis.CreditLotListApi.as_view(), name="lots"),
 ]
@@ -17,6 +18,7 @@ api_patterns = [
 page_patterns = [
     path("", views.credits_page, name="page"),
     path("buy/<slug:code>/", views.credit_pack_buy, name="buy"),
+    path("auto-top-up/", views.credit_auto_top_up_save, name="auto-top-up"),
     path("modal/dismiss/", views.credit_modal_dismiss, name="modal-dismiss"),
     path("modal/seen/", views.credit_modal_seen, name="modal-seen"),
 ]

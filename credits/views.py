@@ -16,8 +16,8 @@ from core.exceptions import ApiError
 
 from .context_processors import MODAL_DISMISSED_SESSION_KEY, credits_badge_data
 from .models import UpsellEvent
-from .selectors import credit_history_list, credit_pack_offer_list, endpoint_price_list
-from .services import credit_lots_get, credit_pack_checkout_start, upsell_event_record
+from .selectors import auto_top_up_get, credit_history_list, credit_pack_offer_list, endpoint_price_list
+from .services import auto_top_up_update, credit_lots_get, credit_pack_checkout_start, upsell_event_record
 
 HISTORY_ROWS = 50
 CREDITS_EXPLAINED = 100  # "what 100 credits buy"
@@ -39,6 +39,11 @@ def credits_page(request):
         "credits_badge": credits_badge_data(request),
         "workspace_context": workspace_context,
         "perms_ws": workspace_context.permissions,
+        "auto_top_up": (
+            auto_top_up_get(workspace=workspace_context.workspace)
+            if workspace_context.can("billing.read")
+            else None
+        ),
     }
     return render(request, "credits/credits.html", context)
 
@@ -65,6 +70,41 @@ def credit_pack_buy(request, code: str):
         messages.error(request, exc.message)
         return redirect("credits:page")
     return redirect(session["checkout_url"])
+
+
+def _form_int(request, name: str) -> int | None:
+    value = (request.POST.get(name) or "").strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ApiError("invalid_request", "Enter a whole number.", param=name)
+    return int(value)
+
+
+@login_required
+@require_POST
+def credit_auto_top_up_save(request):
+    """The auto top-up form (``billing.manage``): save, then back to the page (PRG)."""
+    workspace_context = page_context_get(request)
+    workspace_context.require_page("billing.manage")
+    try:
+        auto_top_up_update(
+            workspace=workspace_context.workspace,
+            actor=workspace_context.user,
+            is_enabled=request.POST.get("enabled") == "on",
+            pack_code=request.POST.get("pack") or None,
+            threshold_credits=_form_int(request, "threshold_credits"),
+            max_per_month=_form_int(request, "max_per_month"),
+            request=request,
+        )
+    except ApiError as exc:
+        messages.error(request, f"Auto top-up not saved: {exc.message}")
+    else:
+        messages.success(request, "Auto top-up saved.")
+    return redirect(f"{reverse('credits:page')}#auto-top-up")
+
+
+credit_auto_top_up_save.permission_required = {"post": "billing.manage"}
 
 
 @login_required

@@ -20,6 +20,8 @@ from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET
 
 from accounts.selectors import api_key_list
@@ -34,18 +36,19 @@ from .selectors.activity import (
     cursor_decode,
 )
 
+# The labels are shown on the page only (the query string and the CSV keep the codes).
 STATUS_CHOICES = (
-    ("ok", "Succeeded"),
-    ("error", "Failed"),
-    ("400", "400 invalid request"),
-    ("401", "401 invalid key"),
-    ("402", "402 insufficient credits"),
-    ("403", "403 forbidden"),
-    ("413", "413 too large"),
-    ("429", "429 rate or quota limit"),
-    ("502", "502 upstream error"),
-    ("503", "503 no provider"),
-    ("504", "504 upstream timeout"),
+    ("ok", gettext_lazy("Succeeded")),
+    ("error", gettext_lazy("Failed")),
+    ("400", gettext_lazy("400 invalid request")),
+    ("401", gettext_lazy("401 invalid key")),
+    ("402", gettext_lazy("402 insufficient credits")),
+    ("403", gettext_lazy("403 forbidden")),
+    ("413", gettext_lazy("413 too large")),
+    ("429", gettext_lazy("429 rate or quota limit")),
+    ("502", gettext_lazy("502 upstream error")),
+    ("503", gettext_lazy("503 no provider")),
+    ("504", gettext_lazy("504 upstream timeout")),
 )
 MODEL_MAX_LENGTH = 128  # UsageEvent.model
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)  # a range the page can show
@@ -84,24 +87,24 @@ def _filters_parse(params, *, keys, members) -> _Filters:
 
     key_id = _id_in(raw["key"], {key.pk for key in keys}) if raw["key"] else None
     if raw["key"] and key_id is None:
-        notes.append("Unknown key filter ignored.")
+        notes.append(_("Unknown key filter ignored."))
     member_id = _id_in(raw["member"], {member.pk for member in members}) if raw["member"] else None
     if raw["member"] and member_id is None:
-        notes.append("Unknown member filter ignored.")
+        notes.append(_("Unknown member filter ignored."))
     model = raw["model"]
     if len(model) > MODEL_MAX_LENGTH or "\x00" in model:
-        notes.append("Model filter ignored: not a model name.")
+        notes.append(_("Model filter ignored: not a model name."))
         model = ""
     status = raw["status"]
     if status and status not in ("ok", "error") and not (status.isdigit() and 100 <= int(status) <= 599):
-        notes.append("Unknown status filter ignored.")
+        notes.append(_("Unknown status filter ignored."))
         status = ""
     since_day, until_day = (_day(raw[name]) if raw[name] else None for name in ("from", "to"))
     for name, day in (("from", since_day), ("to", until_day)):
         if raw[name] and day is None:
-            notes.append(f"The “{name}” date is not a date (YYYY-MM-DD); ignored.")
+            notes.append(_("The “%(name)s” date is not a date (YYYY-MM-DD); ignored.") % {"name": name})
     if since_day and until_day and since_day > until_day:
-        notes.append("The range ends before it starts; dates ignored.")
+        notes.append(_("The range ends before it starts; dates ignored."))
         since_day = until_day = None
     values.update(
         key=str(key_id or ""),
@@ -170,7 +173,7 @@ def activity(request):
     raw_cursor = request.GET.get("cursor", "")
     cursor = cursor_decode(raw_cursor) if raw_cursor else None
     if raw_cursor and cursor is None:
-        notes.append("That page link is not valid any more; here are the newest calls.")
+        notes.append(_("That page link is not valid any more; here are the newest calls."))
     page = activity_page_get(
         workspace=scope.context.workspace, viewer=scope.viewer, filters=scope.filters.filter, cursor=cursor
     )

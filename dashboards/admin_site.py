@@ -1,8 +1,9 @@
 """Tollgate's admin site: Django's, branded, with its models grouped by task, plus the operator
-dashboard at ``/admin/dashboard/``.
+dashboard at ``/admin/dashboard/`` and each workspace's customer page at ``/admin/customers/<id>/``
+(``dashboards.workspace_admin``).
 
-The dashboard is one of the site's own URLs, so it has the admin's login, staff check and look,
-and the admin's catch-all cannot answer 404 before it. ``dashboards.admin_config`` makes this
+These pages are the site's own URLs, so they have the admin's login, staff check and look,
+and the admin's catch-all cannot answer 404 before them. ``dashboards.admin_config`` makes this
 class ``django.contrib.admin.site``, so every ``@admin.register`` lands here.
 """
 
@@ -10,6 +11,7 @@ from django.contrib import admin
 from django.urls import path, reverse
 
 from .views import operator_dashboard
+from .workspace_admin import workspace_360, workspace_360_action
 
 # The index and the sidebar list models by the operator's task, not by the app that defines them.
 # Each entry is (group name, anchor, model labels in display order). A registered model missing
@@ -44,6 +46,8 @@ ADMIN_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "billing.ChargilyEvent",
             "credits.CreditPack",
             "credits.CreditPurchase",
+            "credits.AutoTopUp",
+            "credits.AutoTopUpAttempt",
             "credits.EndpointCost",
             "credits.LedgerEntry",
             "credits.CreditHold",
@@ -61,6 +65,7 @@ ADMIN_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "proxy.ModelRoute",
             "proxy.DailySpend",
             "proxy.UsageDailyRollup",
+            "proxy.UsageSpendHourly",
         ),
     ),
     (
@@ -97,6 +102,12 @@ class TollgateAdminSite(admin.AdminSite):
     def get_urls(self):
         return [
             path("dashboard/", self.admin_view(operator_dashboard), name="dashboard"),
+            path("customers/<int:workspace_id>/", self.admin_view(workspace_360), name="workspace-360"),
+            path(
+                "customers/<int:workspace_id>/<slug:action>/",
+                self.admin_view(workspace_360_action),
+                name="workspace-360-action",
+            ),
             *super().get_urls(),
         ]
 

@@ -1,9 +1,14 @@
 """``GET /api/admin/dashboard``: the operator dashboard as JSON, in the original design's shape
 (budget, users, providers, economics, alerts) plus organizations, credits and the business
 block (MRR, subscriptions, churn, failed payments). The customer is the workspace: the "users"
-block keeps the original design's key names, and each of its numbers counts workspaces."""
+block keeps the original design's key names, and each of its numbers counts workspaces.
+
+``GET /api/usage/spend``: the customer's spend overview (``selectors.spend``) for the request's
+workspace."""
 
 from __future__ import annotations
+
+from datetime import UTC
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -14,9 +19,12 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.tenancy import workspace_context_get
+from core.exceptions import ApiError
 from core.schema import error_responses, schema_named
+from core.timezones import time_zone_get, viewer_time_zone_get
 
-from .selectors import business, operator
+from .selectors import business, operator, spend
 
 
 def _usd(**kwargs):
@@ -259,4 +267,113 @@ class OperatorDashboardApi(APIView):
         )
         data = operator.operator_dashboard_get(now=now, since=period.since, until=period.until)
         data["period"]["notes"] = period.notes
+        return Response(self.OutputSerializer(data).data)
+
+
+class SpendMoneySerializer(serializers.Serializer):
+    currency = serializers.CharField(help_text="ISO 4217, lower case.")
+    amount = serializers.DecimalField(
+        max_digits=30, decimal_places=6, coerce_to_string=False, help_text="In major units of `currency`."
+    )
+    micros = serializers.IntegerField(help_text="The same, in millionths of the major unit (exact).")
+
+
+class SpendTotalsSerializer(serializers.Serializer):
+    requests = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    charge_credits = serializers.IntegerField(help_text="Credits at the endpoints' rates, whoever paid.")
+    charge = SpendMoneySerializer(
+        source="money", many=True, help_text="The charge in money, per currency (empty without a price)."
+    )
+
+
+class _LocalDateTimeField(serializers.DateTimeField):
+    """An instant with the offset of the period's zone (DRF would print it in UTC on APIs)."""
+
+    def to_representation(self, value):
+        return value.isoformat()
+
+
+class SpendBucketSerializer(SpendTotalsSerializer):
+    start = _LocalDateTimeField(help_text="The hour's or the day's first instant, in `time_zone`.")
+
+
+class SpendModelSerializer(SpendTotalsSerializer):
+    model = serializers.CharField(help_text="The requested model, or the endpoint of a call without one.")
+
+
+class SpendKeySerializer(SpendTotalsSerializer):
+    key_id = serializers.IntegerField(allow_null=True, help_text="Null: calls made without a key.")
+    name = serializers.CharField()
+    prefix = serializers.CharField()
+
+
+@schema_named
+class SpendApi(APIView):
+    """Proxy key, token or session; the workspace's role must allow ``usage.read``."""
+
+    permission_required = "usage.read"
+
+    class OutputSerializer(serializers.Serializer):
+        range = serializers.ChoiceField(choices=[*spend.RANGES, spend.CUSTOM])
+        granularity = serializers.ChoiceField(choices=["hour", "day"])
+        time_zone = serializers.CharField()
+        date_from = serializers.DateField(source="period.since")
+        date_to = serializers.DateField(source="period.until")
+        totals = SpendTotalsSerializer()
+        series = SpendBucketSerializer(source="buckets", many=True)
+        by_model = SpendModelSerializer(many=True)
+        by_key = SpendKeySerializer(many=True)
+
+    @extend_schema(
+        operation_id="usage_spend_get",
+        summary="What the workspace's calls were charged, per day, model and key",
+        description=(
+            "Read from the hourly spend rollup. `range` is `24h` (24 hourly buckets, the current "
+            "hour last), `7d` or `30d` (days, today last; the default); or `from` and `to` "
+            f"(YYYY-MM-DD, inclusive, at most {spend.MAX_DAYS} days) instead of `range`. Days are "
+            "cut in `tz` (an IANA name), else the caller's profile time zone, else UTC. Members "
+            "whose role may not manage every key see only the keys they created. Bad parameters "
+            "answer 400 `invalid_request` naming `param`."
+        ),
+        parameters=[
+            OpenApiParameter("range", OpenApiTypes.STR, enum=list(spend.RANGES), required=False),
+            OpenApiParameter("from", OpenApiTypes.DATE, required=False),
+            OpenApiParameter("to", OpenApiTypes.DATE, required=False),
+            OpenApiParameter("tz", OpenApiTypes.STR, required=False, description="IANA time zone."),
+        ],
+        tags=["usage"],
+        responses={200: OutputSerializer, **error_responses(400, 401, 403, 404)},
+    )
+    def get(self, request):
+        context = workspace_context_get(request)
+        context.require(self.permission_required)
+        params = request.query_params
+        if params.get("tz"):
+            zone = time_zone_get(params["tz"])
+            if zone is None:
+                raise ApiError("invalid_request", "tz is not a known time zone.", param="tz")
+        else:
+            zone = viewer_time_zone_get(user=request.user, cookies=request.COOKIES) or UTC
+        period = spend.spend_period_get(
+            now=timezone.now(),
+            zone=zone,
+            range_key=params.get("range"),
+            date_from=params.get("from"),
+            date_to=params.get("to"),
+        )
+        created_by = None if context.can("keys.manage_any") else context.user
+        summary = spend.spend_summary_get(workspace=context.workspace, period=period, created_by=created_by)
+        data = {
+            "range": period.range,
+            "granularity": "hour" if period.hourly else "day",
+            "time_zone": str(zone),
+            "period": period,
+            "totals": summary.totals,
+            "buckets": summary.buckets,
+            "by_model": summary.by_model,
+            "by_key": summary.by_key,
+        }
         return Response(self.OutputSerializer(data).data)

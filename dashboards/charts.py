@@ -32,9 +32,17 @@ def _fmt(value) -> str:
 
 
 def bar_chart_svg(
-    points: Sequence[tuple[date, int | Decimal]], *, label: str, unit: str = "", css_class: str = "bars"
+    points: Sequence[tuple[date, int | Decimal]],
+    *,
+    label: str,
+    unit: str = "",
+    css_class: str = "bars",
+    tick_format: str = "%b %d",
+    tip_format: str | None = None,
 ) -> SafeString:
-    """A daily bar chart: one bar per point, y-axis from 0 to the maximum."""
+    """A bar chart, one bar per point (a day, or an hour as a datetime), y-axis from 0 to the
+    maximum. ``tick_format``/``tip_format``: ``strftime`` formats of the axis labels and the
+    hover text (the hover text is the ISO date without one)."""
     count = len(points)
     peak = max((v for _, v in points), default=0) or 0
     plot_w = WIDTH - PAD_LEFT - 4
@@ -54,7 +62,8 @@ def bar_chart_svg(
         height = 0 if not peak else float(Decimal(value) / Decimal(peak)) * plot_h
         x = PAD_LEFT + i * slot + (slot - bar_w) / 2
         y = PAD_TOP + plot_h - height
-        tip = f"{day.isoformat()}: {_fmt(value)}{(' ' + unit) if unit else ''}"
+        when = day.strftime(tip_format) if tip_format else day.isoformat()
+        tip = f"{when}: {_fmt(value)}{(' ' + unit) if unit else ''}"
         parts.append(
             f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{max(height, 0):.1f}" '
             f'data-day="{day.isoformat()}" data-value="{escape(str(value))}">'
@@ -66,7 +75,7 @@ def bar_chart_svg(
             anchor = "start" if i == 0 else "end" if i == count - 1 else "middle"
             parts.append(
                 f'<text class="tick" x="{x:.1f}" y="{HEIGHT - 6}" text-anchor="{anchor}">'
-                f"{points[i][0].strftime('%b %d')}</text>"
+                f"{escape(points[i][0].strftime(tick_format))}</text>"
             )
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 — every interpolated string is escaped above

@@ -12,4 +12,5 @@ urlpatterns = [
     path("docs/", views.api_guide, name="docs"),
     path("metrics", views.metrics, name="metrics"),
     path("api/admin/dashboard", apis.OperatorDashboardApi.as_view(), name="api-admin-dashboard"),
+    path("api/usage/spend", apis.SpendApi.as_view(), name="api-usage-spend"),
 ]

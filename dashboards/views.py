@@ -21,7 +21,7 @@ from core.exceptions import ERROR_CODES, ApiError, error_body
 from core.metrics import metrics_exposition_get
 
 from .charts import bar_chart_svg
-from .selectors import business, customer, operator
+from .selectors import business, customer, operator, spend
 
 ERROR_MEANINGS = {
     "invalid_request": "The body or a parameter is invalid; `param` names the field.",
@@ -70,6 +70,46 @@ def _recent_filters(request, keys) -> tuple[int | None, str | None, list[str]]:
         notes.append("Unknown status filter ignored.")
         status = None
     return key_id, status, notes
+
+
+SPEND_RANGE_LABELS = {"24h": "24 h", "7d": "7 days", "30d": "30 days"}
+
+
+def _spend_section(request, *, workspace, created_by, now) -> dict:
+    """The Spend card: the period asked in the query string (``range``, or ``from``/``to``),
+    else the last 30 days with a note; its summary and the chart of credits per bucket."""
+    zone = timezone.get_current_timezone()  # the viewer's (core.timezones)
+    notes = []
+    try:
+        period = spend.spend_period_get(
+            now=now,
+            zone=zone,
+            range_key=request.GET.get("range"),
+            date_from=request.GET.get("from"),
+            date_to=request.GET.get("to"),
+        )
+    except ApiError as exc:
+        notes.append(f"{exc.message} Showing the last 30 days.")
+        period = spend.spend_period_get(now=now, zone=zone)
+    summary = spend.spend_summary_get(workspace=workspace, period=period, created_by=created_by)
+    per = "hour" if period.hourly else "day"
+    chart = bar_chart_svg(
+        [(b.start if period.hourly else b.start.date(), b.charge_credits) for b in summary.buckets],
+        label=f"Credits charged per {per}",
+        unit="credits",
+        css_class="bars bars--credits",
+        tick_format="%H:%M" if period.hourly else "%b %d",
+        tip_format="%b %d %H:%M" if period.hourly else None,
+    )
+    return {
+        "summary": summary,
+        "period": period,
+        "per": per,
+        "chart": chart,
+        "notes": notes,
+        "ranges": SPEND_RANGE_LABELS,
+        "range_label": SPEND_RANGE_LABELS.get(period.range, ""),
+    }
 
 
 @login_required
@@ -136,6 +176,7 @@ def dashboard(request):
         "filter_status": status or "",
         "filter_notes": notes,
         "status_filters": customer.STATUS_FILTERS,
+        "spend": _spend_section(request, workspace=workspace, created_by=created_by, now=now),
     }
     return render(request, "dashboards/dashboard.html", context)
 

@@ -12,6 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 
 from accounts.tenancy import page_context_get
 from core.exceptions import ApiError
@@ -109,7 +110,7 @@ def webhooks_page(request, ctx):
 @webhook_page(post="webhooks.manage")
 def webhook_test(request, ctx, endpoint_id: int):
     webhook_endpoint_test(workspace=ctx.workspace, endpoint_id=endpoint_id, actor=ctx.user)
-    messages.success(request, "Test event queued: see the delivery log.")
+    messages.success(request, _("Test event queued: see the delivery log."))
     return redirect(f"/webhooks/?endpoint={endpoint_id}")
 
 
@@ -128,21 +129,22 @@ def webhook_toggle(request, ctx, endpoint_id: int):
     webhook_endpoint_update(
         workspace=ctx.workspace, endpoint_id=endpoint_id, actor=ctx.user, enabled=enabled, request=request
     )
-    messages.success(request, "Endpoint enabled." if enabled else "Endpoint disabled.")
+    messages.success(request, _("Endpoint enabled.") if enabled else _("Endpoint disabled."))
     return redirect("notifications:page")
 
 
 @webhook_page(post="webhooks.manage")
 def webhook_delete(request, ctx, endpoint_id: int):
     webhook_endpoint_delete(workspace=ctx.workspace, endpoint_id=endpoint_id, actor=ctx.user, request=request)
-    messages.success(request, "Endpoint deleted.")
+    messages.success(request, _("Endpoint deleted."))
     return redirect("notifications:page")
 
 
 def _percents_parse(text: str, *, param: str) -> list[int]:
     parts = [part.strip().rstrip("%").strip() for part in text.split(",") if part.strip()]
     if not all(part.isdigit() for part in parts):
-        raise ApiError("invalid_request", "Percents are whole numbers separated by commas.", param=param)
+        # A page's message (this view is no API): in the reader's language.
+        raise ApiError("invalid_request", _("Percents are whole numbers separated by commas."), param=param)
     return [int(part) for part in parts]
 
 
@@ -153,7 +155,7 @@ def notifications_page(request, ctx):
         if low and not low.isdigit():
             raise ApiError(
                 "invalid_request",
-                "The low-balance threshold is a whole number of credits.",
+                _("The low-balance threshold is a whole number of credits."),
                 param="credits_low_balance",
             )
         notification_settings_update(
@@ -169,7 +171,7 @@ def notifications_page(request, ctx):
             email_enabled=request.POST.get("email_enabled") == "on",
             request=request,
         )
-        messages.success(request, "Alert thresholds saved.")
+        messages.success(request, _("Alert thresholds saved."))
         return redirect("notifications:settings-page")
     can_see_webhooks = ctx.can("webhooks.read")
     context = {

@@ -9,7 +9,7 @@ from core.admin_lists import BigTableAdmin, RecentFilter
 
 from . import sandbox
 from .catalog import model_price_save, model_route_save
-from .models import DailySpend, ModelPrice, ModelRoute, UsageDailyRollup, UsageEvent
+from .models import DailySpend, ModelPrice, ModelRoute, UsageDailyRollup, UsageEvent, UsageSpendHourly
 
 
 @admin.register(ModelPrice)
@@ -122,6 +122,28 @@ class UsageDailyRollupAdmin(BigTableAdmin, _ReadOnlyAdmin):
     list_filter = (ProviderFilter, "day")
     ordering = ("-day", "provider")
     sortable_by = ("day",)
+    user_field = "workspace__personal_owner"
+    list_select_related = ("workspace",)
+
+
+@admin.register(UsageSpendHourly)
+class UsageSpendHourlyAdmin(BigTableAdmin, _ReadOnlyAdmin):
+    """The customers' spend per hour, key and model (what their Spend overview reads); newest
+    rows first by id (the primary key's index), search: an email (that user's workspace)."""
+
+    list_display = (
+        "hour",
+        "workspace",
+        "api_key_id",
+        "model",
+        "requests",
+        "errors",
+        "charge_credits",
+        "charge_micros",
+        "charge_currency",
+    )
+    list_filter = ("charge_currency",)
+    ordering = ("-id",)
     user_field = "workspace__personal_owner"
     list_select_related = ("workspace",)
 

@@ -1,7 +1,8 @@
 """Proxy data: prices and routes (operator-editable catalogue), the usage log and its rollups.
 
 ``UsageEvent`` is append-only: one row per proxied call, success or failure. Dashboards read
-``UsageDailyRollup`` (upserted with F() as calls settle) and never scan the raw log.
+``UsageDailyRollup`` and ``UsageSpendHourly`` (upserted as calls settle) and never scan the raw
+log.
 """
 
 import uuid
@@ -164,6 +165,45 @@ class UsageDailyRollup(models.Model):
 
     def __str__(self):
         return f"{self.workspace_id} {self.provider} {self.day}"
+
+
+class UsageSpendHourly(models.Model):
+    """Per (workspace, UTC hour, key, requested model, charge currency) totals of what calls
+    were charged, added to in the same statement that writes each event (``proxy.services``).
+
+    Hourly, so the last 24 hours are exact and days can be cut in the viewer's time zone; the
+    spend overview reads only this table. No NULL in the unique key, so the upsert's ``ON
+    CONFLICT`` always matches: ``api_key_id`` is 0 for a call without a key, and ``model`` is the
+    endpoint when no model was requested (emails).
+    """
+
+    # Indexed by ``spend_hourly_row``, which starts with it.
+    workspace = models.ForeignKey(
+        "accounts.Workspace", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    hour = models.DateTimeField()  # the UTC hour's first instant
+    # The key's id, or 0 without one. Not a foreign key: a deleted key's spend stays counted.
+    api_key_id = models.PositiveBigIntegerField()
+    model = models.CharField(max_length=128)  # the requested model, else the endpoint
+    charge_currency = models.CharField(max_length=3, blank=True)  # ISO 4217, lower case; "" = none
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    charge_credits = models.BigIntegerField(default=0)  # credits at the endpoints' rates
+    # Millionths of the major unit of ``charge_currency`` (UsageEvent.charge_micros, summed).
+    charge_micros = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "hour", "api_key_id", "model", "charge_currency"],
+                name="spend_hourly_row",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.workspace_id} {self.hour:%Y-%m-%d %H}h key {self.api_key_id} {self.model}"
 
 
 class RateLimitedDay(WorkspaceDayMinutes):

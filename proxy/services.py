@@ -1,19 +1,19 @@
-"""Writes of the usage log: the ``UsageEvent`` insert, the daily rollup and the operator's
-``DailySpend`` upserts, as SQL the call's settle (``proxy.call.settle``) runs in one statement,
-and the rate-limited-minute counter. The upserts only add, so any number of writers can share
-a row.
+"""Writes of the usage log: the ``UsageEvent`` insert, the daily and hourly-spend rollups and
+the operator's ``DailySpend`` upserts, as SQL the call's settle (``proxy.call.settle``) runs in
+one statement, and the rate-limited-minute counter. The upserts only add, so any number of
+writers can share a row.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 from django.db import connection
 
 from core.rawsql import sql_connection, table_quoted
 from core.services import counter_row_bump
 
-from .models import DailySpend, RateLimitedDay, UsageDailyRollup, UsageEvent
+from .models import DailySpend, RateLimitedDay, UsageDailyRollup, UsageEvent, UsageSpendHourly
 
 
 def rollup_upsert_sql(rows: str) -> str:
@@ -31,6 +31,49 @@ def rollup_upsert_sql(rows: str) -> str:
             errors = {t}.errors + EXCLUDED.errors,
             fallbacks = {t}.fallbacks + EXCLUDED.fallbacks
     """
+
+
+def spend_hourly_upsert_sql(rows: str) -> str:
+    """Add ``rows`` (a VALUES list or a SELECT of workspace_id, hour, api_key_id, model,
+    charge_currency, requests, errors, prompt_tokens, completion_tokens, charge_credits,
+    charge_micros) to the hourly spend rows: one upsert, increments only."""
+    t = table_quoted(UsageSpendHourly)
+    return f"""
+        INSERT INTO {t} (workspace_id, hour, api_key_id, model, charge_currency, requests, errors,
+                         prompt_tokens, completion_tokens, charge_credits, charge_micros)
+        {rows}
+        ON CONFLICT (workspace_id, hour, api_key_id, model, charge_currency) DO UPDATE SET
+            requests = {t}.requests + EXCLUDED.requests,
+            errors = {t}.errors + EXCLUDED.errors,
+            prompt_tokens = {t}.prompt_tokens + EXCLUDED.prompt_tokens,
+            completion_tokens = {t}.completion_tokens + EXCLUDED.completion_tokens,
+            charge_credits = {t}.charge_credits + EXCLUDED.charge_credits,
+            charge_micros = {t}.charge_micros + EXCLUDED.charge_micros
+    """
+
+
+# The hourly spend row of an event, in SQL over ``usage_event`` columns (the migration's
+# backfill and the usage generator): the same key as ``spend_hourly_key`` below.
+SPEND_HOURLY_KEY_SQL = (
+    "workspace_id, date_trunc('hour', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', "
+    "COALESCE(api_key_id, 0), COALESCE(NULLIF(model, ''), endpoint), charge_currency"
+)
+SPEND_HOURLY_TOTALS_SQL = (
+    "count(*), count(*) FILTER (WHERE status_code >= 400), sum(prompt_tokens), "
+    "sum(completion_tokens), sum(charge_credits), sum(charge_micros)"
+)
+
+
+def spend_hourly_key(event: UsageEvent) -> tuple[int, datetime, int, str, str]:
+    """(workspace id, UTC hour, key id or 0, model or endpoint, currency): the event's row."""
+    hour = event.created_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    model = (event.model or event.endpoint)[:128]
+    return event.workspace_id, hour, event.api_key_id or 0, model, event.charge_currency
+
+
+_SPEND_ROW = (
+    "(%s, %s::timestamptz, %s::bigint, %s, %s, %s, %s, %s::bigint, %s::bigint, %s::bigint, %s::bigint)"
+)
 
 
 def daily_spend_upsert_sql(rows: str) -> str:
@@ -66,7 +109,8 @@ def event_write_sql(
     event_sql, values = usage_events_insert_sql([event])
     sql = f"""
         WITH {quota_part.ctes + "," if quota_part is not None else ""} ev AS ({event_sql} RETURNING id),
-        ro AS ({rollup_upsert_sql("VALUES (%s, %s, %s, 1, %s, %s, %s, %s, %s)")})
+        ro AS ({rollup_upsert_sql("VALUES (%s, %s, %s, 1, %s, %s, %s, %s, %s)")}),
+        sh AS ({spend_hourly_upsert_sql("VALUES " + _SPEND_ROW)})
     """
     params = [
         *(quota_part.params if quota_part is not None else []),
@@ -79,6 +123,13 @@ def event_write_sql(
         event.cost_usd,
         int(is_error),
         int(event.is_fallback),
+        *spend_hourly_key(event),
+        1,
+        int(is_error),
+        event.prompt_tokens,
+        event.completion_tokens,
+        event.charge_credits,
+        event.charge_micros,
     ]
     if spend_day is not None:
         sql += f",\n        sp AS ({daily_spend_upsert_sql('VALUES (%s, %s, %s)')})\n"
@@ -97,16 +148,25 @@ def settle_batch_sql(*, items: list[tuple[UsageEvent, date | None]], quota_part,
     """PostgreSQL: the grouped settle of quota-funded successes (the fast lane's writer).
 
     One statement for many calls: billing's quota settle (``quota_settle_pairs_sql``), the
-    events, their rollups and operator spend added up per row (an upsert may touch a row once
-    per statement). Rows: ``("e", call_id, event id, …)`` per event and ``("c", …, counter_id,
-    meter, used, reserved, period_start, charged)`` per settled counter. ``items``: each call's
-    event and the day its cost goes to (None: it cost the operator nothing).
+    events, their daily and hourly-spend rollups and operator spend added up per row (an upsert
+    may touch a row once per statement). Rows: ``("e", call_id, event id, …)`` per event and
+    ``("c", …, counter_id, meter, used, reserved, period_start, charged)`` per settled counter.
+    ``items``: each call's event and the day its cost goes to (None: it cost the operator
+    nothing).
     """
     event_sql, event_params = usage_events_insert_sql([event for event, _day in items])
     params = [*quota_part.params, *event_params]
     rollups: dict[tuple, list] = {}
+    hourly: dict[tuple, list] = {}
     spends: dict = {}
     for event, spend_day in items:
+        spent = hourly.setdefault(spend_hourly_key(event), [0, 0, 0, 0, 0, 0])
+        spent[0] += 1
+        spent[1] += int(event.status_code >= 400)
+        spent[2] += event.prompt_tokens
+        spent[3] += event.completion_tokens
+        spent[4] += event.charge_credits
+        spent[5] += event.charge_micros
         totals = rollups.setdefault(
             (event.workspace_id, event.provider or "none", event.created_at.date()), [0, 0, 0, 0, 0, 0]
         )
@@ -122,10 +182,14 @@ def settle_batch_sql(*, items: list[tuple[UsageEvent, date | None]], quota_part,
     for (workspace_id, provider, day), totals in sorted(rollups.items()):
         rollup_rows.append("(%s, %s, %s::date, %s, %s, %s, %s::numeric, %s, %s)")
         params += [workspace_id, provider, day, *totals]
+    for key, totals in sorted(hourly.items()):
+        params += [*key, *totals]
+    hourly_rows = ", ".join([_SPEND_ROW] * len(hourly))
     sql = f"""
         WITH {quota_part.ctes},
         ev AS ({event_sql} RETURNING id, call_id),
-        ro AS ({rollup_upsert_sql("VALUES " + ", ".join(rollup_rows))})
+        ro AS ({rollup_upsert_sql("VALUES " + ", ".join(rollup_rows))}),
+        sh AS ({spend_hourly_upsert_sql("VALUES " + hourly_rows)})
     """
     if spends:
         spend_rows = ", ".join(["(%s::date, %s::numeric, %s::timestamptz)"] * len(spends))
@@ -147,10 +211,10 @@ def settle_batch_sql(*, items: list[tuple[UsageEvent, date | None]], quota_part,
 def event_write(
     *, event: UsageEvent, rollup_provider: str, is_error: bool, spend_day, now, quota_part=None
 ) -> list[tuple]:
-    """The usage event, its daily rollup and the day's operator spend, in one statement (the
-    rollup and spend upserts ride on the event ``INSERT`` as data-modifying CTEs); with
-    ``quota_part`` (billing's ``QuotaSettleSql``) the quota settle rides on it too and its
-    counter rows are returned."""
+    """The usage event, its daily and hourly-spend rollups and the day's operator spend, in one
+    statement (the rollup and spend upserts ride on the event ``INSERT`` as data-modifying
+    CTEs); with ``quota_part`` (billing's ``QuotaSettleSql``) the quota settle rides on it too
+    and its counter rows are returned."""
     sql, params = event_write_sql(
         event=event,
         rollup_provider=rollup_provider,

@@ -1,6 +1,6 @@
 """Synthetic usage history for benchmarks and demos: N usage events over D days and the personal
-workspaces of U new users, plus the daily rollups and operator spend they imply, as the proxy
-would have written them.
+workspaces of U new users, plus the daily and hourly-spend rollups and operator spend they
+imply, as the proxy would have written them.
 
 PostgreSQL draws the rows itself (``generate_series`` and ``random()`` into a temporary table),
 so a million events take seconds, not minutes of Python; rollups and spend are then added from
@@ -29,8 +29,14 @@ from accounts.services import api_keys_unusable_create, users_bulk_create
 from core.rawsql import table_quoted
 
 from .catalog import DEFAULT_PRICES
-from .models import UsageDailyRollup, UsageEvent
-from .services import daily_spend_upsert_sql, rollup_upsert_sql
+from .models import UsageDailyRollup, UsageEvent, UsageSpendHourly
+from .services import (
+    SPEND_HOURLY_KEY_SQL,
+    SPEND_HOURLY_TOTALS_SQL,
+    daily_spend_upsert_sql,
+    rollup_upsert_sql,
+    spend_hourly_upsert_sql,
+)
 
 GENERATED_MARKER = "bench-generated"  # request_id of generated events (the bench counts them)
 
@@ -126,6 +132,15 @@ _ROLLUPS_SQL = """
     FROM usage_generated GROUP BY 1, 2, 3
 """
 
+# Generated events charge nothing (no charge columns: the database default, 0 and ""), so their
+# hourly spend rows count calls and tokens only.
+_SPEND_HOURLY_SQL = f"""
+    SELECT {SPEND_HOURLY_KEY_SQL}, {SPEND_HOURLY_TOTALS_SQL}
+    FROM usage_generated CROSS JOIN (SELECT 0 AS charge_credits, 0::bigint AS charge_micros,
+                                            ''::text AS charge_currency) AS uncharged
+    GROUP BY 1, 2, 3, 4, 5
+"""  # noqa: S608 (constants only)
+
 _SPEND_SQL = """
     SELECT (created_at AT TIME ZONE 'UTC')::date, sum(cost_usd), %(now)s
     FROM usage_generated GROUP BY 1 HAVING sum(cost_usd) > 0
@@ -215,11 +230,13 @@ def usage_events_generate(
         )
         cursor.execute(rollup_upsert_sql(_ROLLUPS_SQL))
         rollups = cursor.rowcount
+        cursor.execute(spend_hourly_upsert_sql(_SPEND_HOURLY_SQL))
         cursor.execute(daily_spend_upsert_sql(_SPEND_SQL), {"now": now})
         cursor.execute("DROP TABLE usage_generated")
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {table_quoted(UsageEvent)}")
         cursor.execute(f"ANALYZE {table_quoted(UsageDailyRollup)}")
+        cursor.execute(f"ANALYZE {table_quoted(UsageSpendHourly)}")
     return GeneratedUsage(
         events=count,
         workspaces=len({*pool, heavy_id}),

@@ -192,6 +192,7 @@ ROUTES: dict[str, Case] = {
     "workspaces/<int:workspace_id>/audit/": Case("owned", auth="session"),
     "workspaces/<int:workspace_id>/members/invite/": Case("owned", auth="session"),
     "workspaces/<int:workspace_id>/members/<int:user_id>/role/": Case("owned", auth="session"),
+    "workspaces/<int:workspace_id>/members/<int:user_id>/limits/": Case("owned", auth="session"),
     "workspaces/<int:workspace_id>/members/<int:user_id>/remove/": Case("owned", auth="session"),
     "workspaces/<int:workspace_id>/invitations/<int:invitation_id>/revoke/": Case("owned", auth="session"),
     # The invitation's link is the invitee's; another signed-in user cannot use it.

@@ -54,6 +54,7 @@ ENDPOINTS: dict[str, str | dict[str, str]] = {
     "api/redoc/": PUBLIC,
     "docs/": PUBLIC,  # the guide: a signed-in member's own key prefix in the examples
     "pricing/": PUBLIC,
+    "i18n/setlang/": PERSON,  # the language cookie (and the session of a signed-in person): theirs alone
     "api/billing/plans": PUBLIC,
     "api/credits/packs": PUBLIC,
     "billing/cancel/": PUBLIC,  # "you cancelled the checkout": nothing of a workspace

@@ -3,6 +3,8 @@
 - ``users``: sign-up, DRF tokens, bulk creation;
 - ``verification``: the link that confirms an email address, and what an unconfirmed one may do;
 - ``workspaces``: workspaces (the billing tenant), members, invitations;
+- ``member_limits``: a member's monthly spend caps over all their keys;
+- ``suspension``: the operator's suspension of a workspace (its keys answer 403);
 - ``audit``: the audit log's writer (``audit_record``), shared by all of them;
 - ``keys``: a workspace's API keys (sk_agentai_…), their one-time reveal links, refusal counters;
 - ``provider_keys``: a workspace's own (bring your own) and the operator's provider keys,
@@ -23,6 +25,7 @@ from .keys import (
     api_key_revoke,
     api_key_rotate,
     api_key_touch,
+    api_keys_cache_republish,
     api_keys_revoke_created_by,
     api_keys_unusable_create,
     auth_failure_record,
@@ -64,6 +67,7 @@ from .workspaces import (
 )
 
 __all__ = [
+    "api_keys_cache_republish",
     "API_KEY_TOUCH_INTERVAL_SECONDS",
     "INVITATION_TTL",
     "KEY_REVEAL_TTL",

@@ -33,7 +33,8 @@ from ..selectors import (
     api_key_active_count,
     api_key_cache_key,
     api_key_get,
-    api_key_identity_build,
+    api_key_identity_from_row,
+    api_key_identity_rows,
     auth_failure_limit,
     auth_failure_throttle_error,
     auth_failure_window,
@@ -135,17 +136,12 @@ def api_keys_unusable_create(*, workspace_ids: list[int], name: str) -> dict[int
 
 
 def _api_key_identity(api_key: ApiKey) -> ApiKeyIdentity | str:
-    """What the shared cache should hold for the key now: its identity, or the revoked marker."""
+    """What the shared cache should hold for the key now: its identity (read back with its
+    creator's membership, as the proxy's lookup reads it), or the revoked marker."""
     if api_key.revoked_at is not None or api_key.created_by_id is None:
         return API_KEY_REVOKED_MARKER
-    return api_key_identity_build(
-        key_id=api_key.pk,
-        workspace_id=api_key.workspace_id,
-        user_id=api_key.created_by_id,
-        expires_at=api_key.expires_at,
-        limits=api_key.limits,
-        allowed_models=api_key.allowed_models,
-    )
+    rows = api_key_identity_rows(ApiKey.objects.filter(pk=api_key.pk))
+    return api_key_identity_from_row(rows[0]) if rows else API_KEY_REVOKED_MARKER
 
 
 def _api_key_cache_publish(api_key: ApiKey) -> None:
@@ -157,6 +153,25 @@ def _api_key_cache_publish(api_key: ApiKey) -> None:
     cache_key = api_key_cache_key(api_key.key_hash)
     value = _api_key_identity(api_key)
     transaction.on_commit(lambda: cache.set(cache_key, value, API_KEY_CACHE_SECONDS))
+
+
+def api_keys_cache_republish(*, workspace: Workspace, created_by: User | None = None) -> int:
+    """After commit, overwrite the cached identity of every live key of ``workspace`` (only those
+    ``created_by`` made, when given) with its state now: for a change the identity carries that
+    is not the key's own (the creator's caps, the workspace's state). One query; returns how
+    many keys."""
+    keys = ApiKey.objects.filter(workspace=workspace, revoked_at__isnull=True)
+    if created_by is not None:
+        keys = keys.filter(created_by=created_by)
+    hashes = dict(keys.values_list("id", "key_hash"))
+    values = {
+        api_key_cache_key(hashes[row[0]]): api_key_identity_from_row(row)
+        # A key whose creator is inactive keeps whatever is cached (the lookup refuses it).
+        for row in api_key_identity_rows(keys.filter(created_by__is_active=True))
+    }
+    if values:
+        transaction.on_commit(lambda: cache.set_many(values, API_KEY_CACHE_SECONDS))
+    return len(values)
 
 
 # ``money``: minor units (cents) of the workspace plan's currency; ``credits``: credits. Both

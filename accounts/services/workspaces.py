@@ -260,9 +260,6 @@ def workspace_delete(*, workspace: Workspace, actor: User, as_operator: bool = F
             )
 
 
-# --- Members ----------------------------------------------------------------------------------
-
-
 def _member_get(*, workspace: Workspace, user_id) -> Membership:
     membership = (
         Membership.objects.select_related("user").filter(workspace=workspace, user_id=user_id).first()

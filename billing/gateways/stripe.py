@@ -3,10 +3,10 @@
 It pins the API version, sends an idempotency key with every create, and turns SDK errors
 into :class:`StripeServiceError` (a message that is safe to show an operator). Beside the API
 calls it holds what only Stripe means: opening a Checkout Session (or the offline simulated
-one), verifying ``Stripe-Signature``, mapping events to billing (checkout outcomes,
-subscription and invoice mirror, other apps' registered handlers) and canceling a replaced
-subscription at Stripe. Tests stub Stripe at the HTTP boundary (the SDK's ``requests`` client,
-intercepted with ``responses``) or point ``STRIPE_API_BASE`` at a local fake server.
+one), verifying ``Stripe-Signature`` (what an event means for billing is ``stripe_events``),
+charging a saved card off-session (auto top-up) and canceling a replaced subscription at
+Stripe. Tests stub Stripe at the HTTP boundary (the SDK's ``requests`` client, intercepted
+with ``responses``) or point ``STRIPE_API_BASE`` at a local fake server.
 """
 
 from __future__ import annotations
@@ -29,36 +29,22 @@ from django.utils import timezone
 from accounts.selectors import workspace_billing_emails
 from core.exceptions import ApiError
 
-from .. import registry
-from ..fulfilment import (
-    CheckoutEventRejected,
-    checkout_for_session_get,
-    checkout_session_disagreement,
-    checkout_session_trusted,
-)
 from ..models import (
-    CheckoutFulfilment,
     CheckoutSession,
     Gateway,
-    PaymentTransaction,
     StripeEvent,
     Subscription,
 )
 from ..selectors import subscription_billing_customer_get
 from ..services.checkout import checkout_redirect_url_validate
 from ..services.payments import (
-    checkout_fulfil,
-    checkout_session_expire,
     payment_transaction_record,
-    payment_transaction_settle,
 )
 from ..services.subscriptions import (
-    _id,
     _ts,
-    subscription_invoice_paid,
-    subscription_invoice_payment_failed,
-    subscription_sync,
 )
+from .stripe_events import stripe_event_dispatch
+from .stripe_payments import SAVE_PAYMENT_METHOD
 from .stripe_simulated import stripe_simulated_enabled
 
 logger = logging.getLogger("tollgate.stripe")
@@ -71,11 +57,14 @@ SIMULATED_PREFIX = "sub_sim_"  # the offline checkout's subscriptions: nothing r
 class StripeServiceError(Exception):
     """A Stripe call failed. ``message`` never contains a secret."""
 
-    def __init__(self, message: str, *, code: str | None = None, retryable: bool = False):
+    def __init__(
+        self, message: str, *, code: str | None = None, retryable: bool = False, payment_intent_id: str = ""
+    ):
         super().__init__(message)
         self.message = message
         self.code = code
         self.retryable = retryable
+        self.payment_intent_id = payment_intent_id  # a card error's PaymentIntent, when Stripe names one
 
 
 class StripeNotConfigured(StripeServiceError):
@@ -119,8 +108,19 @@ def _call(operation: str, fn, *args, **kwargs):
         message = exc.user_message or type(exc).__name__  # Stripe's own text; it masks keys
         logger.warning("stripe %s failed: %s (%s)", operation, type(exc).__name__, getattr(exc, "code", None))
         raise StripeServiceError(
-            f"Stripe {operation} failed: {message}", code=getattr(exc, "code", None), retryable=retryable
+            f"Stripe {operation} failed: {message}",
+            code=getattr(exc, "code", None),
+            retryable=retryable,
+            payment_intent_id=_error_payment_intent_id(exc),
         ) from exc
+
+
+def _error_payment_intent_id(exc: stripe.StripeError) -> str:
+    """The PaymentIntent a card error names (a StripeObject, which is not a ``dict``)."""
+    intent = getattr(getattr(exc, "error", None), "payment_intent", None)
+    if intent is None or isinstance(intent, str):
+        return intent or ""
+    return str(getattr(intent, "id", "") or "")
 
 
 def _opts(idempotency_key: str | None) -> dict[str, Any]:
@@ -211,6 +211,46 @@ def subscription_cancel(*, subscription_id: str, prorate: bool = True) -> dict:
     return as_dict(_call("subscription cancel", client.v1.subscriptions.cancel, subscription_id, params))
 
 
+# --- PaymentIntents (auto top-up) --------------------------------------------------------------
+
+
+def payment_intent_off_session_create(
+    *,
+    amount_minor: int,
+    currency: str,
+    customer_id: str,
+    payment_method_id: str,
+    metadata: dict,
+    description: str,
+    idempotency_key: str,
+) -> dict:
+    """Charge a saved card with the customer away (``off_session=True, confirm=True``), the
+    charge expanded for its ``receipt_url``. A decline or a card that needs the customer
+    (``authentication_required``) is a ``StripeServiceError`` (402 card error) carrying the
+    PaymentIntent's id; the same idempotency key replays Stripe's first answer."""
+    client = _client()
+    params = {
+        "amount": int(amount_minor),
+        "currency": currency,
+        "customer": customer_id,
+        "payment_method": payment_method_id,
+        "off_session": True,
+        "confirm": True,
+        "metadata": metadata,
+        "description": description,
+        "expand": ["latest_charge"],
+    }
+    return as_dict(
+        _call("payment intent create", client.v1.payment_intents.create, params, _opts(idempotency_key))
+    )
+
+
+def payment_intent_retrieve(*, payment_intent_id: str) -> dict:
+    """A PaymentIntent (its ``customer`` and ``payment_method``: the card a checkout saved)."""
+    client = _client()
+    return as_dict(_call("payment intent retrieve", client.v1.payment_intents.retrieve, payment_intent_id))
+
+
 # --- Meter events ------------------------------------------------------------------------------
 
 
@@ -295,80 +335,6 @@ def stripe_webhook_secret_get() -> str:
     return secret
 
 
-def _event_dispatch(*, event: dict, now: datetime) -> bool:
-    """Billing's own handling, then every handler other apps registered for the type."""
-    event_type = event.get("type", "")
-    obj = (event.get("data") or {}).get("object") or {}
-    created = _ts(event.get("created")) or now
-    handled = False
-    if event_type in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
-        handled = checkout_session_fulfil(session=obj, event_id=event["id"], now=now)
-    elif event_type == "checkout.session.async_payment_failed":
-        handled = checkout_session_payment_fail(session=obj)
-    elif event_type == "checkout.session.expired":
-        handled = checkout_session_expire(session=obj, now=now)
-    elif event_type.startswith("customer.subscription."):
-        handled = subscription_sync(stripe_subscription=obj, event_type=event_type, event_created_at=created)
-    elif event_type == "invoice.paid":
-        handled = subscription_invoice_paid(invoice=obj, event_created_at=created)
-    elif event_type == "invoice.payment_failed":
-        handled = subscription_invoice_payment_failed(invoice=obj, event_created_at=created)
-    for handler in registry.event_handlers_get(event_type):
-        handler(event=event)
-        handled = True
-    return handled
-
-
-def checkout_session_fulfil(*, session: dict, event_id: str, now: datetime | None = None) -> bool:
-    """Run the kind's handler once per Checkout Session, whichever event gets here first.
-
-    What is fulfilled (workspace, plan or pack, credits) is read from our own CheckoutSession row;
-    an event that names a checkout we did not start, or disagrees with ours, is rejected
-    (``billing.fulfilment``).
-    """
-    now = now or timezone.now()
-    if session.get("payment_status") not in ("paid", "no_payment_required"):
-        return False  # delayed payment method: checkout.session.async_payment_succeeded follows
-    checkout = checkout_for_session_get(session=session)
-    if checkout is None:
-        if (session.get("metadata") or {}).get("kind"):
-            raise CheckoutEventRejected(f"checkout session {_id(session.get('id'))!r} is not one we started")
-        return False  # not ours (e.g. a payment link made in the Stripe dashboard)
-    reason = checkout_session_disagreement(checkout=checkout, session=session)
-    if reason:
-        raise CheckoutEventRejected(f"checkout session {checkout.checkout_reference}: {reason}")
-    trusted = checkout_session_trusted(checkout=checkout, session=session)
-    return checkout_fulfil(
-        reference=checkout.checkout_reference,
-        kind=checkout.kind,
-        session=trusted,
-        event_id=event_id,
-        now=now,
-        amount_minor=trusted["amount_total"],
-        currency=checkout.currency,
-        gateway_payment_id=_id(session.get("payment_intent")),
-    )
-
-
-def checkout_session_payment_fail(*, session: dict) -> bool:
-    """A delayed payment failed: nothing to fulfil; remember it so nothing fulfils later."""
-    session_id = _id(session.get("id"))
-    if not session_id:
-        return False
-    checkout = checkout_for_session_get(session=session)
-    kind = checkout.kind if checkout is not None else (session.get("metadata") or {}).get("kind", "")
-    CheckoutFulfilment.objects.get_or_create(
-        checkout_reference=session_id,
-        defaults={"kind": kind, "status": CheckoutFulfilment.Status.FAILED},
-    )
-    now = timezone.now()
-    CheckoutSession.objects.filter(checkout_reference=session_id).update(
-        status=CheckoutSession.Status.PAYMENT_FAILED, updated_at=now
-    )
-    payment_transaction_settle(reference=session_id, status=PaymentTransaction.Status.FAILED, now=now)
-    return True
-
-
 # --- Checkout ----------------------------------------------------------------------------------
 
 
@@ -406,6 +372,12 @@ def stripe_checkout_open(*, checkout: CheckoutSession) -> dict:
             params["subscription_data"] = {"metadata": metadata}
         else:
             params["payment_intent_data"] = {"metadata": metadata}
+            if metadata.get(SAVE_PAYMENT_METHOD) == "1":
+                # Keep the card for later charges with the customer away (auto top-up): the
+                # PaymentIntent then names the customer and the card (``payment_intent_retrieve``).
+                params["payment_intent_data"]["setup_future_usage"] = "off_session"
+                if not customer_id:
+                    params["customer_creation"] = "always"
         try:
             session = checkout_session_create(
                 params=params, idempotency_key=f"checkout-session:{checkout.pk}"
@@ -585,7 +557,7 @@ class StripeGateway:
         }
 
     def event_dispatch(self, *, event: dict, event_id: str, now: datetime) -> bool:
-        return _event_dispatch(event=event, now=now)
+        return stripe_event_dispatch(event=event, now=now)
 
 
 GATEWAY = StripeGateway()

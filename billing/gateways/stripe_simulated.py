@@ -172,6 +172,74 @@ def subscription_create(
     return subscription
 
 
+# --- PaymentIntents (auto top-up) --------------------------------------------------------------
+
+SIMULATED_PAYMENT_METHOD = "pm_sim_card"  # the card every simulated checkout "saves"
+# Stripe's test PaymentMethods that fail off-session, honoured here: set one as a workspace's
+# ``AutoTopUp.stripe_payment_method_id`` (admin or shell) to see auto top-up fail offline.
+DECLINING_PAYMENT_METHODS = {
+    "pm_card_chargeDeclined": ("card_declined", "Your card was declined."),
+    "pm_card_chargeDeclinedInsufficientFunds": ("card_declined", "Your card has insufficient funds."),
+    "pm_card_authenticationRequired": (
+        "authentication_required",
+        "Your card was declined. This transaction requires authentication.",
+    ),
+}
+
+
+def payment_intent_retrieve(*, payment_intent_id: str) -> dict:
+    """A simulated checkout's PaymentIntent: the card it saved."""
+    return {
+        "id": payment_intent_id,
+        "object": "payment_intent",
+        "status": "succeeded",
+        "customer": simulated_id(CUSTOMER_PREFIX, payment_intent_id),
+        "payment_method": SIMULATED_PAYMENT_METHOD,
+        "setup_future_usage": "off_session",
+        "livemode": False,
+    }
+
+
+def payment_intent_off_session_create(
+    *,
+    amount_minor: int,
+    currency: str,
+    customer_id: str,
+    payment_method_id: str,
+    metadata: dict,
+    description: str,
+    idempotency_key: str,
+) -> dict:
+    """Succeeds, unless the card is one of ``DECLINING_PAYMENT_METHODS``: then the PaymentIntent
+    Stripe leaves behind a failed off-session confirmation (``requires_payment_method`` with
+    ``last_payment_error``). No receipt page exists offline."""
+    intent = {
+        "id": simulated_id("pi_sim_", idempotency_key),
+        "object": "payment_intent",
+        "amount": int(amount_minor),
+        "amount_received": int(amount_minor),
+        "currency": currency,
+        "customer": customer_id,
+        "payment_method": payment_method_id,
+        "description": description,
+        "metadata": metadata,
+        "status": "succeeded",
+        "latest_charge": None,
+        "last_payment_error": None,
+        "created": int(timezone.now().timestamp()),
+        "livemode": False,
+    }
+    declined = DECLINING_PAYMENT_METHODS.get(payment_method_id)
+    if declined is not None:
+        code, message = declined
+        intent.update(
+            status="requires_payment_method",
+            amount_received=0,
+            last_payment_error={"type": "card_error", "code": code, "message": message},
+        )
+    return intent
+
+
 # --- Meter events ------------------------------------------------------------------------------
 
 

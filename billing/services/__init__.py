@@ -43,6 +43,7 @@ from .key_limits import (
     key_holds_settle,
     key_limits_reserve,
     key_limits_usage_get,
+    member_limits_usage_get,
     money_micros_per_minor,
 )
 from .payments import (
@@ -106,6 +107,7 @@ __all__ = [
     "key_holds_settle",
     "key_limits_reserve",
     "key_limits_usage_get",
+    "member_limits_usage_get",
     "money_micros_per_minor",
     "plan_catalog_invalidate",
     "plan_catalog_seed",

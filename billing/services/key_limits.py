@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from core import time as periods
@@ -81,6 +82,7 @@ class KeyLimitStatus:
     used: int  # settled, plus what calls in flight hold (money: minor units, rounded up)
     resets_at: datetime | None
     currency: str = ""  # money limits only
+    scope: str = "key"  # "key": the key's own limit; "member": its creator's monthly cap
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class KeyLimitReading:
     used: int
     limit: int | None
     currency: str = ""
+    membership_id: int | None = None  # a member's cap (None: the key's own limit)
 
 
 class KeyLimitExceeded(Exception):
@@ -103,20 +106,27 @@ class KeyLimitExceeded(Exception):
         self.status = status
 
 
-def _reserve_sql(*, api_key_id: int, wants: list, now: datetime, synchronous_commit: bool):
+KEY, MEMBER = "key", "member"  # who a counter belongs to
+
+
+def _reserve_sql(
+    *, api_key_id: int, membership_id: int | None, wants: list, now: datetime, synchronous_commit: bool
+):
     counters, holds = table_quoted(KeyUsageCounter), table_quoted(KeyUsageHold)
     values, params = [], []
-    for unit, window, start, amount, limit in wants:
-        values.append("(%s, %s, %s::timestamptz, %s::bigint, %s::bigint)")
-        params += [unit, window, start, amount, limit]
+    for scope, unit, window, start, amount, limit in wants:
+        values.append("(%s, %s, %s, %s::timestamptz, %s::bigint, %s::bigint)")
+        params += [scope, unit, window, start, amount, limit]
     cfg = synchronous_commit_off_cte(synchronous_commit)
     sql = f"""
-        WITH want(unit, win, period_start, amount, lim) AS (VALUES {", ".join(values)}){cfg},
+        WITH want(scope, unit, win, period_start, amount, lim) AS (VALUES {", ".join(values)}){cfg},
         lk AS (
             SELECT c.id, w.amount, w.lim, (c.used + c.reserved + w.amount <= w.lim) AS fits
             FROM {counters} c JOIN want w
               ON c.unit = w.unit AND c."window" = w.win AND c.period_start = w.period_start
-            WHERE c.api_key_id = %s ORDER BY c.id FOR UPDATE OF c
+            WHERE (w.scope = '{KEY}' AND c.api_key_id = %s)
+               OR (w.scope = '{MEMBER}' AND c.membership_id = %s)
+            ORDER BY c.id FOR UPDATE OF c
         ),
         ok AS (SELECT COUNT(*) FILTER (WHERE fits) = %s AS ok FROM lk),
         upd AS (
@@ -129,7 +139,7 @@ def _reserve_sql(*, api_key_id: int, wants: list, now: datetime, synchronous_com
         SELECT upd.id, upd.amount, %s, %s FROM upd
         RETURNING id, counter_id, amount
     """  # noqa: S608 (table names from model meta, values parametrised)
-    params += [api_key_id, len(wants), KeyUsageHold.Status.HELD, now]
+    params += [api_key_id, membership_id, len(wants), KeyUsageHold.Status.HELD, now]
     return sql, params
 
 
@@ -141,25 +151,36 @@ def key_limits_reserve(
     currency: str = "",
     now: datetime | None = None,
     synchronous_commit: bool = True,
+    membership_id: int | None = None,
+    member_limits=(),
 ) -> list[KeyUsageHold]:
-    """Hold one call's units on every limit of the key, all or nothing, or raise KeyLimitExceeded.
+    """Hold one call's units on every limit of the key and of its creator's membership, all or
+    nothing, or raise KeyLimitExceeded (``status.scope`` says whose limit refused).
 
-    ``limits``: ((unit, window, amount), …) as the key's identity carries them; ``meters``: the
-    call's quota meters (``requests``, ``llm_tokens``) and its maximum charge
-    (``charge_credits``, ``charge_micros``), which say what it counts per unit; ``currency``:
-    the workspace plan's, in whose minor units a money limit is set.
+    ``limits`` / ``member_limits``: ((unit, window, amount), …) as the key's identity carries
+    them; ``meters``: the call's quota meters (``requests``, ``llm_tokens``) and its maximum
+    charge (``charge_credits``, ``charge_micros``), which say what it counts per unit;
+    ``currency``: the workspace plan's, in whose minor units a money limit is set.
     """
     now = now or timezone.now()
+    owned = [(KEY, limit) for limit in limits or ()]
+    if membership_id is not None:
+        owned += [(MEMBER, limit) for limit in member_limits or ()]
     wants = []
-    for unit, window, limit in limits:
+    for scope, (unit, window, limit) in owned:
         start, _end = key_limit_period(window=window, now=now)
         amount = max(0, int(meters.get(UNIT_METERS.get(unit, unit), 0)))
-        wants.append((unit, window, start, amount, _to_counter_units(unit, int(limit), currency)))
+        wants.append((scope, unit, window, start, amount, _to_counter_units(unit, int(limit), currency)))
     if not wants:
         return []
     sql, params = _reserve_sql(
-        api_key_id=api_key_id, wants=wants, now=now, synchronous_commit=synchronous_commit
+        api_key_id=api_key_id,
+        membership_id=membership_id,
+        wants=wants,
+        now=now,
+        synchronous_commit=synchronous_commit,
     )
+    owners = {KEY: {"api_key_id": api_key_id}, MEMBER: {"membership_id": membership_id}}
     for attempt in range(2):
         with connection.cursor() as cursor:  # one statement: its own transaction unless inside one
             cursor.execute(sql, params)
@@ -175,18 +196,15 @@ def key_limits_reserve(
                 )
                 for pk, counter_id, amount in rows
             ]
-        states = {
-            (unit, window): (used, reserved)
-            for unit, window, used, reserved in KeyUsageCounter.objects.filter(
-                api_key_id=api_key_id, period_start__in={want[2] for want in wants}
-            ).values_list("unit", "window", "used", "reserved")
-        }
-        missing = [want for want in wants if (want[0], want[1]) not in states]
+        states = _counter_states(
+            api_key_id=api_key_id, membership_id=membership_id, starts={want[3] for want in wants}
+        )
+        missing = [want for want in wants if want[:3] not in states]
         if missing and attempt == 0:
             KeyUsageCounter.objects.bulk_create(
                 [
-                    KeyUsageCounter(api_key_id=api_key_id, unit=unit, window=window, period_start=start)
-                    for unit, window, start, _amount, _limit in missing
+                    KeyUsageCounter(**owners[scope], unit=unit, window=window, period_start=start)
+                    for scope, unit, window, start, _amount, _limit in missing
                 ],
                 ignore_conflicts=True,
             )
@@ -194,12 +212,12 @@ def key_limits_reserve(
         break
     refused = wants[0]
     for want in wants:
-        used, reserved = states.get((want[0], want[1]), (0, 0))
-        if used + reserved + want[3] > want[4]:
+        used, reserved = states.get(want[:3], (0, 0))
+        if used + reserved + want[4] > want[5]:
             refused = want
             break
-    unit, window, _start, _amount, limit = refused
-    used, reserved = states.get((unit, window), (0, 0))
+    scope, unit, window, _start, _amount, limit = refused
+    used, reserved = states.get(refused[:3], (0, 0))
     _start, resets_at = key_limit_period(window=window, now=now)
     raise KeyLimitExceeded(
         KeyLimitStatus(
@@ -209,14 +227,28 @@ def key_limits_reserve(
             used=_to_limit_units(unit, used + reserved, currency),
             resets_at=resets_at,
             currency=currency if unit == MONEY else "",
+            scope=scope,
         )
     )
+
+
+def _counter_states(*, api_key_id: int, membership_id: int | None, starts: set) -> dict:
+    """(scope, unit, window) -> (used, reserved) of the key's and the member's counters."""
+    owner = Q(api_key_id=api_key_id)
+    if membership_id is not None:
+        owner |= Q(membership_id=membership_id)
+    return {
+        (KEY if key_id is not None else MEMBER, unit, window): (used, reserved)
+        for key_id, unit, window, used, reserved in KeyUsageCounter.objects.filter(
+            owner, period_start__in=starts
+        ).values_list("api_key_id", "unit", "window", "used", "reserved")
+    }
 
 
 def _finish_sql(*, holds: list[KeyUsageHold], actual: dict[str, int] | None, now, synchronous_commit: bool):
     """Settle (``actual``: unit -> units) or release (None) holds, once: the hold's status moves
     from held, then its counter moves by it (counters locked in id order). Returns each moved
-    counter's (unit, window, period_start, used, limit_amount)."""
+    counter's (unit, window, period_start, used, limit_amount, membership_id)."""
     counters, hold_table = table_quoted(KeyUsageCounter), table_quoted(KeyUsageHold)
     values, params = [], []
     for hold in holds:
@@ -247,7 +279,7 @@ def _finish_sql(*, holds: list[KeyUsageHold], actual: dict[str, int] | None, now
         )
         UPDATE {counters} c SET used = c.used + agg.charged, reserved = c.reserved - agg.amount
         FROM agg, lk WHERE c.id = agg.counter_id AND lk.id = c.id
-        RETURNING c.unit, c."window", c.period_start, c.used, c.limit_amount
+        RETURNING c.unit, c."window", c.period_start, c.used, c.limit_amount, c.membership_id
     """  # noqa: S608 (table names from model meta, values parametrised)
     units = actual or {}
     params += [
@@ -293,8 +325,9 @@ def key_holds_settle(
             used=_to_limit_units(unit, used, currency),
             limit=None if limit is None else _to_limit_units(unit, limit, currency),
             currency=currency if unit == MONEY else "",
+            membership_id=membership_id,
         )
-        for unit, window, period_start, used, limit in rows
+        for unit, window, period_start, used, limit, membership_id in rows
     ]
 
 
@@ -331,34 +364,44 @@ def key_limits_usage_get(*, api_keys, now: datetime | None = None) -> dict[int, 
     ``resets_at`` (None for ``total``) and ``currency`` (money limits: the workspace plan's, in
     whose minor units ``amount`` and ``used`` are; else None): one query for all the keys, and
     the workspace's plan (cached) when a key has a money limit."""
+    return _limits_usage_get(owners=api_keys, field="api_key_id", now=now)
+
+
+def member_limits_usage_get(*, memberships, now: datetime | None = None) -> dict[int, list[dict]]:
+    """Membership id -> its monthly caps with ``used`` by all the member's keys, as
+    ``key_limits_usage_get`` reads a key's limits."""
+    return _limits_usage_get(owners=memberships, field="membership_id", now=now)
+
+
+def _limits_usage_get(*, owners, field: str, now: datetime | None) -> dict[int, list[dict]]:
     now = now or timezone.now()
     currencies = {}
-    for api_key in api_keys:
-        has_money = any(item["unit"] == MONEY for item in api_key.limits or ())
-        if has_money and api_key.workspace_id not in currencies:
-            plan = plan_for_workspace_get(workspace=api_key.workspace, now=now)
-            currencies[api_key.workspace_id] = (plan.currency or "").lower()
+    for owner in owners:
+        has_money = any(item["unit"] == MONEY for item in owner.limits or ())
+        if has_money and owner.workspace_id not in currencies:
+            plan = plan_for_workspace_get(workspace=owner.workspace, now=now)
+            currencies[owner.workspace_id] = (plan.currency or "").lower()
     wanted, starts, workspaces = {}, set(), {}
-    for api_key in api_keys:
-        workspaces[api_key.pk] = api_key.workspace_id
-        for item in api_key.limits or ():
+    for owner in owners:
+        workspaces[owner.pk] = owner.workspace_id
+        for item in owner.limits or ():
             start, resets_at = key_limit_period(window=item["window"], now=now)
-            wanted.setdefault(api_key.pk, []).append((item, start, resets_at))
+            wanted.setdefault(owner.pk, []).append((item, start, resets_at))
             starts.add(start)
     used = {}
     if wanted:
-        for key_id, unit, window, start, n_used, n_reserved in KeyUsageCounter.objects.filter(
-            api_key_id__in=list(wanted), period_start__in=starts
-        ).values_list("api_key_id", "unit", "window", "period_start", "used", "reserved"):
-            used[(key_id, unit, window, start)] = n_used + n_reserved
+        for owner_id, unit, window, start, n_used, n_reserved in KeyUsageCounter.objects.filter(
+            **{f"{field}__in": list(wanted)}, period_start__in=starts
+        ).values_list(field, "unit", "window", "period_start", "used", "reserved"):
+            used[(owner_id, unit, window, start)] = n_used + n_reserved
     result = {}
-    for key_id, items in wanted.items():
-        currency = currencies.get(workspaces[key_id], "")
-        result[key_id] = [
+    for owner_id, items in wanted.items():
+        currency = currencies.get(workspaces[owner_id], "")
+        result[owner_id] = [
             _usage_item(
                 item,
                 used=_to_limit_units(
-                    item["unit"], used.get((key_id, item["unit"], item["window"], start), 0), currency
+                    item["unit"], used.get((owner_id, item["unit"], item["window"], start), 0), currency
                 ),
                 resets_at=resets_at,
                 currency=currency,

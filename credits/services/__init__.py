@@ -5,13 +5,20 @@
 - ``expiry``: lots past their expiry leave the balance through an ``expiry`` entry;
 - ``holds``: reserve → settle → release around a metered call (the proxy's overage seam);
 - ``purchases``: pack checkouts, their fulfilment and refunds (billing's webhooks);
-- ``alerts``: upsell events, the low-balance email, the ledger reconciliation.
+- ``alerts``: upsell events, the low-balance email, the ledger reconciliation;
+- ``auto_top_up``: buying a chosen pack with the saved card when the balance runs low.
 
 The credits belong to a workspace (the billing tenant): every member spends the same balance,
 under one row lock per workspace. Callers import from ``credits.services``.
 """
 
 from .alerts import Drift, credit_ledger_reconcile, credit_low_balance_email_send, upsell_event_record
+from .auto_top_up import (
+    auto_top_up_failed_email_send,
+    auto_top_up_pending_attempt_id,
+    auto_top_up_run,
+    auto_top_up_update,
+)
 from .expiry import credit_lot_expire, credit_lots_expire
 from .holds import credit_hold, credit_hold_release, credit_hold_settle, credit_holds_expire
 from .ledger import ConsumeResult, InsufficientCredits, credit_consume, credit_grant
@@ -21,6 +28,10 @@ from .purchases import CHECKOUT_KIND, credit_pack_checkout_start, credit_purchas
 __all__ = [
     "CHECKOUT_KIND",
     "ConsumeResult",
+    "auto_top_up_failed_email_send",
+    "auto_top_up_pending_attempt_id",
+    "auto_top_up_run",
+    "auto_top_up_update",
     "Drift",
     "InsufficientCredits",
     "LotsShortfall",

@@ -26,6 +26,7 @@ from notifications.services import event_emit
 
 from ..models import CreditAccount, CreditLot, EndpointCost, LedgerEntry
 from .alerts import credit_balance_alerts_check, credit_balance_alerts_resolve
+from .auto_top_up import auto_top_up_trigger
 from .lots import _lot_open, _lots_burn
 
 logger = logging.getLogger("tollgate.credits")
@@ -61,8 +62,16 @@ def _account_locked(*, workspace_id: int) -> CreditAccount:
     return lock_objects(CreditAccount.objects.filter(workspace_id=workspace_id))[0]
 
 
-def _balance_move(*, account: CreditAccount, amount: int, release_held: int = 0) -> None:
-    """Move the locked account's balance by ``amount`` (signed) and release ``release_held``.
+# The debits that may buy an auto top-up: spending and expiry. Never a refund or an operator's
+# adjustment: taking credits back must not charge the customer's card.
+AUTO_TOP_UP_KINDS = frozenset({LedgerEntry.Kind.CONSUME, LedgerEntry.Kind.EXPIRY})
+
+
+def _balance_move(
+    *, account: CreditAccount, amount: int, release_held: int = 0, may_top_up: bool = False
+) -> None:
+    """Move the locked account's balance by ``amount`` (signed) and release ``release_held``;
+    ``may_top_up``: a debit that may start an auto top-up (``AUTO_TOP_UP_KINDS``).
 
     The UPDATE is conditional, so even a caller that forgot the lock could never drop the
     balance below what is held: ``balance + amount >= held - release_held``.
@@ -84,6 +93,10 @@ def _balance_move(*, account: CreditAccount, amount: int, release_held: int = 0)
         credit_balance_alerts_check(
             workspace_id=account.workspace_id, balance=account.balance, available=account.available
         )
+        # Auto top-up: the locked row carries the threshold while it is on (no query when off).
+        below = account.auto_top_up_below
+        if may_top_up and below is not None and account.available < below:
+            auto_top_up_trigger(workspace_id=account.workspace_id)
     elif amount > 0:
         credit_balance_alerts_resolve(
             workspace_id=account.workspace_id, balance=account.balance, available=account.available
@@ -143,7 +156,9 @@ def _burn(
     one ledger row per lot drawn from (``_lots_burn``). Returns the first row, which carries
     ``idempotency_key`` itself; a split burn's first row also records its ``burn_total``."""
     balance_before = account.balance
-    _balance_move(account=account, amount=-amount, release_held=release_held)
+    _balance_move(
+        account=account, amount=-amount, release_held=release_held, may_top_up=kind in AUTO_TOP_UP_KINDS
+    )
     entries = _lots_burn(  # raises LotsShortfall (rolling the balance move back) on drift
         workspace_id=account.workspace_id,
         amount=amount,

@@ -13,6 +13,7 @@ from django.utils import timezone
 from accounts.models import Workspace
 from accounts.services import audit_record
 from billing.gateways.stripe import StripeServiceError
+from billing.gateways.stripe_payments import SAVE_PAYMENT_METHOD
 from billing.services import checkout_session_start
 from core.exceptions import ApiError
 from core.locks import lock_objects
@@ -79,6 +80,8 @@ def credit_pack_checkout_start(
                 # The expiry the buyer was offered, kept like the credits (a later edit of the
                 # pack does not change a purchase already started).
                 **({"expires_after_days": str(pack.expires_after_days)} if pack.expires_after_days else {}),
+                # Stripe keeps the card for auto top-up (off-session charges); Chargily cannot.
+                **({SAVE_PAYMENT_METHOD: "1"} if gateway == "stripe" else {}),
             },
             success_url=success_url,
             cancel_url=cancel_url,

@@ -134,6 +134,9 @@ def embeddings_call_build(view, request, payload: dict) -> EmbeddingsCall:
         inputs=data["input"],
         key_limits=request.auth.limits,
         allowed_models=request.auth.allowed_models,
+        member_id=request.auth.member_id,
+        member_limits=request.auth.member_limits,
+        user_id=request.auth.user_id,
     )
 
 

@@ -30,7 +30,7 @@ from billing.selectors import (
 from core.exceptions import ApiError, retry_after_seconds
 from credits import selectors as credit_selectors
 from credits import services as credit_services
-from notifications.thresholds import key_limit_usage_observed
+from notifications.thresholds import key_limit_usage_observed, member_limit_usage_observed
 
 from ..ratelimit import token_limit_headers
 from .charge import COST_ENDPOINT_ALIASES, COST_UNIT_METERS, Charge, charge_meters
@@ -61,8 +61,9 @@ class Funding:
     charge_rate: object | None = None
     # What the key's limits stood at after its settle (``billing.KeyLimitReading``, for alerts).
     key_limit_readings: list = field(default_factory=list)
-    # The key and workspace the limits belong to (threshold alerts name them).
+    # The key, its creator and the workspace the limits belong to (threshold alerts name them).
     key_id: int | None = None
+    user_id: int | None = None
     workspace_id: int | None = None
 
 
@@ -239,16 +240,22 @@ def _key_limit_thresholds_observe(*, funding: Funding) -> None:
     for reading in funding.key_limit_readings:
         if not reading.limit:
             continue
+        where = {
+            "unit": reading.unit,
+            "window": reading.window,
+            "period_start": reading.period_start,
+            "used": reading.used,
+            "limit": reading.limit,
+        }
         try:
-            key_limit_usage_observed(
-                workspace_id=funding.workspace_id,
-                api_key_id=funding.key_id,
-                unit=reading.unit,
-                window=reading.window,
-                period_start=reading.period_start,
-                used=reading.used,
-                limit=reading.limit,
-            )
+            if reading.membership_id is None:
+                key_limit_usage_observed(
+                    workspace_id=funding.workspace_id, api_key_id=funding.key_id, **where
+                )
+            elif funding.user_id is not None:
+                member_limit_usage_observed(
+                    workspace_id=funding.workspace_id, user_id=funding.user_id, **where
+                )
         except Exception:  # an alert never fails a call that is already on the books
             logger.warning("key limit alert not evaluated", exc_info=True)
 

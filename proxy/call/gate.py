@@ -228,6 +228,7 @@ async def gate_script(*, raw_key: str) -> tuple[Gate | None, int | None]:
         not isinstance(identity, ApiKeyIdentity)
         or (identity.key_id, identity.workspace_id, identity.user_id) != owner
         or (identity.expires_at is not None and identity.expires_at <= now)
+        or identity.suspended  # the ORM gate answers the 403
     ):
         return None, count
     plan = plan_from_cached_get(version=_gate_value(version_raw), entry=_gate_value(entry_raw), now=now)

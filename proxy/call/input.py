@@ -197,6 +197,10 @@ class ChatCall:
     # and the models it may call (empty: all).
     key_limits: tuple = ()
     allowed_models: tuple = ()
+    # The key creator's membership and its monthly caps (held in the same reservation).
+    member_id: int | None = None
+    member_limits: tuple = ()
+    user_id: int | None = None  # the key's creator: the member the caps and their alerts name
 
     def __post_init__(self):
         self.prompt_tokens = prompt_tokens_estimate(self.payload)
@@ -247,4 +251,7 @@ def chat_call_build(
         cooling=view.cooling,
         key_limits=request.auth.limits,
         allowed_models=request.auth.allowed_models,
+        member_id=request.auth.member_id,
+        member_limits=request.auth.member_limits,
+        user_id=request.auth.user_id,
     )

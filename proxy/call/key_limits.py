@@ -40,9 +40,9 @@ class KeyLimitError(ApiError):
 
 
 def key_limit_error(status) -> ApiError:
-    """429 ``key_limit_exceeded``: ``Retry-After`` until a day or month window resets (and no
-    ``x-should-retry``); a ``total`` limit never resets (no ``Retry-After``,
-    ``x-should-retry: false``)."""
+    """429 ``key_limit_exceeded`` (or ``member_limit_exceeded``: the key's creator's monthly
+    cap): ``Retry-After`` until a day or month window resets (and no ``x-should-retry``); a
+    ``total`` limit never resets (no ``Retry-After``, ``x-should-retry: false``)."""
     if status.resets_at is None:
         headers = {"x-should-retry": "false"}
     else:
@@ -53,9 +53,12 @@ def key_limit_error(status) -> ApiError:
         amount = format_minor(status.limit, status.currency or "eur")
     else:
         amount = f"{status.limit} {status.unit}"
+    member = status.scope == "member"
     return KeyLimitError(
-        "key_limit_exceeded",
-        f"This API key's limit of {amount} {per} is reached.",
+        "member_limit_exceeded" if member else "key_limit_exceeded",
+        f"The monthly spend cap of {amount} of this key's creator is reached (all their keys count)."
+        if member
+        else f"This API key's limit of {amount} {per} is reached.",
         headers=headers,
         limit=status.limit,
         used=status.used,
@@ -65,11 +68,15 @@ def key_limit_error(status) -> ApiError:
     )
 
 
-def _reserve(*, api_key_id: int, key_limits, meters: dict[str, int], currency: str, now):
+def _reserve(
+    *, api_key_id: int, key_limits, member_id, member_limits, meters: dict[str, int], currency: str, now
+):
     try:
         return key_limits_reserve(
             api_key_id=api_key_id,
             limits=key_limits,
+            membership_id=member_id,
+            member_limits=member_limits,
             meters=meters,
             currency=currency,
             now=now,
@@ -80,15 +87,30 @@ def _reserve(*, api_key_id: int, key_limits, meters: dict[str, int], currency: s
 
 
 async def key_limits_areserve(
-    *, api_key_id: int | None, key_limits, meters: dict[str, int], currency: str = "", now
+    *,
+    api_key_id: int | None,
+    key_limits,
+    meters: dict[str, int],
+    currency: str = "",
+    now,
+    member_id: int | None = None,
+    member_limits=(),
 ) -> list:
-    """The key's holds for one attempt ([] for a key without limits: no round trip), or 429.
-    ``meters``: the call's quota meters and its maximum charge (``charge.charge_meters``);
-    ``currency``: the plan's, in whose minor units money limits are set."""
-    if not key_limits or api_key_id is None:
+    """The holds for one attempt on the key's limits and its creator's monthly caps ([] when
+    there are none: no round trip), or 429. ``meters``: the call's quota meters and its maximum
+    charge (``charge.charge_meters``); ``currency``: the plan's, in whose minor units money
+    limits are set."""
+    if api_key_id is None or not (key_limits or (member_limits and member_id is not None)):
         return []
     return await db_call(
-        _reserve, api_key_id=api_key_id, key_limits=key_limits, meters=meters, currency=currency, now=now
+        _reserve,
+        api_key_id=api_key_id,
+        key_limits=key_limits,
+        member_id=member_id,
+        member_limits=member_limits,
+        meters=meters,
+        currency=currency,
+        now=now,
     )
 
 

@@ -207,9 +207,13 @@ async def proxy_call_aprepare(
     now=None,
     api_key_id: int | None = None,
     key_limits=(),
+    member_id: int | None = None,
+    member_limits=(),
+    user_id: int | None = None,
 ) -> PreparedCall:
     """Resolve the provider key, price the attempt, and hold its maximum: the key's own limits
-    (only a key that has some: ``key_limits``), the daily budget (Redis) and the quota, or
+    and its creator's monthly caps (only when there are some: ``key_limits``,
+    ``member_limits``), the daily budget (Redis) and the quota, or
     credits for overage (PostgreSQL). Holds nothing when it raises.
 
     The call's charge rate (``charge``: in process, no I/O while fresh) is captured on its
@@ -217,11 +221,13 @@ async def proxy_call_aprepare(
     now = now or timezone.now()
     rate = await charge_rate_aget(endpoint=endpoint, plan=plan)
     key_holds = []
-    if key_limits:
+    if key_limits or member_limits:
         most = rate.charge_for(rate.credits_for(meters))
         key_holds = await key_limits_areserve(
             api_key_id=api_key_id,
             key_limits=key_limits,
+            member_id=member_id,
+            member_limits=member_limits,
             meters=charge_meters(meters=meters, charge=most),
             currency=rate.currency,
             now=now,
@@ -246,6 +252,7 @@ async def proxy_call_aprepare(
     if key_holds:
         prepared.funding.key_holds = key_holds
         prepared.funding.key_id = api_key_id
+        prepared.funding.user_id = user_id
         prepared.funding.workspace_id = workspace.pk
         prepared.funding.key_currency = rate.currency
     prepared.funding.charge_rate = rate

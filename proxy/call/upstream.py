@@ -125,6 +125,9 @@ async def _chat_call_run(call: ChatCall, complete=None):
                 credentials_version=call.credentials_version,
                 api_key_id=call.api_key_id,
                 key_limits=call.key_limits,
+                member_id=call.member_id,
+                member_limits=call.member_limits,
+                user_id=call.user_id,
             )
         except NoProviderKey:
             continue

@@ -38,7 +38,7 @@ def test_every_member_lists_the_members_owners_first(team, django_assert_max_num
         ("billing@example.com", "billing"),
         ("dev@example.com", "developer"),
     ]
-    assert set(body[0]) == {"user_id", "email", "role", "joined_at"}
+    assert set(body[0]) == {"user_id", "email", "role", "joined_at", "limits"}
     assert body[0]["user_id"] == team.owner.pk
 
 

@@ -91,6 +91,7 @@ CASES: dict[str, Callable] = {
     "workspace-audit": lambda team: ({}, None),
     "workspace-invite": lambda team: ({}, {"email": "matrix@example.com", "role": "developer"}),
     "workspace-member-role": lambda team: ({"user_id": _other_developer(team).pk}, {"role": "billing"}),
+    "workspace-member-limits": lambda team: ({"user_id": _other_developer(team).pk}, {"unit": "none"}),
     "workspace-member-remove": lambda team: ({"user_id": _other_developer(team).pk}, {}),
     "workspace-invitation-revoke": lambda team: ({"invitation_id": _invitation(team).pk}, {}),
 }
