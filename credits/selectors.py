@@ -11,11 +11,12 @@ from fractions import Fraction
 from django.conf import settings
 from django.db.models import Count, QuerySet, Sum
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from billing.gateways.chargily import chargily_simulated_enabled
 from billing.gateways.stripe import simulated_checkout_enabled
 from billing.models import Gateway, PaymentTransaction
-from core.money import ZERO_DECIMAL_CURRENCIES, format_minor, minor_to_decimal
+from core.money import ZERO_DECIMAL_CURRENCIES, minor_to_decimal, money_major_format
 
 from .models import (
     AutoTopUp,
@@ -87,13 +88,14 @@ def _price_per_credit(amount_minor: int, currency: str, credits: int) -> Decimal
 
 
 def _price_per_credit_text(value: Decimal, currency: str) -> str:
-    """A price per credit as ``core.money`` writes money (``0.10 EUR``). A price with a tenth of
-    a cent (``0.139``) keeps its third decimal: rounded to the cent, two packs could read the
-    same while the badge says one is cheaper."""
-    minor = value if currency.lower() in ZERO_DECIMAL_CURRENCIES else value.scaleb(2)
-    if minor == minor.to_integral_value():
-        return format_minor(int(minor), currency)
-    return f"{value:,.3f} {currency.upper()}"
+    """A price per credit as pages write money in the reader's language (``0.10 EUR``,
+    ``0,10 €``; ``core.money.money_major_format``). A price with a tenth of a cent (``0.139``)
+    keeps its third decimal: rounded to the cent, two packs could read the same while the badge
+    says one is cheaper. Pages only: the API's ``price_per_credit`` is a decimal string."""
+    places = 0 if currency.lower() in ZERO_DECIMAL_CURRENCIES else 2
+    if value != value.quantize(Decimal(1).scaleb(-places)):
+        places = 3
+    return money_major_format(value, currency, places=places)
 
 
 @dataclass(frozen=True)
@@ -182,13 +184,20 @@ def endpoint_cost_get(*, endpoint: str) -> EndpointCost | None:
     return EndpointCost.objects.filter(endpoint=endpoint, is_active=True).first()
 
 
-# Singular and plural of what one unit of an endpoint's ``unit`` is.
-_UNIT_NOUNS = {
-    EndpointCost.Unit.NONE: ("call", "calls"),
-    EndpointCost.Unit.TOKENS: ("token", "tokens"),
-    EndpointCost.Unit.EMAILS: ("email", "emails"),
-    EndpointCost.Unit.REQUESTS: ("request", "requests"),
-}
+def _unit_noun(unit: str, count: int) -> str:
+    """What ``count`` units of an endpoint's ``unit`` are called, in the reader's language (the
+    rows are built per request, so the active language applies)."""
+    if unit == EndpointCost.Unit.NONE:
+        return ngettext("call", "calls", count)
+    if unit == EndpointCost.Unit.TOKENS:
+        return ngettext("token", "tokens", count)
+    if unit == EndpointCost.Unit.EMAILS:
+        return ngettext("email", "emails", count)
+    if unit == EndpointCost.Unit.REQUESTS:
+        return ngettext("request", "requests", count)
+    return ngettext("unit", "units", count)
+
+
 # The description's ", per 1 000 tokens" style suffix: the price column says it already.
 _PRICE_SUFFIX = re.compile(r",\s*per\s.*$", re.IGNORECASE)
 
@@ -221,27 +230,27 @@ class EndpointPrice:
 
 
 def _endpoint_price(cost: EndpointCost, *, budget: int) -> EndpointPrice:
-    singular, plural = _UNIT_NOUNS.get(cost.unit, ("unit", "units"))
     # A per-call price on an email or request endpoint is a price per email / request.
     per_item = cost.unit != EndpointCost.Unit.TOKENS and not cost.per_1000_units
-    call_noun, calls_noun = (singular, plural) if per_item else ("call", "calls")
+    call_unit = cost.unit if per_item else EndpointCost.Unit.NONE
+    call_noun = _unit_noun(call_unit, 1)
     name = _PRICE_SUFFIX.sub("", cost.description).strip() or cost.endpoint
     buys: int | None = None
-    buys_noun, approximate, in_one_call = plural, False, False
+    buys_noun, approximate, in_one_call = _unit_noun(cost.unit, 2), False, False
     if cost.per_1000_units:
         buys = max(budget - cost.per_call, 0) * 1000 // cost.per_1000_units
         approximate, in_one_call = True, cost.per_call > 0
-        buys_noun = singular if buys == 1 else plural
+        buys_noun = _unit_noun(cost.unit, buys)
     elif cost.per_call:
         buys = budget // cost.per_call
-        buys_noun = call_noun if buys == 1 else calls_noun
+        buys_noun = _unit_noun(call_unit, buys)
     return EndpointPrice(
         endpoint=cost.endpoint,
         name=name,
         per_call=cost.per_call,
         per_1000_units=cost.per_1000_units,
         call_noun=call_noun,
-        unit_plural=plural,
+        unit_plural=_unit_noun(cost.unit, 1000),
         budget=budget,
         buys=buys,
         buys_noun=buys_noun,

@@ -9,18 +9,35 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.tenancy import page_context_get
 from core.exceptions import ApiError
 
 from .context_processors import MODAL_DISMISSED_SESSION_KEY, credits_badge_data
-from .models import UpsellEvent
+from .models import CreditLot, LedgerEntry, UpsellEvent
 from .selectors import auto_top_up_get, credit_history_list, credit_pack_offer_list, endpoint_price_list
 from .services import auto_top_up_update, credit_lots_get, credit_pack_checkout_start, upsell_event_record
 
 HISTORY_ROWS = 50
 CREDITS_EXPLAINED = 100  # "what 100 credits buy"
+
+# The page's names for the ledger's and the lots' kinds (the models' choices stay English: the
+# admin, CSV and API use them).
+ENTRY_KIND_LABELS = {
+    LedgerEntry.Kind.PURCHASE: pgettext_lazy("credit movement", "Purchase"),
+    LedgerEntry.Kind.CONSUME: pgettext_lazy("credit movement", "Consumption"),
+    LedgerEntry.Kind.REFUND: pgettext_lazy("credit movement", "Refund"),
+    LedgerEntry.Kind.GRANT: pgettext_lazy("credit movement", "Grant (admin)"),
+    LedgerEntry.Kind.ADJUSTMENT: pgettext_lazy("credit movement", "Adjustment"),
+    LedgerEntry.Kind.EXPIRY: pgettext_lazy("credit movement", "Expiry"),
+}
+LOT_KIND_LABELS = {
+    CreditLot.Kind.PROMOTIONAL: gettext_lazy("Promotional"),
+    CreditLot.Kind.PAID: gettext_lazy("Paid"),
+}
 
 
 @login_required
@@ -32,8 +49,18 @@ def credits_page(request):
     context = {
         "offers": credit_pack_offer_list(),
         "endpoint_prices": endpoint_price_list(budget=CREDITS_EXPLAINED),
-        "history": credit_history_list(workspace=workspace_context.workspace, limit=HISTORY_ROWS),
-        "lots": credit_lots_get(workspace=workspace_context.workspace),
+        "history": [
+            {
+                "entry": row.entry,
+                "receipt": row.receipt,
+                "kind_label": ENTRY_KIND_LABELS.get(row.entry.kind, row.entry.kind),
+            }
+            for row in credit_history_list(workspace=workspace_context.workspace, limit=HISTORY_ROWS)
+        ],
+        "lots": [
+            {"lot": lot, "kind_label": LOT_KIND_LABELS.get(lot.kind, lot.kind)}
+            for lot in credit_lots_get(workspace=workspace_context.workspace)
+        ],
         "purchase_status": request.GET.get("purchase", ""),
         # The page works even before the lead wires the context processor into settings.
         "credits_badge": credits_badge_data(request),
@@ -98,9 +125,10 @@ def credit_auto_top_up_save(request):
             request=request,
         )
     except ApiError as exc:
-        messages.error(request, f"Auto top-up not saved: {exc.message}")
+        # The reason is the service's (English, as the API says it).
+        messages.error(request, _("Auto top-up not saved: %(reason)s") % {"reason": exc.message})
     else:
-        messages.success(request, "Auto top-up saved.")
+        messages.success(request, _("Auto top-up saved."))
     return redirect(f"{reverse('credits:page')}#auto-top-up")
 
 

@@ -3,6 +3,7 @@ admin, and the Prometheus scrape endpoint."""
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 
 from django.conf import settings
@@ -11,6 +12,8 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext_lazy
 from django.views.decorators.http import require_GET
 
 from accounts.forms import ApiKeyCreateForm, ApiKeyRotateForm
@@ -23,30 +26,38 @@ from core.metrics import metrics_exposition_get
 from .charts import bar_chart_svg
 from .selectors import business, customer, operator, spend
 
+# The docs page's "Meaning" column: in the reader's language (the codes are the contract).
 ERROR_MEANINGS = {
-    "invalid_request": "The body or a parameter is invalid; `param` names the field.",
-    "invalid_json": "The body is not valid JSON.",
-    "invalid_api_key": "Missing, malformed, revoked or expired key.",
-    "not_authenticated": "No credentials were sent.",
-    "insufficient_credits": "Your quota is used up and your credit balance cannot pay for the call; "
-    "the body lists packs and a buy URL.",
-    "forbidden": "Your role in the workspace may not do this (`required_role` lists the roles that "
-    "may), or the endpoint is staff-only.",
-    "not_found": "No such object — or it belongs to a workspace you are not a member of.",
-    "method_not_allowed": "Wrong HTTP method for this endpoint.",
-    "not_acceptable": "The Accept header asks for a format we do not serve.",
-    "conflict": "The object is not in a state that allows this.",
-    "payload_too_large": "The body is larger than the configured maximum.",
-    "unsupported_media_type": "Send `Content-Type: application/json`.",
-    "rate_limit_exceeded": "Too many requests this minute for this key; wait `Retry-After` seconds.",
-    "quota_exceeded": "A plan quota is used up; the body carries the quota and upsell links.",
-    "too_many_failed_authentications": "Too many refused API keys from your address this minute; "
-    "wait `Retry-After` seconds.",
-    "server_error": "Our fault. Retry later; the request id helps support.",
-    "upstream_error": "The provider failed; nothing was charged.",
-    "no_provider_available": "No provider (or provider key) can serve this call right now.",
-    "service_unavailable": "Temporarily unavailable; retry later.",
-    "upstream_timeout": "The provider did not answer in time; nothing was charged.",
+    "invalid_request": gettext_lazy("The body or a parameter is invalid; `param` names the field."),
+    "invalid_json": gettext_lazy("The body is not valid JSON."),
+    "invalid_api_key": gettext_lazy("Missing, malformed, revoked or expired key."),
+    "not_authenticated": gettext_lazy("No credentials were sent."),
+    "insufficient_credits": gettext_lazy(
+        "Your quota is used up and your credit balance cannot pay for the call; "
+        "the body lists packs and a buy URL."
+    ),
+    "forbidden": gettext_lazy(
+        "Your role in the workspace may not do this (`required_role` lists the roles that "
+        "may), or the endpoint is staff-only."
+    ),
+    "not_found": gettext_lazy("No such object — or it belongs to a workspace you are not a member of."),
+    "method_not_allowed": gettext_lazy("Wrong HTTP method for this endpoint."),
+    "not_acceptable": gettext_lazy("The Accept header asks for a format we do not serve."),
+    "conflict": gettext_lazy("The object is not in a state that allows this."),
+    "payload_too_large": gettext_lazy("The body is larger than the configured maximum."),
+    "unsupported_media_type": gettext_lazy("Send `Content-Type: application/json`."),
+    "rate_limit_exceeded": gettext_lazy(
+        "Too many requests this minute for this key; wait `Retry-After` seconds."
+    ),
+    "quota_exceeded": gettext_lazy("A plan quota is used up; the body carries the quota and upsell links."),
+    "too_many_failed_authentications": gettext_lazy(
+        "Too many refused API keys from your address this minute; wait `Retry-After` seconds."
+    ),
+    "server_error": gettext_lazy("Our fault. Retry later; the request id helps support."),
+    "upstream_error": gettext_lazy("The provider failed; nothing was charged."),
+    "no_provider_available": gettext_lazy("No provider (or provider key) can serve this call right now."),
+    "service_unavailable": gettext_lazy("Temporarily unavailable; retry later."),
+    "upstream_timeout": gettext_lazy("The provider did not answer in time; nothing was charged."),
 }
 
 
@@ -60,19 +71,66 @@ def _recent_filters(request, keys) -> tuple[int | None, str | None, list[str]]:
         if raw_key.isdigit() and int(raw_key) in owned:
             key_id = int(raw_key)
         else:
-            notes.append("Unknown key filter ignored.")
+            notes.append(_("Unknown key filter ignored."))
     status = request.GET.get("status", "") or None
     if (
         status
         and status not in customer.STATUS_FILTERS
         and not (status.isdigit() and len(status) == 3 and 100 <= int(status) <= 599)
     ):
-        notes.append("Unknown status filter ignored.")
+        notes.append(_("Unknown status filter ignored."))
         status = None
     return key_id, status, notes
 
 
-SPEND_RANGE_LABELS = {"24h": "24 h", "7d": "7 days", "30d": "30 days"}
+SPEND_TITLES = {
+    "24h": gettext_lazy("Spend, last 24 h"),
+    "7d": gettext_lazy("Spend, last 7 days"),
+    "30d": gettext_lazy("Spend, last 30 days"),
+}
+SPEND_RANGE_LABELS = {
+    "24h": gettext_lazy("24 h"),
+    "7d": gettext_lazy("7 days"),
+    "30d": gettext_lazy("30 days"),
+}
+
+# What the page prints for codes of other apps (their choices are not translated).
+ROLE_LABELS = {
+    "owner": pgettext_lazy("workspace role", "Owner"),
+    "admin": pgettext_lazy("workspace role", "Admin"),
+    "billing": pgettext_lazy("workspace role", "Billing"),
+    "developer": pgettext_lazy("workspace role", "Developer"),
+}
+PLAN_STATUS_LABELS = {
+    "free": pgettext_lazy("plan status", "free"),
+    "incomplete": pgettext_lazy("plan status", "incomplete"),
+    "incomplete_expired": pgettext_lazy("plan status", "incomplete (expired)"),
+    "trialing": pgettext_lazy("plan status", "trialing"),
+    "active": pgettext_lazy("plan status", "active"),
+    "past_due": pgettext_lazy("plan status", "past due"),
+    "unpaid": pgettext_lazy("plan status", "unpaid"),
+    "paused": pgettext_lazy("plan status", "paused"),
+    "canceled": pgettext_lazy("plan status", "canceled"),
+}
+PLAN_INTERVAL_LABELS = {"month": gettext_lazy("monthly"), "year": gettext_lazy("yearly")}
+QUOTA_LABELS = {
+    "llm_tokens": gettext_lazy("LLM tokens"),
+    "emails": gettext_lazy("Emails"),
+    "requests": gettext_lazy("Requests (messages)"),
+}
+QUOTA_PERIODS = {"day": pgettext_lazy("quota period", "day"), "month": pgettext_lazy("quota period", "month")}
+
+
+def _quota_bars(*, workspace, now) -> list:
+    """The quota bars with their meter and period in the reader's language."""
+    return [
+        dataclasses.replace(
+            bar,
+            label=str(QUOTA_LABELS.get(bar.meter, bar.label)),
+            period=str(QUOTA_PERIODS.get(bar.period, bar.period)),
+        )
+        for bar in customer.quota_bars_get(workspace=workspace, now=now)
+    ]
 
 
 def _spend_section(request, *, workspace, created_by, now) -> dict:
@@ -89,14 +147,15 @@ def _spend_section(request, *, workspace, created_by, now) -> dict:
             date_to=request.GET.get("to"),
         )
     except ApiError as exc:
-        notes.append(f"{exc.message} Showing the last 30 days.")
+        # The reason is the selector's (English, as the API says it); the rest is the page's.
+        notes.append(_("%(reason)s Showing the last 30 days.") % {"reason": exc.message})
         period = spend.spend_period_get(now=now, zone=zone)
     summary = spend.spend_summary_get(workspace=workspace, period=period, created_by=created_by)
     per = "hour" if period.hourly else "day"
     chart = bar_chart_svg(
         [(b.start if period.hourly else b.start.date(), b.charge_credits) for b in summary.buckets],
-        label=f"Credits charged per {per}",
-        unit="credits",
+        label=_("Credits charged per hour") if period.hourly else _("Credits charged per day"),
+        unit=_("credits"),
         css_class="bars bars--credits",
         tick_format="%H:%M" if period.hourly else "%b %d",
         tip_format="%b %d %H:%M" if period.hourly else None,
@@ -108,7 +167,8 @@ def _spend_section(request, *, workspace, created_by, now) -> dict:
         "chart": chart,
         "notes": notes,
         "ranges": SPEND_RANGE_LABELS,
-        "range_label": SPEND_RANGE_LABELS.get(period.range, ""),
+        "range_label": str(SPEND_RANGE_LABELS.get(period.range, "")),
+        "title": str(SPEND_TITLES.get(period.range, "")),
     }
 
 
@@ -137,26 +197,30 @@ def dashboard(request):
     for row in providers:
         row["percent"] = row["requests"] * 100 // peak_provider if peak_provider else 0
     shows_provider_keys = "provider_keys.read" in can
+    plan_card = customer.plan_card_get(workspace=workspace, now=now)
     context = {
         "workspace_context": ctx,
         "perms_ws": can,
-        "plan_card": customer.plan_card_get(workspace=workspace, now=now),
-        "quota_bars": customer.quota_bars_get(workspace=workspace, now=now),
+        "role_label": str(ROLE_LABELS.get(ctx.role, ctx.role)).lower(),
+        "plan_card": plan_card,
+        "plan_status_label": PLAN_STATUS_LABELS.get(plan_card.status, plan_card.status),
+        "plan_interval_label": PLAN_INTERVAL_LABELS.get(plan_card.plan.interval, plan_card.plan.interval),
+        "quota_bars": _quota_bars(workspace=workspace, now=now),
         "api_keys": keys,
         "create_form": ApiKeyCreateForm(),
         "rotate_form": ApiKeyRotateForm(),
         "provider_keys": provider_key_status_list(workspace=workspace) if shows_provider_keys else [],
         "tokens_chart": bar_chart_svg(
-            [(d.day, d.tokens) for d in series], label="Tokens per day, last 30 days", unit="tokens"
+            [(d.day, d.tokens) for d in series], label=_("Tokens per day, last 30 days"), unit=_("tokens")
         ),
         "emails_chart": bar_chart_svg(
             [(d.day, d.emails) for d in series],
-            label="Emails per day, last 30 days",
-            unit="emails",
+            label=_("Emails per day, last 30 days"),
+            unit=_("emails"),
             css_class="bars bars--emails",
         ),
         "credits_chart": bar_chart_svg(
-            credit_spend, label="Credits spent per day", unit="credits", css_class="bars bars--credits"
+            credit_spend, label=_("Credits spent per day"), unit=_("credits"), css_class="bars bars--credits"
         )
         if shows_money
         else "",
@@ -231,31 +295,31 @@ def operator_dashboard(request):
     trend = data["business"]["trend"]
     context = {
         **admin.site.each_context(request),
-        "title": "Operator dashboard",
+        "title": _("Operator dashboard"),
         "data": data,
         "range_notes": period.notes,
         "budget_bar": min(int(budget.percent_used), 100),
         "trend_charts": {
             "mrr": bar_chart_svg(
-                [(p["week"], p["mrr"]["usd"]) for p in trend], label="MRR per week (USD)", unit="USD"
+                [(p["week"], p["mrr"]["usd"]) for p in trend], label=_("MRR per week (USD)"), unit="USD"
             ),
             "paid": bar_chart_svg(
                 [(p["week"], p["paid"]) for p in trend],
-                label="Paid subscriptions per week",
-                unit="subscriptions",
+                label=_("Paid subscriptions per week"),
+                unit=_("subscriptions"),
             ),
             "trials": bar_chart_svg(
-                [(p["week"], p["trials"]) for p in trend], label="Trials per week", unit="trials"
+                [(p["week"], p["trials"]) for p in trend], label=_("Trials per week"), unit=_("trials")
             ),
             "churn": bar_chart_svg(
                 [(p["week"], p["churned"]) for p in trend],
-                label="Churned subscriptions per week",
-                unit="churned",
+                label=_("Churned subscriptions per week"),
+                unit=_("churned"),
             ),
             "failed": bar_chart_svg(
                 [(p["week"], p["failed_payments"]["total"]) for p in trend],
-                label="Failed payments per week",
-                unit="failed",
+                label=_("Failed payments per week"),
+                unit=_("failed"),
             ),
         },
     }

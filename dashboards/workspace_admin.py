@@ -19,6 +19,8 @@ from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.models import Workspace
 from accounts.services.suspension import workspace_reinstate, workspace_suspend
@@ -35,27 +37,29 @@ ACTION_PERMISSION = "accounts.change_workspace"
 
 
 class ReasonForm(forms.Form):
-    reason = forms.CharField(max_length=500, strip=True)
+    reason = forms.CharField(label=gettext_lazy("Reason"), max_length=500, strip=True)
 
 
 class CreditGrantForm(ReasonForm):
-    credits = forms.IntegerField(min_value=1, max_value=1_000_000)
-    expires_in_days = forms.IntegerField(min_value=1, max_value=3650, required=False)
+    credits = forms.IntegerField(label=gettext_lazy("Credits"), min_value=1, max_value=1_000_000)
+    expires_in_days = forms.IntegerField(
+        label=gettext_lazy("Expires in days"), min_value=1, max_value=3650, required=False
+    )
     # One per rendered form: a double submit grants once (the ledger's idempotency key).
     nonce = forms.UUIDField()
 
 
 class CreditRevokeForm(ReasonForm):
-    credits = forms.IntegerField(min_value=1, max_value=1_000_000_000)
+    credits = forms.IntegerField(label=gettext_lazy("Credits"), min_value=1, max_value=1_000_000_000)
     nonce = forms.UUIDField()
 
 
 class PlanChangeForm(ReasonForm):
-    plan = forms.SlugField(max_length=40)
+    plan = forms.SlugField(label=gettext_lazy("Plan"), max_length=40)
 
 
 class ReinstateForm(forms.Form):
-    reason = forms.CharField(max_length=500, strip=True, required=False)
+    reason = forms.CharField(label=gettext_lazy("Note"), max_length=500, strip=True, required=False)
 
 
 def _workspace_get(workspace_id: int) -> Workspace:
@@ -72,7 +76,7 @@ def workspace_360(request, workspace_id: int):
     workspace = _workspace_get(workspace_id)
     context = {
         **admin.site.each_context(request),
-        "title": f"Customer: {workspace.name}",
+        "title": _("Customer: %(name)s") % {"name": workspace.name},
         "data": workspace_360_get(workspace=workspace),
         "can_act": request.user.has_perm(ACTION_PERMISSION),
         "nonce": uuid.uuid4(),
@@ -94,7 +98,10 @@ def _grant(request, workspace: Workspace, data: dict) -> str:
         idempotency_key=f"grant:admin360:{workspace.pk}:{data['nonce']}",
         request=request,
     )
-    return f"Granted {entry.amount} credits; the balance is {entry.balance_after}."
+    return _("Granted %(credits)s credits; the balance is %(balance)s.") % {
+        "credits": entry.amount,
+        "balance": entry.balance_after,
+    }
 
 
 def _revoke(request, workspace: Workspace, data: dict) -> str:
@@ -106,7 +113,7 @@ def _revoke(request, workspace: Workspace, data: dict) -> str:
         idempotency_key=f"revoke:admin360:{workspace.pk}:{data['nonce']}",
         request=request,
     )
-    return f"Took back {data['credits']} credits."
+    return _("Took back %(credits)s credits.") % {"credits": data["credits"]}
 
 
 def _quota_reset(request, workspace: Workspace, data: dict) -> str:
@@ -114,10 +121,11 @@ def _quota_reset(request, workspace: Workspace, data: dict) -> str:
         workspace=workspace, actor=request.user, reason=data["reason"], request=request
     )
     if not reset:
-        return "Nothing was used in the current periods; the reset is recorded."
-    return "Reset the current periods: " + ", ".join(
-        f"{meter} ({used} used)" for meter, used in reset.items()
+        return _("Nothing was used in the current periods; the reset is recorded.")
+    used = ", ".join(
+        _("%(meter)s (%(used)s used)") % {"meter": meter, "used": n} for meter, n in reset.items()
     )
+    return _("Reset the current periods: %(periods)s") % {"periods": used}
 
 
 def _plan_change(request, workspace: Workspace, data: dict) -> str:
@@ -128,17 +136,17 @@ def _plan_change(request, workspace: Workspace, data: dict) -> str:
         reason=data["reason"],
         request=request,
     )
-    return f"The plan is now {plan.name}."
+    return _("The plan is now %(plan)s.") % {"plan": plan.name}
 
 
 def _suspend(request, workspace: Workspace, data: dict) -> str:
     workspace_suspend(workspace=workspace, reason=data["reason"], actor=request.user, request=request)
-    return "The workspace is suspended: its keys answer 403 workspace_suspended."
+    return _("The workspace is suspended: its keys answer 403 workspace_suspended.")
 
 
 def _reinstate(request, workspace: Workspace, data: dict) -> str:
     workspace_reinstate(workspace=workspace, actor=request.user, reason=data["reason"], request=request)
-    return "The workspace is reinstated: its keys work again."
+    return _("The workspace is reinstated: its keys work again.")
 
 
 ACTIONS = {
@@ -163,11 +171,20 @@ def workspace_360_action(request, workspace_id: int, action: str):
     form_class, run = ACTIONS[action]
     form = form_class(request.POST)
     if not form.is_valid():
-        errors = "; ".join(f"{field}: {' '.join(errs)}" for field, errs in form.errors.items())
-        messages.error(request, f"Nothing done ({action}): {errors}")
+        errors = "; ".join(
+            f"{form.fields[field].label if field in form.fields else field}: {' '.join(errs)}"
+            for field, errs in form.errors.items()
+        )
+        messages.error(
+            request, _("Nothing done (%(action)s): %(reason)s") % {"action": action, "reason": errors}
+        )
     else:
         try:
             messages.success(request, run(request, workspace, form.cleaned_data))
         except ApiError as error:
-            messages.error(request, f"Nothing done ({action}): {error.message}")
+            # The service's reason stays in English (as the API says it).
+            messages.error(
+                request,
+                _("Nothing done (%(action)s): %(reason)s") % {"action": action, "reason": error.message},
+            )
     return HttpResponseRedirect(reverse("admin:workspace-360", args=[workspace.pk]) + f"#{action}")

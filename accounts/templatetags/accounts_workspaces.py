@@ -3,6 +3,10 @@
 One query (the user's memberships with their workspaces). The workspace shown as current is the
 page's own (``workspace_context``, which pages pass), else the one chosen in the session, else
 the personal one: the same order ``accounts.tenancy`` resolves pages with.
+
+``{% workspace_suspended_notice %}``: the banner a member of a suspended workspace sees on every
+signed-in page (the operator's reason stays internal). It reads the same memberships, kept on the
+request, so the two tags cost one query.
 """
 
 from django import template
@@ -28,16 +32,34 @@ def _current_id(context, request, workspaces: list[dict]) -> int | None:
     return personal if personal is not None else next(iter(ids), None)
 
 
+_MEMBERSHIPS_ATTR = "_workspace_switcher_memberships"
+
+
+def _workspaces(request, user) -> list[dict]:
+    """The user's workspaces as the menu lists them, read once per request."""
+    cached = getattr(request, _MEMBERSHIPS_ATTR, None)
+    if cached is not None and cached[0] == user.pk:
+        return cached[1]
+    workspaces = [
+        {
+            "id": m.workspace_id,
+            "name": m.workspace.name,
+            "personal": m.workspace.personal_owner_id == user.pk,
+            "suspended": m.workspace.suspended_at is not None,
+        }
+        for m in workspace_memberships_for_user(user=user)
+    ]
+    setattr(request, _MEMBERSHIPS_ATTR, (user.pk, workspaces))
+    return workspaces
+
+
 @register.inclusion_tag("accounts/workspaces/_switcher.html", takes_context=True)
 def workspace_switcher(context) -> dict:
     request = context.get("request")
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {"switcher": None}
-    workspaces = [
-        {"id": m.workspace_id, "name": m.workspace.name, "personal": m.workspace.personal_owner_id == user.pk}
-        for m in workspace_memberships_for_user(user=user)
-    ]
+    workspaces = _workspaces(request, user)
     current = _current_id(context, request, workspaces)
     try:
         switch_url = reverse("accounts:workspace-switch")
@@ -53,6 +75,22 @@ def workspace_switcher(context) -> dict:
             "next": request.get_full_path(),
         }
     }
+
+
+@register.inclusion_tag("accounts/workspaces/_suspended_notice.html", takes_context=True)
+def workspace_suspended_notice(context) -> dict:
+    """``{"suspended": True}`` when the page's current workspace (the switcher's) is suspended.
+    Only the fact: ``suspension_reason`` is the operator's note, never shown to the customer."""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"suspended": False}
+    page_workspace = getattr(context.get("workspace_context"), "workspace", None)
+    if page_workspace is not None:
+        return {"suspended": page_workspace.suspended_at is not None}
+    workspaces = _workspaces(request, user)
+    current = _current_id(context, request, workspaces)
+    return {"suspended": any(ws["suspended"] for ws in workspaces if ws["id"] == current)}
 
 
 @register.inclusion_tag("accounts/_email_unconfirmed.html", takes_context=True)

@@ -24,9 +24,11 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import ngettext
 
 from core import time as periods
-from core.money import ZERO_DECIMAL_CURRENCIES, format_minor
+from core.money import ZERO_DECIMAL_CURRENCIES, money_format
 from core.rawsql import synchronous_commit_off_cte, table_quoted
 
 from ..models import KeyUsageCounter, KeyUsageHold
@@ -411,12 +413,28 @@ def _limits_usage_get(*, owners, field: str, now: datetime | None) -> dict[int, 
     return result
 
 
+def _limit_amount_text(n: int, unit: str, currency: str) -> str:
+    """``1,000 requests`` / ``12.50 EUR`` in the reader's language (``1 000 requêtes``,
+    ``12,50 €``): read by the key and member pages only (the APIs drop ``*_display``)."""
+    if unit == MONEY:
+        return money_format(n, currency or "eur")
+    count = number_format(n, force_grouping=True)
+    if unit == "requests":
+        return ngettext("%(count)s request", "%(count)s requests", n) % {"count": count}
+    if unit == "tokens":
+        return ngettext("%(count)s token", "%(count)s tokens", n) % {"count": count}
+    if unit == "credits":
+        return ngettext("%(count)s credit", "%(count)s credits", n) % {"count": count}
+    return f"{count} {unit}"
+
+
 def _usage_item(item: dict, *, used: int, resets_at, currency: str) -> dict:
-    """One limit as the key list shows it; ``*_display``: money as money (``12.50 EUR``)."""
+    """One limit as the key list shows it; ``*_display``: the page's text (``1,000 requests``,
+    money as money: ``12.50 EUR``), in the reader's language."""
     unit, amount = item["unit"], item["amount"]
 
     def shown(n: int) -> str:
-        return format_minor(n, currency or "eur") if unit == MONEY else f"{n:,} {unit}"
+        return _limit_amount_text(n, unit, currency)
 
     return {
         "unit": unit,

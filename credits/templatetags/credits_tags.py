@@ -1,6 +1,9 @@
+"""``{{ amount_minor|money:currency }}`` on the credits pages: money in the reader's language
+(``core.money.money_format``: ``19.00 EUR`` in English, ``19,00 €`` in French)."""
+
 from django import template
 
-from core.money import format_minor
+from core.money import money_format
 
 register = template.Library()
 
@@ -8,4 +11,4 @@ register = template.Library()
 @register.filter
 def money(amount_minor, currency: str) -> str:
     """``1900|money:"eur"`` → ``19.00 EUR`` (minor units in, never floats)."""
-    return format_minor(int(amount_minor), currency)
+    return money_format(int(amount_minor), currency)
