@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.cache import cache
-from django.db.models import Max, OuterRef, Q, Subquery
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from accounts.models import ProviderCredential
@@ -65,22 +65,27 @@ class ProviderHealth:
 
 
 def _last_calls(*, providers: list[str], since: datetime) -> dict[str, dict]:
-    """provider -> last success, last failure and what it was, over the window: one query (one
-    scan of ``usage_created``, plus a backward index walk per provider for the failure's kind)."""
-    last_failure = UsageEvent.objects.filter(
-        _FAILURE, provider=OuterRef("provider"), created_at__gte=since
-    ).order_by("-created_at", "-id")
-    rows = (
-        UsageEvent.objects.filter(created_at__gte=since, provider__in=providers)
-        .values("provider")
-        .annotate(
-            success=Max("created_at", filter=_SUCCESS),
-            failure=Max("created_at", filter=_FAILURE),
-            failure_code=Subquery(last_failure.values("error_code")[:1]),
-            failure_status=Subquery(last_failure.values("status_code")[:1]),
+    """provider -> last success, last failure and what it was, over the window: two queries,
+    each one range scan of ``usage_created`` (no per-row subquery: a correlated one landed in
+    the GROUP BY and ran once per event, 4 s at 1 M events)."""
+    window = UsageEvent.objects.filter(created_at__gte=since, provider__in=providers)
+    rows = {
+        row["provider"]: row
+        for row in window.values("provider").annotate(
+            success=Max("created_at", filter=_SUCCESS), failure=Max("created_at", filter=_FAILURE)
         )
+    }
+    failures = (
+        window.filter(_FAILURE)
+        .order_by("provider", "-created_at")
+        .distinct("provider")
+        .values("provider", "error_code", "status_code")
     )
-    return {row["provider"]: row for row in rows}
+    for failure in failures:
+        row = rows.get(failure["provider"])
+        if row is not None:
+            row["failure_code"], row["failure_status"] = failure["error_code"], failure["status_code"]
+    return rows
 
 
 def _failure_kind(row: dict) -> str:
@@ -102,7 +107,7 @@ def _cooldowns_until(*, providers: list[str], now: datetime) -> dict[str, dateti
 
 
 def provider_health_list(*, now: datetime | None = None) -> list[ProviderHealth]:
-    """One row per provider of the registry, in registry order (2 queries, 2–3 cache trips)."""
+    """One row per provider of the registry, in registry order (3 queries, 2–3 cache trips)."""
     now = now or timezone.now()
     providers = list(PROVIDERS)
     last = _last_calls(providers=providers, since=now - HEALTH_WINDOW)

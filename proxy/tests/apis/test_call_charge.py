@@ -222,3 +222,21 @@ def test_thirty_calls_racing_for_ten_credits_exactly_five_succeed(
     assert not KeyUsageHold.objects.filter(status="held").exists()
     assert len(fake_upstream.requests) == 5
     assert sum(UsageEvent.objects.values_list("charge_credits", flat=True)) == 10
+
+
+def test_thirty_calls_racing_for_ten_cents_exactly_five_succeed(
+    routed, fake_upstream, live_asgi_fast, settings
+):
+    settings.PROXY_QUOTA_BATCH = 8
+    _user, plaintext, _client = routed
+    _priced(credit_price_micros=10_000)  # 0.01 EUR a credit: 2 cents a call
+    _chat_cost(per_call=2, per_1000_units=0, unit=EndpointCost.Unit.NONE)
+    api_key = _limit(plaintext, {"unit": "money", "window": "month", "amount": 10})
+
+    results = _fire(live_asgi_fast, plaintext, 30)
+
+    statuses = sorted(r.status_code for r in results)
+    assert statuses == [200] * 5 + [429] * 25, [r.text for r in results if r.status_code not in (200, 429)]
+    assert _counter(api_key, "money", "month") == (100_000, 0)  # 10 cents, in micros
+    assert not KeyUsageHold.objects.filter(status="held").exists()
+    assert sum(UsageEvent.objects.values_list("charge_micros", flat=True)) == 100_000

@@ -16,6 +16,7 @@ from billing.models import KeyUsageCounter, KeyUsageHold, QuotaReservation, Usag
 from core.time import isoformat_z
 from notifications.models import ThresholdState, WebhookEndpoint, WebhookEvent
 from proxy.call import prepare
+from proxy.models import UsageEvent
 
 from ..factories import global_key_set, plan_configure
 
@@ -228,3 +229,24 @@ def test_the_call_that_crosses_eighty_percent_of_a_key_limit_fires_the_alert_onc
         (80, 4, 5),
         (100, 5, 5),
     ]
+
+
+def test_forty_calls_racing_for_a_token_limit_never_pass_it(routed, fake_upstream, live_asgi_fast, settings):
+    """Each call holds its maximum (prompt estimate + max_tokens) and settles to the provider's
+    usage, so how many pass depends on when the first ones settle — but the tokens used never
+    pass the limit, and what the counter says is what the events used."""
+    settings.PROXY_QUOTA_BATCH = 8
+    _user, plaintext, _client = routed
+    api_key = _limit(plaintext, limits=[{"unit": "tokens", "window": "day", "amount": 300}])
+
+    results = _fire(live_asgi_fast, plaintext, 40)
+
+    statuses = {r.status_code for r in results}
+    assert statuses <= {200, 429}, [r.text for r in results if r.status_code not in (200, 429)]
+    served = sum(r.status_code == 200 for r in results)
+    used, reserved = _counter(api_key, "tokens", "day")
+    events = UsageEvent.objects.filter(status_code=200)
+    assert reserved == 0 and used <= 300
+    assert used == sum(events.values_list("total_tokens", flat=True))
+    assert served == events.count() == len(fake_upstream.requests) >= 300 // 100
+    assert not KeyUsageHold.objects.filter(status="held").exists()
