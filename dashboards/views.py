@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy, pgettext_lazy
 from django.views.decorators.http import require_GET
 
 from accounts.forms import ApiKeyCreateForm, ApiKeyRotateForm
-from accounts.selectors import api_key_list, provider_key_status_list
+from accounts.selectors import api_key_limits_usage_get, api_key_list, provider_key_status_list
 from accounts.tenancy import page_context_get, workspace_context_get
 from billing.selectors import plan_list_public
 from core.exceptions import ERROR_CODES, ApiError, error_body
@@ -188,6 +188,9 @@ def dashboard(request):
     # they created (as ``GET /api/keys``) and those keys' calls (as the Activity page).
     created_by = None if "keys.manage_any" in can else ctx.user
     keys = list(api_key_list(workspace=workspace, created_by=created_by))
+    limits_usage = api_key_limits_usage_get(api_keys=keys)  # one query, only for keys with limits
+    for key in keys:
+        key.limits_usage = limits_usage.get(key.pk, [])
     key_id, status, notes = _recent_filters(request, keys)
     series = customer.usage_daily_series_get(workspace=workspace, today=today)
     shows_money = "billing.read" in can

@@ -4,8 +4,10 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Role
+from accounts.services import api_key_create, api_key_limits_set
 from accounts.tenancy import SESSION_WORKSPACE_KEY
-from billing.models import Plan
+from billing.models import KeyUsageCounter, Plan
+from billing.services.key_limits import key_limit_period
 from credits.models import LedgerEntry
 from dashboards.tests.factories import (
     ApiKeyFactory,
@@ -192,3 +194,19 @@ def test_an_admin_sees_and_may_revoke_every_members_key_with_its_creator(client,
     html = client.get("/dashboard/").content.decode()
 
     assert f"/dashboard/keys/{theirs.pk}/revoke/" in html and f"by {other_user.email}" in html
+
+
+def test_the_key_list_shows_each_limit_with_its_use(client, user, workspace):
+    api_key, _plaintext = api_key_create(workspace=workspace, created_by=user, name="capped")
+    api_key_limits_set(
+        workspace=workspace, key_id=api_key.pk, limits=[{"unit": "requests", "window": "day", "amount": 100}]
+    )
+    start, _reset = key_limit_period(window="day", now=timezone.now())
+    KeyUsageCounter.objects.create(api_key=api_key, unit="requests", window="day", period_start=start, used=7)
+    client.force_login(user)
+
+    page = client.get("/dashboard/").content.decode()
+
+    row = page[page.index(f'data-key-id="{api_key.pk}"') :]
+    cell = row[row.index("data-key-limits") : row.index("</td>", row.index("data-key-limits"))]
+    assert "7 requests of 100 requests per day" in " ".join(cell.split())
