@@ -308,6 +308,10 @@ class InstantlySendApi(ProxyApiView):
             to=data["to"],
             subject=data["subject"],
             body=data["body"],
+            key_limits=request.auth.limits,
+            member_id=request.auth.member_id,
+            member_limits=request.auth.member_limits,
+            user_id=request.auth.user_id,
         )
         message_id, block = await email_call_run(call)
         return Response(

@@ -172,6 +172,8 @@ def key_limits_reserve(
     for scope, (unit, window, limit) in owned:
         start, _end = key_limit_period(window=window, now=now)
         amount = max(0, int(meters.get(UNIT_METERS.get(unit, unit), 0)))
+        if not amount:  # the call counts nothing there (an email's requests and tokens)
+            continue
         wants.append((scope, unit, window, start, amount, _to_counter_units(unit, int(limit), currency)))
     if not wants:
         return []

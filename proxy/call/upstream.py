@@ -270,6 +270,12 @@ class EmailCall:
     to: str
     subject: str
     body: str
+    # The key's own limits and its creator's monthly caps (an email counts its charge in
+    # credits and money; it is not a request nor tokens).
+    key_limits: tuple = ()
+    member_id: int | None = None
+    member_limits: tuple = ()
+    user_id: int | None = None
 
 
 def _email_record(call: EmailCall, started: float, status: int, error_code: str = "", emails: int = 0):
@@ -308,6 +314,11 @@ async def _email_call_run(call: EmailCall) -> tuple[str, dict]:
             meters={"emails": 1},
             plan=call.plan,
             credentials_version=call.credentials_version,
+            api_key_id=call.api_key_id,
+            key_limits=call.key_limits,
+            member_id=call.member_id,
+            member_limits=call.member_limits,
+            user_id=call.user_id,
         )
     except (NoProviderKey, BudgetExhausted):
         error = ApiError("no_provider_available", "Email sending is not configured right now.")

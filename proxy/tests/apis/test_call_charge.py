@@ -22,6 +22,8 @@ from .test_key_limits import _fire
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 URL = "/api/proxy/v1/chat/completions"
+SEND = "/api/proxy/instantly/send"
+EMAIL_BODY = {"to": "prospect@example.com", "subject": "Hello", "body": "Hello from Tollgate"}
 CHAT = "/api/proxy/v1/chat/completions"
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 50}
 TOKENS = 25  # what the fake provider reports for BODY
@@ -240,3 +242,29 @@ def test_thirty_calls_racing_for_ten_cents_exactly_five_succeed(
     assert _counter(api_key, "money", "month") == (100_000, 0)  # 10 cents, in micros
     assert not KeyUsageHold.objects.filter(status="held").exists()
     assert sum(UsageEvent.objects.values_list("charge_micros", flat=True)) == 100_000
+
+
+def test_an_email_counts_its_charge_on_money_limits_but_not_on_request_limits(routed, fake_upstream):
+    _user, plaintext, client = routed
+    global_key_set("instantly")
+    _priced(credit_price_micros=10_000, limits={"requests": None, "llm_tokens": None, "emails": None})
+    _chat_cost(per_call=0, per_1000_units=0, unit=EndpointCost.Unit.NONE)  # chat is free here
+    EndpointCost.objects.update_or_create(
+        endpoint=SEND, defaults={"is_active": True, "per_call": 3, "per_1000_units": 0, "unit": "none"}
+    )
+    charge_rates_invalidate()
+    api_key = _limit(
+        plaintext,
+        {"unit": "requests", "window": "day", "amount": 1},
+        {"unit": "money", "window": "month", "amount": 5},  # 0.05 EUR: one 3-cent email fits
+    )
+    assert client.post(URL, BODY, format="json").status_code == 200  # the day's one request
+    assert client.post(URL, BODY, format="json").json()["error"]["unit"] == "requests"
+
+    sent = client.post(SEND, EMAIL_BODY, format="json")  # a spent request limit does not stop it
+    refused = client.post(SEND, EMAIL_BODY, format="json")
+
+    assert sent.status_code == 200, sent.json()
+    assert (refused.status_code, refused.json()["error"]["unit"]) == (429, "money")
+    assert _counter(api_key, "money", "month") == (30_000, 0)
+    assert _counter(api_key, "requests") == (1, 0)  # emails are not requests
