@@ -29,6 +29,8 @@ def _missing_tool(item) -> str | None:
         return "needs Debian chromium (apt-get install chromium)"
     if item.get_closest_marker("wrk") and not shutil.which("wrk"):
         return "needs Debian wrk (apt-get install wrk)"
+    if item.get_closest_marker("gettext") and not shutil.which("xgettext"):
+        return "needs Debian gettext (apt-get install gettext)"
     return None
 
 

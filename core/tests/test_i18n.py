@@ -95,6 +95,7 @@ def test_the_compiled_catalogue_is_committed_next_to_the_po_file():
         assert translation.gettext("Pricing") == "Tarifs"
 
 
+@pytest.mark.gettext
 def test_the_catalogue_holds_every_string_the_templates_and_code_mark(tmp_path):
     """makemessages over a copy of the tree: a marked string missing from the committed .po
     (someone forgot `makemessages`) fails here, with the strings to add."""
