@@ -47,7 +47,9 @@ web_urlpatterns = [
         auth_views.PasswordResetCompleteView.as_view(),
         name="password_reset_complete",
     ),
-    path("dashboard/", views.dashboard, name="dashboard"),
+    # ``accounts:dashboard`` names the Overview (dashboards' view, included first in config.urls).
+    path("dashboard/", views.keys_page, name="dashboard"),
+    path("keys/", views.keys_page, name="keys"),
     path("dashboard/keys/", views.dashboard_key_create, name="dashboard-key-create"),
     path("dashboard/keys/<int:key_id>/revoke/", views.dashboard_key_revoke, name="dashboard-key-revoke"),
     path("dashboard/keys/<int:key_id>/rotate/", views.dashboard_key_rotate, name="dashboard-key-rotate"),

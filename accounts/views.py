@@ -1,4 +1,4 @@
-"""Account pages: sign-up, log-in, profile (provider keys) and the dashboard's key management."""
+"""Account pages: sign-up, log-in, profile (provider keys) and the keys page with its forms."""
 
 import logging
 
@@ -17,7 +17,7 @@ from django.utils.http import urlsafe_base64_decode
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.exceptions import CACHE_UNAVAILABLE_ERRORS, ApiError
 from core.redirects import safe_next_url
@@ -209,15 +209,31 @@ def _workspace_template_context(ctx: WorkspaceContext, **extra) -> dict:
 
 
 @login_required
-def dashboard(request):
+@require_GET
+def keys_page(request):
+    """The workspace's proxy keys (create, rotate, revoke; each with its limits and their use)
+    and which provider key its calls use. Owners and admins see every key, other members the
+    keys they created (as ``GET /api/keys``)."""
     ctx = page_context_get(request)
     ctx.require_page("keys.read")
     created_by = None if ctx.can("keys.manage_any") else ctx.user
     keys = list(api_key_list(workspace=ctx.workspace, created_by=created_by))
-    usage = api_key_limits_usage_get(api_keys=keys)
+    usage = api_key_limits_usage_get(api_keys=keys)  # one query, only for keys with limits
     for key in keys:
         key.limits_usage = usage.get(key.pk, [])
-    return render(request, "accounts/dashboard.html", _workspace_template_context(ctx, api_keys=keys))
+    context = _workspace_template_context(
+        ctx,
+        api_keys=keys,
+        create_form=ApiKeyCreateForm(),
+        rotate_form=ApiKeyRotateForm(),
+        provider_keys=(
+            provider_key_status_list(workspace=ctx.workspace) if ctx.can("provider_keys.read") else []
+        ),
+    )
+    return render(request, "accounts/keys.html", context)
+
+
+keys_page.permission_required = {"get": "keys.read"}  # read by the workspace sweep (tests/)
 
 
 def _safe_next(request) -> str:
@@ -226,9 +242,9 @@ def _safe_next(request) -> str:
 
 
 def _back(request) -> str:
-    """The page a key form was posted from (its ``next`` field, same site only), else the
-    dashboard: Post/Redirect/Get back to where the user was."""
-    return _safe_next(request) or reverse("accounts:dashboard")
+    """The page a key form was posted from (its ``next`` field, same site only), else the keys
+    page: Post/Redirect/Get back to where the user was."""
+    return _safe_next(request) or reverse("accounts:keys")
 
 
 @login_required

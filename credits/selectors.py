@@ -13,9 +13,8 @@ from django.db.models import Count, QuerySet, Sum
 from django.utils import timezone
 from django.utils.translation import ngettext
 
-from billing.gateways.chargily import chargily_simulated_enabled
-from billing.gateways.stripe import simulated_checkout_enabled
-from billing.models import Gateway, PaymentTransaction
+from billing.models import PaymentTransaction
+from billing.receipts import RECEIPT_FIELDS, PaymentReceipt, payment_receipt_get
 from core.money import ZERO_DECIMAL_CURRENCIES, minor_to_decimal, money_major_format
 
 from .models import (
@@ -266,18 +265,9 @@ def endpoint_price_list(*, budget: int = 100) -> list[EndpointPrice]:
 
 
 @dataclass(frozen=True)
-class CreditReceipt:
-    """Where the customer sees a paid pack: the gateway's page for that payment."""
-
-    url: str
-    gateway: str  # billing.models.Gateway
-    is_simulated: bool
-
-
-@dataclass(frozen=True)
 class CreditHistoryRow:
     entry: LedgerEntry
-    receipt: CreditReceipt | None  # purchases only, when a page for the payment is known
+    receipt: PaymentReceipt | None  # purchases only, when a page for the payment is known
 
 
 @dataclass(frozen=True)
@@ -292,30 +282,12 @@ class AutoTopUpSettings:
     has_saved_card: bool  # a pack was bought by card through Stripe (needed to turn it on)
 
 
-def _receipt_for(payment: dict) -> CreditReceipt | None:
-    """Stripe: the charge's receipt page (``receipt_url``, from its charge events or the
-    off-session charge), else only the simulated checkout's page (it shows the completed
-    payment; DEBUG only). Chargily: its payment page (``checkout_url``), which shows the payment
-    once paid. Simulated pages only while their simulator is on."""
-    gateway, simulated = payment["gateway"], bool(payment["checkout__is_simulated"])
-    url = payment["checkout__checkout_url"] or ""
-    if gateway == Gateway.STRIPE and payment["receipt_url"]:
-        return CreditReceipt(url=payment["receipt_url"], gateway=gateway, is_simulated=False)
-    if not url:
-        return None
-    if gateway == Gateway.CHARGILY and (not simulated or chargily_simulated_enabled()):
-        return CreditReceipt(url=url, gateway=gateway, is_simulated=simulated)
-    if gateway == Gateway.STRIPE and simulated and simulated_checkout_enabled():
-        return CreditReceipt(url=url, gateway=gateway, is_simulated=True)
-    return None
-
-
 def credit_history_list(*, workspace, limit: int = 50) -> list[CreditHistoryRow]:
     """The workspace's newest ledger entries, each purchase with its receipt link: one query,
     two more when the page holds purchases (their checkout references, then the payments)."""
     entries = list(credit_ledger_list(workspace=workspace)[:limit])
     purchase_ids = [entry.pk for entry in entries if entry.kind == LedgerEntry.Kind.PURCHASE]
-    receipts: dict[int, CreditReceipt] = {}
+    receipts: dict[int, PaymentReceipt] = {}
     if purchase_ids:
         references = dict(
             CreditPurchase.objects.filter(workspace=workspace, ledger_entry_id__in=purchase_ids).values_list(
@@ -324,18 +296,11 @@ def credit_history_list(*, workspace, limit: int = 50) -> list[CreditHistoryRow]
         )
         payments = PaymentTransaction.objects.filter(
             workspace=workspace, reference__in=list(references)
-        ).values(
-            "reference",
-            "gateway",
-            "receipt_url",
-            "checkout__workspace_id",
-            "checkout__checkout_url",
-            "checkout__is_simulated",
-        )
+        ).values("reference", "checkout__workspace_id", *RECEIPT_FIELDS)
         for payment in payments:
             if payment["checkout__workspace_id"] not in (None, workspace.pk):
                 continue  # a checkout of another workspace's is never linked from this page
-            receipt = _receipt_for(payment)
+            receipt = payment_receipt_get(payment)
             if receipt is not None:
                 receipts[references[payment["reference"]]] = receipt
     return [CreditHistoryRow(entry=entry, receipt=receipts.get(entry.pk)) for entry in entries]

@@ -102,6 +102,20 @@ class DashboardProviderEconomicsSerializer(serializers.Serializer):
     costs_usd = _usd()
     requests_count = serializers.IntegerField()
     share_percent = _percent()
+    charge_credits = serializers.IntegerField(
+        help_text="Credits charged on the provider's calls (at the endpoints' rates, whoever paid)."
+    )
+    revenue_usd = _usd(
+        allow_null=True,
+        help_text=(
+            "The range's revenue (cash: subscriptions and credit packs) allocated by the share of "
+            "credits charged; the providers' amounts add up to the total. Null when nothing was charged."
+        ),
+    )
+    profit_usd = _usd(allow_null=True, help_text="Allocated revenue - costs; null without an allocation.")
+    margin_percent = _percent(
+        allow_null=True, help_text="Profit / allocated revenue, in percent; null without allocated revenue."
+    )
 
 
 class DashboardEconomicsSerializer(serializers.Serializer):

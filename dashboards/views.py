@@ -13,17 +13,18 @@ from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, pgettext_lazy
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET
 
-from accounts.forms import ApiKeyCreateForm, ApiKeyRotateForm
-from accounts.selectors import api_key_limits_usage_get, api_key_list, provider_key_status_list
+from accounts.selectors import api_key_list
 from accounts.tenancy import page_context_get, workspace_context_get
 from billing.selectors import plan_list_public
 from core.exceptions import ERROR_CODES, ApiError, error_body
 from core.metrics import metrics_exposition_get
 
+from .billing_views import plan_card_context
 from .charts import bar_chart_svg
+from .labels import QUOTA_LABELS, QUOTA_PERIODS, ROLE_LABELS
 from .selectors import business, customer, operator, spend
 
 # The docs page's "Meaning" column: in the reader's language (the codes are the contract).
@@ -61,27 +62,7 @@ ERROR_MEANINGS = {
 }
 
 
-def _recent_filters(request, keys) -> tuple[int | None, str | None, list[str]]:
-    """The key/status filters of the calls table; anything unusable is ignored with a note."""
-    notes = []
-    key_id = None
-    raw_key = request.GET.get("key", "")
-    if raw_key:
-        owned = {key.pk for key in keys}
-        if raw_key.isdigit() and int(raw_key) in owned:
-            key_id = int(raw_key)
-        else:
-            notes.append(_("Unknown key filter ignored."))
-    status = request.GET.get("status", "") or None
-    if (
-        status
-        and status not in customer.STATUS_FILTERS
-        and not (status.isdigit() and len(status) == 3 and 100 <= int(status) <= 599)
-    ):
-        notes.append(_("Unknown status filter ignored."))
-        status = None
-    return key_id, status, notes
-
+OVERVIEW_CALLS = 10  # the Activity page lists and filters them all
 
 SPEND_TITLES = {
     "24h": gettext_lazy("Spend, last 24 h"),
@@ -93,32 +74,6 @@ SPEND_RANGE_LABELS = {
     "7d": gettext_lazy("7 days"),
     "30d": gettext_lazy("30 days"),
 }
-
-# What the page prints for codes of other apps (their choices are not translated).
-ROLE_LABELS = {
-    "owner": pgettext_lazy("workspace role", "Owner"),
-    "admin": pgettext_lazy("workspace role", "Admin"),
-    "billing": pgettext_lazy("workspace role", "Billing"),
-    "developer": pgettext_lazy("workspace role", "Developer"),
-}
-PLAN_STATUS_LABELS = {
-    "free": pgettext_lazy("plan status", "free"),
-    "incomplete": pgettext_lazy("plan status", "incomplete"),
-    "incomplete_expired": pgettext_lazy("plan status", "incomplete (expired)"),
-    "trialing": pgettext_lazy("plan status", "trialing"),
-    "active": pgettext_lazy("plan status", "active"),
-    "past_due": pgettext_lazy("plan status", "past due"),
-    "unpaid": pgettext_lazy("plan status", "unpaid"),
-    "paused": pgettext_lazy("plan status", "paused"),
-    "canceled": pgettext_lazy("plan status", "canceled"),
-}
-PLAN_INTERVAL_LABELS = {"month": gettext_lazy("monthly"), "year": gettext_lazy("yearly")}
-QUOTA_LABELS = {
-    "llm_tokens": gettext_lazy("LLM tokens"),
-    "emails": gettext_lazy("Emails"),
-    "requests": gettext_lazy("Requests (messages)"),
-}
-QUOTA_PERIODS = {"day": pgettext_lazy("quota period", "day"), "month": pgettext_lazy("quota period", "month")}
 
 
 def _quota_bars(*, workspace, now) -> list:
@@ -175,23 +130,18 @@ def _spend_section(request, *, workspace, created_by, now) -> dict:
 @login_required
 @require_GET
 def dashboard(request):
-    """The current workspace's dashboard (the switcher's choice, else the personal one). Every
-    member sees usage, quotas and keys; billing, credits and provider keys need their role's
-    permission, and the buttons follow ``perms_ws``."""
+    """Overview of the current workspace (the switcher's choice, else the personal one): plan
+    and quotas, credits, usage, spend and the last calls. Keys, billing and members have their
+    own pages; money shows only to roles with ``billing.read``."""
     ctx = page_context_get(request)
     ctx.require_page("usage.read")
     workspace = ctx.workspace
     can = ctx.permissions
     now = timezone.now()
     today = now.date()
-    # Owners and admins see every key of the workspace and every call, other members the keys
-    # they created (as ``GET /api/keys``) and those keys' calls (as the Activity page).
+    # Owners and admins see every call, other members the calls of the keys they created (as
+    # the Activity page).
     created_by = None if "keys.manage_any" in can else ctx.user
-    keys = list(api_key_list(workspace=workspace, created_by=created_by))
-    limits_usage = api_key_limits_usage_get(api_keys=keys)  # one query, only for keys with limits
-    for key in keys:
-        key.limits_usage = limits_usage.get(key.pk, [])
-    key_id, status, notes = _recent_filters(request, keys)
     series = customer.usage_daily_series_get(workspace=workspace, today=today)
     shows_money = "billing.read" in can
     credit_spend = customer.credit_spend_daily_get(workspace=workspace, today=today) if shows_money else []
@@ -199,20 +149,15 @@ def dashboard(request):
     peak_provider = max((row["requests"] for row in providers), default=0)
     for row in providers:
         row["percent"] = row["requests"] * 100 // peak_provider if peak_provider else 0
-    shows_provider_keys = "provider_keys.read" in can
-    plan_card = customer.plan_card_get(workspace=workspace, now=now)
+    calls = list(
+        customer.usage_recent_calls_list(workspace=workspace, created_by=created_by, limit=OVERVIEW_CALLS)
+    )
     context = {
         "workspace_context": ctx,
         "perms_ws": can,
         "role_label": str(ROLE_LABELS.get(ctx.role, ctx.role)).lower(),
-        "plan_card": plan_card,
-        "plan_status_label": PLAN_STATUS_LABELS.get(plan_card.status, plan_card.status),
-        "plan_interval_label": PLAN_INTERVAL_LABELS.get(plan_card.plan.interval, plan_card.plan.interval),
+        **plan_card_context(workspace=workspace, now=now),
         "quota_bars": _quota_bars(workspace=workspace, now=now),
-        "api_keys": keys,
-        "create_form": ApiKeyCreateForm(),
-        "rotate_form": ApiKeyRotateForm(),
-        "provider_keys": provider_key_status_list(workspace=workspace) if shows_provider_keys else [],
         "tokens_chart": bar_chart_svg(
             [(d.day, d.tokens) for d in series], label=_("Tokens per day, last 30 days"), unit=_("tokens")
         ),
@@ -234,15 +179,8 @@ def dashboard(request):
             "credits": sum(v for _, v in credit_spend),
         },
         "providers": providers,
-        "calls": list(
-            customer.usage_recent_calls_list(
-                workspace=workspace, created_by=created_by, api_key_id=key_id, status=status
-            )
-        ),
-        "filter_key": key_id,
-        "filter_status": status or "",
-        "filter_notes": notes,
-        "status_filters": customer.STATUS_FILTERS,
+        "calls": calls,
+        "has_keys": bool(calls) or api_key_list(workspace=workspace, created_by=created_by).exists(),
         "spend": _spend_section(request, workspace=workspace, created_by=created_by, now=now),
     }
     return render(request, "dashboards/dashboard.html", context)

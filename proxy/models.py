@@ -154,6 +154,10 @@ class UsageDailyRollup(models.Model):
     cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)  # operator USD
     errors = models.PositiveIntegerField(default=0)
     fallbacks = models.PositiveIntegerField(default=0)
+    # Credits at the endpoints' rates, whoever paid (``UsageEvent.charge_credits``, summed): the
+    # operator dashboard splits revenue between providers by it. ``db_default``: raw upserts
+    # that predate it stay valid.
+    charge_credits = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         constraints = [

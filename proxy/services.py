@@ -18,10 +18,12 @@ from .models import DailySpend, RateLimitedDay, UsageDailyRollup, UsageEvent, Us
 
 def rollup_upsert_sql(rows: str) -> str:
     """Add ``rows`` (a VALUES list or a SELECT of workspace_id, provider, day, requests, tokens,
-    emails, cost_usd, errors, fallbacks) to the day's rollup rows: one upsert, increments only."""
+    emails, cost_usd, errors, fallbacks, charge_credits) to the day's rollup rows: one upsert,
+    increments only."""
     t = table_quoted(UsageDailyRollup)
     return f"""
-        INSERT INTO {t} (workspace_id, provider, day, requests, tokens, emails, cost_usd, errors, fallbacks)
+        INSERT INTO {t} (workspace_id, provider, day, requests, tokens, emails, cost_usd, errors, fallbacks,
+                         charge_credits)
         {rows}
         ON CONFLICT (workspace_id, provider, day) DO UPDATE SET
             requests = {t}.requests + EXCLUDED.requests,
@@ -29,7 +31,8 @@ def rollup_upsert_sql(rows: str) -> str:
             emails = {t}.emails + EXCLUDED.emails,
             cost_usd = {t}.cost_usd + EXCLUDED.cost_usd,
             errors = {t}.errors + EXCLUDED.errors,
-            fallbacks = {t}.fallbacks + EXCLUDED.fallbacks
+            fallbacks = {t}.fallbacks + EXCLUDED.fallbacks,
+            charge_credits = {t}.charge_credits + EXCLUDED.charge_credits
     """
 
 
@@ -109,7 +112,7 @@ def event_write_sql(
     event_sql, values = usage_events_insert_sql([event])
     sql = f"""
         WITH {quota_part.ctes + "," if quota_part is not None else ""} ev AS ({event_sql} RETURNING id),
-        ro AS ({rollup_upsert_sql("VALUES (%s, %s, %s, 1, %s, %s, %s, %s, %s)")}),
+        ro AS ({rollup_upsert_sql("VALUES (%s, %s, %s, 1, %s, %s, %s, %s, %s, %s::bigint)")}),
         sh AS ({spend_hourly_upsert_sql("VALUES " + _SPEND_ROW)})
     """
     params = [
@@ -123,6 +126,7 @@ def event_write_sql(
         event.cost_usd,
         int(is_error),
         int(event.is_fallback),
+        event.charge_credits,
         *spend_hourly_key(event),
         1,
         int(is_error),
@@ -168,19 +172,20 @@ def settle_batch_sql(*, items: list[tuple[UsageEvent, date | None]], quota_part,
         spent[4] += event.charge_credits
         spent[5] += event.charge_micros
         totals = rollups.setdefault(
-            (event.workspace_id, event.provider or "none", event.created_at.date()), [0, 0, 0, 0, 0, 0]
+            (event.workspace_id, event.provider or "none", event.created_at.date()), [0, 0, 0, 0, 0, 0, 0]
         )
         totals[0] += 1
         totals[1] += event.total_tokens
         totals[2] += event.emails
         totals[3] += event.cost_usd
         totals[5] += int(event.is_fallback)
+        totals[6] += event.charge_credits
         if spend_day is not None and event.cost_usd > 0:
             spends[spend_day] = spends.get(spend_day, 0) + event.cost_usd
     rollup_rows = []
     # Rows in key order: concurrent grouped settles then lock shared rows in the same order.
     for (workspace_id, provider, day), totals in sorted(rollups.items()):
-        rollup_rows.append("(%s, %s, %s::date, %s, %s, %s, %s::numeric, %s, %s)")
+        rollup_rows.append("(%s, %s, %s::date, %s, %s, %s, %s::numeric, %s, %s, %s::bigint)")
         params += [workspace_id, provider, day, *totals]
     for key, totals in sorted(hourly.items()):
         params += [*key, *totals]

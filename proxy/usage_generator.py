@@ -125,10 +125,11 @@ _DRAW_SQL = """
     FROM r
 """
 
+# The last column, charge_credits, is 0: generated events charge nothing (see below).
 _ROLLUPS_SQL = """
     SELECT workspace_id, provider, (created_at AT TIME ZONE 'UTC')::date, count(*), sum(total_tokens),
            sum(emails), sum(cost_usd), count(*) FILTER (WHERE status_code >= 400),
-           count(*) FILTER (WHERE is_fallback)
+           count(*) FILTER (WHERE is_fallback), 0
     FROM usage_generated GROUP BY 1, 2, 3
 """
 

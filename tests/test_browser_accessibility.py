@@ -14,6 +14,7 @@ from playwright.sync_api import sync_playwright
 
 from accounts.models import ApiKey
 from accounts.tests.factories import StaffUserFactory, UserFactory
+from billing.models import PaymentTransaction
 from billing.services import plan_catalog_seed
 from credits.models import CreditPack
 from credits.services import credit_grant
@@ -26,7 +27,7 @@ PASSWORD = "correct-horse-battery"
 LAPTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
 ANONYMOUS_PAGES = ("/", "/pricing/", "/docs/", "/accounts/login/", "/accounts/signup/")
-SIGNED_IN_PAGES = ("/", "/dashboard/", "/activity/", "/accounts/profile/", "/credits/")
+SIGNED_IN_PAGES = ("/", "/dashboard/", "/activity/", "/keys/", "/billing/", "/accounts/profile/", "/credits/")
 AXE = Axe()
 
 
@@ -113,6 +114,16 @@ def _customer():
     )
     UsageEventFactory(workspace=workspace, status_code=200, credits_charged=3)
     UsageEventFactory(workspace=workspace, status_code=502, error_code="upstream_error")
+    PaymentTransaction.objects.create(  # a row in the Billing page's payments table
+        workspace=workspace,
+        gateway="stripe",
+        kind="credit_pack",
+        reference="cs_a11y_pack",
+        amount_minor=1999,
+        currency="eur",
+        status="paid",
+        receipt_url="https://pay.stripe.com/receipts/payment/a11y",
+    )
     return user
 
 
@@ -164,11 +175,13 @@ def test_on_a_phone_the_keys_and_calls_tables_show_status_cost_and_actions(brows
     _customer()
     page = _open(browser, live_server, PHONE)
     _login(page, "a11y@example.com")
+    page.goto("/keys/")
     for name in ("Rotate", "Revoke"):
         button = page.get_by_role("button", name=name)
         assert button.is_visible()
         box = button.bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], f"{name} is off-screen"
+    page.goto("/dashboard/")
     calls = page.locator(".dash-table--calls tbody tr")
     failed = calls.filter(has_text="502")
     for label in ("Status", "Cost"):

@@ -108,6 +108,7 @@ def test_swagger_ui_renders_offline(page):
 
 def test_new_key_is_shown_once_in_a_dialog_with_copy(page):
     _login(page, "keys@example.com")
+    page.goto("/keys/")
     page.fill("#api-keys input[name=name]", "laptop")
     page.locator("#api-keys button", has_text="Create a key").click()
     dialog = page.locator("dialog#new-key-dialog")

@@ -86,6 +86,7 @@ def test_creating_a_key_shows_progress_and_sends_once(page):
     page.fill("input[name=password]", PASSWORD)
     page.locator("main form button[type=submit]").first.click()
     page.wait_for_url("**/dashboard/")
+    page.goto("/keys/")
     held = []
     page.route("**/dashboard/keys/", lambda route: held.append(route))  # hold the POST
     # The answer loads in a frame, so this page stays inspectable while the request is held.

@@ -25,7 +25,15 @@ PUBLIC_PAGES = [
     "/accounts/signup/",
     "/accounts/password-reset/",
 ]
-SIGNED_IN_PAGES = ["/dashboard/", "/credits/", "/accounts/profile/", "/docs/", "/pricing/"]
+SIGNED_IN_PAGES = [
+    "/dashboard/",
+    "/keys/",
+    "/billing/",
+    "/credits/",
+    "/accounts/profile/",
+    "/docs/",
+    "/pricing/",
+]
 
 
 class _Assets(HTMLParser):

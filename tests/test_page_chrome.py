@@ -41,6 +41,6 @@ def test_theme_toggle_and_its_script_are_on_every_page(client, user_a):
 def test_checkout_and_key_creation_forms_show_progress(client, user_a, catalog):
     pricing = session_client(user_a).get("/pricing/").content.decode()
     assert re.search(r'<form method="post" action="/billing/upgrade/pro/" data-progress>', pricing)
-    dashboard = session_client(user_a).get("/dashboard/").content.decode()
-    create = re.search(r'<form[^>]*action="/dashboard/keys/"[^>]*>', dashboard).group(0)
+    keys = session_client(user_a).get("/keys/").content.decode()
+    create = re.search(r'<form[^>]*action="/dashboard/keys/"[^>]*>', keys).group(0)
     assert "data-progress" in create

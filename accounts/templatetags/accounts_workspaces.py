@@ -12,6 +12,7 @@ request, so the two tags cost one query.
 from django import template
 from django.urls import NoReverseMatch, reverse
 
+from ..roles import role_can
 from ..services.verification import email_verification_required
 from ..tenancy import SESSION_WORKSPACE_KEY
 from ..workspace_selectors import workspace_memberships_for_user
@@ -46,6 +47,7 @@ def _workspaces(request, user) -> list[dict]:
             "name": m.workspace.name,
             "personal": m.workspace.personal_owner_id == user.pk,
             "suspended": m.workspace.suspended_at is not None,
+            "role": m.role,
         }
         for m in workspace_memberships_for_user(user=user)
     ]
@@ -63,7 +65,6 @@ def workspace_switcher(context) -> dict:
     current = _current_id(context, request, workspaces)
     try:
         switch_url = reverse("accounts:workspace-switch")
-        members_url = reverse("accounts:workspace-members", kwargs={"workspace_id": current})
     except NoReverseMatch:  # the workspace URLs are not wired (or no workspace): no menu
         return {"switcher": None}
     return {
@@ -71,8 +72,52 @@ def workspace_switcher(context) -> dict:
             "workspaces": workspaces,
             "current_id": current,
             "switch_url": switch_url,
-            "members_url": members_url,
             "next": request.get_full_path(),
+        }
+    }
+
+
+# The workspace pages' tabs (``{% workspace_tabs %}``): path prefixes → the tab they belong to.
+TAB_PREFIXES = (
+    ("/dashboard/", "overview"),
+    ("/activity/", "activity"),
+    ("/keys/", "keys"),
+    ("/billing/", "billing"),
+    ("/credits/", "billing"),
+    ("/workspaces/", "members"),
+    ("/notifications/", "notifications"),
+    ("/webhooks/", "notifications"),
+)
+
+
+def _tab_of(path: str) -> str | None:
+    if path.startswith("/billing/") and path != "/billing/":
+        return None  # checkout results and the simulators are not workspace pages
+    if path.startswith("/workspaces/") and not path.endswith(("/members/", "/audit/")):
+        return None  # creating a workspace
+    return next((name for prefix, name in TAB_PREFIXES if path.startswith(prefix)), None)
+
+
+@register.inclusion_tag("accounts/workspaces/_tabs.html", takes_context=True)
+def workspace_tabs(context) -> dict:
+    """The tabs of the workspace pages (Overview, Activity, Keys, Billing, Members,
+    Notifications), shown on those pages only; Billing only to roles that may read it. The
+    role comes from the memberships the switcher already read (no extra query)."""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"tabs": None}
+    section = _tab_of(request.path)
+    workspaces = _workspaces(request, user) if section else []
+    current = _current_id(context, request, workspaces) if workspaces else None
+    if current is None:
+        return {"tabs": None}
+    role = next(ws["role"] for ws in workspaces if ws["id"] == current)
+    return {
+        "tabs": {
+            "current": section,
+            "members_url": reverse("accounts:workspace-members", kwargs={"workspace_id": current}),
+            "can_billing": role_can(role, "billing.read"),
         }
     }
 

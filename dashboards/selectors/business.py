@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import Gateway, PaymentTransaction, Plan, StripeEvent, Subscription
-from proxy.models import UsageDailyRollup
+from proxy.models import UsageDailyRollup, UsageEvent
 
 from .economics import percent_of, rounded, usd_from_minor
 
@@ -327,8 +327,10 @@ def business_overview_get(*, now: datetime | None = None) -> dict:
 def economics_drilldown_get(*, economics, since: date, until: date) -> dict:
     """The economics tables' rows over [since, until], each with the changelist behind it: a
     plan's subscriptions (the credit-pack row: the range's paid pack payments), a provider's
-    daily rollups; and the range's paid payments behind the revenue. One query (plan codes to
-    ids: the admin filters plans by id)."""
+    daily rollups (``url``) and the calls behind its credits charged (``events_url``; None for
+    the "none" row, calls without a provider, which the log's filter cannot select); and the
+    range's paid payments behind the revenue. One query (plan codes to ids: the admin filters
+    plans by id)."""
     tz = UTC
     start = datetime.combine(since, time.min, tzinfo=tz)
     end = datetime.combine(until + timedelta(days=1), time.min, tzinfo=tz)
@@ -360,6 +362,14 @@ def economics_drilldown_get(*, economics, since: date, until: date) -> dict:
                     day__gte=since.isoformat(),
                     day__lte=until.isoformat(),
                 ),
+                "events_url": admin_list_url(
+                    UsageEvent,
+                    provider=row["provider"],
+                    created_at__gte=_iso(start),
+                    created_at__lt=_iso(end),
+                )
+                if row["provider"] != "none"
+                else None,
             }
             for row in economics.by_provider
         ],

@@ -1,8 +1,13 @@
 """Provider costs, revenue and margin for the operator dashboard. Nothing here writes.
 
-Costs come from ``proxy.UsageDailyRollup``; revenue from the owning apps' selectors (billing
-decodes its gateways' payments, credits sums its pack purchases). This module only converts
-currencies to USD and composes.
+Costs and credits charged come from ``proxy.UsageDailyRollup``; revenue from the owning apps'
+selectors (billing decodes its gateways' payments, credits sums its pack purchases). This module
+only converts currencies to USD and composes.
+
+Revenue is cash (subscriptions and credit packs), not earned per call, so no provider earns any
+by itself: a provider's revenue is the period's revenue allocated in proportion to its share of
+the credits charged over the period (every call's ``charge_credits``, whether plan quota or
+credits paid it), and its margin is that allocation minus its cost.
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ def period_bounds_get(*, since: date, until: date) -> tuple[datetime, datetime]:
 
 
 def provider_stats_list(*, since: date, until: date) -> list[dict]:
-    """Per provider over [since, until]: calls, operator cost, tokens, error rate (%), fallbacks."""
+    """Per provider over [since, until]: calls, operator cost, tokens, error rate (%), fallbacks,
+    credits charged (at the endpoints' rates, whoever paid)."""
     rows = (
         UsageDailyRollup.objects.filter(day__gte=since, day__lte=until)
         .values("provider")
@@ -58,6 +64,7 @@ def provider_stats_list(*, since: date, until: date) -> list[dict]:
             tokens=Sum("tokens"),
             errors=Sum("errors"),
             fallbacks=Sum("fallbacks"),
+            charge=Sum("charge_credits"),
         )
         .order_by("-requests", "provider")
     )
@@ -70,6 +77,7 @@ def provider_stats_list(*, since: date, until: date) -> list[dict]:
             "errors_count": row["errors"] or 0,
             "error_rate": percent_of(row["errors"] or 0, row["requests"]) or Decimal("0.0"),
             "fallback_count": row["fallbacks"] or 0,
+            "charge_credits": row["charge"] or 0,
         }
         for row in rows
     ]
@@ -118,6 +126,22 @@ def usd_from_minor(*, amounts: dict[str, int]) -> Decimal:
     return rounded(total)
 
 
+def revenue_by_provider_allocate(*, revenue: Decimal, credits: dict[str, int]) -> dict[str, Decimal] | None:
+    """``revenue`` (USD, cents) split between providers in proportion to the credits charged on
+    each, each share rounded to the cent; the shares add up to ``revenue`` exactly (the rounding
+    remainder goes to the largest share, ties to the first provider by name). A provider with no
+    credits gets 0. None when nothing was charged: there is nothing to split by."""
+    total = sum(credits.values())
+    if not total:
+        return None
+    shares = {provider: rounded(revenue * count / total) for provider, count in credits.items()}
+    remainder = revenue - sum(shares.values(), Decimal(0))
+    if remainder:
+        largest = min(credits, key=lambda provider: (-credits[provider], provider))
+        shares[largest] += remainder
+    return shares
+
+
 @dataclass(frozen=True)
 class Economics:
     revenue_usd: Decimal
@@ -130,7 +154,9 @@ class Economics:
 
 def economics_get(*, since: date, until: date, providers: list[dict] | None = None) -> Economics:
     """Revenue (plans on either gateway + credit packs, in USD) against provider costs over
-    [since, until]."""
+    [since, until], by plan and by provider (the revenue allocated by credits charged:
+    ``revenue_by_provider_allocate``; None when nothing was charged). ``providers``: the range's
+    ``provider_stats_list`` rows when the caller has them already."""
     start, end = period_bounds_get(since=since, until=until)
     plan_minor = plan_revenue_by_plan_get(start=start, end=end)
     credit_minor = credit_revenue_minor_get(start=start, end=end)
@@ -155,15 +181,26 @@ def economics_get(*, since: date, until: date, providers: list[dict] | None = No
         )
     if providers is None:
         providers = provider_stats_list(since=since, until=until)
-    by_provider = [
-        {
-            "provider": row["provider"],
-            "costs_usd": rounded(row["cost_total"]),
-            "requests_count": row["requests_count"],
-            "share_percent": percent_of(row["cost_total"], costs) or Decimal("0.0"),
-        }
-        for row in sorted(providers, key=lambda r: (-r["cost_total"], r["provider"]))
-    ]
+    allocated = revenue_by_provider_allocate(
+        revenue=revenue, credits={row["provider"]: row["charge_credits"] for row in providers}
+    )
+    by_provider = []
+    for row in sorted(providers, key=lambda r: (-r["cost_total"], r["provider"])):
+        provider_costs = rounded(row["cost_total"])
+        provider_revenue = allocated[row["provider"]] if allocated is not None else None
+        profit = provider_revenue - provider_costs if provider_revenue is not None else None
+        by_provider.append(
+            {
+                "provider": row["provider"],
+                "costs_usd": provider_costs,
+                "requests_count": row["requests_count"],
+                "share_percent": percent_of(row["cost_total"], costs) or Decimal("0.0"),
+                "charge_credits": row["charge_credits"],
+                "revenue_usd": provider_revenue,
+                "profit_usd": profit,
+                "margin_percent": percent_of(profit, provider_revenue) if profit is not None else None,
+            }
+        )
     return Economics(
         revenue_usd=revenue,
         costs_usd=costs,

@@ -127,6 +127,8 @@ def test_signup_dashboard_create_key_and_copy(page):
     assert page.locator("#quotas [data-meter]").count() >= 1
     shoot(page, "dashboard-new-user")
 
+    page.get_by_role("link", name="Create your first key").click()
+    page.wait_for_url("**/keys/")
     page.fill("#api-keys input[name=name]", "laptop")
     page.locator("#api-keys button", has_text="Create a key").click()
     key = page.locator("#new-key-value").inner_text().strip()
@@ -136,10 +138,13 @@ def test_signup_dashboard_create_key_and_copy(page):
     assert page.evaluate("navigator.clipboard.readText()") == key
     shoot(page, "key-created")
 
-    # Back on the dashboard the key is listed by prefix only.
-    page.goto("/dashboard/")
+    # Back on the keys page the key is listed by prefix only; the overview no longer offers a start.
+    page.goto("/keys/")
     row = page.locator("#api-keys tbody tr").first
     assert "laptop" in row.inner_text() and key not in page.content()
+    page.get_by_role("link", name="Overview").click()
+    page.wait_for_url("**/dashboard/")
+    assert page.locator("#get-started").count() == 0
 
 
 def test_pricing_simulated_checkout_shows_plan_and_quota_bars(page):
@@ -160,8 +165,12 @@ def test_pricing_simulated_checkout_shows_plan_and_quota_bars(page):
     assert page.locator("[data-plan-status]").inner_text().strip().lower() == "active"
     bars = page.locator("#quotas [data-meter] .progress")
     assert bars.count() >= 1
-    assert page.locator("#plan-card button", has_text="Manage billing").is_visible()
     shoot(page, "dashboard-paid-plan")
+    page.get_by_role("link", name="Billing", exact=True).first.click()
+    page.wait_for_url("**/billing/")
+    assert page.locator("#plan-card button", has_text="Manage billing").is_visible()
+    assert page.locator("#payments tbody tr[data-status=paid]").count() == 1
+    shoot(page, "billing-paid-plan")
 
 
 def test_pay_a_plan_and_a_pack_in_dzd_with_chargily(page, settings):

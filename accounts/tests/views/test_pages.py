@@ -17,7 +17,7 @@ def test_dashboard_requires_login(client):
     assert response["Location"].startswith("/accounts/login/?next=/dashboard/")
 
 
-def test_signup_then_dashboard_then_create_a_key(client):
+def test_signup_then_overview_then_create_a_key_on_the_keys_page(client):
     response = client.post(
         "/accounts/signup/",
         {
@@ -29,14 +29,15 @@ def test_signup_then_dashboard_then_create_a_key(client):
     assert response.status_code == 302 and response["Location"] == "/dashboard/"
     user = User.objects.get(email="newbie@example.com")
 
-    dashboard = client.get("/dashboard/")
-    assert dashboard.status_code == 200
-    assert b"No keys yet" in dashboard.content
+    overview = client.get("/dashboard/")
+    assert overview.status_code == 200
+    assert b'id="get-started"' in overview.content and b'href="/keys/"' in overview.content
+    assert b"No keys yet" in client.get("/keys/").content
 
-    created = client.post("/dashboard/keys/", {"name": "my first key", "next": "/dashboard/"})
-    assert created.status_code == 302 and created["Location"] == "/dashboard/"  # Post/Redirect/Get
+    created = client.post("/dashboard/keys/", {"name": "my first key", "next": "/keys/"})
+    assert created.status_code == 302 and created["Location"] == "/keys/"  # Post/Redirect/Get
     assert b"sk_agentai_" not in created.content and "sk_agentai_" not in created["Location"]
-    shown = client.get("/dashboard/")
+    shown = client.get("/keys/")
     plaintext = re.search(rb'id="new-key-value">(sk_agentai_[0-9A-Za-z]+)<', shown.content).group(1).decode()
     identity = api_key_identity_get(raw_key=plaintext)
     assert (identity.workspace_id, identity.user_id) == (user.personal_workspace.pk, user.pk)
@@ -45,7 +46,7 @@ def test_signup_then_dashboard_then_create_a_key(client):
         and b'data-copy-target="new-key-value"' in shown.content
     )
 
-    again = client.get("/dashboard/")  # a reload: shown once, and no second key
+    again = client.get("/keys/")  # a reload: shown once, and no second key
     assert plaintext.encode() not in again.content
     assert ApiKey.objects.get(created_by=user).prefix.encode() in again.content
 
@@ -98,7 +99,7 @@ def test_password_reset_sends_a_working_link(client, user):
     assert user.check_password("brand-new-passphrase-77")
 
 
-def test_revoke_and_rotate_from_the_dashboard(client, user, django_capture_on_commit_callbacks):
+def test_revoke_and_rotate_from_the_keys_page(client, user, django_capture_on_commit_callbacks):
     client.force_login(user)
     to_revoke, revoked_plaintext = api_key_for(user, name="old")
     to_rotate, _ = api_key_for(user, name="rotating")
@@ -108,10 +109,10 @@ def test_revoke_and_rotate_from_the_dashboard(client, user, django_capture_on_co
     assert api_key_identity_get(raw_key=revoked_plaintext) is None
 
     rotated = client.post(f"/dashboard/keys/{to_rotate.pk}/rotate/", {"grace_seconds": "3600"})
-    assert rotated.status_code == 302 and rotated["Location"] == "/dashboard/"
-    page = client.get("/dashboard/")
+    assert rotated.status_code == 302 and rotated["Location"] == "/keys/"
+    page = client.get("/keys/")
     assert b"Your replacement key" in page.content and b"keeps working until" in page.content
-    assert b"Your replacement key" not in client.get("/dashboard/").content
+    assert b"Your replacement key" not in client.get("/keys/").content
     assert (
         ApiKey.objects.filter(workspace=user.personal_workspace).count() == 3
     )  # the reload rotated nothing more
@@ -124,7 +125,7 @@ def test_key_forms_go_back_only_to_a_page_of_this_site(client, user):
     inside = client.post("/dashboard/keys/", {"name": "k", "next": "/docs/"})
     assert inside["Location"] == "/docs/"
     outside = client.post("/dashboard/keys/", {"name": "k", "next": "https://evil.example/"})
-    assert outside["Location"] == "/dashboard/"
+    assert outside["Location"] == "/keys/"
 
 
 def test_dashboard_actions_on_another_workspaces_key_are_404(client, user, other_user):

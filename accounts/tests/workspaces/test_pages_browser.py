@@ -160,6 +160,8 @@ def test_a_team_from_invitation_to_the_owner_seeing_the_developers_call(browser,
     dev.wait_for_url(f"**{accept_path}")
     dev.get_by_role("button", name="Accept the invitation").click()
     dev.wait_for_url(re.compile(r".*/dashboard/$"))
+    dev.get_by_role("link", name="Keys", exact=True).click()  # the tabs stay visible on a phone
+    dev.wait_for_url(re.compile(r".*/keys/$"))
     dev.get_by_label("Key name").fill("dev laptop")
     dev.get_by_role("button", name="Create a key").click()
     plaintext = dev.locator("#new-key-value").inner_text()

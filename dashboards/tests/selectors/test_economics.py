@@ -63,6 +63,7 @@ def test_provider_stats_today_and_window(today):
             "errors_count": 2,
             "error_rate": Decimal("20.0"),
             "fallback_count": 1,
+            "charge_credits": 0,
         },
     ]
     window = economics.provider_stats_list(since=today - timedelta(days=29), until=today)
@@ -134,6 +135,10 @@ def test_economics_revenue_costs_margin(settings, today, catalog):
             "costs_usd": Decimal("6.00"),
             "requests_count": 1,
             "share_percent": Decimal("100.0"),
+            "charge_credits": 0,
+            "revenue_usd": None,  # nothing charged: nothing to split the revenue by
+            "profit_usd": None,
+            "margin_percent": None,
         }
     ]
 

@@ -44,7 +44,7 @@ def test_the_navigation_and_the_dashboard_link_to_activity(client, user, workspa
 
     html = _page(client, "/dashboard/")
 
-    assert '<a href="/activity/">Activity</a>' in html
+    assert '<a href="/activity/" data-tab="activity">Activity</a>' in html
     assert 'id="see-all-activity"' in html and "See all activity" in html
     assert html.count("<tr data-status=") == 10  # the dashboard keeps the last 10 calls
 

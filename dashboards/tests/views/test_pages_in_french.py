@@ -23,12 +23,19 @@ def test_the_dashboard_in_french(client, user):
     api_key_for(user, name="backend")
     client.force_login(user)
     html = client.get("/dashboard/", **FR).content.decode()
-    assert "<h1>Tableau de bord</h1>" in html
+    assert "<h1>Vue d’ensemble</h1>" in html
     assert "Dépenses, 30 derniers jours" in html and "Dépenses par modèle" in html
-    assert "<h2>Clés d’API</h2>" in html and "Créer une clé" in html and "Nom de la clé" in html
     assert "votre rôle : propriétaire" in html
-    for english in ("Spend, last 30 days", "Usage, last 30 days", "No calls in this period.", "Last used"):
+    assert ">Clés</a>" in html and ">Facturation</a>" in html  # the workspace tabs
+    for english in ("Spend, last 30 days", "Usage, last 30 days", "No calls in this period.", "Overview"):
         assert english not in html
+
+    keys = client.get("/keys/", **FR).content.decode()
+    assert "<h2>Clés d’API</h2>" in keys and "Créer une clé" in keys and "Nom de la clé" in keys
+    assert "Last used" not in keys
+
+    billing = client.get("/billing/", **FR).content.decode()
+    assert "<h1>Facturation</h1>" in billing and "Aucun paiement" in billing
 
     english = client.get("/dashboard/").content.decode()
     assert "Spend, last 30 days" in english and "your role: owner" in english
