@@ -13,12 +13,13 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import sync_playwright
 
 from accounts.models import ApiKey
-from accounts.tests.factories import StaffUserFactory, UserFactory
+from accounts.tests.factories import StaffUserFactory, SuperuserFactory, UserFactory
 from billing.models import PaymentTransaction
 from billing.services import plan_catalog_seed
 from credits.models import CreditPack
 from credits.services import credit_grant
 from dashboards.tests.factories import UsageEventFactory
+from proxy.models import UsageEvent
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -27,7 +28,22 @@ PASSWORD = "correct-horse-battery"
 LAPTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
 ANONYMOUS_PAGES = ("/", "/pricing/", "/docs/", "/accounts/login/", "/accounts/signup/")
-SIGNED_IN_PAGES = ("/", "/dashboard/", "/activity/", "/keys/", "/billing/", "/accounts/profile/", "/credits/")
+SIGNED_IN_PAGES = (
+    "/",
+    "/dashboard/",
+    "/activity/",
+    "/keys/",
+    "/billing/",
+    "/billing/simulated-portal/",
+    "/credits/",
+    "/notifications/",
+    "/webhooks/",
+    "/accounts/profile/",
+    "/pricing/",
+    "/docs/",
+)
+# The operator's pages (Tollgate's admin): the index, the dashboard, a busy changelist.
+STAFF_PAGES = ("/admin/", "/admin/dashboard/", "/admin/proxy/usageevent/", "/admin/accounts/workspace/")
 AXE = Axe()
 
 
@@ -132,7 +148,14 @@ def _customer():
 def test_main_pages_have_no_serious_axe_violation_overflow_or_console_error(
     browser, live_server, viewport, color_scheme, tmp_path_factory
 ):
-    _customer()
+    user = _customer()
+    workspace = user.personal_workspace
+    call = UsageEvent.objects.filter(workspace=workspace).first()
+    per_workspace = (
+        f"/workspaces/{workspace.pk}/members/",
+        f"/workspaces/{workspace.pk}/audit/",
+        f"/activity/{call.call_id}/",
+    )
     shots = tmp_path_factory.getbasetemp() / "screenshots" / color_scheme  # kept as CI artefacts
     shots.mkdir(parents=True, exist_ok=True)
     page = _open(browser, live_server, viewport, color_scheme)
@@ -142,7 +165,17 @@ def test_main_pages_have_no_serious_axe_violation_overflow_or_console_error(
         found += _check(page, path, shots)
     _login(page, "a11y@example.com")
     page.signed_in = "signed-in"
-    for path in SIGNED_IN_PAGES:
+    for path in SIGNED_IN_PAGES + per_workspace:
+        found += _check(page, path, shots)
+    page.context.clear_cookies()
+    SuperuserFactory(email="operator@example.com", password=PASSWORD)
+    page.goto("/admin/login/")
+    page.fill("input[name=username]", "operator@example.com")
+    page.fill("input[name=password]", PASSWORD)
+    page.locator("input[type=submit]").click()
+    page.wait_for_url("**/admin/")
+    page.signed_in = "staff"
+    for path in (*STAFF_PAGES, f"/admin/customers/{workspace.pk}/"):
         found += _check(page, path, shots)
     assert not found, "\n".join(found)
 
