@@ -292,29 +292,6 @@ class PeriodAudit(models.Model):
         return f"{self.workspace_id} {self.meter} {self.period_start:%Y-%m-%d}: {self.used}/{self.limit}"
 
 
-class QuotaAlertSent(models.Model):
-    """Marks that the 80 % / 100 % email went out for a period: at most one per threshold.
-
-    Keyed by the period start, so every new period is re-armed by construction.
-    """
-
-    workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="+")
-    meter = models.CharField(max_length=32, choices=Meter.choices)
-    period_start = models.DateTimeField()
-    threshold = models.PositiveSmallIntegerField()  # percent
-    sent_at = models.DateTimeField()
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["workspace", "meter", "period_start", "threshold"], name="quotaalert_once"
-            ),
-        ]
-
-    def __str__(self):
-        return f"{self.workspace_id} {self.meter} {self.period_start:%Y-%m} {self.threshold}%"
-
-
 class Subscription(BaseModel):
     """Our mirror of one Stripe subscription of a workspace.
 

@@ -141,7 +141,6 @@ class CreditAccountAdmin(ReadOnlyAdmin):
         "balance",
         "held",
         "first_purchase_at",
-        "low_balance_alerted_at",
         "updated_at",
     )
     search_fields = ("workspace__name", "workspace__slug", "workspace__personal_owner__email")

@@ -53,8 +53,6 @@ class CreditAccount(BaseModel):
     )
     balance = models.BigIntegerField(default=0)  # credits; == sum of the workspace's ledger amounts
     held = models.BigIntegerField(default=0)  # credits reserved by open holds (in-flight calls)
-    # Low-balance alert state: set when the email is sent, cleared (re-armed) by the next purchase.
-    low_balance_alerted_at = models.DateTimeField(null=True, blank=True)
     first_purchase_at = models.DateTimeField(null=True, blank=True)
     # A copy of the enabled ``AutoTopUp.threshold_credits`` (NULL while auto top-up is off), so a
     # debit, which holds this row locked anyway, knows without another query whether to buy more.

@@ -2,19 +2,9 @@
 
 from celery import shared_task
 
-from accounts.models import Workspace
 from billing.gateways.stripe_api import StripeServiceError
 
 from . import services
-
-
-@shared_task(name="credits.low_balance_email")
-def credit_low_balance_email_task(workspace_id: int) -> None:
-    """Queued once per crossing by the service (the alert flag is set before queueing)."""
-    workspace = Workspace.objects.filter(pk=workspace_id).first()
-    if workspace is None:
-        return
-    services.credit_low_balance_email_send(workspace=workspace)
 
 
 @shared_task(name="credits.ledger_reconcile")

@@ -12,7 +12,7 @@ The credits belong to a workspace (the billing tenant): every member spends the 
 under one row lock per workspace. Callers import from ``credits.services``.
 """
 
-from .alerts import Drift, credit_ledger_reconcile, credit_low_balance_email_send, upsell_event_record
+from .alerts import credit_ledger_reconcile, upsell_event_record
 from .auto_top_up import (
     auto_top_up_failed_email_send,
     auto_top_up_pending_attempt_id,
@@ -32,7 +32,6 @@ __all__ = [
     "auto_top_up_pending_attempt_id",
     "auto_top_up_run",
     "auto_top_up_update",
-    "Drift",
     "InsufficientCredits",
     "LotsShortfall",
     "credit_consume",
@@ -46,7 +45,6 @@ __all__ = [
     "credit_lots_expire",
     "credit_lots_get",
     "credit_lots_reconcile",
-    "credit_low_balance_email_send",
     "credit_pack_checkout_start",
     "credit_purchase_fulfil",
     "credit_refund_apply",

@@ -3,22 +3,16 @@ ledger reconciliation."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from dataclasses import dataclass
-
-from django.conf import settings
-from django.core.mail import send_mail
-from django.db.models import Sum
-from django.template.loader import render_to_string
 
 from accounts.models import Workspace
-from accounts.selectors import workspace_billing_emails
 from core.exceptions import ApiError
 from notifications.selectors import notification_settings_get
 from notifications.thresholds import NO_PERIOD, threshold_levels_observe, threshold_resolved
 
-from ..models import CreditAccount, CreditHold, CreditPack, LedgerEntry, UpsellEvent
-from ..selectors import credit_balance_get
+from ..models import CreditPack, UpsellEvent
+from .lots import BalanceDrift, credit_lots_reconcile
 
 logger = logging.getLogger("tollgate.credits")
 
@@ -87,67 +81,10 @@ def credit_balance_alerts_resolve(*, workspace_id: int, balance: int, available:
     return emitted
 
 
-def credit_low_balance_email_send(*, workspace: Workspace) -> None:
-    """Tell the workspace's billing contacts (active owners and billing members); nothing is
-    sent when it has none. (The door of ``credits.tasks.credit_low_balance_email_task``; the
-    balance alerts above email through ``notifications``.)"""
-    recipients = workspace_billing_emails(workspace=workspace)
-    if not recipients:
-        logger.warning("low credit balance: no billing contact", extra={"workspace_id": workspace.pk})
-        return
-    balance = credit_balance_get(workspace=workspace)
-    context = {"workspace": workspace, "balance": balance, "buy_url": f"{settings.SITE_URL}/credits/"}
-    send_mail(
-        subject=f"Tollgate credits are running low in {workspace.name}",
-        message=render_to_string("credits/email/low_balance.txt", context),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        recipient_list=recipients,
-    )
-
-
-@dataclass(frozen=True)
-class Drift:
-    workspace_id: int
-    balance: int
-    ledger_sum: int
-    held: int
-    open_holds: int
-
-
-def credit_ledger_reconcile() -> list[Drift]:
-    """Re-sum every ledger and compare with the cached balance and open holds; log drift."""
-    ledger = dict(
-        LedgerEntry.objects.values("workspace_id")
-        .annotate(total=Sum("amount"))
-        .values_list("workspace_id", "total")
-    )
-    holds = dict(
-        CreditHold.objects.filter(status=CreditHold.Status.HELD)
-        .values("workspace_id")
-        .annotate(total=Sum("amount"))
-        .values_list("workspace_id", "total")
-    )
-    drifts = []
-    accounts = CreditAccount.objects.values_list("workspace_id", "balance", "held")
-    seen = set()
-    for workspace_id, balance, held in accounts:
-        seen.add(workspace_id)
-        total = ledger.get(workspace_id) or 0
-        open_holds = holds.get(workspace_id) or 0
-        if total != balance or open_holds != held:
-            drifts.append(Drift(workspace_id, balance, total, held, open_holds))
-    for workspace_id, total in ledger.items():
-        if workspace_id not in seen and total:
-            drifts.append(Drift(workspace_id, 0, total, 0, holds.get(workspace_id) or 0))
+def credit_ledger_reconcile() -> list[BalanceDrift]:
+    """Every workspace whose cached balance, ledger sum, open holds or credit lots disagree
+    (``credit_lots_reconcile``: one read-only query), each logged as an error."""
+    drifts = credit_lots_reconcile()
     for drift in drifts:
-        logger.error(
-            "credit ledger drift",
-            extra={
-                "workspace_id": drift.workspace_id,
-                "balance": drift.balance,
-                "ledger_sum": drift.ledger_sum,
-                "held": drift.held,
-                "open_holds": drift.open_holds,
-            },
-        )
+        logger.error("credit ledger drift", extra=dataclasses.asdict(drift))
     return drifts

@@ -2,7 +2,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from credits.models import CreditAccount
+from credits.models import CreditAccount, CreditLot
 from credits.reconciliation import credit_ledger_drift_find
 from credits.services import credit_consume, credit_hold, credit_ledger_reconcile
 
@@ -34,6 +34,21 @@ def test_drifted_balance_and_holds_are_reported(workspace, other_workspace, fund
         call_command("credits_reconcile")
     assert excinfo.value.code == 1
     assert f"workspace={workspace.pk} balance=31 ledger_sum=30" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_lots_that_disagree_with_the_ledger_are_reported(workspace, fund, capsys):
+    fund(workspace, 30)
+    CreditLot.objects.filter(workspace=workspace).update(remaining=25)  # behind the services' back
+
+    (drift,) = credit_ledger_reconcile()
+
+    assert (drift.workspace_id, drift.balance, drift.ledger_sum, drift.lots_sum) == (workspace.pk, 30, 30, 25)
+    with pytest.raises(SystemExit):
+        call_command("credits_reconcile")
+    assert f"workspace={workspace.pk} balance=30 ledger_sum=30 held=0 open_holds=0 lots_sum=25" in (
+        capsys.readouterr().out
+    )
 
 
 @pytest.mark.django_db
