@@ -43,6 +43,41 @@ def pytest_runtest_setup(item):
     pytest.skip(reason)
 
 
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's chromium under Playwright, one per test module (tests marked ``browser``; each
+    test opens its own context). Django's async-safety check is off while it lives: the tests
+    make ORM calls on the thread that runs Playwright's event loop."""
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 (only browser modules need it)
+
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"),
+                headless=True,
+                args=list(CHROMIUM_ARGS),
+            )
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """Workspace ids start far from user ids: every user gets a personal workspace, so both

@@ -6,11 +6,8 @@ takes focus, keeps it, closes on Escape and gives focus back."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import sync_playwright
 
 from accounts.models import ApiKey
 from accounts.tests.factories import StaffUserFactory, SuperuserFactory, UserFactory
@@ -23,7 +20,6 @@ from proxy.models import UsageEvent
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 PASSWORD = "correct-horse-battery"
 LAPTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -48,7 +44,7 @@ AXE = Axe()
 
 
 @pytest.fixture
-def browser(settings, live_server):
+def browser(chromium, settings, live_server):
     settings.DEBUG = True
     settings.SITE_URL = live_server.url
     settings.RATELIMIT_ENABLE = False
@@ -58,18 +54,7 @@ def browser(settings, live_server):
         CreditPack.objects.get_or_create(
             code=code, defaults={"name": f"Pack {credits}", "credits": credits, "price_minor": price}
         )
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # ORM calls beside Playwright's event loop
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
-        )
-        yield instance
-        instance.close()
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    return chromium
 
 
 def _open(browser, live_server, viewport, color_scheme="light"):

@@ -4,10 +4,7 @@ button shows progress while its request is on its way."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from playwright.sync_api import sync_playwright
 
 from accounts.models import ApiKey
 from accounts.tests.factories import UserFactory
@@ -15,7 +12,6 @@ from billing.services import plan_catalog_seed
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 PASSWORD = "correct-horse-battery"
 # What <html> says at the first script that runs after <head>: the theme before first paint.
 FIRST_PAINT_THEME = """
@@ -27,25 +23,15 @@ document.addEventListener("readystatechange", () => {
 
 
 @pytest.fixture
-def page(settings, live_server):
+def page(chromium, settings, live_server):
     settings.DEBUG = True
     settings.RATELIMIT_ENABLE = False
     plan_catalog_seed()
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # ORM calls beside Playwright's event loop
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
-        )
-        context = browser.new_context(base_url=live_server.url, color_scheme="light")
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        yield page
-        browser.close()
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    context = chromium.new_context(base_url=live_server.url, color_scheme="light")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
 
 
 def _background(page) -> str:

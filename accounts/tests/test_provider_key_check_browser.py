@@ -3,35 +3,24 @@ provider's answer appears beside it, the key stays in the field and nothing is s
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from playwright.sync_api import sync_playwright
 
 from accounts.models import ProviderCredential
 from accounts.tests.factories import SuperuserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 SECRET = "sk-typed-in-the-browser-0123456789"
 
 
 @pytest.fixture
-def page(live_server, settings):
+def page(chromium, live_server, settings):
     settings.RATELIMIT_ENABLE = False
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # ORM calls beside Playwright's event loop
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(base_url=live_server.url)
-        page.set_default_timeout(15_000)
-        yield page
-        browser.close()
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    context = chromium.new_context(base_url=live_server.url)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
 
 
 def test_test_button_shows_the_providers_answer_and_saves_nothing(page, provider_fake):

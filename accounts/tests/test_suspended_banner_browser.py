@@ -4,11 +4,8 @@ no serious axe-core violation (light and dark)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import sync_playwright
 
 from accounts.services.suspension import workspace_suspend
 from accounts.tests.factories import SuperuserFactory, UserFactory
@@ -16,30 +13,18 @@ from billing.services import plan_catalog_seed
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 PASSWORD = "correct-horse-battery"
 PHONE = {"width": 390, "height": 844}
 BANNER_FR = "Cet espace de travail est suspendu : ses clés d’API sont refusées. Contactez le support."
 
 
 @pytest.fixture
-def browser(settings, live_server):
+def browser(chromium, settings, live_server):
     settings.DEBUG = True
     settings.SITE_URL = live_server.url
     settings.RATELIMIT_ENABLE = False
     plan_catalog_seed()
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # ORM calls beside Playwright's event loop
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
-        )
-        yield instance
-        instance.close()
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    return chromium
 
 
 @pytest.mark.parametrize("color_scheme", ["light", "dark"])

@@ -3,41 +3,27 @@ page script stores it in the ``tz`` cookie, and the next page prints times in To
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import UTC, datetime
 
 import pytest
 import time_machine
-from playwright.sync_api import sync_playwright
 
 from accounts.tests.factories import UserFactory, api_key_for
 from billing.services import plan_catalog_seed
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 PASSWORD = "correct-horse-battery"
 # 12:00 UTC is 21:00 in Tokyo (JST, UTC+9, no summer time).
 CREATED_AT = datetime(2025, 7, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def browser(settings, live_server):
+def browser(chromium, settings, live_server):
     settings.RATELIMIT_ENABLE = False
     plan_catalog_seed()  # the dashboard shows the plan (transactional tests flush the seed)
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # ORM calls beside Playwright's event loop
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
-        )
-        yield instance
-        instance.close()
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    return chromium
 
 
 def test_a_browser_in_tokyo_sees_tokyo_time(browser, live_server):

@@ -8,13 +8,11 @@ with ``responses`` (the live server runs in this process); payments use the simu
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import responses
 from django.conf import settings as django_settings
-from playwright.sync_api import sync_playwright
 
 from billing.models import Plan
 from billing.services import plan_catalog_seed
@@ -24,38 +22,16 @@ from dashboards.tests.factories import OrganizationFactory, StaffFactory, UserFa
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 SHOTS = Path(django_settings.BASE_DIR) / "test-artifacts" / "screenshots"
 PASSWORD = "correct-horse-battery"
 LAPTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
 
-@pytest.fixture(scope="module")
-def browser():
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # ORM calls beside Playwright's event loop
-
+@pytest.fixture
+def browser(chromium):
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield instance
-        instance.close()
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    return chromium
 
 
 @pytest.fixture

@@ -4,14 +4,12 @@ changes the workspace from the keyboard; inviting and accepting work end to end.
 
 from __future__ import annotations
 
-import os
 import re
 
 import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from django.core import mail
-from playwright.sync_api import sync_playwright
 
 from accounts.models import ApiKey, Membership, Role
 from accounts.services.workspaces import invitation_create, workspace_create
@@ -21,30 +19,18 @@ from proxy.catalog import proxy_catalog_seed
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 PASSWORD = "correct-horse-battery"
 VIEWPORTS = {"laptop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
 AXE = Axe()
 
 
 @pytest.fixture
-def browser(settings, live_server):
+def browser(chromium, settings, live_server):
     settings.DEBUG = True
     settings.SITE_URL = live_server.url
     settings.RATELIMIT_ENABLE = False
     plan_catalog_seed()  # the dashboard shows the plan (transactional tests flush the seed)
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # ORM calls beside Playwright's event loop
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
-        )
-        yield instance
-        instance.close()
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    return chromium
 
 
 def _page(browser, live_server, viewport):
