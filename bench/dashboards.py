@@ -25,8 +25,15 @@ from bench.environment import step
 from proxy.models import UsageEvent
 from proxy.usage_generator import GENERATED_MARKER, usage_events_generate
 
-ROUTES = {
+# The customer's pages, opened by the heavy workspace's owner; the other routes by an operator.
+CUSTOMER_ROUTES = {
     "dashboard_ms": "/dashboard/",
+    "activity_ms": "/activity/",
+    "keys_ms": "/keys/",
+    "billing_ms": "/billing/",
+}
+ROUTES = {
+    **CUSTOMER_ROUTES,
     "admin_dashboard_ms": "/admin/dashboard/",
     "api_admin_dashboard_ms": "/api/admin/dashboard",
     # The admin's changelists over the big tables (core/admin_lists.py); ``{email}`` is the heavy
@@ -108,7 +115,7 @@ def dashboards_bench(bench, *, events: int) -> dict:
     placeholders = {"email": quote(end_user.email), "request_id": uuid.uuid4().hex}
     for key, route in ROUTES.items():
         path = route.format(**placeholders)
-        user = end_user if key == "dashboard_ms" else staff
+        user = end_user if key in CUSTOMER_ROUTES else staff
         timing = route_time(
             base_url=base_url,
             path=path,

@@ -98,6 +98,9 @@ def results_markdown(results: dict) -> str:
         lines += [
             f"Dashboards with {dashboards.get('events')} usage events (p50 of 20): "
             f"/dashboard/ {_fmt(dashboards.get('dashboard_ms'), ' ms')}, "
+            f"/activity/ {_fmt(dashboards.get('activity_ms'), ' ms')}, "
+            f"/keys/ {_fmt(dashboards.get('keys_ms'), ' ms')}, "
+            f"/billing/ {_fmt(dashboards.get('billing_ms'), ' ms')}, "
             f"/admin/dashboard/ {_fmt(dashboards.get('admin_dashboard_ms'), ' ms')}, "
             f"GET /api/admin/dashboard {_fmt(dashboards.get('api_admin_dashboard_ms'), ' ms')}",
             "",
