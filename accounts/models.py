@@ -49,6 +49,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     time_zone = models.CharField(
         max_length=TIME_ZONE_MAX_LENGTH, blank=True, default="", validators=[validate_time_zone]
     )
+    # The language of the emails sent to them (a code of settings.LANGUAGES), set by the language
+    # switcher and at sign-up; blank: not known yet, so English (settings.LANGUAGE_CODE).
+    language = models.CharField(max_length=8, blank=True, default="", choices=settings.LANGUAGES)
 
     objects = UserManager()
 

@@ -306,6 +306,15 @@ def workspace_billing_emails(*, workspace: Workspace) -> list[str]:
     return sorted(set(emails))
 
 
+def workspace_billing_contacts(*, workspace: Workspace) -> list[tuple[str, str]]:
+    """The same contacts as ``workspace_billing_emails``, each with the language their mail is
+    written in (``User.language``, blank: English), for ``core.mail.mail_send_localized``."""
+    contacts = Membership.objects.filter(
+        workspace=workspace, role__in=BILLING_CONTACT_ROLES, user__is_active=True
+    ).values_list("user__email", "user__language")
+    return sorted(set(contacts))
+
+
 def workspace_member_role_get(*, workspace: Workspace, user: User) -> str | None:
     """``user``'s role in ``workspace``, or None when they are not a member."""
     if user is None or not user.is_authenticated:

@@ -2,6 +2,7 @@
 
 import logging
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
@@ -10,7 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.cache import add_never_cache_headers
 from django.utils.encoding import force_str
 from django.utils.http import urlsafe_base64_decode
@@ -18,6 +19,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.i18n import set_language as django_set_language
 
 from core.exceptions import CACHE_UNAVAILABLE_ERRORS, ApiError
 from core.redirects import safe_next_url
@@ -50,6 +52,7 @@ from .services import (
     provider_credential_set,
     user_register,
 )
+from .services.users import user_language_set
 from .services.verification import email_verification_send
 from .services.verification import email_verify as email_verify_service
 from .tenancy import WorkspaceContext, page_context_get
@@ -188,7 +191,11 @@ def signup(request):
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            user = user_register(email=form.cleaned_data["email"], password=form.cleaned_data["password1"])
+            user = user_register(
+                email=form.cleaned_data["email"],
+                password=form.cleaned_data["password1"],
+                language=_signup_language(),
+            )
         except ApiError as error:
             _apply_api_error(form, error)
             if "password1" not in form.errors and "password" in (error.extra.get("errors") or {}):
@@ -200,6 +207,22 @@ def signup(request):
             messages.success(request, _("Welcome to Tollgate. Create your first API key below."))
             return redirect("accounts:dashboard")
     return render(request, "registration/signup.html", {"form": form, "next": next_url})
+
+
+def _signup_language() -> str:
+    """The sign-up page's language when it is not the default: their emails start in it. An
+    English page stores nothing (blank already means English)."""
+    language = translation.get_language() or ""
+    return "" if language == settings.LANGUAGE_CODE else language
+
+
+def set_language(request):
+    """The footer's language switcher: Django's ``set_language`` (the cookie; a GET changes
+    nothing), and for a signed-in person the language their emails are written in."""
+    response = django_set_language(request)
+    if request.method == "POST" and request.user.is_authenticated:
+        user_language_set(user=request.user, language=request.POST.get("language", ""))
+    return response
 
 
 def _workspace_template_context(ctx: WorkspaceContext, **extra) -> dict:

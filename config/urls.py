@@ -16,6 +16,7 @@ urlpatterns = [
     path("admin/password_change/", accounts_views.admin_password_change),
     path("admin/", admin.site.urls),
     # The language switcher's form (base.html) posts to set_language: it sets the language cookie.
+    path("i18n/setlang/", accounts_views.set_language, name="set_language"),  # also stores User.language
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -11,12 +11,13 @@ from datetime import datetime, timedelta
 
 import httpx
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from accounts.selectors import workspace_billing_emails
+from accounts.selectors import workspace_billing_contacts
+from core.mail import mail_send_localized
 
 from .models import WebhookDelivery, WebhookEndpoint
 from .signing import payload_body, signature_header
@@ -193,13 +194,25 @@ def webhook_endpoint_disable(*, endpoint: WebhookEndpoint, reason: str, now: dat
 
 
 def _endpoint_disabled_email(*, endpoint: WebhookEndpoint) -> None:
-    recipients = workspace_billing_emails(workspace=endpoint.workspace)
-    if not recipients:
-        return
-    body = (
-        f"Every delivery to your webhook endpoint {endpoint.url} in {endpoint.workspace.name} failed "
-        "for 24 hours, so Tollgate disabled it and stopped sending events there.\n\n"
-        "Fix the receiver, then enable the endpoint again (and send a test event): "
-        f"{settings.SITE_URL}{reverse('notifications:page')}\n"
-    )
-    send_mail("Tollgate: a webhook endpoint was disabled", body, settings.DEFAULT_FROM_EMAIL, recipients)
+    recipients = workspace_billing_contacts(workspace=endpoint.workspace)
+    values = {
+        "url": endpoint.url,
+        "workspace": endpoint.workspace.name,
+        "page_url": f"{settings.SITE_URL}{reverse('notifications:page')}",
+    }
+
+    def build() -> tuple[str, str]:
+        body = (
+            _(
+                "Every delivery to your webhook endpoint %(url)s in %(workspace)s failed for 24 hours, "
+                "so Tollgate disabled it and stopped sending events there."
+            )
+            % values
+            + "\n\n"
+            + _("Fix the receiver, then enable the endpoint again (and send a test event): %(page_url)s")
+            % values
+            + "\n"
+        )
+        return _("Tollgate: a webhook endpoint was disabled"), body
+
+    mail_send_localized(recipients=recipients, build=build)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
@@ -23,6 +24,7 @@ from .workspaces import workspaces_personal_bulk_create  # after field_error is 
 
 __all__ = [
     "field_error",
+    "user_language_set",
     "user_register",
     "user_token_get_or_create",
     "user_tokens_revoke",
@@ -35,9 +37,10 @@ logger = logging.getLogger("tollgate.accounts")
 # --- Users ------------------------------------------------------------------------------------
 
 
-def user_register(*, email: str, password: str, name: str = "") -> User:
-    """Create a customer account and its DRF token, and mail the link that confirms the address.
-    Duplicate email / weak password → 400."""
+def user_register(*, email: str, password: str, name: str = "", language: str = "") -> User:
+    """Create a customer account and its DRF token, and mail the link that confirms the address
+    (in ``language``, the sign-up page's, when it is one of ``settings.LANGUAGES``; blank:
+    English). Duplicate email / weak password → 400."""
     email = (email or "").strip().lower()
     try:
         validate_email(email)
@@ -53,13 +56,30 @@ def user_register(*, email: str, password: str, name: str = "") -> User:
         raise ApiError("invalid_request", " ".join(messages), param="password", errors={"password": messages})
     try:
         with transaction.atomic():
-            user = User.objects.create_user(email=email, password=password, name=name)
+            user = User.objects.create_user(
+                email=email, password=password, name=name, language=_language_clean(language)
+            )
             Token.objects.create(user=user)
     except IntegrityError:  # a concurrent sign-up with the same email won the race
         raise field_error("email", "An account with this email already exists.")
     transaction.on_commit(lambda: email_verification_send(user=user))
     logger.info("user registered", extra={"user_id": user.pk})
     return user
+
+
+def _language_clean(language: str) -> str:
+    return language if language in dict(settings.LANGUAGES) else ""
+
+
+def user_language_set(*, user: User, language: str) -> bool:
+    """Store the language the user's emails are written in (one column). False, and nothing
+    stored, for a language the site does not speak."""
+    if language not in dict(settings.LANGUAGES):
+        return False
+    if user.language != language:
+        user.language = language
+        user.save(update_fields=["language"])
+    return True
 
 
 def user_token_get_or_create(*, user: User) -> str:

@@ -15,12 +15,13 @@ import logging
 
 from django.conf import settings
 from django.core import signing
-from django.core.mail import send_mail
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.exceptions import ApiError
+from core.mail import mail_send_localized
 
 from ..models import User
 
@@ -52,8 +53,11 @@ def email_verification_send(*, user: User) -> None:
     if user.email_verified_at is not None:
         return
     context = {"user": user, "verify_url": email_verification_link(user=user)}
-    body = render_to_string("accounts/email/verify_email.txt", context)
-    send_mail("Confirm your email address", body, settings.DEFAULT_FROM_EMAIL, [user.email])
+
+    def build() -> tuple[str, str]:
+        return _("Confirm your email address"), render_to_string("accounts/email/verify_email.txt", context)
+
+    mail_send_localized(recipients=[(user.email, user.language)], build=build)
     logger.info("email verification sent", extra={"user_id": user.pk})
 
 

@@ -21,7 +21,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import ProtectedError, Q
@@ -29,8 +28,11 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 
 from core.exceptions import ApiError
+from core.mail import mail_send_localized
 
 from ..models import ApiKey, Invitation, Membership, Role, User, Workspace
 from ..registry import workspace_delete_blockers
@@ -398,17 +400,27 @@ def _invitation_email_send(*, invitation_id: int, accept_url: str) -> None:
     if invitation is None:
         return
     inviter = invitation.invited_by
-    inviter_label = (inviter.name or inviter.email) if inviter is not None else "Someone"
-    context = {
-        "inviter": inviter_label,
-        "workspace": invitation.workspace,
-        "role": Role(invitation.role).label,
-        "accept_url": accept_url,
-        "expires_at": invitation.expires_at,
-    }
-    body = render_to_string("accounts/email/invitation.txt", context)
-    subject = f"{inviter_label} invited you to {invitation.workspace.name} on Tollgate"
-    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [invitation.email])
+
+    def build() -> tuple[str, str]:
+        inviter_label = (inviter.name or inviter.email) if inviter is not None else _("Someone")
+        context = {
+            "inviter": inviter_label,
+            "workspace": invitation.workspace,
+            # The pages' names of the roles (accounts.workspace_views.ROLE_LABELS, same msgids).
+            "role": pgettext("workspace role", Role(invitation.role).label),
+            "accept_url": accept_url,
+            "expires_at": invitation.expires_at,
+        }
+        subject = _("%(inviter)s invited you to %(workspace)s on Tollgate") % {
+            "inviter": inviter_label,
+            "workspace": invitation.workspace.name,
+        }
+        return subject, render_to_string("accounts/email/invitation.txt", context)
+
+    # The invitee has no account (or none we may read the language of) yet: the email speaks the
+    # inviter's language, the best guess of a language they share.
+    language = inviter.language if inviter is not None else ""
+    mail_send_localized(recipients=[(invitation.email, language)], build=build)
     logger.info(
         "invitation sent", extra={"invitation_id": invitation.pk, "workspace_id": invitation.workspace_id}
     )

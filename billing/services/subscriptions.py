@@ -14,16 +14,17 @@ from datetime import UTC, datetime, timedelta
 from dateutil.relativedelta import relativedelta
 from django.conf import settings
 from django.core.cache import cache
-from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from accounts.models import Membership
-from accounts.selectors import api_key_active_count, workspace_billing_emails
+from accounts.selectors import api_key_active_count, workspace_billing_contacts
 from accounts.services import api_key_create, api_key_reveal_link_create, audit_record
 from core.locks import lock_objects
+from core.mail import mail_send_localized
 from notifications.services import event_emit
 
 from ..fulfilment import CheckoutEventRejected
@@ -503,6 +504,12 @@ def chargily_renewal_reminders_send(*, now: datetime | None = None) -> int:
     return sum(chargily_renewal_reminder_send(subscription_id=pk, now=now) for pk in list(due))
 
 
+def _email_values(row: Subscription, **extra) -> dict:
+    """The placeholders of the plan emails, which each reader gets in their language (core.mail)."""
+    pricing_url = f"{settings.SITE_URL}{reverse('billing:pricing')}"
+    return {"plan": row.plan.name, "workspace": row.workspace.name, "pricing_url": pricing_url, **extra}
+
+
 def chargily_renewal_reminder_send(*, subscription_id: int, now: datetime | None = None) -> bool:
     """One reminder per period, to the workspace's billing contacts: the marker (conditional
     UPDATE) and the email commit together, so a failed send is retried by the next run and a
@@ -514,17 +521,20 @@ def chargily_renewal_reminder_send(*, subscription_id: int, now: datetime | None
         ):
             return False
         row = Subscription.objects.select_related("workspace", "plan").get(pk=subscription_id)
-        recipients = workspace_billing_emails(workspace=row.workspace)
-        if recipients:
-            send_mail(
-                f"Tollgate: your {row.plan.name} plan ends on {row.current_period_end:%Y-%m-%d}",
-                f"The {row.plan.name} plan of {row.workspace.name}, paid with Chargily Pay, ends on "
-                f"{row.current_period_end:%Y-%m-%d %H:%M} UTC and does not renew by itself.\n\n"
-                f"Renew it (the new period starts when this one ends): "
-                f"{settings.SITE_URL}{reverse('billing:pricing')}\n",
-                settings.DEFAULT_FROM_EMAIL,
-                recipients,
-            )
+        end = row.current_period_end
+        values = _email_values(row, day=f"{end:%Y-%m-%d}", at=f"{end:%Y-%m-%d %H:%M}")
+        mail_send_localized(
+            recipients=workspace_billing_contacts(workspace=row.workspace),
+            build=lambda: (
+                gettext("Tollgate: your %(plan)s plan ends on %(day)s") % values,
+                gettext(
+                    "The %(plan)s plan of %(workspace)s, paid with Chargily Pay, ends on %(at)s UTC and does"
+                    " not renew by itself.\n\n"
+                    "Renew it (the new period starts when this one ends): %(pricing_url)s\n"
+                )
+                % values,
+            ),
+        )
     return True
 
 
@@ -537,37 +547,34 @@ def plan_active_email_send(
     row = Subscription.objects.select_related("workspace", "plan").filter(pk=subscription_id).first()
     if row is None:
         return False
-    recipients = workspace_billing_emails(workspace=row.workspace)
-    subject = f"Tollgate: your {row.plan.name} plan is active"
-    footer = f"Dashboard: {settings.SITE_URL}/dashboard/"
-    lead = f"The Tollgate {row.plan.name} plan of {row.workspace.name} is active."
-    if row.workspace.personal:
-        lead = f"Your Tollgate {row.plan.name} plan is active."
-    revealed_to = ""
+    values = _email_values(row, url=f"{settings.SITE_URL}/dashboard/")
+
+    def build(*, with_key: bool) -> tuple[str, str]:
+        if row.workspace.personal:
+            lines = [gettext("Your Tollgate %(plan)s plan is active.") % values, ""]
+        else:
+            lines = [gettext("The Tollgate %(plan)s plan of %(workspace)s is active.") % values, ""]
+        if with_key:
+            key_line = gettext(
+                "We created an API key for you. Open this link within 24 hours to see it, once:"
+            )
+            lines += [key_line, reveal_url, ""]
+        lines.append(gettext("Dashboard: %(url)s") % values)
+        return gettext("Tollgate: your %(plan)s plan is active") % values, "\n".join(lines)
+
+    revealed_to = None  # (email, language) of the member the key was created for
     if reveal_user_id is None and row.workspace.personal:  # a task queued before workspaces
         reveal_user_id = row.workspace.personal_owner_id
     if reveal_url and reveal_user_id is not None:
         revealed_to = (
             Membership.objects.filter(workspace=row.workspace, user_id=reveal_user_id)
-            .values_list("user__email", flat=True)
+            .values_list("user__email", "user__language")
             .first()
-            or ""
         )
     if revealed_to:
-        body = "\n".join(
-            [
-                lead,
-                "",
-                "We created an API key for you. Open this link within 24 hours to see it, once:",
-                reveal_url,
-                "",
-                footer,
-            ]
-        )
-        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [revealed_to])
-    others = [email for email in recipients if email != revealed_to]
-    if others:
-        send_mail(subject, "\n".join([lead, "", footer]), settings.DEFAULT_FROM_EMAIL, others)
+        mail_send_localized(recipients=[revealed_to], build=lambda: build(with_key=True))
+    others = [c for c in workspace_billing_contacts(workspace=row.workspace) if c != revealed_to]
+    mail_send_localized(recipients=others, build=lambda: build(with_key=False))
     return True
 
 
@@ -575,14 +582,19 @@ def subscription_payment_failed_email_send(*, subscription_id: int) -> bool:
     row = Subscription.objects.select_related("workspace", "plan").filter(pk=subscription_id).first()
     if row is None:
         return False
-    recipients = workspace_billing_emails(workspace=row.workspace)
+    recipients = workspace_billing_contacts(workspace=row.workspace)
     if not recipients:
         return False
-    send_mail(
-        "Tollgate: your payment failed",
-        f"We could not charge the {row.plan.name} plan renewal of {row.workspace.name}. Stripe will "
-        f"retry; please update the payment method from {settings.SITE_URL}{reverse('billing:pricing')}.",
-        settings.DEFAULT_FROM_EMAIL,
-        recipients,
+    values = _email_values(row)
+    mail_send_localized(
+        recipients=recipients,
+        build=lambda: (
+            gettext("Tollgate: your payment failed"),
+            gettext(
+                "We could not charge the %(plan)s plan renewal of %(workspace)s. Stripe will retry; please"
+                " update the payment method from %(pricing_url)s."
+            )
+            % values,
+        ),
     )
     return True

@@ -25,19 +25,20 @@ from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from accounts.models import Workspace
-from accounts.selectors import workspace_billing_emails
+from accounts.selectors import workspace_billing_contacts
 from accounts.services import audit_record
 from billing.gateways.stripe_api import StripeServiceError, off_session_payment_charge, stripe_api_get
 from billing.gateways.stripe_payments import off_session_reference
 from billing.models import PaymentTransaction
 from core.exceptions import ApiError
 from core.locks import lock_objects
+from core.mail import mail_send_localized
 from notifications.services import event_emit
 
 from ..models import AutoTopUp, AutoTopUpAttempt, CreditAccount, CreditPack, CreditPurchase
@@ -406,15 +407,18 @@ def _failure_notify(*, workspace_id: int, reason: str, emitted: bool) -> None:
 
 
 def auto_top_up_failed_email_send(*, workspace: Workspace, reason: str) -> None:
-    """Tell the billing contacts that auto top-up is off and why (nothing when there are none)."""
-    recipients = workspace_billing_emails(workspace=workspace)
+    """Tell the billing contacts, each in their language, that auto top-up is off and why
+    (nothing when there are none). ``reason`` is the stored one, in English."""
+    recipients = workspace_billing_contacts(workspace=workspace)
     if not recipients:
         logger.warning("auto top-up failed: no billing contact", extra={"workspace_id": workspace.pk})
         return
     context = {"workspace": workspace, "reason": reason, "credits_url": f"{settings.SITE_URL}/credits/"}
-    send_mail(
-        subject=f"Tollgate auto top-up failed and was turned off in {workspace.name}",
-        message=render_to_string("credits/email/auto_top_up_failed.txt", context),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        recipient_list=recipients,
-    )
+
+    def build() -> tuple[str, str]:
+        subject = gettext("Tollgate auto top-up failed and was turned off in %(workspace)s") % {
+            "workspace": workspace.name
+        }
+        return subject, render_to_string("credits/email/auto_top_up_failed.txt", context)
+
+    mail_send_localized(recipients=recipients, build=build)

@@ -459,7 +459,7 @@ def test_a_failed_reminder_email_is_retried_by_the_next_run(chargily_settings, d
         raise ConnectionError("smtp down")
 
     with time_machine.travel(T0 + relativedelta(months=1) - timedelta(days=1), tick=False):
-        monkeypatch.setattr("billing.services.subscriptions.send_mail", broken)
+        monkeypatch.setattr("core.mail.send_mail", broken)
         with pytest.raises(ConnectionError):
             chargily_renewal_reminders_send()
         assert Subscription.objects.get(workspace=workspace).renewal_reminder_sent_at is None
