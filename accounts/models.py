@@ -51,7 +51,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     )
     # The language of the emails sent to them (a code of settings.LANGUAGES), set by the language
     # switcher and at sign-up; blank: not known yet, so English (settings.LANGUAGE_CODE).
-    language = models.CharField(max_length=8, blank=True, default="", choices=settings.LANGUAGES)
+    # ``db_default``: the previous release's sign-ups (no such field) still insert during a deploy.
+    language = models.CharField(
+        max_length=8, blank=True, default="", db_default="", choices=settings.LANGUAGES
+    )
 
     objects = UserManager()
 

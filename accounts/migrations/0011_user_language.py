@@ -11,7 +11,11 @@ class Migration(migrations.Migration):
             model_name="user",
             name="language",
             field=models.CharField(
-                blank=True, choices=[("en", "English"), ("fr", "Français")], default="", max_length=8
+                blank=True,
+                choices=[("en", "English"), ("fr", "Français")],
+                default="",
+                db_default="",
+                max_length=8,
             ),
         ),
     ]
