@@ -8,6 +8,8 @@ URL pattern, so an endpoint without a declared action fails CI.
 
 from __future__ import annotations
 
+from django.utils.translation import pgettext_lazy
+
 from .models import Role
 
 OWNER, ADMIN, BILLING, DEVELOPER = Role.OWNER, Role.ADMIN, Role.BILLING, Role.DEVELOPER
@@ -38,6 +40,14 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     # Outgoing webhooks (notifications): endpoints, their secrets and delivery logs.
     "webhooks.read": frozenset({OWNER, ADMIN}),
     "webhooks.manage": frozenset({OWNER, ADMIN}),
+}
+
+# The roles as pages and emails name them, translated (APIs keep the codes).
+ROLE_LABELS = {
+    Role.OWNER: pgettext_lazy("workspace role", "Owner"),
+    Role.ADMIN: pgettext_lazy("workspace role", "Admin"),
+    Role.BILLING: pgettext_lazy("workspace role", "Billing"),
+    Role.DEVELOPER: pgettext_lazy("workspace role", "Developer"),
 }
 
 # Roles from most to least powerful, for display and for "who may assign whom".

@@ -21,7 +21,7 @@ from django.shortcuts import redirect, render
 from django.urls import Resolver404, resolve, reverse
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext, pgettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -29,7 +29,7 @@ from core.exceptions import ApiError
 from core.redirects import safe_next_url
 
 from .models import Role
-from .roles import ROLE_ORDER
+from .roles import ROLE_LABELS, ROLE_ORDER
 from .selectors import member_limits_usage_get
 from .services.member_limits import membership_limits_set
 from .services.workspaces import (
@@ -50,13 +50,6 @@ from .workspace_selectors import (
     workspace_member_context_get,
 )
 
-# The roles as pages name them: the model's labels, translated (APIs keep the codes).
-ROLE_LABELS = {
-    Role.OWNER: pgettext_lazy("workspace role", "Owner"),
-    Role.ADMIN: pgettext_lazy("workspace role", "Admin"),
-    Role.BILLING: pgettext_lazy("workspace role", "Billing"),
-    Role.DEVELOPER: pgettext_lazy("workspace role", "Developer"),
-}
 ROLE_CHOICES = list(ROLE_LABELS.items())
 
 

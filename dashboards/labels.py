@@ -2,12 +2,6 @@
 
 from django.utils.translation import gettext_lazy, pgettext_lazy
 
-ROLE_LABELS = {
-    "owner": pgettext_lazy("workspace role", "Owner"),
-    "admin": pgettext_lazy("workspace role", "Admin"),
-    "billing": pgettext_lazy("workspace role", "Billing"),
-    "developer": pgettext_lazy("workspace role", "Developer"),
-}
 PLAN_STATUS_LABELS = {
     "free": pgettext_lazy("plan status", "free"),
     "incomplete": pgettext_lazy("plan status", "incomplete"),

@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET
 
+from accounts.roles import ROLE_LABELS
 from accounts.selectors import api_key_list
 from accounts.tenancy import page_context_get, workspace_context_get
 from billing.selectors import plan_list_public
@@ -24,7 +25,7 @@ from core.metrics import metrics_exposition_get
 
 from .billing_views import plan_card_context
 from .charts import bar_chart_svg
-from .labels import QUOTA_LABELS, QUOTA_PERIODS, ROLE_LABELS
+from .labels import QUOTA_LABELS, QUOTA_PERIODS
 from .selectors import business, customer, operator, spend
 
 # The docs page's "Meaning" column: in the reader's language (the codes are the contract).

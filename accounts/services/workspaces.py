@@ -29,14 +29,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
-from django.utils.translation import pgettext
 
 from core.exceptions import ApiError
 from core.mail import mail_send_localized
 
 from ..models import ApiKey, Invitation, Membership, Role, User, Workspace
 from ..registry import workspace_delete_blockers
-from ..roles import role_can, roles_allowed
+from ..roles import ROLE_LABELS, role_can, roles_allowed
 from ..workspace_selectors import invitation_is_pending, invitation_token_hash
 from .audit import audit_record  # re-exported: it used to live here
 from .errors import field_error
@@ -406,8 +405,7 @@ def _invitation_email_send(*, invitation_id: int, accept_url: str) -> None:
         context = {
             "inviter": inviter_label,
             "workspace": invitation.workspace,
-            # The pages' names of the roles (accounts.workspace_views.ROLE_LABELS, same msgids).
-            "role": pgettext("workspace role", Role(invitation.role).label),
+            "role": str(ROLE_LABELS.get(invitation.role, invitation.role)),
             "accept_url": accept_url,
             "expires_at": invitation.expires_at,
         }
